@@ -1,0 +1,42 @@
+# Two entry points for a fresh machine: `make demo` and `make test`.
+# Each builds .venv from the lock file when it is missing or stale, then runs.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: demo test lint bench lock clean
+
+$(STAMP): requirements.lock pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -r requirements.lock
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check --no-deps --no-build-isolation -e .
+	touch $(STAMP)
+
+demo: $(STAMP)
+	@PATH="$(CURDIR)/$(BIN):$$PATH" ./demo.sh
+
+# The browser tests drive Debian's Chromium; CJK fonts so that Chinese pages render as text.
+BROWSER := /usr/bin/chromium
+$(BROWSER):
+	command -v apt-get >/dev/null && (apt-get install -y -q chromium fonts-noto-cjk || \
+	  (apt-get update -q && apt-get install -y -q chromium fonts-noto-cjk))
+
+test: $(STAMP) $(BROWSER)
+	$(BIN)/python -m pytest
+
+lint: $(STAMP)
+	$(BIN)/ruff check src tests bench
+	$(BIN)/ruff format --check src tests bench
+	$(BIN)/mypy --strict src/fenqi
+
+bench: $(STAMP)
+	$(BIN)/python bench/quote.py
+	$(BIN)/python bench/servicing.py
+
+# Re-pin every dependency (needs network); commit the result.
+lock:
+	$(PYTHON) -m pip install --quiet uv && $(PYTHON) -m uv pip compile pyproject.toml --extra dev --python-version 3.11 -o requirements.lock
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis

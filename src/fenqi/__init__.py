@@ -1,0 +1,1 @@
+"""fenqi (分期): a consumer installment credit servicing engine."""

@@ -1,0 +1,1 @@
+"""The HTTP service (FastAPI): JSON API, borrower page, operator console."""

@@ -1,0 +1,114 @@
+"""Errors as RFC 9457 problem details: ``application/problem+json`` with a machine-readable
+``type``, a ``title``, the ``status``, a ``detail`` that says what is wrong, and the ``field`` at
+fault when there is one."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel
+from starlette.exceptions import HTTPException
+
+from fenqi.domain.errors import InputError
+from fenqi.services.access import ForbiddenError, UnauthenticatedError
+from fenqi.services.context import IdempotencyKeyReusedError
+from fenqi.services.errors import DeclinedError, InFlightError, NotFoundError, RefusedError
+from fenqi.services.quoting import FieldError
+from fenqi.store.database import DatabaseNotReadyError
+
+MEDIA_TYPE = "application/problem+json"
+_WHERE = ("body", "query", "path", "header")  # where a field is, not which
+PREFIX = "urn:fenqi:problem:"
+
+# The most specific class first: the first that matches says which problem it is.
+_KINDS: tuple[tuple[type[Exception], int, str, str], ...] = (
+    (UnauthenticatedError, 401, "unauthenticated", "Sign in or give credentials"),
+    (ForbiddenError, 403, "forbidden", "Not allowed for your role"),
+    (NotFoundError, 404, "not-found", "Not found"),
+    (InFlightError, 409, "in-flight", "The same request is still being worked out"),
+    (IdempotencyKeyReusedError, 422, "idempotency-key-reused", "Idempotency key reused"),
+    (DeclinedError, 402, "payment-declined", "The payment channel declined"),
+    (FieldError, 422, "invalid-field", "A field cannot be used"),
+    (RefusedError, 422, "refused", "Refused by the rules"),
+    (InputError, 422, "invalid-input", "The input cannot be used"),
+    (DatabaseNotReadyError, 503, "database-not-ready", "The database is not ready"),
+)
+
+
+class Problem(BaseModel):
+    """An RFC 9457 problem document."""
+
+    type: str
+    title: str
+    status: int
+    detail: str
+    field: str | None = None
+
+
+_PROBLEM_SCHEMA = Problem.model_json_schema()
+RESPONSES: dict[int | str, dict[str, Any]] = {
+    status: {"description": title, "content": {MEDIA_TYPE: {"schema": _PROBLEM_SCHEMA}}}
+    for status, title in (
+        (400, "A body that cannot be read (not UTF-8 JSON)"),
+        (401, "No valid credentials"),
+        (402, "The payment channel declined"),
+        (403, "Not allowed for this role or person"),
+        (404, "Not found (or not yours)"),
+        (409, "The same idempotent request is in flight"),
+        (422, "Invalid or refused input, or an idempotency key reused"),
+        (503, "The database is not ready"),
+    )
+}
+
+
+def problem(status: int, kind: str, title: str, detail: str, **extra: Any) -> JSONResponse:
+    body = {"type": PREFIX + kind, "title": title, "status": status, "detail": detail, **extra}
+    headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
+    return JSONResponse(body, status_code=status, media_type=MEDIA_TYPE, headers=headers)
+
+
+def install(app: FastAPI) -> None:
+    """Every refusal fenqi raises, every invalid request and every HTTP error becomes a
+    problem document; nothing else about the failure leaks out."""
+
+    @app.exception_handler(InputError)
+    async def refused(_request: Request, error: InputError) -> JSONResponse:
+        return _for(error)
+
+    @app.exception_handler(DatabaseNotReadyError)
+    async def not_ready(_request: Request, error: DatabaseNotReadyError) -> JSONResponse:
+        return _for(error)
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid(_request: Request, error: RequestValidationError) -> JSONResponse:
+        first = error.errors()[0] if error.errors() else {}
+        where = [
+            part for part in first.get("loc", ()) if isinstance(part, str) and part not in _WHERE
+        ]
+        field = ".".join(where) or None
+        detail = f"{field}: {first.get('msg', 'invalid')}" if field else str(first.get("msg"))
+        return problem(422, "invalid-request", "The request is not valid", detail, field=field)
+
+    @app.exception_handler(HTTPException)
+    async def http(_request: Request, error: HTTPException) -> JSONResponse:
+        kind = {404: "not-found", 405: "method-not-allowed"}.get(error.status_code, "http-error")
+        answer = problem(error.status_code, kind, str(error.detail), str(error.detail))
+        answer.headers.update(error.headers or {})  # e.g. Allow on a 405
+        return answer
+
+
+def status_of(error: Exception) -> int:
+    """The status a refusal is answered with: the pages show it with the same one as the API."""
+    return _for(error).status_code
+
+
+def _for(error: Exception) -> JSONResponse:
+    for kind, status, name, title in _KINDS:
+        if isinstance(error, kind):
+            field = getattr(error, "field", None)
+            extra = {"field": field} if field else {}
+            return problem(status, name, title, " ".join(str(error).split()), **extra)
+    return problem(422, "invalid-input", "The input cannot be used", str(error))

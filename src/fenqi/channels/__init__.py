@@ -1,0 +1,1 @@
+"""Payment channels: where money is debited from and paid back to (adapters)."""

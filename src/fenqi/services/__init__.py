@@ -1,0 +1,1 @@
+"""Use cases: each loads what it needs through the adapters, calls the domain, and stores."""

@@ -1,0 +1,453 @@
+"""Close of business: the nightly batch (DESIGN.md "Close of business", DOMAIN.md §6–7).
+
+A run closes one business day. Only loans whose next action date has come, and whose watermark
+is behind the day, are read. They are split into chunks by loan-id range; each chunk is a job
+that one worker takes (``SKIP LOCKED`` on PostgreSQL; one at a time on SQLite) and does in one
+transaction: load the chunk's loans and events in two queries, let the domain decide each loan's
+day (auto-debit or its retry, late fee, penalty, write-off, dunning messages), and write the
+events, journal entries, receipts, outbox messages, bucket moves, watermarks and next action
+dates with bulk statements, marking the job done in the same commit. A worker that dies loses
+only its open transaction: the job goes back to the queue and the rerun does exactly what the
+lost one would have. A day already closed for a loan is never closed again.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from collections import Counter
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, timedelta
+from itertools import groupby
+from typing import Any
+
+from sqlalchemy import and_, func, insert, or_, select, update
+from sqlalchemy.orm import Session
+
+from fenqi import wire
+from fenqi.domain.collection import DebitPlan, debit_due, next_action_date
+from fenqi.domain.dunning import Recipient, message, notices
+from fenqi.domain.events import Channel, DebitFailed, Event, Payment
+from fenqi.domain.ledger import Balances, balances, journal
+from fenqi.domain.loan import LoanState, LoanStatus, bucket
+from fenqi.services.context import Context, Document, run
+from fenqi.services.errors import NotFoundError
+from fenqi.store.documents import event_from, terms_from
+from fenqi.store.loans import Entry, LoanRecord, cap_of, event_row, journal_rows, policy_of
+from fenqi.store.schema import (
+    BorrowerRow,
+    BucketMoveRow,
+    CobJobRow,
+    CobRunRow,
+    JournalEntryRow,
+    LoanEventRow,
+    LoanRow,
+    PaymentMethodRow,
+    PostingRow,
+    ReceiptRow,
+    SmsOutboxRow,
+)
+
+CHUNK_SIZE = 500
+_BUCKET_ORDER = {f"M{n}": n for n in range(8)}
+
+
+def now() -> datetime:
+    return datetime.now(UTC)
+
+
+def worker_name() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+# -- counting what a run did ----------------------------------------------------------------------
+
+
+@dataclass
+class Tally:
+    """What a chunk (and, added up, a run) did."""
+
+    loans: int = 0
+    debits_tried: int = 0
+    debits_succeeded: int = 0
+    debits_failed: int = 0
+    debited: int = 0  # fen
+    failed_amount: int = 0  # fen
+    newly_overdue: Counter[str] = field(default_factory=Counter)  # by the bucket moved into
+    sms_queued: int = 0
+    write_offs: int = 0
+    rows: int = 0  # rows written
+
+    def add(self, other: Document) -> None:
+        for name in ("loans", "debits_tried", "debits_succeeded", "debits_failed", "debited",
+                     "failed_amount", "sms_queued", "write_offs", "rows"):  # fmt: skip
+            setattr(self, name, getattr(self, name) + other.get(name, 0))
+        self.newly_overdue.update(other.get("newly_overdue", {}))
+
+    def document(self) -> Document:
+        return {
+            "loans": self.loans,
+            "debits_tried": self.debits_tried,
+            "debits_succeeded": self.debits_succeeded,
+            "debits_failed": self.debits_failed,
+            "debited": self.debited,
+            "failed_amount": self.failed_amount,
+            "newly_overdue": dict(sorted(self.newly_overdue.items())),
+            "sms_queued": self.sms_queued,
+            "write_offs": self.write_offs,
+            "rows": self.rows,
+        }
+
+
+# -- a run ----------------------------------------------------------------------------------------
+
+
+def start_run(context: Context, day: date, chunk_size: int = CHUNK_SIZE) -> int:
+    """Records a run for ``day`` and queues its chunks: the loans with work due, by id range. A
+    run for ``day`` left unfinished (its process died) is taken up again instead."""
+
+    def plan(session: Session) -> int:
+        unfinished = session.scalars(
+            select(CobRunRow.id).where(
+                CobRunRow.business_date == day, CobRunRow.status == "running"
+            )
+        ).first()
+        if unfinished is not None:
+            return unfinished
+        run_row = CobRunRow(business_date=day, status="running", started_at=now(), counts={})
+        session.add(run_row)
+        session.flush()
+        ids = list(
+            session.scalars(_due_loans(day).order_by(LoanRow.id).with_only_columns(LoanRow.id))
+        )
+        chunks = [ids[start : start + chunk_size] for start in range(0, len(ids), chunk_size)]
+        if chunks:
+            session.execute(
+                insert(CobJobRow),
+                [
+                    {"run_id": run_row.id, "chunk_no": number, "business_date": day,
+                     "first_loan_id": chunk[0], "last_loan_id": chunk[-1], "status": "queued"}
+                    for number, chunk in enumerate(chunks, start=1)
+                ],
+            )  # fmt: skip
+        return run_row.id
+
+    return run(context, plan)
+
+
+def _due_loans(day: date) -> Any:
+    """Loans with work on ``day`` that the batch has not closed for it yet (the index on
+    next_action_date keeps idle loans unread)."""
+    return select(LoanRow).where(
+        LoanRow.next_action_date <= day,
+        or_(LoanRow.closed_through.is_(None), LoanRow.closed_through < day),
+    )
+
+
+def work(context: Context, run_id: int | None = None,
+         progress: Callable[[Document], None] | None = None) -> int:  # fmt: skip
+    """Takes queued chunks (of ``run_id``, or of any run) until none is left; returns how many
+    this worker did. Any number of workers, on any machines, may run this at once."""
+    done = 0
+    while (counts := run(context, lambda session: _one_job(context, session, run_id))) is not None:
+        done += 1
+        if progress is not None:
+            progress(counts)
+    return done
+
+
+def finish_run(context: Context, run_id: int) -> Document:
+    """Adds up the run's chunks and records it done, if every chunk is."""
+
+    def finish(session: Session) -> Document:
+        run_row = session.get(CobRunRow, run_id)
+        if run_row is None:
+            raise NotFoundError(f"no close-of-business run {run_id}")
+        jobs = list(session.scalars(select(CobJobRow).where(CobJobRow.run_id == run_id)))
+        tally = Tally()
+        for job in jobs:
+            tally.add(job.counts or {})
+        if all(job.status == "done" for job in jobs):
+            run_row.status, run_row.finished_at = "done", now()
+        run_row.counts = {**tally.document(), "chunks": len(jobs),
+                          "chunks_done": sum(job.status == "done" for job in jobs)}  # fmt: skip
+        return wire.cob_run(run_row)
+
+    return run(context, finish)
+
+
+def close(context: Context, day: date, *, chunk_size: int = CHUNK_SIZE,
+          progress: Callable[[Document], None] | None = None) -> Document:  # fmt: skip
+    """Closes business day ``day`` in this process (other workers may help)."""
+    run_id = start_run(context, day, chunk_size)
+    work(context, run_id, progress)
+    return finish_run(context, run_id)
+
+
+def days_to_close(context: Context, through: date) -> list[date]:
+    """The business days a catch-up closes: from the first day any loan has work it has not
+    closed, through ``through`` (days before it have nothing to do)."""
+
+    def first(session: Session) -> date | None:
+        query = select(func.min(LoanRow.next_action_date)).where(
+            LoanRow.next_action_date <= through,
+            or_(LoanRow.closed_through.is_(None), LoanRow.closed_through < through),
+        )
+        return session.scalar(query)
+
+    start = run(context, first)
+    if start is None:
+        return [through]
+    return [start + timedelta(days=k) for k in range((through - start).days + 1)]
+
+
+# -- a chunk --------------------------------------------------------------------------------------
+
+
+def _one_job(context: Context, session: Session, run_id: int | None) -> Document | None:
+    query = select(CobJobRow).where(CobJobRow.status == "queued")
+    if run_id is not None:
+        query = query.where(CobJobRow.run_id == run_id)
+    query = query.order_by(CobJobRow.run_id, CobJobRow.chunk_no).limit(1)
+    if session.get_bind().dialect.name == "postgresql":
+        query = query.with_for_update(skip_locked=True)
+    job = session.scalars(query).first()
+    if job is None:
+        return None
+    counts = _close_chunk(context, session, job.business_date, job.first_loan_id, job.last_loan_id)
+    job.status, job.worker, job.finished_at, job.counts = "done", worker_name(), now(), counts
+    return counts
+
+
+@dataclass
+class _Writes:
+    """Everything a chunk writes, gathered so that each table gets one bulk statement."""
+
+    events: list[Document] = field(default_factory=list)
+    entries: list[Document] = field(default_factory=list)
+    postings: list[Document] = field(default_factory=list)
+    receipts: list[Document] = field(default_factory=list)
+    outbox: list[Document] = field(default_factory=list)
+    moves: list[Document] = field(default_factory=list)
+    loans: list[Document] = field(default_factory=list)
+
+    def flush(self, session: Session) -> int:
+        tables = ((LoanEventRow, self.events), (JournalEntryRow, self.entries),
+                  (PostingRow, self.postings), (ReceiptRow, self.receipts),
+                  (SmsOutboxRow, self.outbox), (BucketMoveRow, self.moves))  # fmt: skip
+        for table, rows in tables:
+            if rows:
+                session.execute(insert(table), rows)
+        if self.loans:
+            session.execute(update(LoanRow), self.loans)  # by primary key, one statement
+        return sum(len(rows) for _, rows in tables) + len(self.loans)
+
+
+def _close_chunk(context: Context, session: Session, day: date, first: int, last: int) -> Document:
+    query = _due_loans(day).where(LoanRow.id.between(first, last)).order_by(LoanRow.id)
+    if session.get_bind().dialect.name == "postgresql":
+        query = query.with_for_update()
+    rows = list(session.scalars(query))
+    events = _events_of(session, {row.id for row in rows})
+    people = _people(session, {row.borrower_id for row in rows})
+    journals = _journals(session, {row.id for row in rows})
+    chunk = _Chunk(context, session, day)
+    for row in rows:
+        record = LoanRecord(row, terms_from(row.terms), policy_of(row.policy),
+                            events.get(row.id, []), cap_of(row))  # fmt: skip
+        chunk.close_loan(record, people.get(row.borrower_id), journals.get(row.id, {}))
+    chunk.tally.rows = chunk.writes.flush(session)
+    return chunk.tally.document()
+
+
+def _events_of(session: Session, loans: set[int]) -> dict[int, list[Event]]:
+    """The events of the chunk's loans with work (not of every loan in its id range)."""
+    columns = (LoanEventRow.loan_id, LoanEventRow.kind, LoanEventRow.seq, LoanEventRow.effective,
+               LoanEventRow.payload)  # fmt: skip
+    query = select(*columns).where(LoanEventRow.loan_id.in_(loans))
+    stored = session.execute(query.order_by(LoanEventRow.loan_id, LoanEventRow.seq))
+    return {
+        loan_id: [
+            event_from(kind, seq, effective, payload) for _, kind, seq, effective, payload in rows
+        ]
+        for loan_id, rows in groupby(stored, key=lambda stored_row: stored_row[0])
+    }
+
+
+def _journals(session: Session, loans: set[int]) -> dict[int, dict[str, int]]:
+    """Each loan's account balances in the journal, for a whole chunk in one query."""
+    balance = func.sum(PostingRow.debit - PostingRow.credit)
+    query = (
+        select(PostingRow.loan_id, PostingRow.account, balance)
+        .where(PostingRow.loan_id.in_(loans))
+        .group_by(PostingRow.loan_id, PostingRow.account)
+    )
+    journals: dict[int, dict[str, int]] = {}
+    for loan_id, account, total in session.execute(query):
+        if total:
+            journals.setdefault(loan_id, {})[account] = int(total)
+    return journals
+
+
+@dataclass(frozen=True)
+class _Person:
+    borrower: BorrowerRow
+    method: PaymentMethodRow | None
+
+
+def _people(session: Session, borrower_ids: set[int]) -> dict[int, _Person]:
+    if not borrower_ids:
+        return {}
+    borrowers = session.scalars(select(BorrowerRow).where(BorrowerRow.id.in_(borrower_ids)))
+    methods = {
+        method.borrower_id: method
+        for method in session.scalars(
+            select(PaymentMethodRow).where(
+                and_(
+                    PaymentMethodRow.borrower_id.in_(borrower_ids),
+                    PaymentMethodRow.status == "active",
+                    PaymentMethodRow.is_default,
+                )
+            )
+        )
+    }
+    return {row.id: _Person(row, methods.get(row.id)) for row in borrowers}
+
+
+@dataclass
+class _Chunk:
+    """One chunk's business day: its loans are closed one by one, its writes gathered."""
+
+    context: Context
+    session: Session
+    day: date
+    tally: Tally = field(default_factory=Tally)
+    writes: _Writes = field(default_factory=_Writes)
+
+    def close_loan(self, record: LoanRecord, person: _Person | None, booked: Balances) -> None:
+        """One loan's business day: the debit it is owed (if any), its books brought to the
+        day, its messages, its bucket, and its next action date."""
+        row, terms, day = record.row, record.terms, self.day
+        self.tally.loans += 1
+        booking = max(day, row.booked_through)
+        before = record.state_on(day)
+        method = None if person is None else person.method
+        plan = debit_due(before, record.policy, day)
+        added = [] if plan is None else [self.debit(record, plan, method)]
+        books_from = booked  # what the journal holds now: the day's accrual brings it to the day
+        books_day = balances(terms, record.state_on(booking))
+        entries = [Entry(journal(books_from, books_day), f"close of business {day.isoformat()}")]
+        for event in added:
+            record.events.append(event)
+            self.writes.events.append(event_row(row.id, event, now()))
+        after = record.state_on(booking)
+        if added:
+            debit_entry = journal(books_day, balances(terms, after))
+            entries.append(Entry(debit_entry, "auto-debit", added[-1].seq))
+        self.post(row.id, row.version, booking, entries)
+        paid = next((event for event in added if isinstance(event, Payment)), None)
+        if paid is not None:
+            receipt = wire.receipt(record, after, paid, method, issued=now())
+            stored = {"loan_id": row.id, "seq": paid.seq, "receipt_no": receipt["id"]}
+            self.writes.receipts.append({**stored, "payload": receipt})
+        self.messages(record, after, person)
+        self.bucket(row, after)
+        if after.status is LoanStatus.WRITTEN_OFF and row.status != LoanStatus.WRITTEN_OFF.value:
+            self.tally.write_offs += 1
+        self.writes.loans.append({
+            "id": row.id, "version": row.version + 1, "status": after.status.value,
+            "outstanding_principal": int(after.outstanding_principal), "dpd": after.dpd,
+            "booked_through": booking, "closed_through": day,
+            "next_action_date": next_action_date(after, record.policy, day),
+        })  # fmt: skip
+
+    def debit(self, record: LoanRecord, plan: DebitPlan, method: PaymentMethodRow | None) -> Event:
+        """Tries the auto-debit: a payment if the channel takes it, a failed debit otherwise.
+        Its key names the loan, the installment and the attempt, so a rerun never debits
+        twice."""
+        seq, tally, day = record.next_seq, self.tally, self.day
+        tally.debits_tried += 1
+        declined = "no repayment method bound"
+        if method is not None:
+            key = f"cob:{record.row.id}:{plan.due_date.isoformat()}:{plan.attempt}"
+            result = self.context.channel(self.session).debit(method.token_ref, plan.amount, key)
+            if not result.declined:
+                tally.debits_succeeded += 1
+                tally.debited += plan.amount
+                return Payment(seq, day, plan.amount, Channel(method.kind))
+            declined = result.declined
+        tally.debits_failed += 1
+        tally.failed_amount += plan.amount
+        return DebitFailed(seq, day, plan.due_date, plan.attempt, declined)
+
+    def post(self, loan_id: int, version: int, day: date, entries: Sequence[Entry]) -> None:
+        headers, lines = journal_rows(loan_id, version, day, entries)
+        self.writes.entries += headers
+        self.writes.postings += lines
+
+    def messages(self, record: LoanRecord, state: LoanState, person: _Person | None) -> None:
+        if person is None:
+            return
+        method = person.method
+        tail = None if method is None or method.kind != "bank_card" else method.masked_account[-4:]
+        recipient = Recipient(person.borrower.name, record.row.order_id, tail)
+        for notice in notices(state, record.policy, self.day):
+            self.writes.outbox.append({
+                "loan_id": record.row.id, "day": self.day, "stage": notice.step,
+                "borrower_id": person.borrower.id, "phone": person.borrower.phone,
+                "text": message(notice, recipient), "status": "pending", "sent_at": None,
+            })  # fmt: skip
+            self.tally.sms_queued += 1
+
+    def bucket(self, row: LoanRow, after: LoanState) -> None:
+        was, now_in = bucket(row.dpd), after.bucket
+        if was == now_in:
+            return
+        self.writes.moves.append({"loan_id": row.id, "day": self.day, "from_bucket": was,
+                                  "to_bucket": now_in, "dpd": after.dpd})  # fmt: skip
+        if _BUCKET_ORDER[now_in] > _BUCKET_ORDER[was]:
+            self.tally.newly_overdue[now_in] += 1
+
+
+# -- reading runs and the portfolio ---------------------------------------------------------------
+
+
+def runs(context: Context, limit: int = 20) -> list[Document]:
+    def listing(session: Session) -> list[Document]:
+        query = select(CobRunRow).order_by(CobRunRow.id.desc()).limit(limit)
+        return [wire.cob_run(row) for row in session.scalars(query)]
+
+    return run(context, listing)
+
+
+def run_report(context: Context, run_id: int) -> Document:
+    def report(session: Session) -> Document:
+        row = session.get(CobRunRow, run_id)
+        if row is None:
+            raise NotFoundError(f"no close-of-business run {run_id}")
+        jobs = session.scalars(select(CobJobRow).where(CobJobRow.run_id == run_id)
+                               .order_by(CobJobRow.chunk_no))  # fmt: skip
+        return {**wire.cob_run(row), "chunks": [wire.cob_job(job) for job in jobs]}
+
+    return run(context, report)
+
+
+def aging(context: Context, day: date) -> Document:
+    """Loans and their outstanding principal by delinquency bucket, as the batch closed them."""
+
+    def report(session: Session) -> Document:
+        query = select(LoanRow.dpd, LoanRow.outstanding_principal, LoanRow.status)
+        rows = session.execute(query.where(LoanRow.opened <= day))
+        counts: Counter[str] = Counter()
+        principal: Counter[str] = Counter()
+        for dpd, outstanding, status in rows:
+            if status in (LoanStatus.SETTLED.value, LoanStatus.CANCELLED.value):
+                continue
+            name = "written_off" if status == LoanStatus.WRITTEN_OFF.value else bucket(dpd)
+            counts[name] += 1
+            principal[name] += outstanding
+        unclosed = session.scalar(select(func.count()).select_from(_due_loans(day).subquery()))
+        return wire.aging(day, counts, principal, int(unclosed or 0))
+
+    return run(context, report)

@@ -1,0 +1,154 @@
+"""What every service runs with, and the unit of work it runs in.
+
+A unit of work is one database transaction: load, call the domain, store events and postings.
+When another writer changed the same loan first, the whole unit is run again on fresh state.
+A request with an idempotency key stores its result with the key and a fingerprint of the
+request: the same key and request replay that result; the same key with another request is
+refused.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import random
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+from sqlalchemy import Engine, select, text
+from sqlalchemy.exc import IntegrityError, OperationalError
+from sqlalchemy.orm import Session
+
+from fenqi.services.errors import InFlightError, RefusedError, StaleError
+from fenqi.services.ports import PaymentChannel, SmsGateway
+from fenqi.store.loans import now
+from fenqi.store.schema import AuditLogRow, IdempotencyKeyRow
+
+T = TypeVar("T")
+Document = dict[str, Any]
+ATTEMPTS = 12
+BACKOFF_SECONDS = 0.002
+
+
+class IdempotencyKeyReusedError(RefusedError):
+    """An idempotency key sent again with a different request."""
+
+
+class Replayed(dict[str, Any]):
+    """The stored result of an earlier request with the same idempotency key: equal to it in
+    every key, and telling by its type that nothing was done again."""
+
+
+@dataclass(frozen=True)
+class Context:
+    """The engine, the payment channel (built per transaction) and who is acting."""
+
+    engine: Engine
+    channel: Callable[[Session], PaymentChannel]
+    actor: str = "system"
+    sms: Callable[[Session], SmsGateway] | None = None
+
+
+def run(context: Context, work: Callable[[Session], T]) -> T:
+    """Runs ``work`` in one transaction, again on fresh state if another writer got there first
+    (optimistic locking: a stale version or a taken event number; on PostgreSQL, a deadlock or a
+    serialization failure). Writers that collided wait a
+    random, growing while before trying again, so that they stop colliding."""
+    for attempt in range(1, ATTEMPTS + 1):
+        try:
+            with Session(context.engine, expire_on_commit=False) as session, session.begin():
+                return work(session)
+        except (StaleError, IntegrityError, OperationalError) as error:
+            if attempt == ATTEMPTS or not _retryable(error):
+                raise
+            time.sleep(random.uniform(0, BACKOFF_SECONDS * 2 ** min(attempt, 6)))
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+# PostgreSQL's deadlock_detected and serialization_failure: the transaction was chosen to give
+# way to another one, and may simply run again.
+_GIVE_WAY = {"40P01", "40001"}
+
+
+def _retryable(error: Exception) -> bool:
+    if isinstance(error, OperationalError):
+        return getattr(error.orig, "sqlstate", None) in _GIVE_WAY
+    return True
+
+
+def once(
+    context: Context,
+    scope: str,
+    key: str | None,
+    request: Document,
+    work: Callable[[Session], Document],
+) -> Document:
+    """Runs ``work`` once per idempotency key: a retry with the same key and request gets the
+    first result back, the very same document (a ``Replayed`` one, so an entry point can say
+    so), and moves no money."""
+    if key is None:
+        return run(context, work)
+    fingerprint = hashlib.sha256(json.dumps(request, sort_keys=True).encode()).hexdigest()
+
+    def keyed(session: Session) -> Document:
+        _hold(session, scope, key)
+        query = select(IdempotencyKeyRow).where(
+            IdempotencyKeyRow.scope == scope, IdempotencyKeyRow.key == key
+        )
+        seen = session.scalars(query).one_or_none()
+        if seen is not None:
+            if seen.fingerprint != fingerprint:
+                raise IdempotencyKeyReusedError(
+                    f"idempotency key {key!r} was already used for a different request; "
+                    "use a new key for a new request"
+                )
+            return Replayed(seen.result)
+        result = work(session)
+        session.add(
+            IdempotencyKeyRow(
+                scope=scope, key=key, fingerprint=fingerprint, result=result, created_at=now()
+            )
+        )
+        return result
+
+    return run(context, keyed)
+
+
+def _hold(session: Session, scope: str, key: str) -> None:
+    """On PostgreSQL, holds the key for this transaction: a second request with the same key
+    while the first is still being worked out is refused (409), not queued behind it. SQLite
+    runs one writer at a time, so the second simply finds the first's result."""
+    if session.get_bind().dialect.name != "postgresql":
+        return
+    held = session.scalar(
+        text("SELECT pg_try_advisory_xact_lock(hashtextextended(:name, 0))"),
+        {"name": f"{scope}\x1f{key}"},
+    )
+    if not held:
+        raise InFlightError(f"a request with idempotency key {key!r} is still being worked out")
+
+
+def audit(
+    session: Session,
+    actor: str,
+    action: str,
+    target: str,
+    reason: str,
+    *,
+    before: Document | None = None,
+    after: Document | None = None,
+) -> None:
+    """Records who did what to which thing, why, and what it was before and after."""
+    session.add(
+        AuditLogRow(
+            at=now(),
+            actor=actor,
+            action=action,
+            target=target,
+            reason=reason,
+            before=before,
+            after=after,
+        )
+    )

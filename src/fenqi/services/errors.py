@@ -1,0 +1,23 @@
+"""What a service refuses: each is an InputError, so entry points report it the same way."""
+
+from fenqi.domain.errors import InputError
+
+
+class NotFoundError(InputError):
+    """Nothing with that id (or not yours to see)."""
+
+
+class RefusedError(InputError):
+    """A well-formed request the rules do not allow; the message says why and what is possible."""
+
+
+class DeclinedError(InputError):
+    """The payment channel declined the debit (for example, insufficient funds)."""
+
+
+class InFlightError(InputError):
+    """A request with the same idempotency key is still being worked out; try again later."""
+
+
+class StaleError(Exception):
+    """Another writer changed the loan first; the unit of work is retried on fresh state."""

@@ -1,0 +1,572 @@
+"""A synthetic portfolio with a realistic past, made fast: what ``fenqi seed`` and the benchmarks
+run on.
+
+Each borrower gets a behaviour (always on time, pays by hand, a few days late, chronically late,
+defaults) and each of her loans the history that behaviour implies, as the dated events the
+services and the nightly batch would have stored: payments, and the auto-debits that failed. The
+domain works out every number: what is due on a payment day is the loan replayed to that day,
+and whether the batch tried a debit on a day is ``debit_due`` of the loan as it stood then. A
+loan's books are one opening entry equal to its state replayed to the seeding day, and its row
+holds that state with the batch's watermark at that day, so ``fenqi ledger check`` agrees and
+``fenqi cob`` carries on from the next day. Seeded payments get no receipts.
+
+Rows are built here and written in bulk (``COPY`` on PostgreSQL), a thousand loans per
+transaction; ids are allocated here, so events and postings need no round trip. A run stopped
+midway keeps the transactions it committed: seed a database no one else is writing to.
+"""
+
+from __future__ import annotations
+
+import json
+import multiprocessing
+import os
+from collections import Counter, deque
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import Future, ProcessPoolExecutor
+from dataclasses import dataclass, replace
+from datetime import UTC, date, datetime, time, timedelta
+from enum import StrEnum
+from functools import partial
+from random import Random
+from typing import TypeVar
+
+from sqlalchemy import JSON, Connection, Table, func, insert, select, text
+from sqlalchemy.orm import Session
+
+from fenqi import wire
+from fenqi.catalog import read_lpr_table
+from fenqi.domain.caps import LprTable
+from fenqi.domain.collection import debit_due, next_action_date
+from fenqi.domain.events import Channel, DebitFailed, Event, Payment
+from fenqi.domain.ledger import balances, journal
+from fenqi.domain.loan import InstallmentStatus, LoanState, LoanStatus, replay
+from fenqi.domain.money import Money
+from fenqi.domain.products import Product
+from fenqi.domain.quote import Quote, quote
+from fenqi.services.borrowers import mask
+from fenqi.services.context import Context, Document, run
+from fenqi.services.errors import RefusedError
+from fenqi.services.products import product_named
+from fenqi.store.documents import terms_document
+from fenqi.store.loans import Entry, event_row, journal_rows
+from fenqi.store.schema import Base, BorrowerRow, LoanRow
+
+LOANS_PER_TRANSACTION = 1_000
+ROWS_PER_STATEMENT = 10_000
+HISTORY_DAYS = 730  # loans start over the two years before the seeding day
+MEMO = "opening balance (seeded)"
+LIMIT_STEP = 10_000_00  # credit limits are whole 10,000s of yuan
+_DAY = timedelta(days=1)
+_DAYTIME = time(2, tzinfo=UTC)  # 10:00 in Beijing: a payment made by hand
+_NIGHT = time(14, tzinfo=UTC)  # 22:00 in Beijing: the nightly batch
+
+
+class Behaviour(StrEnum):
+    """How a borrower pays."""
+
+    ON_TIME = "on_time"  # a funded bank card: every auto-debit succeeds
+    BY_HAND = "by_hand"  # nothing bound: pays at a counter on each due date
+    LATE = "late"  # pays by hand 2-10 days late; her card is empty, so debits fail
+    CHRONIC = "chronically_late"  # 15-60 days late, often only part; an empty card
+    DEFAULTS = "defaults"  # paid on time until one day, then never again; nothing bound
+
+
+WEIGHTS = {Behaviour.ON_TIME: 60, Behaviour.BY_HAND: 10, Behaviour.LATE: 15,
+           Behaviour.CHRONIC: 10, Behaviour.DEFAULTS: 5}  # fmt: skip
+_CARDED = (Behaviour.ON_TIME, Behaviour.LATE, Behaviour.CHRONIC)
+
+SURNAMES = "王李张刘陈杨黄赵吴周徐孙马朱胡郭何林高罗郑梁谢宋唐韩冯于董萧程曹袁邓许傅沈曾彭吕"
+GIVEN_NAMES = ("伟", "芳", "娜", "秀英", "敏", "静", "丽", "强", "磊", "军", "洋", "勇", "艳",
+               "杰", "娟", "涛", "明", "超", "秀兰", "霞", "平", "刚", "桂英", "子轩", "浩然",
+               "欣怡", "梓涵", "雨桐", "宇航", "思远", "佳怡", "俊杰")  # fmt: skip
+_MOBILE_PREFIXES = ("130", "131", "132", "135", "136", "137", "138", "139", "150", "151", "152",
+                    "155", "157", "158", "159", "166", "177", "180", "186", "187", "188", "189",
+                    "199")  # fmt: skip
+_CARD_BINS = ("622202", "622848", "621700", "622588", "621661")  # ICBC, ABC, CCB, CMB, BOC
+_BASE_LIMITS = (10_000_00, 20_000_00, 30_000_00, 50_000_00)
+
+_PHONES = range(1_099, 10_000, 100)  # yuan: a phone costs 1,099 … 9,999 on a mall plan
+_CASH = range(1_000, 30_001, 100)  # yuan: a cash loan lends 1,000 … 30,000
+# (product, periods, weight, principal in yuan): the shipped catalog, phones on mall plans.
+_MIX = (("mall-3", 3, 10, _PHONES), ("mall-6", 6, 15, _PHONES), ("mall-12", 12, 22, _PHONES),
+        ("mall-24", 24, 13, _PHONES), ("cash", 3, 6, _CASH), ("cash", 6, 10, _CASH),
+        ("cash", 12, 14, _CASH), ("cash", 24, 10, _CASH))  # fmt: skip
+_MALLS = (("JD", "京东"), ("TM", "天猫"), ("HW", "华为商城"), ("MI", "小米商城"),
+          ("SN", "苏宁易购"), ("PDD", "拼多多"))  # fmt: skip
+_CASH_PAYEE = ("CL", "现金分期 放款至本人银行卡")
+# Phones from the cheapest to the dearest: a mall plan's price picks its band.
+_PHONE_MODELS = ("Redmi 14C", "荣耀 X60", "OPPO A5 Pro", "vivo Y300", "Redmi K80", "小米 15",
+                 "华为 nova 13", "iPhone 16", "华为 Mate 70", "iPhone 16 Pro Max")  # fmt: skip
+T = TypeVar("T")
+R = TypeVar("R")
+_LOAN_TABLES = ("loans", "orders", "consents", "loan_events", "journal_entries", "postings")
+
+
+@dataclass(frozen=True, slots=True)
+class Person:
+    """A borrower to seed and how she pays."""
+
+    id: int
+    name: str
+    phone: str
+    behaviour: Behaviour
+    base_limit: int  # fen; raised to cover what her loans lend
+    stopped_on: date | None  # DEFAULTS: the day she stopped paying
+
+    @property
+    def token_ref(self) -> str | None:
+        """Her bound card in the payment simulator (only a behaviour with a card has one)."""
+        return f"tok_seed_{self.id}" if self.behaviour in _CARDED else None
+
+
+@dataclass(frozen=True, slots=True)
+class Plan:
+    """A loan to seed: whose, which product and term, how much, from when."""
+
+    loan_id: int
+    ordinal: int  # its place in the portfolio, which seeds its own history
+    person: Person
+    product: str
+    periods: int
+    principal: Money
+    start: date
+    merchant: str
+    order_id: str
+
+    @property
+    def item(self) -> str | None:
+        """The phone a mall plan bought, by its price; a cash loan buys nothing."""
+        if self.merchant == _CASH_PAYEE[1]:
+            return None
+        band = (int(self.principal) // 100 - _PHONES.start) * len(_PHONE_MODELS)
+        return _PHONE_MODELS[band // (_PHONES.stop - _PHONES.start)]
+
+
+@dataclass(frozen=True)
+class Shop:
+    """What seeding reads from the database first: the products, the LPR table and the next
+    free ids."""
+
+    products: dict[str, tuple[Product, Document]]
+    lpr: LprTable
+    first_borrower: int
+    first_loan: int
+
+
+@dataclass(frozen=True)
+class Contract:
+    """A seeded loan as checkout would have made it: the product as stored, and the quote the
+    borrower consented to (its terms, schedule and cap)."""
+
+    plan: Plan
+    policy: Product
+    definition: Document
+    offer: Quote
+
+    def state_on(self, day: date, events: Sequence[Event]) -> LoanState:
+        return replay(self.offer.terms, self.policy, events, day, self.offer.cap)
+
+
+def seed(context: Context, loans: int, borrowers: int, start: date, rng_seed: int, *,
+         processes: int | None = None,
+         progress: Callable[[int], None] | None = None) -> Document:  # fmt: skip
+    """Adds ``borrowers`` borrowers and ``loans`` loans, spread over them, whose histories run
+    through ``start``; the same ``rng_seed`` on the same database makes the same portfolio.
+
+    ``processes`` work out the loans' histories (default: one per CPU), a few transactions
+    ahead of this one, which writes them; ``progress`` hears how many loans are written."""
+    if loans < 1 or borrowers < 1:
+        raise RefusedError(f"seed at least 1 loan and 1 borrower, not {loans} and {borrowers}")
+    shop = run(context, _shop)
+    taken = run(context, lambda session: set(session.scalars(select(BorrowerRow.phone))))
+    rng = Random(rng_seed)
+    people = _people(rng, borrowers, shop.first_borrower, taken, start)
+    plans = _plans(rng, loans, people, shop.first_loan, start)
+    run(context, partial(_write_people, people=people, plans=plans, day=start))
+    batches = [plans[first : first + LOANS_PER_TRANSACTION]
+               for first in range(0, loans, LOANS_PER_TRANSACTION)]  # fmt: skip
+    build = partial(_loan_batch, shop=shop, day=start, rng_seed=rng_seed)
+    tally: Counter[str] = Counter()
+    for rows, counts in _ahead(build, batches, processes or os.cpu_count() or 1):
+        run(context, partial(_write_rows, rows=rows))
+        tally.update(counts)
+        if progress is not None:
+            progress(tally["loans"])
+    run(context, _move_sequences)
+    return _summary(start, rng_seed, people, plans, tally)
+
+
+def _ahead(work: Callable[[T], R], items: Sequence[T], processes: int) -> Iterator[R]:
+    """``work`` of each item, in order, done by ``processes`` worker processes a few items
+    ahead of the caller (who writes meanwhile); here, in this process, when one is enough.
+
+    Workers are forked where the system can (they start at once, and re-run no script):
+    they only compute, so the database connections they inherit are never touched."""
+    if processes <= 1 or len(items) <= 1:
+        yield from map(work, items)
+        return
+    methods = multiprocessing.get_all_start_methods()
+    starter = multiprocessing.get_context("fork" if "fork" in methods else "spawn")
+    with ProcessPoolExecutor(min(processes, len(items)), mp_context=starter) as pool:
+        pending: deque[Future[R]] = deque()
+        for item in items:
+            pending.append(pool.submit(work, item))
+            if len(pending) > 2 * processes:
+                yield pending.popleft().result()
+        while pending:
+            yield pending.popleft().result()
+
+
+def _summary(day: date, rng_seed: int, people: list[Person], plans: list[Plan],
+             tally: Counter[str]) -> Document:  # fmt: skip
+    kinds = Counter(person.behaviour for person in people)
+    return {
+        "as_of": day.isoformat(),
+        "seed": rng_seed,
+        "borrowers": len(people),
+        "behaviours": {behaviour.value: kinds[behaviour] for behaviour in Behaviour},
+        "loans": len(plans),
+        "first_loan_id": plans[0].loan_id,
+        "last_loan_id": plans[-1].loan_id,
+        "loans_by_status": {status.value: tally[status.value] for status in LoanStatus},
+        "principal": wire.money(Money(sum(plan.principal for plan in plans))),
+        "outstanding_principal": wire.money(Money(tally["outstanding_principal"])),
+        "events": tally["events"],
+        "payments": tally["payments"],
+        "failed_debits": tally["failed_debits"],
+        "journal_entries": tally["journal_entries"],
+        "postings": tally["postings"],
+    }
+
+
+# -- what to seed ---------------------------------------------------------------------------------
+
+
+def _shop(session: Session) -> Shop:
+    products = {code: product_named(session, code) for code, *_ in _MIX}
+    for code, periods, *_ in _MIX:
+        offered = products[code][0].periods
+        if periods not in offered:
+            raise RefusedError(
+                f"seeding needs product {code} with {periods} periods; it offers {offered} "
+                "(the shipped catalog has it: fenqi product load)"
+            )
+    first_borrower = session.scalar(select(func.coalesce(func.max(BorrowerRow.id), 0)))
+    first_loan = session.scalar(select(func.coalesce(func.max(LoanRow.id), 0)))
+    return Shop(products, read_lpr_table(), int(first_borrower or 0) + 1,
+                int(first_loan or 0) + 1)  # fmt: skip
+
+
+def _people(rng: Random, count: int, first_id: int, taken: set[str],
+            day: date) -> list[Person]:  # fmt: skip
+    """``count`` borrowers with a behaviour each, and phone numbers no one has yet."""
+    people = []
+    for number, behaviour in enumerate(_behaviours(rng, count)):
+        name = rng.choice(SURNAMES) + rng.choice(GIVEN_NAMES)
+        phone = _phone(rng, taken)
+        stopped = day - timedelta(days=rng.randint(20, 540))
+        people.append(Person(first_id + number, name, phone, behaviour,
+                             rng.choice(_BASE_LIMITS),
+                             stopped if behaviour is Behaviour.DEFAULTS else None))  # fmt: skip
+    return people
+
+
+def _behaviours(rng: Random, count: int) -> list[Behaviour]:
+    """Each behaviour's share of ``count`` borrowers by its weight (largest remainders first),
+    at least one of each once there are as many borrowers as behaviours, in random order: a
+    small portfolio still shows every kind, and a large one has them in proportion."""
+    total = sum(WEIGHTS.values())
+    shares = {kind: count * weight // total for kind, weight in WEIGHTS.items()}
+    by_remainder = sorted(WEIGHTS, key=lambda kind: -(count * WEIGHTS[kind] % total))
+    for kind in by_remainder[: count - sum(shares.values())]:
+        shares[kind] += 1
+    if count >= len(WEIGHTS):
+        for kind in [kind for kind, share in shares.items() if share == 0]:
+            shares[kind], shares[Behaviour.ON_TIME] = 1, shares[Behaviour.ON_TIME] - 1
+    kinds = [kind for kind, share in shares.items() for _ in range(share)]
+    rng.shuffle(kinds)
+    return kinds
+
+
+def _phone(rng: Random, taken: set[str]) -> str:
+    while (phone := rng.choice(_MOBILE_PREFIXES) + f"{rng.randrange(10**8):08d}") in taken:
+        pass
+    taken.add(phone)
+    return phone
+
+
+def _plans(rng: Random, count: int, people: list[Person], first_id: int, day: date) -> list[Plan]:
+    """``count`` loans, one for each borrower first and the rest to borrowers at random, from
+    the product mix, starting on days spread evenly over the two years before ``day``; ids rise
+    with the start date, as checkouts would have made them."""
+    weights = [weight for _, _, weight, _ in _MIX]
+    drafts = []
+    for number in range(count):
+        person = people[number] if number < len(people) else rng.choice(people)
+        product, periods, _, prices = rng.choices(_MIX, weights)[0]
+        start = day - timedelta(days=rng.randint(1, HISTORY_DAYS))
+        merchant = _CASH_PAYEE if product == "cash" else rng.choice(_MALLS)
+        principal = Money(rng.choice(prices) * 100)
+        drafts.append((start, number, person, product, periods, principal, merchant))
+    drafts.sort(key=lambda draft: (draft[0], draft[1]))
+    return [
+        Plan(first_id + ordinal, ordinal, person, product, periods, principal, start, merchant,
+             f"{prefix}-S{first_id + ordinal:09d}")
+        for ordinal, (start, _, person, product, periods, principal, (prefix, merchant))
+        in enumerate(drafts)
+    ]  # fmt: skip
+
+
+# -- borrowers ------------------------------------------------------------------------------------
+
+
+def _write_people(session: Session, people: list[Person], plans: list[Plan], day: date) -> None:
+    """Borrowers with limits that cover what their loans lend, the cards bound by those who
+    have one, and each card's balance in the payment simulator: enough for everything for an
+    on-time payer, nothing for a late one."""
+    lent: Counter[int] = Counter()
+    first: dict[int, date] = {}
+    for plan in plans:
+        lent[plan.person.id] += plan.principal
+        first[plan.person.id] = min(first.get(plan.person.id, plan.start), plan.start)
+    borrowers, methods, accounts = [], [], []
+    for person in people:
+        joined = datetime.combine(first.get(person.id, day) - 3 * _DAY, _DAYTIME)
+        limit = max(person.base_limit, -(-lent[person.id] // LIMIT_STEP) * LIMIT_STEP)
+        borrowers.append({"id": person.id, "name": person.name, "phone": person.phone,
+                          "credit_limit": limit, "created_at": joined})  # fmt: skip
+        if person.token_ref is None:
+            continue
+        card = f"{_CARD_BINS[person.id % len(_CARD_BINS)]}{person.id:013d}"
+        methods.append({"borrower_id": person.id, "kind": Channel.BANK_CARD.value,
+                        "masked_account": mask(Channel.BANK_CARD, card),
+                        "token_ref": person.token_ref, "is_default": True, "status": "active",
+                        "created_at": joined})  # fmt: skip
+        funded = person.behaviour is Behaviour.ON_TIME
+        balance = 2 * lent[person.id] if funded else 0
+        accounts.append({"token_ref": person.token_ref, "balance": balance})
+    for name, rows in (("borrowers", borrowers), ("payment_methods", methods),
+                       ("sim_accounts", accounts)):  # fmt: skip
+        _insert(session, name, rows)
+
+
+# -- loans and their past -------------------------------------------------------------------------
+
+
+def _loan_batch(plans: list[Plan], shop: Shop, day: date,
+                rng_seed: int) -> tuple[dict[str, list[Document]], Counter[str]]:  # fmt: skip
+    """The rows of a batch of loans, and what they hold. Each loan's history has a random
+    stream of its own, so a batch comes out the same in whichever process makes it."""
+    rows: dict[str, list[Document]] = {name: [] for name in _LOAN_TABLES}
+    tally: Counter[str] = Counter(loans=len(plans))
+    for plan in plans:
+        contract = _contract(plan, shop)
+        events = _history(contract, day, Random(f"{rng_seed}:{plan.ordinal}"))
+        state = contract.state_on(day, events)
+        _loan_rows(rows, contract, events, state, day)
+        tally[state.status.value] += 1
+        tally["outstanding_principal"] += state.outstanding_principal
+        tally["payments"] += sum(isinstance(event, Payment) for event in events)
+    tally.update(events=len(rows["loan_events"]), journal_entries=len(rows["journal_entries"]),
+                 postings=len(rows["postings"]))  # fmt: skip
+    tally["failed_debits"] = tally["events"] - tally["payments"]
+    return rows, tally
+
+
+def _write_rows(session: Session, rows: dict[str, list[Document]]) -> None:
+    for name, table_rows in rows.items():
+        _insert(session, name, table_rows)
+
+
+def _contract(plan: Plan, shop: Shop) -> Contract:
+    product, definition = shop.products[plan.product]
+    terms = product.terms(plan.principal, plan.start, plan.periods)
+    offer = quote(terms, product.apr_cap.on(plan.start, shop.lpr), product.code)
+    return Contract(plan, product, definition, offer)
+
+
+def _history(contract: Contract, day: date, rng: Random) -> list[Event]:
+    """The loan's events through ``day`` as its borrower's behaviour makes them: her payments,
+    and the auto-debits the nightly batch tried and saw fail, numbered in the order they
+    happened (on a day, money paid by hand comes before the batch)."""
+    payments, cleared = _payments(contract, day, rng)
+    failed = _failed_debits(contract, payments, cleared, day)
+    happened: list[Event] = [*payments, *failed]
+    happened.sort(key=lambda event: (event.effective, event.seq))
+    return [replace(event, seq=seq) for seq, event in enumerate(happened, start=1)]
+
+
+def _payments(contract: Contract, day: date, rng: Random) -> tuple[list[Payment], set[date]]:
+    """Her payments through ``day``, and the days on which one paid everything then due.
+
+    Each is what was due on its day (the loan replayed to it), or the part of it a chronically
+    late payer managed. While every installment so far was paid in full on its due date, what
+    is due on the next due date is that installment's payment, with no replay needed."""
+    person = contract.plan.person
+    channel = Channel.BANK_CARD if person.behaviour is Behaviour.ON_TIME else Channel.MANUAL
+    payments: list[Payment] = []
+    cleared: set[date] = set()
+    last, on_schedule = contract.offer.terms.start, True
+    for row in contract.offer.schedule.installments:
+        if row.due_date > day:
+            break
+        when = _payment_day(person, row.due_date, rng)
+        if when is None:  # she has stopped paying
+            on_schedule = False
+            continue
+        paid_on, percent = max(when[0], last + _DAY), when[1]
+        on_schedule = on_schedule and paid_on == row.due_date and percent == 100
+        if paid_on > day:
+            continue
+        due = row.payment if on_schedule else contract.state_on(paid_on, payments).amount_due
+        amount = due if percent == 100 else Money(int(due) * percent // 100_00 * 100)
+        if amount > 0:
+            payments.append(Payment(len(payments) + 1, paid_on, amount, channel))
+            last = paid_on
+            if percent == 100:
+                cleared.add(paid_on)
+    return payments, cleared
+
+
+def _payment_day(person: Person, due: date, rng: Random) -> tuple[date, int] | None:
+    """When she pays what fell due on ``due``, and what percent of it; None: never."""
+    if person.behaviour is Behaviour.LATE:
+        return due + timedelta(days=rng.randint(2, 10)), 100
+    if person.behaviour is Behaviour.CHRONIC:
+        late = due + timedelta(days=rng.randint(15, 60))
+        return late, 100 if rng.random() < 0.6 else rng.randint(30, 70)
+    if person.stopped_on is not None and due >= person.stopped_on:
+        return None
+    return due, 100
+
+
+def _failed_debits(contract: Contract, payments: list[Payment], cleared: set[date],
+                   day: date) -> list[DebitFailed]:  # fmt: skip
+    """The auto-debits the batch tried on each due date and retry day through ``day`` and that
+    failed (an empty card, or nothing bound), until a payment cleared what was due or the loan
+    was written off. A funded card's debits are the on-time payments themselves."""
+    policy = contract.policy
+    failed: list[DebitFailed] = []
+    for row in contract.offer.schedule.installments:
+        state: LoanState | None = None
+        for offset in (0, *policy.debit_retry_days):
+            on = row.due_date + timedelta(days=offset)
+            if on > day or any(row.due_date <= paid <= on for paid in cleared):
+                break
+            state = _state_for_debit(contract, payments, failed, state, on)
+            if state.write_off is not None:
+                return failed
+            plan = debit_due(state, policy, on)
+            if plan is not None:
+                seq = len(payments) + len(failed) + 1  # after the day's payments
+                reason = _declined(contract.plan.person)
+                failed.append(DebitFailed(seq, on, plan.due_date, plan.attempt, reason))
+    return failed
+
+
+def _state_for_debit(contract: Contract, payments: list[Payment], failed: list[DebitFailed],
+                     known: LoanState | None, on: date) -> LoanState:  # fmt: skip
+    """The loan as the batch sees it on ``on`` to decide a debit: ``known`` (from an earlier
+    day of the same retries) with the attempts made since, when only time has passed; else a
+    replay."""
+    if known is None or not _only_time_passed(known, payments, on, contract.policy):
+        return contract.state_on(on, [*payments, *failed])
+    attempts = dict(known.failed_debits)
+    for attempt in failed:
+        attempts[attempt.due_date] = max(attempts.get(attempt.due_date, 0), attempt.attempt)
+    return replace(known, failed_debits=attempts)
+
+
+def _only_time_passed(known: LoanState, payments: list[Payment], on: date,
+                      policy: Product) -> bool:  # fmt: skip
+    """Whether, from ``known`` to ``on``, nothing happened that a debit decision reads: no
+    money moved, nothing fell due, the write-off day has not come. Time alone only adds
+    penalty and late fees to what is already unpaid, which changes no decision."""
+    rows = known.installments
+    moments = [paid.effective for paid in payments] + [row.due_date for row in rows]
+    if any(known.as_of < moment <= on for moment in moments):
+        return False
+    unpaid = [row.due_date for row in rows if row.status is not InstallmentStatus.PAID]
+    return not unpaid or (on - min(unpaid)).days < policy.write_off_dpd
+
+
+def _declined(person: Person) -> str:
+    """Why the channel refused, as the batch records it."""
+    if person.token_ref is None:
+        return "no repayment method bound"
+    return f"insufficient funds: the method holds {Money(0)}"
+
+
+def _loan_rows(rows: dict[str, list[Document]], contract: Contract, events: list[Event],
+               state: LoanState, day: date) -> None:  # fmt: skip
+    """The loan's rows as checkout, the services and the batch through ``day`` would have left
+    them, its books in one opening entry (numbered as checkout's: the write from version 0)."""
+    plan, terms, loan_id = contract.plan, contract.offer.terms, contract.plan.loan_id
+    opened = datetime.combine(plan.start, _DAYTIME)
+    rows["loans"].append({
+        "id": loan_id, "borrower_id": plan.person.id, "order_id": plan.order_id,
+        "merchant": plan.merchant, "item": plan.item, "product_code": plan.product,
+        "terms": {**terms_document(terms), "apr_cap": str(contract.offer.cap)},
+        "policy": contract.definition, "status": state.status.value,
+        "outstanding_principal": int(state.outstanding_principal), "dpd": state.dpd,
+        "version": 1, "booked_through": day, "opened": plan.start, "closed_through": day,
+        "next_action_date": next_action_date(state, contract.policy, day), "created_at": opened,
+    })  # fmt: skip
+    rows["orders"].append({"order_id": plan.order_id, "loan_id": loan_id,
+                           "borrower_id": plan.person.id})  # fmt: skip
+    rows["consents"].append({"loan_id": loan_id, "shown": wire.quote(contract.offer),
+                             "consented_at": opened})  # fmt: skip
+    rows["loan_events"] += [event_row(loan_id, event, _booked_at(event)) for event in events]
+    opening = Entry(journal({}, balances(terms, state)), MEMO)
+    entries, postings = journal_rows(loan_id, 0, day, [opening])
+    rows["journal_entries"] += entries
+    rows["postings"] += postings
+
+
+def _booked_at(event: Event) -> datetime:
+    by_hand = isinstance(event, Payment) and event.channel is Channel.MANUAL
+    return datetime.combine(event.effective, _DAYTIME if by_hand else _NIGHT)
+
+
+# -- writing in bulk ------------------------------------------------------------------------------
+
+
+def _insert(session: Session, name: str, rows: Sequence[Document]) -> None:
+    """Writes ``rows`` into table ``name`` in bulk, in the session's transaction: COPY on
+    PostgreSQL, INSERTs of many rows each elsewhere."""
+    if not rows:
+        return
+    table = Base.metadata.tables[name]
+    connection = session.connection()
+    if connection.dialect.name == "postgresql":
+        _copy(connection, table, rows)
+        return
+    for first in range(0, len(rows), ROWS_PER_STATEMENT):
+        connection.execute(insert(table), list(rows[first : first + ROWS_PER_STATEMENT]))
+
+
+def _copy(connection: Connection, table: Table, rows: Sequence[Document]) -> None:
+    """PostgreSQL's ``COPY … FROM STDIN`` through psycopg on the transaction's own connection,
+    the fastest way in; JSON goes as its text. The postings trigger still checks at commit
+    that every entry balances."""
+    columns = list(rows[0])
+    as_json = [isinstance(table.c[column].type, JSON) for column in columns]
+    statement = f'COPY "{table.name}" ({", ".join(columns)}) FROM STDIN'
+    driver = connection.connection.driver_connection
+    assert driver is not None, "a connection in a transaction has its driver's connection"
+    with driver.cursor() as cursor, cursor.copy(statement) as copy:
+        for row in rows:
+            copy.write_row([json.dumps(row[column]) if encode else row[column]
+                            for column, encode in zip(columns, as_json, strict=True)])  # fmt: skip
+
+
+def _move_sequences(session: Session) -> None:
+    """Ids were given here, past what PostgreSQL's id sequences handed out: the sequences are
+    moved past them, so the next checkout or new borrower gets a free id. (SQLite takes the
+    largest id plus one by itself.)"""
+    if session.get_bind().dialect.name != "postgresql":
+        return
+    for table in ("borrowers", "loans"):
+        session.execute(
+            text(f"SELECT setval(pg_get_serial_sequence('{table}', 'id'), max(id)) FROM {table}")
+        )

@@ -1,0 +1,578 @@
+"""Servicing a plan from checkout to payoff: each operation is one unit of work that loads the
+loan, lets the domain decide, and stores the event, its journal entry and the loan's summary.
+
+Books follow the loan: before an event is booked on day D, the journal is brought to the loan's
+state on D (interest and fees fallen due, penalties accrued: an accrual entry), then the event's
+own entry moves it to the state after the event. An event is booked on its effective day, or on
+the day the loan's books already reach if it is backdated.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import date
+from typing import Any
+
+from sqlalchemy import insert, select
+from sqlalchemy.orm import Session
+
+from fenqi import wire
+from fenqi.catalog import read_lpr_table
+from fenqi.domain.collection import next_action_date
+from fenqi.domain.events import (
+    Channel,
+    CreditRefund,
+    Event,
+    Payment,
+    Prepayment,
+    PrepayMode,
+    Refund,
+    Reversal,
+    Waiver,
+    WaiverKind,
+)
+from fenqi.domain.ledger import balances, journal
+from fenqi.domain.loan import LoanState, LoanStatus, payoff_on, payoff_quote, replay
+from fenqi.domain.money import Money
+from fenqi.domain.quote import quote
+from fenqi.domain.schedule import Method
+from fenqi.services.borrowers import available_limit, borrower_row, default_method
+from fenqi.services.context import Context, Document, audit, once, run
+from fenqi.services.errors import DeclinedError, NotFoundError, RefusedError
+from fenqi.services.products import product_named
+from fenqi.store.documents import terms_document
+from fenqi.store.loans import (
+    Entry,
+    LoanRecord,
+    append_event,
+    load_loan,
+    now,
+    post_entries,
+    save_loan,
+)
+from fenqi.store.schema import (
+    ConsentRow,
+    JournalEntryRow,
+    LoanEventRow,
+    LoanRow,
+    OrderRow,
+    PaymentMethodRow,
+    PostingRow,
+    ReceiptRow,
+)
+
+CLOSED = (LoanStatus.SETTLED, LoanStatus.CANCELLED)
+
+
+# -- checkout -----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Order:
+    """What the mall sends at checkout."""
+
+    borrower_id: int
+    order_id: str
+    merchant: str
+    amount: Money
+    product: str
+    periods: int | None
+    day: date
+    item: str | None = None  # what was bought, as the mall names it
+
+
+def checkout(context: Context, order: Order, *, idempotency_key: str | None = None) -> Document:
+    """Turns an order into a plan: quoted under the product's cap, within the borrower's
+    available limit, the full cost and APR recorded as consented, the merchant owed the price."""
+    if not order.order_id.strip() or not order.merchant.strip():
+        raise RefusedError("an order needs an order id and a merchant")
+    if order.amount <= 0:
+        raise RefusedError(f"order amount {order.amount} must be more than 0")
+
+    def make(session: Session) -> Document:
+        borrower = borrower_row(session, order.borrower_id, lock=True)
+        existing = session.get(OrderRow, order.order_id)
+        if existing is not None:
+            raise RefusedError(f"order {order.order_id} already has plan {existing.loan_id}")
+        product, definition = product_named(session, order.product)
+        terms = product.terms(order.amount, order.day, order.periods)
+        offer = quote(terms, product.apr_cap.on(order.day, read_lpr_table()), product.code)
+        available = available_limit(session, borrower)
+        if order.amount > available:
+            raise RefusedError(
+                f"order amount {order.amount} is over the available limit of {available}"
+            )
+        row = LoanRow(
+            borrower_id=borrower.id,
+            order_id=order.order_id,
+            merchant=order.merchant,
+            item=(order.item or "").strip() or None,
+            product_code=product.code,
+            terms={**terms_document(terms), "apr_cap": str(offer.cap)},  # fixed at the contract
+            policy=definition,
+            status=LoanStatus.ACTIVE.value,
+            outstanding_principal=int(terms.principal),
+            dpd=0,
+            version=1,
+            booked_through=order.day,
+            opened=order.day,
+            closed_through=order.day,
+            next_action_date=next_action_date(
+                replay(terms, product, [], order.day, offer.cap), product, order.day
+            ),
+            created_at=now(),
+        )
+        session.add(row)
+        session.flush()
+        shown = wire.quote(offer)
+        session.add(OrderRow(order_id=order.order_id, loan_id=row.id, borrower_id=borrower.id))
+        session.add(ConsentRow(loan_id=row.id, shown=shown, consented_at=now()))
+        state = replay(terms, product, [], order.day, offer.cap)
+        memo = f"disbursement to merchant {order.merchant} for order {order.order_id}"
+        entry = Entry(journal({}, balances(terms, state)), memo)
+        post_entries(session, row.id, 0, order.day, [entry])
+        record = LoanRecord(row, terms, product, [], offer.cap)
+        return {**wire.loan(record, state), "consent": shown}
+
+    request = {"op": "checkout", **{k: str(v) for k, v in vars(order).items()}}
+    return once(context, f"order:{order.order_id}", idempotency_key, request, make)
+
+
+# -- reading ------------------------------------------------------------------------------------
+
+
+def show_loan(context: Context, loan_id: int, as_of: date) -> Document:
+    """The plan on ``as_of``, with what the borrower was shown when she agreed to it (its APR
+    and full cost), which is hers to see for as long as the plan lasts."""
+
+    def show(session: Session) -> Document:
+        record = load_loan(session, loan_id)
+        consent = session.get(ConsentRow, loan_id)
+        shown = None if consent is None else consent.shown
+        return {**wire.loan(record, record.state_on(as_of)), "consent": shown}
+
+    return run(context, show)
+
+
+def list_loans(context: Context, borrower_id: int, as_of: date) -> list[Document]:
+    def listing(session: Session) -> list[Document]:
+        borrower_row(session, borrower_id)
+        query = select(LoanRow.id).where(LoanRow.borrower_id == borrower_id).order_by(LoanRow.id)
+        records = [load_loan(session, loan_id) for loan_id in session.scalars(query)]
+        return [wire.loan_summary(record, record.state_on(as_of)) for record in records]
+
+    return run(context, listing)
+
+
+def quote_payoff(context: Context, loan_id: int, day: date) -> Document:
+    def work(session: Session) -> Document:
+        record = load_loan(session, loan_id)
+        _check_day(record, day)
+        return wire.payoff(
+            loan_id, payoff_quote(record.terms, record.policy, record.events, day, record.cap)
+        )
+
+    return run(context, work)
+
+
+def show_receipt(context: Context, receipt_id: str) -> Document:
+    loan_id, seq = _parse_id(receipt_id, "R", "receipt")
+
+    def show(session: Session) -> Document:
+        row = session.get(ReceiptRow, (loan_id, seq))
+        if row is None:
+            raise NotFoundError(f"no receipt {receipt_id}")
+        return dict(row.payload)
+
+    return run(context, show)
+
+
+def list_receipts(context: Context, loan_id: int) -> list[Document]:
+    """A plan's receipts, oldest first, each saying whether its payment was later reversed."""
+
+    def listing(session: Session) -> list[Document]:
+        if session.get(LoanRow, loan_id) is None:
+            raise NotFoundError(f"no loan {loan_id}")
+        reversals = select(LoanEventRow.payload).where(
+            LoanEventRow.loan_id == loan_id, LoanEventRow.kind == "reversal"
+        )
+        taken_back = {payload["payment_seq"] for payload in session.scalars(reversals)}
+        receipts = select(ReceiptRow).where(ReceiptRow.loan_id == loan_id).order_by(ReceiptRow.seq)
+        return [{**row.payload, "reversed": row.seq in taken_back}
+                for row in session.scalars(receipts)]  # fmt: skip
+
+    return run(context, listing)
+
+
+# -- money in -----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Source:
+    """Where a payment comes from: a bound method (by id), the borrower's default method
+    (neither given; by hand if she has none bound), or the manual channel (cash at a counter,
+    a bank transfer). A borrower paying for herself sets `by_hand_if_unbound` off: only staff
+    take money by hand, so with no method bound she is refused."""
+
+    method_id: int | None = None
+    manual: bool = False
+    by_hand_if_unbound: bool = True
+
+
+def pay(context: Context, loan_id: int, amount: Money, source: Source, day: date, *,
+        idempotency_key: str | None = None) -> Document:  # fmt: skip
+    """A payment of any amount on any day, allocated by the product's rules; it gets a receipt."""
+    if amount <= 0:
+        raise RefusedError(f"payment amount {amount} must be more than 0")
+    request = {"op": "pay", "loan": loan_id, "amount": int(amount), "day": day.isoformat(),
+               "method": source.method_id, "manual": source.manual}  # fmt: skip
+    key = idempotency_key or uuid.uuid4().hex
+
+    def work(session: Session) -> Document:
+        record = _open_loan(session, loan_id, day)
+        method = _debit(context, session, record, source, amount=amount, key=f"pay:{loan_id}:{key}")
+        event = Payment(record.next_seq, day, amount, _channel_of(method))
+        return _money_in(session, record, event, method)
+
+    return once(context, f"loan:{loan_id}", idempotency_key, request, work)
+
+
+def prepay(context: Context, loan_id: int, amount: Money | None, *, mode: PrepayMode,
+           source: Source, day: date, idempotency_key: str | None = None) -> Document:  # fmt: skip
+    """Repays early: ``amount`` None pays the whole plan off at its payoff quote; otherwise the
+    amount pays what is past due and the interest to date, then repays principal."""
+    if amount is not None and amount <= 0:
+        raise RefusedError(f"prepayment amount {amount} must be more than 0")
+    request = {"op": "prepay", "loan": loan_id, "amount": None if amount is None else int(amount),
+               "mode": mode.value, "day": day.isoformat(), "method": source.method_id,
+               "manual": source.manual}  # fmt: skip
+    key = idempotency_key or uuid.uuid4().hex
+
+    def work(session: Session) -> Document:
+        record = _open_loan(session, loan_id, day)
+        if mode is PrepayMode.SHORTEN_TERM and record.terms.method in (
+            Method.INTEREST_ONLY,
+            Method.BULLET,
+        ):
+            raise RefusedError(
+                f"a {record.terms.method} plan repays its principal at the end; "
+                "prepay with --mode reduce-installment"
+            )
+        full = amount is None
+        due = payoff_on(record.terms, record.policy, record.events, day, record.cap).amount
+        paying = due if amount is None else amount
+        if paying <= 0:
+            raise RefusedError(f"loan {loan_id} has nothing left to pay off on {day}")
+        method = _debit(context, session, record, source, amount=paying,
+                        key=f"prepay:{loan_id}:{key}")  # fmt: skip
+        event = Prepayment(record.next_seq, day, paying, _channel_of(method), mode, full)
+        return _money_in(session, record, event, method)
+
+    return once(context, f"loan:{loan_id}", idempotency_key, request, work)
+
+
+def _money_in(session: Session, record: LoanRecord, event: Payment | Prepayment,
+              method: PaymentMethodRow | None) -> Document:  # fmt: skip
+    kind = "prepayment" if isinstance(event, Prepayment) else "payment"
+    state = _book(session, record, event, f"{kind} {_payment_id(record, event.seq)}")
+    receipt = wire.receipt(record, state, event, method, issued=now())
+    row = {
+        "loan_id": record.row.id,
+        "seq": event.seq,
+        "receipt_no": receipt["id"],
+        "payload": receipt,
+    }
+    session.execute(insert(ReceiptRow), [row])
+    return {**receipt, "id": receipt["payment_id"], "loan": wire.loan_summary(record, state)}
+
+
+def _debit(context: Context, session: Session, record: LoanRecord, source: Source, *,
+           amount: Money, key: str) -> PaymentMethodRow | None:  # fmt: skip
+    """Takes the money through the channel; None when it came in by hand."""
+    method = _method(session, record, source)
+    if method is None:
+        return None
+    debit = context.channel(session).debit(method.token_ref, amount, key)
+    if debit.declined:
+        raise DeclinedError(f"{method.kind} {method.masked_account} declined: {debit.declined}")
+    return method
+
+
+def _method(session: Session, record: LoanRecord, source: Source) -> PaymentMethodRow | None:
+    borrower_id = record.row.borrower_id
+    if source.manual:
+        return None
+    if source.method_id is None:
+        # The default method, as on a due date; with none bound, money taken at a counter.
+        method = default_method(session, borrower_id)
+        if method is None and not source.by_hand_if_unbound:
+            raise RefusedError(f"borrower {borrower_id} has no payment method bound: bind one")
+        return method
+    method = session.get(PaymentMethodRow, source.method_id)
+    if method is None or method.borrower_id != borrower_id or method.status != "active":
+        raise NotFoundError(f"no bound method {source.method_id} for borrower {borrower_id}")
+    return method
+
+
+def _channel_of(method: PaymentMethodRow | None) -> Channel:
+    return Channel.MANUAL if method is None else Channel(method.kind)
+
+
+# -- corrections --------------------------------------------------------------------------------
+
+
+def refund(context: Context, loan_id: int, amount: Money, day: date, *,
+           idempotency_key: str | None = None) -> Document:  # fmt: skip
+    """The merchant refunds part or all of the price of returned goods (DOMAIN.md §11)."""
+    if amount <= 0:
+        raise RefusedError(f"refund amount {amount} must be more than 0")
+
+    def work(session: Session) -> Document:
+        record = load_loan(session, loan_id)
+        _check_day(record, day)
+        priced = record.terms.principal - sum(
+            e.amount for e in record.events if isinstance(e, Refund)
+        )
+        if amount > priced:
+            raise RefusedError(f"refund {amount} is more than the {Money(priced)} left to refund")
+        _check_refundable(record, amount, priced, day)
+        method = default_method(session, record.row.borrower_id)
+        channel = _channel_of(method)
+        before = record.state_on(_booking_day(record, day))
+        event = Refund(record.next_seq, day, amount, channel)
+        state = _book(session, record, event, f"merchant refund of {amount}")
+        paid_back = Money(state.cash_out.get(channel, 0) - before.cash_out.get(channel, 0))
+        if method is not None and paid_back > 0:
+            context.channel(session).pay_back(
+                method.token_ref, paid_back, f"refund:{loan_id}:{event.seq}"
+            )
+        audit(session, context.actor, "loan.refund", f"loan:{loan_id}", "merchant refund",
+              after={"amount": str(amount), "paid_back": str(paid_back)})  # fmt: skip
+        return {"id": f"F{loan_id}-{event.seq}", "loan_id": loan_id, "amount": wire.money(amount),
+                "paid_back": wire.money(paid_back), "channel": channel.value,
+                "date": day.isoformat(), "loan": wire.loan_summary(record, state)}  # fmt: skip
+
+    request = {"op": "refund", "loan": loan_id, "amount": int(amount), "day": day.isoformat()}
+    return once(context, f"loan:{loan_id}", idempotency_key, request, work)
+
+
+def refund_credit(context: Context, loan_id: int, amount: Money | None, day: date, *,
+                  idempotency_key: str | None = None) -> Document:  # fmt: skip
+    """Pays the borrower's credit balance (or ``amount`` of it) back to her default method, or
+    by hand if she has none bound."""
+    if amount is not None and amount <= 0:
+        raise RefusedError(f"amount {amount} must be more than 0")
+
+    def work(session: Session) -> Document:
+        record = load_loan(session, loan_id)
+        _check_day(record, day)
+        credit = record.state_on(_booking_day(record, day)).credit_balance
+        paying = credit if amount is None else amount
+        if paying <= 0 or paying > credit:
+            raise RefusedError(f"loan {loan_id} holds a credit balance of {credit} on {day}")
+        method = default_method(session, record.row.borrower_id)
+        event = CreditRefund(record.next_seq, day, paying, _channel_of(method))
+        state = _book(session, record, event, f"credit balance of {paying} paid back")
+        if method is not None:
+            key = f"credit:{loan_id}:{event.seq}"
+            context.channel(session).pay_back(method.token_ref, paying, key)
+        audit(session, context.actor, "loan.refund_credit", f"loan:{loan_id}", "credit paid back",
+              before={"credit_balance": str(credit)},
+              after={"credit_balance": str(state.credit_balance)})  # fmt: skip
+        return {"id": f"C{loan_id}-{event.seq}", "loan_id": loan_id, "amount": wire.money(paying),
+                "channel": event.channel.value, "date": day.isoformat(),
+                "loan": wire.loan_summary(record, state)}  # fmt: skip
+
+    request = {
+        "op": "refund-credit",
+        "loan": loan_id,
+        "amount": None if amount is None else int(amount),
+        "day": day.isoformat(),
+    }
+    return once(context, f"loan:{loan_id}", idempotency_key, request, work)
+
+
+def reverse(context: Context, payment_id: str, reason: str, day: date | None = None, *,
+            idempotency_key: str | None = None) -> Document:  # fmt: skip
+    """Takes back a mistaken payment or prepayment: the money goes back where it came from and
+    the loan is replayed as if it had never been paid."""
+    loan_id, seq = _parse_id(payment_id, "P", "payment")
+    if not reason.strip():
+        raise RefusedError("a reversal needs a reason")
+
+    def work(session: Session) -> Document:
+        record = load_loan(session, loan_id)
+        paid = next((e for e in record.events if e.seq == seq), None)
+        if not isinstance(paid, Payment | Prepayment):
+            raise NotFoundError(f"no payment {payment_id}")
+        if any(isinstance(e, Reversal) and e.payment_seq == seq for e in record.events):
+            raise RefusedError(f"payment {payment_id} is already reversed")
+        on = max(day or record.row.booked_through, paid.effective)
+        event = Reversal(record.next_seq, on, seq, reason.strip())
+        state = _book(session, record, event, f"reversal of {payment_id}: {reason}")
+        receipt = session.get(ReceiptRow, (loan_id, seq))
+        method_id = None if receipt is None else (receipt.payload.get("method") or {}).get("id")
+        method = None if method_id is None else session.get(PaymentMethodRow, method_id)
+        if method is not None:
+            context.channel(session).pay_back(
+                method.token_ref, paid.amount, f"reverse:{payment_id}"
+            )
+        audit(session, context.actor, "payment.reverse", payment_id, reason,
+              before={"amount": str(paid.amount)})  # fmt: skip
+        return {"id": f"V{loan_id}-{event.seq}", "payment_id": payment_id, "loan_id": loan_id,
+                "amount": wire.money(paid.amount), "reason": reason, "date": on.isoformat(),
+                "loan": wire.loan_summary(record, state)}  # fmt: skip
+
+    request = {
+        "op": "reverse",
+        "payment": payment_id,
+        "reason": reason,
+        "day": None if day is None else day.isoformat(),
+    }
+    return once(context, f"payment:{payment_id.upper()}", idempotency_key, request, work)
+
+
+def waive(context: Context, loan_id: int, kind: WaiverKind, amount: Money, *, reason: str,
+          day: date, idempotency_key: str | None = None) -> Document:  # fmt: skip
+    """An operator forgives penalty or fee still owed, with a reason, in the audit log."""
+    if amount <= 0:
+        raise RefusedError(f"waiver amount {amount} must be more than 0")
+    if not reason.strip():
+        raise RefusedError("a waiver needs a reason")
+
+    def work(session: Session) -> Document:
+        record = load_loan(session, loan_id)
+        _check_day(record, day)
+        before = record.state_on(day)
+        owed = _waivable(before, kind)
+        if amount > owed:
+            raise RefusedError(f"only {owed} of {kind} is owed on loan {loan_id} on {day}")
+        event = Waiver(record.next_seq, day, kind, amount, reason.strip())
+        state = _book(session, record, event, f"{kind} waived: {reason}")
+        audit(session, context.actor, f"waive.{kind}", f"loan:{loan_id}", reason,
+              before={kind.value: str(owed)},
+              after={kind.value: str(_waivable(state, kind))})  # fmt: skip
+        return {"id": f"W{loan_id}-{event.seq}", "loan_id": loan_id, "what": kind.value,
+                "amount": wire.money(amount), "reason": reason, "date": day.isoformat(),
+                "loan": wire.loan_summary(record, state)}  # fmt: skip
+
+    request = {
+        "op": "waive",
+        "loan": loan_id,
+        "what": kind.value,
+        "amount": int(amount),
+        "reason": reason,
+        "day": day.isoformat(),
+    }
+    return once(context, f"loan:{loan_id}", idempotency_key, request, work)
+
+
+def _check_refundable(record: LoanRecord, amount: Money, priced: int, day: date) -> None:
+    """A plan partly prepaid was re-amortised: it can no longer be re-priced from its terms, so
+    while it still owes principal only a refund of the whole remaining price is taken."""
+    reversed_ = {e.payment_seq for e in record.events if isinstance(e, Reversal)}
+    partial = [e for e in record.events
+               if isinstance(e, Prepayment) and not e.full and e.seq not in reversed_]  # fmt: skip
+    owing = record.state_on(_booking_day(record, day)).outstanding_principal > 0
+    if partial and owing and amount < priced:
+        raise RefusedError(
+            f"loan {record.row.id} was partly prepaid on {partial[-1].effective}, so it cannot be "
+            f"re-priced; refund the whole remaining {Money(priced)} (a full return) instead"
+        )
+
+
+def _waivable(state: LoanState, kind: WaiverKind) -> Money:
+    if kind is WaiverKind.PENALTY:
+        return state.outstanding_penalty
+    return Money(sum(row.fee - row.paid_fee - row.waived_fee for row in state.installments))
+
+
+# -- booking ------------------------------------------------------------------------------------
+
+
+def _book(session: Session, record: LoanRecord, event: Event, memo: str) -> LoanState:
+    """Stores ``event`` with its journal entries and the loan's new summary; returns the state
+    on the booking day.
+
+    The journal holds the loan's state as of the day its books reach (``ledger check`` proves
+    it), so bringing it to the booking day is the difference of two replays, with no query."""
+    loan_id, terms = record.row.id, record.terms
+    day = _booking_day(record, event.effective)
+    books = balances(terms, record.state_on(day))
+    entries = []
+    if day > record.row.booked_through:
+        booked = balances(terms, record.state_on(record.row.booked_through))
+        entries.append(Entry(journal(booked, books), f"accrual to {day}"))
+    append_event(session, loan_id, event)
+    record.events.append(event)
+    after = record.state_on(day)
+    entries.append(Entry(journal(books, balances(terms, after)), memo, event.seq))
+    post_entries(session, loan_id, record.row.version, day, entries)
+    save_loan(session, record, after, day, next_action_date(after, record.policy, day))
+    return after
+
+
+def _booking_day(record: LoanRecord, effective: date) -> date:
+    return max(effective, record.row.booked_through)
+
+
+def _open_loan(session: Session, loan_id: int, day: date) -> LoanRecord:
+    record = load_loan(session, loan_id)
+    _check_day(record, day)
+    state = record.state_on(_booking_day(record, day))
+    if state.status in CLOSED:
+        raise RefusedError(f"loan {loan_id} is {state.status}; nothing is owed on it")
+    return record
+
+
+def _check_day(record: LoanRecord, day: date) -> None:
+    if day < record.terms.start:
+        raise RefusedError(f"{day} is before loan {record.row.id} began on {record.terms.start}")
+
+
+def _payment_id(record: LoanRecord, seq: int) -> str:
+    return f"P{record.row.id}-{seq}"
+
+
+def _parse_id(text: str, prefix: str, what: str) -> tuple[int, int]:
+    """``P12-3`` → loan 12, event 3: the id names its loan, so finding it reads one shard. A
+    payment and its receipt share the numbers, so either prefix (or none) finds either."""
+    body = text.strip().upper().lstrip("PR")
+    loan, _, seq = body.partition("-")
+    if not (loan.isdigit() and seq.isdigit()):
+        raise NotFoundError(f'"{text}" is not a {what} id; they look like {prefix}12-3')
+    return int(loan), int(seq)
+
+
+def loan_owner(context: Context, loan_id: int) -> int:
+    """The borrower a loan belongs to (what access checks ask before anything else)."""
+
+    def owner(session: Session) -> int:
+        row = session.get(LoanRow, loan_id)
+        if row is None:
+            raise NotFoundError(f"no loan {loan_id}")
+        return row.borrower_id
+
+    return run(context, owner)
+
+
+def loan_history(context: Context, loan_id: int) -> Document:
+    """A loan's events and its journal entries with their lines, oldest first: what an operator
+    reads to see what happened and how it was booked."""
+
+    def history(session: Session) -> Document:
+        load_loan(session, loan_id)  # refuses an unknown loan
+
+        def rows(table: Any, *order: Any) -> list[Any]:
+            query = select(table).where(table.loan_id == loan_id).order_by(*order)
+            return list(session.scalars(query))
+
+        return wire.history(
+            loan_id,
+            rows(LoanEventRow, LoanEventRow.seq),
+            rows(JournalEntryRow, JournalEntryRow.entry_no),
+            rows(PostingRow, PostingRow.entry_no, PostingRow.line_no),
+        )
+
+    return run(context, history)

@@ -1,0 +1,1 @@
+"""Alembic's environment and revisions for the fenqi schema (run by ``fenqi db init``)."""

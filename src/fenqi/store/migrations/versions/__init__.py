@@ -1,0 +1,1 @@
+"""Schema revisions, oldest first; each is hand-written and never regenerated."""

@@ -1,0 +1,439 @@
+"""The borrower's page 我的分期 (``/me``), built for a phone: she signs in with a one-time code,
+sees her plans with their full cost and APR, each plan's bills, pays any amount or pays the plan
+off, prints her receipts, manages her payment methods, and finds a calm word on hardship.
+
+Every page calls the services and shows their documents. A plan or receipt that is not hers
+gets the very page a missing one gets, so nothing tells her another borrower's exists. A form
+carries the session's CSRF token, and a form that moves money an idempotency key made when the
+page was drawn, so a double click pays once. A refusal shows on the page it came from, with
+the status the API would answer, and changes nothing.
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+from decimal import ROUND_HALF_UP, Decimal
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Form, Request
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from pydantic import BaseModel, Field
+
+from fenqi import clock
+from fenqi.api.problems import status_of
+from fenqi.api.security import SESSION_COOKIE, base_context
+from fenqi.domain.dunning import DEFAULT_LENDER
+from fenqi.domain.errors import InputError
+from fenqi.domain.events import Channel, PrepayMode
+from fenqi.domain.money import Money, MoneyError
+from fenqi.services import access, borrowers, products, servicing
+from fenqi.services.access import Principal, UnauthenticatedError
+from fenqi.services.context import Context, Document
+from fenqi.services.errors import DeclinedError, InFlightError, NotFoundError
+from fenqi.store.schema import MAX_ID
+from fenqi.web.pages import (
+    SignInNeededError,
+    check_csrf,
+    check_same_site,
+    render,
+    sign_in_response,
+    sign_out_response,
+    signed_in,
+)
+
+HOME = "/me"
+LOGIN = "/me/login"
+router = APIRouter(prefix=HOME, include_in_schema=False)
+
+_BEIJING = timezone(timedelta(hours=8), "CST")
+# What she may bind: every channel but money taken by hand, which is for the counter.
+_KINDS = tuple(channel.value for channel in Channel if channel is not Channel.MANUAL)
+
+
+class NoMethodError(InputError):
+    """A payment form sent without one of her bound methods."""
+
+
+# What the page says first about a refusal, most specific first; the service's words follow.
+_SAYINGS: tuple[tuple[type[InputError], str], ...] = (
+    (MoneyError, "me.problem.amount"),
+    (NoMethodError, "me.pay.no_method"),
+    (DeclinedError, "me.problem.declined"),
+    (InFlightError, "me.problem.in_flight"),
+    (NotFoundError, "me.problem.not_found"),
+    (InputError, "me.problem.refused"),
+)
+
+Short = Annotated[str, Field(max_length=200)]
+
+
+class CsrfForm(BaseModel):
+    """Every form she sends carries her session's CSRF token (checked before anything else)."""
+
+    csrf: Short = ""
+
+
+class MoneyForm(CsrfForm):
+    """Paying or paying off: the idempotency key drawn into the form, the bound method she
+    chose, and for a payment the amount."""
+
+    key: Short = ""
+    method: Short = ""
+    amount: Short = ""
+
+
+class MethodForm(CsrfForm):
+    """Binding a method: its kind, the account, and whether it becomes her default."""
+
+    kind: Short = ""
+    account: Short = ""
+    default: Short = ""
+
+
+class PhoneForm(BaseModel):
+    """Signing in: her phone, and the code texted to it."""
+
+    phone: Short = ""
+    code: Short = ""
+
+
+@dataclass(frozen=True)
+class Visit:
+    """A signed-in borrower's request: who she is, her form token, a context acting as her."""
+
+    who: Principal
+    borrower_id: int
+    csrf: str
+    context: Context
+
+
+@dataclass(frozen=True)
+class Problem:
+    """What went wrong, as the page says it: a sentence of ours (a words key), then the
+    service's own detail."""
+
+    key: str
+    detail: str = ""
+
+
+def _visit(request: Request) -> Visit:
+    who, csrf, context = signed_in(request, LOGIN)
+    if who.borrower_id is None:  # an operator's console session is not a borrower's
+        raise SignInNeededError(LOGIN)
+    return Visit(who, who.borrower_id, csrf, context)
+
+
+def _posted(request: Request, form: CsrfForm) -> Visit:
+    """The borrower behind a form, once its CSRF token is her session's (else 403)."""
+    visit = _visit(request)
+    check_csrf(visit.csrf, form.csrf)
+    return visit
+
+
+def _page(request: Request, name: str, visit: Visit | None, status_code: int = 200,
+          **values: Any) -> HTMLResponse:  # fmt: skip
+    """A page of ``templates/borrower``, with the helpers that format the services' text."""
+    csrf = "" if visit is None else visit.csrf
+    return render(request, f"borrower/{name}", status_code, csrf=csrf, yuan=yuan,
+                  percent=percent, beijing=beijing, **values)  # fmt: skip
+
+
+def _missing(request: Request, visit: Visit) -> HTMLResponse:
+    """The one answer for a plan, receipt or method that does not exist or is not hers."""
+    return _page(request, "missing.html", visit, 404)
+
+
+def _problem(error: InputError) -> Problem:
+    key = next(key for kind, key in _SAYINGS if isinstance(error, kind))
+    return Problem(key, " ".join(str(error).split()))
+
+
+def _key() -> str:
+    """An idempotency key for one drawing of a form: sending it twice moves money once."""
+    return secrets.token_urlsafe(16)
+
+
+# -- formatting the services' text -----------------------------------------------------------------
+
+
+def yuan(text: str) -> str:
+    """``"10000.00"`` → ``"¥10,000.00"``: the service's amount, grouped for reading."""
+    return f"¥{Decimal(text):,.2f}"
+
+
+def percent(text: str) -> str:
+    """``"0.126826"`` → ``"12.68%"``: a rate as the service wrote it, in percent."""
+    return f"{(Decimal(text) * 100).quantize(Decimal('0.01'), ROUND_HALF_UP)}%"
+
+
+def beijing(text: str) -> str:
+    """An ISO timestamp as Beijing time (UTC+8, no daylight saving), to the minute."""
+    return datetime.fromisoformat(text).astimezone(_BEIJING).strftime("%Y-%m-%d %H:%M")
+
+
+def _total(documents: Sequence[Document], key: str) -> str:
+    """The sum of one amount over her plans, to the fen."""
+    return str(Money(sum(Money.parse(document[key]) for document in documents)))
+
+
+def _next_bill(loan: Document) -> Document | None:
+    """The first installment not yet paid: what she pays next, and when."""
+    return next((row for row in loan["installments"] if row["status"] != "paid"), None)
+
+
+def _prefill(loan: Document) -> str:
+    """What the pay form offers: what is due now, else the next installment."""
+    if Money.parse(loan["amount_due"]) > 0:
+        return str(loan["amount_due"])
+    upcoming = _next_bill(loan)
+    return "" if upcoming is None else str(upcoming["outstanding"])
+
+
+def _id(text: str) -> int:
+    """An id from an address; anything else names nothing (the 404 page, not a JSON error)."""
+    if not (text.isascii() and text.isdigit() and len(text) <= 10 and 0 < int(text) <= MAX_ID):
+        raise NotFoundError(f"no {text!r}")
+    return int(text)
+
+
+# -- signing in --------------------------------------------------------------------------------
+
+
+@router.get("/login")
+def login_page(request: Request) -> HTMLResponse:
+    return _page(request, "login.html", None)
+
+
+@router.post("/login/code")
+def send_code(request: Request, form: Annotated[PhoneForm, Form()]) -> HTMLResponse:
+    """Texts a code (the answer is the same for a phone that is not a borrower's)."""
+    check_same_site(request)
+    phone = form.phone.strip()
+    sent = access.send_sign_in_code(base_context(request), phone)
+    return _page(request, "login.html", None, phone=phone,
+                 minutes=sent["expires_in_minutes"])  # fmt: skip
+
+
+@router.post("/login")
+def sign_in(request: Request, form: Annotated[PhoneForm, Form()]) -> Response:
+    check_same_site(request)
+    phone = form.phone.strip()
+    try:
+        token, _ = access.sign_in_borrower(base_context(request), phone, form.code.strip())
+    except UnauthenticatedError:
+        wrong = Problem("me.login.wrong_code")
+        return _page(request, "login.html", None, 401, phone=phone, problem=wrong)
+    return sign_in_response(HOME, token)
+
+
+@router.post("/logout")
+def sign_out(request: Request, form: Annotated[CsrfForm, Form()]) -> Response:
+    visit = _posted(request, form)
+    access.sign_out(visit.context, request.cookies[SESSION_COOKIE])
+    return sign_out_response(LOGIN)
+
+
+# -- her plans ---------------------------------------------------------------------------------
+
+
+@router.get("")
+def plans_page(request: Request) -> HTMLResponse:
+    visit = _visit(request)
+    today = clock.today()
+    listed = servicing.list_loans(visit.context, visit.borrower_id, today)
+    plans = [servicing.show_loan(visit.context, plan["id"], today) for plan in listed]
+    return _page(
+        request,
+        "plans.html",
+        visit,
+        plans=[{"loan": loan, "next": _next_bill(loan)} for loan in plans],
+        names=_product_names(visit.context),
+        total_principal=_total(plans, "outstanding_principal"),
+        total_due=_total(plans, "amount_due"),
+    )
+
+
+@router.get("/loans/{loan_id}")
+def plan_page(request: Request, loan_id: str) -> Response:
+    visit = _visit(request)
+    return _on_her_plan(request, visit, loan_id, lambda plan: _plan(request, visit, plan))
+
+
+@router.post("/loans/{loan_id}/pay")
+def pay(request: Request, loan_id: str, form: Annotated[MoneyForm, Form()]) -> Response:
+    """Any amount, from the method she chose, on today's date; then its receipt."""
+    visit = _posted(request, form)
+
+    def take(plan: int) -> Document:
+        amount = Money.parse(form.amount)
+        return servicing.pay(visit.context, plan, amount, _source(form), clock.today(),
+                             idempotency_key=form.key or None)  # fmt: skip
+
+    return _on_her_plan(request, visit, loan_id, lambda plan: _money_in(request, visit, plan, take))
+
+
+@router.post("/loans/{loan_id}/payoff")
+def pay_off(request: Request, loan_id: str, form: Annotated[MoneyForm, Form()]) -> Response:
+    """The whole plan at today's payoff quote; then its receipt."""
+    visit = _posted(request, form)
+
+    def take(plan: int) -> Document:
+        return servicing.prepay(visit.context, plan, None, mode=PrepayMode.REDUCE_INSTALLMENT,
+                                source=_source(form), day=clock.today(),
+                                idempotency_key=form.key or None)  # fmt: skip
+
+    return _on_her_plan(request, visit, loan_id, lambda plan: _money_in(request, visit, plan, take))
+
+
+def _on_her_plan(request: Request, visit: Visit, loan_id: str,
+                 then: Callable[[int], Response]) -> Response:  # fmt: skip
+    """``then`` on the plan if it is hers; a missing plan and another's get the same 404."""
+    try:
+        plan = _id(loan_id)
+        visit.who.owns(servicing.loan_owner(visit.context, plan), f"loan {plan}")
+    except NotFoundError:
+        return _missing(request, visit)
+    return then(plan)
+
+
+def _money_in(request: Request, visit: Visit, plan: int,
+              take: Callable[[int], Document]) -> Response:  # fmt: skip
+    try:
+        paid = take(plan)
+    except InputError as refusal:
+        return _plan(request, visit, plan, status_of(refusal), _problem(refusal))
+    return RedirectResponse(f"{HOME}/receipts/{paid['receipt_id']}", status_code=303)
+
+
+def _source(form: MoneyForm) -> servicing.Source:
+    """The bound method she chose (the service refuses one that is not hers). Never none: with
+    no method the service would record money taken by hand, which only staff may do."""
+    if not form.method:
+        raise NoMethodError("choose one of your bound payment methods")
+    return servicing.Source(method_id=_id(form.method))
+
+
+def _plan(request: Request, visit: Visit, plan: int, status_code: int = 200,
+          problem: Problem | None = None) -> HTMLResponse:  # fmt: skip
+    today = clock.today()
+    loan = servicing.show_loan(visit.context, plan, today)
+    still_open = loan["status"] not in servicing.CLOSED
+    return _page(
+        request,
+        "plan.html",
+        visit,
+        status_code,
+        loan=loan,
+        still_open=still_open,
+        payoff=servicing.quote_payoff(visit.context, plan, today) if still_open else None,
+        prefill=_prefill(loan),
+        methods=borrowers.show_borrower(visit.context, visit.borrower_id)["methods"],
+        receipts=servicing.list_receipts(visit.context, plan),
+        names=_product_names(visit.context),
+        pay_key=_key(),
+        payoff_key=_key(),
+        problem=problem,
+    )
+
+
+def _product_names(context: Context) -> dict[str, str]:
+    return {item["code"]: item["name"] for item in products.list_products(context)}
+
+
+# -- receipts ----------------------------------------------------------------------------------
+
+
+@router.get("/receipts/{receipt_id}")
+def receipt_page(request: Request, receipt_id: str) -> HTMLResponse:
+    """A printable receipt (凭证), hers only."""
+    visit = _visit(request)
+    try:
+        receipt = servicing.show_receipt(visit.context, receipt_id)
+        owner = servicing.loan_owner(visit.context, receipt["loan_id"])
+        visit.who.owns(owner, f"receipt {receipt_id}")
+    except NotFoundError:
+        return _missing(request, visit)
+    return _page(request, "receipt.html", visit, receipt=receipt)
+
+
+# -- payment methods ---------------------------------------------------------------------------
+
+
+@router.get("/methods")
+def methods_page(request: Request) -> HTMLResponse:
+    return _methods(request, _visit(request))
+
+
+@router.post("/methods")
+def bind_method(request: Request, form: Annotated[MethodForm, Form()]) -> Response:
+    """Binds a card, Alipay or WeChat Pay account of hers (the service masks and checks it)."""
+    visit = _posted(request, form)
+
+    def bind() -> Document:
+        return borrowers.bind_method(visit.context, visit.borrower_id, form.kind, form.account,
+                                     default=bool(form.default))  # fmt: skip
+
+    return _change_methods(request, visit, bind)
+
+
+@router.post("/methods/{method_id}/default")
+def default_method(request: Request, method_id: str,
+                   form: Annotated[CsrfForm, Form()]) -> Response:  # fmt: skip
+    return _on_her_method(request, method_id, form, borrowers.set_default_method)
+
+
+@router.post("/methods/{method_id}/unbind")
+def unbind_method(request: Request, method_id: str,
+                  form: Annotated[CsrfForm, Form()]) -> Response:  # fmt: skip
+    return _on_her_method(request, method_id, form, borrowers.unbind_method)
+
+
+def _on_her_method(request: Request, method_id: str, form: CsrfForm,
+                   change: Callable[[Context, int], Document]) -> Response:  # fmt: skip
+    visit = _posted(request, form)
+    return _change_methods(
+        request, visit, lambda: change(visit.context, _her_method(visit, method_id))
+    )
+
+
+def _her_method(visit: Visit, method_id: str) -> int:
+    """A method id, if the method is hers; another's is as missing as one never bound."""
+    method = _id(method_id)
+    visit.who.owns(borrowers.method_owner(visit.context, method), f"method {method}")
+    return method
+
+
+def _change_methods(request: Request, visit: Visit, change: Callable[[], Document]) -> Response:
+    try:
+        change()
+    except InputError as refusal:
+        return _methods(request, visit, status_of(refusal), _problem(refusal))
+    return RedirectResponse(f"{HOME}/methods", status_code=303)
+
+
+def _methods(request: Request, visit: Visit, status_code: int = 200,
+             problem: Problem | None = None) -> HTMLResponse:  # fmt: skip
+    her = borrowers.show_borrower(visit.context, visit.borrower_id)
+    return _page(request, "methods.html", visit, status_code, methods=her["methods"],
+                 kinds=_KINDS, problem=problem)  # fmt: skip
+
+
+# -- hardship, and addresses only a form posts to ----------------------------------------------
+
+
+@router.get("/hardship")
+def hardship_page(request: Request) -> HTMLResponse:
+    """What restructuring is and how to ask for it (DOMAIN.md §8): facts, no pressure."""
+    return _page(request, "hardship.html", _visit(request), hotline=DEFAULT_LENDER.hotline)
+
+
+@router.get("/{rest:path}")
+def back_to_page(request: Request, rest: str) -> RedirectResponse:
+    """An address only a form posts to (the language switch on a refused form's page asks for
+    it) goes back up to the page the form was on: ``/me/loans/1/pay`` → ``/me/loans/1``."""
+    parent = rest.strip("/").rpartition("/")[0]
+    query = f"?{request.url.query}" if request.url.query else ""
+    return RedirectResponse(f"{HOME}/{parent}".rstrip("/") + query, status_code=303)

@@ -1,0 +1,311 @@
+"""The operator console (运营后台): staff sign in with a password, find a borrower, read her plans
+with their events and books, and take payments, quote payoffs, waive and reverse.
+
+Pages call the same services as the JSON API and check the same roles (``api/routes.py``); a
+borrower's session opens nothing here. A form that moves money carries the session's CSRF token
+and an idempotency key made when the page was drawn, so the same form sent twice moves money
+once. A refusal is a page saying why, with the status the API would answer, and changes nothing.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable, Coroutine
+from dataclasses import dataclass
+from datetime import date
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Depends, Form, Query, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import HTMLResponse, Response
+from fastapi.routing import APIRoute
+from pydantic import BaseModel, Field
+
+from fenqi.api.models import Id
+from fenqi.api.problems import status_of
+from fenqi.api.security import SESSION_COOKIE, base_context
+from fenqi.clock import today
+from fenqi.domain.errors import InputError
+from fenqi.domain.events import WaiverKind
+from fenqi.domain.money import Money
+from fenqi.services import access, audit, borrowers, servicing
+from fenqi.services import close_of_business as cob
+from fenqi.services.access import (
+    AGENT_WAIVER_LIMIT,
+    Principal,
+    Role,
+    UnauthenticatedError,
+)
+from fenqi.services.context import Context, Document, Replayed
+from fenqi.web.pages import (
+    check_csrf,
+    check_same_site,
+    render,
+    sign_in_response,
+    sign_out_response,
+    signed_in,
+)
+
+HOME = "/console"
+LOGIN = "/console/login"
+FORMS = ("pay", "waive", "reverse")  # the loan page's forms that move money, each with its key
+MONEY_IN = ("payment", "prepayment")  # the event kinds a reversal takes back
+
+FormText = Annotated[str, Form(max_length=200)]
+Short = Annotated[str, Field(max_length=200)]
+
+
+class _RefusalsAsPages(APIRoute):
+    """A console route answers a refusal with a page saying why, in the status the API would
+    give, never a JSON problem: the services' refusals, and forms FastAPI cannot read."""
+
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+        handle = super().get_route_handler()
+
+        async def handler(request: Request) -> Response:
+            try:
+                return await handle(request)
+            except InputError as refusal:
+                return _refused(request, status_of(refusal), str(refusal))
+            except RequestValidationError as invalid:
+                return _refused(request, 422, _unreadable(invalid))
+
+        return handler
+
+
+router = APIRouter(prefix=HOME, route_class=_RefusalsAsPages, include_in_schema=False)
+
+
+def _refused(request: Request, status: int, reason: str) -> HTMLResponse:
+    desk = getattr(request.state, "desk", None)
+    return render(request, "console/refused.html", status, desk=desk, refusal=reason)
+
+
+def _unreadable(invalid: RequestValidationError) -> str:
+    first = invalid.errors()[0] if invalid.errors() else {}
+    field = ".".join(str(part) for part in first.get("loc", ())[1:])
+    return f"{field}: {first.get('msg', 'invalid')}"
+
+
+# -- who is at the desk ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Desk:
+    """The operator at the console: who, their session's CSRF token, a context acting as them,
+    and the roles they hold (which decide the forms a page offers)."""
+
+    who: Principal
+    csrf: str
+    context: Context
+    roles: frozenset[Role]
+
+
+def _desk(request: Request) -> Desk:
+    """The signed-in operator; a visitor goes to the login page, a borrower is refused."""
+    who, csrf, context = signed_in(request, LOGIN)
+    who.require(Role.VIEWER)
+    desk = Desk(who, csrf, context, frozenset(role for role in Role if who.holds(role)))
+    request.state.desk = desk  # so that a refusal page still shows the operator's menu
+    return desk
+
+
+Operator = Annotated[Desk, Depends(_desk)]
+
+
+def _today(day: date | None) -> date:
+    return day if day is not None else today()
+
+
+# -- signing in and out ---------------------------------------------------------------------------
+
+
+@router.get("/login")
+def login_page(request: Request) -> HTMLResponse:
+    return render(request, "console/login.html")
+
+
+@router.post("/login")
+def login(request: Request, username: FormText = "", password: FormText = "") -> Response:
+    """An operator's password opens a session (a cookie); a wrong one shows the form again."""
+    check_same_site(request)
+    try:
+        token, _ = access.sign_in_operator(base_context(request), username, password)
+    except UnauthenticatedError:
+        return render(request, "console/login.html", 401, username=username, wrong=True)
+    return sign_in_response(HOME, token)
+
+
+@router.post("/logout")
+def logout(request: Request, desk: Operator, csrf: FormText = "") -> Response:
+    check_csrf(desk.csrf, csrf)
+    access.sign_out(desk.context, request.cookies[SESSION_COOKIE])
+    return sign_out_response(LOGIN)
+
+
+# -- reading --------------------------------------------------------------------------------------
+
+
+@router.get("")
+def search(request: Request, desk: Operator,
+           q: Annotated[str, Query(max_length=100)] = "") -> HTMLResponse:  # fmt: skip
+    """Borrowers by phone, name, order id or loan id: what an agent types when someone calls."""
+    found = borrowers.find_borrowers(desk.context, q) if q.strip() else None
+    return render(request, "console/search.html", desk=desk, q=q, found=found)
+
+
+@router.get("/borrowers/{borrower_id}")
+def borrower(request: Request, desk: Operator, borrower_id: Id,
+             as_of: date | None = None) -> HTMLResponse:  # fmt: skip
+    """The borrower, her limit, her methods and her plans as of a day."""
+    day = _today(as_of)
+    shown = borrowers.show_borrower(desk.context, borrower_id)
+    plans = servicing.list_loans(desk.context, borrower_id, day)
+    return render(request, "console/borrower.html", desk=desk, borrower=shown, plans=plans, day=day)
+
+
+@router.get("/loans/{loan_id}")
+def loan(request: Request, desk: Operator, loan_id: Id, as_of: date | None = None,
+         payoff: date | None = None) -> HTMLResponse:  # fmt: skip
+    """The plan as of a day, with its history and books; ``payoff`` adds a payoff quote (any
+    operator may ask what paying off would take)."""
+    quote = None if payoff is None else servicing.quote_payoff(desk.context, loan_id, payoff)
+    return _loan_page(request, desk, loan_id, _today(as_of), quote=quote)
+
+
+def _loan_page(request: Request, desk: Desk, loan_id: int, day: date, status_code: int = 200,
+               **shown: Any) -> HTMLResponse:  # fmt: skip
+    """The plan, its events and journal, and the forms the operator's roles allow, each with a
+    new idempotency key."""
+    context = desk.context
+    plan = servicing.show_loan(context, loan_id, day)
+    history = servicing.loan_history(context, loan_id)
+    owner = borrowers.show_borrower(context, plan["borrower_id"])
+    events = history["events"]
+    return render(request, "console/loan.html", status_code, desk=desk, loan=plan, day=day,
+                  borrower=owner, events=events, entries=history["entries"],
+                  reversible=_reversible(loan_id, events), waiver_limit=AGENT_WAIVER_LIMIT,
+                  keys={form: uuid.uuid4().hex for form in FORMS}, **shown)  # fmt: skip
+
+
+def _reversible(loan_id: int, events: list[Document]) -> list[Document]:
+    """The payments and prepayments not taken back yet: what the reversal form offers."""
+    taken_back = {event["payload"]["payment_seq"] for event in events
+                  if event["kind"] == "reversal"}  # fmt: skip
+    return [{"seq": event["seq"], "id": f"P{loan_id}-{event['seq']}", **event["payload"],
+             "effective": event["effective"]}
+            for event in events
+            if event["kind"] in MONEY_IN and event["seq"] not in taken_back]  # fmt: skip
+
+
+@router.get("/cob")
+def close_of_business(
+    request: Request, desk: Operator, on: Annotated[date | None, Query(alias="date")] = None
+) -> HTMLResponse:
+    """The nightly batch's runs, and the portfolio by delinquency bucket as it closed them."""
+    day = _today(on)
+    runs, aging = cob.runs(desk.context), cob.aging(desk.context, day)
+    return render(request, "console/cob.html", desk=desk, runs=runs, aging=aging, day=day)
+
+
+@router.get("/audit")
+def audit_log(request: Request, desk: Operator,
+              target: Annotated[str, Query(max_length=100)] = "") -> HTMLResponse:  # fmt: skip
+    """Who did what, when, to what and why (admins), about one target if given."""
+    desk.who.require(Role.ADMIN)
+    entries = audit.audit_log(desk.context, target.strip() or None)
+    return render(request, "console/audit.html", desk=desk, entries=entries, target=target)
+
+
+# -- acting on a plan -----------------------------------------------------------------------------
+
+
+class ActionForm(BaseModel):
+    """What every form that moves money carries: the session's CSRF token (checked before
+    anything else), the idempotency key drawn into the form, and the day it counts on (blank:
+    today)."""
+
+    csrf: Short = ""
+    key: Annotated[str, Field(min_length=1, max_length=200)]
+    on: date | None = None
+
+
+class PaymentForm(ActionForm):
+    amount: Short = ""
+    source: Short = ""  # blank: the default method; "manual": by hand; else a method id
+
+
+class WaiverForm(ActionForm):
+    what: Literal["penalty", "fee"] = "penalty"
+    amount: Short = ""
+    reason: Short = ""
+
+
+class ReversalForm(ActionForm):
+    seq: Id  # the payment's number within this plan
+    reason: Short = ""
+
+
+def _act(request: Request, desk: Desk, loan_id: int, form: ActionForm, *, done: str,
+         act: Callable[[], Document]) -> HTMLResponse:  # fmt: skip
+    """Does an operator's action once the form's CSRF token is the session's (else 403), and
+    shows the plan again with what was done, or with the refusal in its status: the service
+    refused inside its transaction, so nothing moved."""
+    check_csrf(desk.csrf, form.csrf)
+    day = _today(form.on)
+    try:
+        result = act()
+    except InputError as refusal:
+        return _loan_page(request, desk, loan_id, day, status_of(refusal), refusal=str(refusal))
+    replayed = isinstance(result, Replayed)
+    return _loan_page(request, desk, loan_id, day,
+                      done={"what": done, "replayed": replayed, "result": result})  # fmt: skip
+
+
+def _source(choice: str) -> servicing.Source:
+    """The payment form's choice: the default method (""), by hand ("manual"), or a method id."""
+    if choice == "manual":
+        return servicing.Source(manual=True)
+    return servicing.Source(method_id=int(choice) if choice.isdigit() else None)
+
+
+@router.post("/loans/{loan_id}/payments")
+def take_payment(request: Request, desk: Operator, loan_id: Id,
+                 form: Annotated[PaymentForm, Form()]) -> HTMLResponse:  # fmt: skip
+    """Takes a payment by hand or from a bound method (agents and admins)."""
+
+    def pay() -> Document:
+        desk.who.require(Role.AGENT)
+        return servicing.pay(desk.context, loan_id, Money.parse(form.amount),
+                             _source(form.source), _today(form.on),
+                             idempotency_key=form.key)  # fmt: skip
+
+    return _act(request, desk, loan_id, form, done="paid", act=pay)
+
+
+@router.post("/loans/{loan_id}/waivers")
+def waive(request: Request, desk: Operator, loan_id: Id,
+          form: Annotated[WaiverForm, Form()]) -> HTMLResponse:  # fmt: skip
+    """Forgives penalty or fee with a reason: agents up to their limit, admins any amount."""
+
+    def forgive() -> Document:
+        amount = Money.parse(form.amount)
+        desk.who.may_waive(amount)
+        return servicing.waive(desk.context, loan_id, WaiverKind(form.what), amount,
+                               reason=form.reason, day=_today(form.on),
+                               idempotency_key=form.key)  # fmt: skip
+
+    return _act(request, desk, loan_id, form, done="waived", act=forgive)
+
+
+@router.post("/loans/{loan_id}/reversals")
+def reverse(request: Request, desk: Operator, loan_id: Id,
+            form: Annotated[ReversalForm, Form()]) -> HTMLResponse:  # fmt: skip
+    """Takes back a mistaken payment of this plan (admins)."""
+
+    def take_back() -> Document:
+        desk.who.require(Role.ADMIN)
+        return servicing.reverse(desk.context, f"P{loan_id}-{form.seq}", form.reason, form.on,
+                                 idempotency_key=form.key)  # fmt: skip
+
+    return _act(request, desk, loan_id, form, done="reversed", act=take_back)

@@ -1,0 +1,106 @@
+"""What every page shares: templates, the language (zh-CN first, English too), the signed-in
+person from the session cookie, and the CSRF token every form carries."""
+
+from __future__ import annotations
+
+import hmac
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+from fastapi import Request
+from fastapi.responses import HTMLResponse, RedirectResponse
+from fastapi.templating import Jinja2Templates
+
+from fenqi.api.security import SESSION_COOKIE, base_context, context_for
+from fenqi.clock import CHINA
+from fenqi.services.access import Principal, UnauthenticatedError, principal_for_session
+from fenqi.services.context import Context
+from fenqi.web.words import WORDS
+
+LANG_COOKIE = "fenqi_lang"
+LANGUAGES = ("zh-CN", "en")
+templates = Jinja2Templates(directory=Path(__file__).with_name("templates"))
+
+
+class SignInNeededError(Exception):
+    """No valid session cookie: the page sends the visitor to ``login`` instead."""
+
+    def __init__(self, login: str) -> None:
+        self.login = login
+
+
+class CsrfError(Exception):
+    """A form posted without the session's CSRF token: refused, nothing changes."""
+
+
+def language(request: Request) -> str:
+    asked = request.query_params.get("lang") or request.cookies.get(LANG_COOKIE) or "zh-CN"
+    return asked if asked in LANGUAGES else "zh-CN"
+
+
+def render(request: Request, name: str, status_code: int = 200, **values: Any) -> HTMLResponse:
+    lang = language(request)
+
+    def t(key: str, **fill: Any) -> str:
+        text = WORDS.get(key, {}).get(lang) or WORDS.get(key, {}).get("zh-CN") or key
+        return text.format(**fill) if fill else text
+
+    response = templates.TemplateResponse(
+        request,
+        name,
+        {"t": t, "lang": lang, "beijing": beijing, **values},
+        status_code=status_code,
+    )
+    if request.query_params.get("lang") in LANGUAGES:
+        response.set_cookie(LANG_COOKIE, lang, samesite="lax")
+    return response
+
+
+def beijing(moment: str | None) -> str:
+    """A stored moment (ISO 8601, UTC) as the time in Beijing, to the second."""
+    if not moment:
+        return ""
+    parsed = datetime.fromisoformat(moment)
+    aware = parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=UTC)
+    return aware.astimezone(CHINA).strftime("%Y-%m-%d %H:%M:%S")
+
+
+def signed_in(request: Request, login: str) -> tuple[Principal, str, Context]:
+    """The person the session cookie belongs to, their CSRF token, and a context acting as
+    them; a visitor without one goes to ``login``."""
+    token = request.cookies.get(SESSION_COOKIE)
+    if not token:
+        raise SignInNeededError(login)
+    try:
+        who, csrf = principal_for_session(base_context(request), token)
+    except UnauthenticatedError:
+        raise SignInNeededError(login) from None
+    return who, csrf, context_for(request, who)
+
+
+def check_csrf(expected: str, given: str | None) -> None:
+    if not given or not hmac.compare_digest(expected, given):
+        raise CsrfError("this form has expired or did not come from fenqi; reload the page")
+
+
+def check_same_site(request: Request) -> None:
+    """A sign-in form has no session yet, so no CSRF token: the browser's Origin header says
+    where the form was sent from, and one from another site (or a hidden one, "null") is
+    refused, so that no other site can sign a visitor in as someone else."""
+    origin = request.headers.get("origin")
+    if origin is not None and urlsplit(origin).netloc != request.url.netloc:
+        raise CsrfError("this sign-in form did not come from fenqi; open the sign-in page")
+
+
+def sign_in_response(target: str, token: str) -> RedirectResponse:
+    response = RedirectResponse(target, status_code=303)
+    response.set_cookie(SESSION_COOKIE, token, httponly=True, samesite="lax")
+    return response
+
+
+def sign_out_response(target: str) -> RedirectResponse:
+    response = RedirectResponse(target, status_code=303)
+    response.delete_cookie(SESSION_COOKIE)
+    return response

@@ -1,0 +1,40 @@
+"""Runs the real ``fenqi`` command in a child process, as a user would."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from dataclasses import dataclass
+from typing import Any
+
+
+@dataclass(frozen=True)
+class Run:
+    code: int
+    out: str
+    err: str
+
+    def json(self) -> Any:
+        assert self.code == 0, self.err
+        return json.loads(self.out)
+
+
+def fenqi(*args: str) -> Run:
+    done = subprocess.run(
+        [sys.executable, "-m", "fenqi", *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    return Run(done.returncode, done.stdout, done.stderr)
+
+
+def refused(run: Run, says: str) -> None:
+    """Bad input: exit code 2, nothing on stdout, one line on stderr saying ``says``."""
+    assert run.code == 2, run.err
+    assert run.out == ""
+    lines = run.err.strip().splitlines()
+    assert len(lines) == 1, run.err
+    assert says in lines[0]

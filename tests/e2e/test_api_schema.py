@@ -1,0 +1,51 @@
+"""Schemathesis against ``/openapi.json``: generated requests to every operation, as an admin,
+find no server error and no response that breaks the document."""
+
+import tempfile
+from pathlib import Path
+
+import pytest
+import schemathesis
+from hypothesis import HealthCheck, settings
+from schemathesis import Case, checks
+
+from fenqi.api.app import create_app
+from fenqi.channels.simulator import SimulatedChannel
+from fenqi.services import access, products
+from fenqi.services.access import Role
+from fenqi.services.context import Context
+from fenqi.store.database import make_engine, upgrade
+
+_folder = tempfile.mkdtemp(prefix="fenqi-schema-")
+URL = f"sqlite:///{Path(_folder) / 'schema.sqlite3'}"
+
+
+def _admin_key() -> str:
+    engine = make_engine(URL)
+    upgrade(engine)
+    context = Context(engine, SimulatedChannel, actor="schemathesis")
+    products.load_products(context)
+    access.create_user(context, "fuzz", "a long password", Role.ADMIN)
+    key = access.create_api_key(context, "fuzz")["api_key"]
+    engine.dispose()
+    return str(key)
+
+
+ADMIN = {"X-API-Key": _admin_key()}
+# What the document promises: no server error, only documented status codes, content types,
+# bodies and headers. (Business refusals of schema-valid requests are fine: 4xx by design.)
+PROMISES = [
+    checks.not_a_server_error,
+    checks.status_code_conformance,
+    checks.content_type_conformance,
+    checks.response_schema_conformance,
+    checks.response_headers_conformance,
+]
+schema = schemathesis.openapi.from_asgi("/openapi.json", create_app(URL))
+
+
+@schema.parametrize()
+@settings(max_examples=12, deadline=None, suppress_health_check=list(HealthCheck))
+@pytest.mark.filterwarnings("ignore")
+def test_the_api_keeps_its_openapi_promises(case: Case) -> None:
+    case.call_and_validate(headers={**ADMIN, **(case.headers or {})}, checks=PROMISES)

@@ -1,0 +1,315 @@
+"""The borrower's page 我的分期 end to end (the real app and database, over HTTP in-process), on
+SQLite and PostgreSQL: signing in with a code, her plans with their APR and total cost, a plan
+that is not hers answering exactly like one that does not exist, forms refused without her CSRF
+token, paying (once, however often the form is sent), paying off, her methods, and English."""
+
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass
+from html.parser import HTMLParser
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+from httpx import Response
+from sqlalchemy import Engine
+
+from fenqi.api.app import create_app
+from fenqi.channels.simulator import SimulatedChannel
+from fenqi.clock import today
+from fenqi.domain.money import Money
+from fenqi.services import products, servicing
+from fenqi.services.context import Context
+from tests.e2e.borrowers import MASKED_CARD, Plan, money_held, open_plan, sign_in_code
+
+HER, OTHER = "13900000001", "13900000002"
+UNTRANSLATED = re.compile(r"\b(me|app|sign|console)\.[a-z_]+(\.[a-z_]+)*\b")
+
+
+class Forms(HTMLParser):
+    """The values a page's forms would send, by form id (or action): hidden and text inputs,
+    and each select's chosen option."""
+
+    def __init__(self, html: str) -> None:
+        super().__init__()
+        self.forms: dict[str, dict[str, str]] = {}
+        self._form: dict[str, str] | None = None
+        self._select: str | None = None
+        self.feed(html)
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        found = {name: value or "" for name, value in attrs}
+        if tag == "form":
+            self._form = self.forms.setdefault(found.get("id") or found["action"], {})
+        elif self._form is None:
+            return
+        elif tag == "input" and found.get("type") != "checkbox":
+            self._form[found["name"]] = found.get("value", "")
+        elif tag == "select":
+            self._select = found["name"]
+        elif tag == "option" and self._select and (self._select not in self._form
+                                                   or "selected" in found):  # fmt: skip
+            self._form[self._select] = found["value"]
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag == "form":
+            self._form = None
+        elif tag == "select":
+            self._select = None
+
+
+@dataclass
+class Home:
+    client: TestClient
+    engine: Engine
+    context: Context
+    mine: Plan
+    other: Plan
+
+    def page(self, path: str) -> Response:
+        answer = self.client.get(path)
+        assert not UNTRANSLATED.search(answer.text), UNTRANSLATED.search(answer.text)
+        return answer
+
+    def form(self, path: str, form_id: str) -> dict[str, str]:
+        return Forms(self.page(path).text).forms[form_id]
+
+    def post(self, path: str, data: dict[str, str]) -> Response:
+        return self.client.post(path, data=data, follow_redirects=False)
+
+    def loan(self, plan: Plan) -> dict[str, Any]:
+        return servicing.show_loan(self.context, plan.loan_id, today())
+
+    def events(self, plan: Plan) -> int:
+        return len(servicing.loan_history(self.context, plan.loan_id)["events"])
+
+
+def sign_in(client: TestClient, engine: Engine, phone: str) -> None:
+    sent = client.post("/me/login/code", data={"phone": phone})
+    assert sent.status_code == 200
+    signed = client.post("/me/login", data={"phone": phone, "code": sign_in_code(engine, phone)},
+                         follow_redirects=False)  # fmt: skip
+    assert (signed.status_code, signed.headers["location"]) == (303, "/me")
+
+
+@pytest.fixture
+def home(engine: Engine, database_url: str) -> Iterator[Home]:
+    """Two borrowers, each with a funded card and a cash plan three bills behind; the first
+    signed in."""
+    context = Context(engine, SimulatedChannel, actor="setup")
+    products.load_products(context)
+    mine = open_plan(context, HER, "JD-MINE")
+    other = open_plan(context, OTHER, "TM-SECRET-OTHER")
+    with TestClient(create_app(database_url)) as client:
+        sign_in(client, engine, HER)
+        yield Home(client, engine, context, mine, other)
+
+
+def test_she_signs_in_with_a_code_and_a_wrong_code_is_refused(engine: Engine,
+                                                               database_url: str) -> None:  # fmt: skip
+    context = Context(engine, SimulatedChannel, actor="setup")
+    products.load_products(context)
+    open_plan(context, HER, "JD-1")
+    with TestClient(create_app(database_url)) as client:
+        away = client.get("/me", follow_redirects=False)
+        assert (away.status_code, away.headers["location"]) == (303, "/me/login")
+        assert "手机号" in client.get("/me/login").text
+        code_form = client.post("/me/login/code", data={"phone": HER})
+        assert code_form.status_code == 200
+        assert 'name="code"' in code_form.text
+        assert "验证码已发送" in code_form.text
+        nobody = client.post("/me/login/code", data={"phone": "13911112222"})
+        assert nobody.status_code == 200  # the same answer: it tells nothing
+        code = sign_in_code(engine, HER)
+        wrong = "000000" if code != "000000" else "111111"
+        refused = client.post("/me/login", data={"phone": HER, "code": wrong})
+        assert refused.status_code == 401
+        assert "验证码不正确或已过期" in refused.text
+        for path in ("/me/login/code", "/me/login"):
+            forged = client.post(path, data={"phone": HER, "code": code},
+                                 headers={"Origin": "null"}, follow_redirects=False)  # fmt: skip
+            assert forged.status_code == 403, path
+            assert "set-cookie" not in forged.headers
+        assert 'name="code"' in refused.text  # the form again
+        sign_in(client, engine, HER)
+        assert "JD-1" in client.get("/me").text
+        csrf = Forms(client.get("/me").text).forms["/me/logout"]["csrf"]
+        out = client.post("/me/logout", data={"csrf": csrf}, follow_redirects=False)
+        assert (out.status_code, out.headers["location"]) == (303, "/me/login")
+        assert client.get("/me", follow_redirects=False).status_code == 303
+
+
+def test_every_page_sends_a_visitor_to_sign_in(home: Home) -> None:
+    home.client.cookies.clear()
+    for path in ("/me", f"/me/loans/{home.mine.loan_id}", "/me/methods", "/me/hardship",
+                 "/me/receipts/R1-1"):  # fmt: skip
+        away = home.client.get(path, follow_redirects=False)
+        assert (away.status_code, away.headers["location"]) == (303, "/me/login"), path
+    paying = home.post(f"/me/loans/{home.mine.loan_id}/pay", {"amount": "1"})
+    assert paying.headers["location"] == "/me/login"
+
+
+def test_her_plans_show_the_consented_apr_and_total_cost(home: Home) -> None:
+    plans = home.page("/me")
+    assert plans.status_code == 200
+    text = plans.text
+    for shown in ("华为商城", "华为 Mate 70", "JD-MINE", "现金分期", "年化利率（复利）", "12.68%",
+                  "年化利率（单利）", "12.00%", "借款总成本", "¥661.86", "剩余本金",
+                  "¥10,000.00", "已逾期", f"/me/loans/{home.mine.loan_id}"):  # fmt: skip
+        assert shown in text, shown
+    assert "TM-SECRET-OTHER" not in text
+    plan = home.page(f"/me/loans/{home.mine.loan_id}").text
+    assert "12.68%" in plan
+    assert "¥661.86" in plan
+
+
+def test_her_plan_shows_bills_overdue_in_red_what_is_due_and_the_payoff(home: Home) -> None:
+    loan = home.loan(home.mine)
+    page = home.page(f"/me/loans/{home.mine.loan_id}")
+    assert page.status_code == 200
+    overdue = re.findall(r'<tr class="overdue">(.*?)</tr>', page.text, re.S)
+    assert len(overdue) == 3
+    first = loan["installments"][0]
+    assert f"逾期{first['dpd']}天" in overdue[0]
+    assert f"罚息¥{first['penalty']}" in overdue[0]
+    assert page.text.count('<tr class="future">') == 9
+    pay = Forms(page.text).forms["pay"]
+    assert pay["amount"] == loan["amount_due"]
+    assert pay["method"] == str(home.mine.method_id)
+    assert MASKED_CARD in page.text
+    quote = servicing.quote_payoff(home.context, home.mine.loan_id, today())
+    for part in ("amount", "principal", "interest", "penalty", "valid_through"):
+        assert quote[part] in page.text.replace("¥", "").replace(",", ""), part
+    assert 'href="/me/hardship"' in page.text
+    calm = home.page("/me/hardship").text
+    for fact in ("60期", "停息挂账", "罚息", "征信", "400-800-0000"):
+        assert fact in calm, fact
+
+
+def test_another_borrowers_plan_is_not_found_like_a_missing_one(home: Home) -> None:
+    other, missing = f"/me/loans/{home.other.loan_id}", "/me/loans/999999"
+    odd = ("/me/loans/abc", "/me/loans/²", "/me/loans/99999999999999999999")
+    answers = [home.page(path) for path in (other, missing, *odd)]
+    assert {answer.status_code for answer in answers} == {404}
+    assert len({answer.text for answer in answers}) == 1
+    assert "TM-SECRET-OTHER" not in answers[0].text
+    held, events = money_held(home.engine), home.events(home.other)
+    form = home.form(f"/me/loans/{home.mine.loan_id}", "pay")
+    for action in ("pay", "payoff"):
+        grab = home.post(f"{other}/{action}", {**form, "method": str(home.other.method_id)})
+        assert grab.status_code == 404
+        assert grab.text == answers[1].text
+    theirs = servicing.pay(home.context, home.other.loan_id, Money.parse("100"), servicing.Source(),
+                           today())  # fmt: skip
+    peek = home.page(f"/me/receipts/{theirs['receipt_id']}")
+    assert peek.status_code == 404
+    assert "TM-SECRET-OTHER" not in peek.text
+    assert (money_held(home.engine), home.events(home.other)) == (held - 100_00, events + 1)
+    csrf = {"csrf": form["csrf"]}
+    for action in ("default", "unbind"):
+        touch = home.post(f"/me/methods/{home.other.method_id}/{action}", csrf)
+        assert touch.status_code == 404
+    assert home.post(f"/me/loans/{home.mine.loan_id}/pay",
+                     {**form, "method": str(home.other.method_id)}).status_code == 404  # fmt: skip
+    assert money_held(home.engine) == held - 100_00
+
+
+def test_a_form_without_her_csrf_token_is_refused_and_moves_no_money(home: Home) -> None:
+    path = f"/me/loans/{home.mine.loan_id}"
+    form = home.form(path, "pay")
+    held, events = money_held(home.engine), home.events(home.mine)
+    for forged in ({k: v for k, v in form.items() if k != "csrf"}, {**form, "csrf": "forged"}):
+        for action in ("pay", "payoff"):
+            refused = home.post(f"{path}/{action}", forged)
+            assert refused.status_code == 403
+            assert "表单已过期" in refused.text
+        assert home.post("/me/methods", {**forged, "kind": "alipay",
+                                         "account": "wang@example.com"}).status_code == 403  # fmt: skip
+    assert (money_held(home.engine), home.events(home.mine)) == (held, events)
+
+
+def test_she_pays_once_however_often_the_form_is_sent_and_gets_a_receipt(home: Home) -> None:
+    path = f"/me/loans/{home.mine.loan_id}"
+    form = {**home.form(path, "pay"), "amount": "888.49"}
+    held, due = money_held(home.engine), Money.parse(home.loan(home.mine)["amount_due"])
+    paid = home.post(f"{path}/pay", form)
+    again = home.post(f"{path}/pay", form)  # the double click
+    assert paid.status_code == again.status_code == 303
+    assert paid.headers["location"] == again.headers["location"]
+    assert money_held(home.engine) == held - 888_49
+    receipt = home.page(paid.headers["location"])
+    assert receipt.status_code == 200
+    for shown in ("还款凭证", f"R{home.mine.loan_id}-", "¥888.49", "JD-MINE", "银行卡",
+                  MASKED_CARD, "资金去向", "罚息", "还款后剩余本金", "打印"):  # fmt: skip
+        assert shown in receipt.text, shown
+    assert Money.parse(home.loan(home.mine)["amount_due"]) == due - 888_49
+    assert paid.headers["location"] in home.page(path).text  # listed with the plan's receipts
+
+
+def test_refusals_show_on_the_page_and_change_nothing(home: Home) -> None:
+    path = f"/me/loans/{home.mine.loan_id}"
+    form = home.form(path, "pay")
+    held, events = money_held(home.engine), home.events(home.mine)
+    bad = home.post(f"{path}/pay", {**form, "amount": "12.345"})
+    assert bad.status_code == 422
+    assert "请填写正确的金额" in bad.text
+    zero = home.post(f"{path}/pay", {**form, "amount": "0"})
+    assert zero.status_code == 422
+    declined = home.post(f"{path}/pay", {**form, "amount": "30000"})
+    assert declined.status_code == 402
+    assert "扣款未成功" in declined.text
+    assert "insufficient funds" in declined.text
+    no_method = home.post(f"{path}/pay", {**form, "method": ""})
+    assert no_method.status_code == 422
+    assert (money_held(home.engine), home.events(home.mine)) == (held, events)
+    switched = home.client.get(f"{path}/pay?lang=en", follow_redirects=False)
+    assert switched.headers["location"] == f"{path}?lang=en"
+
+
+def test_she_pays_the_plan_off_and_it_is_settled(home: Home) -> None:
+    path = f"/me/loans/{home.mine.loan_id}"
+    quote = servicing.quote_payoff(home.context, home.mine.loan_id, today())
+    held = money_held(home.engine)
+    done = home.post(f"{path}/payoff", home.form(path, "payoff"))
+    assert done.status_code == 303
+    receipt = home.page(done.headers["location"]).text
+    assert f"¥{quote['amount']}" in receipt.replace(",", "")
+    assert "提前还款" in receipt
+    assert home.loan(home.mine)["status"] == "settled"
+    assert money_held(home.engine) == held - int(quote["amount"].replace(".", ""))
+    settled = home.page(path).text
+    assert "已结清" in settled
+    assert 'id="pay"' not in settled
+    assert "已结清" in home.page("/me").text
+
+
+def test_she_binds_and_manages_only_her_own_methods(home: Home) -> None:
+    form = home.form("/me/methods", "bind")
+    bound = home.post("/me/methods", {**form, "kind": "alipay", "account": "wang@example.com",
+                                      "default": "yes"})  # fmt: skip
+    assert (bound.status_code, bound.headers["location"]) == (303, "/me/methods")
+    page = home.page("/me/methods").text
+    assert "支付宝 w***@example.com" in page
+    wrong = home.post("/me/methods", {**form, "kind": "bank_card", "account": "12"})
+    assert wrong.status_code == 422
+    assert "12 to 19 digits" in wrong.text
+    made_default = home.post(f"/me/methods/{home.mine.method_id}/default", form)
+    assert made_default.status_code == 303
+    assert Forms(home.page(f"/me/loans/{home.mine.loan_id}").text).forms["pay"]["method"] == str(
+        home.mine.method_id
+    )
+    assert home.post(f"/me/methods/{home.mine.method_id}/unbind", form).status_code == 303
+    assert MASKED_CARD not in home.page("/me/methods").text
+
+
+def test_the_pages_speak_english_when_asked(home: Home) -> None:
+    plans = home.page("/me?lang=en")
+    assert '<html lang="en">' in plans.text
+    for shown in ("My installment plans", "Principal still owed", "Bills and payments",
+                  "Overdue"):  # fmt: skip
+        assert shown in plans.text, shown
+    plan = home.page(f"/me/loans/{home.mine.loan_id}").text  # the choice is remembered
+    for shown in ("Make a payment", "Pay off early", "days late", "Finding it hard to pay?"):
+        assert shown in plan, shown
+    assert "If paying is hard right now" in home.page("/me/hardship").text
+    assert "现在应还" in home.page("/me?lang=zh-CN").text

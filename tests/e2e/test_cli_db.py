@@ -1,0 +1,54 @@
+"""``fenqi db init`` and ``fenqi db upgrade`` end to end, on a SQLite file."""
+
+from pathlib import Path
+
+import pytest
+
+from tests.e2e.cli import fenqi
+
+HEAD = "0004"
+
+
+def test_init_creates_the_database_and_can_run_again(tmp_path: Path) -> None:
+    path = tmp_path / "x.sqlite3"
+    url = f"sqlite:///{path}"
+    first = fenqi("db", "init", "--db", url, "--json")
+    assert first.json() == {"url": url, "revision": HEAD, "products_loaded": 5}
+    assert path.is_file()
+    again = fenqi("db", "init", "--db", url, "--json")  # the catalog is there: left as it is
+    assert again.json() == {"url": url, "revision": HEAD, "products_loaded": 0}
+
+
+def test_upgrade_brings_a_new_or_current_database_to_the_newest_revision(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'x.sqlite3'}"
+    for _ in range(2):
+        done = fenqi("db", "upgrade", "--db", url)
+        assert done.code == 0, done.err
+        assert done.out.strip() == f"database {url} is at revision {HEAD}"
+    assert (tmp_path / "x.sqlite3").is_file()
+
+
+def test_the_url_comes_from_the_environment_without_db(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    url = f"sqlite:///{tmp_path / 'env.sqlite3'}"
+    monkeypatch.setenv("FENQI_DATABASE_URL", url)
+    assert fenqi("db", "init", "--json").json() == {
+        "url": url,
+        "revision": HEAD,
+        "products_loaded": 5,
+    }
+
+
+def test_a_bad_url_is_refused_in_one_line(tmp_path: Path) -> None:
+    done = fenqi("db", "init", "--db", "not-a-url")
+    assert done.code == 2
+    assert done.err.startswith('fenqi: error: --db: "not-a-url" is not a database URL')
+    assert done.err.count("\n") == 1
+
+
+def test_an_unreachable_database_is_reported_without_its_password() -> None:
+    done = fenqi("db", "init", "--db", "postgresql://fenqi:s3cret@127.0.0.1:1/fenqi")
+    assert done.code == 1
+    assert done.err.startswith("fenqi: error: cannot use database postgresql+psycopg://fenqi:***@")
+    assert "s3cret" not in done.err

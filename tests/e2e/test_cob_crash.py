@@ -1,0 +1,130 @@
+"""Crash test: ``fenqi cob`` killed with SIGKILL at random points, then run again, leaves exactly
+the events, journal and outbox of a run that was never interrupted; and a day already closed
+closes to nothing."""
+
+import os
+import random
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import Engine, select
+from sqlalchemy.orm import Session
+
+from fenqi.channels.simulator import SimulatedChannel
+from fenqi.domain.money import Money
+from fenqi.services import borrowers, products, servicing
+from fenqi.services.context import Context
+from fenqi.store.database import make_engine, upgrade
+from fenqi.store.schema import JournalEntryRow, LoanEventRow, LoanRow, PostingRow, SmsOutboxRow
+from tests.e2e.cli import fenqi
+
+TRIALS = 20
+LOANS = 100
+DAY = date(2026, 2, 15)  # a due date: debits, failures and dunning for the whole portfolio
+
+
+@pytest.fixture(scope="module")
+def portfolio(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A database with LOANS loans due on DAY, half on cards too short to pay."""
+    path = tmp_path_factory.mktemp("crash") / "portfolio.sqlite3"
+    engine = make_engine(f"sqlite:///{path}")
+    upgrade(engine)
+    shop = Context(engine, SimulatedChannel, actor="crash-test")
+    products.load_products(shop)
+    for number in range(LOANS):
+        who = borrowers.create_borrower(shop, f"测试{number}", f"1390000{number:04d}", Money(10**9))
+        balance = "100000" if number % 2 else "10"
+        borrowers.bind_method(shop, who["id"], "bank_card", f"62220200000{number:08d}",
+                              sim_balance=Money.parse(balance))  # fmt: skip
+        product, periods = ("cash", 12) if number % 3 else ("mall-6", None)
+        order = servicing.Order(who["id"], f"C-{number}", "m", Money.parse("6000"), product,
+                                periods, date(2026, 1, 15))  # fmt: skip
+        servicing.checkout(shop, order)
+    engine.dispose()
+    return path
+
+
+def snapshot(engine: Engine) -> dict[str, Any]:
+    """What a close of business writes, without the wall-clock times it stamps on rows."""
+    with Session(engine) as session:
+
+        def rows(*columns: Any) -> list[tuple[Any, ...]]:
+            return [tuple(row) for row in session.execute(select(*columns).order_by(*columns[:3]))]
+
+        return {
+            "events": rows(LoanEventRow.loan_id, LoanEventRow.seq, LoanEventRow.kind,
+                           LoanEventRow.effective, LoanEventRow.payload),
+            "entries": rows(JournalEntryRow.loan_id, JournalEntryRow.entry_no,
+                            JournalEntryRow.booked_date, JournalEntryRow.memo),
+            "postings": rows(PostingRow.loan_id, PostingRow.entry_no, PostingRow.line_no,
+                             PostingRow.account, PostingRow.debit, PostingRow.credit),
+            "outbox": rows(SmsOutboxRow.loan_id, SmsOutboxRow.day, SmsOutboxRow.stage,
+                           SmsOutboxRow.text, SmsOutboxRow.status),
+            "loans": rows(LoanRow.id, LoanRow.version, LoanRow.status, LoanRow.dpd,
+                          LoanRow.outstanding_principal, LoanRow.closed_through,
+                          LoanRow.next_action_date),
+        }  # fmt: skip
+
+
+def close(path: Path) -> None:
+    done = fenqi(
+        "cob", "--date", DAY.isoformat(), "--chunk-size", "3", "--db", f"sqlite:///{path}", "--json"
+    )
+    assert done.code == 0, done.err
+
+
+def test_a_killed_close_of_business_rerun_matches_an_uninterrupted_one(
+    portfolio: Path, tmp_path: Path
+) -> None:
+    reference = tmp_path / "reference.sqlite3"
+    shutil.copy(portfolio, reference)
+    began = time.perf_counter()
+    fenqi("--help")
+    starts = time.perf_counter() - began  # before this, a kill would only stop an idle process
+    began = time.perf_counter()
+    close(reference)
+    lasts = time.perf_counter() - began
+    expected = snapshot(make_engine(f"sqlite:///{reference}"))
+    assert any(kind == "debit_failed" for _, _, kind, _, _ in expected["events"])
+    assert any(kind == "payment" for _, _, kind, _, _ in expected["events"])
+    assert expected["outbox"]
+
+    chance = random.Random(20260215)
+    killed_midway = partly_closed = 0
+    for trial in range(TRIALS):
+        path = tmp_path / f"trial-{trial}.sqlite3"
+        shutil.copy(portfolio, path)
+        command = [sys.executable, "-m", "fenqi", "cob", "--date", DAY.isoformat(),
+                   "--chunk-size", "2", "--db", f"sqlite:///{path}", "--json"]  # fmt: skip
+        worker = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        time.sleep(chance.uniform(starts, 0.95 * lasts))
+        if worker.poll() is None:
+            os.kill(worker.pid, signal.SIGKILL)
+            killed_midway += 1
+        worker.wait()
+        closed = [
+            row for row in snapshot(make_engine(f"sqlite:///{path}"))["loans"] if row[5] == DAY
+        ]
+        partly_closed += 0 < len(closed) < len(expected["loans"])
+        close(path)
+        assert snapshot(make_engine(f"sqlite:///{path}")) == expected, f"trial {trial}"
+    assert killed_midway >= TRIALS * 3 // 4  # the kills landed while the batch was running
+    assert partly_closed >= TRIALS // 4  # many of them between one chunk's commit and the next
+
+
+def test_a_closed_day_closes_to_nothing(portfolio: Path, tmp_path: Path) -> None:
+    path = tmp_path / "again.sqlite3"
+    shutil.copy(portfolio, path)
+    close(path)
+    engine = make_engine(f"sqlite:///{path}")
+    before = snapshot(engine)
+    again = fenqi("cob", "--date", DAY.isoformat(), "--db", f"sqlite:///{path}", "--json").json()
+    assert again["loans"] == 0
+    assert snapshot(engine) == before

@@ -1,0 +1,335 @@
+"""The operator console end to end (the real app and database, in-process), on SQLite and
+PostgreSQL: signing in, finding a borrower, a plan with its events and books, and the forms that
+move money, each refused (with nothing changed) for a role the JSON API would refuse, or without
+the session's CSRF token.
+
+The plan is the README's story: 10,000.00 on 12 installments from 2026-01-15, the first paid on
+2026-02-15, the second unpaid, so on 2026-03-25 it is 10 days past due (M1) with a penalty of
+3.98 and a late fee of 44.42."""
+
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import date
+from typing import Any
+
+import pytest
+from fastapi import FastAPI
+from fastapi.testclient import TestClient
+from sqlalchemy import Engine, select
+from sqlalchemy.orm import Session
+
+from fenqi.api.app import create_app
+from fenqi.channels.simulator import SimulatedChannel
+from fenqi.domain.money import Money
+from fenqi.services import access, audit, borrowers, products, servicing
+from fenqi.services import close_of_business as cob
+from fenqi.services.access import Role
+from fenqi.services.context import Context
+from fenqi.store.schema import SmsSentRow
+from fenqi.web.pages import beijing
+from fenqi.web.words import WORDS
+
+PASSWORD = "a long password"
+PHONE = "13800138000"
+ORDER = "JD-0001"
+OVERDUE = "2026-03-25"
+
+
+@dataclass
+class Desk:
+    app: FastAPI
+    context: Context
+    engine: Engine
+    borrower: int
+    loan: int
+
+    def client(self, role: str | None = None) -> TestClient:
+        """A browser of its own (its own cookies), signed in as ``role`` if given."""
+        client = TestClient(self.app)
+        if role is not None:
+            signed = client.post("/console/login", data={"username": role, "password": PASSWORD})
+            assert signed.status_code == 200, signed.text
+        return client
+
+    def loan_page(self, client: TestClient) -> str:
+        page = client.get(f"/console/loans/{self.loan}?as_of={OVERDUE}")
+        assert page.status_code == 200, page.text
+        return page.text
+
+    def books(self) -> tuple[Any, ...]:
+        """Everything a form could move: the plan's events and journal, and the audit log."""
+        history = servicing.loan_history(self.context, self.loan)
+        return history["events"], history["entries"], audit.audit_log(self.context)
+
+
+@pytest.fixture
+def desk(engine: Engine, database_url: str) -> Iterator[Desk]:
+    context = Context(engine, SimulatedChannel, actor="setup")
+    products.load_products(context)
+    for role in Role:
+        access.create_user(context, role.value, PASSWORD, role)
+    who = borrowers.create_borrower(context, "张三", PHONE, Money.parse("20000"))
+    borrowers.bind_method(context, who["id"], "bank_card", "6222020000001234567",
+                          sim_balance=Money.parse("1000"))  # fmt: skip
+    order = servicing.Order(who["id"], ORDER, "华为商城", Money.parse("10000"), "cash", 12,
+                            date(2026, 1, 15))  # fmt: skip
+    loan = servicing.checkout(context, order)["id"]
+    servicing.pay(context, loan, Money.parse("888.49"), servicing.Source(), date(2026, 2, 15))
+    app = create_app(database_url)
+    with TestClient(app):  # runs the app's startup once
+        yield Desk(app, context, engine, who["id"], loan)
+
+
+def form(page: str, name: str) -> dict[str, str]:
+    """The fields of the form with id ``name`` as the page drew them (first option of a select)."""
+    found = re.search(rf'<form[^>]*id="{name}".*?</form>', page, re.S)
+    assert found is not None, f"no form {name}"
+    fields = dict(re.findall(r'<input[^>]*name="([^"]+)"[^>]*value="([^"]*)"', found[0]))
+    for select_name, options in re.findall(r'<select[^>]*name="([^"]+)"[^>]*>(.*?)</select>',
+                                           found[0], re.S):  # fmt: skip
+        fields[select_name] = re.findall(r'value="([^"]*)"', options)[0]
+    return fields
+
+
+def alert(page: str) -> str:
+    found = re.search(r'role="alert">([^<]*)<', page)
+    return found[1] if found else ""
+
+
+def test_a_visitor_is_sent_to_sign_in_and_an_operator_signs_in_and_out(desk: Desk) -> None:
+    client = desk.client()
+    away = client.get("/console", follow_redirects=False)
+    assert (away.status_code, away.headers["location"]) == (303, "/console/login")
+    assert client.get("/console/login").status_code == 200
+    wrong = client.post("/console/login", data={"username": "agent", "password": "not it"})
+    assert wrong.status_code == 401
+    assert "用户名或密码错误" in wrong.text
+    elsewhere = {"Origin": "https://evil.example"}
+    forged = client.post("/console/login", data={"username": "agent", "password": PASSWORD},
+                         headers=elsewhere, follow_redirects=False)  # fmt: skip
+    assert forged.status_code == 403  # another site cannot sign a visitor in
+    assert "set-cookie" not in forged.headers
+    here = {"Origin": "http://testserver"}
+    signed = client.post("/console/login", data={"username": "agent", "password": PASSWORD},
+                         headers=here)  # fmt: skip
+    assert signed.url.path == "/console"
+    assert "agent · 客服" in signed.text
+    assert client.post("/console/logout", data={"csrf": "forged"}).status_code == 403
+    token = form(signed.text, "logout")["csrf"]
+    out = client.post("/console/logout", data={"csrf": token}, follow_redirects=False)
+    assert (out.status_code, out.headers["location"]) == (303, "/console/login")
+    assert client.get("/console", follow_redirects=False).status_code == 303
+
+
+@pytest.mark.parametrize("typed", ["phone", "name", "order", "loan id"])
+def test_a_borrower_is_found_by_phone_name_order_or_loan_id(desk: Desk, typed: str) -> None:
+    text = {"phone": PHONE, "name": "张", "order": ORDER, "loan id": str(desk.loan)}[typed]
+    found = desk.client("viewer").get("/console", params={"q": text})
+    assert found.status_code == 200
+    assert f'href="/console/borrowers/{desk.borrower}"' in found.text
+
+
+def test_a_search_that_finds_nobody_says_so(desk: Desk) -> None:
+    client = desk.client("viewer")
+    nobody = client.get("/console", params={"q": "王五"})
+    assert "没有找到“王五”" in nobody.text
+    assert "<script>" not in client.get("/console", params={"q": "<script>"}).text
+
+
+def test_the_borrower_page_shows_her_limit_methods_and_plans(desk: Desk) -> None:
+    page = desk.client("viewer").get(f"/console/borrowers/{desk.borrower}?as_of={OVERDUE}").text
+    assert "20000.00" in page  # her limit
+    assert "10788.49" in page  # available: the limit less the 9211.51 her plan still holds
+    assert "622202*********4567" in page
+    row = re.search(rf'<tr class="overdue">.*?/console/loans/{desk.loan}.*?</tr>', page, re.S)
+    assert row is not None
+    cells = re.findall(r"<td[^>]*>(.*?)</td>", row[0], re.S)
+    assert [cell for cell in cells if cell in ("逾期", "10", "M1", "9211.51")] == [
+        "逾期", "10", "M1", "9211.51"
+    ]  # fmt: skip
+
+
+def test_the_loan_page_shows_installments_events_and_journal_lines(desk: Desk) -> None:
+    page = desk.loan_page(desk.client("viewer"))
+    assert page.count('<tr class="overdue">') == 1  # the second installment, highlighted
+    assert page.count('<tr class="paid">') == 1
+    assert "3.98" in page
+    assert "44.42" in page
+    assert re.search(r"<td>还款</td>\s*<td>2026-02-15</td>", page)
+    history = servicing.loan_history(desk.context, desk.loan)
+    for entry in history["entries"]:
+        assert entry["memo"] in page
+        for line in entry["lines"]:
+            cells = f'<td>{line["account"]}</td><td class="num">{line["debit"]}</td>'
+            assert f'{cells}<td class="num">{line["credit"]}</td>' in page
+    assert 'id="pay"' not in page
+    assert 'id="waive"' not in page
+    assert 'id="reverse"' not in page
+
+
+def test_a_payoff_quote_is_for_anyone(desk: Desk) -> None:
+    client = desk.client("viewer")
+    page = client.get(f"/console/loans/{desk.loan}?as_of={OVERDUE}&payoff=2026-04-30").text
+    quoted = servicing.quote_payoff(desk.context, desk.loan, date(2026, 4, 30))
+    assert f"2026-04-30 结清需还 {quoted['amount']} 元" in page
+
+
+def test_a_viewer_cannot_take_a_payment(desk: Desk) -> None:
+    viewer, agent = desk.client("viewer"), desk.client("agent")
+    fields = {**form(desk.loan_page(agent), "pay"), "amount": "936.89", "on": OVERDUE}
+    fields["csrf"] = form(desk.loan_page(viewer), "logout")["csrf"]
+    before = desk.books()
+    refused = viewer.post(f"/console/loans/{desk.loan}/payments", data=fields)
+    assert refused.status_code == 403
+    assert "this needs the agent role" in alert(refused.text)
+    assert desk.books() == before
+
+
+def test_an_agent_takes_a_payment_once_however_often_the_form_is_sent(desk: Desk) -> None:
+    agent = desk.client("agent")
+    page = desk.loan_page(agent)
+    card = re.search(r'<option value="(\d+)">银行卡 622202', page)
+    assert card is not None
+    fields = {**form(page, "pay"), "amount": "936.89", "on": OVERDUE}
+    before = desk.books()
+    declined = agent.post(
+        f"/console/loans/{desk.loan}/payments", data={**fields, "source": card[1]}
+    )
+    assert declined.status_code == 402
+    assert "the method holds 111.51" in alert(declined.text)
+    assert desk.books() == before
+    by_hand = {**form(declined.text, "pay"), "amount": "936.89", "on": OVERDUE, "source": "manual"}
+    paid = agent.post(f"/console/loans/{desk.loan}/payments", data=by_hand)
+    assert paid.status_code == 200, alert(paid.text)
+    assert "已收款 936.89 元" in paid.text
+    again = agent.post(f"/console/loans/{desk.loan}/payments", data=by_hand)
+    assert "此表单已提交过" in again.text
+    events = servicing.loan_history(desk.context, desk.loan)["events"]
+    assert [(event["kind"], event["payload"]["channel"]) for event in events] == [
+        ("payment", "bank_card"), ("payment", "manual")
+    ]  # fmt: skip
+
+
+def test_an_agent_waives_within_the_limit_but_not_beyond_it(desk: Desk) -> None:
+    agent = desk.client("agent")
+    page = desk.loan_page(agent)
+    assert "客服每次最多减免 100.00 元" in page
+    fields = {**form(page, "waive"), "what": "penalty", "reason": "首次逾期", "on": OVERDUE}
+    before = desk.books()
+    beyond = agent.post(f"/console/loans/{desk.loan}/waivers", data={**fields, "amount": "150"})
+    assert beyond.status_code == 403
+    assert "an agent may waive up to 100.00" in alert(beyond.text)
+    assert desk.books() == before
+    within = agent.post(f"/console/loans/{desk.loan}/waivers", data={**fields, "amount": "3.98"})
+    assert within.status_code == 200, alert(within.text)
+    assert "已减免 3.98 元" in within.text
+    shown = servicing.show_loan(desk.context, desk.loan, date(2026, 3, 25))
+    assert shown["outstanding_penalty"] == "0.00"
+    entry = audit.audit_log(desk.context, f"loan:{desk.loan}")[0]
+    assert (entry["actor"], entry["action"], entry["reason"]) == (
+        "agent",
+        "waive.penalty",
+        "首次逾期",
+    )
+
+
+def test_only_an_admin_sees_and_can_use_reversal(desk: Desk) -> None:
+    agent, admin = desk.client("agent"), desk.client("admin")
+    assert 'id="reverse"' not in desk.loan_page(agent)
+    fields = {**form(desk.loan_page(admin), "reverse"), "reason": "debited twice"}
+    assert fields["seq"] == "1"
+    fields["csrf"] = form(desk.loan_page(agent), "logout")["csrf"]
+    before = desk.books()
+    refused = agent.post(f"/console/loans/{desk.loan}/reversals", data=fields)
+    assert refused.status_code == 403
+    assert desk.books() == before
+    fields["csrf"] = form(desk.loan_page(admin), "logout")["csrf"]
+    done = admin.post(f"/console/loans/{desk.loan}/reversals", data=fields)
+    assert done.status_code == 200, alert(done.text)
+    assert f"已冲正 P{desk.loan}-1" in done.text
+    assert "没有可冲正的还款" in done.text  # the one payment is taken back: nothing left to offer
+    assert audit.audit_log(desk.context, f"P{desk.loan}-1")[0]["action"] == "payment.reverse"
+
+
+@pytest.mark.parametrize("token", [None, "", "not-the-session-token"])
+def test_a_form_without_the_sessions_csrf_token_changes_nothing(desk: Desk,
+                                                                token: str | None) -> None:  # fmt: skip
+    admin = desk.client("admin")
+    page = desk.loan_page(admin)
+    before = desk.books()
+    for name, path, extra in (
+        ("pay", "payments", {"amount": "100"}),
+        ("waive", "waivers", {"amount": "1", "reason": "x"}),
+        ("reverse", "reversals", {"reason": "x"}),
+    ):
+        fields = {**form(page, name), **extra}
+        del fields["csrf"]
+        if token is not None:
+            fields["csrf"] = token
+        forged = admin.post(f"/console/loans/{desk.loan}/{path}", data=fields)
+        assert forged.status_code == 403, (name, forged.status_code)
+        assert "表单已过期" in forged.text
+    assert desk.books() == before
+
+
+def test_the_cob_page_charts_the_aging_report(desk: Desk) -> None:
+    for day in cob.days_to_close(desk.context, date(2026, 3, 25)):
+        cob.close(desk.context, day)
+    page = desk.client("viewer").get("/console/cob?date=2026-03-25").text
+    assert "<svg" in page
+    assert "账龄分布（2026-03-25）" in page
+    bars = dict(re.findall(r'data-bucket="(\w+)" data-loans="(\d+)"', page))
+    assert bars == {**{f"M{n}": "0" for n in range(8)}, "written_off": "0", "M1": "1"}
+    m1 = re.search(r'data-bucket="M1".*?<rect class="bar"[^>]*width="([\d.]+)"', page, re.S)
+    assert m1 is not None
+    assert m1[1] == "300.0"
+    assert "9211.51" in page
+    assert "2026-03-25</td><td>done" in page  # the last run, listed first
+
+
+def test_the_audit_log_is_for_admins_and_filters_by_target(desk: Desk) -> None:
+    for role in ("viewer", "agent"):
+        refused = desk.client(role).get("/console/audit")
+        assert refused.status_code == 403
+        assert "this needs the admin role" in alert(refused.text)
+    admin = desk.client("admin")
+    everything = admin.get("/console/audit").text
+    assert "borrower.create" in everything
+    assert "user.create" in everything
+    about = admin.get("/console/audit", params={"target": f"borrower:{desk.borrower}"}).text
+    assert "borrower.create" in about
+    assert "user.create" not in about
+
+
+def test_a_borrowers_session_opens_nothing_on_the_console(desk: Desk) -> None:
+    access.send_sign_in_code(desk.context, PHONE)
+    with Session(desk.engine) as session:
+        text = session.scalars(select(SmsSentRow.text).where(SmsSentRow.phone == PHONE)).all()[-1]
+    code = re.findall(r"\d{6}", text)[0]
+    token, _ = access.sign_in_borrower(desk.context, PHONE, code)
+    client = desk.client()
+    client.cookies.set("fenqi_session", token)
+    for path in ("/console", f"/console/loans/{desk.loan}", "/console/cob"):
+        refused = client.get(path)
+        assert refused.status_code == 403, path
+        assert "<html" in refused.text  # a page, not a JSON problem
+
+
+def test_every_console_word_is_in_both_languages_and_pages_show_no_raw_key(desk: Desk) -> None:
+    mine = {key: text for key, text in WORDS.items() if key.startswith("console.")}
+    assert all(set(text) == {"zh-CN", "en"} for text in mine.values())
+    admin = desk.client("admin")
+    for lang in ("zh-CN", "en"):
+        for path in ("/console", f"/console?q={PHONE}", f"/console/borrowers/{desk.borrower}",
+                     f"/console/loans/{desk.loan}?payoff=2026-04-30", "/console/cob",
+                     "/console/audit", "/console/loans/999"):  # fmt: skip
+            page = admin.get(path, params={"lang": lang}).text
+            assert "console." not in page.replace("/console", ""), (lang, path)
+    assert "Take the payment" in admin.get(f"/console/loans/{desk.loan}?lang=en").text
+
+
+def test_moments_are_shown_in_beijing_time() -> None:
+    assert beijing("2026-11-23T17:00:00+00:00") == "2026-11-24 01:00:00"
+    assert beijing("2026-11-23T17:00:00") == "2026-11-24 01:00:00"  # stored without a zone: UTC
+    assert beijing(None) == ""

@@ -1,0 +1,148 @@
+"""Seeding on SQLite and PostgreSQL: 300 loans for 60 borrowers whose two years of history run
+through 2026-06-01. Every loan's books equal its replayed state, every behaviour is there, some
+loans are overdue, the rows say what the replay says, and the nightly batch carries on from the
+next day with debits that succeed and debits that fail."""
+
+from datetime import date
+from pathlib import Path
+
+import pytest
+from sqlalchemy import Engine, func, select
+from sqlalchemy.orm import Session
+
+from fenqi.channels.simulator import SimulatedChannel
+from fenqi.domain.money import Money
+from fenqi.services import books, borrowers, products, seeding, servicing
+from fenqi.services import close_of_business as cob
+from fenqi.services.context import Context, Document
+from fenqi.services.errors import NotFoundError, RefusedError
+from fenqi.store.database import make_engine, upgrade
+from fenqi.store.schema import (
+    BorrowerRow,
+    ConsentRow,
+    JournalEntryRow,
+    LoanEventRow,
+    LoanRow,
+    OrderRow,
+    PaymentMethodRow,
+)
+
+DAY = date(2026, 6, 1)
+
+
+@pytest.fixture
+def shop(engine: Engine) -> Context:
+    context = Context(engine, SimulatedChannel, actor="seed")
+    products.seed_products(context)
+    return context
+
+
+@pytest.fixture
+def seeded(shop: Context) -> Document:
+    return seeding.seed(shop, 300, 60, DAY, 7)
+
+
+def test_the_books_equal_every_loans_replayed_state(shop: Context, seeded: Document) -> None:
+    assert books.check_books(shop) == {"loans_checked": 300, "differences": [], "consistent": True}
+    assert books.trial_balance(shop)["balanced"]
+    assert (seeded["loans"], seeded["borrowers"], seeded["journal_entries"]) == (300, 60, 300)
+
+
+def test_every_behaviour_is_there_and_some_loans_are_overdue(seeded: Document) -> None:
+    assert set(seeded["behaviours"]) == {kind.value for kind in seeding.Behaviour}
+    assert all(count > 0 for count in seeded["behaviours"].values()), seeded["behaviours"]
+    statuses = seeded["loans_by_status"]
+    assert statuses["overdue"] > 0
+    assert statuses["active"] > 0
+    assert statuses["settled"] > 0  # two years back, short plans are paid off
+    assert sum(statuses.values()) == 300
+    assert seeded["payments"] > 0
+    assert seeded["failed_debits"] > 0
+
+
+def test_each_loan_row_says_what_its_replay_says(shop: Context, engine: Engine) -> None:
+    seeding.seed(shop, 60, 12, DAY, 3)
+    with Session(engine) as session:
+        rows = list(session.scalars(select(LoanRow).order_by(LoanRow.id)))
+    for row in rows:
+        shown = servicing.show_loan(shop, row.id, DAY)
+        assert (row.status, row.dpd) == (shown["status"], shown["dpd"]), row.id
+        assert Money(row.outstanding_principal) == Money.parse(shown["outstanding_principal"])
+        assert (row.version, row.booked_through, row.closed_through) == (1, DAY, DAY)
+        assert row.next_action_date is None or row.next_action_date > DAY
+        assert row.terms["apr_cap"] == "6/25"  # the shipped products' 24%, as checkout keeps it
+        assert row.opened < DAY
+
+
+def test_the_history_is_what_the_behaviours_make(seeded: Document, engine: Engine) -> None:
+    with Session(engine) as session:
+        kinds = dict(
+            session.execute(
+                select(LoanEventRow.kind, func.count()).group_by(LoanEventRow.kind)
+            ).all()
+        )
+        payloads = [payload for (payload,) in session.execute(select(LoanEventRow.payload))]
+        cards = session.scalar(select(func.count()).select_from(PaymentMethodRow))
+        counts = [session.scalar(select(func.count()).select_from(table))
+                  for table in (OrderRow, ConsentRow, JournalEntryRow)]  # fmt: skip
+        phones = session.scalar(select(func.count(func.distinct(BorrowerRow.phone))))
+    assert kinds == {"payment": seeded["payments"], "debit_failed": seeded["failed_debits"]}
+    channels = {payload["channel"] for payload in payloads if "channel" in payload}
+    assert channels == {"bank_card", "manual"}  # auto-debits by on-time payers, the rest by hand
+    reasons = {payload["reason"].split(":")[0] for payload in payloads if "reason" in payload}
+    assert reasons == {"insufficient funds", "no repayment method bound"}
+    behaviours = seeded["behaviours"]
+    assert cards == behaviours["on_time"] + behaviours["late"] + behaviours["chronically_late"]
+    assert counts == [300, 300, 300]
+    assert phones == 60
+
+
+def test_the_batch_carries_on_the_next_day(shop: Context, seeded: Document) -> None:
+    closed = cob.close(shop, date(2026, 6, 2))
+    assert closed["status"] == "done"
+    assert closed["debits_succeeded"] > 0, closed  # funded cards on their due dates
+    assert closed["debits_failed"] > 0, closed  # empty cards, and nothing bound
+    assert books.check_books(shop)["consistent"]
+    assert books.trial_balance(shop)["balanced"]
+    assert cob.close(shop, date(2026, 6, 2))["loans"] == 0  # closed once
+
+
+def test_a_second_seed_and_a_checkout_take_new_ids(shop: Context, seeded: Document) -> None:
+    again = seeding.seed(shop, 40, 10, DAY, 7)  # the same seed: new people, new numbers
+    assert (again["first_loan_id"], again["last_loan_id"]) == (301, 340)
+    who = borrowers.create_borrower(shop, "周杰", "13912345678", Money.parse("20000"))
+    assert who["id"] == 71
+    order = servicing.Order(who["id"], "TM-NEW-1", "天猫", Money.parse("3999"), "mall-6", None, DAY)
+    assert servicing.checkout(shop, order)["id"] == 341
+    assert books.check_books(shop)["consistent"]
+
+
+def test_a_database_without_the_shipped_products_or_no_loans_is_refused(engine: Engine) -> None:
+    bare = Context(engine, SimulatedChannel)  # migrated, but no catalog loaded
+    with pytest.raises(NotFoundError, match='unknown product "mall-3"; load a catalog'):
+        seeding.seed(bare, 5, 1, DAY, 1)
+    products.seed_products(bare)
+    with pytest.raises(RefusedError, match="at least 1 loan and 1 borrower, not 0 and 5"):
+        seeding.seed(bare, 0, 5, DAY, 1)
+    with Session(engine) as session:
+        assert session.scalar(select(func.count()).select_from(BorrowerRow)) == 0
+
+
+def test_the_same_seed_makes_the_same_portfolio_in_one_process_or_several(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(seeding, "LOANS_PER_TRANSACTION", 50)  # 4 batches: workers are used
+    dumps = []
+    for processes in (1, 2):
+        engine = make_engine(f"sqlite:///{tmp_path / f'p{processes}.sqlite3'}")
+        upgrade(engine)
+        context = Context(engine, SimulatedChannel)
+        products.seed_products(context)
+        summary = seeding.seed(context, 200, 40, DAY, 11, processes=processes)
+        with Session(engine) as session:
+            tables = [session.execute(select(table).order_by(*table.primary_key.columns)).all()
+                      for table in (LoanRow.__table__, LoanEventRow.__table__,
+                                    JournalEntryRow.__table__, BorrowerRow.__table__)]  # fmt: skip
+        dumps.append((summary, tables))
+        engine.dispose()
+    assert dumps[0] == dumps[1]

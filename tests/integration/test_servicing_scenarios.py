@@ -1,0 +1,237 @@
+"""A plan's life through the services, on SQLite and on PostgreSQL: scenarios written as dated
+steps and the loan's state expected after each, with the books checked after every step."""
+
+from datetime import date
+from typing import Any
+
+import pytest
+from sqlalchemy import Engine, select
+from sqlalchemy.orm import Session
+
+from fenqi.channels.simulator import SimulatedChannel
+from fenqi.domain.events import PrepayMode, WaiverKind
+from fenqi.domain.money import Money
+from fenqi.services import books, borrowers, products, servicing
+from fenqi.services.context import Context, Replayed
+from fenqi.services.errors import DeclinedError, RefusedError
+from fenqi.store.schema import AuditLogRow, JournalEntryRow, PostingRow
+
+Step = tuple[str, str, dict[str, Any], dict[str, Any]]  # day, action, arguments, expected
+
+
+@pytest.fixture
+def context(engine: Engine) -> Context:
+    shop = Context(engine, SimulatedChannel, actor="test")
+    products.load_products(shop)
+    return shop
+
+
+def open_plan(context: Context, product: str = "cash", amount: str = "10000", periods: int = 12,
+              balance: str = "100000") -> tuple[int, int]:  # fmt: skip
+    """A borrower with a funded card and a plan checked out on 2026-01-15."""
+    borrower = borrowers.create_borrower(context, "李四", "13900139000", Money.parse("50000"))
+    borrowers.bind_method(context, borrower["id"], "bank_card", "6222020000000000001",
+                          sim_balance=Money.parse(balance))  # fmt: skip
+    order = servicing.Order(borrower["id"], "ORD-1", "华为商城", Money.parse(amount), product,
+                            periods, date(2026, 1, 15))  # fmt: skip
+    return borrower["id"], servicing.checkout(context, order)["id"]
+
+
+def act(
+    context: Context, loan: int, day: date, action: str, args: dict[str, Any]
+) -> dict[str, Any]:
+    amount = Money.parse(args["amount"]) if "amount" in args else None
+    if action == "pay":
+        source = servicing.Source(manual=args.get("manual", False))
+        return servicing.pay(context, loan, Money(amount or 0), source, day)
+    if action == "prepay":
+        mode = PrepayMode(args.get("mode", "reduce-installment"))
+        return servicing.prepay(
+            context, loan, amount, mode=mode, source=servicing.Source(), day=day
+        )
+    if action == "refund":
+        return servicing.refund(context, loan, Money(amount or 0), day)
+    if action == "reverse":
+        return servicing.reverse(context, f"P{loan}-{args['seq']}", "paid twice by mistake", day)
+    if action == "waive":
+        kind = WaiverKind(args["what"])
+        return servicing.waive(context, loan, kind, Money(amount or 0), reason="goodwill", day=day)
+    assert action == "look"
+    return {"loan": servicing.show_loan(context, loan, day)}
+
+
+def run_scenario(context: Context, loan: int, steps: list[Step]) -> None:
+    for day_text, action, args, expected in steps:
+        day = date.fromisoformat(day_text)
+        result = act(context, loan, day, action, args)
+        seen = servicing.show_loan(context, loan, day)
+        for key, value in expected.items():
+            actual = result[key] if key in result else seen[key]
+            assert actual == value, f"{day_text} {action}: {key} = {actual!r}, expected {value!r}"
+        assert books.trial_balance(context)["balanced"]
+        assert books.check_books(context)["consistent"], books.check_books(context)
+
+
+# fmt: off
+ON_TIME = [(f"2026-{2 + k:02d}-15", "pay", {"amount": "888.49"}, {"status": "active"}) for k in range(10)]
+MALL_PAID = [(f"2026-{2 + k:02d}-15", "pay", {"amount": "1072"}, {}) for k in range(3)]
+
+# The cash product: 12% equal installments, 3 grace days, penalty 1.5 × 12% on overdue principal,
+# a late fee of 5% of what is still unpaid when grace ends (at least 10.00, at most 100.00).
+SCENARIOS: dict[str, tuple[str, list[Step]]] = {
+    "on-time payments to payoff": ("cash", [
+        *ON_TIME,
+        ("2026-12-15", "pay", {"amount": "888.49"}, {"outstanding_principal": "879.67"}),
+        ("2027-01-15", "pay", {"amount": "888.47"}, {"status": "settled", "outstanding_principal": "0.00"}),
+    ]),
+    "a partial payment, then overdue with penalty and a late fee": ("cash", [
+        ("2026-02-15", "pay", {"amount": "500"}, {"interest": "100.00", "principal": "400.00"}),
+        ("2026-02-25", "look", {}, {"status": "overdue", "dpd": 10, "bucket": "M1", "outstanding_fee": "19.42",
+                                    "outstanding_penalty": "1.94", "outstanding_principal": "9600.00"}),
+        ("2026-02-25", "pay", {"amount": "409.85"}, {"penalty": "1.94", "fee": "19.42", "status": "active", "dpd": 0}),
+    ]),
+    "an overpayment pays ahead, beyond the plan is credit": ("cash", [
+        ("2026-02-15", "pay", {"amount": "2000"}, {"principal": "1723.73", "to_credit": "0.00"}),
+        ("2026-02-16", "pay", {"amount": "9000"}, {"status": "settled", "credit_balance": "338.14"}),
+    ]),
+    "a backdated payment clears the penalty it would have saved": ("cash", [
+        ("2026-02-28", "look", {}, {"status": "overdue", "outstanding_penalty": "5.13"}),
+        ("2026-02-15", "pay", {"amount": "888.49"}, {"penalty": "0.00"}),
+        ("2026-02-28", "look", {}, {"status": "active", "dpd": 0, "outstanding_penalty": "0.00",
+                                    "outstanding_fee": "0.00"}),
+    ]),
+    "a reversal puts the installment back overdue": ("cash", [
+        ("2026-02-15", "pay", {"amount": "888.49"}, {"status": "active"}),
+        ("2026-03-01", "reverse", {"seq": 1}, {"status": "overdue", "dpd": 14}),
+    ]),
+    "full payoff 15 days into period 4": ("cash", [
+        *ON_TIME[:3],
+        ("2026-04-30", "prepay", {}, {"amount": "7648.85", "principal": "7610.80", "interest": "38.05",
+                                      "status": "settled"}),
+    ]),
+    "a partial prepayment reducing the installment": ("cash", [
+        *ON_TIME[:3],
+        ("2026-04-30", "prepay", {"amount": "3000"}, {"principal": "2961.95", "interest": "38.05",
+                                                      "outstanding_principal": "4648.85"}),
+        ("2026-05-15", "look", {}, {"status": "active"}),
+    ]),
+    "a partial prepayment shortening the term": ("cash", [
+        *ON_TIME[:3],
+        ("2026-04-30", "prepay", {"amount": "3000", "mode": "shorten-term"}, {"outstanding_principal": "4648.85"}),
+    ]),
+    "a partial refund re-prices a mall plan and pays back the overpaid": ("mall-12", [
+        *MALL_PAID,
+        ("2026-05-01", "refund", {"amount": "6000"}, {"paid_back": "1608.00", "outstanding_principal": "4500.00"}),
+    ]),
+    "a full refund cancels the plan and pays everything back": ("mall-12", [
+        *MALL_PAID,
+        ("2026-05-01", "refund", {"amount": "12000"}, {"paid_back": "3216.00", "status": "cancelled"}),
+    ]),
+    "a penalty waiver": ("cash", [
+        ("2026-02-25", "waive", {"what": "penalty", "amount": "3.94"}, {"outstanding_penalty": "0.00"}),
+        ("2026-02-25", "pay", {"amount": "932.91"}, {"penalty": "0.00", "fee": "44.42", "status": "active"}),
+    ]),
+}
+# fmt: on
+
+
+@pytest.mark.parametrize("name", list(SCENARIOS))
+def test_scenario(context: Context, name: str) -> None:
+    product, steps = SCENARIOS[name]
+    amount = "12000" if product.startswith("mall") else "10000"
+    _, loan = open_plan(context, product, amount)
+    run_scenario(context, loan, steps)
+
+
+def test_a_payment_posts_cash_against_the_receivables_it_pays(
+    context: Context, engine: Engine
+) -> None:
+    _, loan = open_plan(context)
+    servicing.pay(context, loan, Money.parse("888.49"), servicing.Source(), date(2026, 2, 15))
+    with Session(engine) as session:
+        entries = session.scalars(select(JournalEntryRow).where(JournalEntryRow.loan_id == loan)
+                                  .order_by(JournalEntryRow.entry_no)).all()  # fmt: skip
+        assert [entry.memo.split()[0] for entry in entries] == [
+            "disbursement",
+            "accrual",
+            "payment",
+        ]
+        lines = session.execute(
+            select(PostingRow.entry_no, PostingRow.account, PostingRow.debit, PostingRow.credit)
+            .where(PostingRow.loan_id == loan)
+            .order_by(PostingRow.entry_no, PostingRow.line_no)
+        ).all()
+    assert [tuple(line) for line in lines] == [
+        (0, "principal_receivable", 1_000_000, 0),  # entries are numbered by loan version
+        (0, "merchant_payable", 0, 1_000_000),
+        (2, "interest_receivable", 10_000, 0),  # period 1's interest falls due
+        (2, "interest_income", 0, 10_000),
+        (3, "cash_clearing:bank_card", 88_849, 0),
+        (3, "interest_receivable", 0, 10_000),
+        (3, "principal_receivable", 0, 78_849),
+    ]
+
+
+def test_the_credit_line_is_reserved_and_restored(context: Context) -> None:
+    borrower, loan = open_plan(context)
+    assert borrowers.show_borrower(context, borrower)["available_limit"] == "40000.00"
+    servicing.pay(context, loan, Money.parse("888.49"), servicing.Source(), date(2026, 2, 15))
+    assert borrowers.show_borrower(context, borrower)["available_limit"] == "40788.49"
+    order = servicing.Order(borrower, "ORD-2", "华为商城", Money.parse("40788.50"), "cash", 12,
+                            date(2026, 2, 16))  # fmt: skip
+    with pytest.raises(RefusedError, match=r"available limit of 40788\.49"):
+        servicing.checkout(context, order)
+    with pytest.raises(RefusedError, match="already has plan"):
+        servicing.checkout(context, servicing.Order(borrower, "ORD-1", "m", Money(100), "cash", 3,
+                                                    date(2026, 2, 16)))  # fmt: skip
+    servicing.refund(context, loan, Money.parse("10000"), date(2026, 2, 20))  # returned in full
+    assert borrowers.show_borrower(context, borrower)["available_limit"] == "50000.00"
+
+
+def test_a_declined_debit_changes_nothing(context: Context) -> None:
+    _, loan = open_plan(context, balance="100")
+    with pytest.raises(DeclinedError, match="insufficient funds"):
+        servicing.pay(context, loan, Money.parse("888.49"), servicing.Source(), date(2026, 2, 15))
+    assert (
+        servicing.show_loan(context, loan, date(2026, 2, 15))["installments"][0]["paid"] == "0.00"
+    )
+
+
+def test_a_retried_payment_with_the_same_key_moves_money_once(context: Context) -> None:
+    _, loan = open_plan(context)
+    day, amount, source = date(2026, 2, 15), Money.parse("888.49"), servicing.Source()
+    first = servicing.pay(context, loan, amount, source, day, idempotency_key="checkout-retry")
+    again = servicing.pay(context, loan, amount, source, day, idempotency_key="checkout-retry")
+    assert again == first
+    assert isinstance(again, Replayed)
+    assert servicing.show_loan(context, loan, day)["outstanding_principal"] == "9211.51"
+    with pytest.raises(RefusedError, match="different request"):
+        servicing.pay(
+            context, loan, Money.parse("1"), source, day, idempotency_key="checkout-retry"
+        )
+
+
+def test_waivers_and_reversals_are_audited(context: Context, engine: Engine) -> None:
+    _, loan = open_plan(context)
+    servicing.waive(context, loan, WaiverKind.PENALTY, Money.parse("1.00"), reason="first time",
+                    day=date(2026, 2, 25))  # fmt: skip
+    paid = servicing.pay(context, loan, Money.parse("100"), servicing.Source(), date(2026, 2, 25))
+    servicing.reverse(context, paid["payment_id"], "wrong loan")
+    with Session(engine) as session:
+        actions = session.execute(select(AuditLogRow.action, AuditLogRow.reason)).all()
+    assert ("waive.penalty", "first time") in actions
+    assert ("payment.reverse", "wrong loan") in actions
+    with pytest.raises(RefusedError, match=r"only 2\.94 of penalty"):
+        servicing.waive(context, loan, WaiverKind.PENALTY, Money.parse("5"), reason="x",
+                        day=date(2026, 2, 25))  # fmt: skip
+
+
+def test_a_credit_balance_is_paid_back(context: Context) -> None:
+    _, loan = open_plan(context)
+    servicing.pay(context, loan, Money.parse("11000"), servicing.Source(), date(2026, 2, 15))
+    assert servicing.show_loan(context, loan, date(2026, 2, 15))["credit_balance"] == "338.14"
+    with pytest.raises(RefusedError, match=r"credit balance of 338\.14"):
+        servicing.refund_credit(context, loan, Money.parse("400"), date(2026, 2, 16))
+    paid_back = servicing.refund_credit(context, loan, None, date(2026, 2, 16))
+    assert (paid_back["amount"], paid_back["loan"]["credit_balance"]) == ("338.14", "0.00")
+    assert books.check_books(context)["consistent"]

@@ -1,0 +1,121 @@
+"""The SMS dispatcher on SQLite and PostgreSQL: it sends inside the contact window only, at most
+two messages a borrower a local day, oldest first, and keeps a record of each (DOMAIN.md §7)."""
+
+from datetime import UTC, date, datetime
+
+import pytest
+from sqlalchemy import Engine, select
+from sqlalchemy.orm import Session
+
+from fenqi.channels.simulator import SimulatedChannel
+from fenqi.channels.sms_simulator import SimulatedSms
+from fenqi.services import sms
+from fenqi.services.context import Context
+from fenqi.services.errors import RefusedError
+from fenqi.services.sms import dispatch, outbox
+from fenqi.store.schema import BorrowerRow, SmsOutboxRow, SmsSentRow
+
+DAY = date(2026, 2, 19)
+CREATED = datetime(2026, 1, 1, tzinfo=UTC)
+
+
+@pytest.fixture
+def context(engine: Engine) -> Context:
+    """Two borrowers: the first has four messages queued (one from the day before), the second
+    one."""
+    with Session(engine) as session, session.begin():
+        for borrower, phone in ((1, "13800000001"), (2, "13800000002")):
+            session.add(BorrowerRow(id=borrower, name="张三", phone=phone, credit_limit=0,
+                                    created_at=CREATED))  # fmt: skip
+        queue(session, 1, 3, DAY, "overdue")
+        queue(session, 1, 1, DAY, "due")
+        queue(session, 1, 5, date(2026, 2, 18), "reminder")
+        queue(session, 1, 4, DAY, "reminder")
+        queue(session, 2, 2, DAY, "due")
+    return Context(engine, SimulatedChannel, "test", sms=SimulatedSms)
+
+
+def queue(session: Session, borrower: int, loan: int, day: date, stage: str) -> None:
+    session.add(SmsOutboxRow(loan_id=loan, day=day, stage=stage, borrower_id=borrower,
+                             phone=f"1380000000{borrower}", text=f"loan {loan} {stage} {day}",
+                             status="pending", sent_at=None))  # fmt: skip
+
+
+def at(day: date, hour: int, minute: int = 0) -> datetime:
+    """China's wall clock, as the CLI passes it: naive."""
+    return datetime(day.year, day.month, day.day, hour, minute)
+
+
+def counts(report: dict[str, object]) -> tuple[object, ...]:
+    return tuple(report[key] for key in ("sent", "held_window", "held_cap", "pending"))
+
+
+def sent_log(engine: Engine) -> list[tuple[int, int, str, datetime]]:
+    with Session(engine) as session:
+        rows = session.scalars(select(SmsSentRow).order_by(SmsSentRow.id))
+        return [(row.borrower_id, row.loan_id, row.text, row.sent_at) for row in rows]
+
+
+def test_inside_the_window_under_the_daily_cap_oldest_day_first(
+    context: Context, engine: Engine
+) -> None:
+    early = dispatch(context, at(DAY, 7, 59))
+    assert counts(early) == (0, 5, 0, 5)
+    assert early["now"] == "2026-02-19T07:59:00+08:00"
+    assert sent_log(engine) == []
+
+    assert counts(dispatch(context, at(DAY, 8, 0))) == (3, 0, 2, 2)
+    eight = datetime(2026, 2, 19, 0, 0, tzinfo=UTC)  # 08:00 in Shanghai
+    assert sent_log(engine) == [
+        (1, 5, "loan 5 reminder 2026-02-18", eight),  # the day before's first
+        (1, 1, "loan 1 due 2026-02-19", eight),
+        (2, 2, "loan 2 due 2026-02-19", eight),
+    ]
+    assert counts(dispatch(context, at(DAY, 12, 0))) == (0, 0, 2, 2)  # still two today
+
+    assert counts(dispatch(context, at(date(2026, 2, 20), 9, 0))) == (2, 0, 0, 0)
+    assert [entry[1] for entry in sent_log(engine)[3:]] == [3, 4]
+
+
+def test_outside_the_window_nothing_is_sent(context: Context, engine: Engine) -> None:
+    assert counts(dispatch(context, at(DAY, 21, 1))) == (0, 5, 0, 5)
+    assert counts(dispatch(context, at(DAY, 21, 0))) == (0, 5, 0, 5)
+    assert counts(dispatch(context, datetime(2026, 2, 19, 13, 30, tzinfo=UTC))) == (0, 5, 0, 5)
+    assert sent_log(engine) == []
+
+
+def test_a_message_dated_after_today_waits_for_its_day(context: Context) -> None:
+    with Session(context.engine) as session, session.begin():
+        queue(session, 2, 9, date(2026, 2, 20), "reminder")
+    assert counts(dispatch(context, at(DAY, 10))) == (3, 0, 2, 3)
+    assert counts(dispatch(context, at(date(2026, 2, 20), 10))) == (3, 0, 0, 0)
+
+
+def test_the_outbox_shows_what_was_sent_and_when(context: Context) -> None:
+    dispatch(context, at(DAY, 8, 30))
+    sent = outbox(context, "sent")
+    assert [(row["loan_id"], row["stage"]) for row in sent] == [(5, "reminder"), (1, "due"),
+                                                                (2, "due")]  # fmt: skip
+    assert {row["sent_at"] for row in sent} == {"2026-02-19T08:30:00+08:00"}
+    assert sent[0] == {"loan_id": 5, "day": "2026-02-18", "stage": "reminder", "borrower_id": 1,
+                       "phone": "13800000001", "text": "loan 5 reminder 2026-02-18",
+                       "status": "sent", "sent_at": "2026-02-19T08:30:00+08:00"}  # fmt: skip
+    assert [row["loan_id"] for row in outbox(context, "pending")] == [3, 4]
+    assert len(outbox(context)) == 5
+    assert len(outbox(context, limit=2)) == 2
+    with pytest.raises(RefusedError, match="pending, sent"):
+        outbox(context, "failed")
+
+
+def test_without_a_gateway_nothing_is_sent(context: Context) -> None:
+    bare = Context(context.engine, SimulatedChannel, "test")
+    with pytest.raises(RefusedError, match="no SMS gateway"):
+        dispatch(bare, at(DAY, 10))
+
+
+def test_small_chunks_send_the_same_messages(
+    context: Context, engine: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(sms, "CHUNK", 2)
+    assert counts(dispatch(context, at(DAY, 8, 0))) == (3, 0, 2, 2)
+    assert [entry[1] for entry in sent_log(engine)] == [5, 1, 2]

@@ -1,0 +1,150 @@
+"""Whatever happens to a loan, in whatever order: the books balance, nothing is paid beyond what
+is owed, money is neither made nor lost, and the parts still sum to the principal."""
+
+from datetime import date, timedelta
+from fractions import Fraction
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from fenqi.domain.events import (
+    Channel,
+    CreditRefund,
+    Event,
+    Payment,
+    Prepayment,
+    PrepayMode,
+    Refund,
+    Reversal,
+    Waiver,
+    WaiverKind,
+)
+from fenqi.domain.ledger import RECEIVABLES, balances
+from fenqi.domain.loan import LoanState, replay
+from fenqi.domain.money import Money
+from fenqi.domain.products import (
+    LateFee,
+    Penalty,
+    PenaltyMode,
+    PrepaymentInterest,
+    Product,
+    UnbilledFees,
+)
+from fenqi.domain.schedule import Method, Terms
+from tests.plans import any_terms
+
+
+@st.composite
+def policies(draw: st.DrawFn, terms: Terms) -> Product:
+    return Product(
+        code="p",
+        name="any",
+        method=terms.method,
+        periods=(terms.periods,),
+        grace_days=draw(st.integers(0, 5)),
+        penalty=Penalty(
+            mode=draw(st.sampled_from(PenaltyMode)),
+            daily_rate=Fraction(draw(st.integers(0, 10)), 10_000),
+        ),
+        prepayment_interest=draw(st.sampled_from(PrepaymentInterest)),
+        prepayment_fee_rate=Fraction(draw(st.integers(0, 300)), 10_000),
+        unbilled_fees_on_payoff=draw(st.sampled_from(UnbilledFees)),
+        late_fee=draw(
+            st.one_of(
+                st.none(),
+                st.builds(
+                    LateFee,
+                    rate=st.integers(0, 1000).map(lambda bp: Fraction(bp, 10_000)),
+                    floor=st.integers(0, 1000).map(Money),
+                    cap=st.one_of(st.none(), st.integers(1000, 100_000).map(Money)),
+                ),
+            )
+        ),
+        write_off_dpd=draw(st.sampled_from([30, 90, 180])),
+    )
+
+
+@st.composite
+def histories(draw: st.DrawFn) -> tuple[Terms, Product, list[Event]]:
+    terms = draw(any_terms().filter(lambda t: t.periods <= 24 and t.principal >= 100))
+    policy = draw(policies(terms))
+    horizon = 31 * (terms.periods + 3)
+    events: list[Event] = []
+    refunded = 0
+    for seq in range(1, draw(st.integers(0, 14)) + 1):
+        on = terms.start + timedelta(days=draw(st.integers(0, horizon)))
+        kinds = ["pay", "pay", "pay", "prepay", "reverse", "refund", "waive", "credit"]
+        kind = draw(st.sampled_from(kinds))
+        amount = Money(draw(st.integers(1, int(terms.principal) // 2 + 1)))
+        channel = draw(st.sampled_from(Channel))
+        if kind == "pay":
+            events.append(Payment(seq, on, amount, channel))
+        elif kind == "prepay":
+            mode = draw(st.sampled_from(PrepayMode))
+            events.append(Prepayment(seq, on, amount, channel, mode, draw(st.booleans())))
+        elif kind == "reverse" and events:
+            target = draw(
+                st.sampled_from(
+                    [e.seq for e in events if isinstance(e, Payment | Prepayment)] or [0]
+                )
+            )
+            events.append(Reversal(seq, on, target, "mistake"))
+        elif kind == "refund" and refunded < terms.principal:
+            refund = Money(min(int(amount), int(terms.principal) - refunded))
+            refunded += refund
+            events.append(Refund(seq, on, refund, channel))
+        elif kind == "credit":
+            events.append(CreditRefund(seq, on, amount, channel))
+        elif kind == "waive":
+            events.append(Waiver(seq, on, draw(st.sampled_from(WaiverKind)), amount, "goodwill"))
+    return terms, policy, events
+
+
+def check(terms: Terms, state: LoanState) -> None:
+    books = balances(terms, state)
+    assert sum(books.values()) == 0, books
+    assert all(books.get(account, 0) >= 0 for account in RECEIVABLES), books
+    assert state.credit_balance >= 0
+    for row in state.installments:
+        assert 0 <= row.paid_principal <= row.principal
+        assert 0 <= row.paid_interest <= row.interest
+        assert 0 <= row.paid_fee + row.waived_fee <= row.fee + row.late_fee
+        assert 0 <= row.paid_penalty + row.waived_penalty <= row.penalty
+    received = sum(state.cash_in.values()) - sum(state.cash_out.values())
+    assert received == sum(row.paid for row in state.installments) + state.credit_balance
+    assert (
+        sum(row.principal for row in state.installments) == terms.principal - state.merchant_refunds
+    )
+
+
+@settings(max_examples=300, deadline=None)
+@given(histories(), st.lists(st.integers(0, 900), min_size=1, max_size=4))
+def test_any_history_keeps_the_books_and_the_money_whole(
+    history: tuple[Terms, Product, list[Event]], offsets: list[int]
+) -> None:
+    terms, policy, events = history
+    for offset in offsets:
+        as_of = terms.start + timedelta(days=offset)
+        check(terms, replay(terms, policy, events, as_of, cap=Fraction(24, 100)))
+
+
+@given(histories())
+def test_replay_is_deterministic_and_order_of_recording_does_not_matter(
+    history: tuple[Terms, Product, list[Event]],
+) -> None:
+    terms, policy, events = history
+    as_of = terms.start + timedelta(days=400)
+    assert replay(terms, policy, events, as_of) == replay(
+        terms, policy, list(reversed(events)), as_of
+    )
+
+
+def test_a_bullet_loan_prepaid_in_part_still_balances() -> None:
+    terms = Terms(principal=Money(1_000_000), periods=6, method=Method.BULLET, start=date(2026, 1, 1),
+                  annual_rate=Fraction(12, 100))  # fmt: skip
+    policy = Product(code="b", name="b", method=Method.BULLET, periods=(6,))
+    events: list[Event] = [Prepayment(1, date(2026, 3, 1), Money(400_000), Channel.MANUAL,
+                                      PrepayMode.REDUCE_INSTALLMENT, False)]  # fmt: skip
+    state = replay(terms, policy, events, date(2026, 3, 2))
+    check(terms, state)
+    assert state.outstanding_principal < terms.principal
