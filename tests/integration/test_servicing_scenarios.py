@@ -188,6 +188,24 @@ def test_the_credit_line_is_reserved_and_restored(context: Context) -> None:
     assert borrowers.show_borrower(context, borrower)["available_limit"] == "50000.00"
 
 
+def test_reversing_a_payoff_whose_limit_was_lent_again_leaves_nothing_available(
+    context: Context,
+) -> None:
+    borrower, loan = open_plan(context)
+    paid = servicing.prepay(context, loan, None, mode=PrepayMode.REDUCE_INSTALLMENT,
+                            source=servicing.Source(), day=date(2026, 1, 20))  # fmt: skip
+    again = servicing.Order(borrower, "ORD-2", "华为商城", Money.parse("45000"), "cash", 12,
+                            date(2026, 1, 21))  # fmt: skip
+    servicing.checkout(context, again)
+    servicing.reverse(context, paid["payment_id"], "the bank recalled it", date(2026, 1, 22))
+    # 55,000 is now held against a 50,000 line: the debt is real, so the reversal stands, and
+    # the borrower can borrow nothing more until she is back under her limit.
+    assert borrowers.show_borrower(context, borrower)["available_limit"] == "0.00"
+    with pytest.raises(RefusedError, match="available limit of 0.00"):
+        servicing.checkout(context, servicing.Order(borrower, "ORD-3", "m", Money.parse("1"),
+                                                    "cash", 3, date(2026, 1, 22)))  # fmt: skip
+
+
 def test_a_declined_debit_changes_nothing(context: Context) -> None:
     _, loan = open_plan(context, balance="100")
     with pytest.raises(DeclinedError, match="insufficient funds"):
