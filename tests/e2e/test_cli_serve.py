@@ -1,0 +1,93 @@
+"""``fenqi serve`` as an operator starts it: one process or several on one port, each writing its
+request log, and a clear refusal when the port is taken."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+
+from fenqi.cli.serve import listening_socket
+from tests.e2e.cli import fenqi, refused
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def started(port: int, server: subprocess.Popen[str]) -> None:
+    for _ in range(150):
+        assert server.poll() is None, server.communicate()[1]
+        try:
+            httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1.0)
+            return
+        except httpx.HTTPError:
+            time.sleep(0.1)
+    raise AssertionError("the server did not start")
+
+
+def test_two_worker_processes_serve_one_port_and_log_each_request(tmp_path: Path) -> None:
+    db = f"sqlite:///{tmp_path / 'fenqi.sqlite3'}"
+    assert fenqi("db", "upgrade", "--db", db).code == 0
+    port = free_port()
+    server = subprocess.Popen(
+        [sys.executable, "-m", "fenqi", "serve", "--port", str(port), "--workers", "2",
+         "--db", db],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        started(port, server)
+        with httpx.Client(base_url=f"http://127.0.0.1:{port}") as http:
+            answers = [http.get("/readyz", headers={"X-Request-ID": f"r-{n}"}) for n in range(4)]
+            assert [answer.status_code for answer in answers] == [200] * 4
+            assert http.get("/api/loans/1").status_code == 401
+    finally:
+        server.terminate()
+        _, err = server.communicate(timeout=30)
+    logged = [json.loads(line) for line in err.splitlines() if line.startswith("{")]
+    ready = [line["request_id"] for line in logged if line["route"] == "/readyz"]
+    assert ready == ["r-0", "r-1", "r-2", "r-3"]  # written by the worker processes
+    assert any(line["status"] == 401 for line in logged)
+
+
+def test_a_taken_port_is_refused_in_one_line(tmp_path: Path) -> None:
+    db = f"sqlite:///{tmp_path / 'fenqi.sqlite3'}"
+    assert fenqi("db", "upgrade", "--db", db).code == 0
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        run = fenqi("serve", "--port", str(port), "--db", db)
+    refused(run, "cannot listen on")
+
+
+def test_answers_on_the_shared_socket_are_not_held_back_by_nagle() -> None:
+    """asyncio sets TCP_NODELAY only on sockets that say they are TCP; without it every answer
+    after a connection's first waits for the client's delayed ACK."""
+
+    async def accepted_nodelay() -> int:
+        seen: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+
+        def accepted(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            sock = writer.get_extra_info("socket")
+            seen.set_result(sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY))
+            writer.close()
+
+        listener = listening_socket("127.0.0.1", 0)
+        server = await asyncio.start_server(accepted, sock=listener)
+        _, writer = await asyncio.open_connection(*listener.getsockname())
+        try:
+            return await asyncio.wait_for(seen, 10)
+        finally:
+            writer.close()
+            server.close()
+
+    assert asyncio.run(accepted_nodelay()) != 0
