@@ -34,6 +34,14 @@ def test_the_same_seed_gives_the_same_summary(tmp_path: Path) -> None:
     assert summaries[0] == summaries[1]
 
 
+def test_a_database_without_products_is_seeded_from_the_shipped_catalog(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'bare.sqlite3'}"
+    assert fenqi("db", "upgrade", "--db", url).code == 0  # tables, no products
+    assert fenqi(*SEED, "--db", url, "--json").json()["loans"] == 50
+    codes = {product["code"] for product in fenqi("product", "list", "--db", url, "--json").json()}
+    assert {"mall-3", "mall-12", "cash"} <= codes
+
+
 def test_bad_input_is_refused_in_one_line(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path / 'x.sqlite3'}"
     refused(fenqi(*SEED, "--db", url), "is not initialised or not up to date; run: fenqi db init")

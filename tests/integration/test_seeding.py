@@ -10,6 +10,7 @@ import pytest
 from sqlalchemy import Engine, func, select
 from sqlalchemy.orm import Session
 
+from fenqi.catalog import shipped_catalog_text
 from fenqi.channels.simulator import SimulatedChannel
 from fenqi.domain.money import Money
 from fenqi.services import books, borrowers, products, seeding, servicing
@@ -117,13 +118,22 @@ def test_a_second_seed_and_a_checkout_take_new_ids(shop: Context, seeded: Docume
     assert books.check_books(shop)["consistent"]
 
 
-def test_a_database_without_the_shipped_products_or_no_loans_is_refused(engine: Engine) -> None:
+def test_a_bare_database_gets_the_shipped_products(engine: Engine) -> None:
     bare = Context(engine, SimulatedChannel)  # migrated, but no catalog loaded
-    with pytest.raises(NotFoundError, match='unknown product "mall-3"; load a catalog'):
-        seeding.seed(bare, 5, 1, DAY, 1)
-    products.seed_products(bare)
+    assert seeding.seed(bare, 5, 1, DAY, 1)["loans"] == 5
+    assert {"mall-3", "mall-6", "mall-12", "mall-24", "cash"} <= {
+        product["code"] for product in products.list_products(bare)
+    }
+
+
+def test_a_catalog_without_the_seeded_plans_or_no_loans_is_refused(engine: Engine) -> None:
+    own = Context(engine, SimulatedChannel)
+    only_mall_3 = shipped_catalog_text().split("[[product]]")[1]
+    products.load_catalog(own, f"[[product]]{only_mall_3}")  # an operator's own catalog
+    with pytest.raises(NotFoundError, match='unknown product "mall-6"; choose one of: mall-3'):
+        seeding.seed(own, 5, 1, DAY, 1)
     with pytest.raises(RefusedError, match="at least 1 loan and 1 borrower, not 0 and 5"):
-        seeding.seed(bare, 0, 5, DAY, 1)
+        seeding.seed(own, 0, 5, DAY, 1)
     with Session(engine) as session:
         assert session.scalar(select(func.count()).select_from(BorrowerRow)) == 0
 

@@ -46,7 +46,7 @@ from fenqi.domain.quote import Quote, quote
 from fenqi.services.borrowers import mask
 from fenqi.services.context import Context, Document, run
 from fenqi.services.errors import RefusedError
-from fenqi.services.products import product_named
+from fenqi.services.products import product_named, seed_products
 from fenqi.store.documents import terms_document
 from fenqi.store.loans import Entry, event_row, journal_rows
 from fenqi.store.schema import Base, BorrowerRow, LoanRow
@@ -177,6 +177,7 @@ def seed(context: Context, loans: int, borrowers: int, start: date, rng_seed: in
     ahead of this one, which writes them; ``progress`` hears how many loans are written."""
     if loans < 1 or borrowers < 1:
         raise RefusedError(f"seed at least 1 loan and 1 borrower, not {loans} and {borrowers}")
+    seed_products(context)  # a database without products gets the shipped ones, as at db init
     shop = run(context, _shop)
     taken = run(context, lambda session: set(session.scalars(select(BorrowerRow.phone))))
     rng = Random(rng_seed)
@@ -249,7 +250,7 @@ def _shop(session: Session) -> Shop:
         if periods not in offered:
             raise RefusedError(
                 f"seeding needs product {code} with {periods} periods; it offers {offered} "
-                "(the shipped catalog has it: fenqi product load)"
+                "(the shipped catalog has it: fenqi product load src/fenqi/data/products.toml)"
             )
     first_borrower = session.scalar(select(func.coalesce(func.max(BorrowerRow.id), 0)))
     first_loan = session.scalar(select(func.coalesce(func.max(LoanRow.id), 0)))
