@@ -68,7 +68,9 @@ def product_named(session: Session, code: str) -> tuple[Product, Document]:
     row = session.get(ProductRow, code)
     if row is None:
         known = ", ".join(session.scalars(select(ProductRow.code).order_by(ProductRow.code)))
-        hint = f"choose one of: {known}" if known else "load a catalog: fenqi product load FILE"
+        hint = (f"choose one of: {known}" if known else
+                "no products are loaded: fenqi db init loads the shipped catalog, fenqi product "
+                "load FILE another")  # fmt: skip
         raise NotFoundError(f'unknown product "{code}"; {hint}')
     return parse_definition(row.definition, code), row.definition
 
