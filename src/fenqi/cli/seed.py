@@ -33,10 +33,11 @@ def seed_command(
     as_json: JsonOption = False,
 ) -> None:
     """Add M borrowers and N loans from the shipped products (loaded first into a database that
-    has none) to a database `fenqi db init` or `upgrade` made: borrowers who pay on time, by hand, late, chronically late or not at all, each loan
-    with the payments and failed auto-debits of its past (loans began over the two years
-    before --start), its books and its state as of --start, closed through that day (run
-    `fenqi cob` from the next day). The same seed makes the same portfolio."""
+    has none) to a database `fenqi db init` or `upgrade` made: borrowers who pay on time, by
+    hand, late, chronically late or not at all, each loan with the payments and failed
+    auto-debits of its past (loans began over the two years before --start), its books and its
+    state as of --start, closed through that day (run `fenqi cob` from the next day). The same
+    seed makes the same portfolio."""
     count, people = whole("--loans", loans), whole("--borrowers", borrowers)
     number, as_of = whole("--seed", rng_seed), day("--start", start)
     with database(db) as context, _Meter(count, quiet=as_json) as meter:
