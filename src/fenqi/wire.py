@@ -306,12 +306,14 @@ def _payload(stored: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def history(loan_id: int, events: list[LoanEventRow], entries: list[JournalEntryRow],
-            lines: list[PostingRow]) -> dict[str, Any]:  # fmt: skip
+            lines: list[PostingRow], names: Mapping[str, str]) -> dict[str, Any]:  # fmt: skip
+    """A loan's events and journal; each line names its account from the chart of accounts."""
     by_entry: dict[int, list[dict[str, Any]]] = {}
     for line in lines:
         by_entry.setdefault(line.entry_no, []).append(
             {
                 "account": line.account,
+                "account_name": names.get(line.account, line.account),
                 "debit": money(Money(line.debit)),
                 "credit": money(Money(line.credit)),
             }

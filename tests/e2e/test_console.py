@@ -161,8 +161,11 @@ def test_the_loan_page_shows_installments_events_and_journal_lines(desk: Desk) -
     for entry in history["entries"]:
         assert entry["memo"] in page
         for line in entry["lines"]:
-            cells = f'<td>{line["account"]}</td><td class="num">{line["debit"]}</td>'
+            named = f'<td title="{line["account"]}">{line["account_name"]}</td>'
+            cells = f'{named}<td class="num">{line["debit"]}</td>'
             assert f'{cells}<td class="num">{line["credit"]}</td>' in page
+    names = {line["account_name"] for entry in history["entries"] for line in entry["lines"]}
+    assert "Loan principal receivable 贷款本金应收" in names  # the chart's name, not the code
     assert 'id="pay"' not in page
     assert 'id="waive"' not in page
     assert 'id="reverse"' not in page

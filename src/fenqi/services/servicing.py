@@ -52,6 +52,7 @@ from fenqi.store.loans import (
     save_loan,
 )
 from fenqi.store.schema import (
+    AccountRow,
     ConsentRow,
     JournalEntryRow,
     LoanEventRow,
@@ -573,6 +574,7 @@ def loan_history(context: Context, loan_id: int) -> Document:
             rows(LoanEventRow, LoanEventRow.seq),
             rows(JournalEntryRow, JournalEntryRow.entry_no),
             rows(PostingRow, PostingRow.entry_no, PostingRow.line_no),
+            dict(session.execute(select(AccountRow.code, AccountRow.name)).tuples().all()),
         )
 
     return run(context, history)
