@@ -1,6 +1,8 @@
 """The SMS dispatcher on SQLite and PostgreSQL: it sends inside the contact window only, at most
 two messages a borrower a local day, oldest first, and keeps a record of each (DOMAIN.md §7)."""
 
+from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, date, datetime
 
 import pytest
@@ -119,3 +121,27 @@ def test_small_chunks_send_the_same_messages(
     monkeypatch.setattr(sms, "CHUNK", 2)
     assert counts(dispatch(context, at(DAY, 8, 0))) == (3, 0, 2, 2)
     assert [entry[1] for entry in sent_log(engine)] == [5, 1, 2]
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
+def test_dispatchers_running_at_once_keep_every_borrower_under_the_cap(
+    engine: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Four dispatchers at once, in chunks of three, over borrowers whose five messages each lie
+    in five different chunks: no borrower gets more than two, and no message goes twice."""
+    borrowers, per_borrower = 12, 5
+    with Session(engine) as session, session.begin():
+        for borrower in range(1, borrowers + 1):
+            session.add(BorrowerRow(id=borrower, name="张三", phone=f"1380000{borrower:04d}",
+                                    credit_limit=0, created_at=CREATED))  # fmt: skip
+            for k in range(per_borrower):  # loan ids interleave the borrowers in the outbox
+                queue(session, borrower, k * 100 + borrower, DAY, "overdue")
+    context = Context(engine, SimulatedChannel, "test", sms=SimulatedSms)
+    monkeypatch.setattr(sms, "CHUNK", 3)
+    with ThreadPoolExecutor(4) as dispatchers:
+        reports = list(dispatchers.map(lambda _: dispatch(context, at(DAY, 9)), range(4)))
+    log = sent_log(engine)
+    assert sum(report["sent"] for report in reports) == len(log) == 2 * borrowers
+    assert Counter(entry[0] for entry in log) == dict.fromkeys(range(1, borrowers + 1), 2)
+    assert len({entry[2] for entry in log}) == len(log)  # no message sent twice
