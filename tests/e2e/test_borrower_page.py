@@ -180,6 +180,8 @@ def test_her_plan_shows_bills_overdue_in_red_what_is_due_and_the_payoff(home: Ho
     quote = servicing.quote_payoff(home.context, home.mine.loan_id, today())
     for part in ("amount", "principal", "interest", "penalty", "valid_through"):
         assert quote[part] in page.text.replace("¥", "").replace(",", ""), part
+    assert quote["credit_applied"] == "0.00"
+    assert "已抵扣余额" not in page.text  # no credit to apply: no "−¥0.00" line
     assert 'href="/me/hardship"' in page.text
     calm = home.page("/me/hardship").text
     for fact in ("60期", "停息挂账", "罚息", "征信", "400-800-0000"):

@@ -574,7 +574,7 @@ def loan_history(context: Context, loan_id: int) -> Document:
             rows(LoanEventRow, LoanEventRow.seq),
             rows(JournalEntryRow, JournalEntryRow.entry_no),
             rows(PostingRow, PostingRow.entry_no, PostingRow.line_no),
-            dict(session.execute(select(AccountRow.code, AccountRow.name)).tuples().all()),
+            dict(session.execute(select(AccountRow.code, AccountRow.name)).all()),
         )
 
     return run(context, history)
