@@ -10,6 +10,7 @@ from pathlib import Path
 from uuid import uuid4
 
 import pytest
+from hypothesis import settings
 from sqlalchemy import Engine, create_engine, make_url, text
 from sqlalchemy.exc import OperationalError
 
@@ -18,6 +19,12 @@ from fenqi.store.database import make_engine, upgrade
 
 POSTGRES_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 POSTGRES_VARIABLE = "FENQI_TEST_POSTGRES_URL"
+
+# `make test` explores new examples on every run; CI (HYPOTHESIS_PROFILE=ci) runs the same ones
+# each time, so that what it judges is the change, not the luck of the draw. Loaded here, before
+# any test module builds its own settings on top of the default.
+settings.register_profile("ci", derandomize=True, database=None, print_blob=True)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "default"))
 
 
 @pytest.fixture(scope="session")
