@@ -24,7 +24,8 @@ def free_port() -> int:
 
 
 def started(port: int, server: subprocess.Popen[str]) -> None:
-    for _ in range(150):
+    deadline = time.monotonic() + 60  # generous: a loaded machine starts two processes slowly
+    while time.monotonic() < deadline:
         assert server.poll() is None, server.communicate()[1]
         try:
             httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1.0)
