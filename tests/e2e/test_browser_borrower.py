@@ -6,7 +6,6 @@ takes the payoff quote and pays the plan off, and sees it settled.
 Screenshots of each step go to ``test-artifacts/borrower/`` (git-ignored): look at them, since
 only a person sees whether Chinese renders as text and the page reads well on a phone."""
 
-import socket
 import threading
 import time
 from collections.abc import Iterator
@@ -21,6 +20,7 @@ from sqlalchemy import Engine
 
 from fenqi.api.app import create_app
 from fenqi.channels.simulator import SimulatedChannel
+from fenqi.cli.serve import listening_socket
 from fenqi.clock import today
 from fenqi.services import products, servicing
 from fenqi.services.context import Context
@@ -63,8 +63,7 @@ def server(tmp_path: Path) -> Iterator[Server]:
     products.load_products(context)
     plan = open_plan(context, PHONE, "JD-20260815-0001", due_days_ago=10)
     pay_on_time(context, plan, 2)
-    listening = socket.socket()
-    listening.bind(("127.0.0.1", 0))
+    listening = listening_socket("127.0.0.1", 0)  # TCP_NODELAY, as `fenqi serve` has it
     serving = uvicorn.Server(uvicorn.Config(create_app(url), log_level="warning"))
     thread = threading.Thread(target=serving.run, kwargs={"sockets": [listening]}, daemon=True)
     thread.start()

@@ -7,7 +7,6 @@ with a reason; an admin then finds that waiver in the audit log. Each step leave
 ``test-artifacts/console/`` (git-ignored) for a person to look at: the Chinese must be text, not
 boxes."""
 
-import socket
 import threading
 import time
 from collections.abc import Iterator
@@ -21,6 +20,7 @@ from playwright.sync_api import Page, expect, sync_playwright
 
 from fenqi.api.app import create_app
 from fenqi.channels.simulator import SimulatedChannel
+from fenqi.cli.serve import listening_socket
 from fenqi.clock import today
 from fenqi.domain.money import Money
 from fenqi.services import access, borrowers, products, servicing
@@ -69,8 +69,7 @@ def prepare(url: str) -> tuple[int, str]:
 @contextmanager
 def serving(url: str) -> Iterator[str]:
     """The app served by uvicorn on a free port, in a thread, until the block ends."""
-    listening = socket.socket()
-    listening.bind(("127.0.0.1", 0))
+    listening = listening_socket("127.0.0.1", 0)  # TCP_NODELAY, as `fenqi serve` has it
     port = listening.getsockname()[1]
     server = uvicorn.Server(uvicorn.Config(create_app(url), log_level="warning"))
     thread = threading.Thread(target=server.run, kwargs={"sockets": [listening]}, daemon=True)
