@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import socket
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -38,3 +39,10 @@ def refused(run: Run, says: str) -> None:
     lines = run.err.strip().splitlines()
     assert len(lines) == 1, run.err
     assert says in lines[0]
+
+
+def free_port() -> int:
+    """A port nothing listens on now, for a server a test starts."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])

@@ -14,13 +14,7 @@ from pathlib import Path
 import httpx
 
 from fenqi.cli.serve import listening_socket
-from tests.e2e.cli import fenqi, refused
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
+from tests.e2e.cli import fenqi, free_port, refused
 
 
 def started(port: int, server: subprocess.Popen[str]) -> None:
