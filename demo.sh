@@ -48,7 +48,7 @@ fenqi ledger trial-balance
 fenqi ledger check
 
 say "A portfolio to look at: 300 more loans with borrowers who pay on time, by hand, late, or not"
-today=$(TZ=Asia/Shanghai date +%F)  # fenqi's day is Beijing's, as the pages show it
+today=$(python3 -c 'from fenqi.clock import today; print(today())')  # fenqi's today: Beijing's
 fenqi seed --loans 300 --borrowers 60 --start "$today" --json >/dev/null
 three_months_ago=$(python3 -c "import datetime as d; print(d.date.fromisoformat('$today') - d.timedelta(days=95))")
 fenqi checkout --borrower 1 --order TM-0002 --merchant 天猫 --item "小米 15" --amount 5999 --product mall-12 --date "$three_months_ago" --json >/dev/null

@@ -9,15 +9,15 @@ from sqlalchemy.orm import Session
 from fenqi import wire
 from fenqi.domain.ledger import balances
 from fenqi.services.context import Context, Document, run
-from fenqi.store.loans import book_balances, load_loan
-from fenqi.store.schema import AccountRow, LoanRow, PostingRow
+from fenqi.store.loans import account_names, book_balances, load_loan
+from fenqi.store.schema import LoanRow, PostingRow
 
 
 def trial_balance(context: Context) -> Document:
     """Debits and credits per account over every posting; balanced when the totals agree."""
 
     def report(session: Session) -> Document:
-        names = dict(session.execute(select(AccountRow.code, AccountRow.name)).all())
+        names = account_names(session)
         query = (
             select(PostingRow.account, func.sum(PostingRow.debit), func.sum(PostingRow.credit))
             .group_by(PostingRow.account)

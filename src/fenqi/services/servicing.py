@@ -45,6 +45,7 @@ from fenqi.store.documents import terms_document
 from fenqi.store.loans import (
     Entry,
     LoanRecord,
+    account_names,
     append_event,
     load_loan,
     now,
@@ -52,7 +53,6 @@ from fenqi.store.loans import (
     save_loan,
 )
 from fenqi.store.schema import (
-    AccountRow,
     ConsentRow,
     JournalEntryRow,
     LoanEventRow,
@@ -574,7 +574,7 @@ def loan_history(context: Context, loan_id: int) -> Document:
             rows(LoanEventRow, LoanEventRow.seq),
             rows(JournalEntryRow, JournalEntryRow.entry_no),
             rows(PostingRow, PostingRow.entry_no, PostingRow.line_no),
-            dict(session.execute(select(AccountRow.code, AccountRow.name)).all()),
+            account_names(session),
         )
 
     return run(context, history)

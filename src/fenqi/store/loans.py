@@ -27,6 +27,7 @@ from fenqi.domain.schedule import Terms
 from fenqi.services.errors import NotFoundError, StaleError
 from fenqi.store.documents import Document, event_document, event_from, terms_from
 from fenqi.store.schema import (
+    AccountRow,
     JournalEntryRow,
     LoanEventRow,
     LoanRow,
@@ -183,3 +184,8 @@ def book_balances(session: Session, loan_id: int) -> dict[str, int]:
         .group_by(PostingRow.account)
     )
     return {account: int(total) for account, total in session.execute(query) if total}
+
+
+def account_names(session: Session) -> dict[str, str]:
+    """Each account's name in the chart of accounts, by its code."""
+    return dict(session.execute(select(AccountRow.code, AccountRow.name)).all())
