@@ -4,7 +4,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.cli import fenqi
+from fenqi.catalog import shipped_catalog_text
+from tests.e2e.cli import fenqi, refused
 
 HEAD = "0004"
 
@@ -52,3 +53,23 @@ def test_an_unreachable_database_is_reported_without_its_password() -> None:
     assert done.code == 1
     assert done.err.startswith("fenqi: error: cannot use database postgresql+psycopg://fenqi:***@")
     assert "s3cret" not in done.err
+
+
+def test_a_database_without_products_says_how_to_load_them(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'x.sqlite3'}"
+    fenqi("db", "upgrade", "--db", url)  # tables only
+    fenqi("borrower", "create", "--name", "张三", "--phone", "13800138000", "--limit", "20000",
+          "--db", url)  # fmt: skip
+    order = ("checkout", "--borrower", "1", "--order", "O-1", "--merchant", "m", "--amount", "100",
+             "--product", "cash", "--periods", "3", "--db", url)  # fmt: skip
+    refused(fenqi(*order), "no products are loaded: fenqi product load [FILE]")
+    own = tmp_path / "own.toml"
+    only_mall_3 = shipped_catalog_text().split("[[product]]")[1]
+    own.write_text(f"[[product]]{only_mall_3}", encoding="utf-8")
+    assert [
+        p["code"] for p in fenqi("product", "load", str(own), "--db", url, "--json").json()
+    ] == ["mall-3"]
+    refused(fenqi(*order), 'unknown product "cash"; choose one of: mall-3')
+    shipped = fenqi("product", "load", "--db", url, "--json").json()  # no FILE: the shipped one
+    assert {"mall-3", "mall-6", "mall-12", "mall-24", "cash"} <= {p["code"] for p in shipped}
+    assert fenqi(*order, "--json").json()["id"] == 1

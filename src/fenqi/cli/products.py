@@ -18,11 +18,15 @@ product_app = command_group("Load and list the product catalog.")
 
 @product_app.command("load")
 def load_command(
-    file: Annotated[Path, typer.Argument(metavar="FILE.toml", help="A product catalog file.")],
+    file: Annotated[
+        Path | None,
+        typer.Argument(metavar="[FILE.toml]", help="A catalog file (default: the shipped one)."),
+    ] = None,
     db: DatabaseOption = None,
     as_json: JsonOption = False,
 ) -> None:
-    """Add or replace every product of a catalog file; loans already made keep theirs."""
+    """Add or replace every product of a catalog file, or of the shipped catalog; loans already
+    made keep theirs."""
     respond(db, as_json, render.products, load_products, file)
 
 

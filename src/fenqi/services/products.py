@@ -69,8 +69,8 @@ def product_named(session: Session, code: str) -> tuple[Product, Document]:
     if row is None:
         known = ", ".join(session.scalars(select(ProductRow.code).order_by(ProductRow.code)))
         hint = (f"choose one of: {known}" if known else
-                "no products are loaded: fenqi db init loads the shipped catalog, fenqi product "
-                "load FILE another")  # fmt: skip
+                "no products are loaded: fenqi product load [FILE] loads the shipped catalog or "
+                "another")  # fmt: skip
         raise NotFoundError(f'unknown product "{code}"; {hint}')
     return parse_definition(row.definition, code), row.definition
 

@@ -250,7 +250,7 @@ def _shop(session: Session) -> Shop:
         if periods not in offered:
             raise RefusedError(
                 f"seeding needs product {code} with {periods} periods; it offers {offered} "
-                "(the shipped catalog has it: fenqi product load src/fenqi/data/products.toml)"
+                "(the shipped catalog has it: fenqi product load)"
             )
     first_borrower = session.scalar(select(func.coalesce(func.max(BorrowerRow.id), 0)))
     first_loan = session.scalar(select(func.coalesce(func.max(LoanRow.id), 0)))
