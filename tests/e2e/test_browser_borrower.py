@@ -6,8 +6,6 @@ takes the payoff quote and pays the plan off, and sees it settled.
 Screenshots of each step go to ``test-artifacts/borrower/`` (git-ignored): look at them, since
 only a person sees whether Chinese renders as text and the page reads well on a phone."""
 
-import threading
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from decimal import Decimal
@@ -15,17 +13,15 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import uvicorn
 from sqlalchemy import Engine
 
-from fenqi.api.app import create_app
 from fenqi.channels.simulator import SimulatedChannel
-from fenqi.cli.serve import listening_socket
 from fenqi.clock import today
 from fenqi.services import products, servicing
 from fenqi.services.context import Context
 from fenqi.store.database import make_engine, upgrade
 from tests.e2e.borrowers import MASKED_CARD, Plan, open_plan, pay_on_time, sign_in_code
+from tests.e2e.serving import serving
 
 CHROMIUM = Path("/usr/bin/chromium")
 if not CHROMIUM.exists():
@@ -63,19 +59,8 @@ def server(tmp_path: Path) -> Iterator[Server]:
     products.load_products(context)
     plan = open_plan(context, PHONE, "JD-20260815-0001", due_days_ago=10)
     pay_on_time(context, plan, 2)
-    listening = listening_socket("127.0.0.1", 0)  # TCP_NODELAY, as `fenqi serve` has it
-    serving = uvicorn.Server(uvicorn.Config(create_app(url), log_level="warning"))
-    thread = threading.Thread(target=serving.run, kwargs={"sockets": [listening]}, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 20
-    while not serving.started and thread.is_alive() and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert serving.started, "the server did not start"
-    host, port = listening.getsockname()
-    yield Server(f"http://{host}:{port}", engine, context, plan)
-    serving.should_exit = True
-    thread.join(timeout=10)
-    listening.close()
+    with serving(url) as base:
+        yield Server(base, engine, context, plan)
     engine.dispose()
 
 

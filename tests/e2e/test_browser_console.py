@@ -7,26 +7,20 @@ with a reason; an admin then finds that waiver in the audit log. Each step leave
 ``test-artifacts/console/`` (git-ignored) for a person to look at: the Chinese must be text, not
 boxes."""
 
-import threading
-import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import timedelta
 from pathlib import Path
 
 import pytest
-import uvicorn
 from playwright.sync_api import Page, expect, sync_playwright
 
-from fenqi.api.app import create_app
 from fenqi.channels.simulator import SimulatedChannel
-from fenqi.cli.serve import listening_socket
 from fenqi.clock import today
 from fenqi.domain.money import Money
 from fenqi.services import access, borrowers, products, servicing
 from fenqi.services.access import Role
 from fenqi.services.context import Context
 from fenqi.store.database import make_engine, upgrade
+from tests.e2e.serving import serving
 
 CHROMIUM = "/usr/bin/chromium"
 ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
@@ -64,27 +58,6 @@ def prepare(url: str) -> tuple[int, str]:
     engine.dispose()
     assert Money(0) < Money.parse(penalty) <= access.AGENT_WAIVER_LIMIT, penalty
     return loan, penalty
-
-
-@contextmanager
-def serving(url: str) -> Iterator[str]:
-    """The app served by uvicorn on a free port, in a thread, until the block ends."""
-    listening = listening_socket("127.0.0.1", 0)  # TCP_NODELAY, as `fenqi serve` has it
-    port = listening.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(create_app(url), log_level="warning"))
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [listening]}, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 20
-    while not server.started:
-        assert thread.is_alive(), "the server stopped before it started"
-        assert time.monotonic() < deadline, "the server did not start in 20 s"
-        time.sleep(0.05)
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        thread.join(timeout=10)
-        listening.close()
 
 
 def shot(page: Page, name: str) -> None:
