@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import multiprocessing
+import os
 import random
 import time
 from dataclasses import dataclass
@@ -107,6 +108,19 @@ def take_chunks(run_id: int) -> int:
             victims += 1
             continue
         return victims
+
+
+def worker_pid(_: int) -> int:
+    """A task that holds its worker a moment, so that every worker gets one."""
+    time.sleep(0.05)
+    return os.getpid()
+
+
+def wait_for_workers(pool: Pool, count: int) -> None:
+    """Returns once every worker process has started and opened its engine (a pool's worker
+    takes tasks only after its initializer), so that no timing counts their start-up."""
+    while len(set(pool.map(worker_pid, range(4 * count), chunksize=1))) < count:
+        pass
 
 
 def close_days(context: Context, workers: Pool, count: int, days: list[date]) -> Closed:
@@ -287,6 +301,7 @@ def bench(url: str, loans: int, workers: int, sample: int) -> None:
           f"(statuses {seeded['loans_by_status']})")  # fmt: skip
 
     with multiprocessing.get_context("spawn").Pool(workers, open_worker, (url,)) as pool:
+        wait_for_workers(pool, workers)
         first = START + timedelta(days=1)
         one_day = close_days(context, pool, workers, [first])
         print(f"one day:    {first}, {workers} workers: {one_day.report(loans)}")

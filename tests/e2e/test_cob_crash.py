@@ -13,18 +13,15 @@ import time
 from contextlib import closing
 from datetime import date
 from pathlib import Path
-from typing import Any
 
 import pytest
-from sqlalchemy import Engine, select
-from sqlalchemy.orm import Session
 
 from fenqi.channels.simulator import SimulatedChannel
 from fenqi.domain.money import Money
 from fenqi.services import borrowers, products, servicing
 from fenqi.services.context import Context
 from fenqi.store.database import make_engine, upgrade
-from fenqi.store.schema import JournalEntryRow, LoanEventRow, LoanRow, PostingRow, SmsOutboxRow
+from tests.batch_writes import snapshot
 from tests.e2e.cli import fenqi
 
 TRIALS = 20
@@ -53,28 +50,6 @@ def portfolio(tmp_path_factory: pytest.TempPathFactory) -> Path:
         servicing.checkout(shop, order)
     engine.dispose()
     return path
-
-
-def snapshot(engine: Engine) -> dict[str, Any]:
-    """What a close of business writes, without the wall-clock times it stamps on rows."""
-    with Session(engine) as session:
-
-        def rows(*columns: Any) -> list[tuple[Any, ...]]:
-            return [tuple(row) for row in session.execute(select(*columns).order_by(*columns[:3]))]
-
-        return {
-            "events": rows(LoanEventRow.loan_id, LoanEventRow.seq, LoanEventRow.kind,
-                           LoanEventRow.effective, LoanEventRow.payload),
-            "entries": rows(JournalEntryRow.loan_id, JournalEntryRow.entry_no,
-                            JournalEntryRow.booked_date, JournalEntryRow.memo),
-            "postings": rows(PostingRow.loan_id, PostingRow.entry_no, PostingRow.line_no,
-                             PostingRow.account, PostingRow.debit, PostingRow.credit),
-            "outbox": rows(SmsOutboxRow.loan_id, SmsOutboxRow.day, SmsOutboxRow.stage,
-                           SmsOutboxRow.text, SmsOutboxRow.status),
-            "loans": rows(LoanRow.id, LoanRow.version, LoanRow.status, LoanRow.dpd,
-                          LoanRow.outstanding_principal, LoanRow.closed_through,
-                          LoanRow.next_action_date),
-        }  # fmt: skip
 
 
 def close(path: Path, chunk_size: int = CHUNK) -> None:

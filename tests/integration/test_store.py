@@ -34,7 +34,7 @@ from fenqi.store.schema import (
     PostingRow,
 )
 
-HEAD = "0004"
+HEAD = "0005"
 CHART = {
     "principal_receivable": "asset",
     "interest_receivable": "asset",

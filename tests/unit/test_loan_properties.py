@@ -1,10 +1,12 @@
 """Whatever happens to a loan, in whatever order: the books balance, nothing is paid beyond what
 is owed, money is neither made nor lost, and the parts still sum to the principal."""
 
+import dataclasses
+import json
 from datetime import date, timedelta
 from fractions import Fraction
 
-from hypothesis import given, settings
+from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 from fenqi.domain.events import (
@@ -20,7 +22,7 @@ from fenqi.domain.events import (
     WaiverKind,
 )
 from fenqi.domain.ledger import RECEIVABLES, balances
-from fenqi.domain.loan import LoanState, replay
+from fenqi.domain.loan import Checkpoint, LoanState, replay, replay_to_checkpoint, resumable
 from fenqi.domain.money import Money
 from fenqi.domain.products import (
     LateFee,
@@ -148,3 +150,47 @@ def test_a_bullet_loan_prepaid_in_part_still_balances() -> None:
     state = replay(terms, policy, events, date(2026, 3, 2))
     check(terms, state)
     assert state.outstanding_principal < terms.principal
+
+
+@settings(max_examples=300, deadline=None)
+@given(histories(), st.integers(0, 900), st.integers(0, 15), st.integers(0, 400))
+def test_a_replay_resumed_at_a_checkpoint_ends_where_a_replay_from_the_start_does(
+    history: tuple[Terms, Product, list[Event]], split: int, last_seq: int, later_days: int
+) -> None:
+    """The batch keeps each loan's fold as it stood when it last closed the loan's day, and the
+    next night starts there with only the events recorded since."""
+    terms, policy, events = history
+    cap = Fraction(24, 100)
+    day = terms.start + timedelta(days=split)
+    earlier = [event for event in events if (event.effective, event.seq) <= (day, last_seq)]
+    later = [event for event in events if event not in earlier]
+    reversed_later = {event.payment_seq for event in earlier if isinstance(event, Reversal)}
+    assume(not reversed_later & {event.seq for event in later})
+    state, kept = replay_to_checkpoint(terms, policy, earlier, day, cap)
+    assert state == replay(terms, policy, earlier, day, cap)
+    if kept is None:
+        assert state.write_off is not None
+        return
+    since = Checkpoint.from_document(json.loads(json.dumps(kept.document())))
+    assert since == kept
+    as_of = day + timedelta(days=later_days)
+    if not resumable(since, later, as_of):
+        assert any(isinstance(event, Reversal) for event in later) or as_of < since.day
+        return
+    resumed, again = replay_to_checkpoint(terms, policy, later, as_of, cap, since=since)
+    whole = replay(terms, policy, events, as_of, cap)
+    assert resumed == only_history_of(whole, {event.seq for event in later})
+    assert again is None or again.seq == max((event.seq for event in events), default=0)
+
+
+def only_history_of(state: LoanState, seqs: set[int]) -> LoanState:
+    """``state`` with the allocations and payoff breakdowns of the events ``seqs`` only."""
+    write_off = state.write_off
+    if write_off is not None:
+        write_off = write_off._replace(state=only_history_of(write_off.state, seqs))
+    return dataclasses.replace(
+        state,
+        allocations={seq: part for seq, part in state.allocations.items() if seq in seqs},
+        payoffs={seq: part for seq, part in state.payoffs.items() if seq in seqs},
+        write_off=write_off,
+    )

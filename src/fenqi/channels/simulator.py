@@ -4,12 +4,22 @@ declined, so tests and demos can show a failed auto-debit on purpose."""
 
 from __future__ import annotations
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, select, update
 from sqlalchemy.orm import Session
 
 from fenqi.domain.money import Money
 from fenqi.services.ports import Debit
-from fenqi.store.schema import SimAccountRow
+from fenqi.store.schema import Base, SimAccountRow
+
+_ACCOUNTS = Base.metadata.tables[SimAccountRow.__tablename__]
+# A debit is one conditional statement that takes the money if it is there (the batch debits by
+# the thousand). It writes the table, not the session's objects: ``_account`` reads afresh.
+_TAKE = (
+    update(_ACCOUNTS)
+    .where(_ACCOUNTS.c.token_ref == bindparam("token"), _ACCOUNTS.c.balance >= bindparam("amount"))
+    .values(balance=_ACCOUNTS.c.balance - bindparam("amount"))
+    .returning(_ACCOUNTS.c.balance)
+)
 
 
 class SimulatedChannel:
@@ -17,12 +27,16 @@ class SimulatedChannel:
         self.session = session
 
     def debit(self, token_ref: str, amount: Money, idempotency_key: str) -> Debit:
-        account = self._account(token_ref)
-        if account.balance < amount:
-            short = f"insufficient funds: the method holds {Money(account.balance)}"
-            return Debit(f"sim:{idempotency_key}", declined=f"{short}, {amount} was asked")
-        account.balance -= int(amount)
-        return Debit(f"sim:{idempotency_key}")
+        if (
+            self.session.execute(_TAKE, {"token": token_ref, "amount": int(amount)}).first()
+            is not None
+        ):
+            return Debit(f"sim:{idempotency_key}")
+        balance = self.session.scalar(
+            select(_ACCOUNTS.c.balance).where(_ACCOUNTS.c.token_ref == token_ref)
+        )
+        short = f"insufficient funds: the method holds {Money(balance or 0)}"
+        return Debit(f"sim:{idempotency_key}", declined=f"{short}, {amount} was asked")
 
     def pay_back(self, token_ref: str, amount: Money, idempotency_key: str) -> str:
         self._account(token_ref).balance += int(amount)
@@ -36,7 +50,8 @@ class SimulatedChannel:
 
     def _account(self, token_ref: str) -> SimAccountRow:
         query = select(SimAccountRow).where(SimAccountRow.token_ref == token_ref)
-        account = self.session.scalars(query.with_for_update()).one_or_none()
+        locked = query.with_for_update().execution_options(populate_existing=True)  # see _TAKE
+        account = self.session.scalars(locked).one_or_none()
         if account is None:
             account = SimAccountRow(token_ref=token_ref, balance=0)
             self.session.add(account)

@@ -97,13 +97,18 @@ def _cash(state: LoanState) -> dict[str, int]:
 
 
 def _open_books(terms: Terms, state: LoanState) -> dict[str, int]:
-    rows = state.installments
-    billed = [row for row in rows if row.billed]
-    ahead = [row for row in rows if not row.billed]
-    interest_income = sum(row.interest for row in billed) + sum(r.paid_interest for r in ahead)
-    fee_income: int = sum(row.fee + row.late_fee - row.waived_fee for row in billed)
-    fee_income += sum(r.paid_fee for r in ahead)
-    penalty_income = sum(row.penalty - row.waived_penalty for row in rows)
+    interest_income = fee_income = penalty_income = 0  # plain ints: one pass, no checks
+    for row in state.installments:
+        if row.billed:
+            interest_income += row.interest
+            fee_income += row.fee
+            fee_income += row.late_fee
+            fee_income -= row.waived_fee
+        else:
+            interest_income += row.paid_interest
+            fee_income += row.paid_fee
+        penalty_income += row.penalty
+        penalty_income -= row.waived_penalty
     merchant = terms.net_received - state.merchant_refunds
     books: dict[str, int] = {
         Account.PRINCIPAL_RECEIVABLE: state.outstanding_principal,

@@ -15,8 +15,9 @@ from dataclasses import dataclass, field, replace
 from datetime import date, timedelta
 from enum import StrEnum
 from fractions import Fraction
-from functools import lru_cache
-from typing import NamedTuple
+from functools import cached_property, lru_cache
+from operator import attrgetter
+from typing import Any, NamedTuple
 
 from fenqi.domain.calendar import actual_days
 from fenqi.domain.events import (
@@ -145,19 +146,18 @@ class InstallmentState(NamedTuple):
     status: InstallmentStatus
     dpd: int
 
+    outstanding: Money  # charged (payment, late fee, penalty) less paid and waived
+
     @property
     def payment(self) -> Money:
         """The scheduled payment: principal + interest + fee."""
-        return Money(self.principal + self.interest + self.fee)
+        return _fen(sum((self.principal, self.interest, self.fee)))  # an int sum: no checks
 
     @property
     def paid(self) -> Money:
-        return Money(self.paid_principal + self.paid_interest + self.paid_fee + self.paid_penalty)
-
-    @property
-    def outstanding(self) -> Money:
-        charged = self.payment + self.late_fee + self.penalty
-        return Money(charged - self.paid - self.waived_fee - self.waived_penalty)
+        return _fen(
+            sum((self.paid_principal, self.paid_interest, self.paid_fee, self.paid_penalty))
+        )
 
     @property
     def billed(self) -> bool:
@@ -189,7 +189,8 @@ class LoanState:
     write_off: WriteOff | None = None
     recovered: Money = ZERO  # applied to the loan after it was written off
 
-    @property
+    # Cached: the batch, the books and the pages ask these of one state many times.
+    @cached_property
     def dpd(self) -> int:
         return max((row.dpd for row in self.installments), default=0)
 
@@ -197,32 +198,36 @@ class LoanState:
     def bucket(self) -> str:
         return bucket(self.dpd)
 
-    @property
+    @cached_property
     def outstanding_principal(self) -> Money:
         """All principal not yet repaid, due or not."""
-        return Money(sum(row.principal - row.paid_principal for row in self.installments))
+        rows = self.installments
+        return _fen(sum(row.principal for row in rows) - sum(row.paid_principal for row in rows))
 
-    @property
+    @cached_property
     def outstanding_interest(self) -> Money:
         """Interest fallen due and unpaid."""
-        return Money(sum(r.interest - r.paid_interest for r in self.installments if r.billed))
+        rows = [row for row in self.installments if row.billed]
+        return _fen(sum(row.interest for row in rows) - sum(row.paid_interest for row in rows))
 
-    @property
+    @cached_property
     def outstanding_fee(self) -> Money:
         """Fees (late fees included) fallen due and unpaid."""
-        rows = (r for r in self.installments if r.billed)
-        return Money(sum(r.fee + r.late_fee - r.paid_fee - r.waived_fee for r in rows))
+        rows = [row for row in self.installments if row.billed]
+        charged = sum(row.fee for row in rows) + sum(row.late_fee for row in rows)
+        return _fen(charged - sum(row.paid_fee for row in rows) - sum(r.waived_fee for r in rows))
 
-    @property
+    @cached_property
     def outstanding_penalty(self) -> Money:
         rows = self.installments
-        return Money(sum(r.penalty - r.paid_penalty - r.waived_penalty for r in rows))
+        paid = sum(row.paid_penalty for row in rows) + sum(row.waived_penalty for row in rows)
+        return _fen(sum(row.penalty for row in rows) - paid)
 
-    @property
+    @cached_property
     def amount_due(self) -> Money:
         """What is owed now: every installment that has fallen due, less any credit balance."""
         owed = sum(row.outstanding for row in self.installments if row.billed)
-        return Money(max(owed - self.credit_balance, 0))
+        return _fen(max(owed - self.credit_balance, 0))
 
 
 class LoanError(ValueError):
@@ -265,6 +270,18 @@ class _Bill:
         self.accrued_to = due
         self.cleared_on: date | None = None
         self.done = False  # nothing more can ever be owed on it: allocation passes it by
+
+    @staticmethod
+    def restored(values: Sequence[Any]) -> _Bill:
+        """The installment ``_bill_values`` saved (in the order of ``_BILL_FIELDS``)."""
+        bill = _Bill.__new__(_Bill)
+        (accrued_to, cleared_on, bill.done, due, bill.fee, bill.interest,
+         bill.late_assessed, bill.late_fee, bill.paid_fee, bill.paid_interest, bill.paid_penalty,
+         bill.paid_principal, bill.penalty_days, bill.period, bill.principal, bill.waived_fee,
+         bill.waived_penalty) = values  # fmt: skip
+        bill.due, bill.accrued_to = date.fromordinal(due), date.fromordinal(accrued_to)
+        bill.cleared_on = None if cleared_on is None else date.fromordinal(cleared_on)
+        return bill
 
     def unpaid(self, component: Component) -> int:
         """Unpaid principal, interest or fee (penalty needs a day: see _Fold.penalty_owed)."""
@@ -309,11 +326,39 @@ _PAID = {
 }
 
 
+_BILL_FIELDS = tuple(sorted(_Bill.__slots__))
+_BILL_DATES = frozenset({"due", "accrued_to", "cleared_on"})
+_bill_fields = attrgetter(*_BILL_FIELDS)
+_DATE_AT = tuple(index for index, name in enumerate(_BILL_FIELDS) if name in _BILL_DATES)
+
+
+def _bill_values(bill: _Bill) -> list[object]:
+    """A working installment as JSON values, in ``_BILL_FIELDS`` order (dates as ordinals)."""
+    values: list[object] = list(_bill_fields(bill))
+    for index in _DATE_AT:
+        if values[index] is not None:
+            values[index] = values[index].toordinal()  # type: ignore[attr-defined]
+    return values
+
+
 class _Fold:
     """One replay's working state."""
 
-    def __init__(self, terms: Terms, policy: Product, cap: Rate | None) -> None:
+    def __init__(self, terms: Terms, policy: Product, cap: Rate | None,
+                 saved: Mapping[str, Any] | None = None) -> None:  # fmt: skip
+        """The fold at the start of the terms, or where a checkpoint ``saved`` it."""
         self.terms, self.policy = terms, policy
+        self.allocations: dict[int, Allocation] = {}
+        self.applied: list[Applied] | None = None  # what the payment being applied took
+        self.payoffs: dict[int, PayoffBreakdown] = {}
+        rate = _penalty_rate(terms, policy, cap)
+        self.penalty_rate = rate.as_integer_ratio()
+        self.grace = timedelta(days=policy.grace_days)
+        self.past_due_rules = tuple(r for r in policy.allocation if r.stage is Stage.PAST_DUE)
+        self.write_off: WriteOff | None = None
+        if saved is not None:
+            self._restore(saved)
+            return
         plan = schedule(terms)
         self.bills = [
             _Bill(k, due, principal, interest, fee)
@@ -332,17 +377,46 @@ class _Fold:
         self.regular_part = int(terms.principal) // terms.periods
         self.reamortised = False
         self.cancelled = False
-        self.allocations: dict[int, Allocation] = {}
-        self.applied: list[Applied] | None = None  # what the payment being applied took
-        self.payoffs: dict[int, PayoffBreakdown] = {}
-        rate = _penalty_rate(terms, policy, cap)
-        self.penalty_rate = rate.as_integer_ratio()
-        self.grace = timedelta(days=policy.grace_days)
-        self.past_due_rules = tuple(r for r in policy.allocation if r.stage is Stage.PAST_DUE)
         self.first_open = 0  # see _first_open
         self.failed_debits: dict[date, int] = {}
-        self.write_off: WriteOff | None = None
         self.recovered = 0
+
+    # -- checkpoints ---------------------------------------------------------------------
+
+    def saved(self) -> dict[str, object]:
+        """The working state as plain JSON values (dates as ordinals). A payment's allocation
+        and a payoff's breakdown are history, not working state: they are left out."""
+        return {
+            "now": self.now.toordinal(),
+            "bills": [_bill_values(bill) for bill in self.bills],
+            "credit": self.credit,
+            "cash_in": {str(channel): amount for channel, amount in self.cash_in.items()},
+            "cash_out": {str(channel): amount for channel, amount in self.cash_out.items()},
+            "merchant_refunds": self.merchant_refunds,
+            "priced_principal": self.priced_principal,
+            "level": self.level,
+            "regular_part": self.regular_part,
+            "reamortised": self.reamortised,
+            "cancelled": self.cancelled,
+            "first_open": self.first_open,
+            "failed_debits": [[due.toordinal(), n] for due, n in self.failed_debits.items()],
+            "recovered": self.recovered,
+        }
+
+    def _restore(self, saved: Mapping[str, Any]) -> None:
+        """Takes up the working state ``saved`` left (the inverse of ``saved``)."""
+        self.bills = [_Bill.restored(values) for values in saved["bills"]]
+        self.now = date.fromordinal(saved["now"])
+        self.credit = saved["credit"]
+        self.cash_in = {Channel(channel): amount for channel, amount in saved["cash_in"].items()}
+        self.cash_out = {Channel(channel): amount for channel, amount in saved["cash_out"].items()}
+        self.merchant_refunds = saved["merchant_refunds"]
+        self.priced_principal = saved["priced_principal"]
+        self.level, self.regular_part = saved["level"], saved["regular_part"]
+        self.reamortised, self.cancelled = saved["reamortised"], saved["cancelled"]
+        self.first_open = saved["first_open"]
+        self.failed_debits = {date.fromordinal(due): n for due, n in saved["failed_debits"]}
+        self.recovered = saved["recovered"]
 
     def state(self, as_of: date) -> LoanState:
         rows = tuple(self._installment(bill, as_of) for bill in self.bills)
@@ -383,23 +457,14 @@ class _Fold:
         else:
             status, dpd = InstallmentStatus.OVERDUE, (as_of - bill.due).days
         money = int.__new__
-        return InstallmentState(
-            period=bill.period,
-            due_date=bill.due,
-            principal=money(Money, bill.principal),
-            interest=money(Money, bill.interest),
-            fee=money(Money, bill.fee),
-            late_fee=money(Money, bill.late_fee),
-            penalty=money(Money, penalty),
-            paid_principal=money(Money, bill.paid_principal),
-            paid_interest=money(Money, bill.paid_interest),
-            paid_fee=money(Money, bill.paid_fee),
-            paid_penalty=money(Money, bill.paid_penalty),
-            waived_fee=money(Money, bill.waived_fee),
-            waived_penalty=money(Money, bill.waived_penalty),
-            status=status,
-            dpd=dpd,
-        )
+        return InstallmentState._make((  # positionally, in field order: the hottest constructor
+            bill.period, bill.due, money(Money, bill.principal), money(Money, bill.interest),
+            money(Money, bill.fee), money(Money, bill.late_fee), money(Money, penalty),
+            money(Money, bill.paid_principal), money(Money, bill.paid_interest),
+            money(Money, bill.paid_fee), money(Money, bill.paid_penalty),
+            money(Money, bill.waived_fee), money(Money, bill.waived_penalty), status, dpd,
+            money(Money, owed),
+        ))  # fmt: skip
 
     # -- time ------------------------------------------------------------------------------
 
@@ -943,27 +1008,97 @@ def _late_fee(fee: LateFee, overdue: int) -> int:
 
 
 def replay(
-    terms: Terms, policy: Product, events: Iterable[Event], as_of: date, cap: Rate | None = None
+    terms: Terms,
+    policy: Product,
+    events: Iterable[Event],
+    as_of: date,
+    cap: Rate | None = None,
+    *,
+    since: Checkpoint | None = None,
 ) -> LoanState:
     """The loan as of ``as_of``: its terms, with every event effective by then applied.
-    ``cap`` is the product's APR cap on the contract date, which penalty interest stays under."""
-    return _run(terms, policy, events, as_of, cap).state(as_of)
+    ``cap`` is the product's APR cap on the contract date, which penalty interest stays under.
+    Given a checkpoint ``since`` (see ``resumable``), ``events`` are the ones recorded after it."""
+    return _run(terms, policy, events, as_of, cap, since=since).state(as_of)
 
 
 def _run(
-    terms: Terms, policy: Product, events: Iterable[Event], as_of: date, cap: Rate | None = None
+    terms: Terms,
+    policy: Product,
+    events: Iterable[Event],
+    as_of: date,
+    cap: Rate | None = None,
+    *,
+    since: Checkpoint | None = None,
 ) -> _Fold:
     known = [event for event in events if event.effective <= as_of]
+    if since is not None and not resumable(since, known, as_of):
+        raise ValueError(f"a replay cannot resume at {since.day} with these events")
+    fold = _Fold(terms, policy, cap, None if since is None else since.fold)
     voided = {event.payment_seq for event in known if isinstance(event, Reversal)}
     live = sorted(
         (e for e in known if not isinstance(e, Reversal) and e.seq not in voided),
         key=lambda event: (event.effective, event.seq),
     )
-    fold = _Fold(terms, policy, cap)
     for event in live:
         fold.apply(event)
     fold.advance(as_of)
     return fold
+
+
+# ---------------------------------------------------------------------------------------------
+# Checkpoints: a long history need not be replayed from the start every night.
+
+CHECKPOINT_VERSION = 1  # bumped whenever the fold's working state or its rules change
+
+
+@dataclass(frozen=True)
+class Checkpoint:
+    """The fold's working state on ``day`` with every event up to ``seq`` applied (and none
+    after it). A replay that starts here, given only the later events, comes to the same state
+    as one from the start (a payment's allocation is kept only for the later events)."""
+
+    day: date
+    seq: int
+    fold: Mapping[str, Any]
+
+    def document(self) -> dict[str, object]:
+        return {"version": CHECKPOINT_VERSION, "day": self.day.toordinal(), "seq": self.seq,
+                "fold": dict(self.fold)}  # fmt: skip
+
+    @staticmethod
+    def from_document(document: Mapping[str, Any] | None) -> Checkpoint | None:
+        """The checkpoint a document holds; None for none, or one an older fold wrote."""
+        if not document or document.get("version") != CHECKPOINT_VERSION:
+            return None
+        return Checkpoint(date.fromordinal(document["day"]), document["seq"], document["fold"])
+
+
+def resumable(since: Checkpoint, later: Iterable[Event], as_of: date) -> bool:
+    """Whether a replay to ``as_of`` may start at ``since`` with ``later`` (the events recorded
+    after it): not if it would have to go back, to an earlier day or to undo a payment."""
+    return as_of >= since.day and all(
+        event.effective >= since.day and not isinstance(event, Reversal) for event in later
+    )
+
+
+def replay_to_checkpoint(
+    terms: Terms,
+    policy: Product,
+    events: Sequence[Event],
+    as_of: date,
+    cap: Rate | None = None,
+    *,
+    since: Checkpoint | None = None,
+) -> tuple[LoanState, Checkpoint | None]:
+    """``replay`` (from ``since``, if given, with the events after it), and a checkpoint of the
+    result for the next replay to start from. None when one would not serve: an event is dated
+    after ``as_of``, or the loan is written off (its state that day is history, kept whole)."""
+    fold = _run(terms, policy, events, as_of, cap, since=since)
+    last = max([event.seq for event in events] + [0 if since is None else since.seq])
+    if fold.write_off is not None or any(event.effective > as_of for event in events):
+        return fold.state(as_of), None
+    return fold.state(as_of), Checkpoint(as_of, last, fold.saved())
 
 
 class PayoffQuote(NamedTuple):

@@ -101,11 +101,16 @@ class Money(int):
     def __format__(self, spec: str) -> str:
         return format(str(self), spec)
 
+    # The type tests come first because the fold adds and subtracts amounts by the million.
     def __add__(self, other: int) -> Money:
-        return int.__new__(Money, int(self) + _exact(other, "added to"))
+        if type(other) is not Money and type(other) is not int:
+            other = _exact(other, "added to")
+        return int.__new__(Money, int.__add__(self, other))
 
     def __sub__(self, other: int) -> Money:
-        return int.__new__(Money, int(self) - _exact(other, "subtracted from"))
+        if type(other) is not Money and type(other) is not int:
+            other = _exact(other, "subtracted from")
+        return int.__new__(Money, int.__sub__(self, other))
 
     def __neg__(self) -> Money:
         return int.__new__(Money, -int(self))

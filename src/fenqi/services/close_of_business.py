@@ -22,20 +22,30 @@ from datetime import UTC, date, datetime, timedelta
 from itertools import groupby
 from typing import Any
 
-from sqlalchemy import and_, func, insert, or_, select, update
-from sqlalchemy.orm import Session
+from sqlalchemy import and_, bindparam, func, insert, or_, select, update
+from sqlalchemy.orm import Session, undefer
 
 from fenqi import wire
 from fenqi.domain.collection import DebitPlan, debit_due, next_action_date
 from fenqi.domain.dunning import Recipient, message, notices
 from fenqi.domain.events import Channel, DebitFailed, Event, Payment
 from fenqi.domain.ledger import Balances, balances, journal
-from fenqi.domain.loan import LoanState, LoanStatus, bucket
+from fenqi.domain.loan import Checkpoint, LoanState, LoanStatus, bucket, resumable
 from fenqi.services.context import Context, Document, run
 from fenqi.services.errors import NotFoundError
+from fenqi.store.bulk import insert_rows
 from fenqi.store.documents import event_from, terms_from
-from fenqi.store.loans import Entry, LoanRecord, cap_of, event_row, journal_rows, policy_of
+from fenqi.store.loans import (
+    Entry,
+    LoanRecord,
+    cap_of,
+    checkpoint_columns,
+    event_row,
+    journal_rows,
+    policy_of,
+)
 from fenqi.store.schema import (
+    Base,
     BorrowerRow,
     BucketMoveRow,
     CobJobRow,
@@ -236,11 +246,12 @@ class _Writes:
         tables = ((LoanEventRow, self.events), (JournalEntryRow, self.entries),
                   (PostingRow, self.postings), (ReceiptRow, self.receipts),
                   (SmsOutboxRow, self.outbox), (BucketMoveRow, self.moves))  # fmt: skip
-        for table, rows in tables:
-            if rows:
-                session.execute(insert(table), rows)
-        if self.loans:
-            session.execute(update(LoanRow), self.loans)  # by primary key, one statement
+        for mapped, rows in tables:
+            insert_rows(session, mapped.__tablename__, rows)  # COPY on PostgreSQL
+        if self.loans:  # a Core statement executed many: the ORM's bulk path costs more a row
+            loans = Base.metadata.tables[LoanRow.__tablename__]
+            by_id = update(loans).where(loans.c.id == bindparam("loan_id"))
+            session.execute(by_id, self.loans)
         return sum(len(rows) for _, rows in tables) + len(self.loans)
 
 
@@ -248,24 +259,58 @@ def _close_chunk(context: Context, session: Session, day: date, first: int, last
     query = _due_loans(day).where(LoanRow.id.between(first, last)).order_by(LoanRow.id)
     if session.get_bind().dialect.name == "postgresql":
         query = query.with_for_update()
-    rows = list(session.scalars(query))
-    events = _events_of(session, {row.id for row in rows})
+    rows = list(session.scalars(query.options(undefer(LoanRow.checkpoint))))
+    records = _records(session, rows, day)
     people = _people(session, {row.borrower_id for row in rows})
     journals = _journals(session, {row.id for row in rows})
     chunk = _Chunk(context, session, day)
-    for row in rows:
-        record = LoanRecord(row, terms_from(row.terms), policy_of(row.policy),
-                            events.get(row.id, []), cap_of(row))  # fmt: skip
-        chunk.close_loan(record, people.get(row.borrower_id), journals.get(row.id, {}))
+    for record in records:
+        chunk.close_loan(
+            record, people.get(record.row.borrower_id), journals.get(record.row.id, {})
+        )
     chunk.tally.rows = chunk.writes.flush(session)
     return chunk.tally.document()
 
 
-def _events_of(session: Session, loans: set[int]) -> dict[int, list[Event]]:
-    """The events of the chunk's loans with work (not of every loan in its id range)."""
+def _records(session: Session, rows: list[LoanRow], day: date) -> list[LoanRecord]:
+    """The chunk's loans with their events: those after each loan's checkpoint, or all of them
+    for a loan that has none or cannot start from it (an event reaches back before it)."""
+    since = {row.id: Checkpoint.from_document(row.checkpoint) for row in rows}
+    later = _events_of(session, {row.id for row in rows}, after_checkpoint=True)
+    whole = {
+        loan_id
+        for loan_id, kept in since.items()
+        if kept is None or not resumable(kept, later.get(loan_id, []), day)
+    }
+    reaching_back = {loan_id for loan_id in whole if since[loan_id] is not None}
+    later.update(_events_of(session, reaching_back, after_checkpoint=False))
+    return [
+        LoanRecord(
+            row,
+            terms_from(row.terms),
+            policy_of(row.policy),
+            later.get(row.id, []),
+            cap_of(row),
+            None if row.id in whole else since[row.id],
+        )
+        for row in rows
+    ]
+
+
+def _events_of(
+    session: Session, loans: set[int], *, after_checkpoint: bool
+) -> dict[int, list[Event]]:
+    """The events of the chunk's loans with work (not of every loan in its id range): all of
+    them, or those after each loan's checkpoint."""
+    if not loans:
+        return {}
     columns = (LoanEventRow.loan_id, LoanEventRow.kind, LoanEventRow.seq, LoanEventRow.effective,
                LoanEventRow.payload)  # fmt: skip
     query = select(*columns).where(LoanEventRow.loan_id.in_(loans))
+    if after_checkpoint:
+        query = query.join(LoanRow, LoanRow.id == LoanEventRow.loan_id).where(
+            LoanEventRow.seq > func.coalesce(LoanRow.checkpoint_seq, 0)
+        )
     stored = session.execute(query.order_by(LoanEventRow.loan_id, LoanEventRow.seq))
     return {
         loan_id: [
@@ -356,10 +401,11 @@ class _Chunk:
         if after.status is LoanStatus.WRITTEN_OFF and row.status != LoanStatus.WRITTEN_OFF.value:
             self.tally.write_offs += 1
         self.writes.loans.append({
-            "id": row.id, "version": row.version + 1, "status": after.status.value,
+            "loan_id": row.id, "version": row.version + 1, "status": after.status.value,
             "outstanding_principal": int(after.outstanding_principal), "dpd": after.dpd,
             "booked_through": booking, "closed_through": day,
             "next_action_date": next_action_date(after, record.policy, day),
+            **checkpoint_columns(record.checkpoint_on(booking)),
         })  # fmt: skip
 
     def debit(self, record: LoanRecord, plan: DebitPlan, method: PaymentMethodRow | None) -> Event:

@@ -17,7 +17,6 @@ midway keeps the transactions it committed: seed a database no one else is writi
 
 from __future__ import annotations
 
-import json
 import multiprocessing
 import os
 from collections import Counter, deque
@@ -30,7 +29,7 @@ from functools import partial
 from random import Random
 from typing import TypeVar
 
-from sqlalchemy import JSON, Connection, Table, func, insert, select, text
+from sqlalchemy import func, select, text
 from sqlalchemy.orm import Session
 
 from fenqi import wire
@@ -39,7 +38,14 @@ from fenqi.domain.caps import LprTable
 from fenqi.domain.collection import debit_due, next_action_date
 from fenqi.domain.events import Channel, DebitFailed, Event, Payment
 from fenqi.domain.ledger import balances, journal
-from fenqi.domain.loan import InstallmentStatus, LoanState, LoanStatus, replay
+from fenqi.domain.loan import (
+    Checkpoint,
+    InstallmentStatus,
+    LoanState,
+    LoanStatus,
+    replay,
+    replay_to_checkpoint,
+)
 from fenqi.domain.money import Money
 from fenqi.domain.products import Product
 from fenqi.domain.quote import Quote, quote
@@ -47,12 +53,12 @@ from fenqi.services.borrowers import mask
 from fenqi.services.context import Context, Document, run
 from fenqi.services.errors import RefusedError
 from fenqi.services.products import product_named, seed_products
+from fenqi.store.bulk import insert_rows
 from fenqi.store.documents import terms_document
-from fenqi.store.loans import Entry, event_row, journal_rows
-from fenqi.store.schema import Base, BorrowerRow, LoanRow
+from fenqi.store.loans import Entry, checkpoint_columns, event_row, journal_rows
+from fenqi.store.schema import BorrowerRow, LoanRow
 
 LOANS_PER_TRANSACTION = 1_000
-ROWS_PER_STATEMENT = 10_000
 HISTORY_DAYS = 730  # loans start over the two years before the seeding day
 MEMO = "opening balance (seeded)"
 LIMIT_STEP = 10_000_00  # credit limits are whole 10,000s of yuan
@@ -165,6 +171,10 @@ class Contract:
 
     def state_on(self, day: date, events: Sequence[Event]) -> LoanState:
         return replay(self.offer.terms, self.policy, events, day, self.offer.cap)
+
+    def closed_on(self, day: date, events: Sequence[Event]) -> tuple[LoanState, Checkpoint | None]:
+        """The loan on ``day``, and the checkpoint the batch would have left that night."""
+        return replay_to_checkpoint(self.offer.terms, self.policy, events, day, self.offer.cap)
 
 
 def seed(context: Context, loans: int, borrowers: int, start: date, rng_seed: int, *,
@@ -348,7 +358,7 @@ def _write_people(session: Session, people: list[Person], plans: list[Plan], day
         accounts.append({"token_ref": person.token_ref, "balance": balance})
     for name, rows in (("borrowers", borrowers), ("payment_methods", methods),
                        ("sim_accounts", accounts)):  # fmt: skip
-        _insert(session, name, rows)
+        insert_rows(session, name, rows)
 
 
 # -- loans and their past -------------------------------------------------------------------------
@@ -363,8 +373,8 @@ def _loan_batch(plans: list[Plan], shop: Shop, day: date,
     for plan in plans:
         contract = _contract(plan, shop)
         events = _history(contract, day, Random(f"{rng_seed}:{plan.ordinal}"))
-        state = contract.state_on(day, events)
-        _loan_rows(rows, contract, events, state, day)
+        state, kept = contract.closed_on(day, events)
+        _loan_rows(rows, contract, events, (state, kept), day)
         tally[state.status.value] += 1
         tally["outstanding_principal"] += state.outstanding_principal
         tally["payments"] += sum(isinstance(event, Payment) for event in events)
@@ -376,7 +386,7 @@ def _loan_batch(plans: list[Plan], shop: Shop, day: date,
 
 def _write_rows(session: Session, rows: dict[str, list[Document]]) -> None:
     for name, table_rows in rows.items():
-        _insert(session, name, table_rows)
+        insert_rows(session, name, table_rows)
 
 
 def _contract(plan: Plan, shop: Shop) -> Contract:
@@ -499,10 +509,11 @@ def _declined(person: Person) -> str:
 
 
 def _loan_rows(rows: dict[str, list[Document]], contract: Contract, events: list[Event],
-               state: LoanState, day: date) -> None:  # fmt: skip
+               closed: tuple[LoanState, Checkpoint | None], day: date) -> None:  # fmt: skip
     """The loan's rows as checkout, the services and the batch through ``day`` would have left
     them, its books in one opening entry (numbered as checkout's: the write from version 0)."""
     plan, terms, loan_id = contract.plan, contract.offer.terms, contract.plan.loan_id
+    state, kept = closed
     opened = datetime.combine(plan.start, _DAYTIME)
     rows["loans"].append({
         "id": loan_id, "borrower_id": plan.person.id, "order_id": plan.order_id,
@@ -512,6 +523,7 @@ def _loan_rows(rows: dict[str, list[Document]], contract: Contract, events: list
         "outstanding_principal": int(state.outstanding_principal), "dpd": state.dpd,
         "version": 1, "booked_through": day, "opened": plan.start, "closed_through": day,
         "next_action_date": next_action_date(state, contract.policy, day), "created_at": opened,
+        **checkpoint_columns(kept),
     })  # fmt: skip
     rows["orders"].append({"order_id": plan.order_id, "loan_id": loan_id,
                            "borrower_id": plan.person.id})  # fmt: skip
@@ -527,38 +539,6 @@ def _loan_rows(rows: dict[str, list[Document]], contract: Contract, events: list
 def _booked_at(event: Event) -> datetime:
     by_hand = isinstance(event, Payment) and event.channel is Channel.MANUAL
     return datetime.combine(event.effective, _DAYTIME if by_hand else _NIGHT)
-
-
-# -- writing in bulk ------------------------------------------------------------------------------
-
-
-def _insert(session: Session, name: str, rows: Sequence[Document]) -> None:
-    """Writes ``rows`` into table ``name`` in bulk, in the session's transaction: COPY on
-    PostgreSQL, INSERTs of many rows each elsewhere."""
-    if not rows:
-        return
-    table = Base.metadata.tables[name]
-    connection = session.connection()
-    if connection.dialect.name == "postgresql":
-        _copy(connection, table, rows)
-        return
-    for first in range(0, len(rows), ROWS_PER_STATEMENT):
-        connection.execute(insert(table), list(rows[first : first + ROWS_PER_STATEMENT]))
-
-
-def _copy(connection: Connection, table: Table, rows: Sequence[Document]) -> None:
-    """PostgreSQL's ``COPY … FROM STDIN`` through psycopg on the transaction's own connection,
-    the fastest way in; JSON goes as its text. The postings trigger still checks at commit
-    that every entry balances."""
-    columns = list(rows[0])
-    as_json = [isinstance(table.c[column].type, JSON) for column in columns]
-    statement = f'COPY "{table.name}" ({", ".join(columns)}) FROM STDIN'
-    driver = connection.connection.driver_connection
-    assert driver is not None, "a connection in a transaction has its driver's connection"
-    with driver.cursor() as cursor, cursor.copy(statement) as copy:
-        for row in rows:
-            copy.write_row([json.dumps(row[column]) if encode else row[column]
-                            for column, encode in zip(columns, as_json, strict=True)])  # fmt: skip
 
 
 def _move_sequences(session: Session) -> None:

@@ -20,7 +20,7 @@ from sqlalchemy.orm import Session
 
 from fenqi.domain.events import Event
 from fenqi.domain.ledger import Line
-from fenqi.domain.loan import LoanState, replay
+from fenqi.domain.loan import Checkpoint, LoanState, replay_to_checkpoint
 from fenqi.domain.products import Product, parse_definition
 from fenqi.domain.rates import Rate
 from fenqi.domain.schedule import Terms
@@ -37,26 +37,47 @@ from fenqi.store.schema import (
 
 @dataclass
 class LoanRecord:
-    """A loan as read: its row (for the version and the watermark), terms, policy and events."""
+    """A loan as read: its row (for the version and the watermark), terms, policy and events.
+    Read by the batch with its checkpoint ``since``, ``events`` are those recorded after it."""
 
     row: LoanRow
     terms: Terms
     policy: Product
     events: list[Event]
     cap: Rate | None = None  # the APR cap on the contract date, which penalty stays under
-    _replayed: dict[tuple[int, date], LoanState] = field(default_factory=dict)
+    since: Checkpoint | None = None
+    _replayed: dict[tuple[int, date], tuple[LoanState, Checkpoint | None]] = field(
+        default_factory=dict
+    )
 
     @property
     def next_seq(self) -> int:
-        return max((event.seq for event in self.events), default=0) + 1
+        last = 0 if self.since is None else self.since.seq
+        return max((event.seq for event in self.events), default=last) + 1
 
     def state_on(self, day: date) -> LoanState:
         """The loan replayed to ``day`` with the events it has now; a unit of work asks more
         than once, and a replay is the costliest thing in it."""
+        return self._replay(day)[0]
+
+    def checkpoint_on(self, day: date) -> Checkpoint | None:
+        """Where the next replay can start: the fold on ``day`` with the events it has now."""
+        return self._replay(day)[1]
+
+    def _replay(self, day: date) -> tuple[LoanState, Checkpoint | None]:
         key = (len(self.events), day)
         if key not in self._replayed:
-            self._replayed[key] = replay(self.terms, self.policy, self.events, day, self.cap)
+            self._replayed[key] = replay_to_checkpoint(
+                self.terms, self.policy, self.events, day, self.cap, since=self.since
+            )
         return self._replayed[key]
+
+
+def checkpoint_columns(kept: Checkpoint | None) -> Document:
+    """The loan row's columns that keep a checkpoint (both empty for none)."""
+    if kept is None:
+        return {"checkpoint": None, "checkpoint_seq": None}
+    return {"checkpoint": kept.document(), "checkpoint_seq": kept.seq}
 
 
 def now() -> datetime:

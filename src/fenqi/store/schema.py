@@ -169,6 +169,9 @@ class LoanRow(Base):
     opened: Mapped[date]
     next_action_date: Mapped[date | None]  # the batch's next day of work on it (None: never)
     closed_through: Mapped[date | None]  # the last business day the batch closed for it
+    # The fold as the batch last left it (domain.loan.Checkpoint) and the last event it holds.
+    checkpoint: Mapped[Document | None] = mapped_column(JSON, deferred=True)
+    checkpoint_seq: Mapped[int | None]
     created_at: Mapped[datetime] = mapped_column(Timestamp)
 
 
