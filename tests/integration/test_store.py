@@ -34,7 +34,7 @@ from fenqi.store.schema import (
     PostingRow,
 )
 
-HEAD = "0005"
+HEAD = "0006"
 CHART = {
     "principal_receivable": "asset",
     "interest_receivable": "asset",
