@@ -19,7 +19,18 @@ from fenqi.domain.events import (
     WaiverKind,
 )
 from fenqi.domain.ledger import Account, balances
-from fenqi.domain.loan import InstallmentStatus, LoanState, LoanStatus, bucket, payoff_quote, replay
+from fenqi.domain.loan import (
+    CHECKPOINT_VERSION,
+    Checkpoint,
+    InstallmentStatus,
+    LoanState,
+    LoanStatus,
+    bucket,
+    payoff_quote,
+    replay,
+    replay_to_checkpoint,
+    resumable,
+)
 from fenqi.domain.money import Money, half_up
 from fenqi.domain.products import Component, Product, parse_catalog
 from fenqi.domain.schedule import Terms
@@ -357,3 +368,50 @@ def test_a_failed_debit_is_recorded_and_moves_nothing() -> None:
     state = replay(LOAN, CASH, failed, day(2, 15))
     assert state.failed_debits == {day(2, 15): 1}
     assert state.cash_in == {}
+
+
+# -- checkpoints -------------------------------------------------------------------------------
+
+
+def test_a_replay_resumed_from_a_checkpoint_matches_one_from_the_start() -> None:
+    """Two installments paid, then the third missed: the batch's checkpoint on 10 April, and
+    the loan replayed from it to 1 May with the payment of 20 April."""
+    paid = on_time(2)
+    state, kept = replay_to_checkpoint(LOAN, CASH, paid, day(4, 10))
+    assert kept is not None
+    assert (kept.day, kept.seq) == (day(4, 10), 2)
+    assert state == replay(LOAN, CASH, paid, day(4, 10))
+    later = [pay(3, day(4, 20), "900.00")]
+    resumed = replay(LOAN, CASH, later, day(5, 1), since=kept)
+    whole = replay(LOAN, CASH, [*paid, *later], day(5, 1))
+    assert resumed.installments == whole.installments
+    assert resumed.allocations == {3: whole.allocations[3]}  # the history before is not kept
+
+
+def test_a_replay_does_not_resume_where_an_event_reaches_back_before_the_checkpoint() -> None:
+    _, kept = replay_to_checkpoint(LOAN, CASH, on_time(2), day(4, 10))
+    assert kept is not None
+    back_dated = pay(3, day(4, 9), "100.00")
+    reversal = Reversal(3, day(4, 11), 2, "taken twice")
+    assert not resumable(kept, [back_dated], day(5, 1))
+    assert not resumable(kept, [reversal], day(5, 1))
+    assert not resumable(kept, [], day(4, 9))  # a day before the checkpoint
+    assert resumable(kept, [pay(3, day(4, 10), "100.00")], day(4, 10))
+    with pytest.raises(ValueError, match="cannot resume"):
+        replay(LOAN, CASH, [back_dated], day(5, 1), since=kept)
+
+
+def test_a_checkpoint_written_by_another_fold_version_is_ignored() -> None:
+    _, kept = replay_to_checkpoint(LOAN, CASH, on_time(1), day(3, 1))
+    assert kept is not None
+    assert Checkpoint.from_document(kept.document()) == kept
+    assert Checkpoint.from_document({**kept.document(), "version": CHECKPOINT_VERSION + 1}) is None
+    assert Checkpoint.from_document(None) is None
+
+
+def test_no_checkpoint_is_kept_for_a_written_off_loan_or_past_a_later_event() -> None:
+    written_off = replay_to_checkpoint(LOAN, CASH, [], day(12, 31))
+    assert written_off[0].status is LoanStatus.WRITTEN_OFF
+    assert written_off[1] is None
+    ahead = replay_to_checkpoint(LOAN, CASH, [pay(1, day(3, 15), "888.49")], day(3, 1))
+    assert ahead[1] is None  # the payment of 15 March is not in the fold of 1 March
