@@ -1,6 +1,8 @@
-"""The batch starts each loan's replay at the checkpoint it left the night before. Closing days
-that way writes exactly what closing them by replaying every loan from its first event writes,
-including for loans whose desk work since reaches back before the checkpoint (a reversal)."""
+"""The batch starts each loan's replay at the checkpoint it left the night before, and takes its
+journal balances from the row when nothing was written since. Closing days that way writes
+exactly what closing them by replaying every loan from its first event and adding up its journal
+writes, including for loans whose desk work since reaches back before the checkpoint (a
+reversal) or wrote to their journal (payments)."""
 
 import shutil
 from datetime import date, timedelta
@@ -42,7 +44,8 @@ def close_days(path: Path, *, checkpoints: bool) -> dict[str, object]:
         day = START + timedelta(days=k)
         if not checkpoints:
             with engine.begin() as connection:
-                connection.execute(update(LoanRow).values(checkpoint=None, checkpoint_seq=None))
+                connection.execute(update(LoanRow).values(checkpoint=None, checkpoint_seq=None,
+                                                          journal_balances=None))  # fmt: skip
         if k == DESK_DAY:
             desk_work(shop, day)
         cob.close(shop, day, chunk_size=16)

@@ -41,6 +41,8 @@ from fenqi.store.loans import (
     cap_of,
     checkpoint_columns,
     event_row,
+    journal_balances_column,
+    journal_balances_of,
     journal_rows,
     policy_of,
 )
@@ -259,10 +261,13 @@ def _close_chunk(context: Context, session: Session, day: date, first: int, last
     query = _due_loans(day).where(LoanRow.id.between(first, last)).order_by(LoanRow.id)
     if session.get_bind().dialect.name == "postgresql":
         query = query.with_for_update()
-    rows = list(session.scalars(query.options(undefer(LoanRow.checkpoint))))
+    rows = list(session.scalars(
+        query.options(undefer(LoanRow.checkpoint), undefer(LoanRow.journal_balances))
+    ))  # fmt: skip
     records = _records(session, rows, day)
     people = _people(session, {row.borrower_id for row in rows})
-    journals = _journals(session, {row.id for row in rows})
+    journals = {row.id: kept for row in rows if (kept := journal_balances_of(row)) is not None}
+    journals.update(_journals(session, {row.id for row in rows} - set(journals)))
     chunk = _Chunk(context, session, day)
     for record in records:
         chunk.close_loan(
@@ -320,19 +325,22 @@ def _events_of(
     }
 
 
-def _journals(session: Session, loans: set[int]) -> dict[int, dict[str, int]]:
-    """Each loan's account balances in the journal, for a whole chunk in one query."""
+def _journals(session: Session, loans: set[int]) -> dict[int, Balances]:
+    """Each loan's account balances in the journal, for a whole chunk in one query (for the
+    loans whose row does not say what they are)."""
+    if not loans:
+        return {}
     balance = func.sum(PostingRow.debit - PostingRow.credit)
     query = (
         select(PostingRow.loan_id, PostingRow.account, balance)
         .where(PostingRow.loan_id.in_(loans))
         .group_by(PostingRow.loan_id, PostingRow.account)
     )
-    journals: dict[int, dict[str, int]] = {}
+    journals: dict[int, dict[str, int]] = {loan_id: {} for loan_id in loans}
     for loan_id, account, total in session.execute(query):
         if total:
-            journals.setdefault(loan_id, {})[account] = int(total)
-    return journals
+            journals[loan_id][account] = int(total)
+    return dict(journals)
 
 
 @dataclass(frozen=True)
@@ -387,9 +395,10 @@ class _Chunk:
             record.events.append(event)
             self.writes.events.append(event_row(row.id, event, now()))
         after = record.state_on(booking)
+        books_after = books_day
         if added:
-            debit_entry = journal(books_day, balances(terms, after))
-            entries.append(Entry(debit_entry, "auto-debit", added[-1].seq))
+            books_after = balances(terms, after)
+            entries.append(Entry(journal(books_day, books_after), "auto-debit", added[-1].seq))
         self.post(row.id, row.version, booking, entries)
         paid = next((event for event in added if isinstance(event, Payment)), None)
         if paid is not None:
@@ -406,6 +415,7 @@ class _Chunk:
             "booked_through": booking, "closed_through": day,
             "next_action_date": next_action_date(after, record.policy, day),
             **checkpoint_columns(record.checkpoint_on(booking)),
+            **journal_balances_column(row.version + 1, books_after),
         })  # fmt: skip
 
     def debit(self, record: LoanRecord, plan: DebitPlan, method: PaymentMethodRow | None) -> Event:

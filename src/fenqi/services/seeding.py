@@ -55,7 +55,13 @@ from fenqi.services.errors import RefusedError
 from fenqi.services.products import product_named, seed_products
 from fenqi.store.bulk import insert_rows
 from fenqi.store.documents import terms_document
-from fenqi.store.loans import Entry, checkpoint_columns, event_row, journal_rows
+from fenqi.store.loans import (
+    Entry,
+    checkpoint_columns,
+    event_row,
+    journal_balances_column,
+    journal_rows,
+)
 from fenqi.store.schema import BorrowerRow, LoanRow
 
 LOANS_PER_TRANSACTION = 1_000
@@ -514,6 +520,7 @@ def _loan_rows(rows: dict[str, list[Document]], contract: Contract, events: list
     them, its books in one opening entry (numbered as checkout's: the write from version 0)."""
     plan, terms, loan_id = contract.plan, contract.offer.terms, contract.plan.loan_id
     state, kept = closed
+    books = balances(terms, state)  # the opening entry: what the journal adds up to
     opened = datetime.combine(plan.start, _DAYTIME)
     rows["loans"].append({
         "id": loan_id, "borrower_id": plan.person.id, "order_id": plan.order_id,
@@ -523,14 +530,14 @@ def _loan_rows(rows: dict[str, list[Document]], contract: Contract, events: list
         "outstanding_principal": int(state.outstanding_principal), "dpd": state.dpd,
         "version": 1, "booked_through": day, "opened": plan.start, "closed_through": day,
         "next_action_date": next_action_date(state, contract.policy, day), "created_at": opened,
-        **checkpoint_columns(kept),
+        **checkpoint_columns(kept), **journal_balances_column(1, books),
     })  # fmt: skip
     rows["orders"].append({"order_id": plan.order_id, "loan_id": loan_id,
                            "borrower_id": plan.person.id})  # fmt: skip
     rows["consents"].append({"loan_id": loan_id, "shown": wire.quote(contract.offer),
                              "consented_at": opened})  # fmt: skip
     rows["loan_events"] += [event_row(loan_id, event, _booked_at(event)) for event in events]
-    opening = Entry(journal({}, balances(terms, state)), MEMO)
+    opening = Entry(journal({}, books), MEMO)
     entries, postings = journal_rows(loan_id, 0, day, [opening])
     rows["journal_entries"] += entries
     rows["postings"] += postings

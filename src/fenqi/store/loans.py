@@ -19,7 +19,7 @@ from sqlalchemy import func, insert, select, update
 from sqlalchemy.orm import Session
 
 from fenqi.domain.events import Event
-from fenqi.domain.ledger import Line
+from fenqi.domain.ledger import Balances, Line
 from fenqi.domain.loan import Checkpoint, LoanState, replay_to_checkpoint
 from fenqi.domain.products import Product, parse_definition
 from fenqi.domain.rates import Rate
@@ -78,6 +78,20 @@ def checkpoint_columns(kept: Checkpoint | None) -> Document:
     if kept is None:
         return {"checkpoint": None, "checkpoint_seq": None}
     return {"checkpoint": kept.document(), "checkpoint_seq": kept.seq}
+
+
+def journal_balances_column(version: int, booked: Balances) -> Document:
+    """The loan row's record of what its journal adds up to at ``version``."""
+    return {"journal_balances": {"version": version, "balances": dict(booked)}}
+
+
+def journal_balances_of(row: LoanRow) -> Balances | None:
+    """What the row says its journal adds up to, if nothing has been written since it said so."""
+    kept = row.journal_balances
+    if not kept or kept.get("version") != row.version:
+        return None
+    balances: Balances = kept["balances"]
+    return balances
 
 
 def now() -> datetime:

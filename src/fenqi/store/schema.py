@@ -172,6 +172,9 @@ class LoanRow(Base):
     # The fold as the batch last left it (domain.loan.Checkpoint) and the last event it holds.
     checkpoint: Mapped[Document | None] = mapped_column(JSON, deferred=True)
     checkpoint_seq: Mapped[int | None]
+    # What the loan's journal adds up to, {"version": v, "balances": {account: fen}}, as the
+    # batch left it; good while the loan is still at version v (every journal write bumps it).
+    journal_balances: Mapped[Document | None] = mapped_column(JSON, deferred=True)
     created_at: Mapped[datetime] = mapped_column(Timestamp)
 
 
