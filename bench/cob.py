@@ -68,6 +68,8 @@ class Closed:
     rows: int  # rows written
     seconds: float
     deadlocks: int  # chunk transactions lost to a deadlock and done again
+    worker_cpu: float  # CPU seconds the worker processes spent taking chunks
+    machine_cpu: float | None  # CPU seconds the whole machine was busy (Linux), or None
 
     def report(self, portfolio: int) -> str:
         per_day = self.seconds / self.days
@@ -75,7 +77,16 @@ class Closed:
                 f"({per_day:.2f} s a day): {portfolio / per_day:,.0f} portfolio loans/s, "
                 f"{self.loans / self.seconds:,.0f} loans with work/s, "
                 f"{self.rows / self.seconds:,.0f} rows written/s; "
-                f"chunks redone after a deadlock: {self.deadlocks}")  # fmt: skip
+                f"chunks redone after a deadlock: {self.deadlocks}; {self.cpu()}")  # fmt: skip
+
+    def cpu(self) -> str:
+        """Where the CPU went, per loan with work: the workers' Python, and the rest of the
+        machine (PostgreSQL, mostly) — the two share its cores."""
+        python = f"CPU per loan with work: {1000 * self.worker_cpu / self.loans:.2f} ms in workers"
+        if self.machine_cpu is None:
+            return python
+        rest = (self.machine_cpu - self.worker_cpu) / self.loans
+        return f"{python}, {1000 * rest:.2f} ms elsewhere (PostgreSQL, mostly)"
 
 
 # -- the batch, with worker processes -------------------------------------------------------------
@@ -91,14 +102,14 @@ def open_worker(url: str) -> None:
     cob.work(_worker, run_id=0)
 
 
-def take_chunks(run_id: int) -> int:
+def take_chunks(run_id: int) -> tuple[int, float]:
     """Takes the run's chunks until none is left; returns how many times a chunk's transaction
-    was chosen as a deadlock victim and the chunk was taken again. (The batch debits cards in
-    its chunk transactions, and a borrower's loans fall in several chunks, so two workers can
-    lock two cards in opposite orders; ``fenqi worker`` would stop there, with the chunk still
-    queued.)"""
+    was chosen as a deadlock victim and the chunk was taken again, and the CPU seconds this
+    process spent. (The batch debits cards in its chunk transactions, and a borrower's loans
+    fall in several chunks, so two workers can lock two cards in opposite orders; ``fenqi
+    worker`` would stop there, with the chunk still queued.)"""
     assert _worker is not None, "open_worker runs first in every worker process"
-    victims = 0
+    victims, began = 0, time.process_time()
     while True:
         try:
             cob.work(_worker, run_id)
@@ -107,7 +118,18 @@ def take_chunks(run_id: int) -> int:
                 raise
             victims += 1
             continue
-        return victims
+        return victims, time.process_time() - began
+
+
+def machine_busy() -> float | None:
+    """CPU seconds the machine has been busy since boot, all cores (Linux's /proc/stat)."""
+    try:
+        with open("/proc/stat", encoding="ascii") as stat:
+            ticks = [int(field) for field in stat.readline().split()[1:]]
+    except OSError:
+        return None
+    idle, iowait = ticks[3], ticks[4]
+    return (sum(ticks) - idle - iowait) / os.sysconf("SC_CLK_TCK")
 
 
 def worker_pid(_: int) -> int:
@@ -126,15 +148,19 @@ def wait_for_workers(pool: Pool, count: int) -> None:
 def close_days(context: Context, workers: Pool, count: int, days: list[date]) -> Closed:
     """Closes each of ``days`` in turn: a run, its chunks taken by every worker, its sum."""
     loans = rows = deadlocks = 0
-    began = time.perf_counter()
+    worker_cpu = 0.0
+    began, busy = time.perf_counter(), machine_busy()
     for day in days:
         run_id = cob.start_run(context, day)
         taking = [workers.apply_async(take_chunks, (run_id,)) for _ in range(count)]
-        deadlocks += sum(taken.get() for taken in taking)
+        for victims, cpu in (taken.get() for taken in taking):
+            deadlocks, worker_cpu = deadlocks + victims, worker_cpu + cpu
         counts = cob.finish_run(context, run_id)
         assert counts["status"] == "done", counts
         loans, rows = loans + counts["loans"], rows + counts["rows"]
-    return Closed(len(days), loans, rows, time.perf_counter() - began, deadlocks)
+    seconds, busy_now = time.perf_counter() - began, machine_busy()
+    machine = None if busy is None or busy_now is None else busy_now - busy
+    return Closed(len(days), loans, rows, seconds, deadlocks, worker_cpu, machine)
 
 
 # -- the naive loop -------------------------------------------------------------------------------
