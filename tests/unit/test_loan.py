@@ -382,7 +382,7 @@ def test_a_replay_resumed_from_a_checkpoint_matches_one_from_the_start() -> None
     assert (kept.day, kept.seq) == (day(4, 10), 2)
     assert state == replay(LOAN, CASH, paid, day(4, 10))
     later = [pay(3, day(4, 20), "900.00")]
-    resumed = replay(LOAN, CASH, later, day(5, 1), since=kept)
+    resumed, _ = replay_to_checkpoint(LOAN, CASH, later, day(5, 1), since=kept)
     whole = replay(LOAN, CASH, [*paid, *later], day(5, 1))
     assert resumed.installments == whole.installments
     assert resumed.allocations == {3: whole.allocations[3]}  # the history before is not kept
@@ -398,7 +398,7 @@ def test_a_replay_does_not_resume_where_an_event_reaches_back_before_the_checkpo
     assert not resumable(kept, [], day(4, 9))  # a day before the checkpoint
     assert resumable(kept, [pay(3, day(4, 10), "100.00")], day(4, 10))
     with pytest.raises(ValueError, match="cannot resume"):
-        replay(LOAN, CASH, [back_dated], day(5, 1), since=kept)
+        replay_to_checkpoint(LOAN, CASH, [back_dated], day(5, 1), since=kept)
 
 
 def test_a_checkpoint_written_by_another_fold_version_is_ignored() -> None:

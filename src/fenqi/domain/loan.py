@@ -1008,18 +1008,12 @@ def _late_fee(fee: LateFee, overdue: int) -> int:
 
 
 def replay(
-    terms: Terms,
-    policy: Product,
-    events: Iterable[Event],
-    as_of: date,
-    cap: Rate | None = None,
-    *,
-    since: Checkpoint | None = None,
+    terms: Terms, policy: Product, events: Iterable[Event], as_of: date, cap: Rate | None = None
 ) -> LoanState:
     """The loan as of ``as_of``: its terms, with every event effective by then applied.
     ``cap`` is the product's APR cap on the contract date, which penalty interest stays under.
-    Given a checkpoint ``since`` (see ``resumable``), ``events`` are the ones recorded after it."""
-    return _run(terms, policy, events, as_of, cap, since=since).state(as_of)
+    (``replay_to_checkpoint`` replays from a checkpoint, and keeps one.)"""
+    return _run(terms, policy, events, as_of, cap).state(as_of)
 
 
 def _run(

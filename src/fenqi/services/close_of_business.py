@@ -325,7 +325,7 @@ def _events_of(
     }
 
 
-def _journals(session: Session, loans: set[int]) -> dict[int, Balances]:
+def _journals(session: Session, loans: set[int]) -> dict[int, dict[str, int]]:
     """Each loan's account balances in the journal, for a whole chunk in one query (for the
     loans whose row does not say what they are)."""
     if not loans:
@@ -340,7 +340,7 @@ def _journals(session: Session, loans: set[int]) -> dict[int, Balances]:
     for loan_id, account, total in session.execute(query):
         if total:
             journals[loan_id][account] = int(total)
-    return dict(journals)
+    return journals
 
 
 @dataclass(frozen=True)

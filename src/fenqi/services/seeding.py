@@ -380,7 +380,7 @@ def _loan_batch(plans: list[Plan], shop: Shop, day: date,
         contract = _contract(plan, shop)
         events = _history(contract, day, Random(f"{rng_seed}:{plan.ordinal}"))
         state, kept = contract.closed_on(day, events)
-        _loan_rows(rows, contract, events, (state, kept), day)
+        _loan_rows(rows, contract, events, state, day, kept=kept)
         tally[state.status.value] += 1
         tally["outstanding_principal"] += state.outstanding_principal
         tally["payments"] += sum(isinstance(event, Payment) for event in events)
@@ -515,11 +515,11 @@ def _declined(person: Person) -> str:
 
 
 def _loan_rows(rows: dict[str, list[Document]], contract: Contract, events: list[Event],
-               closed: tuple[LoanState, Checkpoint | None], day: date) -> None:  # fmt: skip
+               state: LoanState, day: date, *, kept: Checkpoint | None) -> None:  # fmt: skip
     """The loan's rows as checkout, the services and the batch through ``day`` would have left
-    them, its books in one opening entry (numbered as checkout's: the write from version 0)."""
+    them (the checkpoint ``kept`` among them), its books in one opening entry (numbered as
+    checkout's: the write from version 0)."""
     plan, terms, loan_id = contract.plan, contract.offer.terms, contract.plan.loan_id
-    state, kept = closed
     books = balances(terms, state)  # the opening entry: what the journal adds up to
     opened = datetime.combine(plan.start, _DAYTIME)
     rows["loans"].append({
