@@ -3,16 +3,16 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import datetime
 from typing import Annotated
 
 import typer
 
+from fenqi import clock
 from fenqi.cli import render
 from fenqi.cli.context import DatabaseOption, respond
 from fenqi.cli.groups import command_group
 from fenqi.cli.options import JsonOption, Text, choice, moment
-from fenqi.services.sms import LOCAL, SmsStatus, delivered, dispatch, outbox
+from fenqi.services.sms import SmsStatus, delivered, dispatch, outbox
 
 sms_app = command_group("Send the queued SMS and look at the outbox.")
 
@@ -32,7 +32,7 @@ def dispatch_command(
 ) -> None:
     """Send pending messages if it is inside the contact window (08:00-21:00), at most two a
     borrower a day; the rest wait for the next window."""
-    at = datetime.now(LOCAL).replace(microsecond=0) if now is None else moment("--now", now)
+    at = clock.now().replace(microsecond=0) if now is None else moment("--now", now)
     respond(db, as_json, render.key_values, dispatch, at)
 
 
