@@ -152,6 +152,8 @@ def close_days(context: Context, workers: Pool, count: int, days: list[date]) ->
     began, busy = time.perf_counter(), machine_busy()
     for day in days:
         run_id = cob.start_run(context, day)
+        if run_id is None:  # no loan has work on the day: no run
+            continue
         taking = [workers.apply_async(take_chunks, (run_id,)) for _ in range(count)]
         for victims, cpu in (taken.get() for taken in taking):
             deadlocks, worker_cpu = deadlocks + victims, worker_cpu + cpu

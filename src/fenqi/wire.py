@@ -266,7 +266,34 @@ def cob_run(row: CobRunRow) -> dict[str, Any]:
         "status": row.status,
         "started_at": row.started_at.isoformat(),
         "finished_at": None if row.finished_at is None else row.finished_at.isoformat(),
+        "error": row.error,
+        "caught_up_from": None if row.caught_up_from is None else row.caught_up_from.isoformat(),
         **counts,
+    }
+
+
+COB_NOTHING_TO_DO = "nothing_to_do"
+
+
+def cob_nothing_to_do(day: date) -> dict[str, Any]:
+    """A business day on which no loan had work the batch had not closed: no run was recorded,
+    so it has no id, no times and no counts (the keys of a run, for a reader of either)."""
+    figures = ("loans", "debits_tried", "debits_succeeded", "debits_failed", "sms_queued",
+               "write_offs", "rows", "chunks", "chunks_done", "chunks_failed")  # fmt: skip
+    return {
+        "id": None,
+        "business_date": day.isoformat(),
+        "status": COB_NOTHING_TO_DO,
+        "started_at": None,
+        "finished_at": None,
+        "error": None,
+        "caught_up_from": None,
+        **dict.fromkeys(figures, 0),
+        "debited": money(Money(0)),
+        "failed_amount": money(Money(0)),
+        "newly_overdue": {},
+        "detail": f"nothing to do: no loan has work on {day.isoformat()} that the batch has not "
+        "closed; no run was recorded",
     }
 
 
@@ -279,6 +306,8 @@ def cob_job(row: CobJobRow) -> dict[str, Any]:
         "worker": row.worker,
         "finished_at": None if row.finished_at is None else row.finished_at.isoformat(),
         "loans": (row.counts or {}).get("loans", 0),
+        "attempts": row.attempts,
+        "error": row.error,
     }
 
 

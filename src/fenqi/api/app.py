@@ -36,7 +36,7 @@ Handler = Callable[[Request], Awaitable[Response]]
 
 
 COB_COUNTS = ("loans", "debits_tried", "debits_succeeded", "debits_failed", "sms_queued",
-              "write_offs", "chunks", "chunks_done")  # fmt: skip
+              "write_offs", "chunks", "chunks_done", "chunks_failed")  # fmt: skip
 COB_AMOUNTS = ("debited", "failed_amount")  # yuan
 
 

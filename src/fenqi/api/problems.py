@@ -14,6 +14,7 @@ from starlette.exceptions import HTTPException
 
 from fenqi.domain.errors import InputError
 from fenqi.services.access import ForbiddenError, UnauthenticatedError
+from fenqi.services.close_of_business import RunFailedError
 from fenqi.services.context import IdempotencyKeyReusedError
 from fenqi.services.errors import DeclinedError, InFlightError, NotFoundError, RefusedError
 from fenqi.services.quoting import FieldError
@@ -77,6 +78,12 @@ def install(app: FastAPI) -> None:
     @app.exception_handler(InputError)
     async def refused(_request: Request, error: InputError) -> JSONResponse:
         return _for(error)
+
+    @app.exception_handler(RunFailedError)
+    async def batch_failed(_request: Request, error: RunFailedError) -> JSONResponse:
+        # The request was good and the batch broke: a server error, said without a trace.
+        return problem(500, "batch-failed", "The close of business failed", str(error),
+                       run=error.document["id"])  # fmt: skip
 
     @app.exception_handler(DatabaseNotReadyError)
     async def not_ready(_request: Request, error: DatabaseNotReadyError) -> JSONResponse:

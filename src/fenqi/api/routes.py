@@ -358,11 +358,27 @@ def cob_run(request: Request, who: Caller, run_id: models.Id) -> Document:
     return cob.run_report(context_for(request, who), run_id)
 
 
-@router.post("/cob", tags=["batch"], status_code=201)
-def close_day(request: Request, who: Caller, body: models.CobIn) -> Document:
-    """Closes a business day in this process (admins; the nightly job uses ``fenqi cob``)."""
+@router.post(
+    "/cob",
+    tags=["batch"],
+    status_code=201,
+    responses={
+        200: {"description": "Nothing to close on that day: no run was recorded"},
+        500: {**problems.RESPONSES[422], "description": "The run failed (batch-failed)"},
+    },
+)
+def close_day(request: Request, response: Response, who: Caller, body: models.CobIn) -> Document:
+    """Closes a business day in this process (admins; the nightly job uses ``fenqi cob``),
+    catching up first the days on which loans are behind (listed in ``caught_up``). A day after
+    today is refused; a day with nothing to close is a 200 and records no run; a run whose
+    chunks failed is a 500 problem naming the run and the error."""
     who.require(Role.ADMIN)
-    return cob.close(context_for(request, who), body.date)
+    closed = cob.close(context_for(request, who), body.date)
+    if closed["status"] == "failed":
+        raise cob.RunFailedError(closed)
+    if all(document["id"] is None for document in [closed, *closed["caught_up"]]):
+        response.status_code = 200
+    return closed
 
 
 @router.get("/reports/aging", tags=["batch"])

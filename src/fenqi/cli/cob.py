@@ -7,11 +7,13 @@ from __future__ import annotations
 import subprocess
 import sys
 import time
-from datetime import date
+from datetime import date, timedelta
+from functools import partial
 from typing import Annotated, Any
 
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from typer.exceptions import TyperException
 
 from fenqi.cli import render
 from fenqi.cli.context import DatabaseOption, database, respond
@@ -19,6 +21,7 @@ from fenqi.cli.groups import command_group
 from fenqi.cli.options import JsonOption, OptionError, Text, day, whole
 from fenqi.services import close_of_business as cob
 from fenqi.services.context import Context
+from fenqi.wire import COB_NOTHING_TO_DO as NOTHING_TO_DO
 
 cob_app = typer.Typer(help="Close business days: the nightly batch.", invoke_without_command=True)
 report_app = command_group("Reports over the portfolio and the batch.")
@@ -50,6 +53,13 @@ ChunkOption = Annotated[
 ]
 
 
+class BatchFailed(TyperException):
+    """A run whose chunks failed for good (or a worker's chunks): the input was well formed, so
+    exit code 1 rather than 2."""
+
+    exit_code = 1
+
+
 @cob_app.callback(invoke_without_command=True)
 def cob_command(
     context: typer.Context,
@@ -61,37 +71,58 @@ def cob_command(
     as_json: JsonOption = False,
 ) -> None:  # fmt: skip
     """Close business day --date (or every day --through): debits, ageing, penalties, late fees,
-    write-offs and dunning messages for each loan with work, in chunks, exactly once."""
+    write-offs and dunning messages for each loan with work, in chunks, exactly once. Loans
+    behind the day are caught up first, day by day; a day that has not come is refused."""
     if context.invoked_subcommand is not None:
         return
     if (on is None) == (through is None):
         raise OptionError("give --date D to close one business day, or --through D to catch up")
+    option, text = ("--date", on) if on is not None else ("--through", through)
+    business_day = day(option, text)
     with database(db) as shop:
-        days = (
-            [day("--date", on)]
-            if on is not None
-            else cob.days_to_close(shop, day("--through", through))
+        take = partial(_take, shop, workers, db, as_json)
+        try:
+            closed = cob.close_through(shop, business_day, chunk_size=chunk_size, take=take)
+        except cob.BusinessDayError as error:
+            raise OptionError(f"{option}: {error}") from None
+    _show(closed, one_day=on is not None, as_json=as_json)
+    last = closed[-1]
+    if last["status"] == "failed":
+        raise BatchFailed(
+            f"close of business {last['business_date']} failed (run {last['id']}): "
+            f"{last['error']}; once the cause is fixed, `fenqi cob --date "
+            f"{last['business_date']}` takes up the failed chunks"
         )
-        results = [
-            _close_day(shop, business_day, workers, chunk_size, db, as_json)
-            for business_day in days
-        ]
+
+
+def _show(closed: list[dict[str, Any]], *, one_day: bool, as_json: bool) -> None:
+    """``--date``: the day's document with the days caught up before it; ``--through``: one
+    document a day."""
     if as_json:
-        render.emit(
-            results[0] if on is not None else results, as_json=True, human=render.key_values
-        )
-    else:
-        for result in results:
-            render.key_values(result, title=f"Close of business {result['business_date']}")
+        *before, last = closed
+        render.emit({**last, "caught_up": before} if one_day else closed, True, render.key_values)
+        return
+    if one_day and len(closed) > 1:
+        first, last = date.fromisoformat(closed[0]["business_date"]), closed[-1]["business_date"]
+        behind = first - timedelta(days=1)
+        typer.echo(f"Caught up: loans with work were closed only through {behind}, so {first} "
+                   f"… {last} were closed one by one.")  # fmt: skip
+    for result in closed:
+        title = f"Close of business {result['business_date']}"
+        if result["status"] == NOTHING_TO_DO:
+            typer.echo(f"{title}: {result['detail']}")
+        else:
+            render.key_values(result, title=title)
 
 
-def _close_day(shop: Context, business_day: date, workers: int, chunk_size: int, db: Text,
-               quiet: bool) -> dict[str, Any]:  # fmt: skip
-    run_id = cob.start_run(shop, business_day, chunk_size)
+def _take(shop: Context, workers: int, db: Text, quiet: bool, run_id: int,
+          business_day: date) -> None:  # fmt: skip
+    """Does a run's chunks with a progress bar: in this process, or in ``workers`` worker
+    processes on PostgreSQL."""
     planned = cob.run_report(shop, run_id)["chunks"]
-    total = len(planned)
+    total, done = len(planned), sum(chunk["status"] == "done" for chunk in planned)
     with _bar(f"{business_day}", total, quiet) as bar:
-        task = bar.add_task("chunks", total=total, loans=0, rate=0.0)
+        task = bar.add_task("chunks", total=total, completed=done, loans=0, rate=0.0)
         began, loans = time.perf_counter(), 0
 
         def advance(counts: dict[str, Any]) -> None:
@@ -105,20 +136,22 @@ def _close_day(shop: Context, business_day: date, workers: int, chunk_size: int,
             _spawn_and_watch(shop, run_id, workers, db, bar, task, began)
         else:
             cob.work(shop, run_id, advance)
-    return cob.finish_run(shop, run_id)
 
 
 def _spawn_and_watch(shop: Context, run_id: int, workers: int, db: Text, bar: Progress, task: Any,
                      began: float) -> None:  # fmt: skip
     """Starts worker processes on this machine (others may run ``fenqi worker`` anywhere) and
-    follows the run's chunks until every one is done."""
+    follows the run's chunks until every one is done or failed for good, or the workers have
+    all stopped (the chunks they leave, this process takes). The workers say nothing: a failed
+    chunk is recorded with its error, and this command reports the run."""
     command = [sys.executable, "-m", "fenqi", "worker", "--run", str(run_id), "--until-idle"]
     if db is not None:
         command += ["--db", db]
-    processes = [subprocess.Popen(command) for _ in range(workers)]
+    processes = [subprocess.Popen(command, stderr=subprocess.DEVNULL) for _ in range(workers)]
     while True:
         report = cob.run_report(shop, run_id)
         done = [chunk for chunk in report["chunks"] if chunk["status"] == "done"]
+        settled = [chunk for chunk in report["chunks"] if chunk["status"] in ("done", "failed")]
         loans = sum(chunk["loans"] for chunk in done)
         bar.update(
             task,
@@ -126,7 +159,7 @@ def _spawn_and_watch(shop: Context, run_id: int, workers: int, db: Text, bar: Pr
             loans=loans,
             rate=loans / max(time.perf_counter() - began, 1e-9),
         )
-        if len(done) == len(report["chunks"]) or all(p.poll() is not None for p in processes):
+        if len(settled) == len(report["chunks"]) or all(p.poll() is not None for p in processes):
             break
         time.sleep(0.3)
     for process in processes:
@@ -159,12 +192,22 @@ def worker_command(
     """Take chunks of close-of-business runs and do them; start as many as you like, on any
     machine that reaches the database (PostgreSQL: each chunk is locked with SKIP LOCKED)."""
     only = None if run_id is None else whole("--run", run_id)
+    failed: list[str] = []
     with database(db) as shop:
         while True:
-            cob.work(shop, only)
+            try:
+                worked = cob.work(shop, only)
+            except cob.BusinessDayError as error:
+                raise OptionError(f"--run: {error}") from None
             if until_idle:
-                return
+                failed = worked.failed
+                break
+            for said in worked.failed:  # said, and on with the other chunks
+                typer.echo(f"fenqi: error: {said}", err=True)
             time.sleep(1.0)
+    if failed:
+        more = f" (and {len(failed) - 1} more)" if len(failed) > 1 else ""
+        raise BatchFailed(f"{failed[0]}{more}; `fenqi cob status` shows the runs")
 
 
 @report_app.command("aging")

@@ -11,8 +11,8 @@ from fenqi import clock
 from fenqi.cli import render
 from fenqi.cli.context import DatabaseOption, respond
 from fenqi.cli.groups import command_group
-from fenqi.cli.options import JsonOption, Text, choice, moment
-from fenqi.services.sms import SmsStatus, delivered, dispatch, outbox
+from fenqi.cli.options import JsonOption, OptionError, Text, choice, moment
+from fenqi.services.sms import FutureTimeError, SmsStatus, delivered, dispatch, outbox
 
 sms_app = command_group("Send the queued SMS and look at the outbox.")
 
@@ -33,7 +33,10 @@ def dispatch_command(
     """Send pending messages if it is inside the contact window (08:00-21:00), at most two a
     borrower a day; the rest wait for the next window."""
     at = clock.now().replace(microsecond=0) if now is None else moment("--now", now)
-    respond(db, as_json, render.key_values, dispatch, at)
+    try:
+        respond(db, as_json, render.key_values, dispatch, at)
+    except FutureTimeError as error:
+        raise OptionError(f"--now: {error}") from None
 
 
 @sms_app.command("outbox")

@@ -9,30 +9,39 @@ events, journal entries, receipts, outbox messages, bucket moves, watermarks and
 dates with bulk statements, marking the job done in the same commit. A worker that dies loses
 only its open transaction: the job goes back to the queue and the rerun does exactly what the
 lost one would have. A day already closed for a loan is never closed again.
+
+A chunk that raises is recorded with its error and tried again, a bounded number of times; a run
+whose chunks failed for good is marked failed with the error, and starting its day again takes
+them up. A day that has not come yet (``fenqi.clock``) is never closed; closing a day while
+loans are behind closes the days they are behind first, one by one; a day with nothing to close
+records no run.
 """
 
 from __future__ import annotations
 
 import os
 import socket
+import time
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
+from functools import partial
 from itertools import groupby
-from typing import Any
+from typing import Any, NamedTuple
 
-from sqlalchemy import and_, bindparam, func, insert, or_, select, update
+from sqlalchemy import and_, bindparam, case, func, insert, or_, select, update
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session, undefer
 
-from fenqi import wire
+from fenqi import clock, wire
 from fenqi.domain.collection import DebitPlan, debit_due, next_action_date
 from fenqi.domain.dunning import Recipient, message, notices
 from fenqi.domain.events import Channel, DebitFailed, Event, Payment
 from fenqi.domain.ledger import Balances, balances, journal
 from fenqi.domain.loan import Checkpoint, LoanState, LoanStatus, bucket, resumable
 from fenqi.services.context import Context, Document, run
-from fenqi.services.errors import NotFoundError
+from fenqi.services.errors import NotFoundError, RefusedError
 from fenqi.store.bulk import insert_rows
 from fenqi.store.documents import event_from, terms_from
 from fenqi.store.loans import (
@@ -62,6 +71,9 @@ from fenqi.store.schema import (
 )
 
 CHUNK_SIZE = 500
+MAX_ATTEMPTS = 3  # times a chunk that raises is tried in all before it fails for good
+WAIT_SECONDS = 0.3  # between looks at a run whose last chunks other workers hold
+ERROR_LENGTH = 300  # characters of a failure kept with its chunk and run
 _BUCKET_ORDER = {f"M{n}": n for n in range(8)}
 
 
@@ -115,37 +127,182 @@ class Tally:
 # -- a run ----------------------------------------------------------------------------------------
 
 
-def start_run(context: Context, day: date, chunk_size: int = CHUNK_SIZE) -> int:
-    """Records a run for ``day`` and queues its chunks: the loans with work due, by id range. A
-    run for ``day`` left unfinished (its process died) is taken up again instead."""
+Take = Callable[[int, date], None]  # does a run's chunks, given the run and its day
 
-    def plan(session: Session) -> int:
-        unfinished = session.scalars(
-            select(CobRunRow.id).where(
-                CobRunRow.business_date == day, CobRunRow.status == "running"
-            )
+
+class BusinessDayError(RefusedError):
+    """A business day the batch cannot close: one that has not come yet, or one before any loan
+    was opened."""
+
+    field = "date"
+
+
+class RunFailedError(Exception):
+    """A run whose chunks failed for good; ``document`` is the run, with its error."""
+
+    def __init__(self, document: Document) -> None:
+        self.document = document
+        super().__init__(
+            f"close of business {document['business_date']} failed (run {document['id']}): "
+            f"{document['error']}"
+        )
+
+
+def close(context: Context, day: date, *, today: date | None = None,
+          chunk_size: int = CHUNK_SIZE, take: Take | None = None,
+          progress: Callable[[Document], None] | None = None) -> Document:  # fmt: skip
+    """Closes business day ``day`` in this process (other workers may help), after catching up
+    the days before it on which loans are behind (``days_to_close``): the day's run, or a
+    ``nothing_to_do`` document, with ``caught_up``, what was closed before it."""
+    *before, last = close_through(
+        context, day, today=today, chunk_size=chunk_size, take=take, progress=progress
+    )
+    return {**last, "caught_up": before}
+
+
+def close_through(
+    context: Context,
+    through: date,
+    *,
+    today: date | None = None,
+    chunk_size: int = CHUNK_SIZE,
+    take: Take | None = None,
+    progress: Callable[[Document], None] | None = None,
+) -> list[Document]:
+    """Closes each of ``days_to_close(through)`` in turn, a run each (``take`` does its chunks:
+    by default this process, with ``progress`` told of each). It stops at a day whose run
+    failed: the days after it would find that day's loans behind."""
+    days = days_to_close(context, through, today=today)
+    caught_up_from = days[0] if len(days) > 1 else None
+    closed: list[Document] = []
+    for day in days:
+        run_id = start_run(context, day, chunk_size, today=today,
+                           caught_up_from=caught_up_from if day == through else None)  # fmt: skip
+        if run_id is None:
+            closed.append(wire.cob_nothing_to_do(day))
+            continue
+        if take is None:
+            work(context, run_id, progress, today=today)
+        else:
+            take(run_id, day)
+        closed.append(_settle(context, run_id, today))
+        if closed[-1]["status"] == "failed":
+            break
+    return closed
+
+
+def days_to_close(context: Context, through: date, *, today: date | None = None) -> list[date]:
+    """The business days closing ``through`` takes, oldest first: the days from the first on
+    which a loan is behind, then ``through`` itself. A loan is behind when it is open (it has a
+    next action date) and its first day of work not closed yet — its next action date, or the
+    day after its watermark ``closed_through`` if that is later — comes before ``through``:
+    its next action date is before ``through`` and its watermark before the day before.
+    Refuses a day after ``today`` (default: the clock's) or before any loan was opened."""
+    _refuse_future(through, today)
+
+    def first(session: Session) -> date | None:
+        start = _first_behind(session, through) if through > date.min else None
+        if start is None:
+            _refuse_before_the_first_loan(session, through)
+        return start
+
+    start = run(context, first)
+    if start is None:
+        return [through]
+    return [start + timedelta(days=k) for k in range((through - start).days + 1)]
+
+
+def _first_behind(session: Session, day: date) -> date | None:
+    """The first day before ``day`` on which a loan has work not closed yet, if any."""
+    action, watermark = LoanRow.next_action_date, LoanRow.closed_through
+    behind = select(
+        func.min(case((or_(watermark.is_(None), watermark < action), action))),
+        func.min(case((watermark >= action, watermark))),
+    ).where(action < day, or_(watermark.is_(None), watermark < day - timedelta(days=1)))
+    from_action, from_watermark = session.execute(behind).one()
+    starts = [from_action] if from_action is not None else []
+    if from_watermark is not None:
+        starts.append(from_watermark + timedelta(days=1))
+    return min(starts, default=None)
+
+
+def _refuse_future(day: date, today: date | None) -> None:
+    today = clock.today() if today is None else today
+    if day > today:
+        raise BusinessDayError(
+            f"business day {day} has not come yet (today is {today}, Beijing time); "
+            f"give a day up to {today}"
+        )
+
+
+def _refuse_before_the_first_loan(session: Session, day: date) -> None:
+    """Only asked when nothing is due on ``day``, so the portfolio's first day is read (a scan
+    of the loans) on a rerun or a slip of the keyboard, never on a night with work."""
+    if session.scalar(_due_loans(day).with_only_columns(LoanRow.id).limit(1)) is not None:
+        return
+    first = session.scalar(select(func.min(LoanRow.opened)))
+    if first is not None and day < first:
+        raise BusinessDayError(
+            f"business day {day} is before the first loan was opened ({first}); nothing was "
+            f"open to close: give a day from {first} on"
+        )
+
+
+def start_run(
+    context: Context,
+    day: date,
+    chunk_size: int = CHUNK_SIZE,
+    *,
+    today: date | None = None,
+    caught_up_from: date | None = None,
+) -> int | None:
+    """Records a run for ``day`` and queues its chunks: the loans with work due, by id range;
+    None, and no run, when nothing is due. A run of ``day`` that is not done — its process died,
+    or its chunks failed — is taken up again instead, its failed chunks queued anew."""
+    _refuse_future(day, today)
+
+    def plan(session: Session) -> int | None:
+        open_run = session.scalars(
+            select(CobRunRow).where(CobRunRow.business_date == day, CobRunRow.status != "done")
         ).first()
-        if unfinished is not None:
-            return unfinished
-        run_row = CobRunRow(business_date=day, status="running", started_at=now(), counts={})
-        session.add(run_row)
-        session.flush()
+        if open_run is not None:
+            _take_up(session, open_run, caught_up_from)
+            return open_run.id
         ids = list(
             session.scalars(_due_loans(day).order_by(LoanRow.id).with_only_columns(LoanRow.id))
         )
+        if not ids:
+            return None
+        run_row = CobRunRow(business_date=day, status="running", started_at=now(), counts={},
+                            caught_up_from=caught_up_from)  # fmt: skip
+        session.add(run_row)
+        session.flush()  # a second run of the day started at once fails here, and is retried
         chunks = [ids[start : start + chunk_size] for start in range(0, len(ids), chunk_size)]
-        if chunks:
-            session.execute(
-                insert(CobJobRow),
-                [
-                    {"run_id": run_row.id, "chunk_no": number, "business_date": day,
-                     "first_loan_id": chunk[0], "last_loan_id": chunk[-1], "status": "queued"}
-                    for number, chunk in enumerate(chunks, start=1)
-                ],
-            )  # fmt: skip
+        session.execute(
+            insert(CobJobRow),
+            [
+                {"run_id": run_row.id, "chunk_no": number, "business_date": day,
+                 "first_loan_id": chunk[0], "last_loan_id": chunk[-1], "status": "queued"}
+                for number, chunk in enumerate(chunks, start=1)
+            ],
+        )  # fmt: skip
         return run_row.id
 
     return run(context, plan)
+
+
+def _take_up(session: Session, open_run: CobRunRow, caught_up_from: date | None) -> None:
+    """A run started again: running once more, its chunks that failed for good tried afresh."""
+    if open_run.status == "failed":
+        open_run.status, open_run.error, open_run.finished_at = "running", None, None
+        session.execute(
+            update(CobJobRow)
+            .where(CobJobRow.run_id == open_run.id, CobJobRow.status == "failed")
+            .values(status="queued", attempts=0)
+            .execution_options(synchronize_session=False)
+        )
+    if caught_up_from is not None:
+        open_run.caught_up_from = caught_up_from
 
 
 def _due_loans(day: date) -> Any:
@@ -157,68 +314,136 @@ def _due_loans(day: date) -> Any:
     )
 
 
+class Worked(NamedTuple):
+    """What one worker did: chunks done, and the chunks that failed for good, each said."""
+
+    done: int
+    failed: list[str]
+
+
 def work(context: Context, run_id: int | None = None,
-         progress: Callable[[Document], None] | None = None) -> int:  # fmt: skip
-    """Takes queued chunks (of ``run_id``, or of any run) until none is left; returns how many
-    this worker did. Any number of workers, on any machines, may run this at once."""
-    done = 0
-    while (counts := run(context, lambda session: _one_job(context, session, run_id))) is not None:
+         progress: Callable[[Document], None] | None = None, *,
+         today: date | None = None) -> Worked:  # fmt: skip
+    """Takes queued chunks (of ``run_id``, or of any run) until none is left. A chunk that
+    raises — any database error, any bug — is recorded with its error and queued again, up to
+    ``MAX_ATTEMPTS`` in all, then failed for good; a worker killed mid-chunk leaves it queued
+    as it was. Chunks of a day after ``today`` are never taken. Any number of workers, on any
+    machines, may run this at once."""
+    today = clock.today() if today is None else today
+    if run_id is not None:
+        _refuse_future_run(context, run_id, today)
+    done, failed = 0, []
+    while True:
+        taken: list[tuple[int, int]] = []
+        try:
+            counts = run(context, partial(_one_job, context, run_id=run_id, today=today,
+                                          taken=taken))  # fmt: skip
+        except Exception as error:  # whatever a chunk raised is its failure
+            if not taken:  # before any chunk was taken: the queue itself cannot be read
+                raise
+            gave_up = _chunk_failed(context, *taken[-1], error)
+            if gave_up is not None:
+                failed.append(gave_up)
+            continue
+        if counts is None:
+            return Worked(done, failed)
         done += 1
         if progress is not None:
             progress(counts)
-    return done
+
+
+def _refuse_future_run(context: Context, run_id: int, today: date) -> None:
+    day = run(context, lambda session: session.scalar(
+        select(CobRunRow.business_date).where(CobRunRow.id == run_id)
+    ))  # fmt: skip
+    if day is not None:
+        _refuse_future(day, today)
+
+
+def _chunk_failed(context: Context, run_id: int, chunk_no: int, error: Exception) -> str | None:
+    """Records a chunk's failed attempt, queueing it again or, at the last attempt, failing it
+    for good (then says so). Only a chunk still queued is touched: another worker may have
+    taken it and done it meanwhile."""
+    said = failure(error)
+    tried = CobJobRow.attempts + 1
+
+    def record(session: Session) -> str | None:
+        status = session.execute(
+            update(CobJobRow)
+            .where(CobJobRow.run_id == run_id, CobJobRow.chunk_no == chunk_no,
+                   CobJobRow.status == "queued")
+            .values(attempts=tried, error=said, worker=worker_name(), finished_at=now(),
+                    status=case((tried >= MAX_ATTEMPTS, "failed"), else_="queued"))
+            .returning(CobJobRow.status)
+            .execution_options(synchronize_session=False)
+        ).scalar()  # fmt: skip
+        if status != "failed":
+            return None
+        return f"run {run_id} chunk {chunk_no} failed {MAX_ATTEMPTS} times: {said}"
+
+    return run(context, record)
+
+
+def failure(error: BaseException) -> str:
+    """What a failure says: the exception's class and the first line of its message — for a
+    database error, the driver's — and never the statement or its parameters, which SQLAlchemy
+    puts on later lines."""
+    cause = error.orig if isinstance(error, DBAPIError) and error.orig is not None else error
+    lines = str(cause).strip().splitlines()
+    said = f"{type(cause).__name__}: {lines[0].strip()}" if lines else type(cause).__name__
+    return said[:ERROR_LENGTH]
+
+
+def _settle(context: Context, run_id: int, today: date | None) -> Document:
+    """The run added up once every chunk is done or failed for good: chunks that other workers
+    still hold are waited for, and those they leave (a worker killed mid-chunk) are taken."""
+    while (document := finish_run(context, run_id))["status"] == "running":
+        time.sleep(WAIT_SECONDS)
+        work(context, run_id, today=today)
+    return document
 
 
 def finish_run(context: Context, run_id: int) -> Document:
-    """Adds up the run's chunks and records it done, if every chunk is."""
+    """Adds up the run's chunks; a running run whose every chunk is settled is recorded done,
+    or failed with the error of its first chunk that failed for good."""
 
     def finish(session: Session) -> Document:
-        run_row = session.get(CobRunRow, run_id)
+        run_row = session.get(CobRunRow, run_id, with_for_update=True)  # one finisher at once
         if run_row is None:
             raise NotFoundError(f"no close-of-business run {run_id}")
-        jobs = list(session.scalars(select(CobJobRow).where(CobJobRow.run_id == run_id)))
+        jobs = list(session.scalars(
+            select(CobJobRow).where(CobJobRow.run_id == run_id).order_by(CobJobRow.chunk_no)
+        ))  # fmt: skip
         tally = Tally()
         for job in jobs:
             tally.add(job.counts or {})
-        if all(job.status == "done" for job in jobs):
-            run_row.status, run_row.finished_at = "done", now()
+        failed = [job for job in jobs if job.status == "failed"]
+        settled = all(job.status in ("done", "failed") for job in jobs)
+        if settled and run_row.status == "running":
+            run_row.status, run_row.finished_at = ("failed" if failed else "done"), now()
+            run_row.error = _run_error(failed, len(jobs)) if failed else None
         run_row.counts = {**tally.document(), "chunks": len(jobs),
-                          "chunks_done": sum(job.status == "done" for job in jobs)}  # fmt: skip
+                          "chunks_done": sum(job.status == "done" for job in jobs),
+                          "chunks_failed": len(failed)}  # fmt: skip
         return wire.cob_run(run_row)
 
     return run(context, finish)
 
 
-def close(context: Context, day: date, *, chunk_size: int = CHUNK_SIZE,
-          progress: Callable[[Document], None] | None = None) -> Document:  # fmt: skip
-    """Closes business day ``day`` in this process (other workers may help)."""
-    run_id = start_run(context, day, chunk_size)
-    work(context, run_id, progress)
-    return finish_run(context, run_id)
-
-
-def days_to_close(context: Context, through: date) -> list[date]:
-    """The business days a catch-up closes: from the first day any loan has work it has not
-    closed, through ``through`` (days before it have nothing to do)."""
-
-    def first(session: Session) -> date | None:
-        query = select(func.min(LoanRow.next_action_date)).where(
-            LoanRow.next_action_date <= through,
-            or_(LoanRow.closed_through.is_(None), LoanRow.closed_through < through),
-        )
-        return session.scalar(query)
-
-    start = run(context, first)
-    if start is None:
-        return [through]
-    return [start + timedelta(days=k) for k in range((through - start).days + 1)]
+def _run_error(failed: list[CobJobRow], chunks: int) -> str:
+    first = failed[0]
+    return (f"{len(failed)} of {chunks} chunks failed; chunk {first.chunk_no} after "
+            f"{first.attempts} attempts: {first.error}")  # fmt: skip
 
 
 # -- a chunk --------------------------------------------------------------------------------------
 
 
-def _one_job(context: Context, session: Session, run_id: int | None) -> Document | None:
-    query = select(CobJobRow).where(CobJobRow.status == "queued")
+def _one_job(context: Context, session: Session, *, run_id: int | None, today: date,
+             taken: list[tuple[int, int]]) -> Document | None:  # fmt: skip
+    """Takes the next queued chunk and closes it, in this transaction; ``taken`` is told which
+    before any of its work, so that a failure can be recorded against it."""
+    query = select(CobJobRow).where(CobJobRow.status == "queued", CobJobRow.business_date <= today)
     if run_id is not None:
         query = query.where(CobJobRow.run_id == run_id)
     query = query.order_by(CobJobRow.run_id, CobJobRow.chunk_no).limit(1)
@@ -227,6 +452,7 @@ def _one_job(context: Context, session: Session, run_id: int | None) -> Document
     job = session.scalars(query).first()
     if job is None:
         return None
+    taken.append((job.run_id, job.chunk_no))
     counts = _close_chunk(context, session, job.business_date, job.first_loan_id, job.last_loan_id)
     job.status, job.worker, job.finished_at, job.counts = "done", worker_name(), now(), counts
     return counts

@@ -19,6 +19,7 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import func, select, tuple_
 from sqlalchemy.orm import Session
 
+from fenqi import clock
 from fenqi.services.context import Context, Document, run
 from fenqi.services.errors import RefusedError
 from fenqi.services.ports import SmsGateway
@@ -28,6 +29,7 @@ LOCAL = ZoneInfo("Asia/Shanghai")
 # DOMAIN.md §7: 08:00-21:00 local; sources differ, so the stricter reading: 21:00 is outside.
 WINDOW_OPENS, WINDOW_CLOSES = time(8), time(21)
 DAILY_CAP = 2  # SMS a borrower may receive on one local date
+SLACK = timedelta(minutes=1)  # how far a dispatch time may be ahead of the clock (clock skew)
 CHUNK = 500  # messages sent per transaction
 _ORDER = (SmsOutboxRow.day, SmsOutboxRow.loan_id, SmsOutboxRow.stage)  # oldest day first
 
@@ -46,13 +48,26 @@ def in_window(local: datetime) -> bool:
     return WINDOW_OPENS <= local.time() < WINDOW_CLOSES
 
 
-def dispatch(context: Context, now: datetime) -> Document:
+class FutureTimeError(RefusedError):
+    """A dispatch said to happen at a time that has not come: its messages would be recorded as
+    sent, and counted against the borrower's cap, on a day still ahead."""
+
+
+def dispatch(context: Context, now: datetime, *, clock_now: datetime | None = None) -> Document:
     """Sends the pending messages of ``now``'s local date and before, oldest day first, if
     ``now`` is inside the contact window: each borrower gets at most ``DAILY_CAP`` on that date,
-    and the rest stay pending for the next window. Outside the window nothing is sent."""
+    and the rest stay pending for the next window. Outside the window nothing is sent. A ``now``
+    later than the clock's (``clock_now``, default ``fenqi.clock.now()``), beyond ``SLACK``, is
+    refused."""
     if context.sms is None:
         raise RefusedError("no SMS gateway is configured; nothing can be sent")
     local = local_time(now)
+    present = local_time(clock.now() if clock_now is None else clock_now)
+    if local > present + SLACK:
+        raise FutureTimeError(
+            f"{local:%Y-%m-%dT%H:%M} has not come yet (it is {present:%Y-%m-%dT%H:%M} in "
+            "Beijing): messages are sent when they go out, never ahead; give a time up to now"
+        )
     sent, held_cap = _send_due(context, context.sms, local) if in_window(local) else (0, 0)
     due, pending = run(context, partial(_pending, today=local.date()))
     return {

@@ -26,6 +26,7 @@ from sqlalchemy import (
     Index,
     MetaData,
     TypeDecorator,
+    text,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
@@ -281,10 +282,18 @@ class AuditLogRow(Base):
 # The nightly batch ----------------------------------------------------------------------------
 
 
+_OPEN_RUN = text("status <> 'done'")
+
+
 class CobRunRow(Base):
-    """One close of business: a business date, when it ran, and what it did."""
+    """One close of business: a business date, when it ran, and what it did. A day has at most
+    one run that is not done: a second start for it takes that one up."""
 
     __tablename__ = "cob_runs"
+    __table_args__ = (
+        Index("ix_cob_runs_open_day", "business_date", unique=True,
+              postgresql_where=_OPEN_RUN, sqlite_where=_OPEN_RUN),
+    )  # fmt: skip
 
     id: Mapped[int] = mapped_column(primary_key=True, autoincrement=True)
     business_date: Mapped[date]
@@ -292,11 +301,14 @@ class CobRunRow(Base):
     started_at: Mapped[datetime] = mapped_column(Timestamp)
     finished_at: Mapped[datetime | None] = mapped_column(Timestamp)
     counts: Mapped[Document] = mapped_column(JSON)
+    error: Mapped[str | None]  # why it failed: the first chunk that failed for good
+    caught_up_from: Mapped[date | None]  # the first earlier day a catch-up closed before it
 
 
 class CobJobRow(Base):
     """A chunk of a run: the loans with ids in [first_loan_id, last_loan_id], taken by one
-    worker at a time (SKIP LOCKED on PostgreSQL) and marked done in the chunk's transaction."""
+    worker at a time (SKIP LOCKED on PostgreSQL) and marked done in the chunk's transaction; a
+    chunk that raised is recorded with its error and queued again, a bounded number of times."""
 
     __tablename__ = "cob_jobs"
     __table_args__ = (Index("ix_cob_jobs_status", "status", "run_id", "chunk_no"),)
@@ -306,10 +318,12 @@ class CobJobRow(Base):
     business_date: Mapped[date]
     first_loan_id: Mapped[int]
     last_loan_id: Mapped[int]
-    status: Mapped[str]  # queued | done
+    status: Mapped[str]  # queued | done | failed (after its last attempt)
     worker: Mapped[str | None]
     finished_at: Mapped[datetime | None] = mapped_column(Timestamp)
     counts: Mapped[Document | None] = mapped_column(JSON)
+    attempts: Mapped[int] = mapped_column(server_default="0")  # that raised
+    error: Mapped[str | None]  # the last one's: the exception's class and first line
 
 
 class BucketMoveRow(Base):

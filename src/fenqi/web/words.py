@@ -175,6 +175,15 @@ WORDS: dict[str, dict[str, str]] = {
     "console.cob.debited": {"zh-CN": "代扣金额", "en": "Debited"},
     "console.cob.sms": {"zh-CN": "短信", "en": "SMS"},
     "console.cob.write_offs": {"zh-CN": "核销", "en": "Write-offs"},
+    "console.cob.run_status.running": {"zh-CN": "运行中", "en": "running"},
+    "console.cob.run_status.done": {"zh-CN": "完成", "en": "done"},
+    "console.cob.run_status.failed": {"zh-CN": "失败", "en": "failed"},
+    "console.cob.failed": {
+        "zh-CN": "批次 {run}（营业日 {day}）失败：{error}。"
+        "排除原因后，重新运行该营业日的日终批处理，会接着处理失败的分块。",
+        "en": "Run {run} ({day}) failed: {error}. Once the cause is fixed, closing that day "
+        "again takes up its failed chunks.",
+    },
     "console.aging.title": {"zh-CN": "账龄分布（{date}）", "en": "Aging on {date}"},
     "console.aging.bucket": {"zh-CN": "账龄", "en": "Bucket"},
     "console.aging.loans": {"zh-CN": "笔数", "en": "Loans"},
