@@ -3,10 +3,13 @@ day — reminder, failed debits and their retries, grace, penalty from the day a
 DPD and buckets, dunning messages — then paid up; and a loan written off at 180 DPD whose later
 payment is a recovery. The books are checked after every day."""
 
+from concurrent.futures import ThreadPoolExecutor
 from datetime import date, timedelta
+from typing import Any
 
 import pytest
 from sqlalchemy import Engine, select
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
 from fenqi.channels.simulator import SimulatedChannel
@@ -14,7 +17,8 @@ from fenqi.domain.money import Money
 from fenqi.services import books, borrowers, products, servicing
 from fenqi.services import close_of_business as cob
 from fenqi.services.context import Context
-from fenqi.store.schema import BucketMoveRow, LoanEventRow, LoanRow, SmsOutboxRow
+from fenqi.store.schema import BucketMoveRow, CobRunRow, LoanEventRow, LoanRow, SmsOutboxRow
+from tests.batch_faults import MESSAGE, allow_closing, refuse_to_close
 
 
 @pytest.fixture
@@ -141,3 +145,207 @@ def test_a_loan_180_days_past_due_is_written_off_and_a_later_payment_is_a_recove
     assert accounts["recoveries"]["credit"] == "500.00"
     assert Money.parse(accounts["write_off_expense"]["debit"]) > Money.parse("10000")
     assert books.check_books(shop)["consistent"]
+
+
+# -- which days the batch closes ------------------------------------------------------------------
+
+
+def run_count(engine: Engine) -> int:
+    with Session(engine) as session:
+        return len(session.scalars(select(CobRunRow.id)).all())
+
+
+def watermark(engine: Engine, loan: int) -> date | None:
+    with Session(engine) as session:
+        row = session.get(LoanRow, loan)
+        assert row is not None
+        return row.closed_through
+
+
+@pytest.mark.parametrize("day", [date(2026, 2, 16), date(2027, 1, 1), date.max])
+def test_a_day_that_has_not_come_is_refused_and_nothing_is_recorded(
+    shop: Context, engine: Engine, day: date
+) -> None:
+    loan = short_card_loan(shop)
+    today = date(2026, 2, 15)
+    for attempt in (
+        lambda: cob.close(shop, day, today=today),
+        lambda: cob.close_through(shop, day, today=today),
+        lambda: cob.days_to_close(shop, day, today=today),
+        lambda: cob.start_run(shop, day, today=today),
+    ):
+        with pytest.raises(cob.BusinessDayError, match=f"{day} has not come yet") as refused:
+            attempt()
+        assert refused.value.field == "date"
+    with pytest.raises(cob.BusinessDayError, match="has not come yet"):
+        cob.close(shop, date.max)  # today by the clock, whatever it is
+    assert (run_count(engine), watermark(engine, loan)) == (0, date(2026, 1, 15))
+
+
+def test_the_clock_override_is_the_batchs_today(
+    shop: Context, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    short_card_loan(shop)
+    monkeypatch.setenv("FENQI_TODAY", "2026-02-11")
+    with pytest.raises(cob.BusinessDayError, match=r"2026-02-12 has not come yet \(today is 2026"):
+        cob.close(shop, date(2026, 2, 12))
+    monkeypatch.setenv("FENQI_TODAY", "2026-02-12")
+    assert cob.close(shop, date(2026, 2, 12))["status"] == "done"
+
+
+@pytest.mark.parametrize("day", [date.min, date(2026, 1, 14)])
+def test_a_day_before_the_first_loan_was_opened_is_refused(shop: Context, day: date) -> None:
+    short_card_loan(shop)
+    with pytest.raises(cob.BusinessDayError, match="before the first loan was opened"):
+        cob.close(shop, day)
+    assert cob.close(shop, date(2026, 1, 15))["status"] == "nothing_to_do"  # opened: no work yet
+
+
+def test_closing_a_day_catches_up_the_days_loans_are_behind_one_by_one(
+    shop: Context, engine: Engine
+) -> None:
+    loan = short_card_loan(shop)
+    closed = cob.close(shop, date(2026, 2, 25))  # nothing closed since the checkout
+    caught_up = closed["caught_up"]
+    assert [day["business_date"] for day in caught_up] == [
+        (date(2026, 2, 12) + timedelta(days=k)).isoformat() for k in range(13)
+    ]  # from the reminder, the first day with work; the days before had none
+    assert closed["caught_up_from"] == "2026-02-12"
+    assert cob.run_report(shop, closed["id"])["caught_up_from"] == "2026-02-12"
+    assert sum(day["debits_failed"] for day in [*caught_up, closed]) == 4
+    assert [kind for kind, _, _ in events(engine, loan)] == ["debit_failed"] * 4
+    assert [stage for _, stage in outbox(engine, loan)] == [
+        "reminder", "due", "overdue-1", "overdue-3", "overdue-7"
+    ]  # fmt: skip
+    shown = servicing.show_loan(shop, loan, date(2026, 2, 25))
+    assert (shown["dpd"], shown["outstanding_penalty"]) == (10, "3.94")  # as day by day
+    assert books.check_books(shop)["consistent"]
+
+
+def test_only_loans_with_work_on_a_day_not_closed_are_behind(
+    shop: Context, engine: Engine
+) -> None:
+    loan = short_card_loan(shop)  # opened 2026-01-15, closed through it; next work 2026-02-12
+    assert cob.days_to_close(shop, date(2026, 2, 12)) == [date(2026, 2, 12)]  # idle, not behind
+    assert cob.close(shop, date(2026, 2, 12))["caught_up"] == []
+    assert cob.days_to_close(shop, date(2026, 2, 13)) == [date(2026, 2, 13)]  # one day ahead
+    # Its next work is the due date: the days before it are not caught up, nor recorded.
+    assert cob.days_to_close(shop, date(2026, 2, 16)) == [date(2026, 2, 15), date(2026, 2, 16)]
+    days = [day["business_date"] for day in cob.close_through(shop, date(2026, 2, 16))]
+    assert days == ["2026-02-15", "2026-02-16"]
+    assert watermark(engine, loan) == date(2026, 2, 16)
+    # Overdue from now on, it has work every day: closing a later day catches up each.
+    assert cob.days_to_close(shop, date(2026, 2, 19))[0] == date(2026, 2, 17)
+
+
+def test_a_rerun_that_closes_nothing_records_no_run(shop: Context, engine: Engine) -> None:
+    short_card_loan(shop)
+    cob.close(shop, date(2026, 2, 20))
+    runs, before = run_count(engine), books.trial_balance(shop)
+    for again in (
+        cob.close(shop, date(2026, 2, 20)),
+        *cob.close_through(shop, date(2026, 2, 20)),
+        cob.close(shop, date(2026, 2, 1)),  # long closed
+    ):
+        assert (again["status"], again["id"], again["loans"]) == ("nothing_to_do", None, 0)
+        assert "nothing to do" in again["detail"]
+    assert cob.start_run(shop, date(2026, 2, 20)) is None
+    assert (run_count(engine), books.trial_balance(shop)) == (runs, before)
+
+
+# -- a batch whose chunks fail --------------------------------------------------------------------
+
+
+def three_loans_due(shop: Context) -> list[int]:
+    loans = []
+    for number in range(3):
+        who = borrowers.create_borrower(shop, f"客户{number}", f"1350013{number:04d}",
+                                        Money.parse("50000"))  # fmt: skip
+        borrowers.bind_method(shop, who["id"], "bank_card", f"62220200000{number:08d}",
+                              sim_balance=Money.parse("20000"))  # fmt: skip
+        order = servicing.Order(who["id"], f"F-{number}", "京东", Money.parse("6000"), "cash", 12,
+                                date(2026, 1, 15))  # fmt: skip
+        loans.append(int(servicing.checkout(shop, order)["id"]))
+    return loans
+
+
+def test_a_chunk_that_fails_fails_the_run_with_its_error_and_a_rerun_completes_it(
+    shop: Context, engine: Engine
+) -> None:
+    loans = three_loans_due(shop)
+    refuse_to_close(engine, loans[1])
+    failed = cob.close(shop, date(2026, 2, 12), chunk_size=1)
+    assert (failed["status"], failed["chunks_done"], failed["chunks_failed"]) == ("failed", 2, 1)
+    assert failed["error"].startswith(f"1 of 3 chunks failed; chunk 2 after {cob.MAX_ATTEMPTS} ")
+    assert MESSAGE in failed["error"]
+    assert "UPDATE" not in failed["error"] and "[SQL" not in failed["error"]  # no statement
+    assert failed["finished_at"] is not None
+    chunks = cob.run_report(shop, failed["id"])["chunks"]
+    assert [(chunk["status"], chunk["attempts"]) for chunk in chunks] == [
+        ("done", 0), ("failed", cob.MAX_ATTEMPTS), ("done", 0)
+    ]  # fmt: skip
+    assert MESSAGE in chunks[1]["error"]
+    assert cob.runs(shop)[0]["status"] == "failed"
+    assert [watermark(engine, loan) for loan in loans] == [
+        date(2026, 2, 12), date(2026, 1, 15), date(2026, 2, 12)
+    ]  # fmt: skip
+    # A later day finds the failed day's loan behind, and stops at the failed day again.
+    stopped = cob.close(shop, date(2026, 2, 13), chunk_size=1)
+    assert (stopped["business_date"], stopped["status"], stopped["id"]) == (
+        "2026-02-12", "failed", failed["id"]
+    )  # fmt: skip
+
+    allow_closing(engine)
+    completed = cob.close(shop, date(2026, 2, 12), chunk_size=1)
+    assert (completed["id"], completed["status"], completed["error"]) == (failed["id"], "done", None)
+    assert (completed["chunks_done"], completed["chunks_failed"], completed["loans"]) == (3, 0, 3)
+    assert watermark(engine, loans[1]) == date(2026, 2, 12)
+    assert run_count(engine) == 1
+    assert books.check_books(shop)["consistent"]
+
+
+def test_a_chunk_that_fails_once_is_tried_again_and_the_run_is_done(
+    shop: Context, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    three_loans_due(shop)
+    real, calls = cob._close_chunk, []
+
+    def flaky(*args: Any, **kwargs: Any) -> Any:
+        calls.append(args[3])
+        if len(calls) == 1:
+            raise RuntimeError("the connection dropped\nsecond line with 13500130000")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(cob, "_close_chunk", flaky)
+    closed = cob.close(shop, date(2026, 2, 12), chunk_size=1)
+    assert (closed["status"], closed["chunks_done"], closed["loans"]) == ("done", 3, 3)
+    chunks = cob.run_report(shop, closed["id"])["chunks"]
+    assert chunks[0]["attempts"] == 1
+    assert chunks[0]["error"] == "RuntimeError: the connection dropped"  # the first line only
+
+
+def test_runs_started_at_once_for_a_day_share_one_run(shop: Context) -> None:
+    three_loans_due(shop)
+    with ThreadPoolExecutor(8) as starters:
+        started = set(starters.map(lambda _: cob.start_run(shop, date(2026, 2, 12)), range(8)))
+    assert len(started) == 1
+    assert [run["business_date"] for run in cob.runs(shop)] == ["2026-02-12"]
+
+
+def test_a_worker_never_takes_a_chunk_of_a_day_that_has_not_come(shop: Context) -> None:
+    three_loans_due(shop)
+    ahead = cob.start_run(shop, date(2026, 2, 12), today=date(2026, 2, 12))
+    assert ahead is not None
+    with pytest.raises(cob.BusinessDayError, match="has not come yet"):
+        cob.work(shop, ahead, today=date(2026, 2, 11))
+    assert cob.work(shop, today=date(2026, 2, 11)) == cob.Worked(0, [])
+    assert cob.finish_run(shop, ahead)["status"] == "running"  # its chunks wait for the day
+    assert cob.work(shop, today=date(2026, 2, 12)).done == 1
+    assert cob.finish_run(shop, ahead)["status"] == "done"
+
+
+def test_a_failure_says_the_drivers_first_line_and_never_the_statement() -> None:
+    error = DBAPIError("UPDATE loans SET phone=%(phone)s", {"phone": "13800138000"},
+                       ValueError("value too long\nDETAIL: Failing row contains (13800138000)"))  # fmt: skip
+    assert cob.failure(error) == "ValueError: value too long"
+    assert cob.failure(KeyError()) == "KeyError"

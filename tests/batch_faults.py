@@ -1,0 +1,40 @@
+"""A fault put into the database for tests of a batch that fails: a trigger that refuses to close
+one loan, so the chunk holding it raises in whatever process does it (this one, a ``fenqi cob``
+child, or a ``fenqi worker`` on PostgreSQL), until the fault is taken away."""
+
+from sqlalchemy import Engine, text
+
+MESSAGE = "injected fault: the batch may not close this loan"
+
+_SQLITE = """
+CREATE TRIGGER refuse_to_close BEFORE UPDATE OF closed_through ON loans
+WHEN NEW.id = {loan} BEGIN SELECT RAISE(ABORT, '{message}'); END
+"""
+_POSTGRESQL = (
+    """
+CREATE FUNCTION refuse_to_close() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN RAISE EXCEPTION '{message}'; END $$
+""",
+    """
+CREATE TRIGGER refuse_to_close BEFORE UPDATE OF closed_through ON loans
+FOR EACH ROW WHEN (NEW.id = {loan}) EXECUTE FUNCTION refuse_to_close()
+""",
+)
+
+
+def refuse_to_close(engine: Engine, loan: int) -> None:
+    """From now on, any transaction that closes a day for ``loan`` fails."""
+    statements = (_SQLITE,) if engine.dialect.name == "sqlite" else _POSTGRESQL
+    with engine.begin() as connection:
+        for statement in statements:
+            connection.execute(text(statement.format(loan=int(loan), message=MESSAGE)))
+
+
+def allow_closing(engine: Engine) -> None:
+    """The cause fixed: the trigger is gone."""
+    with engine.begin() as connection:
+        if engine.dialect.name == "sqlite":
+            connection.execute(text("DROP TRIGGER refuse_to_close"))
+        else:
+            connection.execute(text("DROP TRIGGER refuse_to_close ON loans"))
+            connection.execute(text("DROP FUNCTION refuse_to_close()"))
