@@ -2,8 +2,16 @@
 one loan, so the chunk holding it raises in whatever process does it (this one, a ``fenqi cob``
 child, or a ``fenqi worker`` on PostgreSQL), until the fault is taken away."""
 
+from datetime import date
+
 from sqlalchemy import Engine, text
 
+from fenqi.domain.money import Money
+from fenqi.services import borrowers, servicing
+from fenqi.services.context import Context
+
+OPENED = date(2026, 1, 15)
+REMINDED = date(2026, 2, 12)  # the first day the batch has work on them: the reminder
 MESSAGE = "injected fault: the batch may not close this loan"
 
 _SQLITE = """
@@ -38,3 +46,18 @@ def allow_closing(engine: Engine) -> None:
         else:
             connection.execute(text("DROP TRIGGER refuse_to_close ON loans"))
             connection.execute(text("DROP FUNCTION refuse_to_close()"))
+
+
+def loans_with_work(shop: Context, count: int) -> list[int]:
+    """``count`` cash loans of 6,000 opened on ``OPENED``, each borrower's own, on funded cards:
+    the batch's first work on them is on ``REMINDED``."""
+    loans = []
+    for number in range(count):
+        who = borrowers.create_borrower(shop, f"客户{number}", f"1350013{number:04d}",
+                                        Money.parse("50000"))  # fmt: skip
+        borrowers.bind_method(shop, who["id"], "bank_card", f"62220200000{number:08d}",
+                              sim_balance=Money.parse("20000"))  # fmt: skip
+        order = servicing.Order(who["id"], f"F-{number}", "京东", Money.parse("6000"), "cash", 12,
+                                OPENED)  # fmt: skip
+        loans.append(int(servicing.checkout(shop, order)["id"]))
+    return loans

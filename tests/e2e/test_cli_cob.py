@@ -2,11 +2,19 @@
 loan on a card too short to pay, closed day by day with `fenqi cob`, its messages sent only inside
 the contact window, then paid up; the runs and the aging report."""
 
+import json
+import subprocess
+import sys
 from typing import Any
 
 import pytest
 
-from tests.e2e.cli import Run, fenqi
+from fenqi.channels.simulator import SimulatedChannel
+from fenqi.services import close_of_business as cob
+from fenqi.services.context import Context
+from fenqi.store.database import make_engine
+from tests.batch_faults import MESSAGE, REMINDED, allow_closing, loans_with_work, refuse_to_close
+from tests.e2e.cli import Run, fenqi, refused
 
 
 class Shop:
@@ -73,6 +81,164 @@ def test_a_short_card_through_the_batch_and_back_to_current(shop: Shop) -> None:
 
 
 def test_cob_needs_a_day(shop: Shop) -> None:
-    refused = shop.run("cob")
-    assert refused.code == 2
-    assert "--date" in refused.err
+    refused(shop.run("cob"), "give --date D to close one business day, or --through D")
+
+
+# -- which days `fenqi cob` closes, on the clock FENQI_TODAY sets ---------------------------------
+
+
+@pytest.fixture
+def portfolio(shop: Shop, monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """Three loans opened on 2026-01-15 with work from 2026-02-12, made by the services on the
+    database the commands use; the clock stands on 2026-02-12."""
+    engine = make_engine(shop.url)
+    loans = loans_with_work(Context(engine, SimulatedChannel, actor="setup"), 3)
+    engine.dispose()
+    monkeypatch.setenv("FENQI_TODAY", REMINDED.isoformat())
+    return loans
+
+
+def test_a_day_that_has_not_come_is_refused(shop: Shop, portfolio: list[int]) -> None:
+    refused(shop.run("cob", "--date", "2026-02-13"), "--date: business day 2026-02-13 has not come")
+    refused(shop.run("cob", "--through", "2026-02-13"), "--through: business day 2026-02-13")
+    refused(shop.run("cob", "--date", "9999-12-31"), "give a day up to 2026-02-12")
+    refused(
+        shop.run("cob", "--date", "0001-01-01"), "before the first loan was opened (2026-01-15)"
+    )
+    assert shop.json("cob", "status") == []  # nothing recorded
+    assert shop.json("cob", "--date", "2026-02-12")["status"] == "done"  # today may be closed
+
+
+def test_closing_a_day_catches_up_the_loans_behind_and_says_so(
+    shop: Shop, portfolio: list[int], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("FENQI_TODAY", "2026-02-15")
+    closed = shop.json("cob", "--date", "2026-02-15")  # nothing closed since the checkouts
+    assert closed["caught_up_from"] == "2026-02-12"
+    assert [day["business_date"] for day in closed["caught_up"]] == ["2026-02-12"]  # the reminder
+    assert closed["debits_succeeded"] == 3  # the due date's, not skipped
+    stages = [message["stage"] for message in shop.json("sms", "outbox")]
+    assert stages == ["reminder"] * 3  # paid on the due date: nothing more to say
+    assert shop.json("report", "cob", str(closed["id"]))["caught_up_from"] == "2026-02-12"
+
+    # Paid, the loans next have work on the next reminder: a later day catches up nothing.
+    monkeypatch.setenv("FENQI_TODAY", "2026-03-12")
+    told = shop.run("cob", "--date", "2026-03-12")
+    assert told.code == 0, told.err
+    assert "Caught up" not in told.out
+    assert "Close of business 2026-03-12" in told.out
+
+
+def test_the_output_says_when_days_were_caught_up(
+    shop: Shop, portfolio: list[int], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("FENQI_TODAY", "2026-02-13")
+    told = shop.run("cob", "--date", "2026-02-13")
+    assert told.code == 0, told.err
+    assert "Caught up: loans with work were closed only through 2026-02-11; each day with work " \
+           "from 2026-02-12 on was closed, in turn, before 2026-02-13." in told.out  # fmt: skip
+    assert "Close of business 2026-02-12" in told.out
+    assert "Close of business 2026-02-13: nothing to do" in told.out
+    assert told.err == ""
+
+
+def test_a_rerun_that_closes_nothing_records_no_run(shop: Shop, portfolio: list[int]) -> None:
+    shop.json("cob", "--date", "2026-02-12")
+    runs = shop.json("cob", "status")
+    again = shop.json("cob", "--date", "2026-02-12")
+    assert (again["status"], again["id"], again["caught_up"]) == ("nothing_to_do", None, [])
+    assert [day["status"] for day in shop.json("cob", "--through", "2026-02-12")] == [
+        "nothing_to_do"
+    ]
+    told = shop.run("cob", "--date", "2026-02-12")
+    assert told.code == 0, told.err
+    assert "Close of business 2026-02-12: nothing to do" in told.out
+    assert "no run was recorded" in told.out
+    assert shop.json("cob", "status") == runs
+
+
+def test_sms_dispatch_at_a_time_that_has_not_come_is_refused(
+    shop: Shop, portfolio: list[int]
+) -> None:
+    shop.json("cob", "--date", "2026-02-12")
+    refused(shop.run("sms", "dispatch", "--now", "2026-02-13T09:00"), "--now: 2026-02-13T09:00 has")
+    assert shop.json("sms", "outbox", "--status", "pending")  # nothing went
+    sent = shop.json("sms", "dispatch", "--now", "2026-02-12T00:30")  # earlier today: fine
+    assert (sent["sent"], sent["held_window"]) == (0, 3)  # before the window opens
+
+
+# -- a batch that fails ---------------------------------------------------------------------------
+
+
+def test_a_failing_batch_exits_1_naming_the_run_and_a_rerun_completes_it(
+    shop: Shop, portfolio: list[int]
+) -> None:
+    engine = make_engine(shop.url)
+    refuse_to_close(engine, portfolio[1])
+    failed = shop.run("cob", "--date", "2026-02-12", "--chunk-size", "1", "--json")
+    assert failed.code == 1
+    assert failed.err.count("\n") == 1, failed.err
+    assert failed.err.startswith("fenqi: error: close of business 2026-02-12 failed (run 1): "
+                                 "1 of 3 chunks failed; chunk 2 after 3 attempts: ")  # fmt: skip
+    assert MESSAGE in failed.err
+    assert "`fenqi cob --date 2026-02-12` takes up the failed chunks" in failed.err
+    assert json.loads(failed.out)["status"] == "failed"
+    listed = shop.json("cob", "status")[0]
+    assert (listed["id"], listed["status"], listed["chunks_failed"]) == (1, "failed", 1)
+    assert MESSAGE in listed["error"]
+    report = shop.json("report", "cob", "1")
+    assert report["status"] == "failed"
+    assert MESSAGE in report["error"]
+    assert [chunk["status"] for chunk in report["chunks"]] == ["done", "failed", "done"]
+    human = shop.run("cob", "status")
+    assert "failed" in human.out
+
+    allow_closing(engine)
+    engine.dispose()
+    again = shop.json("cob", "--date", "2026-02-12", "--chunk-size", "1")
+    assert (again["id"], again["status"], again["error"], again["loans"]) == (1, "done", None, 3)
+
+
+def test_a_worker_whose_chunks_fail_says_so_and_exits_1(shop: Shop, portfolio: list[int]) -> None:
+    engine = make_engine(shop.url)
+    refuse_to_close(engine, portfolio[0])
+    run_id = cob.start_run(Context(engine, SimulatedChannel), REMINDED, chunk_size=2)
+    engine.dispose()
+    worker = shop.run("worker", "--run", str(run_id), "--until-idle")
+    assert worker.code == 1
+    assert worker.err.startswith(f"fenqi: error: run {run_id} chunk 1 failed 3 times: ")
+    assert worker.err.count("\n") == 1, worker.err
+    assert [chunk["status"] for chunk in shop.json("report", "cob", str(run_id))["chunks"]] == [
+        "failed", "done"
+    ]  # fmt: skip
+
+
+@pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
+def test_worker_processes_whose_chunks_fail_fail_the_run_and_a_rerun_completes_it(
+    shop: Shop, portfolio: list[int]
+) -> None:
+    engine = make_engine(shop.url)
+    refuse_to_close(engine, portfolio[2])
+    command = [sys.executable, "-m", "fenqi", "cob", "--date", "2026-02-12", "--workers", "2",
+               "--chunk-size", "1", "--db", shop.url, "--json"]  # fmt: skip
+    batch = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    out, err = batch.communicate(timeout=120)
+    assert batch.returncode == 1, err
+    assert err.count("\n") == 1, err
+    assert err.startswith("fenqi: error: close of business 2026-02-12 failed (run 1): 1 of 3 "
+                          "chunks failed; chunk 3 after 3 attempts: RaiseException: ")  # fmt: skip
+    assert json.loads(out)["status"] == "failed"
+    report = shop.json("report", "cob", "1")
+    assert [chunk["status"] for chunk in report["chunks"]] == ["done", "done", "failed"]
+    workers = {chunk["worker"].rsplit(":", 1)[1] for chunk in report["chunks"]}
+    assert str(batch.pid) not in workers  # the worker processes did the chunks, not `fenqi cob`
+
+    allow_closing(engine)
+    engine.dispose()
+    again = shop.run("cob", "--date", "2026-02-12", "--workers", "2", "--json")
+    assert again.code == 0, again.err
+    assert (again.json()["id"], again.json()["status"], again.json()["chunks_done"]) == (
+        1,
+        "done",
+        3,
+    )

@@ -18,7 +18,7 @@ from fenqi.services import books, borrowers, products, servicing
 from fenqi.services import close_of_business as cob
 from fenqi.services.context import Context
 from fenqi.store.schema import BucketMoveRow, CobRunRow, LoanEventRow, LoanRow, SmsOutboxRow
-from tests.batch_faults import MESSAGE, allow_closing, refuse_to_close
+from tests.batch_faults import MESSAGE, allow_closing, loans_with_work, refuse_to_close
 
 
 @pytest.fixture
@@ -208,8 +208,9 @@ def test_closing_a_day_catches_up_the_days_loans_are_behind_one_by_one(
     closed = cob.close(shop, date(2026, 2, 25))  # nothing closed since the checkout
     caught_up = closed["caught_up"]
     assert [day["business_date"] for day in caught_up] == [
-        (date(2026, 2, 12) + timedelta(days=k)).isoformat() for k in range(13)
-    ]  # from the reminder, the first day with work; the days before had none
+        (date(2026, 2, 12) + timedelta(days=k)).isoformat() for k in [0, *range(3, 13)]
+    ]  # the reminder, then the due date and each day after it: the days without work passed over
+    assert all(day["id"] is not None for day in caught_up)
     assert closed["caught_up_from"] == "2026-02-12"
     assert cob.run_report(shop, closed["id"])["caught_up_from"] == "2026-02-12"
     assert sum(day["debits_failed"] for day in [*caught_up, closed]) == 4
@@ -254,23 +255,10 @@ def test_a_rerun_that_closes_nothing_records_no_run(shop: Context, engine: Engin
 # -- a batch whose chunks fail --------------------------------------------------------------------
 
 
-def three_loans_due(shop: Context) -> list[int]:
-    loans = []
-    for number in range(3):
-        who = borrowers.create_borrower(shop, f"客户{number}", f"1350013{number:04d}",
-                                        Money.parse("50000"))  # fmt: skip
-        borrowers.bind_method(shop, who["id"], "bank_card", f"62220200000{number:08d}",
-                              sim_balance=Money.parse("20000"))  # fmt: skip
-        order = servicing.Order(who["id"], f"F-{number}", "京东", Money.parse("6000"), "cash", 12,
-                                date(2026, 1, 15))  # fmt: skip
-        loans.append(int(servicing.checkout(shop, order)["id"]))
-    return loans
-
-
 def test_a_chunk_that_fails_fails_the_run_with_its_error_and_a_rerun_completes_it(
     shop: Context, engine: Engine
 ) -> None:
-    loans = three_loans_due(shop)
+    loans = loans_with_work(shop, 3)
     refuse_to_close(engine, loans[1])
     failed = cob.close(shop, date(2026, 2, 12), chunk_size=1)
     assert (failed["status"], failed["chunks_done"], failed["chunks_failed"]) == ("failed", 2, 1)
@@ -310,7 +298,7 @@ def test_a_chunk_that_fails_fails_the_run_with_its_error_and_a_rerun_completes_i
 def test_a_chunk_that_fails_once_is_tried_again_and_the_run_is_done(
     shop: Context, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    three_loans_due(shop)
+    loans_with_work(shop, 3)
     real, calls = cob._close_chunk, []
 
     def flaky(*args: Any, **kwargs: Any) -> Any:
@@ -328,7 +316,7 @@ def test_a_chunk_that_fails_once_is_tried_again_and_the_run_is_done(
 
 
 def test_runs_started_at_once_for_a_day_share_one_run(shop: Context) -> None:
-    three_loans_due(shop)
+    loans_with_work(shop, 3)
     with ThreadPoolExecutor(8) as starters:
         started = set(starters.map(lambda _: cob.start_run(shop, date(2026, 2, 12)), range(8)))
     assert len(started) == 1
@@ -336,7 +324,7 @@ def test_runs_started_at_once_for_a_day_share_one_run(shop: Context) -> None:
 
 
 def test_a_worker_never_takes_a_chunk_of_a_day_that_has_not_come(shop: Context) -> None:
-    three_loans_due(shop)
+    loans_with_work(shop, 3)
     ahead = cob.start_run(shop, date(2026, 2, 12), today=date(2026, 2, 12))
     assert ahead is not None
     with pytest.raises(cob.BusinessDayError, match="has not come yet"):

@@ -4,6 +4,7 @@ through one), ``fenqi worker`` takes chunks of any run, ``fenqi cob status`` lis
 
 from __future__ import annotations
 
+import logging
 import subprocess
 import sys
 import time
@@ -53,6 +54,13 @@ ChunkOption = Annotated[
 ]
 
 
+def _quiet_driver() -> None:
+    """A chunk that fails inside psycopg's pipeline (a bulk UPDATE) also makes psycopg warn, on
+    stderr, that ending the pipeline failed: the chunk's own error is what is recorded and
+    reported, so the batch's commands keep stderr for their one line."""
+    logging.getLogger("psycopg").setLevel(logging.ERROR)
+
+
 class BatchFailed(TyperException):
     """A run whose chunks failed for good (or a worker's chunks): the input was well formed, so
     exit code 1 rather than 2."""
@@ -77,6 +85,7 @@ def cob_command(
         return
     if (on is None) == (through is None):
         raise OptionError("give --date D to close one business day, or --through D to catch up")
+    _quiet_driver()
     option, text = ("--date", on) if on is not None else ("--through", through)
     business_day = day(option, text)
     with database(db) as shop:
@@ -105,8 +114,8 @@ def _show(closed: list[dict[str, Any]], *, one_day: bool, as_json: bool) -> None
     if one_day and len(closed) > 1:
         first, last = date.fromisoformat(closed[0]["business_date"]), closed[-1]["business_date"]
         behind = first - timedelta(days=1)
-        typer.echo(f"Caught up: loans with work were closed only through {behind}, so {first} "
-                   f"… {last} were closed one by one.")  # fmt: skip
+        typer.echo(f"Caught up: loans with work were closed only through {behind}; each day "
+                   f"with work from {first} on was closed, in turn, before {last}.")  # fmt: skip
     for result in closed:
         title = f"Close of business {result['business_date']}"
         if result["status"] == NOTHING_TO_DO:
@@ -193,6 +202,7 @@ def worker_command(
     machine that reaches the database (PostgreSQL: each chunk is locked with SKIP LOCKED)."""
     only = None if run_id is None else whole("--run", run_id)
     failed: list[str] = []
+    _quiet_driver()
     with database(db) as shop:
         while True:
             try:

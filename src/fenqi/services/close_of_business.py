@@ -169,26 +169,28 @@ def close_through(
     take: Take | None = None,
     progress: Callable[[Document], None] | None = None,
 ) -> list[Document]:
-    """Closes each of ``days_to_close(through)`` in turn, a run each (``take`` does its chunks:
-    by default this process, with ``progress`` told of each). It stops at a day whose run
-    failed: the days after it would find that day's loans behind."""
-    days = days_to_close(context, through, today=today)
-    caught_up_from = days[0] if len(days) > 1 else None
+    """Closes ``through``, after each earlier day on which loans are behind, in order: from the
+    first of ``days_to_close(through)``, then each next day on which a loan has work not closed
+    yet (the days between, when no loan has any, are passed over), a run each (``take`` does
+    its chunks: by default this process, with ``progress`` told of each). It stops at a day
+    whose run failed: the days after it would find that day's loans behind."""
+    day = first = days_to_close(context, through, today=today)[0]
     closed: list[Document] = []
-    for day in days:
-        run_id = start_run(context, day, chunk_size, today=today,
-                           caught_up_from=caught_up_from if day == through else None)  # fmt: skip
+    while True:
+        caught_up_from = first if day == through and first < through else None
+        run_id = start_run(context, day, chunk_size, today=today, caught_up_from=caught_up_from)
         if run_id is None:
             closed.append(wire.cob_nothing_to_do(day))
-            continue
-        if take is None:
-            work(context, run_id, progress, today=today)
         else:
-            take(run_id, day)
-        closed.append(_settle(context, run_id, today))
-        if closed[-1]["status"] == "failed":
-            break
-    return closed
+            if take is None:
+                work(context, run_id, progress, today=today)
+            else:
+                take(run_id, day)
+            closed.append(_settle(context, run_id, today))
+        if day == through or closed[-1]["status"] == "failed":
+            return closed
+        behind = run(context, lambda session: _first_behind(session, through))
+        day = through if behind is None else max(behind, day + timedelta(days=1))
 
 
 def days_to_close(context: Context, through: date, *, today: date | None = None) -> list[date]:
