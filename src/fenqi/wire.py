@@ -275,9 +275,10 @@ def cob_run(row: CobRunRow) -> dict[str, Any]:
 COB_NOTHING_TO_DO = "nothing_to_do"
 
 
-def cob_nothing_to_do(day: date) -> dict[str, Any]:
+def cob_nothing_to_do(day: date, caught_up_from: date | None = None) -> dict[str, Any]:
     """A business day on which no loan had work the batch had not closed: no run was recorded,
-    so it has no id, no times and no counts (the keys of a run, for a reader of either)."""
+    so it has no id, no times and no counts (the keys of a run, for a reader of either); the
+    first earlier day closed before it, if any were."""
     figures = ("loans", "debits_tried", "debits_succeeded", "debits_failed", "sms_queued",
                "write_offs", "rows", "chunks", "chunks_done", "chunks_failed")  # fmt: skip
     return {
@@ -287,7 +288,7 @@ def cob_nothing_to_do(day: date) -> dict[str, Any]:
         "started_at": None,
         "finished_at": None,
         "error": None,
-        "caught_up_from": None,
+        "caught_up_from": None if caught_up_from is None else caught_up_from.isoformat(),
         **dict.fromkeys(figures, 0),
         "debited": money(Money(0)),
         "failed_amount": money(Money(0)),

@@ -19,6 +19,7 @@ from fenqi.services import access, products
 from fenqi.services.access import Role
 from fenqi.services.context import Context
 from fenqi.store.schema import SmsSentRow
+from tests.batch_faults import MESSAGE, allow_closing, refuse_to_close
 
 KEY = {"Idempotency-Key": "k-1"}
 
@@ -273,9 +274,9 @@ def test_operations_endpoints(shop: Shop) -> None:
         'fenqi_http_requests_total{method="GET",route="/api/products",status="200"} 1.0' in metrics
     )
     assert 'fenqi_payments_total{status="201"} 1.0' in metrics
-    latest = '{business_date="2026-02-16",status="done"}'
-    assert f"fenqi_cob_loans{latest} {float(closed.json()['loans'])}" in metrics
-    assert f"fenqi_cob_business_date_seconds{latest} 1.7712e+09" in metrics
+    latest = '{business_date="2026-02-12",status="done"}'  # the reminder, caught up; 02-16 idle
+    assert f"fenqi_cob_loans{latest} {float(closed.json()['caught_up'][-1]['loans'])}" in metrics
+    assert f"fenqi_cob_business_date_seconds{latest} 1.7708544e+09" in metrics
     assert f"fenqi_cob_duration_seconds{latest}" in metrics
     assert shop.client.get("/healthz").headers["X-Request-ID"]
 
@@ -291,3 +292,69 @@ def test_secrets_never_reach_the_log(shop: Shop, caplog: pytest.LogCaptureFixtur
     assert "fenqi.http" in {record.name for record in caplog.records}
     for secret in (shop.keys["admin"], "a long password", "query-secret", "fq_x_secret"):
         assert secret not in logged
+
+
+# -- closing business days ------------------------------------------------------------------------
+
+
+def test_closing_a_day_that_has_not_come_is_refused_and_records_nothing(
+    shop: Shop, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("FENQI_TODAY", "2026-02-14")
+    open_loan(shop)
+    for day, says in (
+        ("2026-02-15", "business day 2026-02-15 has not come yet (today is 2026-02-14"),
+        ("9999-12-31", "has not come yet"),
+        ("0001-01-01", "before the first loan was opened (2026-01-15)"),
+    ):
+        refused = shop.post("/api/cob", "admin", {"date": day})
+        assert refused.status_code == 422, refused.text
+        assert refused.headers["content-type"] == "application/problem+json"
+        assert refused.json()["field"] == "date"
+        assert says in refused.json()["detail"]
+    assert shop.client.get("/api/cob/runs", headers=shop.as_("viewer")).json() == []
+
+
+def test_closing_a_day_catches_up_and_a_rerun_records_no_run(
+    shop: Shop, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("FENQI_TODAY", "2026-02-16")
+    open_loan(shop)
+    closed = shop.post("/api/cob", "admin", {"date": "2026-02-16"})
+    assert closed.status_code == 201, closed.text
+    assert closed.json()["caught_up_from"] == "2026-02-12"
+    assert [day["business_date"] for day in closed.json()["caught_up"]] == [
+        "2026-02-12", "2026-02-15"
+    ]  # fmt: skip
+    runs = shop.client.get("/api/cob/runs", headers=shop.as_("viewer")).json()
+    again = shop.post("/api/cob", "admin", {"date": "2026-02-16"})
+    assert again.status_code == 200, again.text
+    assert (again.json()["status"], again.json()["id"]) == ("nothing_to_do", None)
+    assert shop.client.get("/api/cob/runs", headers=shop.as_("viewer")).json() == runs
+
+
+def test_a_failed_run_is_a_problem_and_shows_in_the_runs_and_the_metrics(
+    shop: Shop, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("FENQI_TODAY", "2026-02-12")
+    _, loan = open_loan(shop)
+    refuse_to_close(shop.engine, loan)
+    failed = shop.post("/api/cob", "admin", {"date": "2026-02-12"})
+    assert failed.status_code == 500, failed.text
+    problem = failed.json()
+    assert (problem["type"], problem["run"]) == ("urn:fenqi:problem:batch-failed", 1)
+    assert problem["detail"].startswith("close of business 2026-02-12 failed (run 1): 1 of 1 ")
+    assert MESSAGE in problem["detail"]
+    listed = shop.client.get("/api/cob/runs", headers=shop.as_("viewer")).json()[0]
+    assert (listed["status"], listed["chunks_failed"]) == ("failed", 1)
+    assert MESSAGE in listed["error"]
+    metrics = shop.client.get("/metrics").text
+    assert 'fenqi_cob_chunks_failed{business_date="2026-02-12",status="failed"} 1.0' in metrics
+    assert 'fenqi_cob_chunks_done{business_date="2026-02-12",status="failed"} 0.0' in metrics
+
+    allow_closing(shop.engine)
+    completed = shop.post("/api/cob", "admin", {"date": "2026-02-12"})
+    assert completed.status_code == 201, completed.text
+    assert (completed.json()["id"], completed.json()["status"]) == (1, "done")
+    metrics = shop.client.get("/metrics").text
+    assert 'fenqi_cob_chunks_failed{business_date="2026-02-12",status="done"} 0.0' in metrics

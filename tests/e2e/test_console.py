@@ -29,6 +29,7 @@ from fenqi.services.context import Context
 from fenqi.store.schema import SmsSentRow
 from fenqi.web.pages import beijing
 from fenqi.web.words import WORDS
+from tests.batch_faults import MESSAGE, allow_closing, refuse_to_close
 
 PASSWORD = "a long password"
 PHONE = "13800138000"
@@ -277,8 +278,7 @@ def test_a_form_without_the_sessions_csrf_token_changes_nothing(desk: Desk,
 
 
 def test_the_cob_page_charts_the_aging_report(desk: Desk) -> None:
-    for day in cob.days_to_close(desk.context, date(2026, 3, 25)):
-        cob.close(desk.context, day)
+    cob.close(desk.context, date(2026, 3, 25))
     page = desk.client("viewer").get("/console/cob?date=2026-03-25").text
     assert "<svg" in page
     assert "账龄分布（2026-03-25）" in page
@@ -288,7 +288,29 @@ def test_the_cob_page_charts_the_aging_report(desk: Desk) -> None:
     assert m1 is not None
     assert m1[1] == "300.0"
     assert "9211.51" in page
-    assert "2026-03-25</td><td>done" in page  # the last run, listed first
+    assert re.search(r'2026-03-25</td>\s*<td data-status="done">完成</td>', page)  # listed first
+
+
+def test_the_cob_page_shows_a_failed_run_with_its_error(desk: Desk) -> None:
+    refuse_to_close(desk.engine, desk.loan)
+    assert cob.close(desk.context, date(2026, 2, 12))["status"] == "failed"
+    page = desk.client("viewer").get("/console/cob").text
+    assert '<td data-status="failed">失败</td>' in page
+    failed = re.search(r'data-failed-run="1"><td colspan="10">(.*?)</td>', page, re.S)
+    assert failed is not None
+    assert failed[1].startswith("批次 1（营业日 2026-02-12）失败：1 of 1 chunks failed; chunk 1 ")
+    assert MESSAGE in failed[1]
+    assert "排除原因后" in failed[1]
+    english = desk.client("viewer").get("/console/cob?lang=en").text
+    assert '<td data-status="failed">failed</td>' in english
+    assert "Run 1 (2026-02-12) failed: 1 of 1 chunks failed" in english
+    assert "closing that day again takes up its failed chunks" in english
+
+    allow_closing(desk.engine)
+    assert cob.close(desk.context, date(2026, 2, 12))["status"] == "done"
+    page = desk.client("viewer").get("/console/cob").text
+    assert '<td data-status="done">完成</td>' in page
+    assert "data-failed-run" not in page
 
 
 def test_the_audit_log_is_for_admins_and_filters_by_target(desk: Desk) -> None:

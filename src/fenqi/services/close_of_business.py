@@ -180,7 +180,7 @@ def close_through(
         caught_up_from = first if day == through and first < through else None
         run_id = start_run(context, day, chunk_size, today=today, caught_up_from=caught_up_from)
         if run_id is None:
-            closed.append(wire.cob_nothing_to_do(day))
+            closed.append(wire.cob_nothing_to_do(day, caught_up_from))
         else:
             if take is None:
                 work(context, run_id, progress, today=today)
