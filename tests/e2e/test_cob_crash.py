@@ -11,7 +11,7 @@ import subprocess
 import sys
 import time
 from contextlib import closing
-from datetime import date
+from datetime import date, timedelta
 from pathlib import Path
 
 import pytest
@@ -19,6 +19,7 @@ import pytest
 from fenqi.channels.simulator import SimulatedChannel
 from fenqi.domain.money import Money
 from fenqi.services import borrowers, products, servicing
+from fenqi.services import close_of_business as cob
 from fenqi.services.context import Context
 from fenqi.store.database import make_engine, upgrade
 from tests.batch_writes import snapshot
@@ -33,7 +34,8 @@ DAY = date(2026, 2, 15)  # a due date: debits, failures and dunning for the whol
 
 @pytest.fixture(scope="module")
 def portfolio(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A database with LOANS loans due on DAY, half on cards too short to pay."""
+    """A database with LOANS loans due on DAY, closed through the day before, half on cards too
+    short to pay."""
     path = tmp_path_factory.mktemp("crash") / "portfolio.sqlite3"
     engine = make_engine(f"sqlite:///{path}")
     upgrade(engine)
@@ -48,6 +50,7 @@ def portfolio(tmp_path_factory: pytest.TempPathFactory) -> Path:
         order = servicing.Order(who["id"], f"C-{number}", "m", Money.parse("6000"), product,
                                 periods, date(2026, 1, 15))  # fmt: skip
         servicing.checkout(shop, order)
+    cob.close(shop, DAY - timedelta(days=1))  # the reminders: only DAY's work is left to close
     engine.dispose()
     return path
 
