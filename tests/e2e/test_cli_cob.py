@@ -158,13 +158,17 @@ def test_a_rerun_that_closes_nothing_records_no_run(shop: Shop, portfolio: list[
 
 
 def test_sms_dispatch_at_a_time_that_has_not_come_is_refused(
-    shop: Shop, portfolio: list[int]
+    shop: Shop, portfolio: list[int], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     shop.json("cob", "--date", "2026-02-12")
-    refused(shop.run("sms", "dispatch", "--now", "2026-02-13T09:00"), "--now: 2026-02-13T09:00 has")
-    assert shop.json("sms", "outbox", "--status", "pending")  # nothing went
-    sent = shop.json("sms", "dispatch", "--now", "2026-02-12T00:30")  # earlier today: fine
-    assert (sent["sent"], sent["held_window"]) == (0, 3)  # before the window opens
+    monkeypatch.setenv("FENQI_TODAY", "2026-02-13")  # whatever the time of day
+    refused(
+        shop.run("sms", "dispatch", "--now", "2026-02-14T09:00"),
+        "--now: 2026-02-14T09:00:00 has not come",
+    )
+    assert len(shop.json("sms", "outbox", "--status", "pending")) == 3  # nothing went
+    sent = shop.json("sms", "dispatch", "--now", "2026-02-12T09:00")  # a day gone: fine
+    assert (sent["sent"], sent["pending"]) == (3, 0)
 
 
 # -- a batch that fails ---------------------------------------------------------------------------

@@ -145,3 +145,17 @@ def test_dispatchers_running_at_once_keep_every_borrower_under_the_cap(
     assert sum(report["sent"] for report in reports) == len(log) == 2 * borrowers
     assert Counter(entry[0] for entry in log) == dict.fromkeys(range(1, borrowers + 1), 2)
     assert len({entry[2] for entry in log}) == len(log)  # no message sent twice
+
+
+def test_a_dispatch_ahead_of_the_clock_is_refused_beyond_a_minute(
+    context: Context, engine: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    clock_now = datetime(2026, 2, 19, 10, 0, tzinfo=sms.LOCAL)
+    ahead = at(DAY, 10, 1)  # a minute ahead: clocks differ that much
+    assert counts(dispatch(context, ahead, clock_now=clock_now))[0] == 3
+    with pytest.raises(sms.FutureTimeError, match="2026-02-19T10:01:01 has not come yet"):
+        dispatch(context, datetime(2026, 2, 19, 10, 1, 1), clock_now=clock_now)
+    monkeypatch.setenv("FENQI_TODAY", "2026-02-18")  # the clock's day, whatever its time
+    with pytest.raises(sms.FutureTimeError, match=r"\(it is 2026-02-18T"):
+        dispatch(context, at(DAY, 0, 0))
+    assert len(sent_log(engine)) == 3  # only the first went

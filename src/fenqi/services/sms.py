@@ -65,7 +65,7 @@ def dispatch(context: Context, now: datetime, *, clock_now: datetime | None = No
     present = local_time(clock.now() if clock_now is None else clock_now)
     if local > present + SLACK:
         raise FutureTimeError(
-            f"{local:%Y-%m-%dT%H:%M} has not come yet (it is {present:%Y-%m-%dT%H:%M} in "
+            f"{local:%Y-%m-%dT%H:%M:%S} has not come yet (it is {present:%Y-%m-%dT%H:%M:%S} in "
             "Beijing): messages are sent when they go out, never ahead; give a time up to now"
         )
     sent, held_cap = _send_due(context, context.sms, local) if in_window(local) else (0, 0)
