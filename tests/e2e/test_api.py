@@ -300,12 +300,14 @@ def test_secrets_never_reach_the_log(shop: Shop, caplog: pytest.LogCaptureFixtur
 def test_closing_a_day_that_has_not_come_is_refused_and_records_nothing(
     shop: Shop, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setenv("FENQI_TODAY", "2026-02-14")
+    monkeypatch.setenv("FENQI_TODAY", "2026-01-15")
     open_loan(shop)
+    monkeypatch.setenv("FENQI_TODAY", "2026-02-14")
     for day, says in (
         ("2026-02-15", "business day 2026-02-15 has not come yet (today is 2026-02-14"),
-        ("9999-12-31", "has not come yet"),
-        ("0001-01-01", "before the first loan was opened (2026-01-15)"),
+        ("2026-01-14", "before the first loan was opened (2026-01-15)"),
+        ("9999-12-31", ""),
+        ("0001-01-01", ""),
     ):
         refused = shop.post("/api/cob", "admin", {"date": day})
         assert refused.status_code == 422, refused.text
@@ -318,8 +320,9 @@ def test_closing_a_day_that_has_not_come_is_refused_and_records_nothing(
 def test_closing_a_day_catches_up_and_a_rerun_records_no_run(
     shop: Shop, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setenv("FENQI_TODAY", "2026-02-16")
+    monkeypatch.setenv("FENQI_TODAY", "2026-01-15")
     open_loan(shop)
+    monkeypatch.setenv("FENQI_TODAY", "2026-02-16")
     closed = shop.post("/api/cob", "admin", {"date": "2026-02-16"})
     assert closed.status_code == 201, closed.text
     assert closed.json()["caught_up_from"] == "2026-02-12"
@@ -336,8 +339,9 @@ def test_closing_a_day_catches_up_and_a_rerun_records_no_run(
 def test_a_failed_run_is_a_problem_and_shows_in_the_runs_and_the_metrics(
     shop: Shop, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setenv("FENQI_TODAY", "2026-02-12")
+    monkeypatch.setenv("FENQI_TODAY", "2026-01-15")
     _, loan = open_loan(shop)
+    monkeypatch.setenv("FENQI_TODAY", "2026-02-12")
     refuse_to_close(shop.engine, loan)
     failed = shop.post("/api/cob", "admin", {"date": "2026-02-12"})
     assert failed.status_code == 500, failed.text
