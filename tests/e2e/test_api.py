@@ -45,12 +45,20 @@ def shop(engine: Engine, database_url: str) -> Iterator[Shop]:
     for role in Role:
         access.create_user(context, role.value, "a long password", role)
         keys[role.value] = access.create_api_key(context, role.value)["api_key"]
-    with TestClient(create_app(database_url)) as client:
+    with TestClient(create_app(database_url, simulation=True)) as client:
         yield Shop(client, keys, engine)
 
 
 def open_loan(shop: Shop, phone: str = "13800000001", order: str = "API-1",
               on: str = "2026-01-15") -> tuple[int, int]:  # fmt: skip
+    """A borrower with a funded card and a plan checked out ``on`` that day (it is today then:
+    staff book no further back than 31 days)."""
+    with pytest.MonkeyPatch.context() as day:
+        day.setenv("FENQI_TODAY", on)
+        return _open_loan(shop, phone, order, on)
+
+
+def _open_loan(shop: Shop, phone: str, order: str, on: str) -> tuple[int, int]:
     who = shop.post(
         "/api/borrowers", "agent", {"name": "李雷", "phone": phone, "credit_limit": "50000"}
     )
@@ -94,8 +102,9 @@ def test_no_endpoint_answers_without_credentials(shop: Shop) -> None:
                 assert answer.headers["content-type"] == "application/problem+json"
 
 
-def test_roles_limit_what_operators_may_do(shop: Shop) -> None:
+def test_roles_limit_what_operators_may_do(shop: Shop, monkeypatch: pytest.MonkeyPatch) -> None:
     _, loan = open_loan(shop)
+    monkeypatch.setenv("FENQI_TODAY", "2026-02-15")
     payment = {"amount": "888.49", "date": "2026-02-15"}
     viewer = shop.post(f"/api/loans/{loan}/payments", "viewer", payment, key="v-1")
     assert viewer.status_code == 403
@@ -125,8 +134,9 @@ def test_roles_limit_what_operators_may_do(shop: Shop) -> None:
     assert "payment.reverse" in actions
 
 
-def test_an_idempotent_payment_is_taken_once(shop: Shop) -> None:
+def test_an_idempotent_payment_is_taken_once(shop: Shop, monkeypatch: pytest.MonkeyPatch) -> None:
     _, loan = open_loan(shop)
+    monkeypatch.setenv("FENQI_TODAY", "2026-02-15")
     payment = {"amount": "888.49", "date": "2026-02-15"}
     first = shop.post(f"/api/loans/{loan}/payments", "agent", payment, key="same")
     again = shop.post(f"/api/loans/{loan}/payments", "agent", payment, key="same")
@@ -257,12 +267,13 @@ def test_errors_are_problem_details_naming_the_field(shop: Shop) -> None:
     assert shop.client.get("/api/loans/999", headers=shop.as_("viewer")).status_code == 404
 
 
-def test_operations_endpoints(shop: Shop) -> None:
+def test_operations_endpoints(shop: Shop, monkeypatch: pytest.MonkeyPatch) -> None:
     assert shop.client.get("/healthz").json() == {"status": "ok"}
     assert shop.client.get("/readyz").status_code == 200
     shop.client.get("/api/products", headers=shop.as_("viewer"))
     assert "fenqi_cob_" not in shop.client.get("/metrics").text  # no batch has run yet
     _, loan = open_loan(shop)
+    monkeypatch.setenv("FENQI_TODAY", "2026-02-15")
     paid = shop.post(f"/api/loans/{loan}/payments", "agent", {"amount": "888.49",
                      "date": "2026-02-15", "channel": "manual"}, key="metrics-1")  # fmt: skip
     assert paid.status_code == 201, paid.text

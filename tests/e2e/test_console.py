@@ -64,7 +64,10 @@ class Desk:
 
 
 @pytest.fixture
-def desk(engine: Engine, database_url: str) -> Iterator[Desk]:
+def desk(engine: Engine, database_url: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[Desk]:
+    """The README's story on 2026-03-25, the day the forms book on (staff book no further
+    back than 31 days)."""
+    monkeypatch.setenv("FENQI_TODAY", OVERDUE)
     context = Context(engine, SimulatedChannel, actor="setup")
     products.load_products(context)
     for role in Role:

@@ -21,7 +21,7 @@ from sqlalchemy import Engine, select, text
 from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import Session
 
-from fenqi.services.errors import InFlightError, RefusedError, StaleError
+from fenqi.services.errors import InFlightError, RefusedError, StaleError, plain_text
 from fenqi.services.ports import PaymentChannel, SmsGateway
 from fenqi.store.loans import now
 from fenqi.store.schema import AuditLogRow, IdempotencyKeyRow
@@ -90,6 +90,7 @@ def once(
     so), and moves no money."""
     if key is None:
         return run(context, work)
+    plain_text("the idempotency key", key)
     fingerprint = hashlib.sha256(json.dumps(request, sort_keys=True).encode()).hexdigest()
 
     def keyed(session: Session) -> Document:
