@@ -36,6 +36,10 @@ class IdempotencyKeyReusedError(RefusedError):
     """An idempotency key sent again with a different request."""
 
 
+class BusyError(InFlightError):
+    """Every attempt lost the race to other writers of the same loan."""
+
+
 class Replayed(dict[str, Any]):
     """The stored result of an earlier request with the same idempotency key: equal to it in
     every key, and telling by its type that nothing was done again."""
@@ -61,8 +65,13 @@ def run(context: Context, work: Callable[[Session], T]) -> T:
             with Session(context.engine, expire_on_commit=False) as session, session.begin():
                 return work(session)
         except (StaleError, IntegrityError, OperationalError) as error:
-            if attempt == ATTEMPTS or not _retryable(error):
+            if not _retryable(error):
                 raise
+            if attempt == ATTEMPTS:  # a crowd on one loan: say so (409), nothing was done
+                raise BusyError(
+                    f"others changed the same records {ATTEMPTS} times while this request was "
+                    "worked out; nothing was done; try again"
+                ) from error
             time.sleep(random.uniform(0, BACKOFF_SECONDS * 2 ** min(attempt, 6)))
     raise AssertionError("unreachable")  # pragma: no cover
 
