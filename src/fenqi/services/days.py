@@ -41,7 +41,7 @@ def looking_day(day: date | None, today: date, *, field: str = "date") -> date:
         return today
     earliest, latest = _shifted(today, -365 * LOOKING_YEARS), _shifted(today, 365 * LOOKING_YEARS)
     if not earliest <= day <= latest:
-        raise DayError(field, f"{field}: {day} is not a day to look at a loan on; give a day "
+        raise DayError(field, f"{field}: {day} is too far from today ({today}); give a day "
                               f"from {earliest} to {latest}")  # fmt: skip
     return day
 
