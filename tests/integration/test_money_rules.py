@@ -24,7 +24,7 @@ from fenqi.services.access import (
     approve_overpayment,
 )
 from fenqi.services.context import Context
-from fenqi.services.errors import NotFoundError, TextError
+from fenqi.services.errors import NotFoundError, RefusedError, TextError
 from fenqi.services.servicing import OverpaymentError, Source
 from fenqi.store.loans import load_loan
 from fenqi.store.schema import (
@@ -262,3 +262,40 @@ def test_a_catalog_nested_too_deeply_or_holding_a_nul_is_refused(context: Contex
         products.load_catalog(context, deep, "deep.toml")
     with pytest.raises(CatalogError, match="not valid TOML"):
         products.load_catalog(context, "[[product]]\ncode = 'x\x00'\n", "nul.toml")
+
+
+def test_a_reversal_sends_back_only_what_was_not_already_paid_back(
+    context: Context, engine: Engine
+) -> None:
+    """An approved overpayment by card, its credit paid back to the card, then the payment
+    reversed: the card gets back the rest, not the whole payment a second time."""
+    loan, card = plan(context)
+    start = balance(engine, card)
+    paid = servicing.prepay(context, loan, Money.parse("1500"), mode=PrepayMode.REDUCE_INSTALLMENT,
+                            source=Source(method_id=card), day=date(2026, 2, 1),
+                            overpayment=ADMIN)  # fmt: skip
+    credit = servicing.refund_credit(context, loan, None, date(2026, 2, 2))["amount"]
+    undone = servicing.reverse(context, paid["payment_id"], "wrong card", date(2026, 2, 3))
+    assert undone["amount"] == "1500.00"
+    assert Money.parse(undone["paid_back"]) == Money.parse("1500") - Money.parse(credit)
+    assert balance(engine, card) == start  # every fen she paid is back, and no more
+    assert undone["loan"]["outstanding_principal"] == "1000.00"
+    assert books.check_books(context)["consistent"]
+
+
+def test_a_reversal_that_would_pay_twice_through_another_channel_is_refused(
+    context: Context, engine: Engine
+) -> None:
+    """Paid by card, then the goods returned while Alipay was her default: the merchant's refund
+    paid her back through Alipay. Reversing the card payment would pay it back a second time."""
+    loan, card = plan(context)
+    who = servicing.show_loan(context, loan, START)["borrower_id"]
+    paid = servicing.pay(context, loan, Money.parse("300"), Source(method_id=card),
+                         date(2026, 2, 1))  # fmt: skip
+    borrowers.bind_method(context, who, "alipay", "zhang@example.com", default=True)
+    returned = servicing.refund(context, loan, Money.parse("1000"), date(2026, 2, 2))
+    assert (returned["channel"], returned["paid_back"]) == ("alipay", "300.00")
+    held, recorded = balance(engine, card), events(engine, loan)
+    with pytest.raises(RefusedError, match=r"cannot be reversed: .*300\.00 through alipay"):
+        servicing.reverse(context, paid["payment_id"], "wrong card", date(2026, 2, 3))
+    assert (balance(engine, card), events(engine, loan)) == (held, recorded)

@@ -491,8 +491,11 @@ def _payees(session: Session, record: LoanRecord,
 
 def reverse(context: Context, payment_id: str, reason: str, day: date | None = None, *,
             idempotency_key: str | None = None) -> Document:  # fmt: skip
-    """Takes back a mistaken payment or prepayment: the money goes back where it came from and
-    the loan is replayed as if it had never been paid."""
+    """Takes back a mistaken payment or prepayment: the loan is replayed as if it had never been
+    paid, and what that takes out of the payment's channel goes back to where it came from: the
+    payment, less anything of it already paid back (a credit refund, a merchant refund's
+    payout). A reversal that would undo money already paid out through another channel is
+    refused: the money cannot be taken back from there."""
     loan_id, seq = parse_id(payment_id, "P", "payment")
     payment_id = f"P{loan_id}-{seq}"  # the canonical id: the audit log and the key's scope
     if not plain_text("the reason", reason).strip():
@@ -506,19 +509,20 @@ def reverse(context: Context, payment_id: str, reason: str, day: date | None = N
         if any(isinstance(e, Reversal) and e.payment_seq == seq for e in record.events):
             raise RefusedError(f"payment {payment_id} is already reversed")
         on = max(day or record.row.booked_through, paid.effective)
+        before = record.state_on(_booking_day(record, on))
         event = Reversal(record.next_seq, on, seq, reason.strip())
         state = _book(session, record, event, f"reversal of {payment_id}: {reason}")
+        back = _paid_back_by(paid, before, state)
         receipt = session.get(ReceiptRow, (loan_id, seq))
         method_id = None if receipt is None else (receipt.payload.get("method") or {}).get("id")
         method = None if method_id is None else session.get(PaymentMethodRow, method_id)
-        if method is not None:
-            context.channel(session).pay_back(
-                method.token_ref, paid.amount, f"reverse:{payment_id}"
-            )
+        if method is not None and back > 0:
+            context.channel(session).pay_back(method.token_ref, back, f"reverse:{payment_id}")
         audit(session, context.actor, "payment.reverse", payment_id, reason,
-              before={"amount": str(paid.amount)})  # fmt: skip
+              before={"amount": str(paid.amount)}, after={"paid_back": str(back)})  # fmt: skip
         return {"id": f"V{loan_id}-{event.seq}", "payment_id": payment_id, "loan_id": loan_id,
-                "amount": wire.money(paid.amount), "reason": reason, "date": on.isoformat(),
+                "amount": wire.money(paid.amount), "paid_back": wire.money(back),
+                "reason": reason, "date": on.isoformat(),
                 "loan": wire.loan_summary(record, state)}  # fmt: skip
 
     request = {
@@ -528,6 +532,28 @@ def reverse(context: Context, payment_id: str, reason: str, day: date | None = N
         "day": None if day is None else day.isoformat(),
     }
     return once(context, f"payment:{payment_id}", idempotency_key, request, work)
+
+
+def _paid_back_by(paid: Payment | Prepayment, before: LoanState, after: LoanState) -> Money:
+    """What a reversal sends back: how much the replay without the payment takes out of each
+    channel's cash (received less paid back). Only the payment's own channel may move: if
+    another moves, money the payment paid for already left through it (a credit refund or a
+    merchant refund's payout by another method), and paying the payment back too would pay
+    twice."""
+
+    def net(state: LoanState, channel: Channel) -> int:
+        return int(state.cash_in.get(channel, 0)) - int(state.cash_out.get(channel, 0))
+
+    moved = {channel: net(before, channel) - net(after, channel) for channel in Channel}
+    elsewhere = {channel: Money(amount) for channel, amount in moved.items()
+                 if amount and channel is not paid.channel}  # fmt: skip
+    if elsewhere:
+        paid_out = ", ".join(f"{amount} through {channel}" for channel, amount in elsewhere.items())
+        raise RefusedError(
+            f"this payment cannot be reversed: money it paid for already went back to the "
+            f"borrower ({paid_out}), which a reversal cannot take back"
+        )
+    return Money(max(moved[paid.channel], 0))
 
 
 def waive(context: Context, loan_id: int, kind: WaiverKind, amount: Money, *, reason: str,
