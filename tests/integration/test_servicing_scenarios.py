@@ -12,6 +12,7 @@ from fenqi.channels.simulator import SimulatedChannel
 from fenqi.domain.events import PrepayMode, WaiverKind
 from fenqi.domain.money import Money
 from fenqi.services import books, borrowers, products, servicing
+from fenqi.services.access import OverpaymentApproval
 from fenqi.services.context import Context, Replayed
 from fenqi.services.errors import DeclinedError, RefusedError
 from fenqi.store.schema import AuditLogRow, JournalEntryRow, PostingRow
@@ -43,7 +44,8 @@ def act(
     amount = Money.parse(args["amount"]) if "amount" in args else None
     if action == "pay":
         source = servicing.Source(manual=args.get("manual", False))
-        return servicing.pay(context, loan, Money(amount or 0), source, day)
+        approval = OverpaymentApproval("admin") if args.get("overpayment") else None
+        return servicing.pay(context, loan, Money(amount or 0), source, day, overpayment=approval)
     if action == "prepay":
         mode = PrepayMode(args.get("mode", "reduce-installment"))
         return servicing.prepay(
@@ -92,7 +94,7 @@ SCENARIOS: dict[str, tuple[str, list[Step]]] = {
     ]),
     "an overpayment pays ahead, beyond the plan is credit": ("cash", [
         ("2026-02-15", "pay", {"amount": "2000"}, {"principal": "1723.73", "to_credit": "0.00"}),
-        ("2026-02-16", "pay", {"amount": "9000"}, {"status": "settled", "credit_balance": "338.14"}),
+        ("2026-02-16", "pay", {"amount": "9000", "overpayment": True}, {"status": "settled", "credit_balance": "338.14"}),
     ]),
     "a backdated payment clears the penalty it would have saved": ("cash", [
         ("2026-02-28", "look", {}, {"status": "overdue", "outstanding_penalty": "5.13"}),
@@ -246,7 +248,8 @@ def test_waivers_and_reversals_are_audited(context: Context, engine: Engine) -> 
 
 def test_a_credit_balance_is_paid_back(context: Context) -> None:
     _, loan = open_plan(context)
-    servicing.pay(context, loan, Money.parse("11000"), servicing.Source(), date(2026, 2, 15))
+    servicing.pay(context, loan, Money.parse("11000"), servicing.Source(), date(2026, 2, 15),
+                  overpayment=OverpaymentApproval("admin"))  # fmt: skip
     assert servicing.show_loan(context, loan, date(2026, 2, 15))["credit_balance"] == "338.14"
     with pytest.raises(RefusedError, match=r"credit balance of 338\.14"):
         servicing.refund_credit(context, loan, Money.parse("400"), date(2026, 2, 16))

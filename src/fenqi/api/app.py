@@ -23,7 +23,7 @@ from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 from sqlalchemy import text
 
-from fenqi import web
+from fenqi import settings, web
 from fenqi.api import problems, routes
 from fenqi.channels.simulator import SimulatedChannel
 from fenqi.channels.sms_simulator import SimulatedSms
@@ -92,8 +92,10 @@ class Metrics:
                                 ["status"], registry=self.registry)  # fmt: skip
 
 
-def create_app(url: str | None = None) -> FastAPI:
-    """The app on the database at ``url`` (default: FENQI_DATABASE_URL or the SQLite file)."""
+def create_app(url: str | None = None, *, simulation: bool | None = None) -> FastAPI:
+    """The app on the database at ``url`` (default: FENQI_DATABASE_URL or the SQLite file), in
+    simulation mode if ``simulation`` (default: ``FENQI_SIMULATION``, else off): only then may
+    staff set the payment simulator's balances."""
     engine = make_engine(database_url(url))
     app = FastAPI(
         title="fenqi",
@@ -103,6 +105,7 @@ def create_app(url: str | None = None) -> FastAPI:
         "ISO 8601; errors are RFC 9457 problem details.",
     )
     app.state.context = Context(engine, SimulatedChannel, actor="http", sms=SimulatedSms)
+    app.state.simulation = settings.simulation(False) if simulation is None else simulation
     app.state.metrics = metrics = Metrics(app.state.context)
     problems.install(app)
     app.include_router(routes.router)

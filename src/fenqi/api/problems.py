@@ -90,6 +90,8 @@ def install(app: FastAPI) -> None:
         ]
         field = ".".join(where) or None
         detail = f"{field}: {first.get('msg', 'invalid')}" if field else str(first.get("msg"))
+        if first.get("type") == "json_invalid":  # say why: a duplicate key, a NUL, …
+            detail = f"the body is not valid JSON: {first.get('ctx', {}).get('error', '')}"
         return problem(422, "invalid-request", "The request is not valid", detail, field=field)
 
     @app.exception_handler(HTTPException)

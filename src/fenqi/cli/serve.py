@@ -11,12 +11,14 @@ from typing import Annotated, Any
 
 import typer
 
+from fenqi import settings
 from fenqi.cli import render
 from fenqi.cli.context import DatabaseOption, database, respond
 from fenqi.cli.groups import command_group
 from fenqi.cli.options import JsonOption, choice
 from fenqi.services import access
 from fenqi.services.access import Role
+from fenqi.settings import SIMULATION_VARIABLE
 from fenqi.store.database import URL_VARIABLE, database_url
 
 user_app = command_group("Operators of the console and the API.")
@@ -30,11 +32,20 @@ def serve_command(
         int, typer.Option(min=1, max=64, help="Server processes (one per core; PostgreSQL).")
     ] = 1,
     db: DatabaseOption = None,
+    simulate: Annotated[
+        bool,
+        typer.Option(
+            "--simulate",
+            help="Simulation mode: staff may set simulated balances (also FENQI_SIMULATION=1).",
+        ),
+    ] = False,
 ) -> None:
     """Serve the JSON API (docs at /docs, OpenAPI at /openapi.json), the borrower page and the
     operator console."""
     with database(db):  # refuses a database that is missing or behind, in one line
         pass
+    # Each worker process reads the mode from the environment, as it reads the database URL.
+    os.environ[SIMULATION_VARIABLE] = "1" if simulate or settings.simulation(False) else "0"
     import uvicorn  # noqa: PLC0415 - the web stack loads only for the command that serves it
     from uvicorn.supervisors import Multiprocess  # noqa: PLC0415
 

@@ -95,12 +95,14 @@ class Waiver:
 @dataclass(frozen=True, slots=True)
 class CreditRefund:
     """Up to ``amount`` of the borrower's credit balance (what she paid beyond what she owed)
-    paid back to her through ``channel``."""
+    paid back to her through ``channel``: to the bound method ``method_id`` (None: by hand, or,
+    in events recorded before it was kept, the method that was her default then)."""
 
     seq: int
     effective: date
     amount: Money
     channel: Channel
+    method_id: int | None = None
 
 
 @dataclass(frozen=True, slots=True)

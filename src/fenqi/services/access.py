@@ -45,10 +45,37 @@ SIGN_IN_TEXT = "【fenqi分期】您的登录验证码为{code}，{minutes}分�
 class Role(StrEnum):
     VIEWER = "viewer"  # reads
     AGENT = "agent"  # also takes payments and checkouts, quotes, waives within the limit
-    ADMIN = "admin"  # also products, reversals, large waivers, the audit log, the batch
+    ADMIN = "admin"  # also pays money out, products, large waivers, the audit log, the batch
 
 
 _RANKS = {Role.VIEWER: 0, Role.AGENT: 1, Role.ADMIN: 2}
+
+
+class Permission(StrEnum):
+    """What an operator may do, each granted from one role up. Taking money in and paying money
+    out are separate: an agent at the desk takes payments, only an admin sends money back."""
+
+    READ = "read"  # loans, borrowers, books, the batch's runs and reports
+    SERVE = "serve"  # borrowers, their methods, checkouts, merchant refunds
+    TAKE_PAYMENT = "take_payment"  # payments and prepayments, money taken by hand
+    WAIVE = "waive"  # forgiving penalty or fee, up to AGENT_WAIVER_LIMIT at a time
+    WAIVE_ANY = "waive_any"  # forgiving any amount
+    PAY_OUT = "pay_out"  # credit refunds, approving an overpayment, reversals (money back)
+    ADMINISTER = "administer"  # products, closing a business day, the audit log
+    SIMULATE = "simulate"  # the payment simulator's balances (in simulation mode only)
+
+
+# The one place that says who holds what: each permission from the lowest role that has it.
+GRANTED_FROM: dict[Permission, Role] = {
+    Permission.READ: Role.VIEWER,
+    Permission.SERVE: Role.AGENT,
+    Permission.TAKE_PAYMENT: Role.AGENT,
+    Permission.WAIVE: Role.AGENT,
+    Permission.WAIVE_ANY: Role.ADMIN,
+    Permission.PAY_OUT: Role.ADMIN,
+    Permission.ADMINISTER: Role.ADMIN,
+    Permission.SIMULATE: Role.AGENT,
+}
 
 
 class UnauthenticatedError(InputError):
@@ -80,9 +107,19 @@ class Principal:
         if not self.holds(role):
             raise ForbiddenError(f"this needs the {role} role")
 
+    def may(self, permission: Permission) -> bool:
+        """An operator whose role grants ``permission`` (a borrower holds none)."""
+        return self.holds(GRANTED_FROM[permission])
+
+    def need(self, permission: Permission) -> None:
+        """Refuses a borrower, or an operator whose role does not grant ``permission``."""
+        if not self.may(permission):
+            role = GRANTED_FROM[permission]
+            raise ForbiddenError(f"this needs the {role} role (permission {permission})")
+
     def may_waive(self, amount: Money) -> None:
-        self.require(Role.AGENT)
-        if self.role is Role.AGENT and amount > AGENT_WAIVER_LIMIT:
+        self.need(Permission.WAIVE)
+        if amount > AGENT_WAIVER_LIMIT and not self.may(Permission.WAIVE_ANY):
             raise ForbiddenError(
                 f"an agent may waive up to {AGENT_WAIVER_LIMIT} at a time; ask an admin"
             )
@@ -91,6 +128,22 @@ class Principal:
         """A borrower sees only what is hers; anything else does not exist for her."""
         if self.is_borrower and self.borrower_id != borrower_id:
             raise NotFoundError(f"no {what}")
+
+
+@dataclass(frozen=True)
+class OverpaymentApproval:
+    """An admin's explicit word that a payment may be more than what pays the plan off that day
+    (the excess becomes a credit balance); without one, the services refuse such a payment.
+    ``approver`` is named in the audit log."""
+
+    approver: str
+
+
+def approve_overpayment(who: Principal) -> OverpaymentApproval:
+    """The approval, if ``who`` may pay money out: an overpayment is money the borrower will be
+    owed back, so approving one is paying out."""
+    who.need(Permission.PAY_OUT)
+    return OverpaymentApproval(who.name)
 
 
 def now() -> datetime:

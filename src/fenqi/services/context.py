@@ -21,7 +21,7 @@ from sqlalchemy import Engine, select, text
 from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import Session
 
-from fenqi.services.errors import InFlightError, RefusedError, StaleError
+from fenqi.services.errors import InFlightError, RefusedError, StaleError, plain_text
 from fenqi.services.ports import PaymentChannel, SmsGateway
 from fenqi.store.loans import now
 from fenqi.store.schema import AuditLogRow, IdempotencyKeyRow
@@ -34,6 +34,10 @@ BACKOFF_SECONDS = 0.002
 
 class IdempotencyKeyReusedError(RefusedError):
     """An idempotency key sent again with a different request."""
+
+
+class BusyError(InFlightError):
+    """Every attempt lost the race to other writers of the same loan."""
 
 
 class Replayed(dict[str, Any]):
@@ -61,8 +65,13 @@ def run(context: Context, work: Callable[[Session], T]) -> T:
             with Session(context.engine, expire_on_commit=False) as session, session.begin():
                 return work(session)
         except (StaleError, IntegrityError, OperationalError) as error:
-            if attempt == ATTEMPTS or not _retryable(error):
+            if not _retryable(error):
                 raise
+            if attempt == ATTEMPTS:  # a crowd on one loan: say so (409), nothing was done
+                raise BusyError(
+                    f"others changed the same records {ATTEMPTS} times while this request was "
+                    "worked out; nothing was done; try again"
+                ) from error
             time.sleep(random.uniform(0, BACKOFF_SECONDS * 2 ** min(attempt, 6)))
     raise AssertionError("unreachable")  # pragma: no cover
 
@@ -90,6 +99,7 @@ def once(
     so), and moves no money."""
     if key is None:
         return run(context, work)
+    plain_text("the idempotency key", key)
     fingerprint = hashlib.sha256(json.dumps(request, sort_keys=True).encode()).hexdigest()
 
     def keyed(session: Session) -> Document:

@@ -21,3 +21,15 @@ class InFlightError(InputError):
 
 class StaleError(Exception):
     """Another writer changed the loan first; the unit of work is retried on fresh state."""
+
+
+class TextError(InputError):
+    """Text holding a NUL character: no name, reason, id or file fenqi keeps may hold one."""
+
+
+def plain_text(what: str, text: str) -> str:
+    """``text`` if it holds no NUL: a NUL ends a string in C, PostgreSQL cannot store one, and
+    no one types it; it only ever comes from a tool or an attack."""
+    if "\x00" in text:
+        raise TextError(f"{what} holds a NUL character; give plain text")
+    return text

@@ -28,13 +28,14 @@ from fenqi.api.security import SESSION_COOKIE, base_context
 from fenqi.domain.dunning import DEFAULT_LENDER
 from fenqi.domain.errors import InputError
 from fenqi.domain.events import Channel, PrepayMode
-from fenqi.domain.money import Money, MoneyError
+from fenqi.domain.money import AMOUNT_AT_MOST, Money, MoneyError
 from fenqi.services import access, borrowers, products, servicing
 from fenqi.services.access import Principal, UnauthenticatedError
 from fenqi.services.context import Context, Document
 from fenqi.services.errors import DeclinedError, InFlightError, NotFoundError
 from fenqi.store.schema import MAX_ID
 from fenqi.web.pages import (
+    NO_NUL,
     SignInNeededError,
     check_csrf,
     check_same_site,
@@ -67,7 +68,7 @@ _SAYINGS: tuple[tuple[type[InputError], str], ...] = (
     (InputError, "me.problem.refused"),
 )
 
-Short = Annotated[str, Field(max_length=200)]
+Short = Annotated[str, Field(max_length=200, pattern=NO_NUL)]
 
 
 class CsrfForm(BaseModel):
@@ -268,7 +269,7 @@ def pay(request: Request, loan_id: str, form: Annotated[MoneyForm, Form()]) -> R
     visit = _posted(request, form)
 
     def take(plan: int) -> Document:
-        amount = Money.parse(form.amount)
+        amount = Money.parse(form.amount, at_most=AMOUNT_AT_MOST)
         return servicing.pay(visit.context, plan, amount, _source(form), clock.today(),
                              idempotency_key=form.key or None)  # fmt: skip
 

@@ -20,6 +20,8 @@ from fenqi.services.context import Context
 from fenqi.web.words import WORDS
 
 LANG_COOKIE = "fenqi_lang"
+# A form field's pattern: a NUL is never typed, and PostgreSQL cannot keep one.
+NO_NUL = r"^[^\x00]*$"
 LANGUAGES = ("zh-CN", "en")
 templates = Jinja2Templates(directory=Path(__file__).with_name("templates"))
 

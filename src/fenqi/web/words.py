@@ -108,6 +108,7 @@ WORDS: dict[str, dict[str, str]] = {
     "console.field.kind": {"zh-CN": "类型", "en": "kind"},
     "console.field.due_date": {"zh-CN": "到期日", "en": "due date"},
     "console.field.attempt": {"zh-CN": "第几次", "en": "attempt"},
+    "console.field.method_id": {"zh-CN": "退还至还款方式", "en": "paid back to method"},
     "console.journal": {"zh-CN": "会计分录", "en": "Journal entries"},
     "console.journal.entry": {"zh-CN": "分录", "en": "Entry"},
     "console.journal.date": {"zh-CN": "记账日", "en": "Booked"},
@@ -125,6 +126,11 @@ WORDS: dict[str, dict[str, str]] = {
         "en": "The default method (by hand if none is bound)",
     },
     "console.pay.go": {"zh-CN": "确认收款", "en": "Take the payment"},
+    "console.pay.overpayment": {
+        "zh-CN": "批准超额收款：金额可超过当日结清金额，超出部分记为溢缴款（仅管理员）",
+        "en": "Approve an overpayment: more than the payoff that day, the excess a credit "
+        "balance (admins)",
+    },
     "console.payoff.title": {"zh-CN": "提前结清试算", "en": "Payoff quote"},
     "console.payoff.go": {"zh-CN": "试算", "en": "Quote"},
     "console.payoff.amount": {
