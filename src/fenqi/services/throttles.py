@@ -45,9 +45,9 @@ class TooManyAttemptsError(InputError):
     never say whether the account exists: an unknown one is counted, and refused, alike."""
 
     def __init__(self, retry_after: int, reason: str = "too many sign-in attempts") -> None:
-        minutes = math.ceil(retry_after / 60)
-        super().__init__(f"{reason}; try again in {minutes} minute(s)")
-        self.retry_after = retry_after
+        self.retry_after = retry_after  # seconds
+        self.minutes = math.ceil(retry_after / 60)
+        super().__init__(f"{reason}; try again in {self.minutes} minute(s)")
 
 
 Tries = Iterable[tuple[Limit, str | None]]  # each limit with its subject; None: not known here
