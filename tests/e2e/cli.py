@@ -21,9 +21,11 @@ class Run:
         return json.loads(self.out)
 
 
-def fenqi(*args: str) -> Run:
+def fenqi(*args: str, stdin: str | None = None) -> Run:
+    """``fenqi`` with these arguments; ``stdin`` is what is piped in (else nothing: no terminal)."""
     done = subprocess.run(
         [sys.executable, "-m", "fenqi", *args],
+        input=stdin or "",
         capture_output=True,
         text=True,
         timeout=60,

@@ -149,8 +149,12 @@ def _piped_password() -> str:
     return line[:-1] if line.endswith("\n") else line
 
 
+def _has_terminal() -> bool:
+    return sys.stdin.isatty()
+
+
 def _asked_password() -> str:
-    if not sys.stdin.isatty():
+    if not _has_terminal():
         raise OptionError("no terminal to ask for the password on; "
                           "pipe it in with --password-stdin")  # fmt: skip
     return str(typer.prompt("Password", hide_input=True, confirmation_prompt=True))
