@@ -122,8 +122,11 @@ def install(app: FastAPI, settings: Settings | None = None) -> None:
 def behind_tls(request: Request) -> bool:
     """Whether cookies are to be ``Secure``: the setting says the service is behind TLS, or
     this request came over https (as such, or from a trusted proxy that says so)."""
-    settings: Settings = request.app.state.settings
-    return settings.secure_cookies or request.url.scheme == "https"
+    return _over_tls(request.app.state.settings, request.url.scheme)
+
+
+def _over_tls(settings: Settings, scheme: str | None) -> bool:
+    return settings.secure_cookies or scheme == "https"
 
 
 class Hardening:
@@ -138,7 +141,7 @@ class Hardening:
             await self.app(scope, receive, send)
             return
         path: str = scope["path"]
-        secure = self.settings.secure_cookies or scope.get("scheme") == "https"
+        secure = _over_tls(self.settings, scope.get("scheme"))
 
         async def with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":
