@@ -329,17 +329,19 @@ def test_api_keys_are_listed_without_secrets_and_revoked_at_once(
 ) -> None:
     access.create_user(context, "admin", PASSWORD, Role.ADMIN)
     first = access.create_api_key(context, "agent")
+    clock.advance(seconds=1)
     second = access.create_api_key(context, "admin")
     access.principal_for_key(context, first["api_key"])
     listed = access.list_api_keys(context)
     assert [key["key_id"] for key in listed] == [first["key_id"], second["key_id"]]
-    assert listed[0]["last_used_at"] == START.isoformat()
+    used = clock.moment.isoformat()
+    assert listed[0]["last_used_at"] == used
     assert listed[1]["last_used_at"] is None
     assert not any(first["api_key"].split("_")[-1] in str(key) for key in listed)
     assert [key["key_id"] for key in access.list_api_keys(context, "admin")] == [second["key_id"]]
     clock.advance(minutes=30)
     access.principal_for_key(context, first["api_key"])  # written once an hour, not each time
-    assert access.list_api_keys(context, "agent")[0]["last_used_at"] == START.isoformat()
+    assert access.list_api_keys(context, "agent")[0]["last_used_at"] == used
     revoked = access.revoke_api_key(context, first["key_id"])
     assert (revoked["revoked"], revoked["revoked_at"]) == (True, clock.moment.isoformat())
     with pytest.raises(UnauthenticatedError):

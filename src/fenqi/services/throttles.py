@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import case, delete, literal, update
+from sqlalchemy import case, delete, literal, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -84,9 +84,11 @@ def give_back(session: Session, tries: Tries) -> None:
 
 
 def prune(session: Session, at: datetime) -> None:
-    """Forgets windows that ended long ago."""
+    """Forgets windows that ended long ago (rows another request holds are left for later, not
+    waited for)."""
     row = SignInThrottleRow
-    session.execute(delete(row).where(row.window_start < at - PRUNE_AFTER))
+    old = select(row.key).where(row.window_start < at - PRUNE_AFTER)
+    session.execute(delete(row).where(row.key.in_(old.with_for_update(skip_locked=True))))
 
 
 def _hit(session: Session, at: datetime, limit: Limit, subject: str) -> int | None:
