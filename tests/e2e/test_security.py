@@ -56,6 +56,7 @@ def client(
     yield make
     for made in opened:
         made.__exit__(None, None, None)
+        made.app.state.context.engine.dispose()  # type: ignore[attr-defined]
 
 
 def login(client: TestClient, username: str, password: str, **headers: str) -> Response:
