@@ -328,7 +328,7 @@ def send_sign_in_code(context: Context, phone: str, address: str | None = None) 
         if _may_text_code(session, phone, at):
             known = borrower_id is not None
             _store_code(session, phone, code if known else secrets.token_urlsafe(16), at)
-            if borrower_id is not None:
+            if known:
                 text = SIGN_IN_TEXT.format(code=code, minutes=CODE_MINUTES)
                 session.add(SmsSentRow(loan_id=NO_LOAN, borrower_id=borrower_id, phone=phone,
                                        text=text, sent_at=at))  # fmt: skip
