@@ -25,8 +25,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import StrEnum
 
-import anyio
 from fastapi import FastAPI, Request
+from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import MutableHeaders
 from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -160,7 +160,7 @@ class Hardening:
             return None
         if self.settings.metrics is Exposure.OFF:
             return hidden
-        return await anyio.to_thread.run_sync(_staff_only, Request(scope))
+        return await run_in_threadpool(_staff_only, Request(scope))
 
 
 def _staff_only(request: Request) -> Response | None:
