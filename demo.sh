@@ -54,8 +54,9 @@ today=$(python3 -c 'from fenqi.clock import today; print(today())')  # fenqi's t
 fenqi seed --loans 300 --borrowers 60 --start "$today" --json >/dev/null
 three_months_ago=$(python3 -c "import datetime as d; print(d.date.fromisoformat('$today') - d.timedelta(days=95))")
 FENQI_TODAY="$three_months_ago" fenqi checkout --borrower 1 --order TM-0002 --merchant 天猫 --item "小米 15" --amount 5999 --product mall-12 --date "$three_months_ago" --json >/dev/null
-fenqi user create --username agent --role agent --password agent-password --json >/dev/null
-fenqi user create --username admin --role admin --password admin-password --json >/dev/null
+# A password is never an argument (ps and shell history would show it): piped in on stdin.
+echo agent-password | fenqi user create --username agent --role agent --password-stdin --json >/dev/null
+echo admin-password | fenqi user create --username admin --role admin --password-stdin --json >/dev/null
 port=${FENQI_DEMO_PORT:-8000}
 cat <<EOF2
 

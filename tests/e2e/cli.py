@@ -23,10 +23,12 @@ class Run:
         return json.loads(self.out)
 
 
-def fenqi(*args: str, env: Mapping[str, str] | None = None) -> Run:
-    """``fenqi`` with ``args``, in the test's environment plus ``env`` (e.g. ``FENQI_TODAY``)."""
+def fenqi(*args: str, env: Mapping[str, str] | None = None, stdin: str | None = None) -> Run:
+    """``fenqi`` with ``args``, in the test's environment plus ``env`` (e.g. ``FENQI_TODAY``);
+    ``stdin`` is what is piped in (else nothing: no terminal)."""
     done = subprocess.run(
         [sys.executable, "-m", "fenqi", *args],
+        input=stdin or "",
         capture_output=True,
         text=True,
         timeout=60,

@@ -233,7 +233,7 @@ def test_new_codes_are_limited_so_guessing_is_too(
         later = clock + timedelta(minutes=minutes)
         monkeypatch.setattr(access, "now", lambda moment=later: moment)
         shop.client.post("/api/auth/code", json=ask)
-    assert len(texts()) == access.CODES_PER_DAY
+    assert len(texts()) == access.CODES_PER_DAY.times
 
 
 def test_an_operator_finds_a_borrower_by_phone_or_loan_id(shop: Shop) -> None:

@@ -24,7 +24,7 @@ from prometheus_client.registry import Collector
 from sqlalchemy import text
 
 from fenqi import settings, web
-from fenqi.api import problems, routes
+from fenqi.api import hardening, problems, routes
 from fenqi.channels.simulator import SimulatedChannel
 from fenqi.channels.sms_simulator import SimulatedSms
 from fenqi.services import close_of_business as cob
@@ -111,6 +111,7 @@ def create_app(url: str | None = None, *, simulation: bool | None = None) -> Fas
     app.include_router(routes.router)
     web.install(app)
     _operations(app, metrics)
+    hardening.install(app)  # the security headers, the docs and metrics settings, the proxies
     return app
 
 

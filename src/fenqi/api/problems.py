@@ -17,6 +17,7 @@ from fenqi.services.access import ForbiddenError, UnauthenticatedError
 from fenqi.services.context import IdempotencyKeyReusedError
 from fenqi.services.errors import DeclinedError, InFlightError, NotFoundError, RefusedError
 from fenqi.services.quoting import FieldError
+from fenqi.services.throttles import TooManyAttemptsError
 from fenqi.store.database import DatabaseNotReadyError
 
 MEDIA_TYPE = "application/problem+json"
@@ -26,6 +27,7 @@ PREFIX = "urn:fenqi:problem:"
 # The most specific class first: the first that matches says which problem it is.
 _KINDS: tuple[tuple[type[Exception], int, str, str], ...] = (
     (UnauthenticatedError, 401, "unauthenticated", "Sign in or give credentials"),
+    (TooManyAttemptsError, 429, "too-many-attempts", "Too many attempts; wait and try again"),
     (ForbiddenError, 403, "forbidden", "Not allowed for your role"),
     (NotFoundError, 404, "not-found", "Not found"),
     (InFlightError, 409, "in-flight", "The same request is still being worked out"),
@@ -59,6 +61,7 @@ RESPONSES: dict[int | str, dict[str, Any]] = {
         (404, "Not found (or not yours)"),
         (409, "The same idempotent request is in flight"),
         (422, "Invalid or refused input, or an idempotency key reused"),
+        (429, "Too many sign-in attempts: wait the seconds Retry-After says"),
         (503, "The database is not ready"),
     )
 }
@@ -102,6 +105,11 @@ def install(app: FastAPI) -> None:
         return answer
 
 
+def answer(error: Exception) -> JSONResponse:
+    """The problem document a refusal is answered with."""
+    return _for(error)
+
+
 def status_of(error: Exception) -> int:
     """The status a refusal is answered with: the pages show it with the same one as the API."""
     return _for(error).status_code
@@ -112,5 +120,8 @@ def _for(error: Exception) -> JSONResponse:
         if isinstance(error, kind):
             field = getattr(error, "field", None)
             extra = {"field": field} if field else {}
-            return problem(status, name, title, " ".join(str(error).split()), **extra)
+            answer = problem(status, name, title, " ".join(str(error).split()), **extra)
+            if isinstance(error, TooManyAttemptsError):
+                answer.headers["Retry-After"] = str(error.retry_after)
+            return answer
     return problem(422, "invalid-input", "The input cannot be used", str(error))

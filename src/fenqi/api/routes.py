@@ -12,7 +12,7 @@ from pydantic import Field
 from fenqi import settings, wire
 from fenqi.api import models, problems
 from fenqi.api.bodies import StrictJsonRoute
-from fenqi.api.security import Caller, base_context, context_for
+from fenqi.api.security import Caller, base_context, client_address, context_for
 from fenqi.clock import today
 from fenqi.domain.events import PrepayMode, WaiverKind
 from fenqi.domain.money import AMOUNT_AT_MOST, Money
@@ -101,21 +101,26 @@ def _loan(request: Request, who: Principal, loan_id: int) -> Context:
 
 @router.post("/auth/code", tags=["sign-in"])
 def send_code(request: Request, body: models.CodeIn) -> Document:
-    """Texts a one-time sign-in code to a borrower's phone."""
-    return access.send_sign_in_code(base_context(request), body.phone)
+    """Texts a one-time sign-in code to a borrower's phone. The answer is the same for any
+    phone; too many requests from one address are refused (429, ``Retry-After``)."""
+    return access.send_sign_in_code(base_context(request), body.phone, client_address(request))
 
 
 @router.post("/auth/session", tags=["sign-in"])
 def borrower_session(request: Request, body: models.SignInIn) -> Document:
-    """A borrower's session token for a valid code (send it as ``Authorization: Bearer``)."""
-    token, csrf = access.sign_in_borrower(base_context(request), body.phone, body.code)
+    """A borrower's session token for a valid code (send it as ``Authorization: Bearer``). A
+    code allows 5 tries; then, and after too many wrong ones from one address, 429."""
+    token, csrf = access.sign_in_borrower(base_context(request), body.phone, body.code,
+                                          client_address(request))  # fmt: skip
     return {"token": token, "csrf": csrf}
 
 
 @router.post("/auth/login", tags=["sign-in"])
 def operator_session(request: Request, body: models.LoginIn) -> Document:
-    """An operator's session token for a user name and password."""
-    token, csrf = access.sign_in_operator(base_context(request), body.username, body.password)
+    """An operator's session token for a user name and password. After 10 wrong passwords for a
+    name in 15 minutes, or too many from one address, 429 (the same for a name nobody has)."""
+    token, csrf = access.sign_in_operator(base_context(request), body.username, body.password,
+                                          client_address(request))  # fmt: skip
     return {"token": token, "csrf": csrf}
 
 

@@ -1,9 +1,14 @@
-"""Server-rendered pages: the borrower's "我的分期" and the operator console."""
+"""Server-rendered pages: the borrower's "我的分期" and the operator console, with their
+stylesheets and script under ``/static`` (no inline script or style: api/hardening.py's
+Content-Security-Policy allows none)."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from fastapi import APIRouter, FastAPI, Request
 from fastapi.responses import HTMLResponse, RedirectResponse
+from fastapi.staticfiles import StaticFiles
 
 from fenqi.web import borrower, console
 from fenqi.web.pages import CsrfError, SignInNeededError, render
@@ -22,6 +27,7 @@ def install(app: FastAPI) -> None:
 
     for router in _routers():
         app.include_router(router)
+    app.mount("/static", StaticFiles(directory=Path(__file__).with_name("static")), "static")
 
 
 def _routers() -> list[APIRouter]:

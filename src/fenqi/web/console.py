@@ -24,7 +24,7 @@ from pydantic import BaseModel, Field
 from fenqi import settings
 from fenqi.api.models import Day, Id
 from fenqi.api.problems import status_of
-from fenqi.api.security import SESSION_COOKIE, base_context
+from fenqi.api.security import SESSION_COOKIE, base_context, client_address
 from fenqi.clock import today
 from fenqi.domain.errors import InputError
 from fenqi.domain.events import WaiverKind
@@ -41,10 +41,12 @@ from fenqi.services.access import (
 from fenqi.services.context import Context, Document, Replayed
 from fenqi.services.days import booking_day
 from fenqi.services.errors import NotFoundError
+from fenqi.services.throttles import TooManyAttemptsError
 from fenqi.web.pages import (
     NO_NUL,
     check_csrf,
     check_same_site,
+    locked_out,
     render,
     sign_in_response,
     sign_out_response,
@@ -143,20 +145,25 @@ def login_page(request: Request) -> HTMLResponse:
 
 @router.post("/login")
 def login(request: Request, username: FormText = "", password: FormText = "") -> Response:
-    """An operator's password opens a session (a cookie); a wrong one shows the form again."""
+    """An operator's password opens a session (a cookie); a wrong one shows the form again, and
+    too many wrong ones (for the name, or from the address) a lockout."""
     check_same_site(request)
     try:
-        token, _ = access.sign_in_operator(base_context(request), username, password)
+        token, _ = access.sign_in_operator(base_context(request), username, password,
+                                           client_address(request))  # fmt: skip
     except UnauthenticatedError:
         return render(request, "console/login.html", 401, username=username, wrong=True)
-    return sign_in_response(HOME, token)
+    except TooManyAttemptsError as locked:
+        page = render(request, "console/login.html", 429, username=username, locked=locked.minutes)
+        return locked_out(page, locked)
+    return sign_in_response(request, HOME, token)
 
 
 @router.post("/logout")
 def logout(request: Request, desk: Operator, csrf: FormText = "") -> Response:
     check_csrf(desk.csrf, csrf)
     access.sign_out(desk.context, request.cookies[SESSION_COOKIE])
-    return sign_out_response(LOGIN)
+    return sign_out_response(request, LOGIN)
 
 
 # -- reading --------------------------------------------------------------------------------------

@@ -25,6 +25,10 @@ WORDS: dict[str, dict[str, str]] = {
         "zh-CN": "用户名或密码错误。",
         "en": "The user name or the password is wrong.",
     },
+    "console.login.locked": {
+        "zh-CN": "登录尝试次数过多，请{minutes}分钟后再试。",
+        "en": "Too many sign-in attempts. Try again in {minutes} minute(s).",
+    },
     "console.refused": {"zh-CN": "操作被拒绝，未做任何更改：", "en": "Refused; nothing changed:"},
     "console.back": {"zh-CN": "返回查询", "en": "Back to search"},
     "console.search.title": {"zh-CN": "查询借款人", "en": "Find a borrower"},
@@ -221,6 +225,10 @@ WORDS: dict[str, dict[str, str]] = {
     "me.login.wrong_code": {
         "zh-CN": "验证码不正确或已过期。请核对后重新输入，或重新获取验证码。",
         "en": "That code is wrong or has expired. Check it and try again, or ask for a new one.",
+    },
+    "me.login.locked": {
+        "zh-CN": "尝试次数过多。请{minutes}分钟后重新获取验证码再登录。",
+        "en": "Too many tries. Wait {minutes} minute(s), then ask for a new code.",
     },
     "me.plans.title": {"zh-CN": "我的分期", "en": "My installment plans"},
     "me.plans.total_principal": {
