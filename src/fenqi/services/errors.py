@@ -21,3 +21,9 @@ class InFlightError(InputError):
 
 class StaleError(Exception):
     """Another writer changed the loan first; the unit of work is retried on fresh state."""
+
+
+class ConflictError(Exception):
+    """Other writers kept changing what this request needed until its retries ran out, or held
+    it longer than the lock timeout: nothing was changed, and the same request may be sent
+    again in a moment (409 with Retry-After)."""
