@@ -12,7 +12,7 @@ from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from fenqi.store.database import (
     LOCK_TIMEOUT_VARIABLE,
     STATEMENT_TIMEOUT_VARIABLE,
-    Timeouts,
+    Limits,
     TimeoutSettingError,
     make_engine,
     trouble,
@@ -34,7 +34,7 @@ def test_the_service_waits_seconds_and_commands_as_long_as_it_takes(
 ) -> None:
     monkeypatch.delenv(STATEMENT_TIMEOUT_VARIABLE, raising=False)
     monkeypatch.delenv(LOCK_TIMEOUT_VARIABLE, raising=False)
-    service = make_engine(database_url, Timeouts.for_service())
+    service = make_engine(database_url, Limits.for_service())
     command = make_engine(database_url)
     try:
         schema = database_url.rsplit("search_path%3D", 1)[-1].rsplit("=", 1)[-1]
@@ -45,12 +45,15 @@ def test_the_service_waits_seconds_and_commands_as_long_as_it_takes(
             given = connection.connection.dbapi_connection.info.get_parameters()
         assert (given["connect_timeout"], given["tcp_user_timeout"]) == ("2", "10000")
         assert given["keepalives"] == "1"
+        # A connection for each of the 40 request threads; waiting for one takes at most 2 s.
+        pool = service.pool
+        assert (pool.size(), pool._max_overflow, pool.timeout()) == (10, 30, 2.0)
     finally:
         service.dispose()
         command.dispose()
     monkeypatch.setenv(STATEMENT_TIMEOUT_VARIABLE, "0.5")
     monkeypatch.setenv(LOCK_TIMEOUT_VARIABLE, "0")
-    tuned = make_engine(database_url, Timeouts.for_service())
+    tuned = make_engine(database_url, Limits.for_service())
     try:
         assert settings(tuned, "statement_timeout", "lock_timeout") == ["500ms", "0"]
         with pytest.raises(OperationalError) as slow, tuned.connect() as connection:
@@ -64,7 +67,7 @@ def test_sqlite_waits_for_its_write_lock_as_long_as_the_lock_timeout(
     tmp_path: object, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv(LOCK_TIMEOUT_VARIABLE, "2.5")
-    service = make_engine(f"sqlite:///{tmp_path}/x.sqlite3", Timeouts.for_service())
+    service = make_engine(f"sqlite:///{tmp_path}/x.sqlite3", Limits.for_service())
     monkeypatch.delenv(LOCK_TIMEOUT_VARIABLE)
     command = make_engine(f"sqlite:///{tmp_path}/x.sqlite3")
     assert settings(service, "busy_timeout") == ["2500"]
@@ -77,7 +80,7 @@ def test_a_timeout_setting_that_is_not_seconds_is_refused(
 ) -> None:
     monkeypatch.setenv(STATEMENT_TIMEOUT_VARIABLE, given)
     with pytest.raises(TimeoutSettingError, match=STATEMENT_TIMEOUT_VARIABLE):
-        Timeouts.for_service()
+        Limits.for_service()
 
 
 def test_no_error_carries_a_statements_parameters(engine: Engine) -> None:
@@ -106,7 +109,7 @@ def test_a_lock_not_granted_in_time_is_contention(
     engine: Engine, database_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv(LOCK_TIMEOUT_VARIABLE, "0.2")
-    impatient = make_engine(database_url, Timeouts.for_service())
+    impatient = make_engine(database_url, Limits.for_service())
     try:
         with engine.connect() as holder, holder.begin():
             holder.execute(text("LOCK TABLE accounts IN EXCLUSIVE MODE"))

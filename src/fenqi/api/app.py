@@ -14,8 +14,9 @@ import threading
 import time
 import traceback
 import uuid
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import asynccontextmanager
 from datetime import UTC, date, datetime
 from decimal import Decimal
 from pathlib import Path
@@ -39,7 +40,7 @@ from fenqi.channels.simulator import SimulatedChannel
 from fenqi.channels.sms_simulator import SimulatedSms
 from fenqi.services import close_of_business as cob
 from fenqi.services.context import Context
-from fenqi.store.database import Timeouts, database_url, make_engine, schema_is_current
+from fenqi.store.database import Limits, database_url, make_engine, schema_is_current
 
 log = logging.getLogger("fenqi.http")
 Handler = Callable[[Request], Awaitable[Response]]
@@ -142,8 +143,15 @@ class Readiness:
 
 def create_app(url: str | None = None) -> FastAPI:
     """The app on the database at ``url`` (default: FENQI_DATABASE_URL or the SQLite file)."""
-    engine = make_engine(database_url(url), Timeouts.for_service())
+    engine = make_engine(database_url(url), Limits.for_service())
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        yield
+        engine.dispose()  # the app's connections close with it, not whenever it is collected
+
     app = FastAPI(
+        lifespan=lifespan,
         title="fenqi",
         version="0.1.0",
         description="Consumer installment credit (分期): quotes, checkout, bills, payments, "

@@ -26,6 +26,7 @@ from sqlalchemy.orm import Session
 
 from fenqi.services.errors import ConflictError, InFlightError, RefusedError, StaleError
 from fenqi.services.ports import PaymentChannel, SmsGateway
+from fenqi.store.database import turn
 from fenqi.store.loans import now
 from fenqi.store.schema import AuditLogRow, IdempotencyKeyRow
 
@@ -62,7 +63,11 @@ def run(context: Context, work: Callable[[Session], T]) -> T:
     the request is refused with ``ConflictError``, having changed nothing."""
     for attempt in range(1, ATTEMPTS + 1):
         try:
-            with Session(context.engine, expire_on_commit=False) as session, session.begin():
+            with (
+                turn(context.engine),
+                Session(context.engine, expire_on_commit=False) as session,
+                session.begin(),
+            ):
                 return work(session)
         except (StaleError, IntegrityError, OperationalError) as error:
             if not _retryable(error):

@@ -4,7 +4,7 @@ The URL comes from ``--db``, else ``FENQI_DATABASE_URL``, else a SQLite file in 
 directory. The Alembic revisions ship inside the package and run on the connection fenqi opened,
 so no alembic.ini is needed and an installed fenqi can create its own schema.
 
-Nothing waits on the database without a limit (``Timeouts``): opening a connection, waiting for
+Nothing waits on the database without a limit (``Limits``): opening a connection, waiting for
 a pooled one, a statement, a lock, and an answer from a server that stopped answering. Engines
 never put a statement's parameters (names, phones, tokens) into an error's text.
 """
@@ -13,6 +13,10 @@ from __future__ import annotations
 
 import os
 import sqlite3
+import threading
+import weakref
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
@@ -29,6 +33,7 @@ from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from sqlalchemy.pool import ConnectionPoolEntry, PoolProxiedConnection
 
 from fenqi.domain.errors import InputError
+from fenqi.services.errors import ConflictError
 
 DEFAULT_URL = "sqlite:///fenqi.sqlite3"
 URL_VARIABLE = "FENQI_DATABASE_URL"
@@ -37,7 +42,7 @@ UPGRADE_LOCK = int.from_bytes(b"fenqi")  # the PostgreSQL advisory lock held whi
 
 # Checked foreign keys; readers that never block the writer; fsync at checkpoints only, which WAL
 # keeps safe against corruption. A writer waits for the write lock (busy_timeout) instead of
-# failing at once: ``Timeouts.lock``, else 30 s.
+# failing at once: ``Limits.lock``, else 30 s.
 SQLITE_PRAGMAS = ("foreign_keys=ON", "journal_mode=WAL", "synchronous=NORMAL")
 SQLITE_BUSY_SECONDS = 30.0
 
@@ -47,6 +52,9 @@ SERVICE_STATEMENT_SECONDS = 10.0
 SERVICE_LOCK_SECONDS = 5.0
 CONNECT_SECONDS = 2  # libpq's shortest connect_timeout
 CHECKOUT_SECONDS = 2.0
+# A service process runs up to 40 requests at once (the thread pool its endpoints run in) and
+# has a connection for each, 10 of them kept open while idle; a command, SQLAlchemy's 5 + 10.
+SERVICE_CONNECTIONS, SERVICE_IDLE_CONNECTIONS = 40, 10
 PING_SECONDS = 1.0
 # How much longer than statement_timeout fenqi waits for an answer: the server's own
 # "canceling statement" error comes in that time when the server is alive.
@@ -66,8 +74,9 @@ class TimeoutSettingError(InputError):
 
 
 @dataclass(frozen=True)
-class Timeouts:
-    """How long fenqi waits on the database, in seconds (None: as long as it takes).
+class Limits:
+    """How long fenqi waits on the database, in seconds (None: as long as it takes), and how
+    many PostgreSQL connections a process keeps.
 
     ``statement`` and ``lock`` are PostgreSQL's statement_timeout and lock_timeout (SQLite waits
     ``lock`` for its write lock). A server that stops answering altogether (frozen, or its
@@ -80,18 +89,23 @@ class Timeouts:
     lock: float | None = None
     connect: int = CONNECT_SECONDS
     checkout: float = CHECKOUT_SECONDS
+    connections: int = 15  # at most, at once
+    idle: int = 5  # kept open between uses
 
     @classmethod
-    def for_service(cls) -> Timeouts:
+    def for_service(cls) -> Limits:
         """The HTTP service: a request waits seconds, never minutes (FENQI_STATEMENT_TIMEOUT,
-        default 10 s; FENQI_LOCK_TIMEOUT, default 5 s)."""
+        default 10 s; FENQI_LOCK_TIMEOUT, default 5 s), and never for a pooled connection
+        while its process has a request thread free."""
         return cls(
             statement=_seconds(STATEMENT_TIMEOUT_VARIABLE, SERVICE_STATEMENT_SECONDS),
             lock=_seconds(LOCK_TIMEOUT_VARIABLE, SERVICE_LOCK_SECONDS),
+            connections=SERVICE_CONNECTIONS,
+            idle=SERVICE_IDLE_CONNECTIONS,
         )
 
     @classmethod
-    def for_commands(cls) -> Timeouts:
+    def for_commands(cls) -> Limits:
         """Commands (the batch, migrations, seeding, the book check): a statement and a lock
         wait as long as they take, unless the environment sets a limit."""
         return cls(
@@ -136,24 +150,25 @@ def url_without_password(url: str | URL) -> str:
     return make_url(url).render_as_string(hide_password=True)
 
 
-def make_engine(url: str, timeouts: Timeouts | None = None) -> Engine:
-    """An engine for ``url`` that waits on the database no longer than ``timeouts`` (default:
-    a command's, ``Timeouts.for_commands``). SQLite connections get fenqi's pragmas and real
+def make_engine(url: str, limits: Limits | None = None) -> Engine:
+    """An engine for ``url`` that waits on the database within ``limits`` (default: a
+    command's, ``Limits.for_commands``). SQLite connections get fenqi's pragmas and real
     transactions; PostgreSQL connections are checked before use, so a restarted server costs no
     request. No engine puts a statement's parameters in its errors' text, where a log would
     keep borrowers' names, phones and tokens."""
-    limits = timeouts or Timeouts.for_commands()
+    limits = limits or Limits.for_commands()
     backend = make_url(url).get_backend_name()
     if backend == "sqlite":
         engine = create_engine(url, hide_parameters=True)
         busy = SQLITE_BUSY_SECONDS if limits.lock is None else limits.lock
         event.listen(engine, "connect", partial(_prepare_sqlite, round(busy * 1000)))
         event.listen(engine, "begin", _begin_sqlite)
+        _SQLITE_TURNS[engine] = (threading.RLock(), busy)
         return engine
     if backend == "postgresql":
-        engine = create_engine(
-            url, hide_parameters=True, pool_pre_ping=True, pool_timeout=limits.checkout
-        )
+        engine = create_engine(url, hide_parameters=True, pool_pre_ping=True,
+                               pool_timeout=limits.checkout, pool_size=limits.idle,
+                               max_overflow=limits.connections - limits.idle)  # fmt: skip
         event.listen(engine, "do_connect", partial(_connect_postgres, limits))
         event.listen(engine, "checkout", partial(_answer_within, limits.answer))
         event.listen(engine, "checkin", _answer_ping_soon)
@@ -177,7 +192,7 @@ def _prepare_sqlite(
 
 
 def _connect_postgres(
-    limits: Timeouts, _dialect: Dialect, _entry: ConnectionPoolEntry, cargs: Any, cparams: Any
+    limits: Limits, _dialect: Dialect, _entry: ConnectionPoolEntry, cargs: Any, cparams: Any
 ) -> Any:
     """Opens a connection with fenqi's limits; what the URL itself sets wins."""
     from fenqi.store.postgres import AnswerWithin  # noqa: PLC0415 - psycopg loads for PostgreSQL only
@@ -216,6 +231,35 @@ def _begin_sqlite(connection: Connection) -> None:
     # transaction that reads and then writes fails at once if another writer committed in
     # between, which SQLite cannot wait out; SQLite writes one at a time either way.
     connection.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+# SQLite lets one transaction write at a time, and a writer that finds the file locked sleeps and
+# polls (busy_timeout) rather than queueing: under load some wait seconds while later ones get
+# in. The threads of one process therefore take turns on a lock of their own first, handed on
+# as soon as it is released; other processes still meet at the file's lock.
+_SQLITE_TURNS: weakref.WeakKeyDictionary[Engine, tuple[threading.RLock, float]] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+@contextmanager
+def turn(engine: Engine) -> Iterator[None]:
+    """This process's turn at ``engine``'s database for one transaction (on SQLite; anything
+    else needs none), waited for at most the lock timeout."""
+    held = _SQLITE_TURNS.get(engine)
+    if held is None:
+        yield
+        return
+    lock, seconds = held
+    if not lock.acquire(timeout=seconds):
+        raise ConflictError(
+            f"the database stayed busy with other requests for {seconds:g} s; this one changed "
+            "nothing: send it again in a moment"
+        )
+    try:
+        yield
+    finally:
+        lock.release()
 
 
 def upgrade(engine: Engine) -> None:
