@@ -7,10 +7,7 @@ that cannot get its turn is a 409 with ``Retry-After``; the pages say the same c
 from __future__ import annotations
 
 import json
-import os
 import sqlite3
-import subprocess
-import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -20,7 +17,6 @@ from http.client import HTTPConnection
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import Engine, make_url, text
@@ -33,6 +29,7 @@ from fenqi.services.access import Role
 from fenqi.services.context import Context
 from fenqi.web.words import WORDS
 from tests.e2e.cli import free_port
+from tests.e2e.serving import fenqi_serve
 
 NAME, PHONE = "王秘密", "13987654321"  # what must never reach a log
 TODAY = "2026-02-10"
@@ -53,31 +50,6 @@ def open_loan(engine: Engine) -> int:
     return int(servicing.checkout(context, order)["id"])
 
 
-@contextmanager
-def serving(url: str, log: Path) -> Iterator[int]:
-    """``fenqi serve`` as an operator runs it, its log (stderr) written to ``log``."""
-    port = free_port()
-    with log.open("w") as sink:
-        server = subprocess.Popen(
-            [sys.executable, "-m", "fenqi", "serve", "--port", str(port), "--db", url],
-            stdout=sink, stderr=sink, env={**os.environ, "FENQI_TODAY": TODAY},
-        )  # fmt: skip
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            assert server.poll() is None, log.read_text()
-            try:
-                httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1.0)
-                break
-            except httpx.HTTPError:
-                assert time.monotonic() < deadline, "the server did not start"
-                time.sleep(0.1)
-        yield port
-    finally:
-        server.terminate()
-        server.wait(timeout=30)
-
-
 def exchange(connection: HTTPConnection, method: str, path: str, **options: Any) -> Any:
     connection.request(method, path, **options)
     answer = connection.getresponse()
@@ -92,8 +64,8 @@ def test_an_unexpected_error_is_a_problem_logged_once_and_the_connection_stays_o
     with engine.begin() as connection:  # every statement on borrowers now fails
         connection.execute(text("ALTER TABLE borrowers RENAME TO borrowers_away"))
     log = tmp_path / "serve.log"
-    with serving(database_url, log) as port:
-        connection = HTTPConnection("127.0.0.1", port, timeout=30)
+    with fenqi_serve(database_url, log, FENQI_TODAY=TODAY) as base:
+        connection = HTTPConnection(base.removeprefix("http://"), timeout=30)
         body = json.dumps({"name": NAME, "phone": PHONE, "credit_limit": "1000"})
         headers = {"X-API-Key": key, "Content-Type": "application/json", "X-Request-ID": "boom-1"}
         failed = exchange(connection, "POST", "/api/borrowers", body=body, headers=headers)

@@ -10,15 +10,11 @@ service never dropped a connection, and its log holds no borrower's data.
 
 from __future__ import annotations
 
-import os
 import queue
-import subprocess
-import sys
 import threading
 import time
 from collections import Counter, defaultdict
 from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
@@ -36,7 +32,7 @@ from fenqi.services.access import Role
 from fenqi.services.context import Context
 from fenqi.store.database import make_engine, upgrade
 from fenqi.store.schema import LoanEventRow, PaymentMethodRow, SimAccountRow
-from tests.e2e.cli import free_port
+from tests.e2e.serving import fenqi_serve
 from tests.private_postgres import PrivatePostgres, private_postgres
 
 TODAY = "2026-02-10"  # payments default to today: after the loans began, before a due date
@@ -62,15 +58,6 @@ class Shop:
     secrets: list[str]  # names, phones and account numbers that must never reach the log
 
 
-@dataclass
-class Served:
-    base: str
-    log: Path
-
-    def log_text(self) -> str:
-        return self.log.read_text(errors="replace")
-
-
 def open_shop(server: PrivatePostgres) -> Shop:
     engine = make_engine(server.url)
     upgrade(engine)
@@ -92,34 +79,6 @@ def open_shop(server: PrivatePostgres) -> Shop:
         methods[loans[-1]] = card["id"]
         secrets += [name, phone, account]
     return Shop(server.url, engine, agent, admin, loans, methods, secrets)
-
-
-@contextmanager
-def served(url: str, folder: Path) -> Iterator[Served]:
-    """``fenqi serve`` on ``url``'s database, its log written to a file (no pipe to fill)."""
-    port = free_port()
-    log = folder / "serve.log"
-    environment = {**os.environ, "FENQI_TODAY": TODAY}
-    with log.open("w") as sink:
-        server = subprocess.Popen(
-            [sys.executable, "-m", "fenqi", "serve", "--port", str(port), "--db", url],
-            stdout=sink, stderr=sink, env=environment,
-        )  # fmt: skip
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            assert server.poll() is None, log.read_text()
-            try:
-                httpx.get(f"{base}/healthz", timeout=1.0)
-                break
-            except httpx.HTTPError:
-                assert time.monotonic() < deadline, "the server did not start in 60 s"
-                time.sleep(0.1)
-        yield Served(base, log)
-    finally:
-        server.terminate()
-        server.wait(timeout=30)
 
 
 @pytest.fixture
@@ -267,10 +226,11 @@ def test_load_with_repeated_keys_and_a_database_restart_loses_and_doubles_nothin
     shop = open_shop(postgres)
     record = Record()
     began = time.monotonic()
-    with served(shop.url, tmp_path) as service:
-        drive(shop, service.base, workload(shop, "a", 96, []), record)
+    log = tmp_path / "serve.log"
+    with fenqi_serve(shop.url, log, FENQI_TODAY=TODAY) as base:
+        drive(shop, base, workload(shop, "a", 96, []), record)
         outage = workload(shop, "b", 64, payment_ids(record)[:8])
-        clients = threading.Thread(target=drive, args=(shop, service.base, outage, record))
+        clients = threading.Thread(target=drive, args=(shop, base, outage, record))
         clients.start()
         time.sleep(0.5)
         stopped = time.monotonic()
@@ -279,8 +239,8 @@ def test_load_with_repeated_keys_and_a_database_restart_loses_and_doubles_nothin
         postgres.start()
         restarted = time.monotonic()
         clients.join()
-        drive(shop, service.base, workload(shop, "c", 64, payment_ids(record)[8:16]), record)
-        log = service.log_text()
+        drive(shop, base, workload(shop, "c", 64, payment_ids(record)[8:16]), record)
+    logged = log.read_text()
     assert time.monotonic() - began < 120
 
     statuses = Counter(answer.status for answer in record.answers)
@@ -294,12 +254,12 @@ def test_load_with_repeated_keys_and_a_database_restart_loses_and_doubles_nothin
         if answer.status == 503:
             assert answer.body["type"] == NOT_READY, answer.body
             assert stopped <= answer.at <= restarted + SETTLE_SECONDS
-            assert sum(answer.request_id in line for line in log.splitlines()) == 1  # logged once
+            assert sum(answer.request_id in line for line in logged.splitlines()) == 1  # once
     payments, reversals = check_answers(record)
     check_store(shop, payments, reversals)
-    assert "Traceback" not in log
+    assert "Traceback" not in logged
     for secret in shop.secrets:
-        assert secret not in log
+        assert secret not in logged
     shop.engine.dispose()
 
 
@@ -347,7 +307,8 @@ def test_a_frozen_database_is_a_503_in_seconds_and_readyz_answers_within_one(
     postgres: PrivatePostgres, tmp_path: Path
 ) -> None:
     shop = open_shop(postgres)
-    with served(shop.url, tmp_path) as service, httpx.Client(base_url=service.base) as http:
+    served = fenqi_serve(shop.url, tmp_path / "serve.log", FENQI_TODAY=TODAY)
+    with served as base, httpx.Client(base_url=base) as http:
         agent = {"X-API-Key": shop.agent}
         for loan in shop.loans * 2:  # the pool holds connections that were fine a moment ago
             assert http.get(f"/api/loans/{loan}", headers=agent).status_code == 200

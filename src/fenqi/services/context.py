@@ -60,7 +60,8 @@ def run(context: Context, work: Callable[[Session], T]) -> T:
     (optimistic locking: a stale version or a taken event number; on PostgreSQL, a deadlock or a
     serialization failure). Writers that collided wait a
     random, growing while before trying again, so that they stop colliding; after ``ATTEMPTS``
-    the request is refused with ``ConflictError``, having changed nothing."""
+    the request is refused with ``ConflictError``, having changed nothing. On SQLite the unit
+    first waits for its process's turn at the database (``turn``)."""
     for attempt in range(1, ATTEMPTS + 1):
         try:
             with (
