@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import os
 import threading
 import time
 import traceback
@@ -45,6 +46,7 @@ from fenqi.store.database import Limits, database_url, make_engine, schema_is_cu
 log = logging.getLogger("fenqi.http")
 Handler = Callable[[Request], Awaitable[Response]]
 READY_SECONDS = 0.8  # /readyz answers within a second, whatever the database does
+FENQI = str(Path(__file__).parents[1])  # where fenqi's own frames are, in a traceback
 
 
 COB_COUNTS = ("loans", "debits_tried", "debits_succeeded", "debits_failed", "sms_queued",
@@ -144,11 +146,14 @@ class Readiness:
 def create_app(url: str | None = None) -> FastAPI:
     """The app on the database at ``url`` (default: FENQI_DATABASE_URL or the SQLite file)."""
     engine = make_engine(database_url(url), Limits.for_service())
+    readiness = Readiness(engine)
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         yield
-        engine.dispose()  # the app's connections close with it, not whenever it is collected
+        # The app's connections close with it, not whenever it is collected.
+        readiness.asking.shutdown(wait=False)
+        engine.dispose()
 
     app = FastAPI(
         lifespan=lifespan,
@@ -163,13 +168,11 @@ def create_app(url: str | None = None) -> FastAPI:
     problems.install(app)
     app.include_router(routes.router)
     web.install(app)
-    _operations(app, metrics)
+    _operations(app, metrics, readiness)
     return app
 
 
-def _operations(app: FastAPI, metrics: Metrics) -> None:
-    readiness = Readiness(app.state.context.engine)
-
+def _operations(app: FastAPI, metrics: Metrics, readiness: Readiness) -> None:
     @app.middleware("http")
     async def observe(
         request: Request, call_next: Callable[[Request], Awaitable[Response]]
@@ -228,10 +231,12 @@ def _answer(request: Request, error: Exception, request_id: str) -> Response:
     return problems.unexpected(error, request_id)
 
 
-def _where(error: Exception, frames: int = 4) -> str:
-    """The innermost frames of ``error``'s traceback, as file:line function: where to look,
-    without any of the values involved."""
-    stack = traceback.extract_tb(error.__traceback__)[-frames:]
+def _where(error: Exception, ours: int = 3) -> str:
+    """Where ``error`` was raised, innermost first, as file:line function: the frame that raised
+    it and the innermost ``ours`` of fenqi's own, without any of the values involved."""
+    stack = traceback.extract_tb(error.__traceback__)
+    fenqi = [frame for frame in stack if f"{FENQI}{os.sep}" in frame.filename][-ours:]
+    frames = [*fenqi, stack[-1]] if stack and stack[-1] not in fenqi else fenqi
     return " < ".join(
-        f"{Path(frame.filename).name}:{frame.lineno} {frame.name}" for frame in reversed(stack)
+        f"{Path(frame.filename).name}:{frame.lineno} {frame.name}" for frame in reversed(frames)
     )
