@@ -16,7 +16,7 @@ import time
 import traceback
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future
 from contextlib import asynccontextmanager
 from datetime import UTC, date, datetime
 from decimal import Decimal
@@ -120,40 +120,39 @@ class Readiness:
 
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
-        self.asking = ThreadPoolExecutor(max_workers=1, thread_name_prefix="fenqi-readyz")
         self.lock = threading.Lock()
         self.pending: Future[bool] | None = None
 
     async def ready(self) -> bool:
         with self.lock:
             if self.pending is None or self.pending.done():
-                self.pending = self.asking.submit(self._ask)
+                self.pending = Future()
+                asking = threading.Thread(target=self._ask, args=(self.pending,), daemon=True,
+                                          name="fenqi-readyz")  # fmt: skip
+                asking.start()
             pending = asyncio.wrap_future(self.pending)
         try:
             return await asyncio.wait_for(asyncio.shield(pending), READY_SECONDS)
         except TimeoutError:
             return False
 
-    def _ask(self) -> bool:
+    def _ask(self, answer: Future[bool]) -> None:
         try:
             with self.engine.connect() as connection:
                 connection.execute(text("SELECT 1"))
-            return schema_is_current(self.engine)
+            answer.set_result(schema_is_current(self.engine))
         except Exception:  # any failure to reach the database means not ready
-            return False
+            answer.set_result(False)
 
 
 def create_app(url: str | None = None) -> FastAPI:
     """The app on the database at ``url`` (default: FENQI_DATABASE_URL or the SQLite file)."""
     engine = make_engine(database_url(url), Limits.for_service())
-    readiness = Readiness(engine)
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         yield
-        # The app's connections close with it, not whenever it is collected.
-        readiness.asking.shutdown(wait=False)
-        engine.dispose()
+        engine.dispose()  # the app's connections close with it, not whenever it is collected
 
     app = FastAPI(
         lifespan=lifespan,
@@ -168,7 +167,7 @@ def create_app(url: str | None = None) -> FastAPI:
     problems.install(app)
     app.include_router(routes.router)
     web.install(app)
-    _operations(app, metrics, readiness)
+    _operations(app, metrics, Readiness(engine))
     return app
 
 
@@ -209,7 +208,9 @@ def _operations(app: FastAPI, metrics: Metrics, readiness: Readiness) -> None:
         """The process answers."""
         return {"status": "ok"}
 
-    @app.get("/readyz", tags=["operations"])
+    @app.get("/readyz", tags=["operations"],
+             responses={503: {"description": "The database does not answer, or its schema is "
+                              "behind"}})  # fmt: skip
     async def readyz(response: Response) -> dict[str, str]:
         """The database answers and its schema is current (answered within a second)."""
         ready = await readiness.ready()
