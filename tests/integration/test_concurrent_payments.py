@@ -15,8 +15,8 @@ from sqlalchemy.orm import Session
 from fenqi.channels.simulator import SimulatedChannel
 from fenqi.domain.money import Money
 from fenqi.services import books, borrowers, products, servicing
-from fenqi.services.context import BusyError, Context
-from fenqi.services.errors import InFlightError
+from fenqi.services.context import Context
+from fenqi.services.errors import ConflictError, InFlightError
 from fenqi.services.servicing import OverpaymentError
 from fenqi.store.schema import LoanEventRow
 
@@ -100,7 +100,7 @@ def test_a_hundred_payments_at_once_never_pay_more_than_the_payoff(
             try:
                 servicing.pay(context, loan, each, servicing.Source(manual=True), day,
                               idempotency_key=f"race-{n}")  # fmt: skip
-            except BusyError:
+            except ConflictError:
                 continue
             except OverpaymentError:
                 return None

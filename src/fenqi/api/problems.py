@@ -1,6 +1,11 @@
 """Errors as RFC 9457 problem details: ``application/problem+json`` with a machine-readable
 ``type``, a ``title``, the ``status``, a ``detail`` that says what is wrong, and the ``field`` at
-fault when there is one."""
+fault when there is one.
+
+An error nothing else answered (``unexpected``) is still a problem document: a database that
+cannot serve now is a 503 ``database-not-ready`` (or a 409 ``conflict`` when other writers held
+what the request needed), with ``Retry-After``; anything else is a 500 ``internal-error`` that
+names only the request's id, never the error's text (which may hold a borrower's data)."""
 
 from __future__ import annotations
 
@@ -15,10 +20,16 @@ from starlette.exceptions import HTTPException
 from fenqi.domain.errors import InputError
 from fenqi.services.access import ForbiddenError, UnauthenticatedError
 from fenqi.services.context import IdempotencyKeyReusedError
-from fenqi.services.errors import DeclinedError, InFlightError, NotFoundError, RefusedError
+from fenqi.services.errors import (
+    ConflictError,
+    DeclinedError,
+    InFlightError,
+    NotFoundError,
+    RefusedError,
+)
 from fenqi.services.quoting import FieldError
 from fenqi.services.throttles import TooManyAttemptsError
-from fenqi.store.database import DatabaseNotReadyError
+from fenqi.store.database import DatabaseNotReadyError, trouble
 
 MEDIA_TYPE = "application/problem+json"
 _WHERE = ("body", "query", "path", "header")  # where a field is, not which
@@ -38,6 +49,16 @@ _KINDS: tuple[tuple[type[Exception], int, str, str], ...] = (
     (InputError, 422, "invalid-input", "The input cannot be used"),
     (DatabaseNotReadyError, 503, "database-not-ready", "The database is not ready"),
 )
+# The statuses that ask the client to send the same request again, and after how many seconds.
+RETRY_AFTER = {409: 1, 503: 2}
+UNAVAILABLE = (503, "database-not-ready", "The database is not ready",
+               "the database cannot be reached or did not answer in time; send the same "
+               "request again (with the same Idempotency-Key) in a moment")  # fmt: skip
+CONTENDED = (409, "conflict", "Busy with other requests for the same records",
+             "other requests held the same records for too long; send the same request again "
+             "(with the same Idempotency-Key) in a moment")  # fmt: skip
+INTERNAL = (500, "internal-error", "Internal error",
+            "an unexpected error; it is logged under this request's id")  # fmt: skip
 
 
 class Problem(BaseModel):
@@ -48,6 +69,7 @@ class Problem(BaseModel):
     status: int
     detail: str
     field: str | None = None
+    request_id: str | None = None
 
 
 _PROBLEM_SCHEMA = Problem.model_json_schema()
@@ -59,18 +81,35 @@ RESPONSES: dict[int | str, dict[str, Any]] = {
         (402, "The payment channel declined"),
         (403, "Not allowed for this role or person"),
         (404, "Not found (or not yours)"),
-        (409, "The same idempotent request is in flight"),
+        (409, "The same idempotent request is in flight, or others held its records too long"),
         (422, "Invalid or refused input, or an idempotency key reused"),
         (429, "Too many sign-in attempts: wait the seconds Retry-After says"),
-        (503, "The database is not ready"),
+        (500, "An unexpected error, logged under the request's id"),
+        (503, "The database is not ready, cannot be reached or did not answer in time"),
     )
 }
 
 
 def problem(status: int, kind: str, title: str, detail: str, **extra: Any) -> JSONResponse:
     body = {"type": PREFIX + kind, "title": title, "status": status, "detail": detail, **extra}
-    headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
+    headers = {"WWW-Authenticate": "Bearer"} if status == 401 else {}
+    if status in RETRY_AFTER:
+        headers["Retry-After"] = str(RETRY_AFTER[status])
     return JSONResponse(body, status_code=status, media_type=MEDIA_TYPE, headers=headers)
+
+
+def unexpected(error: Exception, request_id: str) -> JSONResponse:
+    """The answer to an error no handler took (see the module's docstring)."""
+    status, kind, title, detail = classify(error)
+    return problem(status, kind, title, detail, request_id=request_id)
+
+
+def classify(error: Exception) -> tuple[int, str, str, str]:
+    """Status, kind, title and detail of an error no handler took: the detail is fixed text,
+    never the error's own."""
+    if isinstance(error, ConflictError):
+        return CONTENDED
+    return {"unavailable": UNAVAILABLE, "contended": CONTENDED}.get(trouble(error) or "", INTERNAL)
 
 
 def install(app: FastAPI) -> None:

@@ -33,3 +33,9 @@ def plain_text(what: str, text: str) -> str:
     if "\x00" in text:
         raise TextError(f"{what} holds a NUL character; give plain text")
     return text
+
+
+class ConflictError(Exception):
+    """Other writers kept changing what this request needed until its retries ran out, or held
+    it longer than the lock timeout: nothing was changed, and the same request may be sent
+    again in a moment (409 with Retry-After)."""

@@ -377,7 +377,7 @@ def refund(context: Context, loan_id: int, amount: Money, day: date, *,
         raise RefusedError(f"refund amount {amount} must be more than 0")
 
     def work(session: Session) -> Document:
-        record = load_loan(session, loan_id)
+        record = load_loan(session, loan_id, for_update=True)
         _check_day(record, day)
         priced = record.terms.principal - sum(
             e.amount for e in record.events if isinstance(e, Refund)
@@ -415,7 +415,7 @@ def refund_credit(context: Context, loan_id: int, amount: Money | None, day: dat
         raise RefusedError(f"amount {amount} must be more than 0")
 
     def work(session: Session) -> Document:
-        record = load_loan(session, loan_id)
+        record = load_loan(session, loan_id, for_update=True)
         _check_day(record, day)
         credit = record.state_on(_booking_day(record, day)).credit_balance
         paying = credit if amount is None else amount
@@ -502,7 +502,7 @@ def reverse(context: Context, payment_id: str, reason: str, day: date | None = N
         raise RefusedError("a reversal needs a reason")
 
     def work(session: Session) -> Document:
-        record = load_loan(session, loan_id)
+        record = load_loan(session, loan_id, for_update=True)
         paid = next((e for e in record.events if e.seq == seq), None)
         if not isinstance(paid, Payment | Prepayment):
             raise NotFoundError(f"no payment {payment_id}")
@@ -565,7 +565,7 @@ def waive(context: Context, loan_id: int, kind: WaiverKind, amount: Money, *, re
         raise RefusedError("a waiver needs a reason")
 
     def work(session: Session) -> Document:
-        record = load_loan(session, loan_id)
+        record = load_loan(session, loan_id, for_update=True)
         _check_day(record, day)
         before = record.state_on(day)
         owed = _waivable(before, kind)
@@ -641,7 +641,8 @@ def _booking_day(record: LoanRecord, effective: date) -> date:
 
 
 def _open_loan(session: Session, loan_id: int, day: date) -> LoanRecord:
-    record = load_loan(session, loan_id)
+    """The loan a payment or prepayment will write, its row locked for the write."""
+    record = load_loan(session, loan_id, for_update=True)
     _check_day(record, day)
     state = record.state_on(_booking_day(record, day))
     if state.status in CLOSED:

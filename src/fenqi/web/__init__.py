@@ -10,8 +10,11 @@ from fastapi import APIRouter, FastAPI, Request
 from fastapi.responses import HTMLResponse, RedirectResponse
 from fastapi.staticfiles import StaticFiles
 
+from fenqi.api.problems import RETRY_AFTER
 from fenqi.web import borrower, console
 from fenqi.web.pages import CsrfError, SignInNeededError, render
+
+PAGES = (console.HOME, borrower.HOME)
 
 
 def install(app: FastAPI) -> None:
@@ -33,3 +36,19 @@ def install(app: FastAPI) -> None:
 def _routers() -> list[APIRouter]:
     """The pages' routers (the borrower's page and the console register here)."""
     return [console.router, borrower.router]
+
+
+def is_page(path: str) -> bool:
+    """Whether ``path`` is one of the pages (which answer in HTML, errors included)."""
+    return any(path == home or path.startswith(home + "/") for home in PAGES)
+
+
+def error_page(request: Request, status: int, request_id: str) -> HTMLResponse:
+    """A calm page for an error nothing else answered: busy (409, 503) says to try again in a
+    moment; anything else says it was noted, and to look before trying again, since it may have
+    happened after the change was saved. Both give the request's id to quote to support."""
+    words = "error.busy" if status in RETRY_AFTER else "error.unexpected"
+    answer = render(request, "error.html", status, words=words, request_id=request_id)
+    if status in RETRY_AFTER:
+        answer.headers["Retry-After"] = str(RETRY_AFTER[status])
+    return answer

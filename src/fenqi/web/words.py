@@ -9,6 +9,16 @@ WORDS: dict[str, dict[str, str]] = {
         "zh-CN": "表单已过期，请刷新页面后重试。",
         "en": "This form expired; reload and try again.",
     },
+    "error.busy": {
+        "zh-CN": "系统正忙，请稍等片刻再试一次。",
+        "en": "We are busy just now; please try again in a moment.",
+    },
+    "error.unexpected": {
+        "zh-CN": "系统出了点问题，我们已经记录下来。请稍后刷新页面查看最新情况，再决定是否重试。",
+        "en": "Something went wrong on our side and it has been noted. Reload the page in a "
+        "moment to see where things stand before trying again.",
+    },
+    "error.reference": {"zh-CN": "参考编号：{request_id}", "en": "Reference: {request_id}"},
     # -- the operator console ---------------------------------------------------------------------
     "console.name": {"zh-CN": "运营后台", "en": "Operator console"},
     "console.role.viewer": {"zh-CN": "只读", "en": "viewer"},
