@@ -35,6 +35,7 @@ from fenqi.domain.money import Money, half_up
 from fenqi.domain.products import Component, Product, parse_catalog
 from fenqi.domain.schedule import Terms
 from tests.plans import plan
+from tests.worked import WORKED, Worked
 
 CASH = parse_catalog(
     '[[product]]\ncode = "cash"\nmethod = "equal-installment"\nperiods = [12]\nannual_rate = "12%"'
@@ -222,6 +223,84 @@ def test_a_partial_prepayment_shortening_the_term() -> None:
     assert sum(row.principal for row in rows) == yuan("10000")
 
 
+def prepaid_on_the_third_due_date(mode: PrepayMode) -> list[Event]:
+    """Installments 1-3 paid on their due dates; on 15 April, after paying installment 3,
+    3,000.00 prepaid."""
+    return [*on_time(3), Prepayment(4, day(4, 15), yuan("3000"), Channel.MANUAL, mode, False)]
+
+
+def test_a_prepayment_on_a_due_date_charges_no_interest_and_leaves_that_installment_paid() -> None:
+    events = prepaid_on_the_third_due_date(PrepayMode.REDUCE_INSTALLMENT)
+    state = replay(LOAN, CASH, events, day(4, 15))
+    rows = state.installments
+    assert state.allocations[4].total(Component.INTEREST) == 0  # no day of period 4 has run
+    assert state.allocations[4].total(Component.PRINCIPAL) == yuan("3000")
+    assert state.outstanding_principal == yuan("4610.80")
+    assert (rows[2].status, rows[2].paid) == (InstallmentStatus.PAID, yuan("888.49"))
+    assert rows[3].outstanding == yuan("538.27")
+    assert [row.payment for row in rows[4:11]] == [yuan("538.27")] * 7
+    assert rows[11].payment == yuan("538.25")  # the last absorbs the rounding
+    assert sum(row.principal for row in rows) == yuan("10000")
+    paying_on = [pay(5 + k, row.due_date, str(row.outstanding)) for k, row in enumerate(rows[3:])]
+    for later in (day(5, 20), day(9, 1), day(2, 1, 2027)):
+        assert replay(LOAN, CASH, [*events, *paying_on], later).dpd == 0
+
+
+def test_a_prepayment_on_a_due_date_shortening_the_term_keeps_the_payment() -> None:
+    events = prepaid_on_the_third_due_date(PrepayMode.SHORTEN_TERM)
+    rows = replay(LOAN, CASH, events, day(4, 15)).installments
+    assert rows[2].status is InstallmentStatus.PAID
+    assert rows[3].outstanding == yuan("888.49")
+    assert [row.payment for row in rows[4:8]] == [yuan("888.49")] * 4
+    assert (rows[-1].due_date, rows[-1].payment) == (day(10, 15), yuan("316.94"))
+
+
+def test_a_payoff_on_a_due_date_is_the_principal_left_when_that_installment_is_paid() -> None:
+    quote = payoff_quote(LOAN, CASH, on_time(3), day(4, 15))
+    assert (quote.amount, quote.breakdown.interest) == (yuan("7610.80"), 0)
+    paid_off = [*on_time(3), Prepayment(4, day(4, 15), quote.amount, Channel.MANUAL,
+                                        PrepayMode.REDUCE_INSTALLMENT, True)]  # fmt: skip
+    state = replay(LOAN, CASH, paid_off, day(4, 15))
+    assert (state.status, state.credit_balance) == (LoanStatus.SETTLED, 0)
+    assert state.installments[2].paid == yuan("888.49")
+    assert state.payoffs[4] == quote.breakdown
+
+
+def test_a_payoff_on_a_due_date_pays_that_days_installment_first_then_no_more_interest() -> None:
+    quote = payoff_quote(LOAN, CASH, on_time(2), day(4, 15)).breakdown
+    assert quote.amount == yuan("8499.29")  # installment 3's 888.49, then 7,610.80 of principal
+    assert (quote.principal, quote.interest) == (yuan("8415.14"), yuan("84.15"))  # its interest
+    paid_off = [*on_time(2), Prepayment(3, day(4, 15), quote.amount, Channel.MANUAL,
+                                        PrepayMode.REDUCE_INSTALLMENT, True)]  # fmt: skip
+    state = replay(LOAN, CASH, paid_off, day(4, 15))
+    assert (state.status, state.credit_balance) == (LoanStatus.SETTLED, 0)
+    assert state.installments[2].paid == yuan("888.49")
+    assert state.payoffs[3] == quote
+
+
+@pytest.mark.parametrize("worked", [w for w in WORKED if w.method != "bullet"],
+                         ids=lambda worked: worked.name)  # fmt: skip
+def test_every_method_prepaid_on_a_due_date_owes_no_interest_for_the_day(worked: Worked) -> None:
+    terms = worked.terms()
+    product = Product(code="p", name="p", method=terms.method, periods=(terms.periods,))
+    paid = [pay(k + 1, day(2, 15) + _months(k), amount)
+            for k, amount in enumerate(worked.payments[:3])]  # fmt: skip
+    for mode in PrepayMode:
+        events = [*paid, Prepayment(4, day(4, 15), yuan("1000"), Channel.MANUAL, mode, False)]
+        state = replay(terms, product, events, day(4, 15))
+        assert state.allocations[4].total(Component.PRINCIPAL) == yuan("1000"), mode
+        assert state.installments[2].status is InstallmentStatus.PAID
+        later = replay(terms, product, events, day(4, 30))
+        assert (later.dpd, later.status) == (0, LoanStatus.ACTIVE)
+
+
+def test_a_bullet_loan_paid_off_on_its_due_date_owes_its_interest_and_no_more() -> None:
+    terms = next(w for w in WORKED if w.method == "bullet").terms()
+    product = Product(code="b", name="b", method=terms.method, periods=(terms.periods,))
+    quote = payoff_quote(terms, product, [], day(4, 15)).breakdown
+    assert (quote.principal, quote.interest) == (yuan("10000"), yuan("300"))
+
+
 def test_an_early_repayment_fee_and_period_interest_by_policy() -> None:
     strict = parse_catalog(
         '[[product]]\ncode = "s"\nperiods = [12]\nannual_rate = "12%"\n'
@@ -231,7 +310,16 @@ def test_an_early_repayment_fee_and_period_interest_by_policy() -> None:
     assert quote.breakdown.interest == yuan("76.11")  # the whole of period 4's interest
     assert quote.breakdown.prepayment_fee == yuan("76.11")  # 1% of 7,610.80
     assert quote.amount == yuan("7763.02")
-    assert quote.valid_through == day(5, 15)  # the same through period 4's due date
+    assert quote.valid_through == day(5, 14)  # the same through the day before period 4 ends
+    # On 15 May installment 4 falls due and is paid first (its whole interest with it); no day
+    # of period 5 has run, so no more interest, and the fee is on the 6,798.42 repaid early.
+    # On a due date with its installment paid, no day of the next period has run: no interest.
+    on_april_15 = payoff_quote(LOAN, strict, on_time(3), day(4, 15)).breakdown
+    assert (on_april_15.interest, on_april_15.prepayment_fee) == (0, yuan("76.11"))
+    on_the_due_date = payoff_quote(LOAN, strict, on_time(3), day(5, 15)).breakdown
+    assert (on_the_due_date.interest, on_the_due_date.prepayment_fee) == (yuan("76.11"),
+                                                                          yuan("67.98"))  # fmt: skip
+    assert on_the_due_date.principal == yuan("7610.80")
 
 
 def test_paying_off_a_fee_plan_waives_unbilled_fees_or_charges_them_by_policy() -> None:

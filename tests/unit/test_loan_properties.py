@@ -22,7 +22,16 @@ from fenqi.domain.events import (
     WaiverKind,
 )
 from fenqi.domain.ledger import RECEIVABLES, balances
-from fenqi.domain.loan import Checkpoint, LoanState, replay, replay_to_checkpoint, resumable
+from fenqi.domain.loan import (
+    Checkpoint,
+    InstallmentStatus,
+    LoanState,
+    LoanStatus,
+    payoff_on,
+    replay,
+    replay_to_checkpoint,
+    resumable,
+)
 from fenqi.domain.money import Money
 from fenqi.domain.products import (
     LateFee,
@@ -194,3 +203,94 @@ def only_history_of(state: LoanState, seqs: set[int]) -> LoanState:
         payoffs={seq: part for seq, part in state.payoffs.items() if seq in seqs},
         write_off=write_off,
     )
+
+
+# -- a borrower who is never late ---------------------------------------------------------------
+
+CAP = Fraction(24, 100)
+
+
+class Punctual:
+    """A borrower's life written as it happens: she pays every installment in full on or before
+    its due date, and prepays any amount, or everything, on any day (due dates included, before
+    or after paying that day's installment), reducing the installment or shortening the term."""
+
+    def __init__(self, draw: st.DrawFn, terms: Terms, policy: Product) -> None:
+        self.draw, self.terms, self.policy = draw, terms, policy
+        self.events: list[Event] = []
+
+    def state(self, on: date) -> LoanState:
+        return replay(self.terms, self.policy, self.events, on, CAP)
+
+    def prepay(self, on: date) -> None:
+        now = self.state(on)
+        if now.status is LoanStatus.SETTLED:
+            return
+        seq, mode = len(self.events) + 1, self.draw(st.sampled_from(PrepayMode))
+        if self.draw(st.integers(0, 3)) == 0:  # everything, at the payoff quote
+            quote = payoff_on(self.terms, self.policy, self.events, on, CAP)
+            if quote.amount == 0:  # what she has paid ahead covers it: nothing to pay
+                return
+            self.events.append(Prepayment(seq, on, quote.amount, Channel.MANUAL, mode, True))
+            settled = self.state(on)
+            assert settled.status is LoanStatus.SETTLED, settled  # the quote pays it all off
+            assert settled.credit_balance == 0  # to the fen
+            assert settled.payoffs[seq] == quote
+            return
+        most = max(int(now.outstanding_principal), 1)
+        amount = Money(self.draw(st.integers(1, most)))
+        self.events.append(Prepayment(seq, on, amount, Channel.MANUAL, mode, False))
+
+    def pay(self, on: date, due: date) -> None:
+        """Pays what the installments due by ``due`` still ask, as the plan stands on ``on``."""
+        now = self.state(on)
+        rows = [row for row in now.installments if row.due_date <= due]
+        owed = sum(row.outstanding for row in rows) - now.credit_balance
+        if owed > 0:
+            self.events.append(Payment(len(self.events) + 1, on, Money(owed), Channel.MANUAL))
+
+    def live(self) -> date:
+        """Lives the plan out, period by period; returns its last due date."""
+        since, last = self.terms.start, self.terms.start
+        while (now := self.state(since)).status is not LoanStatus.SETTLED:
+            due = min(row.due_date for row in now.installments
+                      if row.status is not InstallmentStatus.PAID)  # fmt: skip
+            assert due >= since, now  # what fell due before was paid
+            paid_on = since + timedelta(days=self.draw(st.integers(0, (due - since).days)))
+            for offset in sorted(self.draw(st.lists(st.integers(0, (paid_on - since).days),
+                                                    max_size=2))):  # fmt: skip
+                self.prepay(since + timedelta(days=offset))
+            self.pay(paid_on, due)
+            if self.draw(st.booleans()):
+                self.prepay(due)  # on the due date, after its installment is paid
+            since = last = due
+            since += timedelta(days=1)
+        return last
+
+
+@st.composite
+def punctual_lives(draw: st.DrawFn) -> tuple[Terms, Product, list[Event], date]:
+    terms = draw(any_terms().filter(lambda t: t.principal >= 100))
+    terms = dataclasses.replace(terms, periods=draw(st.integers(1, 12)))
+    policy = draw(policies(terms))
+    borrower = Punctual(draw, terms, policy)
+    last = borrower.live()
+    return terms, policy, borrower.events, last + timedelta(days=policy.grace_days + 40)
+
+
+@settings(max_examples=150, deadline=None)
+@given(punctual_lives())
+def test_a_borrower_who_pays_every_installment_by_its_due_date_is_never_overdue(
+    life: tuple[Terms, Product, list[Event], date],
+) -> None:
+    """Whatever she prepays and whenever, due dates included (DOMAIN.md: which period a day
+    belongs to): never a day past due, no penalty interest, no late fee, and settled at last."""
+    terms, policy, events, end = life
+    on = terms.start
+    while on <= end:
+        state = replay(terms, policy, events, on, CAP)
+        assert state.dpd == 0, (on, state)
+        assert state.status in (LoanStatus.ACTIVE, LoanStatus.SETTLED), (on, state)
+        assert all(row.penalty == 0 and row.late_fee == 0 for row in state.installments), on
+        on += timedelta(days=1)
+    assert state.status is LoanStatus.SETTLED

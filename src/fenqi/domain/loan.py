@@ -566,12 +566,20 @@ class _Fold:
     # -- allocation --------------------------------------------------------------------------
 
     def _current(self, day: date) -> int:
-        """Index of the installment of the period ``day`` falls in (the first due on or after
-        it); len(bills) after maturity."""
+        """Index of the installment a payment on ``day`` is due for (the first due on or after
+        it: on its due date an installment is due, not past due); len(bills) after maturity."""
         return bisect_left(self.bills, day, key=_due)
 
-    def _allocate(self, day: date, amount: int, rules: Sequence[AllocationRule]) -> int:
-        """Applies ``amount`` by ``rules``; returns what no rule took.
+    def _accruing(self, day: date) -> int:
+        """Index of the installment whose period's interest runs on ``day`` (the first due
+        after it): interest of the period ending on due date D runs up to D, and from D on it is
+        the next period's. len(bills) after maturity."""
+        return bisect_right(self.bills, day, key=_due)
+
+    def _allocate(self, day: date, amount: int, rules: Sequence[AllocationRule],
+                  current: int | None = None) -> int:  # fmt: skip
+        """Applies ``amount`` by ``rules``; returns what no rule took. Installments before
+        ``current`` (default: the one due on ``day``) are past due.
 
         Past-due and due rules take their component from every installment of their stage,
         oldest first. In advance, installments are filled one at a time, oldest first, each by the
@@ -579,7 +587,8 @@ class _Fold:
         """
         if amount <= 0:
             return amount
-        current = self._current(day)
+        if current is None:
+            current = self._current(day)
         for stage, components in _stages(tuple(rules)):
             if stage is Stage.ADVANCE:
                 amount = self._pay_ahead(day, amount, current, components)
@@ -771,9 +780,13 @@ class _Fold:
         self.first_open = 0  # installments are rebuilt: look at all of them again
         before, credit_before = self._receive(event), self.credit
         day = event.effective
-        current = self._current(day)
+        # What has fallen due by the day (on a due date, that day's installment too) is paid
+        # first; what is prepaid starts the period the day's interest belongs to, so a
+        # prepayment on a due date leaves the installment due that day paid and charges no
+        # interest for a period of which no day has run.
+        current = self._accruing(day)
         past_due = self._past_due(day, current)
-        pool = self._allocate(day, self.credit + event.amount, self.past_due_rules)
+        pool = self._allocate(day, self.credit + event.amount, self.past_due_rules, current)
         self.credit = 0
         settled_past_due = pool > 0 or not any(past_due.values())
         if not settled_past_due or current == len(self.bills):
@@ -824,15 +837,25 @@ class _Fold:
         self.payoffs[event.seq] = _breakdown(settles, owed, credit_before)
         self._record(event, before, credit_before)
 
+    def _period_start(self, current: int) -> date:
+        return self.bills[current - 1].due if current else self.terms.start
+
+    def _whole_period(self, day: date, current: int) -> bool:
+        """Whether a prepayment on ``day`` pays the whole current period's interest: when the
+        product says so, once a day of the period has run (on its first day, none has)."""
+        return (
+            self.policy.prepayment_interest is PrepaymentInterest.PERIOD
+            and day > self._period_start(current)
+        )
+
     def _interest_to(self, day: date, current: int, balance: int) -> int:
         """Interest for the current period up to ``day``, or the whole period, by policy."""
-        bill = self.bills[current]
-        if self.policy.prepayment_interest is PrepaymentInterest.PERIOD:
-            return bill.interest
-        start = self.bills[current - 1].due if current else self.terms.start
+        if self._whole_period(day, current):
+            return self.bills[current].interest
         rate_n, rate_d = self.terms.annual_rate.as_integer_ratio()
         basis = 365 if self.terms.day_count is DayCount.ACT_365 else 360
-        return half_up_fen(balance * rate_n * actual_days(start, day), rate_d * basis)
+        days = actual_days(self._period_start(current), day)
+        return half_up_fen(balance * rate_n * days, rate_d * basis)
 
     def _payoff_needs(self, day: date, current: int) -> PayoffBreakdown:
         """What settles the installments from ``current`` on, once past-due ones are paid and
@@ -891,7 +914,7 @@ class _Fold:
         rest = self.bills[current:]
         dues = [bill.due for bill in rest]
         fractions = list(period_fractions(day, dues, self._accrual_day_count()))
-        if self.policy.prepayment_interest is PrepaymentInterest.PERIOD:
+        if self._whole_period(day, current):
             fractions[0] = (0, 1)  # the whole current period's interest is paid already
         principals, interests = self._parts(balance, fractions, mode, len(rest))
         for bill, principal, interest in zip(rest, principals, interests, strict=False):
@@ -1043,7 +1066,7 @@ def _run(
 # ---------------------------------------------------------------------------------------------
 # Checkpoints: a long history need not be replayed from the start every night.
 
-CHECKPOINT_VERSION = 1  # bumped whenever the fold's working state or its rules change
+CHECKPOINT_VERSION = 2  # bumped whenever the fold's working state or its rules change
 
 
 @dataclass(frozen=True)
