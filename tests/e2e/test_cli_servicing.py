@@ -238,3 +238,31 @@ def test_a_prepayment_on_a_due_date_keeps_that_installment_paid_and_the_borrower
             "0.00",
         )
         assert shown["installments"][2]["status"] == "paid"
+
+
+def test_a_reversal_that_reopens_a_settled_plan_needs_yes(
+    shop: Shop, wealthy: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Its consequences are printed and it is refused (exit 2) until --yes confirms it."""
+
+    def on(day: str) -> str:
+        monkeypatch.setenv("FENQI_TODAY", day)  # each step is done on its own day
+        return day
+
+    on(START)
+    loan = str(shop.checkout(wealthy, "RV-SETTLED").json()["id"])
+    for due in DUE_DATES:
+        shop.json("pay", loan, "--amount", PAYMENT, "--date", on(due))
+    payoff = shop.json("prepay", loan, "--full", "--date", on("2026-04-30"))
+    assert payoff["loan"]["status"] == "settled"
+    reverse = ("reverse", payoff["payment_id"], "--reason", "recalled", "--date", on("2026-05-20"))
+    asked = shop.run(*reverse)
+    refused(asked, "add --yes")
+    for says in ("reopens settled loan", "from settled to overdue", "5 days past due", "penalty",
+                 "amount due"):  # fmt: skip
+        assert says in asked.err, asked.err
+    assert shop.json("loan", "show", loan)["status"] == "settled"  # nothing changed
+    done = shop.json(*reverse, "--yes")
+    assert done["consequences"]["status_after"] == "overdue"
+    shown = shop.json("loan", "show", loan)
+    assert (shown["status"], shown["dpd"], shown["written_off_on"]) == ("overdue", 5, None)

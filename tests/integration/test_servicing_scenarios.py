@@ -52,7 +52,8 @@ def act(
     if action == "refund":
         return servicing.refund(context, loan, Money(amount or 0), day)
     if action == "reverse":
-        return servicing.reverse(context, f"P{loan}-{args['seq']}", "paid twice by mistake", day)
+        return servicing.reverse(context, f"P{loan}-{args['seq']}", "paid twice by mistake", day,
+                                 confirm=args.get("confirm", False))  # fmt: skip
     if action == "waive":
         kind = WaiverKind(args["what"])
         return servicing.waive(context, loan, kind, Money(amount or 0), reason="goodwill", day=day)
@@ -105,7 +106,7 @@ SCENARIOS: dict[str, tuple[str, list[Step]]] = {
     ]),
     "a reversal puts the installment back overdue": ("cash", [
         ("2026-02-15", "pay", {"amount": "888.49"}, {"status": "active"}),
-        ("2026-03-01", "reverse", {"seq": 1}, {"status": "overdue", "dpd": 14}),
+        ("2026-03-01", "reverse", {"seq": 1, "confirm": True}, {"status": "overdue", "dpd": 14}),
     ]),
     "full payoff 15 days into period 4": ("cash", [
         *ON_TIME[:3],
@@ -236,7 +237,9 @@ def test_reversing_a_payoff_whose_limit_was_lent_again_leaves_nothing_available(
     again = servicing.Order(borrower, "ORD-2", "华为商城", Money.parse("45000"), "cash", 12,
                             date(2026, 1, 21))  # fmt: skip
     servicing.checkout(context, again)
-    servicing.reverse(context, paid["payment_id"], "the bank recalled it", date(2026, 1, 22))
+    servicing.reverse(
+        context, paid["payment_id"], "the bank recalled it", date(2026, 1, 22), confirm=True
+    )  # a settled plan reopened: confirmed
     # 55,000 is now held against a 50,000 line: the debt is real, so the reversal stands, and
     # the borrower can borrow nothing more until she is back under her limit.
     assert borrowers.show_borrower(context, borrower)["available_limit"] == "0.00"

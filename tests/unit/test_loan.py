@@ -1,6 +1,7 @@
 """The loan as a fold: scenarios written as dated events and the state expected after them
 (DOMAIN.md §5, §6, §10, §11), and the invariants any history keeps."""
 
+from dataclasses import dataclass
 from datetime import date, timedelta
 from fractions import Fraction
 
@@ -17,6 +18,7 @@ from fenqi.domain.events import (
     Reversal,
     Waiver,
     WaiverKind,
+    WriteOff,
 )
 from fenqi.domain.ledger import Account, balances
 from fenqi.domain.loan import (
@@ -413,24 +415,54 @@ def test_penalty_interest_stays_under_the_cap() -> None:
     assert capped == half_up(first.principal * 24 * 10, 100 * 360)  # 24% / 360 × 10 days
 
 
-def test_a_loan_180_days_past_due_is_written_off_and_later_money_is_a_recovery() -> None:
-    before = replay(LOAN, CASH, [], day(8, 13))  # 179 days after the first due date
+WRITTEN_OFF = WriteOff(1, day(8, 14), "180 days past due")  # recorded by the batch that day
+
+
+def test_a_replay_never_writes_a_loan_off_by_itself() -> None:
+    for on in (day(8, 14), day(12, 31), day(6, 30, 2027)):  # 180 days past due, and long after
+        state = replay(LOAN, CASH, [], on)
+        assert (state.status, state.write_off) == (LoanStatus.OVERDUE, None)
+        assert Account.WRITE_OFF_EXPENSE not in balances(LOAN, state)
+    assert replay(LOAN, CASH, [], day(12, 31)).installments[0].penalty > yuan("80")  # accruing
+
+
+def test_a_recorded_write_off_takes_the_loan_off_the_books_and_later_money_is_a_recovery() -> None:
+    before = replay(LOAN, CASH, [WRITTEN_OFF], day(8, 13))
     assert before.status is LoanStatus.OVERDUE
-    written = replay(LOAN, CASH, [], day(8, 14))
+    written = replay(LOAN, CASH, [WRITTEN_OFF], day(8, 14))
     assert written.status is LoanStatus.WRITTEN_OFF
     assert written.write_off is not None
     assert written.write_off.day == day(8, 14)
     books = balances(LOAN, written)
     assert Account.PRINCIPAL_RECEIVABLE not in books
     assert books[Account.WRITE_OFF_EXPENSE] > yuan("10000")  # principal, interest, penalty
-    later = replay(LOAN, CASH, [pay(1, day(9, 1), "1000")], day(9, 1))
+    later = replay(LOAN, CASH, [WRITTEN_OFF, pay(2, day(9, 1), "1000")], day(9, 1))
     assert later.recovered == yuan("1000")
     assert balances(LOAN, later)[Account.RECOVERIES] == -yuan("1000")
     assert later.installments[0].penalty == written.installments[0].penalty  # no more accrual
 
 
+def test_a_write_off_of_a_loan_that_owes_nothing_by_then_changes_nothing() -> None:
+    """A payment recorded later but effective before the write-off settled the plan first."""
+    paid_off = Prepayment(2, day(8, 1), yuan("20000"), Channel.MANUAL,
+                          PrepayMode.REDUCE_INSTALLMENT, True)  # fmt: skip
+    state = replay(LOAN, CASH, [WRITTEN_OFF, paid_off], day(9, 1))
+    assert (state.status, state.write_off) == (LoanStatus.SETTLED, None)
+    assert Account.WRITE_OFF_EXPENSE not in balances(LOAN, state)
+
+
+def test_the_fold_refuses_an_event_it_does_not_know() -> None:
+    @dataclass(frozen=True)
+    class Unknown:
+        seq: int
+        effective: date
+
+    with pytest.raises(AssertionError):
+        replay(LOAN, CASH, [Unknown(1, day(3, 1))], day(3, 2))  # type: ignore[list-item]
+
+
 def test_paying_a_written_off_plan_off_settles_it_as_it_stands() -> None:
-    recovered = [pay(1, day(9, 1), "1000")]
+    recovered: list[Event] = [WRITTEN_OFF, pay(2, day(9, 1), "1000")]
     state = replay(LOAN, CASH, recovered, day(10, 15))
     came_due = state.installments[:9]  # the ninth is due that very day
     still_ahead = state.installments[9:]
@@ -440,7 +472,7 @@ def test_paying_a_written_off_plan_off_settles_it_as_it_stands() -> None:
     )
     assert quote.interest == sum(row.interest - row.paid_interest for row in came_due)
     assert quote.prepayment_fee == 0
-    paid_off = [*recovered, Prepayment(2, day(10, 15), quote.amount, Channel.ALIPAY,
+    paid_off = [*recovered, Prepayment(3, day(10, 15), quote.amount, Channel.ALIPAY,
                                        PrepayMode.REDUCE_INSTALLMENT, True)]  # fmt: skip
     settled = replay(LOAN, CASH, paid_off, day(12, 31))
     assert settled.status is LoanStatus.SETTLED
@@ -498,7 +530,7 @@ def test_a_checkpoint_written_by_another_fold_version_is_ignored() -> None:
 
 
 def test_no_checkpoint_is_kept_for_a_written_off_loan_or_past_a_later_event() -> None:
-    written_off = replay_to_checkpoint(LOAN, CASH, [], day(12, 31))
+    written_off = replay_to_checkpoint(LOAN, CASH, [WRITTEN_OFF], day(12, 31))
     assert written_off[0].status is LoanStatus.WRITTEN_OFF
     assert written_off[1] is None
     ahead = replay_to_checkpoint(LOAN, CASH, [pay(1, day(3, 15), "888.49")], day(3, 1))

@@ -20,6 +20,7 @@ from fenqi.domain.events import (
     Reversal,
     Waiver,
     WaiverKind,
+    WriteOff,
 )
 from fenqi.domain.ledger import RECEIVABLES, balances
 from fenqi.domain.loan import (
@@ -84,7 +85,7 @@ def histories(draw: st.DrawFn) -> tuple[Terms, Product, list[Event]]:
     refunded = 0
     for seq in range(1, draw(st.integers(0, 14)) + 1):
         on = terms.start + timedelta(days=draw(st.integers(0, horizon)))
-        kinds = ["pay", "pay", "pay", "prepay", "reverse", "refund", "waive", "credit"]
+        kinds = ["pay", "pay", "pay", "prepay", "reverse", "refund", "waive", "credit", "write-off"]
         kind = draw(st.sampled_from(kinds))
         amount = Money(draw(st.integers(1, int(terms.principal) // 2 + 1)))
         channel = draw(st.sampled_from(Channel))
@@ -108,6 +109,8 @@ def histories(draw: st.DrawFn) -> tuple[Terms, Product, list[Event]]:
             events.append(CreditRefund(seq, on, amount, channel))
         elif kind == "waive":
             events.append(Waiver(seq, on, draw(st.sampled_from(WaiverKind)), amount, "goodwill"))
+        elif kind == "write-off":
+            events.append(WriteOff(seq, on, "written off by the batch"))
     return terms, policy, events
 
 
@@ -148,6 +151,24 @@ def test_replay_is_deterministic_and_order_of_recording_does_not_matter(
     assert replay(terms, policy, events, as_of) == replay(
         terms, policy, list(reversed(events)), as_of
     )
+
+
+@settings(max_examples=300, deadline=None)
+@given(histories(), st.integers(0, 1500))
+def test_a_replay_writes_a_loan_off_only_where_a_write_off_is_recorded(
+    history: tuple[Terms, Product, list[Event]], offset: int
+) -> None:
+    """However far past due a loan is, a replay never invents a write-off (DOMAIN.md: it is an
+    act of the batch on the day it runs, recorded as an event); a recorded one it applies."""
+    terms, policy, events = history
+    as_of = terms.start + timedelta(days=offset)
+    state = replay(terms, policy, events, as_of)
+    recorded = {e.effective for e in events if isinstance(e, WriteOff) and e.effective <= as_of}
+    assert state.write_off is None or state.write_off.day in recorded
+    assert (state.status is LoanStatus.WRITTEN_OFF) <= (state.write_off is not None)
+    unrecorded = replay(terms, policy, [e for e in events if not isinstance(e, WriteOff)], as_of)
+    assert unrecorded.write_off is None
+    assert unrecorded.status is not LoanStatus.WRITTEN_OFF
 
 
 def test_a_bullet_loan_prepaid_in_part_still_balances() -> None:

@@ -15,7 +15,13 @@ from starlette.exceptions import HTTPException
 from fenqi.domain.errors import InputError
 from fenqi.services.access import ForbiddenError, UnauthenticatedError
 from fenqi.services.context import IdempotencyKeyReusedError
-from fenqi.services.errors import DeclinedError, InFlightError, NotFoundError, RefusedError
+from fenqi.services.errors import (
+    ConfirmationNeededError,
+    DeclinedError,
+    InFlightError,
+    NotFoundError,
+    RefusedError,
+)
 from fenqi.services.quoting import FieldError
 from fenqi.store.database import DatabaseNotReadyError
 
@@ -38,6 +44,17 @@ _KINDS: tuple[tuple[type[Exception], int, str, str], ...] = (
 )
 
 
+class Consequences(BaseModel):
+    """What a correction would do to the loan as of ``as_of``."""
+
+    as_of: str
+    status_before: str
+    status_after: str
+    dpd: int
+    penalty: str
+    amount_due: str
+
+
 class Problem(BaseModel):
     """An RFC 9457 problem document."""
 
@@ -46,6 +63,7 @@ class Problem(BaseModel):
     status: int
     detail: str
     field: str | None = None
+    consequences: Consequences | None = None  # confirmation-needed: what it would do
 
 
 _PROBLEM_SCHEMA = Problem.model_json_schema()
@@ -57,7 +75,7 @@ RESPONSES: dict[int | str, dict[str, Any]] = {
         (402, "The payment channel declined"),
         (403, "Not allowed for this role or person"),
         (404, "Not found (or not yours)"),
-        (409, "The same idempotent request is in flight"),
+        (409, "The same idempotent request is in flight, or a correction needs confirming"),
         (422, "Invalid or refused input, or an idempotency key reused"),
         (503, "The database is not ready"),
     )
@@ -106,6 +124,10 @@ def status_of(error: Exception) -> int:
 
 
 def _for(error: Exception) -> JSONResponse:
+    if isinstance(error, ConfirmationNeededError):  # says how to confirm, and what it would do
+        detail = f'{error.what}; send it again with "confirm": true to go ahead'
+        return problem(409, "confirmation-needed", "Confirm this correction first",
+                       " ".join(detail.split()), consequences=error.consequences)  # fmt: skip
     for kind, status, name, title in _KINDS:
         if isinstance(error, kind):
             field = getattr(error, "field", None)

@@ -298,9 +298,12 @@ def refund_credit(request: Request, response: Response, who: Caller, loan_id: mo
 def reverse(request: Request, response: Response, who: Caller,
             payment_id: Annotated[str, Field(pattern=r"^[PRpr]?\d{1,9}-\d{1,9}$")],
             body: models.ReversalIn, key: IdempotencyKey) -> Document:  # fmt: skip
-    """Takes back a mistaken payment (admins)."""
+    """Takes back a mistaken payment (admins). One that reopens a settled plan or makes a
+    current one overdue is a 409 (`confirmation-needed`, with its `consequences`) unless the
+    body says `"confirm": true`."""
     who.require(Role.ADMIN)
-    done = servicing.reverse(context_for(request, who), payment_id, body.reason, body.date,
+    done = servicing.reverse(context_for(request, who), payment_id, body.reason,
+                             _today(body.date), confirm=body.confirm, today=today(),
                              idempotency_key=key)  # fmt: skip
     return _replayed(response, done)
 

@@ -17,7 +17,7 @@ from enum import StrEnum
 from fractions import Fraction
 from functools import cached_property, lru_cache
 from operator import attrgetter
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, assert_never
 
 from fenqi.domain.calendar import actual_days
 from fenqi.domain.events import (
@@ -32,6 +32,7 @@ from fenqi.domain.events import (
     Reversal,
     Waiver,
     WaiverKind,
+    WriteOff,
 )
 from fenqi.domain.money import ZERO, Money, cut, half_up_fen
 from fenqi.domain.products import (
@@ -165,8 +166,9 @@ class InstallmentState(NamedTuple):
         return self.status is not InstallmentStatus.FUTURE
 
 
-class WriteOff(NamedTuple):
-    """The day a loan was written off and its state that day, whose receivables left the books."""
+class WrittenOff(NamedTuple):
+    """The day a loan was written off (a recorded ``WriteOff`` event) and its state at that
+    moment, whose receivables left the books."""
 
     day: date
     state: LoanState
@@ -186,7 +188,7 @@ class LoanState:
     allocations: Mapping[int, Allocation]  # by the seq of each payment and prepayment
     payoffs: Mapping[int, PayoffBreakdown]  # by the seq of each prepayment, what it settled
     failed_debits: Mapping[date, int] = field(default_factory=dict)  # due date -> attempts
-    write_off: WriteOff | None = None
+    write_off: WrittenOff | None = None
     recovered: Money = ZERO  # applied to the loan after it was written off
 
     # Cached: the batch, the books and the pages ask these of one state many times.
@@ -355,7 +357,7 @@ class _Fold:
         self.penalty_rate = rate.as_integer_ratio()
         self.grace = timedelta(days=policy.grace_days)
         self.past_due_rules = tuple(r for r in policy.allocation if r.stage is Stage.PAST_DUE)
-        self.write_off: WriteOff | None = None
+        self.write_off: WrittenOff | None = None
         if saved is not None:
             self._restore(saved)
             return
@@ -470,8 +472,8 @@ class _Fold:
 
     def advance(self, day: date) -> None:
         """Lets time pass to ``day``: penalties accrue; on the way, a credit balance pays what
-        falls due, an installment still unpaid when its grace ends takes its late fee, and a loan
-        that reaches the write-off DPD is written off."""
+        falls due and an installment still unpaid when its grace ends takes its late fee. Time
+        alone never writes a loan off: only a recorded ``WriteOff`` does."""
         if day <= self.now:
             return
         while (moment := self._next_moment(day)) is not None:
@@ -489,21 +491,12 @@ class _Fold:
             moments += [bill.due for bill in self.bills if self.now < bill.due <= day]
         if self.policy.late_fee is not None and self.write_off is None:
             moments += [bill.due + self.grace + _DAY for bill in self._lateable()]
-        if self.write_off is None and (clock := self._write_off_day()) is not None:
-            moments.append(clock)
         moments = [moment for moment in moments if self.now < moment <= day]
         return min(moments, default=None)
 
     def _lateable(self) -> list[_Bill]:
         return [bill for bill in self.bills[self._first_open() :]
                 if not bill.late_assessed and bill.scheduled_unpaid() > 0]  # fmt: skip
-
-    def _write_off_day(self) -> date | None:
-        """The day the oldest installment still unpaid reaches the write-off DPD."""
-        for bill in self.bills[self._first_open() :]:
-            if bill.scheduled_unpaid() > 0:
-                return bill.due + timedelta(days=self.policy.write_off_dpd)
-        return None
 
     def _at(self, moment: date) -> None:
         """What happens on ``moment`` itself, before any event of that day."""
@@ -515,8 +508,6 @@ class _Fold:
                     bill.late_fee = _late_fee(late_fee, bill.scheduled_unpaid())
         if self.credit > 0 and any(bill.due == moment for bill in self.bills):
             self._apply(moment, 0)
-        if self.write_off is None and self._write_off_day() == moment:
-            self.write_off = WriteOff(moment, self.state(moment))
 
     def _first_open(self) -> int:
         """Index of the oldest installment that may still be owed something: the ones before it
@@ -642,6 +633,8 @@ class _Fold:
     # -- events ------------------------------------------------------------------------------
 
     def apply(self, event: Event) -> None:
+        """Lets time pass to the event's day and applies it; every kind of event is handled
+        here, so a new one cannot be passed by without a word."""
         self.advance(event.effective)
         if isinstance(event, Payment):
             self._payment(event)
@@ -659,6 +652,23 @@ class _Fold:
             paid_back = min(int(event.amount), self.credit)
             self.credit -= paid_back
             self.cash_out[event.channel] = self.cash_out.get(event.channel, 0) + paid_back
+        elif isinstance(event, WriteOff):
+            self._write_off(event.effective)
+        elif isinstance(event, Reversal):
+            # A reversal voids its payment before the fold starts (``_run``): by its day the
+            # payment was never applied, and there is nothing left to do.
+            pass
+        else:
+            assert_never(event)
+
+    def _write_off(self, day: date) -> None:
+        """Takes the loan off the books as it stands: once only, and only while it owes
+        something (a correction may since have settled or cancelled it before this day)."""
+        if self.write_off is not None or self.cancelled:
+            return
+        state = self.state(day)
+        if state.status is not LoanStatus.SETTLED:
+            self.write_off = WrittenOff(day, state)
 
     def _receive(self, event: Prepayment) -> dict[tuple[int, Component], int]:
         # A prepayment rebuilds installments, so what it took is the difference it made.
@@ -788,7 +798,8 @@ class _Fold:
         past_due = self._past_due(day, current)
         pool = self._allocate(day, self.credit + event.amount, self.past_due_rules, current)
         self.credit = 0
-        settled_past_due = pool > 0 or not any(past_due.values())
+        # Paid in full when money is left, or when it was just enough (nothing past due left).
+        settled_past_due = pool > 0 or not any(self._past_due(day, current).values())
         if not settled_past_due or current == len(self.bills):
             self.credit = self._allocate(day, pool, self.policy.allocation)
             if settled_past_due:

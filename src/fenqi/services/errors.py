@@ -1,5 +1,7 @@
 """What a service refuses: each is an InputError, so entry points report it the same way."""
 
+from typing import Any
+
 from fenqi.domain.errors import InputError
 
 
@@ -21,3 +23,15 @@ class InFlightError(InputError):
 
 class StaleError(Exception):
     """Another writer changed the loan first; the unit of work is retried on fresh state."""
+
+
+class ConfirmationNeededError(InputError):
+    """A correction whose consequences the operator must see before it is done (it reopens a
+    settled plan or makes a current one overdue): refused, with nothing changed, until it is
+    sent again confirmed. ``what`` says so in a sentence; ``consequences`` is the document of
+    the loan before and after it (``wire.consequences``)."""
+
+    def __init__(self, what: str, consequences: dict[str, Any]) -> None:
+        super().__init__(f"{what}; confirm to go ahead")
+        self.what = what
+        self.consequences = consequences
