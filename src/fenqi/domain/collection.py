@@ -10,6 +10,7 @@ from __future__ import annotations
 from datetime import date, timedelta
 from typing import NamedTuple
 
+from fenqi.domain.events import WriteOff
 from fenqi.domain.loan import InstallmentStatus, LoanState, LoanStatus
 from fenqi.domain.money import Money
 from fenqi.domain.products import Product
@@ -43,12 +44,15 @@ def debit_due(state: LoanState, policy: Product, day: date) -> DebitPlan | None:
     return None
 
 
-def write_off_due(state: LoanState, policy: Product) -> bool:
-    """Whether the batch writes the loan off on the day of ``state``, the day it runs: the loan
-    is still open and its DPD has reached the product's write-off DPD. A correction that
-    reaches back can put it past that DPD at once; the write-off is still dated the day the
-    batch finds it so, never a day in the past."""
-    return state.status not in CLOSED and state.dpd >= policy.write_off_dpd
+def write_off_due(state: LoanState, policy: Product, seq: int) -> WriteOff | None:
+    """The write-off (numbered ``seq``) the batch records on the day of ``state``, the day it
+    runs, if the loan is still open and its DPD has reached the product's write-off DPD. A
+    correction that reaches back can put it past that DPD at once; the write-off is still dated
+    the day the batch finds it so, never a day in the past."""
+    if state.status in CLOSED or state.dpd < policy.write_off_dpd:
+        return None
+    reason = f"{state.dpd} days past due (write-off at {policy.write_off_dpd})"
+    return WriteOff(seq, state.as_of, reason)
 
 
 def next_action_date(state: LoanState, policy: Product, day: date) -> date | None:

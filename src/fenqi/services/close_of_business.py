@@ -388,9 +388,8 @@ class _Chunk:
         before = record.state_on(day)
         method = None if person is None else person.method
         added: list[Event] = []
-        if write_off_due(before, record.policy):
-            reason = f"{before.dpd} days past due (write-off at {record.policy.write_off_dpd})"
-            added.append(WriteOff(record.next_seq, day, reason))
+        if (written_off := write_off_due(before, record.policy, record.next_seq)) is not None:
+            added.append(written_off)
             self.tally.write_offs += 1
         elif (plan := debit_due(before, record.policy, day)) is not None:
             added.append(self.debit(record, plan, method))

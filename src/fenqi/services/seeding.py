@@ -488,10 +488,9 @@ def _write_off(contract: Contract, payments: list[Payment], cleared: set[date], 
             break
         if night <= after or any(row.due_date <= paid <= night for paid in cleared):
             continue
-        state = contract.state_on(night, payments)
-        if write_off_due(state, policy):
-            return WriteOff(0, night, f"{state.dpd} days past due (write-off at "
-                                      f"{policy.write_off_dpd})")  # fmt: skip
+        written_off = write_off_due(contract.state_on(night, payments), policy, 0)
+        if written_off is not None:
+            return written_off  # numbered with the rest of the history
     return None
 
 
