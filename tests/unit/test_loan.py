@@ -257,6 +257,23 @@ def test_a_prepayment_on_a_due_date_shortening_the_term_keeps_the_payment() -> N
     assert (rows[-1].due_date, rows[-1].payment) == (day(10, 15), yuan("316.94"))
 
 
+@pytest.mark.parametrize("mode", list(PrepayMode))
+def test_a_prepayment_after_paying_the_installment_ahead_leaves_it_paid(mode: PrepayMode) -> None:
+    """Installment 4 paid on 20 April, ahead of its due date; 3,000.00 prepaid on 30 April:
+    installment 4 stays paid (its period's interest is paid), and the principal comes off
+    after 15 May, as if prepaid on that due date."""
+    ahead = [*on_time(3), pay(4, day(4, 20), "888.49")]
+    events = [*ahead, Prepayment(5, day(4, 30), yuan("3000"), Channel.MANUAL, mode, False)]
+    state = replay(LOAN, CASH, events, day(4, 30))
+    rows = state.installments
+    assert (rows[3].status, rows[3].paid) == (InstallmentStatus.PAID, yuan("888.49"))
+    assert state.allocations[5].total(Component.PRINCIPAL) == yuan("3000")
+    assert state.outstanding_principal == yuan("3798.42")  # 7,610.80 − 812.38 − 3,000.00
+    level = yuan("496.42") if mode is PrepayMode.REDUCE_INSTALLMENT else yuan("888.49")
+    assert rows[4].outstanding == rows[5].payment == level
+    assert replay(LOAN, CASH, events, day(5, 25)).dpd == 0
+
+
 def test_a_payoff_on_a_due_date_is_the_principal_left_when_that_installment_is_paid() -> None:
     quote = payoff_quote(LOAN, CASH, on_time(3), day(4, 15))
     assert (quote.amount, quote.breakdown.interest) == (yuan("7610.80"), 0)

@@ -6,7 +6,7 @@ import json
 from datetime import date, timedelta
 from fractions import Fraction
 
-from hypothesis import assume, given, settings
+from hypothesis import assume, given, note, settings
 from hypothesis import strategies as st
 
 from fenqi.domain.events import (
@@ -307,6 +307,7 @@ def test_a_borrower_who_pays_every_installment_by_its_due_date_is_never_overdue(
     """Whatever she prepays and whenever, due dates included (DOMAIN.md: which period a day
     belongs to): never a day past due, no penalty interest, no late fee, and settled at last."""
     terms, policy, events, end = life
+    note(f"{terms}\n{policy}\n" + "\n".join(map(repr, events)))
     on = terms.start
     while on <= end:
         state = replay(terms, policy, events, on, CAP)

@@ -806,18 +806,34 @@ class _Fold:
                 self.payoffs[event.seq] = _breakdown(_NOTHING, past_due, credit_before)
             self._record(event, before, credit_before)
             return
-        taken_back = sum(bill.unapply() for bill in self.bills[current:])
-        pool += taken_back
         needs = self._payoff_needs(day, current)
-        if pool >= needs.amount:
+        ahead = sum(bill.paid_principal + bill.paid_interest + bill.paid_fee
+                    for bill in self.bills[current:])  # fmt: skip
+        if pool + ahead >= needs.amount:  # a payoff: what was paid ahead goes towards it
+            taken_back = sum(bill.unapply() for bill in self.bills[current:])
             self._settle(current, needs)
-            self.credit = pool - needs.amount
+            self.credit = pool + taken_back - needs.amount
             self.payoffs[event.seq] = _breakdown(needs, past_due, credit_before + taken_back)
         else:
-            self.credit = self._partial(day, current, pool, event.mode, needs)
+            # Installments paid in full ahead stay paid (she paid them; a prepayment never
+            # reopens one): the principal prepaid comes off after them, as on their due date.
+            start = self._first_owing(current)
+            pool += sum(bill.unapply() for bill in self.bills[start:])
+            if start == len(self.bills):
+                self.credit = pool
+            else:
+                needs = self._payoff_needs(day, start)
+                self.credit = self._partial(day, start, pool, event.mode, needs)
         self._mark_cleared(day)
         self.credit = self._allocate(day, self.credit, self.policy.allocation)
         self._record(event, before, credit_before)
+
+    def _first_owing(self, current: int) -> int:
+        """Index of the first installment from ``current`` on not yet paid in full."""
+        index = current
+        while index < len(self.bills) and self.bills[index].scheduled_unpaid() <= 0:
+            index += 1
+        return index
 
     def _past_due(self, day: date, end: int) -> dict[Component, int]:
         return {
@@ -865,7 +881,7 @@ class _Fold:
             return self.bills[current].interest
         rate_n, rate_d = self.terms.annual_rate.as_integer_ratio()
         basis = 365 if self.terms.day_count is DayCount.ACT_365 else 360
-        days = actual_days(self._period_start(current), day)
+        days = max(actual_days(self._period_start(current), day), 0)  # none before it starts
         return half_up_fen(balance * rate_n * days, rate_d * basis)
 
     def _payoff_needs(self, day: date, current: int) -> PayoffBreakdown:
@@ -924,7 +940,8 @@ class _Fold:
         ``balance`` still to repay from ``day``; the current one keeps ``interest_paid``."""
         rest = self.bills[current:]
         dues = [bill.due for bill in rest]
-        fractions = list(period_fractions(day, dues, self._accrual_day_count()))
+        start = max(day, self._period_start(current))  # after installments paid ahead in full
+        fractions = list(period_fractions(start, dues, self._accrual_day_count()))
         if self._whole_period(day, current):
             fractions[0] = (0, 1)  # the whole current period's interest is paid already
         principals, interests = self._parts(balance, fractions, mode, len(rest))
