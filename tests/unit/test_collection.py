@@ -9,11 +9,9 @@ from fenqi.domain.events import Channel, Payment, WriteOff
 from fenqi.domain.loan import replay
 from fenqi.domain.money import Money
 from fenqi.domain.products import parse_catalog
-from tests.plans import plan
+from tests.unit.test_loan import CASH, LOAN  # 10,000.00 at 12%, first due 2026-02-15
 
-CASH = parse_catalog('[[product]]\ncode = "c"\nperiods = [12]\nannual_rate = "12%"')["c"]
 SOONER = parse_catalog('[[product]]\ncode = "s"\nperiods = [12]\nwrite_off_dpd = 90')["s"]
-LOAN = plan("equal-installment", "10000", 12, rate="12%")  # first due 2026-02-15, never paid
 
 
 def test_the_batch_writes_off_on_the_day_the_dpd_reaches_the_write_off_dpd() -> None:

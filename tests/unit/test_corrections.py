@@ -23,15 +23,11 @@ from fenqi.domain.events import (
 )
 from fenqi.domain.loan import LoanStatus, replay
 from fenqi.domain.money import Money
-from fenqi.domain.products import Product, parse_catalog
+from fenqi.domain.products import Product
 from fenqi.domain.schedule import Terms
-from tests.plans import plan
+from tests.unit.test_loan import CASH, LOAN
 from tests.unit.test_loan_properties import histories
 
-CASH = parse_catalog(
-    '[[product]]\ncode = "cash"\nmethod = "equal-installment"\nperiods = [12]\nannual_rate = "12%"'
-)["cash"]
-LOAN = plan("equal-installment", "10000", 12, rate="12%")
 PAID: list[Event] = [
     Payment(1, date(2026, 2, 15), Money.parse("888.49"), Channel.MANUAL),
     Payment(2, date(2026, 3, 15), Money.parse("888.49"), Channel.MANUAL),
