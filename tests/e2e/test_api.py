@@ -488,3 +488,44 @@ def test_small_ones_nul_wildcards_and_deep_toml(shop: Shop) -> None:
     for toml in (deep, "[[product]]\ncode = 'x\x00'\n"):
         loaded = shop.client.post("/api/products", json={"toml": toml}, headers=admin)
         assert loaded.status_code == 422, loaded.text
+
+
+def test_a_reversal_that_reopens_a_settled_plan_is_a_409_with_its_consequences_until_confirmed(
+    shop: Shop, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def on(day: str) -> str:
+        monkeypatch.setenv("FENQI_TODAY", day)  # each step is done on its own day
+        return day
+
+    on("2026-01-15")
+    _, loan = open_loan(shop, "13800000009", "API-9")
+    for month in (2, 3, 4):
+        paid = shop.post(f"/api/loans/{loan}/payments", "agent",
+                         {"amount": "888.49", "date": on(f"2026-0{month}-15")}, key=f"p-{month}")  # fmt: skip
+        assert paid.status_code == 201, paid.text
+    payoff = shop.post(f"/api/loans/{loan}/prepayments", "agent",
+                       {"full": True, "date": on("2026-04-30")}, key="payoff")  # fmt: skip
+    assert payoff.json()["loan"]["status"] == "settled"
+    on("2026-05-20")  # installment 4 was due on 15 May: 5 days ago
+    path, body = f"/api/payments/{payoff.json()['id']}/reversal", {"reason": "recalled"}
+    asked = shop.post(path, "admin", body, key="rv-1")
+    assert asked.status_code == 409, asked.text
+    assert asked.headers["content-type"] == "application/problem+json"
+    problem = asked.json()
+    assert problem["type"] == "urn:fenqi:problem:confirmation-needed"
+    assert '"confirm": true' in problem["detail"]
+    effect = problem["consequences"]
+    assert (effect["as_of"], effect["status_before"], effect["status_after"], effect["dpd"]) == (
+        "2026-05-20", "settled", "overdue", 5
+    )  # fmt: skip
+    shown = shop.client.get(f"/api/loans/{loan}", headers=shop.as_("viewer")).json()
+    assert shown["status"] == "settled"  # nothing changed
+
+    done = shop.post(path, "admin", {**body, "confirm": True}, key="rv-1")
+    assert done.status_code == 201, done.text
+    assert done.json()["consequences"] == effect
+    shown = shop.client.get(f"/api/loans/{loan}", headers=shop.as_("viewer")).json()
+    assert (shown["status"], shown["dpd"], shown["written_off_on"]) == ("overdue", 5, None)
+    assert (shown["outstanding_penalty"], shown["amount_due"]) == (
+        effect["penalty"], effect["amount_due"]
+    )  # fmt: skip

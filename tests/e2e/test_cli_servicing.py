@@ -201,3 +201,71 @@ def test_a_waiver_forgives_the_penalty_owed(shop: Shop, wealthy: int) -> None:
                        today="2026-03-01")  # fmt: skip
     assert (waiver["what"], waiver["amount"]) == ("penalty", owed)
     assert waiver["loan"]["outstanding_penalty"] == "0.00"
+
+
+@pytest.mark.parametrize("mode", ["reduce-installment", "shorten-term"])
+def test_a_prepayment_on_a_due_date_keeps_that_installment_paid_and_the_borrower_current(
+    shop: Shop, wealthy: int, mode: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """DOMAIN.md, which period a day belongs to: prepaid on 15 April after paying installment 3,
+    3,000.00 carries no interest and re-amortises installments 4-12; she is never overdue."""
+
+    def on(day: str) -> str:
+        monkeypatch.setenv("FENQI_TODAY", day)  # each step is done on its own day
+        return day
+
+    on(START)
+    loan = str(shop.checkout(wealthy, f"DD-{mode}").json()["id"])
+    for due in DUE_DATES:
+        shop.json("pay", loan, "--amount", PAYMENT, "--date", on(due))
+    prepaid = shop.json(
+        "prepay", loan, "--amount", "3000", "--mode", mode, "--date", on("2026-04-15")
+    )
+    assert (prepaid["interest"], prepaid["principal"]) == ("0.00", "3000.00")
+    assert prepaid["loan"]["outstanding_principal"] == "4610.80"
+    rows = shop.json("loan", "show", loan, "--as-of", "2026-04-15")["installments"]
+    assert (rows[2]["status"], rows[2]["paid"]) == ("paid", PAYMENT)
+    if mode == "reduce-installment":
+        assert rows[3]["outstanding"] == "538.27"
+        assert [row["payment"] for row in rows[4:]] == ["538.27"] * 7 + ["538.25"]
+    else:
+        assert rows[3]["outstanding"] == PAYMENT
+        assert [row["payment"] for row in rows[4:]] == [PAYMENT] * 4 + ["316.94"]
+        assert rows[-1]["due_date"] == "2026-10-15"
+    shop.json("pay", loan, "--amount", rows[3]["outstanding"], "--date", on("2026-05-15"))
+    for look in ("2026-05-20", "2026-06-14"):
+        shown = shop.json("loan", "show", loan, "--as-of", on(look))
+        assert (shown["status"], shown["dpd"], shown["outstanding_penalty"]) == (
+            "active",
+            0,
+            "0.00",
+        )
+        assert shown["installments"][2]["status"] == "paid"
+
+
+def test_a_reversal_that_reopens_a_settled_plan_needs_yes(
+    shop: Shop, wealthy: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Its consequences are printed and it is refused (exit 2) until --yes confirms it."""
+
+    def on(day: str) -> str:
+        monkeypatch.setenv("FENQI_TODAY", day)  # each step is done on its own day
+        return day
+
+    on(START)
+    loan = str(shop.checkout(wealthy, "RV-SETTLED").json()["id"])
+    for due in DUE_DATES:
+        shop.json("pay", loan, "--amount", PAYMENT, "--date", on(due))
+    payoff = shop.json("prepay", loan, "--full", "--date", on("2026-04-30"))
+    assert payoff["loan"]["status"] == "settled"
+    reverse = ("reverse", payoff["payment_id"], "--reason", "recalled", "--date", on("2026-05-20"))
+    asked = shop.run(*reverse)
+    refused(asked, "add --yes")
+    for says in ("reopens settled loan", "from settled to overdue", "5 days past due", "penalty",
+                 "amount due"):  # fmt: skip
+        assert says in asked.err, asked.err
+    assert shop.json("loan", "show", loan)["status"] == "settled"  # nothing changed
+    done = shop.json(*reverse, "--yes")
+    assert done["consequences"]["status_after"] == "overdue"
+    shown = shop.json("loan", "show", loan)
+    assert (shown["status"], shown["dpd"], shown["written_off_on"]) == ("overdue", 5, None)

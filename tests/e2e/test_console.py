@@ -393,3 +393,27 @@ def test_a_method_or_a_reason_is_read_as_typed(desk: Desk) -> None:
                      data={**form(page, "waive"), "amount": "1", "reason": "a\x00b"})  # fmt: skip
     assert nul.status_code == 422
     assert desk.books() == before
+
+
+def test_a_reversal_that_makes_the_plan_overdue_is_shown_with_its_consequences_to_confirm(
+    desk: Desk, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("FENQI_TODAY", "2026-02-20")  # 5 days after the one payment, on time
+    admin = desk.client("admin")
+    page = admin.get(f"/console/loans/{desk.loan}").text
+    fields = {**form(page, "reverse"), "reason": "debited twice"}
+    before = desk.books()
+    asked = admin.post(f"/console/loans/{desk.loan}/reversals", data=fields)
+    assert asked.status_code == 409, alert(asked.text)
+    assert desk.books() == before  # nothing moved until it is confirmed
+    shown = re.search(r'<form[^>]*id="confirm-reverse".*?</form>', asked.text, re.S)
+    assert shown is not None
+    assert "正常 → 逾期" in shown[0]  # active, now overdue: 5 days, with penalty
+    assert re.search(r"<dd>5</dd>", shown[0])
+    assert "console." not in asked.text.replace("/console", "")
+    confirm = form(asked.text, "confirm-reverse")
+    assert (confirm["seq"], confirm["reason"], confirm["confirm"]) == ("1", "debited twice", "true")
+    done = admin.post(f"/console/loans/{desk.loan}/reversals", data=confirm)
+    assert done.status_code == 200, alert(done.text)
+    assert f"已冲正 P{desk.loan}-1" in done.text
+    assert servicing.show_loan(desk.context, desk.loan, date(2026, 2, 20))["dpd"] == 5

@@ -97,7 +97,7 @@ class Servicing(RuleBasedStateMachine):
     def reverse(self, data: st.DataObject) -> None:
         payment = data.draw(st.sampled_from(self.payments))
         with refused_only_because("already reversed"):
-            servicing.reverse(self.context, payment, "mistake", self.today)
+            servicing.reverse(self.context, payment, "mistake", self.today, confirm=True)
 
     @precondition(lambda self: self.loans)
     @rule(data=st.data(), share=st.integers(1, 100))

@@ -129,6 +129,12 @@ class CreditRefundIn(Body):
 class ReversalIn(Body):
     reason: Text
     date: Day | None = None
+    confirm: bool = Field(
+        default=False,
+        description="Reverse even though it reopens a settled plan or makes a current one "
+        "overdue; without it such a reversal is a 409 confirmation-needed problem that says "
+        "what it would do.",
+    )
 
 
 class WaiverIn(Body):

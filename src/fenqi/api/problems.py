@@ -21,6 +21,7 @@ from fenqi.domain.errors import InputError
 from fenqi.services.access import ForbiddenError, UnauthenticatedError
 from fenqi.services.context import IdempotencyKeyReusedError
 from fenqi.services.errors import (
+    ConfirmationNeededError,
     ConflictError,
     DeclinedError,
     InFlightError,
@@ -61,6 +62,17 @@ INTERNAL = (500, "internal-error", "Internal error",
             "an unexpected error; it is logged under this request's id")  # fmt: skip
 
 
+class Consequences(BaseModel):
+    """What a correction would do to the loan as of ``as_of``."""
+
+    as_of: str
+    status_before: str
+    status_after: str
+    dpd: int
+    penalty: str
+    amount_due: str
+
+
 class Problem(BaseModel):
     """An RFC 9457 problem document."""
 
@@ -70,6 +82,7 @@ class Problem(BaseModel):
     detail: str
     field: str | None = None
     request_id: str | None = None
+    consequences: Consequences | None = None  # confirmation-needed: what it would do
 
 
 _PROBLEM_SCHEMA = Problem.model_json_schema()
@@ -81,7 +94,11 @@ RESPONSES: dict[int | str, dict[str, Any]] = {
         (402, "The payment channel declined"),
         (403, "Not allowed for this role or person"),
         (404, "Not found (or not yours)"),
-        (409, "The same idempotent request is in flight, or others held its records too long"),
+        (
+            409,
+            "The same idempotent request is in flight, others held its records too long, "
+            "or a correction needs confirming",
+        ),
         (422, "Invalid or refused input, or an idempotency key reused"),
         (429, "Too many sign-in attempts: wait the seconds Retry-After says"),
         (500, "An unexpected error, logged under the request's id"),
@@ -155,6 +172,10 @@ def status_of(error: Exception) -> int:
 
 
 def _for(error: Exception) -> JSONResponse:
+    if isinstance(error, ConfirmationNeededError):  # says how to confirm, and what it would do
+        detail = f'{error.what}; send it again with "confirm": true to go ahead'
+        return problem(409, "confirmation-needed", "Confirm this correction first",
+                       " ".join(detail.split()), consequences=error.consequences)  # fmt: skip
     for kind, status, name, title in _KINDS:
         if isinstance(error, kind):
             field = getattr(error, "field", None)

@@ -344,10 +344,12 @@ def refund_credit(request: Request, response: Response, who: Caller, loan_id: mo
 def reverse(request: Request, response: Response, who: Caller,
             payment_id: EventId, body: models.ReversalIn,
             key: IdempotencyKey) -> Document:  # fmt: skip
-    """Takes back a mistaken payment (admins): its money goes back."""
+    """Takes back a mistaken payment (admins): its money goes back. One that reopens a settled
+    plan or makes a current one overdue is a 409 (`confirmation-needed`, with its
+    `consequences`) unless the body says `"confirm": true`."""
     who.need(Permission.PAY_OUT)
-    on = None if body.date is None else _booked(body.date)
-    done = servicing.reverse(context_for(request, who), payment_id, body.reason, on,
+    done = servicing.reverse(context_for(request, who), payment_id, body.reason,
+                             _booked(body.date), confirm=body.confirm, today=today(),
                              idempotency_key=key)  # fmt: skip
     return _replayed(response, done)
 

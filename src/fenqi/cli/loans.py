@@ -27,9 +27,11 @@ from fenqi.cli.options import (
     money,
     whole,
 )
+from fenqi.clock import today
 from fenqi.domain.events import PrepayMode, WaiverKind
 from fenqi.services import access, servicing
 from fenqi.services.access import OverpaymentApproval, Principal, Role
+from fenqi.services.errors import ConfirmationNeededError
 from fenqi.services.servicing import Order, Source
 
 loan_app = command_group("Show a loan, or a borrower's loans.")
@@ -285,12 +287,24 @@ def reverse_command(
     payment: Annotated[str, typer.Argument(metavar="PAYMENT_ID", help="e.g. P12-3.")],
     reason: ReasonOption,
     on: DateOption = None,
+    yes: Annotated[
+        bool,
+        typer.Option(
+            "--yes",
+            help="Reverse even though it reopens a settled plan or makes a current one overdue "
+            "(without it, such a reversal is refused and its consequences printed).",
+        ),
+    ] = False,
     db: DatabaseOption = None,
     as_json: JsonOption = False,
 ) -> None:
     """Take back a mistaken payment: the money goes back, the loan is as if never paid."""
     effective = booked("--date", on)
-    respond(db, as_json, render.key_values, servicing.reverse, payment, reason, effective)
+    try:
+        respond(db, as_json, render.key_values, servicing.reverse, payment, reason, effective,
+                confirm=yes, today=today())  # fmt: skip
+    except ConfirmationNeededError as needed:
+        raise OptionError(f"{needed.what}; add --yes to reverse it anyway") from None
 
 
 def waive_command(

@@ -1,5 +1,7 @@
 """What a service refuses: each is an InputError, so entry points report it the same way."""
 
+from typing import Any
+
 from fenqi.domain.errors import InputError
 
 
@@ -39,3 +41,15 @@ class ConflictError(Exception):
     """Other writers kept changing what this request needed until its retries ran out, or held
     it longer than the lock timeout: nothing was changed, and the same request may be sent
     again in a moment (409 with Retry-After)."""
+
+
+class ConfirmationNeededError(InputError):
+    """A correction whose consequences the operator must see before it is done (it reopens a
+    settled plan or makes a current one overdue): refused, with nothing changed, until it is
+    sent again confirmed. ``what`` says so in a sentence; ``consequences`` is the document of
+    the loan before and after it (``wire.consequences``)."""
+
+    def __init__(self, what: str, consequences: dict[str, Any]) -> None:
+        super().__init__(f"{what}; confirm to go ahead")
+        self.what = what
+        self.consequences = consequences

@@ -13,7 +13,7 @@ import re
 import uuid
 from collections import Counter
 from dataclasses import dataclass
-from datetime import date
+from datetime import date, timedelta
 from typing import Any
 
 from sqlalchemy import insert, select
@@ -22,6 +22,7 @@ from sqlalchemy.orm import Session
 from fenqi import wire
 from fenqi.catalog import read_lpr_table
 from fenqi.domain.collection import next_action_date
+from fenqi.domain.corrections import Consequences, consequences
 from fenqi.domain.events import (
     Channel,
     CreditRefund,
@@ -42,7 +43,13 @@ from fenqi.domain.schedule import Method
 from fenqi.services.access import OverpaymentApproval
 from fenqi.services.borrowers import available_limit, borrower_row, default_method
 from fenqi.services.context import Context, Document, audit, once, run
-from fenqi.services.errors import DeclinedError, NotFoundError, RefusedError, plain_text
+from fenqi.services.errors import (
+    ConfirmationNeededError,
+    DeclinedError,
+    NotFoundError,
+    RefusedError,
+    plain_text,
+)
 from fenqi.services.products import product_named
 from fenqi.store.documents import terms_document
 from fenqi.store.loans import (
@@ -490,12 +497,17 @@ def _payees(session: Session, record: LoanRecord,
 
 
 def reverse(context: Context, payment_id: str, reason: str, day: date | None = None, *,
+            confirm: bool = False, today: date | None = None,
             idempotency_key: str | None = None) -> Document:  # fmt: skip
     """Takes back a mistaken payment or prepayment: the loan is replayed as if it had never been
     paid, and what that takes out of the payment's channel goes back to where it came from: the
     payment, less anything of it already paid back (a credit refund, a merchant refund's
     payout). A reversal that would undo money already paid out through another channel is
-    refused: the money cannot be taken back from there."""
+    refused: the money cannot be taken back from there.
+
+    Its consequences are worked out as of ``today`` (or the day it is booked on, if later): a
+    reversal that reopens a settled plan or makes a current one overdue is refused, with
+    nothing changed, unless ``confirm`` is given. The result says what they were."""
     loan_id, seq = parse_id(payment_id, "P", "payment")
     payment_id = f"P{loan_id}-{seq}"  # the canonical id: the audit log and the key's scope
     if not plain_text("the reason", reason).strip():
@@ -511,6 +523,10 @@ def reverse(context: Context, payment_id: str, reason: str, day: date | None = N
         on = max(day or record.row.booked_through, paid.effective)
         before = record.state_on(_booking_day(record, on))
         event = Reversal(record.next_seq, on, seq, reason.strip())
+        effect = _consequences(record, event, today)
+        if effect.needs_confirmation and not confirm:
+            what = _reaching_back(f"reversing {payment_id}", loan_id, effect)
+            raise ConfirmationNeededError(what, wire.consequences(effect))
         state = _book(session, record, event, f"reversal of {payment_id}: {reason}")
         back = _paid_back_by(paid, before, state)
         receipt = session.get(ReceiptRow, (loan_id, seq))
@@ -519,10 +535,13 @@ def reverse(context: Context, payment_id: str, reason: str, day: date | None = N
         if method is not None and back > 0:
             context.channel(session).pay_back(method.token_ref, back, f"reverse:{payment_id}")
         audit(session, context.actor, "payment.reverse", payment_id, reason,
-              before={"amount": str(paid.amount)}, after={"paid_back": str(back)})  # fmt: skip
+              before={"amount": str(paid.amount), "status": effect.status_before.value},
+              after={"paid_back": str(back), "status": effect.status_after.value,
+                     "dpd": effect.dpd, "confirmed": effect.needs_confirmation})  # fmt: skip
         return {"id": f"V{loan_id}-{event.seq}", "payment_id": payment_id, "loan_id": loan_id,
                 "amount": wire.money(paid.amount), "paid_back": wire.money(back),
                 "reason": reason, "date": on.isoformat(),
+                "consequences": wire.consequences(effect),
                 "loan": wire.loan_summary(record, state)}  # fmt: skip
 
     request = {
@@ -591,6 +610,22 @@ def waive(context: Context, loan_id: int, kind: WaiverKind, amount: Money, *, re
     return once(context, f"loan:{loan_id}", idempotency_key, request, work)
 
 
+def _consequences(record: LoanRecord, event: Event, today: date | None) -> Consequences:
+    """What ``event`` does to the loan as of today (or the day it is booked on, if later)."""
+    day = _booking_day(record, event.effective)
+    look = day if today is None else max(day, today)
+    after = replay(record.terms, record.policy, [*record.events, event], look, record.cap)
+    return consequences(record.state_on(look), after)
+
+
+def _reaching_back(what: str, loan_id: int, effect: Consequences) -> str:
+    """The sentence that asks an operator to confirm a correction, with its consequences."""
+    change = "reopens settled" if effect.reopens else "puts overdue"
+    return (f"{what} {change} loan {loan_id}: as of {effect.as_of} its status goes from "
+            f"{effect.status_before} to {effect.status_after}, {effect.dpd} days past due, "
+            f"penalty {effect.penalty}, amount due {effect.amount_due}")  # fmt: skip
+
+
 def _check_refundable(record: LoanRecord, amount: Money, priced: int, day: date) -> None:
     """A plan partly prepaid was re-amortised: it can no longer be re-priced from its terms, so
     while it still owes principal only a refund of the whole remaining price is taken."""
@@ -632,8 +667,17 @@ def _book(session: Session, record: LoanRecord, event: Event, memo: str) -> Loan
     after = record.state_on(day)
     entries.append(Entry(journal(books, balances(terms, after)), memo, event.seq))
     post_entries(session, loan_id, record.row.version, day, entries)
-    save_loan(session, record, after, day, next_action_date(after, record.policy, day))
+    save_loan(session, record, after, day, _next_action(record, after, day))
     return after
+
+
+def _next_action(record: LoanRecord, after: LoanState, day: date) -> date | None:
+    """When the batch next has work on the loan after a write booked on ``day``: that very night
+    if the batch has not closed ``day`` for it yet (a correction may leave it overdue, past the
+    write-off DPD even, and the night's batch acts on the corrected state), else after it."""
+    closed = record.row.closed_through
+    since = day if closed is not None and closed >= day else day - timedelta(days=1)
+    return next_action_date(after, record.policy, since)
 
 
 def _booking_day(record: LoanRecord, effective: date) -> date:

@@ -40,7 +40,7 @@ from fenqi.services.access import (
 )
 from fenqi.services.context import Context, Document, Replayed
 from fenqi.services.days import booking_day
-from fenqi.services.errors import NotFoundError
+from fenqi.services.errors import ConfirmationNeededError, NotFoundError
 from fenqi.services.throttles import TooManyAttemptsError
 from fenqi.web.pages import (
     NO_NUL,
@@ -268,6 +268,7 @@ class WaiverForm(ActionForm):
 class ReversalForm(ActionForm):
     seq: Id  # the payment's number within this plan
     reason: Short = ""
+    confirm: bool = False  # sent by the confirmation step, once its consequences were shown
 
 
 def _act(request: Request, desk: Desk, loan_id: int, form: ActionForm, *, done: str,
@@ -279,6 +280,9 @@ def _act(request: Request, desk: Desk, loan_id: int, form: ActionForm, *, done: 
     day = _today(form.on)
     try:
         result = act()
+    except ConfirmationNeededError as needed:  # shown with its consequences and a confirm step
+        confirming = {"form": form.model_dump(mode="json"), **needed.consequences}
+        return _loan_page(request, desk, loan_id, day, status_of(needed), confirming=confirming)
     except InputError as refusal:
         return _loan_page(request, desk, loan_id, day, status_of(refusal), refusal=str(refusal))
     replayed = isinstance(result, Replayed)
@@ -332,12 +336,14 @@ def waive(request: Request, desk: Operator, loan_id: Id,
 @router.post("/loans/{loan_id}/reversals")
 def reverse(request: Request, desk: Operator, loan_id: Id,
             form: Annotated[ReversalForm, Form()]) -> HTMLResponse:  # fmt: skip
-    """Takes back a mistaken payment of this plan (admins): its money goes back."""
+    """Takes back a mistaken payment of this plan (admins): its money goes back. One that
+    reopens a settled plan or makes a current one overdue is shown with its consequences first,
+    to be confirmed."""
 
     def take_back() -> Document:
         desk.who.need(Permission.PAY_OUT)
-        on = None if form.on is None else _booked(form.on)
-        return servicing.reverse(desk.context, f"P{loan_id}-{form.seq}", form.reason, on,
+        return servicing.reverse(desk.context, f"P{loan_id}-{form.seq}", form.reason,
+                                 _booked(form.on), confirm=form.confirm, today=today(),
                                  idempotency_key=form.key)  # fmt: skip
 
     return _act(request, desk, loan_id, form, done="reversed", act=take_back)

@@ -113,6 +113,7 @@ WORDS: dict[str, dict[str, str]] = {
     "console.event.waiver": {"zh-CN": "减免", "en": "waiver"},
     "console.event.credit_refund": {"zh-CN": "溢缴款退还", "en": "credit paid back"},
     "console.event.debit_failed": {"zh-CN": "代扣失败", "en": "debit failed"},
+    "console.event.write_off": {"zh-CN": "核销", "en": "write-off"},
     "console.field.amount": {"zh-CN": "金额", "en": "amount"},
     "console.field.channel": {"zh-CN": "渠道", "en": "channel"},
     "console.field.mode": {"zh-CN": "方式", "en": "mode"},
@@ -166,6 +167,16 @@ WORDS: dict[str, dict[str, str]] = {
     "console.reverse.payment": {"zh-CN": "还款", "en": "Payment"},
     "console.reverse.none": {"zh-CN": "没有可冲正的还款。", "en": "No payment to reverse."},
     "console.reverse.go": {"zh-CN": "确认冲正", "en": "Reverse"},
+    "console.confirm.title": {
+        "zh-CN": "冲正将重新打开已结清的分期或造成逾期，请确认",
+        "en": "This reversal reopens a settled plan or makes it overdue: confirm it",
+    },
+    "console.confirm.intro": {
+        "zh-CN": "冲正 {payment_id} 后，截至 {as_of}：",
+        "en": "After reversing {payment_id}, as of {as_of}:",
+    },
+    "console.confirm.go": {"zh-CN": "仍要冲正", "en": "Reverse anyway"},
+    "console.confirm.cancel": {"zh-CN": "取消", "en": "Cancel"},
     "console.done.paid": {
         "zh-CN": "已收款 {amount} 元（{id}），收据 {receipt_id}。",
         "en": "Payment {id} of {amount} taken; receipt {receipt_id}.",
