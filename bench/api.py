@@ -2,7 +2,10 @@
 payments with idempotency keys, and bill views, on SQLite and on PostgreSQL. Run by hand:
 
     .venv/bin/python bench/api.py [--seconds 10] [--clients 8] [--loans 200] [--workers 1]
-                                  [--postgres URL]
+                                  [--postgres URL] [--no-sqlite]
+
+Contention: ``--loans 4 --clients 16`` puts sixteen clients on four loans, so that writers of one
+loan queue behind its row lock; the answers are counted by status, 5xx apart.
 
 The server is ``fenqi serve --workers N`` in processes of its own; this process is the load:
 ``--clients`` threads, each with its own HTTP connection, sending a payment (a new idempotency
@@ -24,6 +27,7 @@ import tempfile
 import threading
 import time
 import uuid
+from collections import Counter
 from datetime import date, timedelta
 from pathlib import Path
 
@@ -70,11 +74,13 @@ def free_port() -> int:
         return int(probe.getsockname()[1])
 
 
-def serve(url: str, port: int, workers: int) -> subprocess.Popen[bytes]:
+def serve(url: str, port: int, workers: int, log: str | None = None) -> subprocess.Popen[bytes]:
     command = [sys.executable, "-m", "fenqi", "serve", "--port", str(port), "--db", url,
                "--workers", str(workers)]  # fmt: skip
-    server = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    for _ in range(100):
+    with open(log or os.devnull, "ab") as sink:  # the server keeps its own copy of the file
+        server = subprocess.Popen(command, stdout=sink, stderr=sink)
+    deadline = time.monotonic() + 60  # a loaded machine starts a server slowly
+    while time.monotonic() < deadline:
         try:
             httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1.0)
             return server
@@ -85,9 +91,11 @@ def serve(url: str, port: int, workers: int) -> subprocess.Popen[bytes]:
 
 
 def drive(port: int, key: str, loans: list[int], seconds: float, clients: int, *,
-          baseline: bool = False) -> dict[str, list[float]]:  # fmt: skip
-    """Each client's requests and how long each took, by kind; ``baseline`` asks /healthz."""
+          baseline: bool = False) -> tuple[dict[str, list[float]], Counter[int]]:  # fmt: skip
+    """Each client's requests and how long each took, by kind, and the answers by status;
+    ``baseline`` asks /healthz."""
     timings: dict[str, list[float]] = {"payment": [], "bill": [], "healthz": [], "error": []}
+    statuses: Counter[int] = Counter()
     lock = threading.Lock()
     stop = time.perf_counter() + seconds
 
@@ -98,29 +106,36 @@ def drive(port: int, key: str, loans: list[int], seconds: float, clients: int, *
             while time.perf_counter() < stop:
                 loan = loans[turn % len(loans)]
                 began = time.perf_counter()
-                if baseline:
-                    answer = http.get("/healthz")
-                    kind = "healthz" if answer.status_code == 200 else "error"
-                elif turn % 2:
-                    answer = http.post(f"/api/loans/{loan}/payments", json={"amount": "1.00"},
-                                       headers={"Idempotency-Key": uuid.uuid4().hex})  # fmt: skip
-                    kind = "payment" if answer.status_code == 201 else "error"
-                else:
-                    answer = http.get(f"/api/loans/{loan}")
-                    kind = "bill" if answer.status_code == 200 else "error"
+                try:
+                    status, kind = ask(http, loan, turn)
+                except httpx.TransportError:  # the server dropped the connection
+                    status, kind = 0, "error"
                 with lock:
                     timings[kind].append(time.perf_counter() - began)
+                    statuses[status] += 1
                 turn += clients
+
+    def ask(http: httpx.Client, loan: int, turn: int) -> tuple[int, str]:
+        if baseline:
+            answer = http.get("/healthz")
+            return answer.status_code, "healthz" if answer.status_code == 200 else "error"
+        if turn % 2:
+            answer = http.post(f"/api/loans/{loan}/payments", json={"amount": "1.00"},
+                               headers={"Idempotency-Key": uuid.uuid4().hex})  # fmt: skip
+            return answer.status_code, "payment" if answer.status_code == 201 else "error"
+        answer = http.get(f"/api/loans/{loan}")
+        return answer.status_code, "bill" if answer.status_code == 200 else "error"
 
     threads = [threading.Thread(target=client, args=(number,)) for number in range(clients)]
     for thread in threads:
         thread.start()
     for thread in threads:
         thread.join()
-    return timings
+    return timings, statuses
 
 
-def report(label: str, timings: dict[str, list[float]], seconds: float, ceiling: float) -> None:
+def report(label: str, timings: dict[str, list[float]], seconds: float, ceiling: float,
+           statuses: Counter[int] | None = None) -> None:  # fmt: skip
     for kind in ("healthz", "payment", "bill"):
         values = sorted(timings[kind])
         if not values:
@@ -130,22 +145,28 @@ def report(label: str, timings: dict[str, list[float]], seconds: float, ceiling:
         p99 = values[min(len(values) - 1, int(len(values) * 0.99))] * 1000
         print(f"{label:<11} {kind:<8} {rate:8,.0f}/s   p50 {p50:6.1f} ms   p99 {p99:6.1f} ms   "
               f"{rate / ceiling:6.1%} of the /healthz ceiling")  # fmt: skip
-    if timings["error"]:
-        print(f"{label:<11} errors   {len(timings['error'])}")
+    if statuses is not None:
+        total = sum(statuses.values())
+        every = sorted(timings["payment"] + timings["bill"] + timings["error"])
+        p99 = every[min(len(every) - 1, int(len(every) * 0.99))] * 1000 if every else 0.0
+        failed = sum(count for status, count in statuses.items() if status >= 500)
+        counts = ", ".join(f"{status}: {count}" for status, count in sorted(statuses.items()))
+        print(f"{label:<11} all      {total / seconds:8,.0f}/s   p99 {p99:6.1f} ms   "
+              f"{total} requests ({counts}), 5xx: {failed}")  # fmt: skip
 
 
 def run(label: str, url: str, options: argparse.Namespace) -> None:
     key, loans = prepare(url, options.loans)
     port = free_port()
-    server = serve(url, port, options.workers)
+    server = serve(url, port, options.workers, options.server_log)
     try:
         label = f"{label} ×{options.workers}"
         seconds = min(options.seconds, 5.0)
-        floor = drive(port, key, loans, seconds, options.clients, baseline=True)
+        floor, _ = drive(port, key, loans, seconds, options.clients, baseline=True)
         ceiling = len(floor["healthz"]) / seconds
         report(label, floor, seconds, ceiling)
-        timings = drive(port, key, loans, options.seconds, options.clients)
-        report(label, timings, options.seconds, ceiling)
+        timings, statuses = drive(port, key, loans, options.seconds, options.clients)
+        report(label, timings, options.seconds, ceiling, statuses)
     finally:
         server.terminate()
         server.wait()
@@ -158,11 +179,15 @@ def main() -> None:
     parser.add_argument("--loans", type=int, default=200)
     parser.add_argument("--workers", type=int, default=1, help="server processes")
     parser.add_argument("--postgres", default=POSTGRES, help="server URL ('' to skip)")
+    parser.add_argument("--no-sqlite", action="store_true", help="PostgreSQL only")
+    parser.add_argument("--server-log", metavar="FILE", help="append the servers' log to FILE")
     options = parser.parse_args()
-    print(f"{options.clients} clients for {options.seconds:.0f} s each; payments and bill views "
-          "half and half; target on PostgreSQL: ≥ 800 payments/s at p99 ≤ 50 ms")  # fmt: skip
-    with tempfile.TemporaryDirectory() as folder:
-        run("SQLite", f"sqlite:///{Path(folder) / 'api.sqlite3'}", options)
+    print(f"{options.clients} clients on {options.loans} loans for {options.seconds:.0f} s each; "
+          "payments and bill views half and half; target on PostgreSQL: ≥ 800 payments/s at "
+          "p99 ≤ 50 ms")  # fmt: skip
+    if not options.no_sqlite:
+        with tempfile.TemporaryDirectory() as folder:
+            run("SQLite", f"sqlite:///{Path(folder) / 'api.sqlite3'}", options)
     if options.postgres:
         schema = f"fenqi_api_bench_{os.getpid()}"
         server = make_engine(options.postgres)

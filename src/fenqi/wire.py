@@ -7,6 +7,7 @@ from collections.abc import Mapping
 from datetime import date, datetime
 from typing import Any
 
+from fenqi.domain.corrections import Consequences
 from fenqi.domain.events import Payment, Prepayment
 from fenqi.domain.loan import Allocation, InstallmentState, LoanState, PayoffQuote
 from fenqi.domain.money import Money
@@ -169,6 +170,19 @@ def loan(record: LoanRecord, state: LoanState) -> dict[str, Any]:
     return {
         **loan_summary(record, state),
         "installments": [loan_installment(row) for row in state.installments],
+    }
+
+
+def consequences(effect: Consequences) -> dict[str, Any]:
+    """What a correction does to the loan as of a day (``as_of``): its status before and after,
+    and after it the days past due, the penalty interest owed and the amount due."""
+    return {
+        "as_of": effect.as_of.isoformat(),
+        "status_before": effect.status_before.value,
+        "status_after": effect.status_after.value,
+        "dpd": effect.dpd,
+        "penalty": money(effect.penalty),
+        "amount_due": money(effect.amount_due),
     }
 
 

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import json
+import os
 import socket
 import subprocess
 import sys
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -21,15 +23,25 @@ class Run:
         return json.loads(self.out)
 
 
-def fenqi(*args: str) -> Run:
+def fenqi(*args: str, env: Mapping[str, str] | None = None, stdin: str | None = None) -> Run:
+    """``fenqi`` with ``args``, in the test's environment plus ``env`` (e.g. ``FENQI_TODAY``);
+    ``stdin`` is what is piped in (else nothing: no terminal)."""
     done = subprocess.run(
         [sys.executable, "-m", "fenqi", *args],
+        input=stdin or "",
         capture_output=True,
         text=True,
         timeout=60,
         check=False,
+        env={**os.environ, **(env or {})},
     )
     return Run(done.returncode, done.stdout, done.stderr)
+
+
+def on(day: str) -> dict[str, str]:
+    """The environment of a command run on ``day`` (``FENQI_TODAY``): staff book money on
+    days at most 31 days back, so a story dated 2026 is told on its own days."""
+    return {"FENQI_TODAY": day}
 
 
 def refused(run: Run, says: str) -> None:

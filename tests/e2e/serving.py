@@ -1,14 +1,21 @@
-"""The app served by a real uvicorn, in a thread of the test's process, for the browser tests."""
+"""The app served by a real uvicorn, in a thread of the test's process (for the browser tests),
+or by ``fenqi serve`` in a process of its own, as an operator runs it."""
 
+import os
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 
+import httpx
 import uvicorn
 
 from fenqi.api.app import create_app
 from fenqi.cli.serve import listening_socket
+from tests.e2e.cli import free_port
 
 
 @contextmanager
@@ -31,3 +38,30 @@ def serving(url: str) -> Iterator[str]:
         server.should_exit = True
         thread.join(timeout=10)
         listening.close()
+
+
+@contextmanager
+def fenqi_serve(url: str, log: Path, **environment: str) -> Iterator[str]:
+    """``fenqi serve`` on ``url``'s database on a free port, its log (stderr) written to ``log``
+    (a file: no pipe to fill), with ``environment`` added to its own; yields its base address."""
+    port = free_port()
+    with log.open("w") as sink:
+        server = subprocess.Popen(
+            [sys.executable, "-m", "fenqi", "serve", "--port", str(port), "--db", url],
+            stdout=sink, stderr=sink, env={**os.environ, **environment},
+        )  # fmt: skip
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60  # a loaded machine starts a server slowly
+        while True:
+            assert server.poll() is None, log.read_text()
+            try:
+                httpx.get(f"{base}/healthz", timeout=1.0)
+                break
+            except httpx.HTTPError:
+                assert time.monotonic() < deadline, "the server did not start in 60 s"
+                time.sleep(0.1)
+        yield base
+    finally:
+        server.terminate()
+        server.wait(timeout=30)

@@ -6,6 +6,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
+from urllib.parse import quote
 
 import pytest
 from fastapi.testclient import TestClient
@@ -46,12 +47,20 @@ def shop(engine: Engine, database_url: str) -> Iterator[Shop]:
     for role in Role:
         access.create_user(context, role.value, "a long password", role)
         keys[role.value] = access.create_api_key(context, role.value)["api_key"]
-    with TestClient(create_app(database_url)) as client:
+    with TestClient(create_app(database_url, simulation=True)) as client:
         yield Shop(client, keys, engine)
 
 
 def open_loan(shop: Shop, phone: str = "13800000001", order: str = "API-1",
               on: str = "2026-01-15") -> tuple[int, int]:  # fmt: skip
+    """A borrower with a funded card and a plan checked out ``on`` that day (it is today then:
+    staff book no further back than 31 days)."""
+    with pytest.MonkeyPatch.context() as day:
+        day.setenv("FENQI_TODAY", on)
+        return _open_loan(shop, phone, order, on)
+
+
+def _open_loan(shop: Shop, phone: str, order: str, on: str) -> tuple[int, int]:
     who = shop.post(
         "/api/borrowers", "agent", {"name": "李雷", "phone": phone, "credit_limit": "50000"}
     )
@@ -79,24 +88,34 @@ def borrower_token(shop: Shop, phone: str) -> str:
     return str(signed_in.json()["token"])
 
 
-def test_no_endpoint_answers_without_credentials(shop: Shop) -> None:
-    open_doors = {"/api/auth/code", "/api/auth/session", "/api/auth/login"}
-    for route in shop.client.app.routes:  # type: ignore[attr-defined]
-        path = getattr(route, "path", "")
-        if not path.startswith("/api/") or path in open_doors:
-            continue
+def operations(shop: Shop) -> list[tuple[str, str, bool]]:
+    """Every API operation as (method, path with example ids, whether it takes a body), from
+    the OpenAPI document: the app's own route list nests the API's router."""
+    paths = shop.client.app.openapi()["paths"]  # type: ignore[attr-defined]
+    found = []
+    for path, methods in paths.items():
         concrete = path.replace("{loan_id}", "1").replace("{borrower_id}", "1").replace(
             "{method_id}", "1").replace("{run_id}", "1").replace("{payment_id}", "P1-1").replace(
             "{receipt_id}", "R1-1")  # fmt: skip
-        for method in getattr(route, "methods", ()):
-            answer = shop.client.request(method, concrete, json={}, headers=KEY)
-            assert answer.status_code in (401, 422), (method, path, answer.status_code)
-            if answer.status_code == 401:
-                assert answer.headers["content-type"] == "application/problem+json"
+        for method, operation in methods.items():
+            found.append((method.upper(), concrete, "requestBody" in operation))
+    return [(method, path, body) for method, path, body in found if path.startswith("/api/")]
 
 
-def test_roles_limit_what_operators_may_do(shop: Shop) -> None:
+def test_no_endpoint_answers_without_credentials(shop: Shop) -> None:
+    open_doors = {"/api/auth/code", "/api/auth/session", "/api/auth/login"}
+    checked = [(method, path) for method, path, _ in operations(shop) if path not in open_doors]
+    assert len(checked) > 30
+    for method, path in checked:
+        answer = shop.client.request(method, path, json={}, headers=KEY)
+        assert answer.status_code in (401, 422), (method, path, answer.status_code)
+        if answer.status_code == 401:
+            assert answer.headers["content-type"] == "application/problem+json"
+
+
+def test_roles_limit_what_operators_may_do(shop: Shop, monkeypatch: pytest.MonkeyPatch) -> None:
     _, loan = open_loan(shop)
+    monkeypatch.setenv("FENQI_TODAY", "2026-02-15")
     payment = {"amount": "888.49", "date": "2026-02-15"}
     viewer = shop.post(f"/api/loans/{loan}/payments", "viewer", payment, key="v-1")
     assert viewer.status_code == 403
@@ -126,8 +145,9 @@ def test_roles_limit_what_operators_may_do(shop: Shop) -> None:
     assert "payment.reverse" in actions
 
 
-def test_an_idempotent_payment_is_taken_once(shop: Shop) -> None:
+def test_an_idempotent_payment_is_taken_once(shop: Shop, monkeypatch: pytest.MonkeyPatch) -> None:
     _, loan = open_loan(shop)
+    monkeypatch.setenv("FENQI_TODAY", "2026-02-15")
     payment = {"amount": "888.49", "date": "2026-02-15"}
     first = shop.post(f"/api/loans/{loan}/payments", "agent", payment, key="same")
     again = shop.post(f"/api/loans/{loan}/payments", "agent", payment, key="same")
@@ -214,7 +234,7 @@ def test_new_codes_are_limited_so_guessing_is_too(
         later = clock + timedelta(minutes=minutes)
         monkeypatch.setattr(access, "now", lambda moment=later: moment)
         shop.client.post("/api/auth/code", json=ask)
-    assert len(texts()) == access.CODES_PER_DAY
+    assert len(texts()) == access.CODES_PER_DAY.times
 
 
 def test_an_operator_finds_a_borrower_by_phone_or_loan_id(shop: Shop) -> None:
@@ -258,12 +278,13 @@ def test_errors_are_problem_details_naming_the_field(shop: Shop) -> None:
     assert shop.client.get("/api/loans/999", headers=shop.as_("viewer")).status_code == 404
 
 
-def test_operations_endpoints(shop: Shop) -> None:
+def test_operations_endpoints(shop: Shop, monkeypatch: pytest.MonkeyPatch) -> None:
     assert shop.client.get("/healthz").json() == {"status": "ok"}
     assert shop.client.get("/readyz").status_code == 200
     shop.client.get("/api/products", headers=shop.as_("viewer"))
     assert "fenqi_cob_" not in shop.client.get("/metrics").text  # no batch has run yet
     _, loan = open_loan(shop)
+    monkeypatch.setenv("FENQI_TODAY", "2026-02-15")
     paid = shop.post(f"/api/loans/{loan}/payments", "agent", {"amount": "888.49",
                      "date": "2026-02-15", "channel": "manual"}, key="metrics-1")  # fmt: skip
     assert paid.status_code == 201, paid.text
@@ -362,3 +383,220 @@ def test_a_failed_run_is_a_problem_and_shows_in_the_runs_and_the_metrics(
     assert (completed.json()["id"], completed.json()["status"]) == (1, "done")
     metrics = shop.client.get("/metrics").text
     assert 'fenqi_cob_chunks_failed{business_date="2026-02-12",status="done"} 0.0' in metrics
+
+
+def test_a_payment_stops_at_the_payoff_unless_an_admin_approves_more(
+    shop: Shop, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    borrower, loan = open_loan(shop)
+    monkeypatch.setenv("FENQI_TODAY", "2026-02-15")
+    quoted = shop.client.get(f"/api/loans/{loan}/payoff-quote", headers=shop.as_("viewer"))
+    payoff = quoted.json()["amount"]
+    path = f"/api/loans/{loan}/payments"
+    for amount in ("50000.00", "999999999999.99"):
+        over = shop.post(path, "agent", {"amount": amount, "channel": "manual"}, key=amount)
+        assert over.status_code == 422, over.text
+        assert (over.json()["type"], over.json()["field"]) == (
+            "urn:fenqi:problem:refused",
+            "amount",
+        )
+        assert f"the most that can be taken is {payoff}" in over.json()["detail"]
+    too_long = shop.post(path, "agent", {"amount": "1000000000000.00"}, key="13-digits")
+    assert (too_long.status_code, too_long.json()["field"]) == (422, "amount")
+    approved = {"amount": "50000.00", "channel": "manual", "allow_overpayment": True}
+    for role in ("viewer", "agent"):
+        assert shop.post(path, role, approved, key=f"{role}-over").status_code == 403
+    her = {"Authorization": f"Bearer {borrower_token(shop, '13800000001')}"}
+    mine = shop.client.post(path, json={"amount": "50000.00", "allow_overpayment": True},
+                            headers={**her, "Idempotency-Key": "her-over"})  # fmt: skip
+    assert mine.status_code == 403
+    prepaid = shop.post(f"/api/loans/{loan}/prepayments", "agent",
+                        {"amount": "50000.00", "channel": "manual"}, key="prepay-over")  # fmt: skip
+    assert prepaid.status_code == 422
+    taken = shop.post(path, "admin", approved, key="admin-over")
+    assert taken.status_code == 201, taken.text
+    assert taken.json()["loan"]["status"] == "settled"
+    assert borrower == taken.json()["loan"]["borrower_id"]
+
+
+def test_only_an_admin_pays_a_credit_balance_back_and_it_goes_where_it_came_from(
+    shop: Shop, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    borrower, loan = open_loan(shop)
+    monkeypatch.setenv("FENQI_TODAY", "2026-02-15")
+    shop.post(f"/api/borrowers/{borrower}/methods", "agent",
+              {"kind": "alipay", "account": "li@example.com", "default": True})  # fmt: skip
+    over = {"amount": "10200.00", "channel": "manual", "allow_overpayment": True}
+    paid = shop.post(f"/api/loans/{loan}/prepayments", "admin", over, key="over-by-hand")
+    assert paid.status_code == 201, paid.text
+    credit = paid.json()["loan"]["credit_balance"]
+    path = f"/api/loans/{loan}/credit-refunds"
+    for role in ("viewer", "agent"):
+        assert shop.post(path, role, {}, key=f"{role}-refund").status_code == 403
+    back = shop.post(path, "admin", {}, key="admin-refund")
+    assert back.status_code == 201, back.text
+    assert back.json()["paid_to"] == [{"id": back.json()["id"], "channel": "manual",
+                                       "method_id": None, "account": None, "amount": credit}]  # fmt: skip
+
+
+def test_simulated_balances_are_for_staff_in_simulation_mode_only(
+    shop: Shop, database_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    borrower, _ = open_loan(shop, on=today().isoformat())
+    [card] = shop.client.get(f"/api/borrowers/{borrower}", headers=shop.as_("viewer")).json()[
+        "methods"
+    ]
+    fund, rich = f"/api/methods/{card['id']}/sim-balance", {"sim_balance": "999999999999.99"}
+    bind = f"/api/borrowers/{borrower}/methods"
+    alipay = {"kind": "alipay", "account": "wang@example.com", "sim_balance": "999999999999.99"}
+    her = {"Authorization": f"Bearer {borrower_token(shop, '13800000001')}"}
+    # In simulation mode (the fixture's): staff only, and a borrower never.
+    assert shop.client.put(fund, json=rich, headers=her).status_code == 403
+    assert shop.client.put(fund, json=rich, headers=shop.as_("viewer")).status_code == 403
+    assert shop.client.put(fund, json={"sim_balance": "5"}, headers=shop.as_("agent")).is_success
+    hers = shop.client.post(bind, json=alipay, headers=her)
+    assert (hers.status_code, hers.json()["field"]) == (422, "sim_balance")
+    # A service started without it has no simulator controls at all.
+    monkeypatch.delenv("FENQI_SIMULATION", raising=False)
+    with TestClient(create_app(database_url)) as production:
+        missing = production.put(fund, json=rich, headers=shop.as_("admin"))
+        assert missing.status_code == 404
+        refused = production.post(bind, json=alipay, headers=shop.as_("admin"))
+        assert (refused.status_code, refused.json()["field"]) == (422, "sim_balance")
+        plain = production.post(bind, json={k: v for k, v in alipay.items() if k != "sim_balance"},
+                                headers=shop.as_("agent"))  # fmt: skip
+        assert plain.status_code == 201, plain.text
+    monkeypatch.setenv("FENQI_SIMULATION", "1")
+    with TestClient(create_app(database_url)) as simulating:
+        assert simulating.put(fund, json=rich, headers=shop.as_("agent")).is_success
+
+
+def test_ids_are_ascii_digits_and_filed_under_their_canonical_form(
+    shop: Shop, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _, loan = open_loan(shop)
+    monkeypatch.setenv("FENQI_TODAY", "2026-02-15")
+    paid = shop.post(f"/api/loans/{loan}/payments", "agent", {"amount": "100"}, key="p-1").json()
+    canonical = paid["id"]
+    arabic = canonical.translate(str.maketrans("0123456789", "٠١٢٣٤٥٦٧٨٩"))
+    headers = shop.as_("admin")
+    for odd in map(quote, (arabic, f"{canonical}x", canonical.replace("-", "_"))):
+        undo = shop.post(f"/api/payments/{odd}/reversal", "admin", {"reason": "x"}, key=odd)
+        assert undo.status_code in (404, 422), (odd, undo.status_code)
+        assert shop.client.get(f"/api/receipts/{odd}", headers=headers).status_code in (404, 422)
+    for odd in ("1.0", "%201", "+1", "1_0", quote("١"), "99999999999", "0"):
+        seen = shop.client.get(f"/api/loans/{odd}", headers=headers)
+        assert seen.status_code in (404, 422), (odd, seen.status_code)
+    assert shop.client.get(f"/api/loans/{loan}", headers=headers).status_code == 200
+    undone = shop.post(f"/api/payments/{canonical.lower()}/reversal", "admin",
+                       {"reason": "debited twice"}, key="undo-1")  # fmt: skip
+    assert undone.status_code == 201, undone.text
+    entries = shop.client.get("/api/audit", params={"target": canonical}, headers=headers).json()
+    assert [entry["action"] for entry in entries] == ["payment.reverse"]
+
+
+def test_dates_far_from_today_are_422_and_staff_book_within_the_window(
+    shop: Shop, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _, loan = open_loan(shop)
+    monkeypatch.setenv("FENQI_TODAY", "2026-03-20")
+    viewer, path = shop.as_("viewer"), f"/api/loans/{loan}/payments"
+    for far in ("9999-12-31", "0001-01-01"):
+        for query in (f"/api/loans/{loan}?as_of={far}", f"/api/loans/{loan}/payoff-quote?date={far}",
+                      f"/api/reports/aging?date={far}"):  # fmt: skip
+            answer = shop.client.get(query, headers=viewer)
+            assert answer.status_code == 422, (query, answer.status_code)
+        paid = shop.post(path, "agent", {"amount": "1", "date": far}, key=f"far-{far}")
+        assert (paid.status_code, paid.json()["field"]) == (422, "date")
+    assert shop.client.get(f"/api/loans/{loan}/payoff-quote?date=2027-03-20",
+                           headers=viewer).status_code == 200  # a quote may look ahead  # fmt: skip
+    for day, says in (("2026-02-15", "31 days before today"), ("2026-03-21", "after today")):
+        late = shop.post(path, "agent", {"amount": "888.49", "date": day}, key=day)
+        assert (late.status_code, late.json()["field"]) == (422, "date"), late.text
+        assert says in late.json()["detail"]
+        waived = shop.post(f"/api/loans/{loan}/waivers", "agent", {"what": "penalty",
+                           "amount": "1", "reason": "x", "date": day}, key=f"w-{day}")  # fmt: skip
+        assert waived.status_code == 422
+    in_window = shop.post(path, "agent", {"amount": "888.49", "date": "2026-02-17"}, key="ok")
+    assert in_window.status_code == 201, in_window.text
+    monkeypatch.setenv("FENQI_BACKDATE_DAYS", "60")
+    wider = shop.post(path, "agent", {"amount": "888.49", "date": "2026-02-15"}, key="wider")
+    assert wider.status_code == 201, wider.text
+
+
+def test_every_json_route_refuses_duplicate_keys_nul_and_deep_nesting(shop: Shop) -> None:
+    bodies = {
+        '{"amount": "1", "amount": "50000"}': "given twice",
+        '{"reason": "a\\u0000b"}': "NUL",
+        "[" * 100_000 + "]" * 100_000: "too deeply",
+        '{"a": ' * 40 + "1" + "}" * 40: "too deeply",
+    }
+    taking = [(method, path) for method, path, body in operations(shop) if body]
+    assert len(taking) > 15
+    for method, path in taking:
+        for body, says in bodies.items():
+            answer = shop.client.request(method, path, content=body, headers={
+                **shop.as_("admin"), **KEY, "Content-Type": "application/json"})  # fmt: skip
+            assert answer.status_code == 422, (method, path, body[:20], answer.text)
+            problem = answer.json()
+            assert problem["type"] == "urn:fenqi:problem:invalid-request"
+            assert says in problem["detail"], problem
+
+
+def test_small_ones_nul_wildcards_and_deep_toml(shop: Shop) -> None:
+    admin, viewer = shop.as_("admin"), shop.as_("viewer")
+    for name in ("王五", "百分%之_百"):
+        made = shop.post("/api/borrowers", "agent",
+                         {"name": name, "phone": f"1390000000{len(name)}", "credit_limit": "1"})  # fmt: skip
+        assert made.status_code == 201, made.text
+    for typed in ("%", "_"):
+        found = shop.client.get("/api/borrowers", params={"q": typed}, headers=viewer).json()
+        assert [who["name"] for who in found] == ["百分%之_百"], typed
+    for params in ({"q": "王\x00"}, {"target": "loan:\x001"}):
+        path = "/api/borrowers" if "q" in params else "/api/audit"
+        assert shop.client.get(path, params=params, headers=admin).status_code == 422
+    deep = "[[product]]\ncode = 'x'\nperiods = " + "[" * 100_000 + "]" * 100_000 + "\n"
+    for toml in (deep, "[[product]]\ncode = 'x\x00'\n"):
+        loaded = shop.client.post("/api/products", json={"toml": toml}, headers=admin)
+        assert loaded.status_code == 422, loaded.text
+
+
+def test_a_reversal_that_reopens_a_settled_plan_is_a_409_with_its_consequences_until_confirmed(
+    shop: Shop, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def on(day: str) -> str:
+        monkeypatch.setenv("FENQI_TODAY", day)  # each step is done on its own day
+        return day
+
+    on("2026-01-15")
+    _, loan = open_loan(shop, "13800000009", "API-9")
+    for month in (2, 3, 4):
+        paid = shop.post(f"/api/loans/{loan}/payments", "agent",
+                         {"amount": "888.49", "date": on(f"2026-0{month}-15")}, key=f"p-{month}")  # fmt: skip
+        assert paid.status_code == 201, paid.text
+    payoff = shop.post(f"/api/loans/{loan}/prepayments", "agent",
+                       {"full": True, "date": on("2026-04-30")}, key="payoff")  # fmt: skip
+    assert payoff.json()["loan"]["status"] == "settled"
+    on("2026-05-20")  # installment 4 was due on 15 May: 5 days ago
+    path, body = f"/api/payments/{payoff.json()['id']}/reversal", {"reason": "recalled"}
+    asked = shop.post(path, "admin", body, key="rv-1")
+    assert asked.status_code == 409, asked.text
+    assert asked.headers["content-type"] == "application/problem+json"
+    problem = asked.json()
+    assert problem["type"] == "urn:fenqi:problem:confirmation-needed"
+    assert '"confirm": true' in problem["detail"]
+    effect = problem["consequences"]
+    assert (effect["as_of"], effect["status_before"], effect["status_after"], effect["dpd"]) == (
+        "2026-05-20", "settled", "overdue", 5
+    )  # fmt: skip
+    shown = shop.client.get(f"/api/loans/{loan}", headers=shop.as_("viewer")).json()
+    assert shown["status"] == "settled"  # nothing changed
+
+    done = shop.post(path, "admin", {**body, "confirm": True}, key="rv-1")
+    assert done.status_code == 201, done.text
+    assert done.json()["consequences"] == effect
+    shown = shop.client.get(f"/api/loans/{loan}", headers=shop.as_("viewer")).json()
+    assert (shown["status"], shown["dpd"], shown["written_off_on"]) == ("overdue", 5, None)
+    assert (shown["outstanding_penalty"], shown["amount_due"]) == (
+        effect["penalty"], effect["amount_due"]
+    )  # fmt: skip

@@ -18,7 +18,7 @@ from fenqi.api.app import create_app
 from fenqi.channels.simulator import SimulatedChannel
 from fenqi.clock import today
 from fenqi.domain.money import Money
-from fenqi.services import products, servicing
+from fenqi.services import borrowers, products, servicing
 from fenqi.services.context import Context
 from tests.e2e.borrowers import MASKED_CARD, Plan, money_held, open_plan, sign_in_code
 
@@ -251,13 +251,18 @@ def test_she_pays_once_however_often_the_form_is_sent_and_gets_a_receipt(home: H
 def test_refusals_show_on_the_page_and_change_nothing(home: Home) -> None:
     path = f"/me/loans/{home.mine.loan_id}"
     form = home.form(path, "pay")
+    borrowers.fund_method(home.context, home.mine.method_id, Money.parse("500"))
     held, events = money_held(home.engine), home.events(home.mine)
     bad = home.post(f"{path}/pay", {**form, "amount": "12.345"})
     assert bad.status_code == 422
     assert "请填写正确的金额" in bad.text
     zero = home.post(f"{path}/pay", {**form, "amount": "0"})
     assert zero.status_code == 422
-    declined = home.post(f"{path}/pay", {**form, "amount": "30000"})
+    payoff = servicing.quote_payoff(home.context, home.mine.loan_id, today())["amount"]
+    beyond = home.post(f"{path}/pay", {**form, "amount": "30000"})
+    assert beyond.status_code == 422  # more than pays the plan off: never hers to overpay
+    assert f"the most that can be taken is {payoff}" in beyond.text
+    declined = home.post(f"{path}/pay", {**form, "amount": "888.49"})
     assert declined.status_code == 402
     assert "扣款未成功" in declined.text
     assert "insufficient funds" in declined.text

@@ -74,6 +74,9 @@ def phone() -> Iterator[Page]:
         page = context.new_page()
         errors: list[str] = []
         page.on("pageerror", lambda error: errors.append(str(error)))
+        # A script or style the Content-Security-Policy refused is logged as an error.
+        page.on("console", lambda line: errors.append(f"{line.text} {line.location['url']}")
+                if line.type == "error" else None)  # fmt: skip
         yield page
         browser.close()
         assert errors == [], errors
@@ -122,7 +125,9 @@ def pays_the_overdue_bill(phone: Page, server: Server, loan: dict[str, Any]) -> 
     expect(phone.locator("#amount")).to_have_value(loan["amount_due"])
     shot(phone, "04-plan-overdue")
 
-    phone.get_by_role("button", name="确认还款").click()
+    pay = phone.get_by_role("button", name="确认还款")
+    expect(pay).to_have_css("background-color", "rgb(194, 65, 12)")  # /static/fenqi.css
+    pay.click()
     receipt = phone.locator("#receipt")
     expect(receipt).to_contain_text("还款凭证")
     expect(receipt).to_contain_text(f"¥{loan['amount_due']}")
@@ -161,6 +166,16 @@ def looks_around(phone: Page, server: Server) -> None:
     phone.get_by_role("link", name="支付方式").click()
     expect(phone.locator("main")).to_contain_text(MASKED_CARD)
     shot(phone, "12-methods")
+    asked: list[str] = []
+
+    def say_no(dialog: Any) -> None:  # /static/fenqi.js asks before a method is removed
+        asked.append(dialog.message)
+        dialog.dismiss()
+
+    phone.once("dialog", say_no)
+    phone.get_by_role("button", name="解绑").click()
+    expect(phone.locator("main")).to_contain_text(MASKED_CARD)
+    assert asked == [f"确定解绑 {MASKED_CARD} 吗？"]
     phone.goto(f"{server.url}/me?lang=en")
     expect(phone.locator(f"#plan-{server.plan.loan_id} .pill")).to_have_text("Paid off")
     shot(phone, "13-plans-english")

@@ -82,11 +82,14 @@ def test_an_agent_waives_a_penalty_and_an_admin_finds_it_in_the_audit_log(
     with serving(url) as base, sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=chromium, args=ARGS)
         page = browser.new_page(viewport={"width": 1280, "height": 900}, locale="zh-CN")
+        refused: list[str] = []  # a script or style the Content-Security-Policy refused
+        page.on("console", lambda line: refused.append(line.text) if line.type == "error" else None)
         the_agent_waives_the_penalty(page, base, loan, penalty)
         page.click("#logout button")
         expect(page).to_have_url(f"{base}/console/login")
         the_admin_finds_the_waiver(page, base, loan)
         browser.close()
+    assert refused == [], refused
 
 
 def the_agent_waives_the_penalty(page: Page, base: str, loan: int, penalty: str) -> None:

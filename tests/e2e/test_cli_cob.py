@@ -14,18 +14,18 @@ from fenqi.services import close_of_business as cob
 from fenqi.services.context import Context
 from fenqi.store.database import make_engine
 from tests.batch_faults import MESSAGE, REMINDED, allow_closing, loans_with_work, refuse_to_close
-from tests.e2e.cli import Run, fenqi, refused
+from tests.e2e.cli import Run, fenqi, on, refused
 
 
 class Shop:
     def __init__(self, url: str) -> None:
         self.url = url
 
-    def run(self, *args: str) -> Run:
-        return fenqi(*args, "--db", self.url)
+    def run(self, *args: str, today: str | None = None) -> Run:
+        return fenqi(*args, "--db", self.url, env=None if today is None else on(today))
 
-    def json(self, *args: str) -> Any:
-        return self.run(*args, "--json").json()
+    def json(self, *args: str, today: str | None = None) -> Any:
+        return self.run(*args, "--json", today=today).json()
 
 
 @pytest.fixture
@@ -43,7 +43,7 @@ def test_a_short_card_through_the_batch_and_back_to_current(shop: Shop) -> None:
               "--account", "6222020000001111", "--sim-balance", "50")  # fmt: skip
     loan = shop.json("checkout", "--borrower", str(who["id"]), "--order", "JD-77", "--merchant", "京东",
                      "--amount", "10000", "--product", "cash", "--periods", "12",
-                     "--date", "2026-01-15")["id"]  # fmt: skip
+                     "--date", "2026-01-15", today="2026-01-15")["id"]  # fmt: skip
 
     runs = shop.json("cob", "--through", "2026-02-25")
     assert [run["business_date"] for run in runs][-1] == "2026-02-25"
@@ -67,7 +67,8 @@ def test_a_short_card_through_the_batch_and_back_to_current(shop: Shop) -> None:
     assert next(row for row in aging["buckets"] if row["bucket"] == "M1")["loans"] == 1
 
     due = shop.json("loan", "show", str(loan), "--as-of", "2026-02-26")["amount_due"]
-    shop.json("pay", str(loan), "--amount", due, "--channel", "manual", "--date", "2026-02-26")
+    shop.json("pay", str(loan), "--amount", due, "--channel", "manual", "--date", "2026-02-26",
+              today="2026-02-26")  # fmt: skip
     shop.json("cob", "--date", "2026-02-26")
     current = shop.json("loan", "show", str(loan), "--as-of", "2026-02-26")
     assert (current["status"], current["dpd"], current["bucket"]) == ("active", 0, "M0")

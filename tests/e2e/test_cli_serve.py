@@ -9,6 +9,8 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
@@ -29,28 +31,71 @@ def started(port: int, server: subprocess.Popen[str]) -> None:
     raise AssertionError("the server did not start")
 
 
-def test_two_worker_processes_serve_one_port_and_log_each_request(tmp_path: Path) -> None:
-    db = f"sqlite:///{tmp_path / 'fenqi.sqlite3'}"
-    assert fenqi("db", "upgrade", "--db", db).code == 0
+@contextmanager
+def serving(db: str, *options: str) -> Iterator[tuple[httpx.Client, list[str]]]:
+    """``fenqi serve`` with two worker processes and these options, on a free port, until the
+    block ends: a client of it, and the lines it wrote to stderr (filled in once it stopped)."""
     port = free_port()
     server = subprocess.Popen(
-        [sys.executable, "-m", "fenqi", "serve", "--port", str(port), "--workers", "2",
+        [sys.executable, "-m", "fenqi", "serve", "--port", str(port), "--workers", "2", *options,
          "--db", db],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
+    written: list[str] = []
     try:
         started(port, server)
         with httpx.Client(base_url=f"http://127.0.0.1:{port}") as http:
-            answers = [http.get("/readyz", headers={"X-Request-ID": f"r-{n}"}) for n in range(4)]
-            assert [answer.status_code for answer in answers] == [200] * 4
-            assert http.get("/api/loans/1").status_code == 401
+            yield http, written
     finally:
         server.terminate()
-        _, err = server.communicate(timeout=30)
-    logged = [json.loads(line) for line in err.splitlines() if line.startswith("{")]
+        written.extend(server.communicate(timeout=30)[1].splitlines())
+
+
+def test_two_worker_processes_serve_one_port_and_log_each_request(tmp_path: Path) -> None:
+    db = f"sqlite:///{tmp_path / 'fenqi.sqlite3'}"
+    assert fenqi("db", "upgrade", "--db", db).code == 0
+    with serving(db) as (http, err):
+        answers = [http.get("/readyz", headers={"X-Request-ID": f"r-{n}"}) for n in range(4)]
+        assert [answer.status_code for answer in answers] == [200] * 4
+        assert http.get("/api/loans/1").status_code == 401
+    logged = [json.loads(line) for line in err if line.startswith("{")]
     ready = [line["request_id"] for line in logged if line["route"] == "/readyz"]
     assert ready == ["r-0", "r-1", "r-2", "r-3"]  # written by the worker processes
     assert any(line["status"] == 401 for line in logged)
+
+
+def test_the_security_options_reach_every_worker(tmp_path: Path) -> None:
+    """Behind TLS (Secure cookies), metrics and docs off, and X-Forwarded-For believed only from
+    the proxy named: as the worker processes, which build their own app, have it."""
+    db = f"sqlite:///{tmp_path / 'fenqi.sqlite3'}"
+    assert fenqi("db", "upgrade", "--db", db).code == 0
+    made = fenqi("user", "create", "--username", "agent", "--role", "agent", "--password-stdin",
+                 "--db", db, stdin="a long password\n")  # fmt: skip
+    assert made.code == 0, made.err
+    options = ("--behind-tls", "--metrics", "off", "--docs", "off", "--trusted-proxy", "10.0.0.0/8")
+    with serving(db, *options) as (http, _):
+        assert http.get("/metrics").status_code == 404
+        assert http.get("/openapi.json").status_code == 404
+        signed = http.post("/console/login",
+                           data={"username": "agent", "password": "a long password"})  # fmt: skip
+        assert signed.status_code == 303, signed.text
+        assert "secure" in signed.headers["set-cookie"].lower().split("; ")
+        assert signed.headers["Strict-Transport-Security"]
+        # 127.0.0.1 is no trusted proxy: what it forwards is not believed, so all thirty wrong
+        # codes count against 127.0.0.1, and the next is refused whatever it says.
+        for n in range(30):
+            guess = {"phone": f"1370000{n:04d}", "code": "123456"}
+            forged = {"X-Forwarded-For": f"203.0.113.{n}"}
+            assert http.post("/api/auth/session", json=guess, headers=forged).status_code == 401
+        last = http.post("/api/auth/session", json={"phone": "13800000000", "code": "123456"},
+                         headers={"X-Forwarded-For": "203.0.113.99"})  # fmt: skip
+        assert last.status_code == 429
+
+
+def test_a_security_option_that_cannot_be_used_is_refused_in_one_line(tmp_path: Path) -> None:
+    db = f"sqlite:///{tmp_path / 'fenqi.sqlite3'}"
+    refused(fenqi("serve", "--metrics", "maybe", "--db", db), "open, staff, off")
+    refused(fenqi("serve", "--trusted-proxy", "proxy.example", "--db", db), "not an IP address")
 
 
 def test_a_taken_port_is_refused_in_one_line(tmp_path: Path) -> None:

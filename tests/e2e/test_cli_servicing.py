@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from tests.e2e.cli import Run, fenqi, refused
+from tests.e2e.cli import Run, fenqi, on, refused
 
 START = "2026-01-15"
 DUE_DATES = ("2026-02-15", "2026-03-15", "2026-04-15")
@@ -30,11 +30,12 @@ class Shop:
 
     url: str
 
-    def run(self, *args: str) -> Run:
-        return fenqi(*args, "--db", self.url)
+    def run(self, *args: str, today: str | None = None) -> Run:
+        """``fenqi args`` on this database; ``today`` runs it on that day (FENQI_TODAY)."""
+        return fenqi(*args, "--db", self.url, env=None if today is None else on(today))
 
-    def json(self, *args: str) -> Any:
-        return self.run(*args, "--json").json()
+    def json(self, *args: str, today: str | None = None) -> Any:
+        return self.run(*args, "--json", today=today).json()
 
     def borrower(self, limit: str, sim_balance: str) -> tuple[int, int]:
         """A new borrower with a bank card holding ``sim_balance``: (borrower id, method id)."""
@@ -47,7 +48,7 @@ class Shop:
     def checkout(self, borrower: int, order: str, amount: str = "10000") -> Run:
         return self.run("checkout", "--borrower", str(borrower), "--order", order, "--merchant",
                         "京东", "--item", "小米 15", "--amount", amount, "--product", "cash",
-                        "--periods", "12", "--date", START, "--json")  # fmt: skip
+                        "--periods", "12", "--date", START, "--json", today=START)  # fmt: skip
 
 
 def initialised(path: Path) -> Shop:
@@ -86,7 +87,7 @@ def test_a_borrowers_whole_story_from_checkout_to_payoff_and_the_books(tmp_path:
     assert (shown["merchant"], shown["item"]) == ("京东", "小米 15")
 
     for due in DUE_DATES:
-        receipt = shop.json("pay", loan_id, "--amount", PAYMENT, "--date", due)
+        receipt = shop.json("pay", loan_id, "--amount", PAYMENT, "--date", due, today=due)
         assert receipt["kind"] == "payment"
         assert receipt["method"]["id"] == card
         assert receipt["loan"]["dpd"] == 0
@@ -97,7 +98,7 @@ def test_a_borrowers_whole_story_from_checkout_to_payoff_and_the_books(tmp_path:
     assert (quote["principal"], quote["interest"]) == ("7610.80", "38.05")
     assert quote["valid_through"] == "2026-04-30"
 
-    payoff = shop.json("prepay", loan_id, "--full", "--date", "2026-04-30")
+    payoff = shop.json("prepay", loan_id, "--full", "--date", "2026-04-30", today="2026-04-30")
     assert payoff["kind"] == "prepayment"
     assert payoff["amount"] == "7648.85"
     assert payoff["loan"]["status"] == "settled"
@@ -131,19 +132,19 @@ def test_refusals_exit_2_in_one_line_and_move_no_money(shop: Shop) -> None:
     loan = str(shop.checkout(borrower, "TB-1").json()["id"])
     pay = ("pay", loan, "--amount", PAYMENT, "--date", "2026-02-15", "--idempotency-key", "k-1")
 
-    first = shop.json(*pay)
-    retried = shop.run(*pay, "--json")
+    first = shop.json(*pay, today="2026-02-15")
+    retried = shop.run(*pay, "--json", today="2026-02-15")
     assert json.loads(retried.out) == first  # the very same result, and nothing moved again
     assert "used before" in retried.err
     state = shop.json("loan", "show", loan, "--as-of", "2026-02-15")
     assert [row["paid"] for row in state["installments"][:2]] == [PAYMENT, "0.00"]
     assert state["outstanding_principal"] == "9211.51"
 
-    refused(shop.run(*pay[:3], "888.48", *pay[4:]), "idempotency key")
+    refused(shop.run(*pay[:3], "888.48", *pay[4:], today="2026-02-15"), "idempotency key")
     second = ("pay", loan, "--amount", PAYMENT, "--date", "2026-03-15")
-    refused(shop.run(*second), "insufficient funds")
+    refused(shop.run(*second, today="2026-03-15"), "insufficient funds")
     assert shop.json("method", "fund", str(card), "--sim-balance", "900")["sim_balance"] == "900.00"
-    assert shop.json(*second)["loan"]["outstanding_principal"] == "8415.14"
+    assert shop.json(*second, today="2026-03-15")["loan"]["outstanding_principal"] == "8415.14"
     # 20,000.00 less the 8,415.14 of principal the first loan still holds
     refused(shop.checkout(borrower, "TB-2", amount="15000"), "available limit of 11584.86")
     refused(shop.checkout(borrower, "TB-1", amount="100"), "TB-1")
@@ -172,7 +173,8 @@ def test_bad_text_is_refused_before_the_database_is_read(
 
 def test_a_partial_refund_reprices_the_plan_on_the_rest(shop: Shop, wealthy: int) -> None:
     loan = shop.checkout(wealthy, "RF-1").json()
-    refund = shop.json("refund", str(loan["id"]), "--amount", "2000", "--date", "2026-01-20")
+    refund = shop.json("refund", str(loan["id"]), "--amount", "2000", "--date", "2026-01-20",
+                       today="2026-01-20")  # fmt: skip
     assert refund["amount"] == "2000.00"
     assert refund["loan"]["outstanding_principal"] == "8000.00"
     assert refund["loan"]["status"] == "active"
@@ -180,10 +182,10 @@ def test_a_partial_refund_reprices_the_plan_on_the_rest(shop: Shop, wealthy: int
 
 def test_a_reversed_payment_is_as_if_never_made(shop: Shop, wealthy: int) -> None:
     loan = str(shop.checkout(wealthy, "RV-1").json()["id"])
-    paid = shop.json("pay", loan, "--amount", PAYMENT, "--date", "2026-02-15")
+    paid = shop.json("pay", loan, "--amount", PAYMENT, "--date", "2026-02-15", today="2026-02-15")
     assert paid["loan"]["outstanding_principal"] == "9211.51"
     reversal = shop.json("reverse", paid["payment_id"], "--reason", "paid twice by mistake",
-                         "--date", "2026-02-16")  # fmt: skip
+                         "--date", "2026-02-16", today="2026-02-16")  # fmt: skip
     assert (reversal["payment_id"], reversal["amount"]) == (paid["payment_id"], PAYMENT)
     assert reversal["loan"]["outstanding_principal"] == "10000.00"
 
@@ -195,6 +197,75 @@ def test_a_waiver_forgives_the_penalty_owed(shop: Shop, wealthy: int) -> None:
     owed = late["outstanding_penalty"]
     assert Decimal(owed) > 0
     waiver = shop.json("waive", loan, "--what", "penalty", "--amount", owed,
-                       "--reason", "first late payment", "--date", "2026-03-01")  # fmt: skip
+                       "--reason", "first late payment", "--date", "2026-03-01",
+                       today="2026-03-01")  # fmt: skip
     assert (waiver["what"], waiver["amount"]) == ("penalty", owed)
     assert waiver["loan"]["outstanding_penalty"] == "0.00"
+
+
+@pytest.mark.parametrize("mode", ["reduce-installment", "shorten-term"])
+def test_a_prepayment_on_a_due_date_keeps_that_installment_paid_and_the_borrower_current(
+    shop: Shop, wealthy: int, mode: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """DOMAIN.md, which period a day belongs to: prepaid on 15 April after paying installment 3,
+    3,000.00 carries no interest and re-amortises installments 4-12; she is never overdue."""
+
+    def on(day: str) -> str:
+        monkeypatch.setenv("FENQI_TODAY", day)  # each step is done on its own day
+        return day
+
+    on(START)
+    loan = str(shop.checkout(wealthy, f"DD-{mode}").json()["id"])
+    for due in DUE_DATES:
+        shop.json("pay", loan, "--amount", PAYMENT, "--date", on(due))
+    prepaid = shop.json(
+        "prepay", loan, "--amount", "3000", "--mode", mode, "--date", on("2026-04-15")
+    )
+    assert (prepaid["interest"], prepaid["principal"]) == ("0.00", "3000.00")
+    assert prepaid["loan"]["outstanding_principal"] == "4610.80"
+    rows = shop.json("loan", "show", loan, "--as-of", "2026-04-15")["installments"]
+    assert (rows[2]["status"], rows[2]["paid"]) == ("paid", PAYMENT)
+    if mode == "reduce-installment":
+        assert rows[3]["outstanding"] == "538.27"
+        assert [row["payment"] for row in rows[4:]] == ["538.27"] * 7 + ["538.25"]
+    else:
+        assert rows[3]["outstanding"] == PAYMENT
+        assert [row["payment"] for row in rows[4:]] == [PAYMENT] * 4 + ["316.94"]
+        assert rows[-1]["due_date"] == "2026-10-15"
+    shop.json("pay", loan, "--amount", rows[3]["outstanding"], "--date", on("2026-05-15"))
+    for look in ("2026-05-20", "2026-06-14"):
+        shown = shop.json("loan", "show", loan, "--as-of", on(look))
+        assert (shown["status"], shown["dpd"], shown["outstanding_penalty"]) == (
+            "active",
+            0,
+            "0.00",
+        )
+        assert shown["installments"][2]["status"] == "paid"
+
+
+def test_a_reversal_that_reopens_a_settled_plan_needs_yes(
+    shop: Shop, wealthy: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Its consequences are printed and it is refused (exit 2) until --yes confirms it."""
+
+    def on(day: str) -> str:
+        monkeypatch.setenv("FENQI_TODAY", day)  # each step is done on its own day
+        return day
+
+    on(START)
+    loan = str(shop.checkout(wealthy, "RV-SETTLED").json()["id"])
+    for due in DUE_DATES:
+        shop.json("pay", loan, "--amount", PAYMENT, "--date", on(due))
+    payoff = shop.json("prepay", loan, "--full", "--date", on("2026-04-30"))
+    assert payoff["loan"]["status"] == "settled"
+    reverse = ("reverse", payoff["payment_id"], "--reason", "recalled", "--date", on("2026-05-20"))
+    asked = shop.run(*reverse)
+    refused(asked, "add --yes")
+    for says in ("reopens settled loan", "from settled to overdue", "5 days past due", "penalty",
+                 "amount due"):  # fmt: skip
+        assert says in asked.err, asked.err
+    assert shop.json("loan", "show", loan)["status"] == "settled"  # nothing changed
+    done = shop.json(*reverse, "--yes")
+    assert done["consequences"]["status_after"] == "overdue"
+    shown = shop.json("loan", "show", loan)
+    assert (shown["status"], shown["dpd"], shown["written_off_on"]) == ("overdue", 5, None)

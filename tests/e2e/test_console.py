@@ -65,7 +65,10 @@ class Desk:
 
 
 @pytest.fixture
-def desk(engine: Engine, database_url: str) -> Iterator[Desk]:
+def desk(engine: Engine, database_url: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[Desk]:
+    """The README's story on 2026-03-25, the day the forms book on (staff book no further
+    back than 31 days)."""
+    monkeypatch.setenv("FENQI_TODAY", OVERDUE)
     context = Context(engine, SimulatedChannel, actor="setup")
     products.load_products(context)
     for role in Role:
@@ -358,3 +361,81 @@ def test_moments_are_shown_in_beijing_time() -> None:
     assert beijing("2026-11-23T17:00:00+00:00") == "2026-11-24 01:00:00"
     assert beijing("2026-11-23T17:00:00") == "2026-11-24 01:00:00"  # stored without a zone: UTC
     assert beijing(None) == ""
+
+
+def test_a_payment_beyond_the_payoff_needs_an_admins_approval(desk: Desk) -> None:
+    agent, admin = desk.client("agent"), desk.client("admin")
+    assert 'name="allow_overpayment"' not in desk.loan_page(agent)
+    assert 'name="allow_overpayment"' in desk.loan_page(admin)
+    payoff = servicing.quote_payoff(desk.context, desk.loan, date(2026, 3, 25))["amount"]
+    fields = {**form(desk.loan_page(agent), "pay"), "amount": "50000", "on": OVERDUE,
+              "source": "manual"}  # fmt: skip
+    before = desk.books()
+    over = agent.post(f"/console/loans/{desk.loan}/payments", data=fields)
+    assert over.status_code == 422
+    assert f"the most that can be taken is {payoff}" in alert(over.text)
+    asked = agent.post(f"/console/loans/{desk.loan}/payments",
+                       data={**fields, "allow_overpayment": "on"})  # fmt: skip
+    assert asked.status_code == 403
+    assert "permission pay_out" in alert(asked.text)
+    assert desk.books() == before
+    fields = {**form(desk.loan_page(admin), "pay"), "amount": "50000", "on": OVERDUE,
+              "source": "manual", "allow_overpayment": "on"}  # fmt: skip
+    taken = admin.post(f"/console/loans/{desk.loan}/payments", data=fields)
+    assert taken.status_code == 200, alert(taken.text)
+    assert "已收款 50000.00 元" in taken.text
+    entry = audit.audit_log(desk.context, f"loan:{desk.loan}")
+    assert ("admin", "payment.overpayment") in [(e["actor"], e["action"]) for e in entry]
+
+
+def test_forms_book_within_the_window_and_far_dates_are_refused(desk: Desk) -> None:
+    agent = desk.client("agent")
+    path = f"/console/loans/{desk.loan}/payments"
+    before = desk.books()
+    for day, status in (("2026-02-15", 422), ("2026-03-26", 422), ("9999-12-31", 422),
+                        ("0001-01-01", 422)):  # fmt: skip
+        fields = {**form(desk.loan_page(agent), "pay"), "amount": "10", "on": day}
+        answer = agent.post(path, data=fields)
+        assert answer.status_code == status, (day, answer.status_code)
+    for query in ("as_of=9999-12-31", "payoff=0001-01-01", "as_of=0001-01-01"):
+        assert agent.get(f"/console/loans/{desk.loan}?{query}").status_code == 422, query
+    assert agent.get("/console/cob?date=9999-12-31").status_code == 422
+    assert desk.books() == before
+
+
+def test_a_method_or_a_reason_is_read_as_typed(desk: Desk) -> None:
+    """ "١" is not method 1, and a NUL in a reason is refused before anything moves."""
+    admin = desk.client("admin")
+    before = desk.books()
+    page = desk.loan_page(admin)
+    foreign = admin.post(f"/console/loans/{desk.loan}/payments",
+                         data={**form(page, "pay"), "amount": "10", "source": "١"})  # fmt: skip
+    assert foreign.status_code == 404
+    nul = admin.post(f"/console/loans/{desk.loan}/waivers",
+                     data={**form(page, "waive"), "amount": "1", "reason": "a\x00b"})  # fmt: skip
+    assert nul.status_code == 422
+    assert desk.books() == before
+
+
+def test_a_reversal_that_makes_the_plan_overdue_is_shown_with_its_consequences_to_confirm(
+    desk: Desk, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("FENQI_TODAY", "2026-02-20")  # 5 days after the one payment, on time
+    admin = desk.client("admin")
+    page = admin.get(f"/console/loans/{desk.loan}").text
+    fields = {**form(page, "reverse"), "reason": "debited twice"}
+    before = desk.books()
+    asked = admin.post(f"/console/loans/{desk.loan}/reversals", data=fields)
+    assert asked.status_code == 409, alert(asked.text)
+    assert desk.books() == before  # nothing moved until it is confirmed
+    shown = re.search(r'<form[^>]*id="confirm-reverse".*?</form>', asked.text, re.S)
+    assert shown is not None
+    assert "正常 → 逾期" in shown[0]  # active, now overdue: 5 days, with penalty
+    assert re.search(r"<dd>5</dd>", shown[0])
+    assert "console." not in asked.text.replace("/console", "")
+    confirm = form(asked.text, "confirm-reverse")
+    assert (confirm["seq"], confirm["reason"], confirm["confirm"]) == ("1", "debited twice", "true")
+    done = admin.post(f"/console/loans/{desk.loan}/reversals", data=confirm)
+    assert done.status_code == 200, alert(done.text)
+    assert f"已冲正 P{desk.loan}-1" in done.text
+    assert servicing.show_loan(desk.context, desk.loan, date(2026, 2, 20))["dpd"] == 5

@@ -136,6 +136,9 @@ def test_a_loan_180_days_past_due_is_written_off_and_a_later_payment_is_a_recove
     assert sum(int(str(result["write_offs"])) for result in results) == 1
     written = servicing.show_loan(shop, loan, date(2026, 8, 14))
     assert (written["status"], written["written_off_on"]) == ("written_off", "2026-08-14")
+    kind, day, payload = events(engine, loan)[-1]  # recorded by the run of that day
+    assert (kind, day, payload) == ("write_off", date(2026, 8, 14),
+                                    {"reason": "180 days past due (write-off at 180)"})  # fmt: skip
     with Session(engine) as session:
         row = session.get(LoanRow, loan)
         assert row is not None

@@ -8,7 +8,7 @@ import shutil
 from datetime import date, timedelta
 from pathlib import Path
 
-from sqlalchemy import select, update
+from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
 from fenqi.channels.simulator import SimulatedChannel
@@ -17,7 +17,7 @@ from fenqi.services import books, seeding, servicing
 from fenqi.services import close_of_business as cob
 from fenqi.services.context import Context
 from fenqi.store.database import make_engine, upgrade
-from fenqi.store.schema import LoanRow
+from fenqi.store.schema import LoanEventRow, LoanRow
 from tests.batch_writes import snapshot
 
 START = date(2026, 3, 1)
@@ -26,15 +26,27 @@ DESK_DAY = 12  # the day payments are taken by hand, and one of them reversed
 
 
 def desk_work(shop: Context, day: date) -> None:
-    """Pays 300.00 by hand on a few overdue loans, then reverses the first payment."""
+    """Pays 300.00 by hand on a few overdue loans, then reverses the first payment; and reverses
+    the last payment of a plan settled long ago, which puts it past the write-off DPD at once
+    (confirmed), for the night's batch to write off."""
     with Session(shop.engine) as session:
         overdue = session.scalars(select(LoanRow.id).where(LoanRow.status == "overdue")
                                   .order_by(LoanRow.id).limit(4))  # fmt: skip
         loans = list(overdue)
+        settled = session.execute(
+            select(LoanEventRow.loan_id, func.max(LoanEventRow.seq))
+            .join(LoanRow, LoanRow.id == LoanEventRow.loan_id)
+            .where(LoanRow.status == "settled", LoanEventRow.kind == "payment")
+            .group_by(LoanEventRow.loan_id)
+            .having(func.max(LoanEventRow.effective) < day - timedelta(days=200))
+            .order_by(LoanEventRow.loan_id)
+        ).first()
     assert loans, "the seeded portfolio has overdue loans"
+    assert settled is not None, "the seeded portfolio has plans settled long ago"
     paid = [servicing.pay(shop, loan, Money.parse("300"), servicing.Source(manual=True), day)
             for loan in loans]  # fmt: skip
     servicing.reverse(shop, str(paid[0]["payment_id"]), "taken twice", day)
+    servicing.reverse(shop, f"P{settled[0]}-{settled[1]}", "recalled", day, confirm=True)
 
 
 def close_days(path: Path, *, checkpoints: bool) -> dict[str, object]:
@@ -70,6 +82,8 @@ def test_closing_from_checkpoints_writes_what_replaying_every_loan_from_the_star
     assert written == close_days(from_start, checkpoints=False)
     assert any(kind == "payment" for _, _, kind, _, _ in written["events"])  # type: ignore[attr-defined]
     assert any(kind == "reversal" for _, _, kind, _, _ in written["events"])  # type: ignore[attr-defined]
+    by_the_batch = [row for row in written["events"] if row[2] == "write_off" and row[3] > START]  # type: ignore[attr-defined]
+    assert by_the_batch, "the batch wrote a loan off in those days"
     with Session(make_engine(f"sqlite:///{kept}")) as session:
         resumable = session.scalar(select(LoanRow.id).where(LoanRow.checkpoint_seq.is_not(None)))
     assert resumable is not None

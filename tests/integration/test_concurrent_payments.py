@@ -1,19 +1,23 @@
-"""Eight clients paying the same loans at once on PostgreSQL, with distinct and with repeated
-idempotency keys: no payment is applied twice, none is lost, and the books balance."""
+"""Clients paying the same loans at once on PostgreSQL: eight with distinct and with repeated
+idempotency keys (no payment is applied twice, none is lost, and the books balance), and a
+hundred at once whose payments add up to twice the payoff (together they never pay more than
+it: the loan's version serialises them, and each is checked against the payoff it sees)."""
 
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from datetime import date
 
 import pytest
-from sqlalchemy import Engine, func, select
+from sqlalchemy import Engine, create_engine, func, select
 from sqlalchemy.orm import Session
 
 from fenqi.channels.simulator import SimulatedChannel
 from fenqi.domain.money import Money
 from fenqi.services import books, borrowers, products, servicing
 from fenqi.services.context import Context
-from fenqi.services.errors import InFlightError
+from fenqi.services.errors import ConflictError, InFlightError
+from fenqi.services.servicing import OverpaymentError
 from fenqi.store.schema import LoanEventRow
 
 CLIENTS = 8
@@ -64,3 +68,59 @@ def test_concurrent_payments_apply_each_key_exactly_once(engine: Engine) -> None
         assert paid + Money.parse(shown["credit_balance"]) == Money.parse("100") * KEYS_PER_LOAN
     assert books.trial_balance(context)["balanced"]
     assert books.check_books(context)["consistent"]
+
+
+ATTACKERS = 100
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
+def test_a_hundred_payments_at_once_never_pay_more_than_the_payoff(
+    engine: Engine, database_url: str
+) -> None:
+    setup = Context(engine, SimulatedChannel, actor="setup")
+    products.load_products(setup)
+    borrower = borrowers.create_borrower(setup, "钱七", "13500135000", Money.parse("100000"))
+    order = servicing.Order(borrower["id"], "RACE-1", "m", Money.parse("10000"), "cash", 12,
+                            date(2026, 1, 15))  # fmt: skip
+    loan = servicing.checkout(setup, order)["id"]
+    day = date(2026, 2, 15)
+    payoff = Money.parse(servicing.quote_payoff(setup, loan, day)["amount"])
+    each = Money(-(-2 * payoff // ATTACKERS))  # together: twice what pays the plan off
+    # Ten transactions truly at once (the server is shared: its connections are not all ours).
+    crowd = create_engine(database_url, pool_size=10, max_overflow=0, pool_timeout=300)
+    context = Context(crowd, SimulatedChannel, actor="attacker")
+    start = threading.Barrier(ATTACKERS)
+
+    def attack(n: int) -> Money | None:
+        """One attacker's payment, sent again while it loses the race (409): taken, or
+        refused over the cap."""
+        start.wait()
+        while True:
+            try:
+                servicing.pay(context, loan, each, servicing.Source(manual=True), day,
+                              idempotency_key=f"race-{n}")  # fmt: skip
+            except ConflictError:
+                continue
+            except OverpaymentError:
+                return None
+            return each
+
+    try:
+        with ThreadPoolExecutor(ATTACKERS) as clients:
+            outcomes = list(clients.map(attack, range(ATTACKERS)))
+    finally:
+        crowd.dispose()
+
+    taken = sum(outcome for outcome in outcomes if outcome is not None)
+    assert None in outcomes  # the cap was reached, and held
+    assert 0 < taken <= payoff
+    left = Money.parse(servicing.quote_payoff(setup, loan, day)["amount"])
+    assert taken + left == payoff  # every yuan taken paid down what was owed, none beyond it
+    shown = servicing.show_loan(setup, loan, day)
+    assert shown["credit_balance"] == "0.00"
+    with Session(engine) as session:
+        stored = session.scalar(select(func.count()).select_from(LoanEventRow))
+    assert stored == sum(outcome is not None for outcome in outcomes)
+    assert books.trial_balance(setup)["balanced"]
+    assert books.check_books(setup)["consistent"]

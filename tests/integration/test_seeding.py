@@ -3,7 +3,7 @@ through 2026-06-01. Every loan's books equal its replayed state, every behaviour
 loans are overdue, the rows say what the replay says, and the nightly batch carries on from the
 next day with debits that succeed and debits that fail."""
 
-from datetime import date
+from datetime import date, timedelta
 from pathlib import Path
 
 import pytest
@@ -12,12 +12,15 @@ from sqlalchemy.orm import Session
 
 from fenqi.catalog import shipped_catalog_text
 from fenqi.channels.simulator import SimulatedChannel
+from fenqi.domain.events import Event, WriteOff
+from fenqi.domain.loan import LoanStatus, replay_to_checkpoint
 from fenqi.domain.money import Money
 from fenqi.services import books, borrowers, products, seeding, servicing
 from fenqi.services import close_of_business as cob
-from fenqi.services.context import Context, Document
+from fenqi.services.context import Context, Document, run
 from fenqi.services.errors import NotFoundError, RefusedError
 from fenqi.store.database import make_engine, upgrade
+from fenqi.store.loans import LoanRecord, load_loan
 from fenqi.store.schema import (
     BorrowerRow,
     ConsentRow,
@@ -82,20 +85,55 @@ def test_the_history_is_what_the_behaviours_make(seeded: Document, engine: Engin
                 select(LoanEventRow.kind, func.count()).group_by(LoanEventRow.kind)
             ).all()
         )
-        payloads = [payload for (payload,) in session.execute(select(LoanEventRow.payload))]
+        stored = session.execute(select(LoanEventRow.kind, LoanEventRow.payload)).all()
+        payloads = [payload for _, payload in stored]
         cards = session.scalar(select(func.count()).select_from(PaymentMethodRow))
         counts = [session.scalar(select(func.count()).select_from(table))
                   for table in (OrderRow, ConsentRow, JournalEntryRow)]  # fmt: skip
         phones = session.scalar(select(func.count(func.distinct(BorrowerRow.phone))))
-    assert kinds == {"payment": seeded["payments"], "debit_failed": seeded["failed_debits"]}
+    assert kinds == {"payment": seeded["payments"], "debit_failed": seeded["failed_debits"],
+                     "write_off": seeded["write_offs"]}  # fmt: skip
+    assert seeded["write_offs"] >= seeded["loans_by_status"]["written_off"] > 0
     channels = {payload["channel"] for payload in payloads if "channel" in payload}
     assert channels == {"bank_card", "manual"}  # auto-debits by on-time payers, the rest by hand
-    reasons = {payload["reason"].split(":")[0] for payload in payloads if "reason" in payload}
+    reasons = {
+        payload["reason"].split(":")[0] for kind, payload in stored if kind == "debit_failed"
+    }
     assert reasons == {"insufficient funds", "no repayment method bound"}
     behaviours = seeded["behaviours"]
     assert cards == behaviours["on_time"] + behaviours["late"] + behaviours["chronically_late"]
     assert counts == [300, 300, 300]
     assert phones == 60
+
+
+def test_a_loan_is_written_off_on_the_night_the_batch_would_have_found_it_past_the_dpd(
+    shop: Context, seeded: Document
+) -> None:
+    """Each loan closed night by night from its start, as the batch would have: the first night
+    its DPD reached the product's write-off DPD is the day of its seeded write-off; a loan that
+    never got there has none."""
+    for loan_id in range(seeded["first_loan_id"], seeded["last_loan_id"] + 1):
+        record = run(shop, lambda session, loan=loan_id: load_loan(session, loan))
+        events = [event for event in record.events if not isinstance(event, WriteOff)]
+        recorded = [event.effective for event in record.events if isinstance(event, WriteOff)]
+        night = night_past_write_off_dpd(record, events)
+        assert recorded == ([] if night is None else [night]), loan_id
+
+
+def night_past_write_off_dpd(record: LoanRecord, events: list[Event]) -> date | None:
+    """The first night through DAY on which the loan's DPD reached its write-off DPD, closed
+    one night after another from a checkpoint (a day's replay each)."""
+    terms, policy, cap = record.terms, record.policy, record.cap
+    on, kept = terms.start, None
+    while on <= DAY:
+        todays = [event for event in events if event.effective == on]
+        state, kept = replay_to_checkpoint(terms, policy, todays, on, cap, since=kept)
+        if state.dpd >= policy.write_off_dpd:
+            return on
+        if state.status is LoanStatus.SETTLED:  # only payments follow: it stays settled
+            return None
+        on += timedelta(days=1)
+    return None
 
 
 def test_the_batch_carries_on_the_next_day(shop: Context, seeded: Document) -> None:

@@ -12,6 +12,7 @@ from fenqi.channels.simulator import SimulatedChannel
 from fenqi.domain.events import PrepayMode, WaiverKind
 from fenqi.domain.money import Money
 from fenqi.services import books, borrowers, products, servicing
+from fenqi.services.access import OverpaymentApproval
 from fenqi.services.context import Context, Replayed
 from fenqi.services.errors import DeclinedError, RefusedError
 from fenqi.store.schema import AuditLogRow, JournalEntryRow, PostingRow
@@ -43,7 +44,8 @@ def act(
     amount = Money.parse(args["amount"]) if "amount" in args else None
     if action == "pay":
         source = servicing.Source(manual=args.get("manual", False))
-        return servicing.pay(context, loan, Money(amount or 0), source, day)
+        approval = OverpaymentApproval("admin") if args.get("overpayment") else None
+        return servicing.pay(context, loan, Money(amount or 0), source, day, overpayment=approval)
     if action == "prepay":
         mode = PrepayMode(args.get("mode", "reduce-installment"))
         return servicing.prepay(
@@ -52,7 +54,8 @@ def act(
     if action == "refund":
         return servicing.refund(context, loan, Money(amount or 0), day)
     if action == "reverse":
-        return servicing.reverse(context, f"P{loan}-{args['seq']}", "paid twice by mistake", day)
+        return servicing.reverse(context, f"P{loan}-{args['seq']}", "paid twice by mistake", day,
+                                 confirm=args.get("confirm", False))  # fmt: skip
     if action == "waive":
         kind = WaiverKind(args["what"])
         return servicing.waive(context, loan, kind, Money(amount or 0), reason="goodwill", day=day)
@@ -67,6 +70,9 @@ def run_scenario(context: Context, loan: int, steps: list[Step]) -> None:
         seen = servicing.show_loan(context, loan, day)
         for key, value in expected.items():
             actual = result[key] if key in result else seen[key]
+            if key == "installments":  # {period: {field: value}}: the rows named, the fields named
+                rows = {row["period"]: row for row in seen["installments"]}
+                actual = {k: {f: rows[k][f] for f in fields} for k, fields in value.items()}
             assert actual == value, f"{day_text} {action}: {key} = {actual!r}, expected {value!r}"
         assert books.trial_balance(context)["balanced"]
         assert books.check_books(context)["consistent"], books.check_books(context)
@@ -92,7 +98,7 @@ SCENARIOS: dict[str, tuple[str, list[Step]]] = {
     ]),
     "an overpayment pays ahead, beyond the plan is credit": ("cash", [
         ("2026-02-15", "pay", {"amount": "2000"}, {"principal": "1723.73", "to_credit": "0.00"}),
-        ("2026-02-16", "pay", {"amount": "9000"}, {"status": "settled", "credit_balance": "338.14"}),
+        ("2026-02-16", "pay", {"amount": "9000", "overpayment": True}, {"status": "settled", "credit_balance": "338.14"}),
     ]),
     "a backdated payment clears the penalty it would have saved": ("cash", [
         ("2026-02-28", "look", {}, {"status": "overdue", "outstanding_penalty": "5.13"}),
@@ -102,7 +108,7 @@ SCENARIOS: dict[str, tuple[str, list[Step]]] = {
     ]),
     "a reversal puts the installment back overdue": ("cash", [
         ("2026-02-15", "pay", {"amount": "888.49"}, {"status": "active"}),
-        ("2026-03-01", "reverse", {"seq": 1}, {"status": "overdue", "dpd": 14}),
+        ("2026-03-01", "reverse", {"seq": 1, "confirm": True}, {"status": "overdue", "dpd": 14}),
     ]),
     "full payoff 15 days into period 4": ("cash", [
         *ON_TIME[:3],
@@ -118,6 +124,42 @@ SCENARIOS: dict[str, tuple[str, list[Step]]] = {
     "a partial prepayment shortening the term": ("cash", [
         *ON_TIME[:3],
         ("2026-04-30", "prepay", {"amount": "3000", "mode": "shorten-term"}, {"outstanding_principal": "4648.85"}),
+    ]),
+    # Interest of the period ending on a due date runs up to it; from that day on it is the next
+    # period's. Prepaid on 15 April after installment 3 is paid: no interest, installment 3 stays
+    # paid, and installments 4-12 are re-amortised on the 4,610.80 left.
+    "a partial prepayment on a due date reducing the installment": ("cash", [
+        *ON_TIME[:3],
+        ("2026-04-15", "prepay", {"amount": "3000"}, {
+            "interest": "0.00", "principal": "3000.00", "outstanding_principal": "4610.80", "dpd": 0,
+            "installments": {3: {"status": "paid", "paid": "888.49", "outstanding": "0.00"},
+                             4: {"outstanding": "538.27"}, 5: {"payment": "538.27"},
+                             11: {"payment": "538.27"}, 12: {"payment": "538.25"}}}),
+        ("2026-05-15", "pay", {"amount": "538.27"}, {"status": "active", "dpd": 0}),
+        ("2026-05-20", "look", {}, {"status": "active", "dpd": 0, "outstanding_penalty": "0.00",
+                                    "outstanding_fee": "0.00", "installments": {3: {"status": "paid"}}}),
+        *[(f"2026-{6 + k:02d}-15", "pay", {"amount": "538.27"}, {"dpd": 0}) for k in range(7)],
+        ("2026-12-20", "look", {}, {"status": "active", "dpd": 0, "outstanding_penalty": "0.00"}),
+        ("2027-01-15", "pay", {"amount": "538.25"}, {"status": "settled", "outstanding_principal": "0.00"}),
+    ]),
+    "a partial prepayment on a due date shortening the term": ("cash", [
+        *ON_TIME[:3],
+        ("2026-04-15", "prepay", {"amount": "3000", "mode": "shorten-term"}, {
+            "interest": "0.00", "outstanding_principal": "4610.80",
+            "installments": {3: {"status": "paid"}, 4: {"outstanding": "888.49"},
+                             9: {"due_date": "2026-10-15", "payment": "316.94"}}}),
+        *[(f"2026-{5 + k:02d}-15", "pay", {"amount": "888.49"}, {"dpd": 0}) for k in range(5)],
+        ("2026-10-15", "pay", {"amount": "316.94"}, {"status": "settled", "outstanding_principal": "0.00"}),
+    ]),
+    "a full payoff on a due date after paying its installment": ("cash", [
+        *ON_TIME[:3],
+        ("2026-04-15", "prepay", {}, {"amount": "7610.80", "interest": "0.00", "status": "settled",
+                                      "installments": {3: {"paid": "888.49"}}}),
+    ]),
+    "a full payoff on a due date with its installment unpaid pays that installment first": ("cash", [
+        *ON_TIME[:2],
+        ("2026-04-15", "prepay", {}, {"amount": "8499.29", "interest": "84.15", "status": "settled",
+                                      "installments": {3: {"paid": "888.49"}}}),
     ]),
     "a partial refund re-prices a mall plan and pays back the overpaid": ("mall-12", [
         *MALL_PAID,
@@ -197,7 +239,9 @@ def test_reversing_a_payoff_whose_limit_was_lent_again_leaves_nothing_available(
     again = servicing.Order(borrower, "ORD-2", "华为商城", Money.parse("45000"), "cash", 12,
                             date(2026, 1, 21))  # fmt: skip
     servicing.checkout(context, again)
-    servicing.reverse(context, paid["payment_id"], "the bank recalled it", date(2026, 1, 22))
+    servicing.reverse(
+        context, paid["payment_id"], "the bank recalled it", date(2026, 1, 22), confirm=True
+    )  # a settled plan reopened: confirmed
     # 55,000 is now held against a 50,000 line: the debt is real, so the reversal stands, and
     # the borrower can borrow nothing more until she is back under her limit.
     assert borrowers.show_borrower(context, borrower)["available_limit"] == "0.00"
@@ -246,7 +290,8 @@ def test_waivers_and_reversals_are_audited(context: Context, engine: Engine) -> 
 
 def test_a_credit_balance_is_paid_back(context: Context) -> None:
     _, loan = open_plan(context)
-    servicing.pay(context, loan, Money.parse("11000"), servicing.Source(), date(2026, 2, 15))
+    servicing.pay(context, loan, Money.parse("11000"), servicing.Source(), date(2026, 2, 15),
+                  overpayment=OverpaymentApproval("admin"))  # fmt: skip
     assert servicing.show_loan(context, loan, date(2026, 2, 15))["credit_balance"] == "338.14"
     with pytest.raises(RefusedError, match=r"credit balance of 338\.14"):
         servicing.refund_credit(context, loan, Money.parse("400"), date(2026, 2, 16))

@@ -22,6 +22,7 @@ from fenqi.domain.events import PrepayMode
 from fenqi.domain.ledger import RECEIVABLES
 from fenqi.domain.money import Money
 from fenqi.services import books, borrowers, products, servicing
+from fenqi.services.access import OverpaymentApproval
 from fenqi.services.context import Context
 from fenqi.services.errors import RefusedError
 from fenqi.store.database import make_engine, upgrade
@@ -80,13 +81,15 @@ class Servicing(RuleBasedStateMachine):
             self.loans.append(servicing.checkout(self.context, order)["id"])
 
     @precondition(lambda self: self.loans)
-    @rule(data=st.data(), amount=st.integers(1, 5_000_00), back=st.integers(0, 20))
-    def pay(self, data: st.DataObject, amount: int, back: int) -> None:
+    @rule(data=st.data(), amount=st.integers(1, 5_000_00), back=st.integers(0, 20),
+          approved=st.booleans())  # fmt: skip
+    def pay(self, data: st.DataObject, amount: int, back: int, approved: bool) -> None:
         loan = data.draw(st.sampled_from(self.loans))
         day = max(self.today - timedelta(days=back), self._start(loan))
-        with refused_only_because("nothing is owed"):
+        with refused_only_because("nothing is owed", "the most that can be taken"):
             source = servicing.Source(manual=True)
-            paid = servicing.pay(self.context, loan, Money(amount), source, day)
+            paid = servicing.pay(self.context, loan, Money(amount), source, day,
+                                 overpayment=_approval(approved))  # fmt: skip
             self.payments.append(paid["payment_id"])
 
     @precondition(lambda self: self.payments)
@@ -94,7 +97,7 @@ class Servicing(RuleBasedStateMachine):
     def reverse(self, data: st.DataObject) -> None:
         payment = data.draw(st.sampled_from(self.payments))
         with refused_only_because("already reversed"):
-            servicing.reverse(self.context, payment, "mistake", self.today)
+            servicing.reverse(self.context, payment, "mistake", self.today, confirm=True)
 
     @precondition(lambda self: self.loans)
     @rule(data=st.data(), share=st.integers(1, 100))
@@ -107,14 +110,26 @@ class Servicing(RuleBasedStateMachine):
 
     @precondition(lambda self: self.loans)
     @rule(data=st.data(), amount=st.one_of(st.none(), st.integers(1, 8_000_00)),
-          mode=st.sampled_from(PrepayMode))  # fmt: skip
-    def prepay(self, data: st.DataObject, amount: int | None, mode: PrepayMode) -> None:
+          mode=st.sampled_from(PrepayMode), approved=st.booleans())  # fmt: skip
+    def prepay(self, data: st.DataObject, amount: int | None, mode: PrepayMode,
+               approved: bool) -> None:  # fmt: skip
         loan = data.draw(st.sampled_from(self.loans))
         money = None if amount is None else Money(amount)
-        with refused_only_because("nothing", "repays its principal at the end"):
+        with refused_only_because("nothing", "repays its principal at the end",
+                                  "the most that can be taken"):  # fmt: skip
             paid = servicing.prepay(self.context, loan, money, mode=mode,
-                                    source=servicing.Source(manual=True), day=self.today)  # fmt: skip
+                                    source=servicing.Source(manual=True), day=self.today,
+                                    overpayment=_approval(approved))  # fmt: skip
             self.payments.append(paid["payment_id"])
+
+    @precondition(lambda self: self.loans)
+    @rule(data=st.data())
+    def refund_credit(self, data: st.DataObject) -> None:
+        loan = data.draw(st.sampled_from(self.loans))
+        day = max(self.today, self._start(loan))
+        with refused_only_because("holds a credit balance of 0.00"):
+            paid = servicing.refund_credit(self.context, loan, None, day)
+            assert [payee["channel"] for payee in paid["paid_to"]] == ["manual"]  # as paid in
 
     def _start(self, loan: int) -> date:
         return date.fromisoformat(servicing.show_loan(self.context, loan, self.today)["start"])
@@ -135,6 +150,11 @@ class Servicing(RuleBasedStateMachine):
                 held += loan.outstanding_principal
         available = borrowers.show_borrower(self.context, self.borrower)["available_limit"]
         assert Money.parse(available) == max(LIMIT - held, 0)
+
+
+def _approval(approved: bool) -> OverpaymentApproval | None:
+    """An admin's approval of an overpayment, half the time: both paths stay explored."""
+    return OverpaymentApproval("admin") if approved else None
 
 
 Servicing.TestCase.settings = settings(

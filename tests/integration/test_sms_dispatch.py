@@ -11,7 +11,7 @@ from sqlalchemy.orm import Session
 
 from fenqi.channels.simulator import SimulatedChannel
 from fenqi.channels.sms_simulator import SimulatedSms
-from fenqi.services import sms
+from fenqi.services import access, sms
 from fenqi.services.context import Context
 from fenqi.services.errors import RefusedError
 from fenqi.services.sms import dispatch, outbox
@@ -77,6 +77,22 @@ def test_inside_the_window_under_the_daily_cap_oldest_day_first(
 
     assert counts(dispatch(context, at(date(2026, 2, 20), 9, 0))) == (2, 0, 0, 0)
     assert [entry[1] for entry in sent_log(engine)[3:]] == [3, 4]
+
+
+def test_sign_in_codes_do_not_use_up_her_reminders(
+    context: Context, engine: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Anyone who knows her phone may ask for codes; the codes go to her, but her reminders
+    still go under the cap, which counts dunning only."""
+    for minute in range(5):  # a code every minute from 07:00 on her day, five in all
+        moment = datetime(2026, 2, 18, 23, minute, tzinfo=UTC)  # 07:0x in Shanghai
+        monkeypatch.setattr(access, "now", lambda moment=moment: moment)
+        access.send_sign_in_code(context, "13800000001")
+    codes = [entry for entry in sent_log(engine) if entry[1] == 0]
+    assert len(codes) == 5
+    assert counts(dispatch(context, at(DAY, 8, 0))) == (3, 0, 2, 2)  # as with no codes at all
+    reminders = [entry for entry in sent_log(engine) if entry[0] == 1 and entry[1] != 0]
+    assert [entry[1] for entry in reminders] == [5, 1]
 
 
 def test_outside_the_window_nothing_is_sent(context: Context, engine: Engine) -> None:

@@ -34,7 +34,7 @@ from fenqi.store.schema import (
     PostingRow,
 )
 
-HEAD = "0008"
+HEAD = "0009"
 CHART = {
     "principal_receivable": "asset",
     "interest_receivable": "asset",

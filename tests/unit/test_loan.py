@@ -1,6 +1,7 @@
 """The loan as a fold: scenarios written as dated events and the state expected after them
 (DOMAIN.md §5, §6, §10, §11), and the invariants any history keeps."""
 
+from dataclasses import dataclass
 from datetime import date, timedelta
 from fractions import Fraction
 
@@ -17,6 +18,7 @@ from fenqi.domain.events import (
     Reversal,
     Waiver,
     WaiverKind,
+    WriteOff,
 )
 from fenqi.domain.ledger import Account, balances
 from fenqi.domain.loan import (
@@ -35,6 +37,7 @@ from fenqi.domain.money import Money, half_up
 from fenqi.domain.products import Component, Product, parse_catalog
 from fenqi.domain.schedule import Terms
 from tests.plans import plan
+from tests.worked import WORKED, Worked
 
 CASH = parse_catalog(
     '[[product]]\ncode = "cash"\nmethod = "equal-installment"\nperiods = [12]\nannual_rate = "12%"'
@@ -222,6 +225,101 @@ def test_a_partial_prepayment_shortening_the_term() -> None:
     assert sum(row.principal for row in rows) == yuan("10000")
 
 
+def prepaid_on_the_third_due_date(mode: PrepayMode) -> list[Event]:
+    """Installments 1-3 paid on their due dates; on 15 April, after paying installment 3,
+    3,000.00 prepaid."""
+    return [*on_time(3), Prepayment(4, day(4, 15), yuan("3000"), Channel.MANUAL, mode, False)]
+
+
+def test_a_prepayment_on_a_due_date_charges_no_interest_and_leaves_that_installment_paid() -> None:
+    events = prepaid_on_the_third_due_date(PrepayMode.REDUCE_INSTALLMENT)
+    state = replay(LOAN, CASH, events, day(4, 15))
+    rows = state.installments
+    assert state.allocations[4].total(Component.INTEREST) == 0  # no day of period 4 has run
+    assert state.allocations[4].total(Component.PRINCIPAL) == yuan("3000")
+    assert state.outstanding_principal == yuan("4610.80")
+    assert (rows[2].status, rows[2].paid) == (InstallmentStatus.PAID, yuan("888.49"))
+    assert rows[3].outstanding == yuan("538.27")
+    assert [row.payment for row in rows[4:11]] == [yuan("538.27")] * 7
+    assert rows[11].payment == yuan("538.25")  # the last absorbs the rounding
+    assert sum(row.principal for row in rows) == yuan("10000")
+    paying_on = [pay(5 + k, row.due_date, str(row.outstanding)) for k, row in enumerate(rows[3:])]
+    for later in (day(5, 20), day(9, 1), day(2, 1, 2027)):
+        assert replay(LOAN, CASH, [*events, *paying_on], later).dpd == 0
+
+
+def test_a_prepayment_on_a_due_date_shortening_the_term_keeps_the_payment() -> None:
+    events = prepaid_on_the_third_due_date(PrepayMode.SHORTEN_TERM)
+    rows = replay(LOAN, CASH, events, day(4, 15)).installments
+    assert rows[2].status is InstallmentStatus.PAID
+    assert rows[3].outstanding == yuan("888.49")
+    assert [row.payment for row in rows[4:8]] == [yuan("888.49")] * 4
+    assert (rows[-1].due_date, rows[-1].payment) == (day(10, 15), yuan("316.94"))
+
+
+@pytest.mark.parametrize("mode", list(PrepayMode))
+def test_a_prepayment_after_paying_the_installment_ahead_leaves_it_paid(mode: PrepayMode) -> None:
+    """Installment 4 paid on 20 April, ahead of its due date; 3,000.00 prepaid on 30 April:
+    installment 4 stays paid (its period's interest is paid), and the principal comes off
+    after 15 May, as if prepaid on that due date."""
+    ahead = [*on_time(3), pay(4, day(4, 20), "888.49")]
+    events = [*ahead, Prepayment(5, day(4, 30), yuan("3000"), Channel.MANUAL, mode, False)]
+    state = replay(LOAN, CASH, events, day(4, 30))
+    rows = state.installments
+    assert (rows[3].status, rows[3].paid) == (InstallmentStatus.PAID, yuan("888.49"))
+    assert state.allocations[5].total(Component.PRINCIPAL) == yuan("3000")
+    assert state.outstanding_principal == yuan("3798.42")  # 7,610.80 − 812.38 − 3,000.00
+    level = yuan("496.42") if mode is PrepayMode.REDUCE_INSTALLMENT else yuan("888.49")
+    assert rows[4].outstanding == rows[5].payment == level
+    assert replay(LOAN, CASH, events, day(5, 25)).dpd == 0
+
+
+def test_a_payoff_on_a_due_date_is_the_principal_left_when_that_installment_is_paid() -> None:
+    quote = payoff_quote(LOAN, CASH, on_time(3), day(4, 15))
+    assert (quote.amount, quote.breakdown.interest) == (yuan("7610.80"), 0)
+    paid_off = [*on_time(3), Prepayment(4, day(4, 15), quote.amount, Channel.MANUAL,
+                                        PrepayMode.REDUCE_INSTALLMENT, True)]  # fmt: skip
+    state = replay(LOAN, CASH, paid_off, day(4, 15))
+    assert (state.status, state.credit_balance) == (LoanStatus.SETTLED, 0)
+    assert state.installments[2].paid == yuan("888.49")
+    assert state.payoffs[4] == quote.breakdown
+
+
+def test_a_payoff_on_a_due_date_pays_that_days_installment_first_then_no_more_interest() -> None:
+    quote = payoff_quote(LOAN, CASH, on_time(2), day(4, 15)).breakdown
+    assert quote.amount == yuan("8499.29")  # installment 3's 888.49, then 7,610.80 of principal
+    assert (quote.principal, quote.interest) == (yuan("8415.14"), yuan("84.15"))  # its interest
+    paid_off = [*on_time(2), Prepayment(3, day(4, 15), quote.amount, Channel.MANUAL,
+                                        PrepayMode.REDUCE_INSTALLMENT, True)]  # fmt: skip
+    state = replay(LOAN, CASH, paid_off, day(4, 15))
+    assert (state.status, state.credit_balance) == (LoanStatus.SETTLED, 0)
+    assert state.installments[2].paid == yuan("888.49")
+    assert state.payoffs[3] == quote
+
+
+@pytest.mark.parametrize("worked", [w for w in WORKED if w.method != "bullet"],
+                         ids=lambda worked: worked.name)  # fmt: skip
+def test_every_method_prepaid_on_a_due_date_owes_no_interest_for_the_day(worked: Worked) -> None:
+    terms = worked.terms()
+    product = Product(code="p", name="p", method=terms.method, periods=(terms.periods,))
+    paid = [pay(k + 1, day(2, 15) + _months(k), amount)
+            for k, amount in enumerate(worked.payments[:3])]  # fmt: skip
+    for mode in PrepayMode:
+        events = [*paid, Prepayment(4, day(4, 15), yuan("1000"), Channel.MANUAL, mode, False)]
+        state = replay(terms, product, events, day(4, 15))
+        assert state.allocations[4].total(Component.PRINCIPAL) == yuan("1000"), mode
+        assert state.installments[2].status is InstallmentStatus.PAID
+        later = replay(terms, product, events, day(4, 30))
+        assert (later.dpd, later.status) == (0, LoanStatus.ACTIVE)
+
+
+def test_a_bullet_loan_paid_off_on_its_due_date_owes_its_interest_and_no_more() -> None:
+    terms = next(w for w in WORKED if w.method == "bullet").terms()
+    product = Product(code="b", name="b", method=terms.method, periods=(terms.periods,))
+    quote = payoff_quote(terms, product, [], day(4, 15)).breakdown
+    assert (quote.principal, quote.interest) == (yuan("10000"), yuan("300"))
+
+
 def test_an_early_repayment_fee_and_period_interest_by_policy() -> None:
     strict = parse_catalog(
         '[[product]]\ncode = "s"\nperiods = [12]\nannual_rate = "12%"\n'
@@ -231,7 +329,16 @@ def test_an_early_repayment_fee_and_period_interest_by_policy() -> None:
     assert quote.breakdown.interest == yuan("76.11")  # the whole of period 4's interest
     assert quote.breakdown.prepayment_fee == yuan("76.11")  # 1% of 7,610.80
     assert quote.amount == yuan("7763.02")
-    assert quote.valid_through == day(5, 15)  # the same through period 4's due date
+    assert quote.valid_through == day(5, 14)  # the same through the day before period 4 ends
+    # On 15 May installment 4 falls due and is paid first (its whole interest with it); no day
+    # of period 5 has run, so no more interest, and the fee is on the 6,798.42 repaid early.
+    # On a due date with its installment paid, no day of the next period has run: no interest.
+    on_april_15 = payoff_quote(LOAN, strict, on_time(3), day(4, 15)).breakdown
+    assert (on_april_15.interest, on_april_15.prepayment_fee) == (0, yuan("76.11"))
+    on_the_due_date = payoff_quote(LOAN, strict, on_time(3), day(5, 15)).breakdown
+    assert (on_the_due_date.interest, on_the_due_date.prepayment_fee) == (yuan("76.11"),
+                                                                          yuan("67.98"))  # fmt: skip
+    assert on_the_due_date.principal == yuan("7610.80")
 
 
 def test_paying_off_a_fee_plan_waives_unbilled_fees_or_charges_them_by_policy() -> None:
@@ -325,24 +432,54 @@ def test_penalty_interest_stays_under_the_cap() -> None:
     assert capped == half_up(first.principal * 24 * 10, 100 * 360)  # 24% / 360 × 10 days
 
 
-def test_a_loan_180_days_past_due_is_written_off_and_later_money_is_a_recovery() -> None:
-    before = replay(LOAN, CASH, [], day(8, 13))  # 179 days after the first due date
+WRITTEN_OFF = WriteOff(1, day(8, 14), "180 days past due")  # recorded by the batch that day
+
+
+def test_a_replay_never_writes_a_loan_off_by_itself() -> None:
+    for on in (day(8, 14), day(12, 31), day(6, 30, 2027)):  # 180 days past due, and long after
+        state = replay(LOAN, CASH, [], on)
+        assert (state.status, state.write_off) == (LoanStatus.OVERDUE, None)
+        assert Account.WRITE_OFF_EXPENSE not in balances(LOAN, state)
+    assert replay(LOAN, CASH, [], day(12, 31)).installments[0].penalty > yuan("80")  # accruing
+
+
+def test_a_recorded_write_off_takes_the_loan_off_the_books_and_later_money_is_a_recovery() -> None:
+    before = replay(LOAN, CASH, [WRITTEN_OFF], day(8, 13))
     assert before.status is LoanStatus.OVERDUE
-    written = replay(LOAN, CASH, [], day(8, 14))
+    written = replay(LOAN, CASH, [WRITTEN_OFF], day(8, 14))
     assert written.status is LoanStatus.WRITTEN_OFF
     assert written.write_off is not None
     assert written.write_off.day == day(8, 14)
     books = balances(LOAN, written)
     assert Account.PRINCIPAL_RECEIVABLE not in books
     assert books[Account.WRITE_OFF_EXPENSE] > yuan("10000")  # principal, interest, penalty
-    later = replay(LOAN, CASH, [pay(1, day(9, 1), "1000")], day(9, 1))
+    later = replay(LOAN, CASH, [WRITTEN_OFF, pay(2, day(9, 1), "1000")], day(9, 1))
     assert later.recovered == yuan("1000")
     assert balances(LOAN, later)[Account.RECOVERIES] == -yuan("1000")
     assert later.installments[0].penalty == written.installments[0].penalty  # no more accrual
 
 
+def test_a_write_off_of_a_loan_that_owes_nothing_by_then_changes_nothing() -> None:
+    """A payment recorded later but effective before the write-off settled the plan first."""
+    paid_off = Prepayment(2, day(8, 1), yuan("20000"), Channel.MANUAL,
+                          PrepayMode.REDUCE_INSTALLMENT, True)  # fmt: skip
+    state = replay(LOAN, CASH, [WRITTEN_OFF, paid_off], day(9, 1))
+    assert (state.status, state.write_off) == (LoanStatus.SETTLED, None)
+    assert Account.WRITE_OFF_EXPENSE not in balances(LOAN, state)
+
+
+def test_the_fold_refuses_an_event_it_does_not_know() -> None:
+    @dataclass(frozen=True)
+    class Unknown:
+        seq: int
+        effective: date
+
+    with pytest.raises(AssertionError):
+        replay(LOAN, CASH, [Unknown(1, day(3, 1))], day(3, 2))  # type: ignore[list-item]
+
+
 def test_paying_a_written_off_plan_off_settles_it_as_it_stands() -> None:
-    recovered = [pay(1, day(9, 1), "1000")]
+    recovered: list[Event] = [WRITTEN_OFF, pay(2, day(9, 1), "1000")]
     state = replay(LOAN, CASH, recovered, day(10, 15))
     came_due = state.installments[:9]  # the ninth is due that very day
     still_ahead = state.installments[9:]
@@ -352,7 +489,7 @@ def test_paying_a_written_off_plan_off_settles_it_as_it_stands() -> None:
     )
     assert quote.interest == sum(row.interest - row.paid_interest for row in came_due)
     assert quote.prepayment_fee == 0
-    paid_off = [*recovered, Prepayment(2, day(10, 15), quote.amount, Channel.ALIPAY,
+    paid_off = [*recovered, Prepayment(3, day(10, 15), quote.amount, Channel.ALIPAY,
                                        PrepayMode.REDUCE_INSTALLMENT, True)]  # fmt: skip
     settled = replay(LOAN, CASH, paid_off, day(12, 31))
     assert settled.status is LoanStatus.SETTLED
@@ -410,7 +547,7 @@ def test_a_checkpoint_written_by_another_fold_version_is_ignored() -> None:
 
 
 def test_no_checkpoint_is_kept_for_a_written_off_loan_or_past_a_later_event() -> None:
-    written_off = replay_to_checkpoint(LOAN, CASH, [], day(12, 31))
+    written_off = replay_to_checkpoint(LOAN, CASH, [WRITTEN_OFF], day(12, 31))
     assert written_off[0].status is LoanStatus.WRITTEN_OFF
     assert written_off[1] is None
     ahead = replay_to_checkpoint(LOAN, CASH, [pay(1, day(3, 15), "888.49")], day(3, 1))

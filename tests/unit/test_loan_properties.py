@@ -6,7 +6,7 @@ import json
 from datetime import date, timedelta
 from fractions import Fraction
 
-from hypothesis import assume, given, settings
+from hypothesis import assume, given, note, settings
 from hypothesis import strategies as st
 
 from fenqi.domain.events import (
@@ -20,9 +20,19 @@ from fenqi.domain.events import (
     Reversal,
     Waiver,
     WaiverKind,
+    WriteOff,
 )
 from fenqi.domain.ledger import RECEIVABLES, balances
-from fenqi.domain.loan import Checkpoint, LoanState, replay, replay_to_checkpoint, resumable
+from fenqi.domain.loan import (
+    Checkpoint,
+    InstallmentStatus,
+    LoanState,
+    LoanStatus,
+    payoff_on,
+    replay,
+    replay_to_checkpoint,
+    resumable,
+)
 from fenqi.domain.money import Money
 from fenqi.domain.products import (
     LateFee,
@@ -75,7 +85,7 @@ def histories(draw: st.DrawFn) -> tuple[Terms, Product, list[Event]]:
     refunded = 0
     for seq in range(1, draw(st.integers(0, 14)) + 1):
         on = terms.start + timedelta(days=draw(st.integers(0, horizon)))
-        kinds = ["pay", "pay", "pay", "prepay", "reverse", "refund", "waive", "credit"]
+        kinds = ["pay", "pay", "pay", "prepay", "reverse", "refund", "waive", "credit", "write-off"]
         kind = draw(st.sampled_from(kinds))
         amount = Money(draw(st.integers(1, int(terms.principal) // 2 + 1)))
         channel = draw(st.sampled_from(Channel))
@@ -99,6 +109,8 @@ def histories(draw: st.DrawFn) -> tuple[Terms, Product, list[Event]]:
             events.append(CreditRefund(seq, on, amount, channel))
         elif kind == "waive":
             events.append(Waiver(seq, on, draw(st.sampled_from(WaiverKind)), amount, "goodwill"))
+        elif kind == "write-off":
+            events.append(WriteOff(seq, on, "written off by the batch"))
     return terms, policy, events
 
 
@@ -139,6 +151,24 @@ def test_replay_is_deterministic_and_order_of_recording_does_not_matter(
     assert replay(terms, policy, events, as_of) == replay(
         terms, policy, list(reversed(events)), as_of
     )
+
+
+@settings(max_examples=300, deadline=None)
+@given(histories(), st.integers(0, 1500))
+def test_a_replay_writes_a_loan_off_only_where_a_write_off_is_recorded(
+    history: tuple[Terms, Product, list[Event]], offset: int
+) -> None:
+    """However far past due a loan is, a replay never invents a write-off (DOMAIN.md: it is an
+    act of the batch on the day it runs, recorded as an event); a recorded one it applies."""
+    terms, policy, events = history
+    as_of = terms.start + timedelta(days=offset)
+    state = replay(terms, policy, events, as_of)
+    recorded = {e.effective for e in events if isinstance(e, WriteOff) and e.effective <= as_of}
+    assert state.write_off is None or state.write_off.day in recorded
+    assert (state.status is LoanStatus.WRITTEN_OFF) <= (state.write_off is not None)
+    unrecorded = replay(terms, policy, [e for e in events if not isinstance(e, WriteOff)], as_of)
+    assert unrecorded.write_off is None
+    assert unrecorded.status is not LoanStatus.WRITTEN_OFF
 
 
 def test_a_bullet_loan_prepaid_in_part_still_balances() -> None:
@@ -194,3 +224,95 @@ def only_history_of(state: LoanState, seqs: set[int]) -> LoanState:
         payoffs={seq: part for seq, part in state.payoffs.items() if seq in seqs},
         write_off=write_off,
     )
+
+
+# -- a borrower who is never late ---------------------------------------------------------------
+
+CAP = Fraction(24, 100)
+
+
+class Punctual:
+    """A borrower's life written as it happens: she pays every installment in full on or before
+    its due date, and prepays any amount, or everything, on any day (due dates included, before
+    or after paying that day's installment), reducing the installment or shortening the term."""
+
+    def __init__(self, draw: st.DrawFn, terms: Terms, policy: Product) -> None:
+        self.draw, self.terms, self.policy = draw, terms, policy
+        self.events: list[Event] = []
+
+    def state(self, on: date) -> LoanState:
+        return replay(self.terms, self.policy, self.events, on, CAP)
+
+    def prepay(self, on: date) -> None:
+        now = self.state(on)
+        if now.status is LoanStatus.SETTLED:
+            return
+        seq, mode = len(self.events) + 1, self.draw(st.sampled_from(PrepayMode))
+        if self.draw(st.integers(0, 3)) == 0:  # everything, at the payoff quote
+            quote = payoff_on(self.terms, self.policy, self.events, on, CAP)
+            if quote.amount == 0:  # what she has paid ahead covers it: nothing to pay
+                return
+            self.events.append(Prepayment(seq, on, quote.amount, Channel.MANUAL, mode, True))
+            settled = self.state(on)
+            assert settled.status is LoanStatus.SETTLED, settled  # the quote pays it all off
+            assert settled.credit_balance == 0  # to the fen
+            assert settled.payoffs[seq] == quote
+            return
+        most = max(int(now.outstanding_principal), 1)
+        amount = Money(self.draw(st.integers(1, most)))
+        self.events.append(Prepayment(seq, on, amount, Channel.MANUAL, mode, False))
+
+    def pay(self, on: date, due: date) -> None:
+        """Pays what the installments due by ``due`` still ask, as the plan stands on ``on``."""
+        now = self.state(on)
+        rows = [row for row in now.installments if row.due_date <= due]
+        owed = sum(row.outstanding for row in rows) - now.credit_balance
+        if owed > 0:
+            self.events.append(Payment(len(self.events) + 1, on, Money(owed), Channel.MANUAL))
+
+    def live(self) -> date:
+        """Lives the plan out, period by period; returns its last due date."""
+        since, last = self.terms.start, self.terms.start
+        while (now := self.state(since)).status is not LoanStatus.SETTLED:
+            due = min(row.due_date for row in now.installments
+                      if row.status is not InstallmentStatus.PAID)  # fmt: skip
+            assert due >= since, now  # what fell due before was paid
+            paid_on = since + timedelta(days=self.draw(st.integers(0, (due - since).days)))
+            for offset in sorted(self.draw(st.lists(st.integers(0, (paid_on - since).days),
+                                                    max_size=2))):  # fmt: skip
+                self.prepay(since + timedelta(days=offset))
+            self.pay(paid_on, due)
+            if self.draw(st.booleans()):
+                self.prepay(due)  # on the due date, after its installment is paid
+            since = last = due
+            since += timedelta(days=1)
+        return last
+
+
+@st.composite
+def punctual_lives(draw: st.DrawFn) -> tuple[Terms, Product, list[Event], date]:
+    terms = draw(any_terms().filter(lambda t: t.principal >= 100))
+    terms = dataclasses.replace(terms, periods=draw(st.integers(1, 12)))
+    policy = draw(policies(terms))
+    borrower = Punctual(draw, terms, policy)
+    last = borrower.live()
+    return terms, policy, borrower.events, last + timedelta(days=policy.grace_days + 40)
+
+
+@settings(max_examples=150, deadline=None)
+@given(punctual_lives())
+def test_a_borrower_who_pays_every_installment_by_its_due_date_is_never_overdue(
+    life: tuple[Terms, Product, list[Event], date],
+) -> None:
+    """Whatever she prepays and whenever, due dates included (DOMAIN.md: which period a day
+    belongs to): never a day past due, no penalty interest, no late fee, and settled at last."""
+    terms, policy, events, end = life
+    note(f"{terms}\n{policy}\n" + "\n".join(map(repr, events)))
+    on = terms.start
+    while on <= end:
+        state = replay(terms, policy, events, on, CAP)
+        assert state.dpd == 0, (on, state)
+        assert state.status in (LoanStatus.ACTIVE, LoanStatus.SETTLED), (on, state)
+        assert all(row.penalty == 0 and row.late_fee == 0 for row in state.installments), on
+        on += timedelta(days=1)
+    assert state.status is LoanStatus.SETTLED

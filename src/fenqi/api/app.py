@@ -1,15 +1,26 @@
 """The HTTP service: the JSON API, the borrower's page and the operator console, with health,
-readiness, Prometheus metrics and a structured log line per request (with its request id)."""
+readiness, Prometheus metrics and a structured log line per request (with its request id).
+
+No error escapes a request: whatever no handler answered is answered here (a problem document,
+or an error page on the pages), counted, and logged once, by its class and where it was raised,
+never its text; the connection stays open for the client's next request."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
+import os
+import threading
 import time
+import traceback
 import uuid
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from concurrent.futures import Future
+from contextlib import asynccontextmanager
 from datetime import UTC, date, datetime
 from decimal import Decimal
+from pathlib import Path
 
 from fastapi import FastAPI, Request, Response
 from prometheus_client import (
@@ -21,18 +32,21 @@ from prometheus_client import (
 )
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
-from sqlalchemy import text
+from sqlalchemy import Engine, text
+from sqlalchemy.exc import SQLAlchemyError
 
-from fenqi import web
-from fenqi.api import problems, routes
+from fenqi import settings, web
+from fenqi.api import hardening, problems, routes
 from fenqi.channels.simulator import SimulatedChannel
 from fenqi.channels.sms_simulator import SimulatedSms
 from fenqi.services import close_of_business as cob
 from fenqi.services.context import Context
-from fenqi.store.database import database_url, make_engine, schema_is_current
+from fenqi.store.database import Limits, database_url, make_engine, schema_is_current
 
 log = logging.getLogger("fenqi.http")
 Handler = Callable[[Request], Awaitable[Response]]
+READY_SECONDS = 0.8  # /readyz answers within a second, whatever the database does
+FENQI = str(Path(__file__).parents[1])  # where fenqi's own frames are, in a traceback
 
 
 COB_COUNTS = ("loans", "debits_tried", "debits_succeeded", "debits_failed", "sms_queued",
@@ -48,7 +62,10 @@ class CobFigures(Collector):
         self.context = context
 
     def collect(self) -> Iterator[Metric]:
-        latest = cob.runs(self.context, limit=1)
+        try:
+            latest = cob.runs(self.context, limit=1)
+        except SQLAlchemyError:  # the database is down: the service's own figures still count
+            return
         if not latest:
             return
         last = latest[0]
@@ -90,12 +107,57 @@ class Metrics:
                                  ["method", "route"], registry=self.registry)  # fmt: skip
         self.payments = Counter("fenqi_payments_total", "Payments and prepayments taken",
                                 ["status"], registry=self.registry)  # fmt: skip
+        self.errors = Counter("fenqi_http_errors_total",
+                              "Requests that ended in an error no handler answered, by its class",
+                              ["status", "error"], registry=self.registry)  # fmt: skip
 
 
-def create_app(url: str | None = None) -> FastAPI:
-    """The app on the database at ``url`` (default: FENQI_DATABASE_URL or the SQLite file)."""
-    engine = make_engine(database_url(url))
+class Readiness:
+    """/readyz's question (does the database answer, with the current schema?) asked in a
+    thread of its own, one at a time: a probe gets its answer within ``READY_SECONDS`` even
+    while the database hangs, and probes arriving meanwhile share the question in flight
+    instead of piling up threads behind it."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self.lock = threading.Lock()
+        self.pending: Future[bool] | None = None
+
+    async def ready(self) -> bool:
+        with self.lock:
+            if self.pending is None or self.pending.done():
+                self.pending = Future()
+                asking = threading.Thread(target=self._ask, args=(self.pending,), daemon=True,
+                                          name="fenqi-readyz")  # fmt: skip
+                asking.start()
+            pending = asyncio.wrap_future(self.pending)
+        try:
+            return await asyncio.wait_for(asyncio.shield(pending), READY_SECONDS)
+        except TimeoutError:
+            return False
+
+    def _ask(self, answer: Future[bool]) -> None:
+        try:
+            with self.engine.connect() as connection:
+                connection.execute(text("SELECT 1"))
+            answer.set_result(schema_is_current(self.engine))
+        except Exception:  # any failure to reach the database means not ready
+            answer.set_result(False)
+
+
+def create_app(url: str | None = None, *, simulation: bool | None = None) -> FastAPI:
+    """The app on the database at ``url`` (default: FENQI_DATABASE_URL or the SQLite file), in
+    simulation mode if ``simulation`` (default: ``FENQI_SIMULATION``, else off): only then may
+    staff set the payment simulator's balances."""
+    engine = make_engine(database_url(url), Limits.for_service())
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        yield
+        engine.dispose()  # the app's connections close with it, not whenever it is collected
+
     app = FastAPI(
+        lifespan=lifespan,
         title="fenqi",
         version="0.1.0",
         description="Consumer installment credit (分期): quotes, checkout, bills, payments, "
@@ -103,22 +165,29 @@ def create_app(url: str | None = None) -> FastAPI:
         "ISO 8601; errors are RFC 9457 problem details.",
     )
     app.state.context = Context(engine, SimulatedChannel, actor="http", sms=SimulatedSms)
+    app.state.simulation = settings.simulation(False) if simulation is None else simulation
     app.state.metrics = metrics = Metrics(app.state.context)
     problems.install(app)
     app.include_router(routes.router)
     web.install(app)
-    _operations(app, metrics)
+    _operations(app, metrics, Readiness(engine))
+    hardening.install(app)  # the security headers, the docs and metrics settings, the proxies
     return app
 
 
-def _operations(app: FastAPI, metrics: Metrics) -> None:
+def _operations(app: FastAPI, metrics: Metrics, readiness: Readiness) -> None:
     @app.middleware("http")
     async def observe(
         request: Request, call_next: Callable[[Request], Awaitable[Response]]
     ) -> Response:
         request_id = request.headers.get("X-Request-ID") or uuid.uuid4().hex
         began = time.perf_counter()
-        response = await call_next(request)
+        failure: Exception | None = None
+        try:
+            response = await call_next(request)
+        except Exception as error:  # answered here, so that no error drops the connection
+            failure = error
+            response = _answer(request, error, request_id)
         elapsed = time.perf_counter() - began
         route = getattr(request.scope.get("route"), "path", "unmatched")
         metrics.requests.labels(request.method, route, str(response.status_code)).inc()
@@ -129,7 +198,13 @@ def _operations(app: FastAPI, metrics: Metrics) -> None:
         # Paths and figures only: never a header, a body, a query or a credential.
         line = {"request_id": request_id, "method": request.method, "route": route,
                 "status": response.status_code, "ms": round(elapsed * 1000, 2)}  # fmt: skip
-        log.info(json.dumps(line))
+        if failure is None:
+            log.info(json.dumps(line))
+            return response
+        metrics.errors.labels(str(response.status_code), type(failure).__name__).inc()
+        # The error's class and where it was raised; its text may quote a borrower's data.
+        line |= {"error": type(failure).__name__, "where": _where(failure)}
+        log.log(logging.ERROR if response.status_code == 500 else logging.WARNING, json.dumps(line))
         return response
 
     @app.get("/healthz", tags=["operations"])
@@ -137,20 +212,36 @@ def _operations(app: FastAPI, metrics: Metrics) -> None:
         """The process answers."""
         return {"status": "ok"}
 
-    @app.get("/readyz", tags=["operations"])
-    def readyz(response: Response) -> dict[str, str]:
-        """The database answers and its schema is current."""
-        context: Context = app.state.context
-        try:
-            with context.engine.connect() as connection:
-                connection.execute(text("SELECT 1"))
-            ready = schema_is_current(context.engine)
-        except Exception:  # any failure to reach the database means not ready
-            ready = False
+    @app.get("/readyz", tags=["operations"],
+             responses={503: {"description": "The database does not answer, or its schema is "
+                              "behind"}})  # fmt: skip
+    async def readyz(response: Response) -> dict[str, str]:
+        """The database answers and its schema is current (answered within a second)."""
+        ready = await readiness.ready()
         response.status_code = 200 if ready else 503
         return {"status": "ready" if ready else "not ready"}
 
     @app.get("/metrics", tags=["operations"], response_class=Response)
     def prometheus() -> Response:
-        """Requests, latencies, payments and the latest close of business, for Prometheus."""
+        """Requests, latencies, errors, payments and the latest close of business, for
+        Prometheus."""
         return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
+
+
+def _answer(request: Request, error: Exception, request_id: str) -> Response:
+    """An error page for a page, a problem document for anything else."""
+    if web.is_page(request.url.path):
+        status = problems.classify(error)[0]
+        return web.error_page(request, status, request_id)
+    return problems.unexpected(error, request_id)
+
+
+def _where(error: Exception, ours: int = 3) -> str:
+    """Where ``error`` was raised, innermost first, as file:line function: the frame that raised
+    it and the innermost ``ours`` of fenqi's own, without any of the values involved."""
+    stack = traceback.extract_tb(error.__traceback__)
+    fenqi = [frame for frame in stack if f"{FENQI}{os.sep}" in frame.filename][-ours:]
+    frames = [*fenqi, stack[-1]] if stack and stack[-1] not in fenqi else fenqi
+    return " < ".join(
+        f"{Path(frame.filename).name}:{frame.lineno} {frame.name}" for frame in reversed(frames)
+    )

@@ -6,12 +6,44 @@ from __future__ import annotations
 import datetime as dt
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field
 
-Yuan = Annotated[str, Field(pattern=r"^\d{1,12}(\.\d{1,2})?$", examples=["888.49"])]
-RateText = Annotated[str, Field(pattern=r"^\d{1,3}(\.\d{1,6})?%?$", examples=["12%"])]
-Id = Annotated[int, Field(ge=1, le=2**31 - 1)]
+from fenqi.clock import today
+from fenqi.domain.money import AMOUNT_AT_MOST
+from fenqi.services.days import looking_day
+from fenqi.store.schema import MAX_ID
+
+# Digits are written [0-9]: a pattern's \d also takes every other script's digits ("١٨").
+_YUAN_DIGITS = len(str(AMOUNT_AT_MOST // 100))  # 12: the same cap as the command line's
+Yuan = Annotated[
+    str, Field(pattern=rf"^[0-9]{{1,{_YUAN_DIGITS}}}(\.[0-9]{{1,2}})?$", examples=["888.49"])
+]
+RateText = Annotated[str, Field(pattern=r"^[0-9]{1,3}(\.[0-9]{1,6})?%?$", examples=["12%"])]
 Text = Annotated[str, Field(min_length=1, max_length=200)]
+Phone = Annotated[str, Field(pattern=r"^\+?[0-9]{6,15}$", examples=["13800138000"])]
+
+
+def _whole(value: object) -> object:
+    """An id is a JSON integer, or ASCII digits in an address: not "1.0", " 1", "+1", "1_0"
+    or "١", all of which a lax integer would take for another id."""
+    if isinstance(value, bool) or not isinstance(value, int | str):
+        raise ValueError("an id is a whole number, e.g. 12")
+    if isinstance(value, str) and not (value.isascii() and value.isdigit() and len(value) <= 10):
+        raise ValueError("an id is written in the digits 0-9, e.g. 12")
+    return value
+
+
+Id = Annotated[int, BeforeValidator(_whole), Field(ge=1, le=MAX_ID)]
+
+
+def _lookable(day: dt.date) -> dt.date:
+    return looking_day(day, today())
+
+
+# A date anyone may give: within a century of today, so that no computation runs off the
+# calendar (9999-12-31 plus a day); the days staff book on have a narrower window, checked by
+# the route with the booking rule.
+Day = Annotated[dt.date, AfterValidator(_lookable)]
 
 
 class Body(BaseModel):
@@ -20,7 +52,7 @@ class Body(BaseModel):
 
 class BorrowerIn(Body):
     name: Text
-    phone: Annotated[str, Field(pattern=r"^\+?\d{6,15}$", examples=["13800138000"])]
+    phone: Phone
     credit_limit: Yuan
 
 
@@ -37,7 +69,7 @@ class FundIn(Body):
 
 class QuoteIn(Body):
     principal: Yuan
-    start: dt.date | None = None
+    start: Day | None = None
     periods: Annotated[int, Field(ge=1, le=360)] | None = None
     method: Literal["equal-installment", "equal-principal", "interest-only", "bullet",
                     "flat-fee"] | None = None  # fmt: skip
@@ -59,7 +91,7 @@ class CheckoutIn(Body):
     amount: Yuan
     product: Annotated[str, Field(min_length=1, max_length=40, examples=["mall-12"])]
     periods: Annotated[int, Field(ge=1, le=360)] | None = None
-    date: dt.date | None = None
+    date: Day | None = None
     item: Annotated[str, Field(max_length=200, examples=["华为 Mate 70"])] | None = None
 
 
@@ -67,7 +99,11 @@ class PaymentIn(Body):
     amount: Yuan
     method_id: Id | None = None
     channel: Literal["manual"] | None = None
-    date: dt.date | None = None
+    date: Day | None = None
+    allow_overpayment: bool = Field(
+        False, description="More than the payoff amount that day (admins only; the excess "
+                           "becomes a credit balance)."
+    )  # fmt: skip
 
 
 class PrepaymentIn(Body):
@@ -76,33 +112,40 @@ class PrepaymentIn(Body):
     mode: Literal["reduce-installment", "shorten-term"] = "reduce-installment"
     method_id: Id | None = None
     channel: Literal["manual"] | None = None
-    date: dt.date | None = None
+    date: Day | None = None
+    allow_overpayment: bool = Field(False, description="As for payments (admins only).")
 
 
 class RefundIn(Body):
     amount: Yuan
-    date: dt.date | None = None
+    date: Day | None = None
 
 
 class CreditRefundIn(Body):
     amount: Yuan | None = None
-    date: dt.date | None = None
+    date: Day | None = None
 
 
 class ReversalIn(Body):
     reason: Text
-    date: dt.date | None = None
+    date: Day | None = None
+    confirm: bool = Field(
+        default=False,
+        description="Reverse even though it reopens a settled plan or makes a current one "
+        "overdue; without it such a reversal is a 409 confirmation-needed problem that says "
+        "what it would do.",
+    )
 
 
 class WaiverIn(Body):
     what: Literal["penalty", "fee"]
     amount: Yuan
     reason: Text
-    date: dt.date | None = None
+    date: Day | None = None
 
 
 class CobIn(Body):
-    date: dt.date
+    date: Day
 
 
 class CatalogIn(Body):
@@ -110,12 +153,12 @@ class CatalogIn(Body):
 
 
 class CodeIn(Body):
-    phone: Annotated[str, Field(pattern=r"^\+?\d{6,15}$")]
+    phone: Phone
 
 
 class SignInIn(Body):
-    phone: Annotated[str, Field(pattern=r"^\+?\d{6,15}$")]
-    code: Annotated[str, Field(pattern=r"^\d{6}$")]
+    phone: Phone
+    code: Annotated[str, Field(pattern=r"^[0-9]{6}$")]
 
 
 class LoginIn(Body):

@@ -9,12 +9,13 @@ from typing import Annotated
 from fastapi import APIRouter, Header, Query, Request, Response
 from pydantic import Field
 
-from fenqi import wire
+from fenqi import settings, wire
 from fenqi.api import models, problems
-from fenqi.api.security import Caller, base_context, context_for
+from fenqi.api.bodies import StrictJsonRoute
+from fenqi.api.security import Caller, base_context, client_address, context_for
 from fenqi.clock import today
 from fenqi.domain.events import PrepayMode, WaiverKind
-from fenqi.domain.money import Money
+from fenqi.domain.money import AMOUNT_AT_MOST, Money
 from fenqi.services import (
     access,
     audit,
@@ -26,17 +27,20 @@ from fenqi.services import (
     sms,
 )
 from fenqi.services import close_of_business as cob
-from fenqi.services.access import Principal, Role
+from fenqi.services.access import OverpaymentApproval, Permission, Principal
 from fenqi.services.context import Context, Document, Replayed
+from fenqi.services.days import booking_day
+from fenqi.services.errors import NotFoundError
 from fenqi.services.quoting import FieldError
 
-router = APIRouter(prefix="/api", responses=problems.RESPONSES)
+router = APIRouter(prefix="/api", responses=problems.RESPONSES, route_class=StrictJsonRoute)
 IdempotencyKey = Annotated[
     str,
     Header(alias="Idempotency-Key", min_length=1, max_length=200,
            description="The same key and request replay the first response; never twice."),
 ]  # fmt: skip
-AsOf = Annotated[date | None, Query(description="The day to show (default: today).")]
+AsOf = Annotated[models.Day | None, Query(description="The day to show (default: today).")]
+EventId = Annotated[str, Field(pattern=r"^[PRpr]?[0-9]{1,10}-[0-9]{1,10}$")]
 REPLAYED = "Idempotent-Replayed"
 
 
@@ -44,24 +48,45 @@ def _today(day: date | None) -> date:
     return day if day is not None else today()
 
 
+def _booked(day: date | None) -> date:
+    """The day staff book on: the one they gave (within the booking window), else today."""
+    return booking_day(day, today(), settings.backdate_days())
+
+
 def _paid_on(who: Principal, day: date | None) -> date:
     """Staff may book money on the day it arrived; a borrower pays today, never back-dated."""
     if who.is_borrower and day not in (None, today()):
         raise FieldError("date", f"a borrower pays on the day itself ({today()}); leave date out")
-    return _today(day)
+    return _booked(day)
 
 
 def _money(field: str, text: str) -> Money:
     try:
-        return Money.parse(text)
+        return Money.parse(text, at_most=AMOUNT_AT_MOST)
     except ValueError as error:
         raise FieldError(field, str(error)) from None
+
+
+def _overpayment(who: Principal, allowed: bool) -> OverpaymentApproval | None:
+    """The caller's approval of an overpayment when asked for: admins only (403 otherwise)."""
+    return access.approve_overpayment(who) if allowed else None
 
 
 def _replayed(response: Response, document: Document) -> Document:
     """Says in a header when an idempotent request got its first response again."""
     response.headers[REPLAYED] = "true" if isinstance(document, Replayed) else "false"
     return document
+
+
+_NO_SIMULATION = (
+    "a simulated balance is set only by staff, when the service runs in "
+    "simulation mode (fenqi serve --simulate)"
+)
+
+
+def _simulating(request: Request) -> bool:
+    """Whether this service runs in simulation mode (``fenqi serve --simulate``)."""
+    return bool(request.app.state.simulation)
 
 
 def _loan(request: Request, who: Principal, loan_id: int) -> Context:
@@ -76,21 +101,26 @@ def _loan(request: Request, who: Principal, loan_id: int) -> Context:
 
 @router.post("/auth/code", tags=["sign-in"])
 def send_code(request: Request, body: models.CodeIn) -> Document:
-    """Texts a one-time sign-in code to a borrower's phone."""
-    return access.send_sign_in_code(base_context(request), body.phone)
+    """Texts a one-time sign-in code to a borrower's phone. The answer is the same for any
+    phone; too many requests from one address are refused (429, ``Retry-After``)."""
+    return access.send_sign_in_code(base_context(request), body.phone, client_address(request))
 
 
 @router.post("/auth/session", tags=["sign-in"])
 def borrower_session(request: Request, body: models.SignInIn) -> Document:
-    """A borrower's session token for a valid code (send it as ``Authorization: Bearer``)."""
-    token, csrf = access.sign_in_borrower(base_context(request), body.phone, body.code)
+    """A borrower's session token for a valid code (send it as ``Authorization: Bearer``). A
+    code allows 5 tries; then, and after too many wrong ones from one address, 429."""
+    token, csrf = access.sign_in_borrower(base_context(request), body.phone, body.code,
+                                          client_address(request))  # fmt: skip
     return {"token": token, "csrf": csrf}
 
 
 @router.post("/auth/login", tags=["sign-in"])
 def operator_session(request: Request, body: models.LoginIn) -> Document:
-    """An operator's session token for a user name and password."""
-    token, csrf = access.sign_in_operator(base_context(request), body.username, body.password)
+    """An operator's session token for a user name and password. After 10 wrong passwords for a
+    name in 15 minutes, or too many from one address, 429 (the same for a name nobody has)."""
+    token, csrf = access.sign_in_operator(base_context(request), body.username, body.password,
+                                          client_address(request))  # fmt: skip
     return {"token": token, "csrf": csrf}
 
 
@@ -110,7 +140,7 @@ def list_products(request: Request, who: Caller) -> list[Document]:
 @router.post("/products", tags=["products"])
 def load_products(request: Request, who: Caller, body: models.CatalogIn) -> list[Document]:
     """Adds or replaces the products of a TOML catalog (admins)."""
-    who.require(Role.ADMIN)
+    who.need(Permission.ADMINISTER)
     return products.load_catalog(context_for(request, who), body.toml, "request")
 
 
@@ -129,7 +159,7 @@ def quote(who: Caller, body: models.QuoteIn) -> Document:
 
 @router.post("/borrowers", tags=["borrowers"], status_code=201)
 def create_borrower(request: Request, who: Caller, body: models.BorrowerIn) -> Document:
-    who.require(Role.AGENT)
+    who.need(Permission.SERVE)
     limit = _money("credit_limit", body.credit_limit)
     return borrowers.create_borrower(context_for(request, who), body.name, body.phone, limit)
 
@@ -139,7 +169,7 @@ def find_borrowers(
     request: Request, who: Caller, q: Annotated[str, Query(min_length=1, max_length=100)]
 ) -> list[Document]:
     """Borrowers by phone, name, order id or loan id (staff)."""
-    who.require(Role.VIEWER)
+    who.need(Permission.READ)
     return borrowers.find_borrowers(context_for(request, who), q)
 
 
@@ -159,10 +189,15 @@ def list_loans(request: Request, who: Caller, borrower_id: models.Id,
 @router.post("/borrowers/{borrower_id}/methods", tags=["borrowers"], status_code=201)
 def bind_method(request: Request, who: Caller, borrower_id: models.Id,
                 body: models.MethodIn) -> Document:  # fmt: skip
+    """Binds a method; staff in simulation mode may give it a simulated balance."""
     if not who.is_borrower:
-        who.require(Role.AGENT)
+        who.need(Permission.SERVE)
     who.owns(borrower_id, f"borrower {borrower_id}")
-    balance = None if body.sim_balance is None else _money("sim_balance", body.sim_balance)
+    balance = None
+    if body.sim_balance is not None:
+        if not (_simulating(request) and who.may(Permission.SIMULATE)):
+            raise FieldError("sim_balance", _NO_SIMULATION)
+        balance = _money("sim_balance", body.sim_balance)
     return borrowers.bind_method(context_for(request, who), borrower_id, body.kind, body.account,
                                  default=body.default, sim_balance=balance)  # fmt: skip
 
@@ -170,7 +205,7 @@ def bind_method(request: Request, who: Caller, borrower_id: models.Id,
 def _method(request: Request, who: Principal, method_id: int) -> Context:
     """The context for changing a method: a borrower's own, or any for agents and admins."""
     if not who.is_borrower:
-        who.require(Role.AGENT)
+        who.need(Permission.SERVE)
     context = context_for(request, who)
     who.owns(borrowers.method_owner(context, method_id), f"method {method_id}")
     return context
@@ -190,8 +225,11 @@ def unbind_method(request: Request, who: Caller, method_id: models.Id) -> Docume
 def fund_method(
     request: Request, who: Caller, method_id: models.Id, body: models.FundIn
 ) -> Document:
-    """Sets the payment simulator's balance for a method (staff, for tests and demos)."""
-    who.require(Role.AGENT)
+    """Sets the payment simulator's balance for a method (staff, in simulation mode only: a
+    service not started with ``--simulate`` has no such thing, 404)."""
+    if not _simulating(request):
+        raise NotFoundError("the service does not run in simulation mode: no simulated balances")
+    who.need(Permission.SIMULATE)
     balance = _money("sim_balance", body.sim_balance)
     return borrowers.fund_method(context_for(request, who), method_id, balance)
 
@@ -202,7 +240,7 @@ def fund_method(
 @router.post("/checkout/quote", tags=["loans"])
 def checkout_quote(who: Caller, body: models.CheckoutIn) -> Document:
     """The offer a checkout would make (its full cost and APR), to show before consent."""
-    who.require(Role.AGENT)
+    who.need(Permission.SERVE)
     periods = None if body.periods is None else str(body.periods)
     plan = quoting.PlanRequest(principal=body.amount, start=_today(body.date),
                                product=body.product, periods=periods)  # fmt: skip
@@ -213,10 +251,10 @@ def checkout_quote(who: Caller, body: models.CheckoutIn) -> Document:
 def checkout(request: Request, response: Response, who: Caller, body: models.CheckoutIn,
              key: IdempotencyKey) -> Document:  # fmt: skip
     """An order becomes a plan: consent recorded with its cost and APR, the merchant owed."""
-    who.require(Role.AGENT)
+    who.need(Permission.SERVE)
     order = servicing.Order(body.borrower_id, body.order_id, body.merchant,
                             _money("amount", body.amount), body.product, body.periods,
-                            _today(body.date), body.item)  # fmt: skip
+                            _booked(body.date), body.item)  # fmt: skip
     made = servicing.checkout(context_for(request, who), order, idempotency_key=key)
     return _replayed(response, made)
 
@@ -229,19 +267,20 @@ def show_loan(request: Request, who: Caller, loan_id: models.Id, as_of: AsOf = N
 @router.get("/loans/{loan_id}/history", tags=["loans"])
 def loan_history(request: Request, who: Caller, loan_id: models.Id) -> Document:
     """The loan's events and journal entries (staff)."""
-    who.require(Role.VIEWER)
+    who.need(Permission.READ)
     return servicing.loan_history(context_for(request, who), loan_id)
 
 
 @router.get("/loans/{loan_id}/payoff-quote", tags=["payments"])
 def payoff_quote(request: Request, who: Caller, loan_id: models.Id,
-                 on: Annotated[date | None, Query(alias="date")] = None) -> Document:  # fmt: skip
+                 on: Annotated[models.Day | None, Query(alias="date")] = None
+                 ) -> Document:  # fmt: skip
     return servicing.quote_payoff(_loan(request, who, loan_id), loan_id, _today(on))
 
 
 def _source(who: Principal, method_id: int | None, channel: str | None) -> servicing.Source:
     if channel is not None and who.is_borrower:
-        who.require(Role.AGENT)  # only staff take money by hand
+        who.need(Permission.TAKE_PAYMENT)  # only staff take money by hand
     return servicing.Source(
         method_id=method_id, manual=channel == "manual", by_hand_if_unbound=not who.is_borrower
     )
@@ -250,12 +289,15 @@ def _source(who: Principal, method_id: int | None, channel: str | None) -> servi
 @router.post("/loans/{loan_id}/payments", tags=["payments"], status_code=201)
 def pay(request: Request, response: Response, who: Caller, loan_id: models.Id,
         body: models.PaymentIn, key: IdempotencyKey) -> Document:  # fmt: skip
+    """Takes a payment: up to what pays the plan off that day, more with ``allow_overpayment``
+    (admins only)."""
     if not who.is_borrower:
-        who.require(Role.AGENT)
+        who.need(Permission.TAKE_PAYMENT)
+    approval = _overpayment(who, body.allow_overpayment)
     context = _loan(request, who, loan_id)
     paid = servicing.pay(context, loan_id, _money("amount", body.amount),
                          _source(who, body.method_id, body.channel), _paid_on(who, body.date),
-                         idempotency_key=key)  # fmt: skip
+                         idempotency_key=key, overpayment=approval)  # fmt: skip
     return _replayed(response, paid)
 
 
@@ -263,14 +305,16 @@ def pay(request: Request, response: Response, who: Caller, loan_id: models.Id,
 def prepay(request: Request, response: Response, who: Caller, loan_id: models.Id,
            body: models.PrepaymentIn, key: IdempotencyKey) -> Document:  # fmt: skip
     if not who.is_borrower:
-        who.require(Role.AGENT)
+        who.need(Permission.TAKE_PAYMENT)
+    approval = _overpayment(who, body.allow_overpayment)
     if body.full == (body.amount is not None):
         raise FieldError("amount", "give an amount, or full: true to pay the whole plan off")
     amount = None if body.amount is None else _money("amount", body.amount)
     paid = servicing.prepay(_loan(request, who, loan_id), loan_id, amount,
                             mode=PrepayMode(body.mode),
                             source=_source(who, body.method_id, body.channel),
-                            day=_paid_on(who, body.date), idempotency_key=key)  # fmt: skip
+                            day=_paid_on(who, body.date), idempotency_key=key,
+                            overpayment=approval)  # fmt: skip
     return _replayed(response, paid)
 
 
@@ -278,29 +322,34 @@ def prepay(request: Request, response: Response, who: Caller, loan_id: models.Id
 def refund(request: Request, response: Response, who: Caller, loan_id: models.Id,
            body: models.RefundIn, key: IdempotencyKey) -> Document:  # fmt: skip
     """A merchant's refund for returned goods (staff)."""
-    who.require(Role.AGENT)
+    who.need(Permission.SERVE)
     done = servicing.refund(context_for(request, who), loan_id, _money("amount", body.amount),
-                            _today(body.date), idempotency_key=key)  # fmt: skip
+                            _booked(body.date), idempotency_key=key)  # fmt: skip
     return _replayed(response, done)
 
 
 @router.post("/loans/{loan_id}/credit-refunds", tags=["corrections"], status_code=201)
 def refund_credit(request: Request, response: Response, who: Caller, loan_id: models.Id,
                   body: models.CreditRefundIn, key: IdempotencyKey) -> Document:  # fmt: skip
-    who.require(Role.AGENT)
+    """Pays a credit balance back where it came from (admins): the answer's ``paid_to`` lists
+    each method or channel and its amount."""
+    who.need(Permission.PAY_OUT)
     amount = None if body.amount is None else _money("amount", body.amount)
-    done = servicing.refund_credit(context_for(request, who), loan_id, amount, _today(body.date),
+    done = servicing.refund_credit(context_for(request, who), loan_id, amount, _booked(body.date),
                                    idempotency_key=key)  # fmt: skip
     return _replayed(response, done)
 
 
 @router.post("/payments/{payment_id}/reversal", tags=["corrections"], status_code=201)
 def reverse(request: Request, response: Response, who: Caller,
-            payment_id: Annotated[str, Field(pattern=r"^[PRpr]?\d{1,9}-\d{1,9}$")],
-            body: models.ReversalIn, key: IdempotencyKey) -> Document:  # fmt: skip
-    """Takes back a mistaken payment (admins)."""
-    who.require(Role.ADMIN)
-    done = servicing.reverse(context_for(request, who), payment_id, body.reason, body.date,
+            payment_id: EventId, body: models.ReversalIn,
+            key: IdempotencyKey) -> Document:  # fmt: skip
+    """Takes back a mistaken payment (admins): its money goes back. One that reopens a settled
+    plan or makes a current one overdue is a 409 (`confirmation-needed`, with its
+    `consequences`) unless the body says `"confirm": true`."""
+    who.need(Permission.PAY_OUT)
+    done = servicing.reverse(context_for(request, who), payment_id, body.reason,
+                             _booked(body.date), confirm=body.confirm, today=today(),
                              idempotency_key=key)  # fmt: skip
     return _replayed(response, done)
 
@@ -313,7 +362,7 @@ def waive(request: Request, response: Response, who: Caller, loan_id: models.Id,
     who.may_waive(amount)
     context, what = context_for(request, who), WaiverKind(body.what)
     done = servicing.waive(context, loan_id, what, amount, reason=body.reason,
-                           day=_today(body.date), idempotency_key=key)  # fmt: skip
+                           day=_booked(body.date), idempotency_key=key)  # fmt: skip
     return _replayed(response, done)
 
 
@@ -324,10 +373,8 @@ def list_receipts(request: Request, who: Caller, loan_id: models.Id) -> list[Doc
 
 
 @router.get("/receipts/{receipt_id}", tags=["payments"])
-def show_receipt(request: Request, who: Caller,
-                 receipt_id: Annotated[str, Field(pattern=r"^[PRpr]?\d{1,9}-\d{1,9}$")]
-                 ) -> Document:  # fmt: skip
-    loan_id = int(receipt_id.strip().upper().lstrip("PR").split("-")[0])
+def show_receipt(request: Request, who: Caller, receipt_id: EventId) -> Document:
+    loan_id, _ = servicing.parse_id(receipt_id, "R", "receipt")
     return servicing.show_receipt(_loan(request, who, loan_id), receipt_id)
 
 
@@ -336,25 +383,25 @@ def show_receipt(request: Request, who: Caller,
 
 @router.get("/ledger/trial-balance", tags=["books"])
 def trial_balance(request: Request, who: Caller) -> Document:
-    who.require(Role.VIEWER)
+    who.need(Permission.READ)
     return books.trial_balance(context_for(request, who))
 
 
 @router.get("/ledger/check", tags=["books"])
 def check_books(request: Request, who: Caller) -> Document:
-    who.require(Role.VIEWER)
+    who.need(Permission.READ)
     return books.check_books(context_for(request, who))
 
 
 @router.get("/cob/runs", tags=["batch"])
 def cob_runs(request: Request, who: Caller) -> list[Document]:
-    who.require(Role.VIEWER)
+    who.need(Permission.READ)
     return cob.runs(context_for(request, who))
 
 
 @router.get("/cob/runs/{run_id}", tags=["batch"])
 def cob_run(request: Request, who: Caller, run_id: models.Id) -> Document:
-    who.require(Role.VIEWER)
+    who.need(Permission.READ)
     return cob.run_report(context_for(request, who), run_id)
 
 
@@ -372,7 +419,7 @@ def close_day(request: Request, response: Response, who: Caller, body: models.Co
     catching up first the days on which loans are behind (listed in ``caught_up``). A day after
     today is refused; a day with nothing to close is a 200 and records no run; a run whose
     chunks failed is a 500 problem naming the run and the error."""
-    who.require(Role.ADMIN)
+    who.need(Permission.ADMINISTER)
     closed = cob.close(context_for(request, who), body.date)
     if closed["status"] == "failed":
         raise cob.RunFailedError(closed)
@@ -383,8 +430,8 @@ def close_day(request: Request, response: Response, who: Caller, body: models.Co
 
 @router.get("/reports/aging", tags=["batch"])
 def aging(request: Request, who: Caller,
-          on: Annotated[date | None, Query(alias="date")] = None) -> Document:  # fmt: skip
-    who.require(Role.VIEWER)
+          on: Annotated[models.Day | None, Query(alias="date")] = None) -> Document:  # fmt: skip
+    who.need(Permission.READ)
     return cob.aging(context_for(request, who), _today(on))
 
 
@@ -392,7 +439,7 @@ def aging(request: Request, who: Caller,
 def outbox(request: Request, who: Caller,
            status: Annotated[str | None, Query(pattern="^(pending|sent)$")] = None
            ) -> list[Document]:  # fmt: skip
-    who.require(Role.VIEWER)
+    who.need(Permission.READ)
     return sms.outbox(context_for(request, who), status)
 
 
@@ -401,5 +448,5 @@ def audit_log(
     request: Request, who: Caller, target: Annotated[str | None, Query(max_length=100)] = None
 ) -> list[Document]:
     """Who did what, when, to what, why, before and after (admins)."""
-    who.require(Role.ADMIN)
+    who.need(Permission.ADMINISTER)
     return audit.audit_log(context_for(request, who), target)

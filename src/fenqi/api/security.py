@@ -27,6 +27,12 @@ _api_key = APIKeyHeader(name="X-API-Key", auto_error=False, description="An oper
 _bearer = HTTPBearer(auto_error=False, description="An API key, or a session token from sign-in")
 
 
+def client_address(request: Request) -> str | None:
+    """The address sign-in tries are limited by: the peer's, or behind a proxy named in
+    FENQI_TRUSTED_PROXIES the client's it forwarded (api/hardening.py rewrites the peer)."""
+    return request.client.host if request.client is not None else None
+
+
 def base_context(request: Request) -> Context:
     context: Context = request.app.state.context
     return context

@@ -22,6 +22,7 @@ from fenqi.cli.quote import quote_command
 from fenqi.cli.seed import seed_command
 from fenqi.cli.sms import sms_app
 from fenqi.domain.errors import InputError
+from fenqi.services.errors import ConflictError
 from fenqi.store.database import DatabaseNotReadyError
 
 app = typer.Typer(
@@ -75,6 +76,8 @@ def main(argv: Sequence[str] | None = None) -> None:
         code = app(args=list(argv) if argv is not None else None, standalone_mode=False)
     except (InputError, DatabaseNotReadyError) as error:
         _refuse(str(error))
+    except ConflictError as error:  # well-formed, just unlucky: the same command may be run again
+        _refuse(str(error), 1)
     except TyperException as error:
         _refuse(error.format_message(), getattr(error, "exit_code", BAD_INPUT))
     except typer.Abort:

@@ -16,6 +16,7 @@ from typing import Annotated, Concatenate, ParamSpec, TypeVar
 import typer
 from sqlalchemy import Engine
 from sqlalchemy.exc import ArgumentError, DBAPIError
+from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from typer.exceptions import TyperException
 
 from fenqi.channels.simulator import SimulatedChannel
@@ -60,8 +61,8 @@ def database(db: str | None, *, require: bool = True) -> Iterator[Context]:
         if require:
             require_current(engine)
         yield context_on(engine)
-    except DBAPIError as error:
-        reason = str(error.orig or error).strip().splitlines()[0]
+    except (DBAPIError, PoolTimeoutError) as error:  # at connect or at any later statement
+        reason = str(getattr(error, "orig", None) or error).strip().splitlines()[0]
         raise DatabaseUnusable(
             f"cannot use database {url_without_password(url)}: {reason}"
         ) from None

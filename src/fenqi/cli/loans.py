@@ -12,7 +12,7 @@ from typing import Annotated
 import typer
 
 from fenqi.cli import render
-from fenqi.cli.context import DatabaseOption, respond
+from fenqi.cli.context import DatabaseOption, actor, respond
 from fenqi.cli.groups import command_group
 from fenqi.cli.options import (
     AsOfOption,
@@ -21,13 +21,17 @@ from fenqi.cli.options import (
     JsonOption,
     OptionError,
     Text,
+    booked,
     choice,
     day,
     money,
     whole,
 )
+from fenqi.clock import today
 from fenqi.domain.events import PrepayMode, WaiverKind
-from fenqi.services import servicing
+from fenqi.services import access, servicing
+from fenqi.services.access import OverpaymentApproval, Principal, Role
+from fenqi.services.errors import ConfirmationNeededError
 from fenqi.services.servicing import Order, Source
 
 loan_app = command_group("Show a loan, or a borrower's loans.")
@@ -56,6 +60,14 @@ KeyOption = Annotated[
 ]
 ReasonOption = Annotated[
     str, typer.Option("--reason", metavar="TEXT", help="Why; kept in the audit log.")
+]
+OverpaymentOption = Annotated[
+    bool,
+    typer.Option(
+        "--allow-overpayment",
+        help="Take more than what pays the loan off that day (the excess is a credit balance); "
+        "the audit log names FENQI_ACTOR as approving it.",
+    ),
 ]
 
 
@@ -90,7 +102,7 @@ def checkout_command(
         amount=money("--amount", amount),
         product=product,
         periods=None if periods is None else whole("--periods", periods),
-        day=day("--date", on),
+        day=booked("--date", on),
         item=item,
     )
     respond(db, as_json, render.loan, servicing.checkout, request)
@@ -151,12 +163,14 @@ def pay_command(
     channel: ChannelOption = None,
     on: DateOption = None,
     idempotency_key: KeyOption = None,
+    allow_overpayment: OverpaymentOption = False,
     db: DatabaseOption = None,
     as_json: JsonOption = False,
 ) -> None:
-    """Pay any amount on any day; it is allocated by the product's rules and gets a receipt."""
+    """Pay up to what pays the loan off that day; it is allocated by the product's rules and
+    gets a receipt."""
     loan_id, paid = whole("LOAN", loan), money("--amount", amount)
-    source, effective, key = _source(method, channel), day("--date", on), _key(idempotency_key)
+    source, effective, key = _source(method, channel), booked("--date", on), _key(idempotency_key)
     respond(
         db,
         as_json,
@@ -167,6 +181,7 @@ def pay_command(
         source,
         effective,
         idempotency_key=key,
+        overpayment=_overpayment(allow_overpayment),
     )
 
 
@@ -186,6 +201,7 @@ def prepay_command(
     channel: ChannelOption = None,
     on: DateOption = None,
     idempotency_key: KeyOption = None,
+    allow_overpayment: OverpaymentOption = False,
     db: DatabaseOption = None,
     as_json: JsonOption = False,
 ) -> None:
@@ -194,7 +210,7 @@ def prepay_command(
         raise OptionError("give --amount AMOUNT to repay part early, or --full, not both")
     loan_id, paid = whole("LOAN", loan), None if amount is None else money("--amount", amount)
     plan = choice("--mode", mode, PrepayMode)
-    source, effective, key = _source(method, channel), day("--date", on), _key(idempotency_key)
+    source, effective, key = _source(method, channel), booked("--date", on), _key(idempotency_key)
     respond(
         db,
         as_json,
@@ -206,7 +222,14 @@ def prepay_command(
         source=source,
         day=effective,
         idempotency_key=key,
+        overpayment=_overpayment(allow_overpayment),
     )
+
+
+def _overpayment(allowed: bool) -> OverpaymentApproval | None:
+    """The command line is the operator's own tool, run with the database's credentials, so it
+    acts as an admin; still, an overpayment is approved only when asked for by name."""
+    return access.approve_overpayment(Principal(actor(), Role.ADMIN)) if allowed else None
 
 
 def _source(method: Text, channel: Text) -> Source:
@@ -239,7 +262,8 @@ def refund_command(
     as_json: JsonOption = False,
 ) -> None:
     """The merchant refunds part or all of the price; the plan is re-priced on the rest."""
-    loan_id, refunded, effective = whole("LOAN", loan), money("--amount", amount), day("--date", on)
+    loan_id, refunded = whole("LOAN", loan), money("--amount", amount)
+    effective = booked("--date", on)
     respond(db, as_json, render.key_values, servicing.refund, loan_id, refunded, effective)
 
 
@@ -252,8 +276,9 @@ def refund_credit_command(
     db: DatabaseOption = None,
     as_json: JsonOption = False,
 ) -> None:
-    """Pay the borrower's credit balance (what she paid beyond what she owed) back to her."""
-    loan_id, effective = whole("LOAN", loan), day("--date", on)
+    """Pay the borrower's credit balance (what she paid beyond what she owed) back where it came
+    from: the methods that paid it in, most recent first; money taken by hand, by hand."""
+    loan_id, effective = whole("LOAN", loan), booked("--date", on)
     part = None if amount is None else money("--amount", amount)
     respond(db, as_json, render.key_values, servicing.refund_credit, loan_id, part, effective)
 
@@ -262,12 +287,24 @@ def reverse_command(
     payment: Annotated[str, typer.Argument(metavar="PAYMENT_ID", help="e.g. P12-3.")],
     reason: ReasonOption,
     on: DateOption = None,
+    yes: Annotated[
+        bool,
+        typer.Option(
+            "--yes",
+            help="Reverse even though it reopens a settled plan or makes a current one overdue "
+            "(without it, such a reversal is refused and its consequences printed).",
+        ),
+    ] = False,
     db: DatabaseOption = None,
     as_json: JsonOption = False,
 ) -> None:
     """Take back a mistaken payment: the money goes back, the loan is as if never paid."""
-    effective = day("--date", on)
-    respond(db, as_json, render.key_values, servicing.reverse, payment, reason, effective)
+    effective = booked("--date", on)
+    try:
+        respond(db, as_json, render.key_values, servicing.reverse, payment, reason, effective,
+                confirm=yes, today=today())  # fmt: skip
+    except ConfirmationNeededError as needed:
+        raise OptionError(f"{needed.what}; add --yes to reverse it anyway") from None
 
 
 def waive_command(
@@ -281,7 +318,7 @@ def waive_command(
 ) -> None:
     """Forgive penalty or fee still owed, oldest first, with a reason in the audit log."""
     loan_id, kind = whole("LOAN", loan), choice("--what", what, WaiverKind)
-    forgiven, effective = money("--amount", amount), day("--date", on)
+    forgiven, effective = money("--amount", amount), booked("--date", on)
     respond(
         db,
         as_json,

@@ -1,7 +1,8 @@
 """``fenqi method``: a borrower's repayment methods (bank card, Alipay, WeChat Pay).
 
 The built-in payment channel is a simulator that keeps a balance per method; ``--sim-balance``
-sets it, so a demo or a test can make an auto-debit fail on purpose.
+sets it, so a demo or a test can make an auto-debit fail on purpose. Those controls exist in
+simulation mode only: on for the command line unless ``FENQI_SIMULATION=0``.
 """
 
 from __future__ import annotations
@@ -10,10 +11,12 @@ from typing import Annotated
 
 import typer
 
+from fenqi import settings
 from fenqi.cli import render
 from fenqi.cli.context import DatabaseOption, respond
 from fenqi.cli.groups import command_group
-from fenqi.cli.options import BorrowerOption, JsonOption, Text, money, whole
+from fenqi.cli.options import BorrowerOption, JsonOption, OptionError, Text, money, whole
+from fenqi.domain.money import Money
 from fenqi.services.borrowers import (
     bind_method,
     fund_method,
@@ -43,7 +46,7 @@ def bind_command(
 ) -> None:
     """Bind a repayment method; a borrower's first one becomes the default."""
     borrower_id = whole("--borrower", borrower)
-    balance = None if sim_balance is None else money("--sim-balance", sim_balance)
+    balance = None if sim_balance is None else _simulated(sim_balance)
     respond(
         db,
         as_json,
@@ -81,5 +84,15 @@ def fund_command(
     as_json: JsonOption = False,
 ) -> None:
     """Set the payment simulator's balance for a method, e.g. before a due date."""
-    balance = money("--sim-balance", sim_balance)
+    balance = _simulated(sim_balance)
     respond(db, as_json, render.key_values, fund_method, whole("METHOD_ID", method), balance)
+
+
+def _simulated(text: str) -> Money:
+    """A simulated balance, in simulation mode only (``FENQI_SIMULATION=0`` turns it off)."""
+    if not settings.simulation(True):
+        raise OptionError(
+            "--sim-balance: simulated balances exist in simulation mode only, and "
+            f"{settings.SIMULATION_VARIABLE}=0 turns it off; unset it or set it to 1"
+        )
+    return money("--sim-balance", text)

@@ -7,6 +7,7 @@ than with Typer's types keeps every message in fenqi's words.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from datetime import date, datetime
 from enum import StrEnum
@@ -14,11 +15,15 @@ from typing import Annotated, TypeVar
 
 import typer
 
+from fenqi import settings
 from fenqi.clock import today
 from fenqi.domain.errors import InputError
-from fenqi.domain.money import Money
+from fenqi.domain.money import AMOUNT_AT_MOST, Money
+from fenqi.services.days import booking_day, looking_day
+from fenqi.store.schema import MAX_ID
 
 Text = str | None
+_DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}", re.ASCII)
 T = TypeVar("T")
 E = TypeVar("E", bound=StrEnum)
 
@@ -45,26 +50,40 @@ def parsed(name: str, parse: Callable[[], T]) -> T:
 
 
 def money(name: str, text: str) -> Money:
-    """Yuan, as ``Money.parse`` reads them; a refusal names the option."""
-    return parsed(name, lambda: Money.parse(text))
+    """Yuan, as ``Money.parse`` reads them, up to the API's cap; a refusal names the option."""
+    return parsed(name, lambda: Money.parse(text, at_most=AMOUNT_AT_MOST))
 
 
 def whole(name: str, text: str) -> int:
-    """A count or an id: ASCII digits only, so "١٢", "+3" and "1e3" are refused."""
-    if not (text.strip().isascii() and text.strip().isdigit()):
+    """A count or an id: ASCII digits only, so "١٢", "+3" and "1e3" are refused, and at most
+    the largest id (a longer number names no row, and overflows the database's integers)."""
+    digits = text.strip()
+    if not (digits.isascii() and digits.isdigit()):
         raise OptionError(f'{name}: "{text}" is not a whole number; give e.g. 12')
-    return int(text)
+    if len(digits) > len(str(MAX_ID)) or int(digits) > MAX_ID:
+        raise OptionError(f'{name}: "{text}" is too large; give a number up to {MAX_ID}')
+    return int(digits)
 
 
 def day(name: str, text: Text) -> date:
     """A date written YYYY-MM-DD, or today when none is given: the shell owns the clock, and
-    services and the domain are told the day."""
+    services and the domain are told the day. Any day within a century of today (a day to look
+    at a loan on; the days staff book on are ``booked``)."""
     if text is None:
         return today()
-    try:
-        return date.fromisoformat(text)
+    try:  # only YYYY-MM-DD: fromisoformat would also read "20260115" and "2026-W03-4"
+        written = date.fromisoformat(text) if _DATE.fullmatch(text) else None
     except ValueError:
-        raise OptionError(f'{name}: "{text}" is not a date; write YYYY-MM-DD') from None
+        written = None
+    if written is None:
+        raise OptionError(f'{name}: "{text}" is not a date; write YYYY-MM-DD')
+    return looking_day(written, today(), field=name)
+
+
+def booked(name: str, text: Text) -> date:
+    """The day staff book money or a correction on: today when not given, else a day at most
+    ``FENQI_BACKDATE_DAYS`` (31) before today and never after it."""
+    return booking_day(day(name, text), today(), settings.backdate_days(), field=name)
 
 
 def moment(name: str, text: str) -> datetime:

@@ -1,5 +1,6 @@
 """What the nightly batch owes a loan on a business day (DESIGN.md "Close of business",
-DOMAIN.md §6): whether to debit it and how much, and the next day it has any work at all.
+DOMAIN.md §6): whether to write it off, whether to debit it and how much, and the next day it
+has any work at all.
 
 Both read a replayed ``LoanState``; neither reads a clock or moves money.
 """
@@ -9,6 +10,7 @@ from __future__ import annotations
 from datetime import date, timedelta
 from typing import NamedTuple
 
+from fenqi.domain.events import WriteOff
 from fenqi.domain.loan import InstallmentStatus, LoanState, LoanStatus
 from fenqi.domain.money import Money
 from fenqi.domain.products import Product
@@ -40,6 +42,17 @@ def debit_due(state: LoanState, policy: Product, day: date) -> DebitPlan | None:
         if tried < len(offsets) and row.due_date + timedelta(days=offsets[tried]) <= day:
             return DebitPlan(row.due_date, tried + 1, state.amount_due)
     return None
+
+
+def write_off_due(state: LoanState, policy: Product, seq: int) -> WriteOff | None:
+    """The write-off (numbered ``seq``) the batch records on the day of ``state``, the day it
+    runs, if the loan is still open and its DPD has reached the product's write-off DPD. A
+    correction that reaches back can put it past that DPD at once; the write-off is still dated
+    the day the batch finds it so, never a day in the past."""
+    if state.status in CLOSED or state.dpd < policy.write_off_dpd:
+        return None
+    reason = f"{state.dpd} days past due (write-off at {policy.write_off_dpd})"
+    return WriteOff(seq, state.as_of, reason)
 
 
 def next_action_date(state: LoanState, policy: Product, day: date) -> date | None:

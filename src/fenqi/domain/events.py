@@ -2,7 +2,8 @@
 
 Each event has an effective date (when it counts) and a sequence number within its loan (the order
 in which it was recorded); the store keeps the booked time. A correction is another event: a
-reversal voids a payment, a waiver forgives a penalty or fee.
+reversal voids a payment, a waiver forgives a penalty or fee. A write-off is recorded too: the
+batch's act on the day it runs, never something a replay works out for itself.
 """
 
 from __future__ import annotations
@@ -95,12 +96,14 @@ class Waiver:
 @dataclass(frozen=True, slots=True)
 class CreditRefund:
     """Up to ``amount`` of the borrower's credit balance (what she paid beyond what she owed)
-    paid back to her through ``channel``."""
+    paid back to her through ``channel``: to the bound method ``method_id`` (None: by hand, or,
+    in events recorded before it was kept, the method that was her default then)."""
 
     seq: int
     effective: date
     amount: Money
     channel: Channel
+    method_id: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,5 +119,17 @@ class DebitFailed:
     reason: str
 
 
-Event = Payment | Prepayment | Reversal | Refund | Waiver | CreditRefund | DebitFailed
+@dataclass(frozen=True, slots=True)
+class WriteOff:
+    """The loan taken off the books (核销) on ``effective``: what it owes that day becomes a loss,
+    no more interest or penalty accrues, and money received afterwards is a recovery. Only the
+    nightly batch records one, on the day it runs, once the loan's DPD has reached the product's
+    write-off DPD (or an admin does); a replay never infers one."""
+
+    seq: int
+    effective: date
+    reason: str
+
+
+Event = Payment | Prepayment | Reversal | Refund | Waiver | CreditRefund | DebitFailed | WriteOff
 MoneyIn = Payment | Prepayment

@@ -17,7 +17,7 @@ from enum import StrEnum
 from fractions import Fraction
 from functools import cached_property, lru_cache
 from operator import attrgetter
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, assert_never
 
 from fenqi.domain.calendar import actual_days
 from fenqi.domain.events import (
@@ -32,6 +32,7 @@ from fenqi.domain.events import (
     Reversal,
     Waiver,
     WaiverKind,
+    WriteOff,
 )
 from fenqi.domain.money import ZERO, Money, cut, half_up_fen
 from fenqi.domain.products import (
@@ -165,8 +166,9 @@ class InstallmentState(NamedTuple):
         return self.status is not InstallmentStatus.FUTURE
 
 
-class WriteOff(NamedTuple):
-    """The day a loan was written off and its state that day, whose receivables left the books."""
+class WrittenOff(NamedTuple):
+    """The day a loan was written off (a recorded ``WriteOff`` event) and its state at that
+    moment, whose receivables left the books."""
 
     day: date
     state: LoanState
@@ -186,7 +188,7 @@ class LoanState:
     allocations: Mapping[int, Allocation]  # by the seq of each payment and prepayment
     payoffs: Mapping[int, PayoffBreakdown]  # by the seq of each prepayment, what it settled
     failed_debits: Mapping[date, int] = field(default_factory=dict)  # due date -> attempts
-    write_off: WriteOff | None = None
+    write_off: WrittenOff | None = None
     recovered: Money = ZERO  # applied to the loan after it was written off
 
     # Cached: the batch, the books and the pages ask these of one state many times.
@@ -355,7 +357,7 @@ class _Fold:
         self.penalty_rate = rate.as_integer_ratio()
         self.grace = timedelta(days=policy.grace_days)
         self.past_due_rules = tuple(r for r in policy.allocation if r.stage is Stage.PAST_DUE)
-        self.write_off: WriteOff | None = None
+        self.write_off: WrittenOff | None = None
         if saved is not None:
             self._restore(saved)
             return
@@ -470,8 +472,8 @@ class _Fold:
 
     def advance(self, day: date) -> None:
         """Lets time pass to ``day``: penalties accrue; on the way, a credit balance pays what
-        falls due, an installment still unpaid when its grace ends takes its late fee, and a loan
-        that reaches the write-off DPD is written off."""
+        falls due and an installment still unpaid when its grace ends takes its late fee. Time
+        alone never writes a loan off: only a recorded ``WriteOff`` does."""
         if day <= self.now:
             return
         while (moment := self._next_moment(day)) is not None:
@@ -489,21 +491,12 @@ class _Fold:
             moments += [bill.due for bill in self.bills if self.now < bill.due <= day]
         if self.policy.late_fee is not None and self.write_off is None:
             moments += [bill.due + self.grace + _DAY for bill in self._lateable()]
-        if self.write_off is None and (clock := self._write_off_day()) is not None:
-            moments.append(clock)
         moments = [moment for moment in moments if self.now < moment <= day]
         return min(moments, default=None)
 
     def _lateable(self) -> list[_Bill]:
         return [bill for bill in self.bills[self._first_open() :]
                 if not bill.late_assessed and bill.scheduled_unpaid() > 0]  # fmt: skip
-
-    def _write_off_day(self) -> date | None:
-        """The day the oldest installment still unpaid reaches the write-off DPD."""
-        for bill in self.bills[self._first_open() :]:
-            if bill.scheduled_unpaid() > 0:
-                return bill.due + timedelta(days=self.policy.write_off_dpd)
-        return None
 
     def _at(self, moment: date) -> None:
         """What happens on ``moment`` itself, before any event of that day."""
@@ -515,8 +508,6 @@ class _Fold:
                     bill.late_fee = _late_fee(late_fee, bill.scheduled_unpaid())
         if self.credit > 0 and any(bill.due == moment for bill in self.bills):
             self._apply(moment, 0)
-        if self.write_off is None and self._write_off_day() == moment:
-            self.write_off = WriteOff(moment, self.state(moment))
 
     def _first_open(self) -> int:
         """Index of the oldest installment that may still be owed something: the ones before it
@@ -566,12 +557,20 @@ class _Fold:
     # -- allocation --------------------------------------------------------------------------
 
     def _current(self, day: date) -> int:
-        """Index of the installment of the period ``day`` falls in (the first due on or after
-        it); len(bills) after maturity."""
+        """Index of the installment a payment on ``day`` is due for (the first due on or after
+        it: on its due date an installment is due, not past due); len(bills) after maturity."""
         return bisect_left(self.bills, day, key=_due)
 
-    def _allocate(self, day: date, amount: int, rules: Sequence[AllocationRule]) -> int:
-        """Applies ``amount`` by ``rules``; returns what no rule took.
+    def _accruing(self, day: date) -> int:
+        """Index of the installment whose period's interest runs on ``day`` (the first due
+        after it): interest of the period ending on due date D runs up to D, and from D on it is
+        the next period's. len(bills) after maturity."""
+        return bisect_right(self.bills, day, key=_due)
+
+    def _allocate(self, day: date, amount: int, rules: Sequence[AllocationRule],
+                  current: int | None = None) -> int:  # fmt: skip
+        """Applies ``amount`` by ``rules``; returns what no rule took. Installments before
+        ``current`` (default: the one due on ``day``) are past due.
 
         Past-due and due rules take their component from every installment of their stage,
         oldest first. In advance, installments are filled one at a time, oldest first, each by the
@@ -579,7 +578,8 @@ class _Fold:
         """
         if amount <= 0:
             return amount
-        current = self._current(day)
+        if current is None:
+            current = self._current(day)
         for stage, components in _stages(tuple(rules)):
             if stage is Stage.ADVANCE:
                 amount = self._pay_ahead(day, amount, current, components)
@@ -633,6 +633,8 @@ class _Fold:
     # -- events ------------------------------------------------------------------------------
 
     def apply(self, event: Event) -> None:
+        """Lets time pass to the event's day and applies it; every kind of event is handled
+        here, so a new one cannot be passed by without a word."""
         self.advance(event.effective)
         if isinstance(event, Payment):
             self._payment(event)
@@ -650,6 +652,23 @@ class _Fold:
             paid_back = min(int(event.amount), self.credit)
             self.credit -= paid_back
             self.cash_out[event.channel] = self.cash_out.get(event.channel, 0) + paid_back
+        elif isinstance(event, WriteOff):
+            self._write_off(event.effective)
+        elif isinstance(event, Reversal):
+            # A reversal voids its payment before the fold starts (``_run``): by its day the
+            # payment was never applied, and there is nothing left to do.
+            pass
+        else:
+            assert_never(event)
+
+    def _write_off(self, day: date) -> None:
+        """Takes the loan off the books as it stands: once only, and only while it owes
+        something (a correction may since have settled or cancelled it before this day)."""
+        if self.write_off is not None or self.cancelled:
+            return
+        state = self.state(day)
+        if state.status is not LoanStatus.SETTLED:
+            self.write_off = WrittenOff(day, state)
 
     def _receive(self, event: Prepayment) -> dict[tuple[int, Component], int]:
         # A prepayment rebuilds installments, so what it took is the difference it made.
@@ -771,29 +790,50 @@ class _Fold:
         self.first_open = 0  # installments are rebuilt: look at all of them again
         before, credit_before = self._receive(event), self.credit
         day = event.effective
-        current = self._current(day)
+        # What has fallen due by the day (on a due date, that day's installment too) is paid
+        # first; what is prepaid starts the period the day's interest belongs to, so a
+        # prepayment on a due date leaves the installment due that day paid and charges no
+        # interest for a period of which no day has run.
+        current = self._accruing(day)
         past_due = self._past_due(day, current)
-        pool = self._allocate(day, self.credit + event.amount, self.past_due_rules)
+        pool = self._allocate(day, self.credit + event.amount, self.past_due_rules, current)
         self.credit = 0
-        settled_past_due = pool > 0 or not any(past_due.values())
+        # Paid in full when money is left, or when it was just enough (nothing past due left).
+        settled_past_due = pool > 0 or not any(self._past_due(day, current).values())
         if not settled_past_due or current == len(self.bills):
             self.credit = self._allocate(day, pool, self.policy.allocation)
             if settled_past_due:
                 self.payoffs[event.seq] = _breakdown(_NOTHING, past_due, credit_before)
             self._record(event, before, credit_before)
             return
-        taken_back = sum(bill.unapply() for bill in self.bills[current:])
-        pool += taken_back
         needs = self._payoff_needs(day, current)
-        if pool >= needs.amount:
+        ahead = sum(bill.paid_principal + bill.paid_interest + bill.paid_fee
+                    for bill in self.bills[current:])  # fmt: skip
+        if pool + ahead >= needs.amount:  # a payoff: what was paid ahead goes towards it
+            taken_back = sum(bill.unapply() for bill in self.bills[current:])
             self._settle(current, needs)
-            self.credit = pool - needs.amount
+            self.credit = pool + taken_back - needs.amount
             self.payoffs[event.seq] = _breakdown(needs, past_due, credit_before + taken_back)
         else:
-            self.credit = self._partial(day, current, pool, event.mode, needs)
+            # Installments paid in full ahead stay paid (she paid them; a prepayment never
+            # reopens one): the principal prepaid comes off after them, as on their due date.
+            start = self._first_owing(current)
+            pool += sum(bill.unapply() for bill in self.bills[start:])
+            if start == len(self.bills):
+                self.credit = pool
+            else:
+                needs = self._payoff_needs(day, start)
+                self.credit = self._partial(day, start, pool, event.mode, needs)
         self._mark_cleared(day)
         self.credit = self._allocate(day, self.credit, self.policy.allocation)
         self._record(event, before, credit_before)
+
+    def _first_owing(self, current: int) -> int:
+        """Index of the first installment from ``current`` on not yet paid in full."""
+        index = current
+        while index < len(self.bills) and self.bills[index].scheduled_unpaid() <= 0:
+            index += 1
+        return index
 
     def _past_due(self, day: date, end: int) -> dict[Component, int]:
         return {
@@ -824,15 +864,25 @@ class _Fold:
         self.payoffs[event.seq] = _breakdown(settles, owed, credit_before)
         self._record(event, before, credit_before)
 
+    def _period_start(self, current: int) -> date:
+        return self.bills[current - 1].due if current else self.terms.start
+
+    def _whole_period(self, day: date, current: int) -> bool:
+        """Whether a prepayment on ``day`` pays the whole current period's interest: when the
+        product says so, once a day of the period has run (on its first day, none has)."""
+        return (
+            self.policy.prepayment_interest is PrepaymentInterest.PERIOD
+            and day > self._period_start(current)
+        )
+
     def _interest_to(self, day: date, current: int, balance: int) -> int:
         """Interest for the current period up to ``day``, or the whole period, by policy."""
-        bill = self.bills[current]
-        if self.policy.prepayment_interest is PrepaymentInterest.PERIOD:
-            return bill.interest
-        start = self.bills[current - 1].due if current else self.terms.start
+        if self._whole_period(day, current):
+            return self.bills[current].interest
         rate_n, rate_d = self.terms.annual_rate.as_integer_ratio()
         basis = 365 if self.terms.day_count is DayCount.ACT_365 else 360
-        return half_up_fen(balance * rate_n * actual_days(start, day), rate_d * basis)
+        days = max(actual_days(self._period_start(current), day), 0)  # none before it starts
+        return half_up_fen(balance * rate_n * days, rate_d * basis)
 
     def _payoff_needs(self, day: date, current: int) -> PayoffBreakdown:
         """What settles the installments from ``current`` on, once past-due ones are paid and
@@ -890,8 +940,9 @@ class _Fold:
         ``balance`` still to repay from ``day``; the current one keeps ``interest_paid``."""
         rest = self.bills[current:]
         dues = [bill.due for bill in rest]
-        fractions = list(period_fractions(day, dues, self._accrual_day_count()))
-        if self.policy.prepayment_interest is PrepaymentInterest.PERIOD:
+        start = max(day, self._period_start(current))  # after installments paid ahead in full
+        fractions = list(period_fractions(start, dues, self._accrual_day_count()))
+        if self._whole_period(day, current):
             fractions[0] = (0, 1)  # the whole current period's interest is paid already
         principals, interests = self._parts(balance, fractions, mode, len(rest))
         for bill, principal, interest in zip(rest, principals, interests, strict=False):
@@ -1043,7 +1094,7 @@ def _run(
 # ---------------------------------------------------------------------------------------------
 # Checkpoints: a long history need not be replayed from the start every night.
 
-CHECKPOINT_VERSION = 1  # bumped whenever the fold's working state or its rules change
+CHECKPOINT_VERSION = 2  # bumped whenever the fold's working state or its rules change
 
 
 @dataclass(frozen=True)

@@ -23,6 +23,9 @@ _AMOUNT = re.compile(
 )
 _TOO_FINE = re.compile(r"^[+-]?[\d,]+\.\d{3,}$", re.ASCII)
 _ACCEPTED = 'amounts are yuan with at most two decimals, e.g. "12000", "12,000.00" or "0.5"'
+# The most a person may enter anywhere (the API's twelve digits of yuan): far beyond any plan,
+# and far inside the 64-bit integers a database column holds.
+AMOUNT_AT_MOST = 999_999_999_999_99
 
 
 class MoneyError(InputError):
@@ -51,8 +54,18 @@ class Money(int):
         return int.__new__(cls, fen)
 
     @classmethod
-    def parse(cls, text: str | Decimal, *, allow_negative: bool = False) -> Money:
-        """Parse yuan: "12000", "12,000.00", "0.5", or an exact Decimal; never a float."""
+    def parse(
+        cls, text: str | Decimal, *, allow_negative: bool = False, at_most: int | None = None
+    ) -> Money:
+        """Parse yuan: "12000", "12,000.00", "0.5", or an exact Decimal; never a float. With
+        ``at_most`` (fen), a larger amount is refused: what a person enters is capped."""
+        amount = cls._parse(text, allow_negative)
+        if at_most is not None and amount > at_most:
+            raise MoneyError(f'"{text}" is more than {Money(at_most)}, the most an amount may be')
+        return amount
+
+    @classmethod
+    def _parse(cls, text: str | Decimal, allow_negative: bool) -> Money:
         if isinstance(text, Decimal):
             return cls._from_decimal(text, allow_negative)
         if not isinstance(text, str):

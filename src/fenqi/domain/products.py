@@ -165,6 +165,8 @@ def catalog_definitions(
         document = tomllib.loads(text)
     except tomllib.TOMLDecodeError as error:
         raise CatalogError(source, [f"not valid TOML: {error}"]) from None
+    except RecursionError:  # tomllib reads nested arrays and tables by recursion
+        raise CatalogError(source, ["nests arrays or tables too deeply to be a catalog"]) from None
     problems: list[str] = []
     tables = document.get("product")
     if not isinstance(tables, list) or not tables:

@@ -8,21 +8,27 @@ their own plans only. Sessions are random tokens, stored hashed, each with its C
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import hmac
+import math
+import re
 import secrets
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 
-from sqlalchemy import delete, func, select
+from sqlalchemy import delete, or_, select, update
 from sqlalchemy.orm import Session
 
 from fenqi.domain.errors import InputError
 from fenqi.domain.money import Money
+from fenqi.services import throttles
 from fenqi.services.context import Context, Document, audit, run
 from fenqi.services.errors import NotFoundError, RefusedError
+from fenqi.services.throttles import Limit, TooManyAttemptsError
 from fenqi.store.schema import (
+    NO_LOAN,
     ApiKeyRow,
     BorrowerRow,
     SessionRow,
@@ -34,8 +40,17 @@ from fenqi.store.schema import (
 SESSION_HOURS = 12
 CODE_MINUTES = 5
 CODE_ATTEMPTS = 5
-RESEND_SECONDS = 60  # a new code for a phone at most this often
-CODES_PER_DAY = 10  # and at most this many in 24 hours
+# Who may try how often (services/throttles.py; README "Security"). A try over a limit is
+# refused (429) before anything is checked, the same way for an account that does not exist.
+PASSWORD_TRIES = Limit("password", 10, 15 * 60)  # wrong passwords per user name
+ADDRESS_TRIES = Limit("address-tries", 30, 15 * 60)  # wrong passwords and codes per address
+CODE_REQUESTS = Limit("address-codes", 30, 15 * 60)  # codes asked for per client address
+RESEND = Limit("code-resend", 1, 60)  # a new code for a phone at most once a minute
+CODES_PER_DAY = Limit("code-day", 10, 24 * 3600)  # and at most ten in a day
+KEY_USE_NOTED = timedelta(hours=1)  # an API key's last use is written at most this often
+USER_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
+WRONG_PASSWORD = "the user name or the password is wrong"
+WRONG_CODE = "that code is not valid; ask for a new one"
 AGENT_WAIVER_LIMIT = Money(100_00)  # an agent forgives at most 100.00 at a time; admins any
 _SCRYPT = {"n": 2**14, "r": 8, "p": 1}
 # Delivered at once (a sign-in is not dunning: no contact window), through the SMS simulator's log.
@@ -45,10 +60,37 @@ SIGN_IN_TEXT = "【fenqi分期】您的登录验证码为{code}，{minutes}分�
 class Role(StrEnum):
     VIEWER = "viewer"  # reads
     AGENT = "agent"  # also takes payments and checkouts, quotes, waives within the limit
-    ADMIN = "admin"  # also products, reversals, large waivers, the audit log, the batch
+    ADMIN = "admin"  # also pays money out, products, large waivers, the audit log, the batch
 
 
 _RANKS = {Role.VIEWER: 0, Role.AGENT: 1, Role.ADMIN: 2}
+
+
+class Permission(StrEnum):
+    """What an operator may do, each granted from one role up. Taking money in and paying money
+    out are separate: an agent at the desk takes payments, only an admin sends money back."""
+
+    READ = "read"  # loans, borrowers, books, the batch's runs and reports
+    SERVE = "serve"  # borrowers, their methods, checkouts, merchant refunds
+    TAKE_PAYMENT = "take_payment"  # payments and prepayments, money taken by hand
+    WAIVE = "waive"  # forgiving penalty or fee, up to AGENT_WAIVER_LIMIT at a time
+    WAIVE_ANY = "waive_any"  # forgiving any amount
+    PAY_OUT = "pay_out"  # credit refunds, approving an overpayment, reversals (money back)
+    ADMINISTER = "administer"  # products, closing a business day, the audit log
+    SIMULATE = "simulate"  # the payment simulator's balances (in simulation mode only)
+
+
+# The one place that says who holds what: each permission from the lowest role that has it.
+GRANTED_FROM: dict[Permission, Role] = {
+    Permission.READ: Role.VIEWER,
+    Permission.SERVE: Role.AGENT,
+    Permission.TAKE_PAYMENT: Role.AGENT,
+    Permission.WAIVE: Role.AGENT,
+    Permission.WAIVE_ANY: Role.ADMIN,
+    Permission.PAY_OUT: Role.ADMIN,
+    Permission.ADMINISTER: Role.ADMIN,
+    Permission.SIMULATE: Role.AGENT,
+}
 
 
 class UnauthenticatedError(InputError):
@@ -80,9 +122,19 @@ class Principal:
         if not self.holds(role):
             raise ForbiddenError(f"this needs the {role} role")
 
+    def may(self, permission: Permission) -> bool:
+        """An operator whose role grants ``permission`` (a borrower holds none)."""
+        return self.holds(GRANTED_FROM[permission])
+
+    def need(self, permission: Permission) -> None:
+        """Refuses a borrower, or an operator whose role does not grant ``permission``."""
+        if not self.may(permission):
+            role = GRANTED_FROM[permission]
+            raise ForbiddenError(f"this needs the {role} role (permission {permission})")
+
     def may_waive(self, amount: Money) -> None:
-        self.require(Role.AGENT)
-        if self.role is Role.AGENT and amount > AGENT_WAIVER_LIMIT:
+        self.need(Permission.WAIVE)
+        if amount > AGENT_WAIVER_LIMIT and not self.may(Permission.WAIVE_ANY):
             raise ForbiddenError(
                 f"an agent may waive up to {AGENT_WAIVER_LIMIT} at a time; ask an admin"
             )
@@ -91,6 +143,22 @@ class Principal:
         """A borrower sees only what is hers; anything else does not exist for her."""
         if self.is_borrower and self.borrower_id != borrower_id:
             raise NotFoundError(f"no {what}")
+
+
+@dataclass(frozen=True)
+class OverpaymentApproval:
+    """An admin's explicit word that a payment may be more than what pays the plan off that day
+    (the excess becomes a credit balance); without one, the services refuse such a payment.
+    ``approver`` is named in the audit log."""
+
+    approver: str
+
+
+def approve_overpayment(who: Principal) -> OverpaymentApproval:
+    """The approval, if ``who`` may pay money out: an overpayment is money the borrower will be
+    owed back, so approving one is paying out."""
+    who.need(Permission.PAY_OUT)
+    return OverpaymentApproval(who.name)
 
 
 def now() -> datetime:
@@ -118,8 +186,11 @@ def password_matches(password: str, stored: str) -> bool:
 
 
 def create_user(context: Context, username: str, password: str, role: Role) -> Document:
-    if not username.strip() or len(password) < 8:
-        raise RefusedError("a user needs a name and a password of at least 8 characters")
+    if not USER_NAME.fullmatch(username):
+        raise RefusedError(f"{username!r} is not a user name: give 1 to 64 ASCII letters, digits, "
+                           "'.', '_' or '-', starting with a letter or a digit")  # fmt: skip
+    if len(password) < 8:
+        raise RefusedError("a password needs at least 8 characters")
 
     def create(session: Session) -> Document:
         if session.get(UserRow, username) is not None:
@@ -133,12 +204,51 @@ def create_user(context: Context, username: str, password: str, role: Role) -> D
     return run(context, create)
 
 
+def list_users(context: Context) -> list[Document]:
+    """Every operator, by name, with her role and whether she is disabled."""
+    query = select(UserRow).order_by(UserRow.username)
+    return run(context, lambda session: [_user(row) for row in session.scalars(query)])
+
+
+def disable_user(context: Context, username: str) -> Document:
+    """Stops an operator at once: her sessions end, her API keys stop working, and signing in
+    is refused as a wrong password is."""
+
+    def disable(session: Session) -> Document:
+        user = session.get(UserRow, username, with_for_update=True)
+        if user is None:
+            raise NotFoundError(f"no user {username}")
+        if user.disabled_at is not None:
+            raise RefusedError(f"user {username} is already disabled")
+        user.disabled_at = now()
+        ended = session.scalars(delete(SessionRow).returning(SessionRow.token_hash).where(
+            SessionRow.kind == "operator", SessionRow.subject == username)).all()  # fmt: skip
+        audit(session, context.actor, "user.disable", f"user:{username}", "operator disabled",
+              before={"disabled": False}, after={"disabled": True})  # fmt: skip
+        return {**_user(user), "sessions_ended": len(ended)}
+
+    return run(context, disable)
+
+
+def _user(row: UserRow) -> Document:
+    return {
+        "username": row.username,
+        "role": row.role,
+        "status": "active" if row.disabled_at is None else "disabled",
+        "created_at": row.created_at.isoformat(),
+        "disabled_at": None if row.disabled_at is None else row.disabled_at.isoformat(),
+    }
+
+
 def create_api_key(context: Context, username: str) -> Document:
     """A new key for ``username``; its secret is in this answer only."""
 
     def create(session: Session) -> Document:
-        if session.get(UserRow, username) is None:
+        user = session.get(UserRow, username)
+        if user is None:
             raise NotFoundError(f"no user {username}")
+        if user.disabled_at is not None:
+            raise RefusedError(f"user {username} is disabled")
         key_id, secret = secrets.token_hex(6), secrets.token_urlsafe(24)
         session.add(ApiKeyRow(key_id=key_id, secret_hash=_digest(secret), username=username,
                               revoked=False, created_at=now()))  # fmt: skip
@@ -149,9 +259,45 @@ def create_api_key(context: Context, username: str) -> Document:
     return run(context, create)
 
 
+def list_api_keys(context: Context, username: str | None = None) -> list[Document]:
+    """The keys (all, or one operator's), oldest first: ids and dates, never a secret."""
+    query = select(ApiKeyRow).order_by(ApiKeyRow.created_at, ApiKeyRow.key_id)
+    if username is not None:
+        query = query.where(ApiKeyRow.username == username)
+    return run(context, lambda session: [_api_key(row) for row in session.scalars(query)])
+
+
+def revoke_api_key(context: Context, key_id: str) -> Document:
+    """The key stops working at once; it stays listed, revoked."""
+
+    def revoke(session: Session) -> Document:
+        row = session.get(ApiKeyRow, key_id, with_for_update=True)
+        if row is None:
+            raise NotFoundError(f"no API key {key_id}")
+        if row.revoked:
+            raise RefusedError(f"API key {key_id} is already revoked")
+        row.revoked, row.revoked_at = True, now()
+        audit(session, context.actor, "apikey.revoke", f"user:{row.username}", "API key revoked",
+              before={"key_id": key_id, "revoked": False},
+              after={"key_id": key_id, "revoked": True})  # fmt: skip
+        return _api_key(row)
+
+    return run(context, revoke)
+
+
+def _api_key(row: ApiKeyRow) -> Document:
+    def moment(value: datetime | None) -> str | None:
+        return None if value is None else value.isoformat()
+
+    return {"key_id": row.key_id, "username": row.username, "revoked": row.revoked,
+            "created_at": row.created_at.isoformat(), "last_used_at": moment(row.last_used_at),
+            "revoked_at": moment(row.revoked_at)}  # fmt: skip
+
+
 def principal_for_key(context: Context, api_key: str) -> Principal:
     _, _, rest = api_key.partition("fq_")
     key_id, _, secret = rest.partition("_")
+    at = now()
 
     def find(session: Session) -> Principal:
         row = session.get(ApiKeyRow, key_id)
@@ -159,89 +305,169 @@ def principal_for_key(context: Context, api_key: str) -> Principal:
             raise UnauthenticatedError("that API key is not valid")
         user = session.get(UserRow, row.username)
         assert user is not None  # a key cannot outlive its user (foreign key)
+        if user.disabled_at is not None:
+            raise UnauthenticatedError("that API key is not valid")
+        if row.last_used_at is None or row.last_used_at <= at - KEY_USE_NOTED:
+            _note_use(session, key_id, at)
         return Principal(user.username, Role(user.role))
 
     return run(context, find)
 
 
-def sign_in_operator(context: Context, username: str, password: str) -> tuple[str, str]:
-    """A console session for an operator whose password matches: (token, CSRF token)."""
+def _note_use(session: Session, key_id: str, at: datetime) -> None:
+    """Writes the key's last use, unless a request at the same time already did: a write an
+    hour, not one a request."""
+    session.execute(
+        update(ApiKeyRow)
+        .where(ApiKeyRow.key_id == key_id,
+               or_(ApiKeyRow.last_used_at.is_(None), ApiKeyRow.last_used_at <= at - KEY_USE_NOTED))
+        .values(last_used_at=at)
+        .execution_options(synchronize_session=False)
+    )  # fmt: skip
 
-    def sign_in(session: Session) -> tuple[str, str]:
+
+def sign_in_operator(
+    context: Context, username: str, password: str, address: str | None = None
+) -> tuple[str, str]:
+    """A console session for an operator whose password matches: (token, CSRF token).
+
+    The try is counted first (per user name and per client address; refused over the limits),
+    then the password checked outside any transaction. An unknown or disabled user's try is
+    checked against a hash of nothing, so every wrong answer takes the time a wrong password
+    does and tells nothing."""
+    at = now()
+    tries = [(PASSWORD_TRIES, username), (ADDRESS_TRIES, address)]
+
+    def take_a_try(session: Session) -> str | None:
+        throttles.count(session, at, tries)
         user = session.get(UserRow, username)
-        if user is None or not password_matches(password, user.password_hash):
-            raise UnauthenticatedError("the user name or the password is wrong")
+        return user.password_hash if user is not None and user.disabled_at is None else None
+
+    stored = run(context, take_a_try)
+    matches = password_matches(password, stored or _hash_of_nobody())
+    if stored is None or not matches:
+        raise UnauthenticatedError(WRONG_PASSWORD)
+
+    def open_session(session: Session) -> tuple[str, str]:
+        user = session.get(UserRow, username)
+        if user is None or user.disabled_at is not None:  # disabled while the hash was checked
+            raise UnauthenticatedError(WRONG_PASSWORD)
+        throttles.give_back(session, tries)
         return _open_session(session, "operator", username)
 
-    return run(context, sign_in)
+    return run(context, open_session)
+
+
+@functools.cache
+def _hash_of_nobody() -> str:
+    """A password hash no password is known for, with the real ones' cost."""
+    return hash_password(secrets.token_urlsafe(16))
 
 
 # -- borrowers ------------------------------------------------------------------------------------
 
 
-def send_sign_in_code(context: Context, phone: str) -> Document:
+def send_sign_in_code(context: Context, phone: str, address: str | None = None) -> Document:
     """Texts a one-time code to a borrower's phone (through the SMS gateway simulator). The
-    answer is the same whether or not the phone is a borrower's, and whether or not a code went
-    out, so it tells nothing."""
+    answer, and the work done, are the same whether or not the phone is a borrower's and
+    whether or not a code went out, so it tells nothing: a phone that is no borrower's gets a
+    code that no one is sent. Only too many requests from one address are refused (429)."""
+    at = now()
 
     def send(session: Session) -> Document:
-        borrower = session.scalars(select(BorrowerRow).where(BorrowerRow.phone == phone)).first()
-        if borrower is not None and _may_text_code(session, phone):
-            code = f"{secrets.randbelow(10**6):06d}"
-            expires = now() + timedelta(minutes=CODE_MINUTES)
-            hashed = _digest(f"{phone}:{code}")
-            session.merge(
-                SignInCodeRow(phone=phone, code_hash=hashed, attempts=0, expires_at=expires)
-            )
-            text = SIGN_IN_TEXT.format(code=code, minutes=CODE_MINUTES)
-            session.add(SmsSentRow(loan_id=0, borrower_id=borrower.id, phone=phone, text=text,
-                                   sent_at=now()))  # fmt: skip
+        throttles.count(session, at, [(CODE_REQUESTS, address)])
+        borrower_id = session.scalar(select(BorrowerRow.id).where(BorrowerRow.phone == phone))
+        code = f"{secrets.randbelow(10**6):06d}"
+        if _may_text_code(session, phone, at):
+            known = borrower_id is not None
+            _store_code(session, phone, code if known else secrets.token_urlsafe(16), at)
+            if known:
+                text = SIGN_IN_TEXT.format(code=code, minutes=CODE_MINUTES)
+                session.add(SmsSentRow(loan_id=NO_LOAN, borrower_id=borrower_id, phone=phone,
+                                       text=text, sent_at=at))  # fmt: skip
+        _prune(session, at)
         return {"sent": True, "expires_in_minutes": CODE_MINUTES}
 
     return run(context, send)
 
 
-def _may_text_code(session: Session, phone: str) -> bool:
+def _may_text_code(session: Session, phone: str, at: datetime) -> bool:
     """A new code resets the attempts against the last one: without a limit on new codes,
-    guessing would have no limit either (and the phone would be flooded with texts)."""
-    last = session.get(SignInCodeRow, phone)
-    recently = now() - timedelta(seconds=RESEND_SECONDS)
-    if last is not None and last.expires_at - timedelta(minutes=CODE_MINUTES) > recently:
-        return False
-    today = select(func.count()).where(
-        SmsSentRow.phone == phone,
-        SmsSentRow.loan_id == 0,  # sign-in codes; dunning texts name their loan
-        SmsSentRow.sent_at > now() - timedelta(days=1),
+    guessing would have no limit either (and the phone would be flooded with texts). Both
+    counts are atomic, so simultaneous requests cannot all slip under them."""
+    return throttles.within(session, at, RESEND, phone) and throttles.within(
+        session, at, CODES_PER_DAY, phone
     )
-    return (session.scalar(today) or 0) < CODES_PER_DAY
 
 
-def sign_in_borrower(context: Context, phone: str, code: str) -> tuple[str, str]:
-    """A session for the borrower whose code matches: (token, CSRF token)."""
-
-    def sign_in(session: Session) -> tuple[str, str]:
-        row = session.get(SignInCodeRow, phone)
-        if row is None or row.expires_at < now() or row.attempts >= CODE_ATTEMPTS:
-            raise UnauthenticatedError("that code is not valid; ask for a new one")
-        if not hmac.compare_digest(row.code_hash, _digest(f"{phone}:{code}")):
-            row.attempts += 1
-            raise UnauthenticatedError("that code is not valid; ask for a new one")
-        session.delete(row)
-        borrower = session.scalars(select(BorrowerRow).where(BorrowerRow.phone == phone)).one()
-        return _open_session(session, "borrower", str(borrower.id))
-
-    # A wrong code must still count: the attempt is committed before the refusal goes out.
-    try:
-        return run(context, sign_in)
-    except UnauthenticatedError:
-        run(context, lambda session: _count_attempt(session, phone))
-        raise
+def _store_code(session: Session, phone: str, code: str, at: datetime) -> None:
+    values = {"code_hash": _digest(f"{phone}:{code}"), "attempts": 0,
+              "expires_at": at + timedelta(minutes=CODE_MINUTES)}  # fmt: skip
+    statement = throttles.upsert(session, SignInCodeRow).values(phone=phone, **values)
+    session.execute(statement.on_conflict_do_update(index_elements=["phone"], set_=values))
 
 
-def _count_attempt(session: Session, phone: str) -> None:
+def _prune(session: Session, at: datetime) -> None:
+    """Forgets codes that expired and throttle windows long over (rows another request is
+    deleting are skipped, not waited for)."""
+    throttles.prune(session, at)
+    dead = select(SignInCodeRow.phone).where(SignInCodeRow.expires_at < at)
+    session.execute(delete(SignInCodeRow).where(
+        SignInCodeRow.phone.in_(dead.with_for_update(skip_locked=True))))  # fmt: skip
+
+
+def sign_in_borrower(
+    context: Context, phone: str, code: str, address: str | None = None
+) -> tuple[str, str]:
+    """A session for the borrower whose code matches: (token, CSRF token).
+
+    A guess is counted before it is compared, by one atomic UPDATE that takes one of the code's
+    ``CODE_ATTEMPTS`` tries and returns the code's hash only to a guess that got one: however
+    many guesses arrive at once, at most that many are compared. A code whose tries are used up
+    is refused with 429 until a new one is asked for; a code is used once."""
+    at = now()
+    tries = [(ADDRESS_TRIES, address)]
+
+    def take_a_try(session: Session) -> str | None:
+        throttles.count(session, at, tries)
+        code_row = SignInCodeRow
+        won = session.scalar(
+            update(code_row)
+            .where(code_row.phone == phone, code_row.attempts < CODE_ATTEMPTS,
+                   code_row.expires_at > at)
+            .values(attempts=code_row.attempts + 1)
+            .returning(code_row.code_hash)
+            .execution_options(synchronize_session=False)
+        )  # fmt: skip
+        if won is None:
+            _refuse_used_up(session, phone, at)
+        return won
+
+    expected = run(context, take_a_try)  # the try is committed before the guess is compared
+    if expected is None or not hmac.compare_digest(expected, _digest(f"{phone}:{code}")):
+        raise UnauthenticatedError(WRONG_CODE)
+
+    def open_session(session: Session) -> tuple[str, str]:
+        used = session.scalar(delete(SignInCodeRow).returning(SignInCodeRow.phone).where(
+            SignInCodeRow.phone == phone, SignInCodeRow.code_hash == expected))  # fmt: skip
+        borrower_id = session.scalar(select(BorrowerRow.id).where(BorrowerRow.phone == phone))
+        if used is None or borrower_id is None:  # used by a twin request a moment ago
+            raise UnauthenticatedError(WRONG_CODE)
+        throttles.give_back(session, tries)
+        return _open_session(session, "borrower", str(borrower_id))
+
+    return run(context, open_session)
+
+
+def _refuse_used_up(session: Session, phone: str, at: datetime) -> None:
+    """A live code with no tries left: 429 until a new code may be asked for. (No code, or an
+    expired one, is only a wrong code.)"""
     row = session.get(SignInCodeRow, phone)
-    if row is not None:
-        row.attempts += 1
+    if row is None or row.expires_at <= at:
+        return
+    sent = row.expires_at - timedelta(minutes=CODE_MINUTES)
+    wait = (sent + timedelta(seconds=RESEND.seconds) - at).total_seconds()
+    raise TooManyAttemptsError(max(1, math.ceil(wait)), "too many wrong codes; ask for a new code")
 
 
 # -- sessions -------------------------------------------------------------------------------------
@@ -264,7 +490,7 @@ def principal_for_session(context: Context, token: str) -> tuple[Principal, str]
         if row.kind == "borrower":
             return Principal(f"borrower:{row.subject}", borrower_id=int(row.subject)), row.csrf
         user = session.get(UserRow, row.subject)
-        if user is None:
+        if user is None or user.disabled_at is not None:
             raise UnauthenticatedError("please sign in again")
         return Principal(user.username, Role(user.role)), row.csrf
 

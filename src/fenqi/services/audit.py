@@ -7,11 +7,14 @@ from sqlalchemy.orm import Session
 
 from fenqi import wire
 from fenqi.services.context import Context, Document, run
+from fenqi.services.errors import plain_text
 from fenqi.store.schema import AuditLogRow
 
 
 def audit_log(context: Context, target: str | None = None, limit: int = 100) -> list[Document]:
     """The latest entries, newest first; only those about ``target`` (``loan:12``) if given."""
+    if target is not None:
+        plain_text("the target", target)
 
     def read(session: Session) -> list[Document]:
         query = select(AuditLogRow).order_by(AuditLogRow.id.desc()).limit(limit)

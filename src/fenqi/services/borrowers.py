@@ -13,7 +13,7 @@ from fenqi import wire
 from fenqi.domain.events import Channel
 from fenqi.domain.money import Money
 from fenqi.services.context import Context, Document, audit, run
-from fenqi.services.errors import NotFoundError, RefusedError
+from fenqi.services.errors import NotFoundError, RefusedError, plain_text
 from fenqi.services.ports import SimulatedBalances
 from fenqi.store.loans import now
 from fenqi.store.schema import MAX_ID, BorrowerRow, LoanRow, PaymentMethodRow
@@ -24,7 +24,7 @@ _KINDS = ", ".join(channel.value for channel in Channel if channel is not Channe
 
 
 def create_borrower(context: Context, name: str, phone: str, limit: Money) -> Document:
-    name, phone = name.strip(), re.sub(r"[\s-]", "", phone)
+    name, phone = plain_text("the name", name).strip(), re.sub(r"[\s-]", "", phone)
     if not name:
         raise RefusedError("a borrower needs a name")
     if not _PHONE.match(phone):
@@ -84,7 +84,7 @@ def bind_method(
     """Binds a bank card, Alipay or WeChat Pay account. Only a masked number and a token
     reference are kept; the first method bound becomes the default."""
     channel = _channel(kind)
-    masked = mask(channel, account)
+    masked = mask(channel, plain_text("the account", account))
 
     def bind(session: Session) -> Document:
         borrower_row(session, borrower_id)
@@ -215,14 +215,16 @@ def mask(channel: Channel, account: str) -> str:
 def find_borrowers(context: Context, text: str, limit: int = 20) -> list[Document]:
     """Borrowers by phone, name (a part of it), order id or loan id: what a customer-service
     agent types when someone calls."""
-    text = text.strip()
+    text = plain_text("the search", text).strip()
     if not text:
         raise RefusedError("type a phone, a name, an order id or a loan id")
 
     def find(session: Session) -> list[Document]:
         ids: set[int] = set()
         ids |= set(session.scalars(select(BorrowerRow.id).where(BorrowerRow.phone == text)))
-        ids |= set(session.scalars(select(BorrowerRow.id).where(BorrowerRow.name.contains(text))))
+        # Escaped: "%" or "_" typed in a search is a character of a name, not a wildcard.
+        named = BorrowerRow.name.contains(text, autoescape=True)
+        ids |= set(session.scalars(select(BorrowerRow.id).where(named)))
         ids |= set(session.scalars(select(LoanRow.borrower_id).where(LoanRow.order_id == text)))
         if text.isascii() and text.isdigit() and 0 < int(text) <= MAX_ID:
             ids |= set(session.scalars(select(LoanRow.borrower_id).where(LoanRow.id == int(text))))

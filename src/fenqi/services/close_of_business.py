@@ -4,7 +4,7 @@ A run closes one business day. Only loans whose next action date has come, and w
 is behind the day, are read. They are split into chunks by loan-id range; each chunk is a job
 that one worker takes (``SKIP LOCKED`` on PostgreSQL; one at a time on SQLite) and does in one
 transaction: load the chunk's loans and events in two queries, let the domain decide each loan's
-day (auto-debit or its retry, late fee, penalty, write-off, dunning messages), and write the
+day (write-off, auto-debit or its retry, late fee, penalty, dunning messages), and write the
 events, journal entries, receipts, outbox messages, bucket moves, watermarks and next action
 dates with bulk statements, marking the job done in the same commit. A worker that dies loses
 only its open transaction: the job goes back to the queue and the rerun does exactly what the
@@ -35,9 +35,9 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session, undefer
 
 from fenqi import clock, wire
-from fenqi.domain.collection import DebitPlan, debit_due, next_action_date
+from fenqi.domain.collection import DebitPlan, debit_due, next_action_date, write_off_due
 from fenqi.domain.dunning import Recipient, message, notices
-from fenqi.domain.events import Channel, DebitFailed, Event, Payment
+from fenqi.domain.events import Channel, DebitFailed, Event, Payment, WriteOff
 from fenqi.domain.ledger import Balances, balances, journal
 from fenqi.domain.loan import Checkpoint, LoanState, LoanStatus, bucket, resumable
 from fenqi.services.context import Context, Document, run
@@ -607,15 +607,20 @@ class _Chunk:
     writes: _Writes = field(default_factory=_Writes)
 
     def close_loan(self, record: LoanRecord, person: _Person | None, booked: Balances) -> None:
-        """One loan's business day: the debit it is owed (if any), its books brought to the
-        day, its messages, its bucket, and its next action date."""
+        """One loan's business day: its write-off once its DPD has reached the product's
+        write-off DPD, else the debit it is owed (if any); its books brought to the day, its
+        messages, its bucket, and its next action date."""
         row, terms, day = record.row, record.terms, self.day
         self.tally.loans += 1
         booking = max(day, row.booked_through)
         before = record.state_on(day)
         method = None if person is None else person.method
-        plan = debit_due(before, record.policy, day)
-        added = [] if plan is None else [self.debit(record, plan, method)]
+        added: list[Event] = []
+        if (written_off := write_off_due(before, record.policy, record.next_seq)) is not None:
+            added.append(written_off)
+            self.tally.write_offs += 1
+        elif (plan := debit_due(before, record.policy, day)) is not None:
+            added.append(self.debit(record, plan, method))
         books_from = booked  # what the journal holds now: the day's accrual brings it to the day
         books_day = balances(terms, record.state_on(booking))
         entries = [Entry(journal(books_from, books_day), f"close of business {day.isoformat()}")]
@@ -626,7 +631,8 @@ class _Chunk:
         books_after = books_day
         if added:
             books_after = balances(terms, after)
-            entries.append(Entry(journal(books_day, books_after), "auto-debit", added[-1].seq))
+            memo = "write-off" if isinstance(added[-1], WriteOff) else "auto-debit"
+            entries.append(Entry(journal(books_day, books_after), memo, added[-1].seq))
         self.post(row.id, row.version, booking, entries)
         paid = next((event for event in added if isinstance(event, Payment)), None)
         if paid is not None:
@@ -635,8 +641,6 @@ class _Chunk:
             self.writes.receipts.append({**stored, "payload": receipt})
         self.messages(record, after, person)
         self.bucket(row, after)
-        if after.status is LoanStatus.WRITTEN_OFF and row.status != LoanStatus.WRITTEN_OFF.value:
-            self.tally.write_offs += 1
         self.writes.loans.append({
             "loan_id": row.id, "version": row.version + 1, "status": after.status.value,
             "outstanding_principal": int(after.outstanding_principal), "dpd": after.dpd,

@@ -1,7 +1,10 @@
 """What every service runs with, and the unit of work it runs in.
 
 A unit of work is one database transaction: load, call the domain, store events and postings.
-When another writer changed the same loan first, the whole unit is run again on fresh state.
+A unit that writes a loan locks its row first (``load_loan(..., for_update=True)``), so writers
+of one loan take turns in the order they came; should another writer still have changed it first
+(the version check stays as a second guard), the whole unit is run again on fresh state, and when
+the retries run out the request is refused as a conflict, to be sent again.
 A request with an idempotency key stores its result with the key and a fingerprint of the
 request: the same key and request replay that result; the same key with another request is
 refused.
@@ -21,8 +24,15 @@ from sqlalchemy import Engine, select, text
 from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import Session
 
-from fenqi.services.errors import InFlightError, RefusedError, StaleError
+from fenqi.services.errors import (
+    ConflictError,
+    InFlightError,
+    RefusedError,
+    StaleError,
+    plain_text,
+)
 from fenqi.services.ports import PaymentChannel, SmsGateway
+from fenqi.store.database import turn
 from fenqi.store.loans import now
 from fenqi.store.schema import AuditLogRow, IdempotencyKeyRow
 
@@ -55,14 +65,25 @@ def run(context: Context, work: Callable[[Session], T]) -> T:
     """Runs ``work`` in one transaction, again on fresh state if another writer got there first
     (optimistic locking: a stale version or a taken event number; on PostgreSQL, a deadlock or a
     serialization failure). Writers that collided wait a
-    random, growing while before trying again, so that they stop colliding."""
+    random, growing while before trying again, so that they stop colliding; after ``ATTEMPTS``
+    the request is refused with ``ConflictError``, having changed nothing. On SQLite the unit
+    first waits for its process's turn at the database (``turn``)."""
     for attempt in range(1, ATTEMPTS + 1):
         try:
-            with Session(context.engine, expire_on_commit=False) as session, session.begin():
+            with (
+                turn(context.engine),
+                Session(context.engine, expire_on_commit=False) as session,
+                session.begin(),
+            ):
                 return work(session)
         except (StaleError, IntegrityError, OperationalError) as error:
-            if attempt == ATTEMPTS or not _retryable(error):
+            if not _retryable(error):
                 raise
+            if attempt == ATTEMPTS:
+                raise ConflictError(
+                    f"other requests kept changing the same records through {ATTEMPTS} tries; "
+                    "this one changed nothing: send it again in a moment"
+                ) from error
             time.sleep(random.uniform(0, BACKOFF_SECONDS * 2 ** min(attempt, 6)))
     raise AssertionError("unreachable")  # pragma: no cover
 
@@ -90,6 +111,7 @@ def once(
     so), and moves no money."""
     if key is None:
         return run(context, work)
+    plain_text("the idempotency key", key)
     fingerprint = hashlib.sha256(json.dumps(request, sort_keys=True).encode()).hexdigest()
 
     def keyed(session: Session) -> Document:

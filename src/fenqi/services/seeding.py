@@ -35,12 +35,11 @@ from sqlalchemy.orm import Session
 from fenqi import wire
 from fenqi.catalog import read_lpr_table
 from fenqi.domain.caps import LprTable
-from fenqi.domain.collection import debit_due, next_action_date
-from fenqi.domain.events import Channel, DebitFailed, Event, Payment
+from fenqi.domain.collection import debit_due, next_action_date, write_off_due
+from fenqi.domain.events import Channel, DebitFailed, Event, Payment, WriteOff
 from fenqi.domain.ledger import balances, journal
 from fenqi.domain.loan import (
     Checkpoint,
-    InstallmentStatus,
     LoanState,
     LoanStatus,
     replay,
@@ -251,6 +250,7 @@ def _summary(day: date, rng_seed: int, people: list[Person], plans: list[Plan],
         "events": tally["events"],
         "payments": tally["payments"],
         "failed_debits": tally["failed_debits"],
+        "write_offs": tally["write_offs"],
         "journal_entries": tally["journal_entries"],
         "postings": tally["postings"],
     }
@@ -384,9 +384,10 @@ def _loan_batch(plans: list[Plan], shop: Shop, day: date,
         tally[state.status.value] += 1
         tally["outstanding_principal"] += state.outstanding_principal
         tally["payments"] += sum(isinstance(event, Payment) for event in events)
+        tally["write_offs"] += sum(isinstance(event, WriteOff) for event in events)
     tally.update(events=len(rows["loan_events"]), journal_entries=len(rows["journal_entries"]),
                  postings=len(rows["postings"]))  # fmt: skip
-    tally["failed_debits"] = tally["events"] - tally["payments"]
+    tally["failed_debits"] = tally["events"] - tally["payments"] - tally["write_offs"]
     return rows, tally
 
 
@@ -404,26 +405,43 @@ def _contract(plan: Plan, shop: Shop) -> Contract:
 
 def _history(contract: Contract, day: date, rng: Random) -> list[Event]:
     """The loan's events through ``day`` as its borrower's behaviour makes them: her payments,
-    and the auto-debits the nightly batch tried and saw fail, numbered in the order they
-    happened (on a day, money paid by hand comes before the batch)."""
-    payments, cleared = _payments(contract, day, rng)
-    failed = _failed_debits(contract, payments, cleared, day)
-    happened: list[Event] = [*payments, *failed]
+    the auto-debits the nightly batch tried and saw fail, and the batch's write-off if her loan
+    went that far, numbered in the order they happened (on a day, money paid by hand comes
+    before the batch)."""
+    paid = _payments(contract, day, rng)
+    written_off = None if paid.write_off is None else paid.write_off.effective
+    failed = _failed_debits(contract, paid.payments, paid.cleared, day, written_off)
+    happened: list[Event] = [*paid.payments, *failed]
+    if paid.write_off is not None:  # after the day's payments, and no debit is tried that day
+        happened.append(replace(paid.write_off, seq=len(happened) + 1))
     happened.sort(key=lambda event: (event.effective, event.seq))
     return [replace(event, seq=seq) for seq, event in enumerate(happened, start=1)]
 
 
-def _payments(contract: Contract, day: date, rng: Random) -> tuple[list[Payment], set[date]]:
-    """Her payments through ``day``, and the days on which one paid everything then due.
+@dataclass(frozen=True)
+class _Paid:
+    """Her payments, the days on which one paid everything then due, and the write-off the
+    batch recorded when her DPD reached the product's write-off DPD, if it did."""
+
+    payments: list[Payment]
+    cleared: set[date]
+    write_off: WriteOff | None
+
+
+def _payments(contract: Contract, day: date, rng: Random) -> _Paid:
+    """Her payments through ``day``, and what they led to.
 
     Each is what was due on its day (the loan replayed to it), or the part of it a chronically
     late payer managed. While every installment so far was paid in full on its due date, what
-    is due on the next due date is that installment's payment, with no replay needed."""
+    is due on the next due date is that installment's payment, with no replay needed. A payment
+    after the write-off is worked out on the written-off loan, as the services would."""
     person = contract.plan.person
     channel = Channel.BANK_CARD if person.behaviour is Behaviour.ON_TIME else Channel.MANUAL
     payments: list[Payment] = []
     cleared: set[date] = set()
-    last, on_schedule = contract.offer.terms.start, True
+    written_off: WriteOff | None = None
+    last = looked = contract.offer.terms.start  # the batch's nights looked at so far
+    on_schedule = True
     for row in contract.offer.schedule.installments:
         if row.due_date > day:
             break
@@ -435,14 +453,45 @@ def _payments(contract: Contract, day: date, rng: Random) -> tuple[list[Payment]
         on_schedule = on_schedule and paid_on == row.due_date and percent == 100
         if paid_on > day:
             continue
-        due = row.payment if on_schedule else contract.state_on(paid_on, payments).amount_due
+        if written_off is None:  # the nights before she pays: did the batch write it off?
+            written_off = _write_off(contract, payments, cleared, looked, paid_on - _DAY)
+            looked = paid_on - _DAY
+        if on_schedule:
+            due = row.payment
+        else:
+            known: list[Event] = [*payments] if written_off is None else [*payments, written_off]
+            due = contract.state_on(paid_on, known).amount_due
         amount = due if percent == 100 else Money(int(due) * percent // 100_00 * 100)
         if amount > 0:
             payments.append(Payment(len(payments) + 1, paid_on, amount, channel))
             last = paid_on
             if percent == 100:
                 cleared.add(paid_on)
-    return payments, cleared
+    if written_off is None:
+        written_off = _write_off(contract, payments, cleared, looked, day)
+    return _Paid(payments, cleared, written_off)
+
+
+def _write_off(contract: Contract, payments: list[Payment], cleared: set[date], after: date,
+               through: date) -> WriteOff | None:  # fmt: skip
+    """The write-off the batch, closing every night after ``after`` through ``through``, would
+    have recorded given ``payments``: on the first night the loan's DPD had reached the
+    product's write-off DPD. Only payments move DPD here, and one never reopens what was paid,
+    so that night is one on which some installment, still owed, is that many days past due (or,
+    for a DPD within the grace days, first overdue): only those nights are looked at, and not
+    for an installment that a payment of everything then due had cleared by then."""
+    policy = contract.policy
+    reach = timedelta(days=max(policy.write_off_dpd, policy.grace_days + 1))
+    for row in contract.offer.schedule.installments:
+        night = row.due_date + reach
+        if night > through:
+            break
+        if night <= after or any(row.due_date <= paid <= night for paid in cleared):
+            continue
+        written_off = write_off_due(contract.state_on(night, payments), policy, 0)
+        if written_off is not None:
+            return written_off  # numbered with the rest of the history
+    return None
 
 
 def _payment_day(person: Person, due: date, rng: Random) -> tuple[date, int] | None:
@@ -458,10 +507,11 @@ def _payment_day(person: Person, due: date, rng: Random) -> tuple[date, int] | N
 
 
 def _failed_debits(contract: Contract, payments: list[Payment], cleared: set[date],
-                   day: date) -> list[DebitFailed]:  # fmt: skip
+                   day: date, written_off: date | None) -> list[DebitFailed]:  # fmt: skip
     """The auto-debits the batch tried on each due date and retry day through ``day`` and that
-    failed (an empty card, or nothing bound), until a payment cleared what was due or the loan
-    was written off. A funded card's debits are the on-time payments themselves."""
+    failed (an empty card, or nothing bound), until a payment cleared what was due or the batch
+    wrote the loan off (``written_off``: from that night on it tries none). A funded card's
+    debits are the on-time payments themselves."""
     policy = contract.policy
     failed: list[DebitFailed] = []
     for row in contract.offer.schedule.installments:
@@ -470,9 +520,9 @@ def _failed_debits(contract: Contract, payments: list[Payment], cleared: set[dat
             on = row.due_date + timedelta(days=offset)
             if on > day or any(row.due_date <= paid <= on for paid in cleared):
                 break
-            state = _state_for_debit(contract, payments, failed, state, on)
-            if state.write_off is not None:
+            if written_off is not None and on >= written_off:
                 return failed
+            state = _state_for_debit(contract, payments, failed, state, on)
             plan = debit_due(state, policy, on)
             if plan is not None:
                 seq = len(payments) + len(failed) + 1  # after the day's payments
@@ -486,7 +536,7 @@ def _state_for_debit(contract: Contract, payments: list[Payment], failed: list[D
     """The loan as the batch sees it on ``on`` to decide a debit: ``known`` (from an earlier
     day of the same retries) with the attempts made since, when only time has passed; else a
     replay."""
-    if known is None or not _only_time_passed(known, payments, on, contract.policy):
+    if known is None or not _only_time_passed(known, payments, on):
         return contract.state_on(on, [*payments, *failed])
     attempts = dict(known.failed_debits)
     for attempt in failed:
@@ -494,17 +544,14 @@ def _state_for_debit(contract: Contract, payments: list[Payment], failed: list[D
     return replace(known, failed_debits=attempts)
 
 
-def _only_time_passed(known: LoanState, payments: list[Payment], on: date,
-                      policy: Product) -> bool:  # fmt: skip
+def _only_time_passed(known: LoanState, payments: list[Payment], on: date) -> bool:
     """Whether, from ``known`` to ``on``, nothing happened that a debit decision reads: no
-    money moved, nothing fell due, the write-off day has not come. Time alone only adds
-    penalty and late fees to what is already unpaid, which changes no decision."""
+    money moved, nothing fell due. Time alone only adds penalty and late fees to what is
+    already unpaid, which changes no decision (and never writes a loan off: the batch does,
+    and no debit is tried from that night on)."""
     rows = known.installments
     moments = [paid.effective for paid in payments] + [row.due_date for row in rows]
-    if any(known.as_of < moment <= on for moment in moments):
-        return False
-    unpaid = [row.due_date for row in rows if row.status is not InstallmentStatus.PAID]
-    return not unpaid or (on - min(unpaid)).days < policy.write_off_dpd
+    return not any(known.as_of < moment <= on for moment in moments)
 
 
 def _declined(person: Person) -> str:

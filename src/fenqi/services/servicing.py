@@ -9,9 +9,11 @@ the day the loan's books already reach if it is backdated.
 
 from __future__ import annotations
 
+import re
 import uuid
+from collections import Counter
 from dataclasses import dataclass
-from datetime import date
+from datetime import date, timedelta
 from typing import Any
 
 from sqlalchemy import insert, select
@@ -20,6 +22,7 @@ from sqlalchemy.orm import Session
 from fenqi import wire
 from fenqi.catalog import read_lpr_table
 from fenqi.domain.collection import next_action_date
+from fenqi.domain.corrections import Consequences, consequences
 from fenqi.domain.events import (
     Channel,
     CreditRefund,
@@ -37,9 +40,16 @@ from fenqi.domain.loan import LoanState, LoanStatus, payoff_on, payoff_quote, re
 from fenqi.domain.money import Money
 from fenqi.domain.quote import quote
 from fenqi.domain.schedule import Method
+from fenqi.services.access import OverpaymentApproval
 from fenqi.services.borrowers import available_limit, borrower_row, default_method
 from fenqi.services.context import Context, Document, audit, once, run
-from fenqi.services.errors import DeclinedError, NotFoundError, RefusedError
+from fenqi.services.errors import (
+    ConfirmationNeededError,
+    DeclinedError,
+    NotFoundError,
+    RefusedError,
+    plain_text,
+)
 from fenqi.services.products import product_named
 from fenqi.store.documents import terms_document
 from fenqi.store.loans import (
@@ -53,6 +63,7 @@ from fenqi.store.loans import (
     save_loan,
 )
 from fenqi.store.schema import (
+    MAX_ID,
     ConsentRow,
     JournalEntryRow,
     LoanEventRow,
@@ -64,6 +75,15 @@ from fenqi.store.schema import (
 )
 
 CLOSED = (LoanStatus.SETTLED, LoanStatus.CANCELLED)
+# A payment's or receipt's id: the loan, then the event's number; ASCII digits only (``\\d`` would
+# also take "١٨", and file the row under a name no one else would find it by).
+_EVENT_ID = re.compile(r"[PR]?([0-9]{1,10})-([0-9]{1,10})", re.ASCII | re.IGNORECASE)
+
+
+class OverpaymentError(RefusedError):
+    """A payment of more than what pays the plan off that day, without an admin's approval."""
+
+    field = "amount"
 
 
 # -- checkout -----------------------------------------------------------------------------------
@@ -86,6 +106,9 @@ class Order:
 def checkout(context: Context, order: Order, *, idempotency_key: str | None = None) -> Document:
     """Turns an order into a plan: quoted under the product's cap, within the borrower's
     available limit, the full cost and APR recorded as consented, the merchant owed the price."""
+    for what, text in (("the order id", order.order_id), ("the merchant", order.merchant),
+                       ("the item", order.item or ""), ("the product", order.product)):  # fmt: skip
+        plain_text(what, text)
     if not order.order_id.strip() or not order.merchant.strip():
         raise RefusedError("an order needs an order id and a merchant")
     if order.amount <= 0:
@@ -178,12 +201,12 @@ def quote_payoff(context: Context, loan_id: int, day: date) -> Document:
 
 
 def show_receipt(context: Context, receipt_id: str) -> Document:
-    loan_id, seq = _parse_id(receipt_id, "R", "receipt")
+    loan_id, seq = parse_id(receipt_id, "R", "receipt")
 
     def show(session: Session) -> Document:
         row = session.get(ReceiptRow, (loan_id, seq))
         if row is None:
-            raise NotFoundError(f"no receipt {receipt_id}")
+            raise NotFoundError(f"no receipt R{loan_id}-{seq}")
         return dict(row.payload)
 
     return run(context, show)
@@ -222,16 +245,20 @@ class Source:
 
 
 def pay(context: Context, loan_id: int, amount: Money, source: Source, day: date, *,
-        idempotency_key: str | None = None) -> Document:  # fmt: skip
-    """A payment of any amount on any day, allocated by the product's rules; it gets a receipt."""
+        idempotency_key: str | None = None,
+        overpayment: OverpaymentApproval | None = None) -> Document:  # fmt: skip
+    """A payment on any day, allocated by the product's rules; it gets a receipt. It may be up
+    to what pays the plan off that day; more only with an admin's ``overpayment`` approval."""
     if amount <= 0:
         raise RefusedError(f"payment amount {amount} must be more than 0")
     request = {"op": "pay", "loan": loan_id, "amount": int(amount), "day": day.isoformat(),
-               "method": source.method_id, "manual": source.manual}  # fmt: skip
+               "method": source.method_id, "manual": source.manual,
+               "overpayment": overpayment is not None}  # fmt: skip
     key = idempotency_key or uuid.uuid4().hex
 
     def work(session: Session) -> Document:
         record = _open_loan(session, loan_id, day)
+        _within_payoff(context, session, record, amount, day=day, overpayment=overpayment)
         method = _debit(context, session, record, source, amount=amount, key=f"pay:{loan_id}:{key}")
         event = Payment(record.next_seq, day, amount, _channel_of(method))
         return _money_in(session, record, event, method)
@@ -240,14 +267,16 @@ def pay(context: Context, loan_id: int, amount: Money, source: Source, day: date
 
 
 def prepay(context: Context, loan_id: int, amount: Money | None, *, mode: PrepayMode,
-           source: Source, day: date, idempotency_key: str | None = None) -> Document:  # fmt: skip
+           source: Source, day: date, idempotency_key: str | None = None,
+           overpayment: OverpaymentApproval | None = None) -> Document:  # fmt: skip
     """Repays early: ``amount`` None pays the whole plan off at its payoff quote; otherwise the
-    amount pays what is past due and the interest to date, then repays principal."""
+    amount pays what is past due and the interest to date, then repays principal. An amount
+    beyond the payoff needs an admin's ``overpayment`` approval, as for ``pay``."""
     if amount is not None and amount <= 0:
         raise RefusedError(f"prepayment amount {amount} must be more than 0")
     request = {"op": "prepay", "loan": loan_id, "amount": None if amount is None else int(amount),
                "mode": mode.value, "day": day.isoformat(), "method": source.method_id,
-               "manual": source.manual}  # fmt: skip
+               "manual": source.manual, "overpayment": overpayment is not None}  # fmt: skip
     key = idempotency_key or uuid.uuid4().hex
 
     def work(session: Session) -> Document:
@@ -265,12 +294,37 @@ def prepay(context: Context, loan_id: int, amount: Money | None, *, mode: Prepay
         paying = due if amount is None else amount
         if paying <= 0:
             raise RefusedError(f"loan {loan_id} has nothing left to pay off on {day}")
+        if amount is not None:
+            _within_payoff(context, session, record, amount, day=day, overpayment=overpayment)
         method = _debit(context, session, record, source, amount=paying,
                         key=f"prepay:{loan_id}:{key}")  # fmt: skip
         event = Prepayment(record.next_seq, day, paying, _channel_of(method), mode, full)
         return _money_in(session, record, event, method)
 
     return once(context, f"loan:{loan_id}", idempotency_key, request, work)
+
+
+def _within_payoff(context: Context, session: Session, record: LoanRecord, amount: Money, *,
+                   day: date, overpayment: OverpaymentApproval | None) -> None:  # fmt: skip
+    """Refuses more than the most that can be owed: what pays the plan off on ``day``, and no
+    more than pays it off counting every payment already booked (a backdated payment may come
+    after later ones). Beyond it, money would only sit as a credit balance to be paid out
+    again, so it takes an admin's approval, which the audit log keeps with the amounts."""
+    most = payoff_on(record.terms, record.policy, record.events, day, record.cap).amount
+    booked = _booking_day(record, day)
+    if booked != day:
+        most = min(most, payoff_on(record.terms, record.policy, record.events, booked,
+                                   record.cap).amount)  # fmt: skip
+    if amount <= most:
+        return
+    if overpayment is None:
+        raise OverpaymentError(
+            f"{amount} is more than the {most} that pays loan {record.row.id} off on {day}: the "
+            f"most that can be taken is {most} (more needs an admin's approval of an overpayment)"
+        )
+    audit(session, overpayment.approver, "payment.overpayment", f"loan:{record.row.id}",
+          "overpayment approved", after={"amount": str(amount), "payoff": str(most),
+                                         "taken_by": context.actor})  # fmt: skip
 
 
 def _money_in(session: Session, record: LoanRecord, event: Payment | Prepayment,
@@ -330,7 +384,7 @@ def refund(context: Context, loan_id: int, amount: Money, day: date, *,
         raise RefusedError(f"refund amount {amount} must be more than 0")
 
     def work(session: Session) -> Document:
-        record = load_loan(session, loan_id)
+        record = load_loan(session, loan_id, for_update=True)
         _check_day(record, day)
         priced = record.terms.principal - sum(
             e.amount for e in record.events if isinstance(e, Refund)
@@ -360,29 +414,39 @@ def refund(context: Context, loan_id: int, amount: Money, day: date, *,
 
 def refund_credit(context: Context, loan_id: int, amount: Money | None, day: date, *,
                   idempotency_key: str | None = None) -> Document:  # fmt: skip
-    """Pays the borrower's credit balance (or ``amount`` of it) back to her default method, or
-    by hand if she has none bound."""
+    """Pays the borrower's credit balance (or ``amount`` of it) back where it came from: to the
+    methods that paid money in, the most recent payment first, never more to one than it paid
+    in less what it already got back; money taken by hand goes back by hand. Each payee is a
+    credit refund event of its own, and the answer lists them (``paid_to``)."""
     if amount is not None and amount <= 0:
         raise RefusedError(f"amount {amount} must be more than 0")
 
     def work(session: Session) -> Document:
-        record = load_loan(session, loan_id)
+        record = load_loan(session, loan_id, for_update=True)
         _check_day(record, day)
         credit = record.state_on(_booking_day(record, day)).credit_balance
         paying = credit if amount is None else amount
         if paying <= 0 or paying > credit:
             raise RefusedError(f"loan {loan_id} holds a credit balance of {credit} on {day}")
-        method = default_method(session, record.row.borrower_id)
-        event = CreditRefund(record.next_seq, day, paying, _channel_of(method))
-        state = _book(session, record, event, f"credit balance of {paying} paid back")
-        if method is not None:
-            key = f"credit:{loan_id}:{event.seq}"
-            context.channel(session).pay_back(method.token_ref, paying, key)
+        paid_to, state = [], None
+        for method, share in _payees(session, record, paying):
+            channel = _channel_of(method)
+            event = CreditRefund(record.next_seq, day, share, channel,
+                                 None if method is None else method.id)  # fmt: skip
+            state = _book(session, record, event, f"credit balance of {share} paid back")
+            if method is not None:
+                key = f"credit:{loan_id}:{event.seq}"
+                context.channel(session).pay_back(method.token_ref, share, key)
+            paid_to.append({"id": f"C{loan_id}-{event.seq}", "channel": channel.value,
+                            "method_id": None if method is None else method.id,
+                            "account": None if method is None else method.masked_account,
+                            "amount": wire.money(share)})  # fmt: skip
+        assert state is not None  # _payees pays all of it, or refuses
         audit(session, context.actor, "loan.refund_credit", f"loan:{loan_id}", "credit paid back",
               before={"credit_balance": str(credit)},
-              after={"credit_balance": str(state.credit_balance)})  # fmt: skip
-        return {"id": f"C{loan_id}-{event.seq}", "loan_id": loan_id, "amount": wire.money(paying),
-                "channel": event.channel.value, "date": day.isoformat(),
+              after={"credit_balance": str(state.credit_balance), "paid_to": paid_to})  # fmt: skip
+        return {"id": paid_to[0]["id"], "loan_id": loan_id, "amount": wire.money(paying),
+                "date": day.isoformat(), "paid_to": paid_to,
                 "loan": wire.loan_summary(record, state)}  # fmt: skip
 
     request = {
@@ -394,35 +458,90 @@ def refund_credit(context: Context, loan_id: int, amount: Money | None, day: dat
     return once(context, f"loan:{loan_id}", idempotency_key, request, work)
 
 
+def _payees(session: Session, record: LoanRecord,
+            paying: Money) -> list[tuple[PaymentMethodRow | None, Money]]:  # fmt: skip
+    """Where ``paying`` goes back to: the money-in events not reversed, the most recent first,
+    each method (None: by hand) given at most what it paid in less what credit refunds already
+    sent it. A payment whose method is not known (one seeded without a receipt) goes back by
+    hand. Refuses when what came in cannot account for ``paying``."""
+    taken_back = {e.payment_seq for e in record.events if isinstance(e, Reversal)}
+    money_in = [e for e in record.events
+                if isinstance(e, Payment | Prepayment) and e.seq not in taken_back]  # fmt: skip
+    receipts = select(ReceiptRow.seq, ReceiptRow.payload).where(ReceiptRow.loan_id == record.row.id)
+    paid_with = {seq: (payload.get("method") or {}).get("id")
+                 for seq, payload in session.execute(receipts)}  # fmt: skip
+    room: Counter[int | None] = Counter()
+    for event in money_in:
+        room[paid_with.get(event.seq)] += event.amount
+    for sent in record.events:  # earlier ones to a method, or by hand, count against it
+        if isinstance(sent, CreditRefund) and (
+            sent.method_id is not None or sent.channel is Channel.MANUAL
+        ):
+            room[sent.method_id] -= sent.amount
+    shares: Counter[int | None] = Counter()
+    left = int(paying)
+    for event in sorted(money_in, key=lambda e: (e.effective, e.seq), reverse=True):
+        payee = paid_with.get(event.seq)
+        share = min(int(event.amount), room[payee], left)
+        if share > 0:
+            shares[payee] += share
+            room[payee] -= share
+            left -= share
+    if left > 0:
+        raise RefusedError(
+            f"only {Money(int(paying) - left)} of loan {record.row.id}'s credit balance can go "
+            "back to the methods that paid it in"
+        )
+    return [(None if payee is None else session.get(PaymentMethodRow, payee), Money(share))
+            for payee, share in shares.items()]  # fmt: skip
+
+
 def reverse(context: Context, payment_id: str, reason: str, day: date | None = None, *,
+            confirm: bool = False, today: date | None = None,
             idempotency_key: str | None = None) -> Document:  # fmt: skip
-    """Takes back a mistaken payment or prepayment: the money goes back where it came from and
-    the loan is replayed as if it had never been paid."""
-    loan_id, seq = _parse_id(payment_id, "P", "payment")
-    if not reason.strip():
+    """Takes back a mistaken payment or prepayment: the loan is replayed as if it had never been
+    paid, and what that takes out of the payment's channel goes back to where it came from: the
+    payment, less anything of it already paid back (a credit refund, a merchant refund's
+    payout). A reversal that would undo money already paid out through another channel is
+    refused: the money cannot be taken back from there.
+
+    Its consequences are worked out as of ``today`` (or the day it is booked on, if later): a
+    reversal that reopens a settled plan or makes a current one overdue is refused, with
+    nothing changed, unless ``confirm`` is given. The result says what they were."""
+    loan_id, seq = parse_id(payment_id, "P", "payment")
+    payment_id = f"P{loan_id}-{seq}"  # the canonical id: the audit log and the key's scope
+    if not plain_text("the reason", reason).strip():
         raise RefusedError("a reversal needs a reason")
 
     def work(session: Session) -> Document:
-        record = load_loan(session, loan_id)
+        record = load_loan(session, loan_id, for_update=True)
         paid = next((e for e in record.events if e.seq == seq), None)
         if not isinstance(paid, Payment | Prepayment):
             raise NotFoundError(f"no payment {payment_id}")
         if any(isinstance(e, Reversal) and e.payment_seq == seq for e in record.events):
             raise RefusedError(f"payment {payment_id} is already reversed")
         on = max(day or record.row.booked_through, paid.effective)
+        before = record.state_on(_booking_day(record, on))
         event = Reversal(record.next_seq, on, seq, reason.strip())
+        effect = _consequences(record, event, today)
+        if effect.needs_confirmation and not confirm:
+            what = _reaching_back(f"reversing {payment_id}", loan_id, effect)
+            raise ConfirmationNeededError(what, wire.consequences(effect))
         state = _book(session, record, event, f"reversal of {payment_id}: {reason}")
+        back = _paid_back_by(paid, before, state)
         receipt = session.get(ReceiptRow, (loan_id, seq))
         method_id = None if receipt is None else (receipt.payload.get("method") or {}).get("id")
         method = None if method_id is None else session.get(PaymentMethodRow, method_id)
-        if method is not None:
-            context.channel(session).pay_back(
-                method.token_ref, paid.amount, f"reverse:{payment_id}"
-            )
+        if method is not None and back > 0:
+            context.channel(session).pay_back(method.token_ref, back, f"reverse:{payment_id}")
         audit(session, context.actor, "payment.reverse", payment_id, reason,
-              before={"amount": str(paid.amount)})  # fmt: skip
+              before={"amount": str(paid.amount), "status": effect.status_before.value},
+              after={"paid_back": str(back), "status": effect.status_after.value,
+                     "dpd": effect.dpd, "confirmed": effect.needs_confirmation})  # fmt: skip
         return {"id": f"V{loan_id}-{event.seq}", "payment_id": payment_id, "loan_id": loan_id,
-                "amount": wire.money(paid.amount), "reason": reason, "date": on.isoformat(),
+                "amount": wire.money(paid.amount), "paid_back": wire.money(back),
+                "reason": reason, "date": on.isoformat(),
+                "consequences": wire.consequences(effect),
                 "loan": wire.loan_summary(record, state)}  # fmt: skip
 
     request = {
@@ -431,7 +550,29 @@ def reverse(context: Context, payment_id: str, reason: str, day: date | None = N
         "reason": reason,
         "day": None if day is None else day.isoformat(),
     }
-    return once(context, f"payment:{payment_id.upper()}", idempotency_key, request, work)
+    return once(context, f"payment:{payment_id}", idempotency_key, request, work)
+
+
+def _paid_back_by(paid: Payment | Prepayment, before: LoanState, after: LoanState) -> Money:
+    """What a reversal sends back: how much the replay without the payment takes out of each
+    channel's cash (received less paid back). Only the payment's own channel may move: if
+    another moves, money the payment paid for already left through it (a credit refund or a
+    merchant refund's payout by another method), and paying the payment back too would pay
+    twice."""
+
+    def net(state: LoanState, channel: Channel) -> int:
+        return int(state.cash_in.get(channel, 0)) - int(state.cash_out.get(channel, 0))
+
+    moved = {channel: net(before, channel) - net(after, channel) for channel in Channel}
+    elsewhere = {channel: Money(amount) for channel, amount in moved.items()
+                 if amount and channel is not paid.channel}  # fmt: skip
+    if elsewhere:
+        paid_out = ", ".join(f"{amount} through {channel}" for channel, amount in elsewhere.items())
+        raise RefusedError(
+            f"this payment cannot be reversed: money it paid for already went back to the "
+            f"borrower ({paid_out}), which a reversal cannot take back"
+        )
+    return Money(max(moved[paid.channel], 0))
 
 
 def waive(context: Context, loan_id: int, kind: WaiverKind, amount: Money, *, reason: str,
@@ -439,11 +580,11 @@ def waive(context: Context, loan_id: int, kind: WaiverKind, amount: Money, *, re
     """An operator forgives penalty or fee still owed, with a reason, in the audit log."""
     if amount <= 0:
         raise RefusedError(f"waiver amount {amount} must be more than 0")
-    if not reason.strip():
+    if not plain_text("the reason", reason).strip():
         raise RefusedError("a waiver needs a reason")
 
     def work(session: Session) -> Document:
-        record = load_loan(session, loan_id)
+        record = load_loan(session, loan_id, for_update=True)
         _check_day(record, day)
         before = record.state_on(day)
         owed = _waivable(before, kind)
@@ -467,6 +608,22 @@ def waive(context: Context, loan_id: int, kind: WaiverKind, amount: Money, *, re
         "day": day.isoformat(),
     }
     return once(context, f"loan:{loan_id}", idempotency_key, request, work)
+
+
+def _consequences(record: LoanRecord, event: Event, today: date | None) -> Consequences:
+    """What ``event`` does to the loan as of today (or the day it is booked on, if later)."""
+    day = _booking_day(record, event.effective)
+    look = day if today is None else max(day, today)
+    after = replay(record.terms, record.policy, [*record.events, event], look, record.cap)
+    return consequences(record.state_on(look), after)
+
+
+def _reaching_back(what: str, loan_id: int, effect: Consequences) -> str:
+    """The sentence that asks an operator to confirm a correction, with its consequences."""
+    change = "reopens settled" if effect.reopens else "puts overdue"
+    return (f"{what} {change} loan {loan_id}: as of {effect.as_of} its status goes from "
+            f"{effect.status_before} to {effect.status_after}, {effect.dpd} days past due, "
+            f"penalty {effect.penalty}, amount due {effect.amount_due}")  # fmt: skip
 
 
 def _check_refundable(record: LoanRecord, amount: Money, priced: int, day: date) -> None:
@@ -510,8 +667,17 @@ def _book(session: Session, record: LoanRecord, event: Event, memo: str) -> Loan
     after = record.state_on(day)
     entries.append(Entry(journal(books, balances(terms, after)), memo, event.seq))
     post_entries(session, loan_id, record.row.version, day, entries)
-    save_loan(session, record, after, day, next_action_date(after, record.policy, day))
+    save_loan(session, record, after, day, _next_action(record, after, day))
     return after
+
+
+def _next_action(record: LoanRecord, after: LoanState, day: date) -> date | None:
+    """When the batch next has work on the loan after a write booked on ``day``: that very night
+    if the batch has not closed ``day`` for it yet (a correction may leave it overdue, past the
+    write-off DPD even, and the night's batch acts on the corrected state), else after it."""
+    closed = record.row.closed_through
+    since = day if closed is not None and closed >= day else day - timedelta(days=1)
+    return next_action_date(after, record.policy, since)
 
 
 def _booking_day(record: LoanRecord, effective: date) -> date:
@@ -519,7 +685,8 @@ def _booking_day(record: LoanRecord, effective: date) -> date:
 
 
 def _open_loan(session: Session, loan_id: int, day: date) -> LoanRecord:
-    record = load_loan(session, loan_id)
+    """The loan a payment or prepayment will write, its row locked for the write."""
+    record = load_loan(session, loan_id, for_update=True)
     _check_day(record, day)
     state = record.state_on(_booking_day(record, day))
     if state.status in CLOSED:
@@ -536,14 +703,15 @@ def _payment_id(record: LoanRecord, seq: int) -> str:
     return f"P{record.row.id}-{seq}"
 
 
-def _parse_id(text: str, prefix: str, what: str) -> tuple[int, int]:
+def parse_id(text: str, prefix: str, what: str) -> tuple[int, int]:
     """``P12-3`` → loan 12, event 3: the id names its loan, so finding it reads one shard. A
-    payment and its receipt share the numbers, so either prefix (or none) finds either."""
-    body = text.strip().upper().lstrip("PR")
-    loan, _, seq = body.partition("-")
-    if not (loan.isdigit() and seq.isdigit()):
-        raise NotFoundError(f'"{text}" is not a {what} id; they look like {prefix}12-3')
-    return int(loan), int(seq)
+    payment and its receipt share the numbers, so either prefix (or none) finds either. Only
+    ASCII digits: the id is stored and logged as ``P12-3``, whatever way it was typed."""
+    found = _EVENT_ID.fullmatch(text.strip())
+    if found is None or max(int(found[1]), int(found[2])) > MAX_ID:
+        raise NotFoundError(f"{plain_text('the id', text)!r} is not a {what} id; they look like "
+                            f"{prefix}12-3")  # fmt: skip
+    return int(found[1]), int(found[2])
 
 
 def loan_owner(context: Context, loan_id: int) -> int:

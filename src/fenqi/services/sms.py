@@ -3,8 +3,10 @@ outbox in the batch's transaction, and a dispatcher sends them inside the contac
 under the frequency caps; DOMAIN.md §7).
 
 Times are China's: a naive ``now`` is the wall clock in Asia/Shanghai, and what is stored is the
-UTC instant. A borrower's daily cap counts what ``sms_sent`` holds for her on that local date,
-the record this dispatcher keeps of every message it hands to the gateway.
+UTC instant. A borrower's daily cap counts the dunning messages ``sms_sent`` holds for her on
+that local date, the record this dispatcher keeps of every message it hands to the gateway; the
+sign-in codes texted to her (which name no loan) are not dunning and do not count, or anyone
+who knows her phone could use up her reminders by asking for codes.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ from fenqi import clock
 from fenqi.services.context import Context, Document, run
 from fenqi.services.errors import RefusedError
 from fenqi.services.ports import SmsGateway
-from fenqi.store.schema import SmsOutboxRow, SmsSentRow
+from fenqi.store.schema import NO_LOAN, SmsOutboxRow, SmsSentRow
 
 LOCAL = ZoneInfo("Asia/Shanghai")
 # DOMAIN.md §7: 08:00-21:00 local; sources differ, so the stricter reading: 21:00 is outside.
@@ -147,7 +149,7 @@ def _send_chunk(
 
 
 def _sent_on(session: Session, borrowers: set[int], day: date) -> dict[int, int]:
-    """How many messages each borrower was sent on the local date ``day``."""
+    """How many dunning messages each borrower was sent on the local date ``day``."""
     if not borrowers:
         return {}
     start = datetime.combine(day, time(), LOCAL)
@@ -155,6 +157,7 @@ def _sent_on(session: Session, borrowers: set[int], day: date) -> dict[int, int]
         select(SmsSentRow.borrower_id, func.count())
         .where(
             SmsSentRow.borrower_id.in_(borrowers),
+            SmsSentRow.loan_id != NO_LOAN,  # a sign-in code is no reminder
             SmsSentRow.sent_at >= start,
             SmsSentRow.sent_at < start + timedelta(days=1),
         )

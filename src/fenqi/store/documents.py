@@ -22,6 +22,7 @@ from fenqi.domain.events import (
     Refund,
     Reversal,
     Waiver,
+    WriteOff,
 )
 from fenqi.domain.money import Money
 from fenqi.domain.schedule import DayCount, Method, Terms
@@ -72,6 +73,7 @@ _KINDS: dict[str, type[Event]] = {
     "waiver": Waiver,
     "credit_refund": CreditRefund,
     "debit_failed": DebitFailed,
+    "write_off": WriteOff,
 }
 _KIND_OF = {kind: name for name, kind in _KINDS.items()}
 _HINTS = {kind: get_type_hints(shape) for kind, shape in _KINDS.items()}

@@ -1,8 +1,9 @@
 """Reading and writing a loan's rows: its terms and policy, its events, its journal.
 
 Every statement here is keyed by ``loan_id``, so on a distributed database each runs on one
-shard. Writes that change a loan go through ``save_loan``, which refuses (``StaleError``) when
-another writer changed the loan since it was read: optimistic locking on ``loans.version``.
+shard. A writer reads the loan with its row locked (``load_loan(..., for_update=True)``), and its
+writes go through ``save_loan``, which refuses (``StaleError``) when another writer changed the
+loan since it was read: optimistic locking on ``loans.version``, a second guard behind the lock.
 """
 
 from __future__ import annotations
@@ -98,8 +99,13 @@ def now() -> datetime:
     return datetime.now(UTC)
 
 
-def load_loan(session: Session, loan_id: int) -> LoanRecord:
-    row = session.get(LoanRow, loan_id)
+def load_loan(session: Session, loan_id: int, *, for_update: bool = False) -> LoanRecord:
+    """The loan with its events. A unit of work that will write the loan asks ``for_update``:
+    on PostgreSQL its row is locked (``SELECT … FOR UPDATE``) before anything is read, so
+    writers of one loan wait their turn in order and each reads what the one before it wrote,
+    instead of all reading the same version and all but one failing the version check. SQLite
+    has one writer at a time already (``BEGIN IMMEDIATE``). Readers take no lock."""
+    row = session.get(LoanRow, loan_id, with_for_update=True if for_update else None)
     if row is None:
         raise NotFoundError(f"no loan {loan_id}")
     columns = (LoanEventRow.kind, LoanEventRow.seq, LoanEventRow.effective, LoanEventRow.payload)

@@ -355,9 +355,14 @@ class SmsOutboxRow(Base):
     sent_at: Mapped[datetime | None] = mapped_column(Timestamp)
 
 
+NO_LOAN = 0  # ``sms_sent.loan_id`` of a text about no loan: a sign-in code (loan ids start at 1)
+
+
 class SmsSentRow(Base):
-    """Every SMS handed to the gateway, whichever it is: the contact log that the daily cap
-    counts (DOMAIN.md §7), written by the dispatcher with the outbox row it sends."""
+    """Every SMS handed to the gateway, whichever it is: the contact log, written by the
+    dispatcher with the outbox row it sends, and by sign-in with each code it texts
+    (``loan_id`` ``NO_LOAN``). The dunning daily cap (DOMAIN.md §7) counts the texts that name a
+    loan only, so that asking for sign-in codes cannot use up a borrower's reminders."""
 
     __tablename__ = "sms_sent"
     __table_args__ = (Index("ix_sms_sent_borrower_id", "borrower_id", "sent_at"),)
@@ -374,7 +379,8 @@ class SmsSentRow(Base):
 
 
 class UserRow(Base):
-    """An operator: a viewer, an agent or an admin, with a scrypt password hash."""
+    """An operator: a viewer, an agent or an admin, with a scrypt password hash. A disabled one
+    (``disabled_at``) signs in no more, and her sessions and API keys stop working."""
 
     __tablename__ = "users"
     __table_args__ = (CheckConstraint("role IN ('viewer', 'agent', 'admin')", "role"),)
@@ -383,6 +389,7 @@ class UserRow(Base):
     password_hash: Mapped[str]
     role: Mapped[str]
     created_at: Mapped[datetime] = mapped_column(Timestamp)
+    disabled_at: Mapped[datetime | None] = mapped_column(Timestamp)
 
 
 class ApiKeyRow(Base):
@@ -395,12 +402,16 @@ class ApiKeyRow(Base):
     username: Mapped[str] = mapped_column(ForeignKey("users.username"))
     revoked: Mapped[bool]
     created_at: Mapped[datetime] = mapped_column(Timestamp)
+    revoked_at: Mapped[datetime | None] = mapped_column(Timestamp)
+    last_used_at: Mapped[datetime | None] = mapped_column(Timestamp)  # to the hour
 
 
 class SessionRow(Base):
     """A signed-in browser: an operator in the console or a borrower on her page."""
 
     __tablename__ = "sessions"
+    # Disabling an operator ends her sessions: they are found by whose they are.
+    __table_args__ = (Index("ix_sessions_kind_subject", "kind", "subject"),)
 
     token_hash: Mapped[str] = mapped_column(primary_key=True)
     kind: Mapped[str]  # operator | borrower
@@ -410,11 +421,27 @@ class SessionRow(Base):
 
 
 class SignInCodeRow(Base):
-    """The one-time code last sent to a phone, hashed, with the attempts made against it."""
+    """The one-time code last sent to a phone, hashed, with the attempts made against it. A
+    phone that is no borrower's gets a row too (a code nobody was sent), so that asking for a
+    code and trying one do the same work, and answer the same, whoever the phone is."""
 
     __tablename__ = "sign_in_codes"
+    __table_args__ = (Index("ix_sign_in_codes_expires_at", "expires_at"),)
 
     phone: Mapped[str] = mapped_column(primary_key=True)
     code_hash: Mapped[str]
     attempts: Mapped[int]
     expires_at: Mapped[datetime] = mapped_column(Timestamp)
+
+
+class SignInThrottleRow(Base):
+    """How many tries one subject made in the current window of one limit (a user name's
+    passwords, an address's codes…), counted by a single atomic upsert. ``key`` is a SHA-256 of
+    the limit and the subject, so no phone, user name or address is kept here in clear."""
+
+    __tablename__ = "sign_in_throttles"
+    __table_args__ = (Index("ix_sign_in_throttles_window_start", "window_start"),)
+
+    key: Mapped[str] = mapped_column(primary_key=True)
+    window_start: Mapped[datetime] = mapped_column(Timestamp)
+    hits: Mapped[int]

@@ -24,20 +24,23 @@ from pydantic import BaseModel, Field
 
 from fenqi import clock
 from fenqi.api.problems import status_of
-from fenqi.api.security import SESSION_COOKIE, base_context
+from fenqi.api.security import SESSION_COOKIE, base_context, client_address
 from fenqi.domain.dunning import DEFAULT_LENDER
 from fenqi.domain.errors import InputError
 from fenqi.domain.events import Channel, PrepayMode
-from fenqi.domain.money import Money, MoneyError
+from fenqi.domain.money import AMOUNT_AT_MOST, Money, MoneyError
 from fenqi.services import access, borrowers, products, servicing
 from fenqi.services.access import Principal, UnauthenticatedError
 from fenqi.services.context import Context, Document
 from fenqi.services.errors import DeclinedError, InFlightError, NotFoundError
+from fenqi.services.throttles import TooManyAttemptsError
 from fenqi.store.schema import MAX_ID
 from fenqi.web.pages import (
+    NO_NUL,
     SignInNeededError,
     check_csrf,
     check_same_site,
+    locked_out,
     render,
     sign_in_response,
     sign_out_response,
@@ -67,7 +70,7 @@ _SAYINGS: tuple[tuple[type[InputError], str], ...] = (
     (InputError, "me.problem.refused"),
 )
 
-Short = Annotated[str, Field(max_length=200)]
+Short = Annotated[str, Field(max_length=200, pattern=NO_NUL)]
 
 
 class CsrfForm(BaseModel):
@@ -212,7 +215,10 @@ def send_code(request: Request, form: Annotated[PhoneForm, Form()]) -> HTMLRespo
     """Texts a code (the answer is the same for a phone that is not a borrower's)."""
     check_same_site(request)
     phone = form.phone.strip()
-    sent = access.send_sign_in_code(base_context(request), phone)
+    try:
+        sent = access.send_sign_in_code(base_context(request), phone, client_address(request))
+    except TooManyAttemptsError as locked:  # too many requests from her address
+        return locked_out(_page(request, "login.html", None, 429, locked=locked.minutes), locked)
     return _page(request, "login.html", None, phone=phone,
                  minutes=sent["expires_in_minutes"])  # fmt: skip
 
@@ -222,18 +228,22 @@ def sign_in(request: Request, form: Annotated[PhoneForm, Form()]) -> Response:
     check_same_site(request)
     phone = form.phone.strip()
     try:
-        token, _ = access.sign_in_borrower(base_context(request), phone, form.code.strip())
+        token, _ = access.sign_in_borrower(base_context(request), phone, form.code.strip(),
+                                           client_address(request))  # fmt: skip
     except UnauthenticatedError:
         wrong = Problem("me.login.wrong_code")
         return _page(request, "login.html", None, 401, phone=phone, problem=wrong)
-    return sign_in_response(HOME, token)
+    except TooManyAttemptsError as locked:
+        page = _page(request, "login.html", None, 429, phone=phone, locked=locked.minutes)
+        return locked_out(page, locked)
+    return sign_in_response(request, HOME, token)
 
 
 @router.post("/logout")
 def sign_out(request: Request, form: Annotated[CsrfForm, Form()]) -> Response:
     visit = _posted(request, form)
     access.sign_out(visit.context, request.cookies[SESSION_COOKIE])
-    return sign_out_response(LOGIN)
+    return sign_out_response(request, LOGIN)
 
 
 # -- her plans ---------------------------------------------------------------------------------
@@ -268,7 +278,7 @@ def pay(request: Request, loan_id: str, form: Annotated[MoneyForm, Form()]) -> R
     visit = _posted(request, form)
 
     def take(plan: int) -> Document:
-        amount = Money.parse(form.amount)
+        amount = Money.parse(form.amount, at_most=AMOUNT_AT_MOST)
         return servicing.pay(visit.context, plan, amount, _source(form), clock.today(),
                              idempotency_key=form.key or None)  # fmt: skip
 

@@ -21,25 +21,32 @@ from fastapi.responses import HTMLResponse, Response
 from fastapi.routing import APIRoute
 from pydantic import BaseModel, Field
 
-from fenqi.api.models import Id
+from fenqi import settings
+from fenqi.api.models import Day, Id
 from fenqi.api.problems import status_of
-from fenqi.api.security import SESSION_COOKIE, base_context
+from fenqi.api.security import SESSION_COOKIE, base_context, client_address
 from fenqi.clock import today
 from fenqi.domain.errors import InputError
 from fenqi.domain.events import WaiverKind
-from fenqi.domain.money import Money
+from fenqi.domain.money import AMOUNT_AT_MOST, Money
 from fenqi.services import access, audit, borrowers, servicing
 from fenqi.services import close_of_business as cob
 from fenqi.services.access import (
     AGENT_WAIVER_LIMIT,
+    Permission,
     Principal,
     Role,
     UnauthenticatedError,
 )
 from fenqi.services.context import Context, Document, Replayed
+from fenqi.services.days import booking_day
+from fenqi.services.errors import ConfirmationNeededError, NotFoundError
+from fenqi.services.throttles import TooManyAttemptsError
 from fenqi.web.pages import (
+    NO_NUL,
     check_csrf,
     check_same_site,
+    locked_out,
     render,
     sign_in_response,
     sign_out_response,
@@ -51,8 +58,8 @@ LOGIN = "/console/login"
 FORMS = ("pay", "waive", "reverse")  # the loan page's forms that move money, each with its key
 MONEY_IN = ("payment", "prepayment")  # the event kinds a reversal takes back
 
-FormText = Annotated[str, Form(max_length=200)]
-Short = Annotated[str, Field(max_length=200)]
+FormText = Annotated[str, Form(max_length=200, pattern=NO_NUL)]
+Short = Annotated[str, Field(max_length=200, pattern=NO_NUL)]
 
 
 class _RefusalsAsPages(APIRoute):
@@ -93,19 +100,21 @@ def _unreadable(invalid: RequestValidationError) -> str:
 @dataclass(frozen=True)
 class Desk:
     """The operator at the console: who, their session's CSRF token, a context acting as them,
-    and the roles they hold (which decide the forms a page offers)."""
+    and the roles and permissions they hold (which decide the forms a page offers)."""
 
     who: Principal
     csrf: str
     context: Context
     roles: frozenset[Role]
+    permissions: frozenset[Permission]
 
 
 def _desk(request: Request) -> Desk:
     """The signed-in operator; a visitor goes to the login page, a borrower is refused."""
     who, csrf, context = signed_in(request, LOGIN)
-    who.require(Role.VIEWER)
-    desk = Desk(who, csrf, context, frozenset(role for role in Role if who.holds(role)))
+    who.need(Permission.READ)
+    roles = frozenset(role for role in Role if who.holds(role))
+    desk = Desk(who, csrf, context, roles, frozenset(filter(who.may, Permission)))
     request.state.desk = desk  # so that a refusal page still shows the operator's menu
     return desk
 
@@ -115,6 +124,15 @@ Operator = Annotated[Desk, Depends(_desk)]
 
 def _today(day: date | None) -> date:
     return day if day is not None else today()
+
+
+def _booked(day: date | None) -> date:
+    """The day a form books on: the one given, within the booking window, else today."""
+    return booking_day(day, today(), settings.backdate_days(), field="on")
+
+
+def _amount(text: str) -> Money:
+    return Money.parse(text, at_most=AMOUNT_AT_MOST)
 
 
 # -- signing in and out ---------------------------------------------------------------------------
@@ -127,20 +145,25 @@ def login_page(request: Request) -> HTMLResponse:
 
 @router.post("/login")
 def login(request: Request, username: FormText = "", password: FormText = "") -> Response:
-    """An operator's password opens a session (a cookie); a wrong one shows the form again."""
+    """An operator's password opens a session (a cookie); a wrong one shows the form again, and
+    too many wrong ones (for the name, or from the address) a lockout."""
     check_same_site(request)
     try:
-        token, _ = access.sign_in_operator(base_context(request), username, password)
+        token, _ = access.sign_in_operator(base_context(request), username, password,
+                                           client_address(request))  # fmt: skip
     except UnauthenticatedError:
         return render(request, "console/login.html", 401, username=username, wrong=True)
-    return sign_in_response(HOME, token)
+    except TooManyAttemptsError as locked:
+        page = render(request, "console/login.html", 429, username=username, locked=locked.minutes)
+        return locked_out(page, locked)
+    return sign_in_response(request, HOME, token)
 
 
 @router.post("/logout")
 def logout(request: Request, desk: Operator, csrf: FormText = "") -> Response:
     check_csrf(desk.csrf, csrf)
     access.sign_out(desk.context, request.cookies[SESSION_COOKIE])
-    return sign_out_response(LOGIN)
+    return sign_out_response(request, LOGIN)
 
 
 # -- reading --------------------------------------------------------------------------------------
@@ -156,7 +179,7 @@ def search(request: Request, desk: Operator,
 
 @router.get("/borrowers/{borrower_id}")
 def borrower(request: Request, desk: Operator, borrower_id: Id,
-             as_of: date | None = None) -> HTMLResponse:  # fmt: skip
+             as_of: Day | None = None) -> HTMLResponse:  # fmt: skip
     """The borrower, her limit, her methods and her plans as of a day."""
     day = _today(as_of)
     shown = borrowers.show_borrower(desk.context, borrower_id)
@@ -165,8 +188,8 @@ def borrower(request: Request, desk: Operator, borrower_id: Id,
 
 
 @router.get("/loans/{loan_id}")
-def loan(request: Request, desk: Operator, loan_id: Id, as_of: date | None = None,
-         payoff: date | None = None) -> HTMLResponse:  # fmt: skip
+def loan(request: Request, desk: Operator, loan_id: Id, as_of: Day | None = None,
+         payoff: Day | None = None) -> HTMLResponse:  # fmt: skip
     """The plan as of a day, with its history and books; ``payoff`` adds a payoff quote (any
     operator may ask what paying off would take)."""
     quote = None if payoff is None else servicing.quote_payoff(desk.context, loan_id, payoff)
@@ -200,7 +223,7 @@ def _reversible(loan_id: int, events: list[Document]) -> list[Document]:
 
 @router.get("/cob")
 def close_of_business(
-    request: Request, desk: Operator, on: Annotated[date | None, Query(alias="date")] = None
+    request: Request, desk: Operator, on: Annotated[Day | None, Query(alias="date")] = None
 ) -> HTMLResponse:
     """The nightly batch's runs, and the portfolio by delinquency bucket as it closed them."""
     day = _today(on)
@@ -212,7 +235,7 @@ def close_of_business(
 def audit_log(request: Request, desk: Operator,
               target: Annotated[str, Query(max_length=100)] = "") -> HTMLResponse:  # fmt: skip
     """Who did what, when, to what and why (admins), about one target if given."""
-    desk.who.require(Role.ADMIN)
+    desk.who.need(Permission.ADMINISTER)
     entries = audit.audit_log(desk.context, target.strip() or None)
     return render(request, "console/audit.html", desk=desk, entries=entries, target=target)
 
@@ -226,13 +249,14 @@ class ActionForm(BaseModel):
     today)."""
 
     csrf: Short = ""
-    key: Annotated[str, Field(min_length=1, max_length=200)]
-    on: date | None = None
+    key: Annotated[str, Field(min_length=1, max_length=200, pattern=NO_NUL)]
+    on: Day | None = None
 
 
 class PaymentForm(ActionForm):
     amount: Short = ""
     source: Short = ""  # blank: the default method; "manual": by hand; else a method id
+    allow_overpayment: bool = False  # an admin's approval of more than the payoff
 
 
 class WaiverForm(ActionForm):
@@ -244,6 +268,7 @@ class WaiverForm(ActionForm):
 class ReversalForm(ActionForm):
     seq: Id  # the payment's number within this plan
     reason: Short = ""
+    confirm: bool = False  # sent by the confirmation step, once its consequences were shown
 
 
 def _act(request: Request, desk: Desk, loan_id: int, form: ActionForm, *, done: str,
@@ -255,6 +280,9 @@ def _act(request: Request, desk: Desk, loan_id: int, form: ActionForm, *, done: 
     day = _today(form.on)
     try:
         result = act()
+    except ConfirmationNeededError as needed:  # shown with its consequences and a confirm step
+        confirming = {"form": form.model_dump(mode="json"), **needed.consequences}
+        return _loan_page(request, desk, loan_id, day, status_of(needed), confirming=confirming)
     except InputError as refusal:
         return _loan_page(request, desk, loan_id, day, status_of(refusal), refusal=str(refusal))
     replayed = isinstance(result, Replayed)
@@ -263,22 +291,29 @@ def _act(request: Request, desk: Desk, loan_id: int, form: ActionForm, *, done: 
 
 
 def _source(choice: str) -> servicing.Source:
-    """The payment form's choice: the default method (""), by hand ("manual"), or a method id."""
+    """The payment form's choice: the default method (""), by hand ("manual"), or a method id
+    (ASCII digits only; anything else is no method of hers)."""
     if choice == "manual":
         return servicing.Source(manual=True)
-    return servicing.Source(method_id=int(choice) if choice.isdigit() else None)
+    if not choice:
+        return servicing.Source()
+    if not (choice.isascii() and choice.isdigit() and len(choice) <= 10):
+        raise NotFoundError(f"no bound method {choice!r}")
+    return servicing.Source(method_id=int(choice))
 
 
 @router.post("/loans/{loan_id}/payments")
 def take_payment(request: Request, desk: Operator, loan_id: Id,
                  form: Annotated[PaymentForm, Form()]) -> HTMLResponse:  # fmt: skip
-    """Takes a payment by hand or from a bound method (agents and admins)."""
+    """Takes a payment by hand or from a bound method (agents and admins), up to what pays the
+    plan off that day; more only with an admin's approval (the form's box)."""
 
     def pay() -> Document:
-        desk.who.require(Role.AGENT)
-        return servicing.pay(desk.context, loan_id, Money.parse(form.amount),
-                             _source(form.source), _today(form.on),
-                             idempotency_key=form.key)  # fmt: skip
+        desk.who.need(Permission.TAKE_PAYMENT)
+        approval = access.approve_overpayment(desk.who) if form.allow_overpayment else None
+        return servicing.pay(desk.context, loan_id, _amount(form.amount),
+                             _source(form.source), _booked(form.on),
+                             idempotency_key=form.key, overpayment=approval)  # fmt: skip
 
     return _act(request, desk, loan_id, form, done="paid", act=pay)
 
@@ -289,10 +324,10 @@ def waive(request: Request, desk: Operator, loan_id: Id,
     """Forgives penalty or fee with a reason: agents up to their limit, admins any amount."""
 
     def forgive() -> Document:
-        amount = Money.parse(form.amount)
+        amount = _amount(form.amount)
         desk.who.may_waive(amount)
         return servicing.waive(desk.context, loan_id, WaiverKind(form.what), amount,
-                               reason=form.reason, day=_today(form.on),
+                               reason=form.reason, day=_booked(form.on),
                                idempotency_key=form.key)  # fmt: skip
 
     return _act(request, desk, loan_id, form, done="waived", act=forgive)
@@ -301,11 +336,14 @@ def waive(request: Request, desk: Operator, loan_id: Id,
 @router.post("/loans/{loan_id}/reversals")
 def reverse(request: Request, desk: Operator, loan_id: Id,
             form: Annotated[ReversalForm, Form()]) -> HTMLResponse:  # fmt: skip
-    """Takes back a mistaken payment of this plan (admins)."""
+    """Takes back a mistaken payment of this plan (admins): its money goes back. One that
+    reopens a settled plan or makes a current one overdue is shown with its consequences first,
+    to be confirmed."""
 
     def take_back() -> Document:
-        desk.who.require(Role.ADMIN)
-        return servicing.reverse(desk.context, f"P{loan_id}-{form.seq}", form.reason, form.on,
+        desk.who.need(Permission.PAY_OUT)
+        return servicing.reverse(desk.context, f"P{loan_id}-{form.seq}", form.reason,
+                                 _booked(form.on), confirm=form.confirm, today=today(),
                                  idempotency_key=form.key)  # fmt: skip
 
     return _act(request, desk, loan_id, form, done="reversed", act=take_back)

@@ -10,16 +10,20 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from fastapi import Request
-from fastapi.responses import HTMLResponse, RedirectResponse
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
 
+from fenqi.api.hardening import behind_tls
 from fenqi.api.security import SESSION_COOKIE, base_context, context_for
 from fenqi.clock import CHINA
 from fenqi.services.access import Principal, UnauthenticatedError, principal_for_session
 from fenqi.services.context import Context
+from fenqi.services.throttles import TooManyAttemptsError
 from fenqi.web.words import WORDS
 
 LANG_COOKIE = "fenqi_lang"
+# A form field's pattern: a NUL is never typed, and PostgreSQL cannot keep one.
+NO_NUL = r"^[^\x00]*$"
 LANGUAGES = ("zh-CN", "en")
 templates = Jinja2Templates(directory=Path(__file__).with_name("templates"))
 
@@ -54,8 +58,21 @@ def render(request: Request, name: str, status_code: int = 200, **values: Any) -
         status_code=status_code,
     )
     if request.query_params.get("lang") in LANGUAGES:
-        response.set_cookie(LANG_COOKIE, lang, samesite="lax")
+        set_cookie(request, response, LANG_COOKIE, lang)
     return response
+
+
+def set_cookie(request: Request, response: Response, name: str, value: str) -> None:
+    """A cookie no script can read (``HttpOnly``), not sent along by other sites' forms or
+    frames (``SameSite=Lax``), and ``Secure`` behind TLS."""
+    response.set_cookie(name, value, httponly=True, samesite="lax", secure=behind_tls(request))
+
+
+def locked_out(page: HTMLResponse, error: TooManyAttemptsError) -> HTMLResponse:
+    """A sign-in page refusing a try over the limits (drawn with ``locked=error.minutes``, the
+    same whether or not the account exists) says in its headers how long to wait."""
+    page.headers["Retry-After"] = str(error.retry_after)
+    return page
 
 
 def beijing(moment: str | None) -> str:
@@ -94,13 +111,14 @@ def check_same_site(request: Request) -> None:
         raise CsrfError("this sign-in form did not come from fenqi; open the sign-in page")
 
 
-def sign_in_response(target: str, token: str) -> RedirectResponse:
+def sign_in_response(request: Request, target: str, token: str) -> RedirectResponse:
     response = RedirectResponse(target, status_code=303)
-    response.set_cookie(SESSION_COOKIE, token, httponly=True, samesite="lax")
+    set_cookie(request, response, SESSION_COOKIE, token)
     return response
 
 
-def sign_out_response(target: str) -> RedirectResponse:
+def sign_out_response(request: Request, target: str) -> RedirectResponse:
     response = RedirectResponse(target, status_code=303)
-    response.delete_cookie(SESSION_COOKIE)
+    response.delete_cookie(SESSION_COOKIE, httponly=True, samesite="lax",
+                           secure=behind_tls(request))  # fmt: skip
     return response

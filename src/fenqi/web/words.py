@@ -9,6 +9,16 @@ WORDS: dict[str, dict[str, str]] = {
         "zh-CN": "表单已过期，请刷新页面后重试。",
         "en": "This form expired; reload and try again.",
     },
+    "error.busy": {
+        "zh-CN": "系统正忙，请稍等片刻再试一次。",
+        "en": "We are busy just now; please try again in a moment.",
+    },
+    "error.unexpected": {
+        "zh-CN": "系统出了点问题，我们已经记录下来。请稍后刷新页面查看最新情况，再决定是否重试。",
+        "en": "Something went wrong on our side and it has been noted. Reload the page in a "
+        "moment to see where things stand before trying again.",
+    },
+    "error.reference": {"zh-CN": "参考编号：{request_id}", "en": "Reference: {request_id}"},
     # -- the operator console ---------------------------------------------------------------------
     "console.name": {"zh-CN": "运营后台", "en": "Operator console"},
     "console.role.viewer": {"zh-CN": "只读", "en": "viewer"},
@@ -24,6 +34,10 @@ WORDS: dict[str, dict[str, str]] = {
     "console.login.wrong": {
         "zh-CN": "用户名或密码错误。",
         "en": "The user name or the password is wrong.",
+    },
+    "console.login.locked": {
+        "zh-CN": "登录尝试次数过多，请{minutes}分钟后再试。",
+        "en": "Too many sign-in attempts. Try again in {minutes} minute(s).",
     },
     "console.refused": {"zh-CN": "操作被拒绝，未做任何更改：", "en": "Refused; nothing changed:"},
     "console.back": {"zh-CN": "返回查询", "en": "Back to search"},
@@ -99,6 +113,7 @@ WORDS: dict[str, dict[str, str]] = {
     "console.event.waiver": {"zh-CN": "减免", "en": "waiver"},
     "console.event.credit_refund": {"zh-CN": "溢缴款退还", "en": "credit paid back"},
     "console.event.debit_failed": {"zh-CN": "代扣失败", "en": "debit failed"},
+    "console.event.write_off": {"zh-CN": "核销", "en": "write-off"},
     "console.field.amount": {"zh-CN": "金额", "en": "amount"},
     "console.field.channel": {"zh-CN": "渠道", "en": "channel"},
     "console.field.mode": {"zh-CN": "方式", "en": "mode"},
@@ -108,6 +123,7 @@ WORDS: dict[str, dict[str, str]] = {
     "console.field.kind": {"zh-CN": "类型", "en": "kind"},
     "console.field.due_date": {"zh-CN": "到期日", "en": "due date"},
     "console.field.attempt": {"zh-CN": "第几次", "en": "attempt"},
+    "console.field.method_id": {"zh-CN": "退还至还款方式", "en": "paid back to method"},
     "console.journal": {"zh-CN": "会计分录", "en": "Journal entries"},
     "console.journal.entry": {"zh-CN": "分录", "en": "Entry"},
     "console.journal.date": {"zh-CN": "记账日", "en": "Booked"},
@@ -125,6 +141,11 @@ WORDS: dict[str, dict[str, str]] = {
         "en": "The default method (by hand if none is bound)",
     },
     "console.pay.go": {"zh-CN": "确认收款", "en": "Take the payment"},
+    "console.pay.overpayment": {
+        "zh-CN": "批准超额收款：金额可超过当日结清金额，超出部分记为溢缴款（仅管理员）",
+        "en": "Approve an overpayment: more than the payoff that day, the excess a credit "
+        "balance (admins)",
+    },
     "console.payoff.title": {"zh-CN": "提前结清试算", "en": "Payoff quote"},
     "console.payoff.go": {"zh-CN": "试算", "en": "Quote"},
     "console.payoff.amount": {
@@ -146,6 +167,16 @@ WORDS: dict[str, dict[str, str]] = {
     "console.reverse.payment": {"zh-CN": "还款", "en": "Payment"},
     "console.reverse.none": {"zh-CN": "没有可冲正的还款。", "en": "No payment to reverse."},
     "console.reverse.go": {"zh-CN": "确认冲正", "en": "Reverse"},
+    "console.confirm.title": {
+        "zh-CN": "冲正将重新打开已结清的分期或造成逾期，请确认",
+        "en": "This reversal reopens a settled plan or makes it overdue: confirm it",
+    },
+    "console.confirm.intro": {
+        "zh-CN": "冲正 {payment_id} 后，截至 {as_of}：",
+        "en": "After reversing {payment_id}, as of {as_of}:",
+    },
+    "console.confirm.go": {"zh-CN": "仍要冲正", "en": "Reverse anyway"},
+    "console.confirm.cancel": {"zh-CN": "取消", "en": "Cancel"},
     "console.done.paid": {
         "zh-CN": "已收款 {amount} 元（{id}），收据 {receipt_id}。",
         "en": "Payment {id} of {amount} taken; receipt {receipt_id}.",
@@ -224,6 +255,10 @@ WORDS: dict[str, dict[str, str]] = {
     "me.login.wrong_code": {
         "zh-CN": "验证码不正确或已过期。请核对后重新输入，或重新获取验证码。",
         "en": "That code is wrong or has expired. Check it and try again, or ask for a new one.",
+    },
+    "me.login.locked": {
+        "zh-CN": "尝试次数过多。请{minutes}分钟后重新获取验证码再登录。",
+        "en": "Too many tries. Wait {minutes} minute(s), then ask for a new code.",
     },
     "me.plans.title": {"zh-CN": "我的分期", "en": "My installment plans"},
     "me.plans.total_principal": {

@@ -1,0 +1,51 @@
+"""What an operator sets in the environment beside the database and today: whether the payment
+simulator's controls are on, and how far back staff may book money and corrections.
+
+- ``FENQI_SIMULATION=1`` (or ``0``): simulation mode. The payment channel fenqi ships is a
+  simulator that keeps a balance per bound method; in simulation mode staff may set those
+  balances (``--sim-balance``, ``fenqi method fund``, ``PUT /api/methods/{id}/sim-balance``).
+  Unset, the command line is in simulation mode (it is the operator's own tool, and the demo and
+  the README's story run on the simulator) and ``fenqi serve`` is not (``fenqi serve
+  --simulate`` turns it on).
+- ``FENQI_BACKDATE_DAYS=N`` (default 31): staff book a payment, checkout, reversal, refund or
+  waiver on a day at most N days before today, never after it.
+"""
+
+from __future__ import annotations
+
+import os
+
+from fenqi.domain.errors import InputError
+
+SIMULATION_VARIABLE = "FENQI_SIMULATION"
+BACKDATE_VARIABLE = "FENQI_BACKDATE_DAYS"
+BACKDATE_DAYS = 31
+BACKDATE_DAYS_AT_MOST = 3660  # ten years: further back is not a booking day but a mistake
+_SWITCH = {"1": True, "0": False}
+
+
+class SettingError(InputError):
+    """A setting in the environment that is not one of its accepted values."""
+
+
+def simulation(default: bool) -> bool:
+    """Whether the payment simulator's controls are on: ``FENQI_SIMULATION``, else ``default``
+    (the entry point's own: on for the command line, off for the server)."""
+    given = os.environ.get(SIMULATION_VARIABLE, "").strip()
+    if not given:
+        return default
+    if given not in _SWITCH:
+        raise SettingError(f'{SIMULATION_VARIABLE}="{given}" is not 1 or 0; set 1 (simulation '
+                           "mode: staff may set simulated balances) or 0, or unset it")  # fmt: skip
+    return _SWITCH[given]
+
+
+def backdate_days() -> int:
+    """How many days before today staff may book on: ``FENQI_BACKDATE_DAYS``, else 31."""
+    given = os.environ.get(BACKDATE_VARIABLE, "").strip()
+    if not given:
+        return BACKDATE_DAYS
+    if not (given.isascii() and given.isdigit() and int(given) <= BACKDATE_DAYS_AT_MOST):
+        raise SettingError(f'{BACKDATE_VARIABLE}="{given}" is not a number of days from 0 to '
+                           f"{BACKDATE_DAYS_AT_MOST}; unset it for {BACKDATE_DAYS}")  # fmt: skip
+    return int(given)

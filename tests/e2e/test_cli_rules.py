@@ -1,0 +1,133 @@
+"""The command line's guards, through the real ``fenqi`` in a child process: a payment stops at
+the payoff unless ``--allow-overpayment`` is given, a credit balance goes back where it came
+from, simulated balances need simulation mode, ids and amounts are ASCII and capped, and staff
+book within the window of today. Each refusal exits 2 with one line."""
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import create_engine, select
+from sqlalchemy.orm import Session
+
+from fenqi.store.schema import AuditLogRow
+from tests.e2e.cli import Run, fenqi, on, refused
+
+START, PAID = "2026-01-15", "2026-02-15"
+WAIVE = ("waive", "1", "--what", "fee", "--amount", "1", "--reason", "x")
+
+
+class Desk:
+    """One database, and the ``fenqi`` commands an operator runs on it."""
+
+    def __init__(self, path: Path) -> None:
+        self.url = f"sqlite:///{path / 'f.sqlite3'}"
+        assert self.json("db", "init")["products_loaded"] == 5
+
+    def run(self, *args: str, today: str | None = None, **env: str) -> Run:
+        settings = {**({} if today is None else on(today)), **env}
+        return fenqi(*args, "--db", self.url, env=settings)
+
+    def json(self, *args: str, today: str | None = None, **env: str) -> Any:
+        return self.run(*args, "--json", today=today, **env).json()
+
+    def loan(self, amount: str = "1000") -> str:
+        """A borrower with a card holding 100,000.00 and a 3-month cash plan from START."""
+        who = self.json("borrower", "create", "--name", "张三", "--phone", "13800138000",
+                        "--limit", "50000")  # fmt: skip
+        self.json("method", "bind", "--borrower", str(who["id"]), "--kind", "bank_card",
+                  "--account", "6222020000001234567", "--sim-balance", "100000")  # fmt: skip
+        made = self.json("checkout", "--borrower", str(who["id"]), "--order", "JD-1",
+                         "--merchant", "京东", "--amount", amount, "--product", "cash",
+                         "--periods", "3", "--date", START, today=START)  # fmt: skip
+        return str(made["id"])
+
+
+@pytest.fixture
+def desk(tmp_path: Path) -> Desk:
+    return Desk(tmp_path)
+
+
+@pytest.fixture(scope="module")
+def initialised(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """An empty initialised database, for refusals that never reach a row."""
+    return Desk(tmp_path_factory.mktemp("rules")).url
+
+
+def test_a_payment_beyond_the_payoff_needs_allow_overpayment(desk: Desk) -> None:
+    loan = desk.loan()
+    payoff = desk.json("payoff-quote", loan, "--date", PAID)["amount"]
+    for amount in ("50000", "999999999999.99"):
+        refused(desk.run("pay", loan, "--amount", amount, "--date", PAID, today=PAID),
+                f"the most that can be taken is {payoff}")  # fmt: skip
+    refused(desk.run("prepay", loan, "--amount", "50000", "--date", PAID, today=PAID),
+            f"the most that can be taken is {payoff}")  # fmt: skip
+    assert desk.json("loan", "show", loan, "--as-of", PAID)["outstanding_principal"] == "1000.00"
+    taken = desk.json("prepay", loan, "--amount", "1100", "--channel", "manual", "--date", PAID,
+                      "--allow-overpayment", today=PAID, FENQI_ACTOR="王经理")  # fmt: skip
+    assert taken["loan"]["status"] == "settled"
+    with Session(create_engine(desk.url)) as session:
+        approved = session.scalars(select(AuditLogRow).where(
+            AuditLogRow.action == "payment.overpayment")).one()  # fmt: skip
+    assert (approved.actor, approved.after["payoff"]) == ("王经理", payoff)
+
+    back = desk.json("refund-credit", loan, "--date", PAID, today=PAID)
+    assert [(p["channel"], p["amount"]) for p in back["paid_to"]] == [
+        ("manual", taken["loan"]["credit_balance"])
+    ]  # paid in by hand, so back by hand: not to the card bound as the default
+    shown = desk.run("refund-credit", loan, "--date", PAID, today=PAID)
+    refused(shown, "credit balance of 0.00")
+
+
+def test_simulated_balances_need_simulation_mode(desk: Desk) -> None:
+    who = desk.json("borrower", "create", "--name", "李四", "--phone", "13900139000",
+                    "--limit", "1000")  # fmt: skip
+    bind = ("method", "bind", "--borrower", str(who["id"]), "--kind", "alipay",
+            "--account", "li@example.com")  # fmt: skip
+    refused(desk.run(*bind, "--sim-balance", "999999999999.99", FENQI_SIMULATION="0"),
+            "simulation mode")  # fmt: skip
+    method = desk.json(*bind, FENQI_SIMULATION="0")["id"]
+    refused(desk.run("method", "fund", str(method), "--sim-balance", "5", FENQI_SIMULATION="0"),
+            "simulation mode")  # fmt: skip
+    refused(desk.run("method", "fund", str(method), "--sim-balance", "5", FENQI_SIMULATION="yes"),
+            "FENQI_SIMULATION")  # fmt: skip
+    funded = desk.json("method", "fund", str(method), "--sim-balance", "5")  # on by default
+    assert funded["sim_balance"] == "5.00"
+
+
+@pytest.mark.parametrize(
+    ("args", "says"),
+    [
+        (("reverse", "P١-١", "--reason", "x"), "is not a payment id"),
+        (("receipt", "show", "R１-1"), "is not a receipt id"),
+        (("borrower", "show", "99999999999999999999"), "too large"),
+        (("loan", "show", "١"), "not a whole number"),
+        (("pay", "1", "--amount", "1000000000000"), "the most an amount may be"),
+        (("pay", "1", "--amount", "99999999999999999999999"), "the most an amount may be"),
+        (("pay", "1", "--amount", "5", "--date", "9999-12-31"), "--date"),
+        (("pay", "1", "--amount", "5", "--date", "20260215"), "YYYY-MM-DD"),
+        (("loan", "show", "1", "--as-of", "0001-01-01"), "--as-of"),
+        (("payoff-quote", "1", "--date", "9999-12-31"), "--date"),
+        ((*WAIVE, "--date", "2026-01-01"), "31 days before today"),
+        (("refund", "1", "--amount", "1", "--date", "2026-03-01"), "after today"),
+    ],
+)
+def test_ids_amounts_and_dates_are_refused_in_one_line(
+    initialised: str, args: tuple[str, ...], says: str
+) -> None:
+    refused(fenqi(*args, "--db", initialised, env=on("2026-02-15")), says)
+
+
+def test_settings_and_catalogs_that_cannot_be_used_exit_2(desk: Desk, tmp_path: Path) -> None:
+    loan = desk.loan()
+    refused(desk.run("pay", loan, "--amount", "1", "--date", PAID, today=PAID,
+                     FENQI_BACKDATE_DAYS="forever"), "FENQI_BACKDATE_DAYS")  # fmt: skip
+    wider = desk.run("pay", loan, "--amount", "1", "--date", PAID, today="2026-04-01",
+                     FENQI_BACKDATE_DAYS="60")  # fmt: skip
+    assert wider.code == 0, wider.err
+    deep = tmp_path / "deep.toml"
+    deep.write_text("[[product]]\ncode = 'x'\nperiods = " + "[" * 100_000 + "]" * 100_000)
+    refused(desk.run("product", "load", str(deep)), "too deeply")
+    nul = tmp_path / "nul.toml"
+    nul.write_text("[[product]]\ncode = 'x\x00'\n")
+    refused(desk.run("product", "load", str(nul)), "not valid TOML")

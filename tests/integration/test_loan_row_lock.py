@@ -1,0 +1,90 @@
+"""Writers of one loan take turns: each locks the loan's row before reading it, so sixteen of
+them at once all go through, in the order they came, without a single retry; readers never
+wait for them; and a unit of work whose retries run out is refused as a conflict."""
+
+from __future__ import annotations
+
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from datetime import date
+
+import pytest
+from sqlalchemy import Engine, func, select
+from sqlalchemy.orm import Session
+
+from fenqi.channels.simulator import SimulatedChannel
+from fenqi.domain.money import Money
+from fenqi.services import books, borrowers, context, products, servicing
+from fenqi.services.context import Context, run
+from fenqi.services.errors import ConflictError, StaleError
+from fenqi.store.loans import load_loan
+from fenqi.store.schema import LoanEventRow
+
+DAY = date(2026, 2, 10)
+WRITERS = 16
+
+
+def one_loan(engine: Engine) -> tuple[Context, int]:
+    shop = Context(engine, SimulatedChannel, actor="lock-test")
+    products.load_products(shop)
+    who = borrowers.create_borrower(shop, "周杰", "13700137000", Money.parse("50000"))
+    order = servicing.Order(who["id"], "L-1", "m", Money.parse("10000"), "cash", 12,
+                            date(2026, 1, 15))  # fmt: skip
+    return shop, int(servicing.checkout(shop, order)["id"])
+
+
+def pay(shop: Context, loan: int, key: str) -> str:
+    paid = servicing.pay(shop, loan, Money.parse("1.00"), servicing.Source(manual=True), DAY,
+                         idempotency_key=key)  # fmt: skip
+    return str(paid["payment_id"])
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
+def test_sixteen_writers_of_one_loan_all_go_through_without_a_retry(
+    engine: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    shop, loan = one_loan(engine)
+    monkeypatch.setattr(context, "ATTEMPTS", 1)  # a writer that lost a race would fail
+    with ThreadPoolExecutor(WRITERS) as writers:
+        paid = list(writers.map(lambda n: pay(shop, loan, f"w-{n}"), range(WRITERS * 2)))
+    assert len(set(paid)) == WRITERS * 2
+    with Session(engine) as session:
+        assert session.scalar(select(func.count()).select_from(LoanEventRow)) == WRITERS * 2
+    assert books.check_books(shop)["consistent"]
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
+def test_a_writer_waits_for_the_one_before_it_and_a_reader_for_no_one(engine: Engine) -> None:
+    shop, loan = one_loan(engine)
+    done = threading.Event()
+    with Session(engine) as holder, holder.begin():
+        load_loan(holder, loan, for_update=True)  # a write to this loan in progress
+        writer = threading.Thread(target=lambda: (pay(shop, loan, "after"), done.set()))
+        writer.start()
+        began = time.monotonic()
+        shown = servicing.show_loan(shop, loan, DAY)  # a read does not wait for the lock
+        assert time.monotonic() - began < 2
+        assert shown["id"] == loan
+        assert not done.wait(0.5)  # the writer waits its turn
+    writer.join(10)
+    assert done.is_set()  # and goes through once the lock is released
+    assert servicing.list_receipts(shop, loan)[0]["payment_id"] == f"P{loan}-1"
+
+
+def test_a_unit_of_work_whose_retries_run_out_is_a_conflict(
+    engine: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    shop, _ = one_loan(engine)
+    monkeypatch.setattr(context, "BACKOFF_SECONDS", 0.0)
+    tries = []
+
+    def always_stale(_session: Session) -> None:
+        tries.append(1)
+        raise StaleError("another writer got there first")
+
+    with pytest.raises(ConflictError, match="send it again"):
+        run(shop, always_stale)
+    assert len(tries) == context.ATTEMPTS

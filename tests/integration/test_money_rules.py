@@ -1,0 +1,301 @@
+"""The rules on money in and money out, through the services on SQLite and PostgreSQL: a payment
+stops at what pays the plan off that day unless an admin approves more; a credit balance goes back
+to where it came from; ids are read in ASCII and kept in their one canonical form; text with a
+NUL, and searches with LIKE's wildcards, are taken literally or refused."""
+
+from datetime import date
+
+import pytest
+from sqlalchemy import Engine, select
+from sqlalchemy.orm import Session
+
+from fenqi.channels.simulator import SimulatedChannel
+from fenqi.domain.events import CreditRefund, PrepayMode, WaiverKind
+from fenqi.domain.money import Money
+from fenqi.domain.products import CatalogError
+from fenqi.services import audit, books, borrowers, products, servicing
+from fenqi.services.access import (
+    GRANTED_FROM,
+    ForbiddenError,
+    OverpaymentApproval,
+    Permission,
+    Principal,
+    Role,
+    approve_overpayment,
+)
+from fenqi.services.context import Context
+from fenqi.services.errors import NotFoundError, RefusedError, TextError
+from fenqi.services.servicing import OverpaymentError, Source
+from fenqi.store.loans import load_loan
+from fenqi.store.schema import (
+    AuditLogRow,
+    IdempotencyKeyRow,
+    LoanEventRow,
+    PaymentMethodRow,
+    SimAccountRow,
+)
+
+START = date(2026, 1, 15)
+ADMIN = OverpaymentApproval("admin-on-duty")
+# Paying ahead is not allowed by this product, so what a payment brings beyond the bill now
+# due waits as a credit balance: payments by several methods can each leave some.
+NO_PAYING_AHEAD = """
+[[product]]
+code = "no-advance"
+name = "Pays the current bill only"
+method = "equal-installment"
+periods = [12]
+annual_rate = "12%"
+allocation = ["past-due:penalty", "past-due:fee", "past-due:interest", "past-due:principal",
+              "due:penalty", "due:fee", "due:interest", "due:principal"]
+"""
+
+
+@pytest.fixture
+def context(engine: Engine) -> Context:
+    shop = Context(engine, SimulatedChannel, actor="desk")
+    products.load_products(shop)
+    return shop
+
+
+def plan(context: Context, amount: str = "1000", product: str = "cash",
+         periods: int = 3) -> tuple[int, int]:  # fmt: skip
+    """A borrower with a card holding 100,000.00 and a plan from 2026-01-15: (loan, card)."""
+    who = borrowers.create_borrower(context, "张三", "13800138000", Money.parse("50000"))
+    card = borrowers.bind_method(context, who["id"], "bank_card", "6222020000001234567",
+                                 sim_balance=Money.parse("100000"))  # fmt: skip
+    order = servicing.Order(who["id"], "JD-1", "华为商城", Money.parse(amount), product, periods,
+                            START)  # fmt: skip
+    return servicing.checkout(context, order)["id"], card["id"]
+
+
+def events(engine: Engine, loan: int) -> int:
+    with Session(engine) as session:
+        return len(session.scalars(select(LoanEventRow).where(LoanEventRow.loan_id == loan)).all())
+
+
+def balance(engine: Engine, method: int) -> Money:
+    """What the simulator holds for a bound method."""
+    with Session(engine) as session:
+        row = session.get(PaymentMethodRow, method)
+        assert row is not None
+        query = select(SimAccountRow.balance).where(SimAccountRow.token_ref == row.token_ref)
+        return Money(session.scalar(query) or 0)
+
+
+def test_a_payment_beyond_the_payoff_is_refused_and_says_the_most_that_can_be_taken(
+    context: Context, engine: Engine
+) -> None:
+    loan, card = plan(context)
+    day = date(2026, 2, 15)
+    payoff = servicing.quote_payoff(context, loan, day)["amount"]
+    held, recorded = balance(engine, card), events(engine, loan)
+    for amount in ("50000", "999999999999.99", str(Money.parse(payoff) + 1)):
+        with pytest.raises(OverpaymentError, match=f"the most that can be taken is {payoff}"):
+            servicing.pay(context, loan, Money.parse(amount), Source(), day)
+        with pytest.raises(OverpaymentError, match=f"the most that can be taken is {payoff}"):
+            servicing.prepay(context, loan, Money.parse(amount),
+                             mode=PrepayMode.REDUCE_INSTALLMENT, source=Source(), day=day)  # fmt: skip
+    assert (balance(engine, card), events(engine, loan)) == (held, recorded)
+    assert OverpaymentError.field == "amount"  # the API names the field at fault
+
+    exactly = servicing.pay(context, loan, Money.parse(payoff), Source(), day)
+    assert exactly["loan"]["credit_balance"] == "0.00"  # the whole of it is owed
+
+
+def test_an_admins_approval_takes_an_overpayment_and_the_audit_log_names_her(
+    context: Context, engine: Engine
+) -> None:
+    loan, _ = plan(context)
+    day = date(2026, 2, 15)
+    payoff = Money.parse(servicing.quote_payoff(context, loan, day)["amount"])
+    paid = servicing.prepay(context, loan, Money.parse("1500"), mode=PrepayMode.REDUCE_INSTALLMENT,
+                            source=Source(manual=True), day=day, overpayment=ADMIN)  # fmt: skip
+    assert paid["loan"]["status"] == "settled"
+    assert Money.parse(paid["loan"]["credit_balance"]) == Money.parse("1500") - payoff
+    [approved] = [entry for entry in audit.audit_log(context, f"loan:{loan}")
+                  if entry["action"] == "payment.overpayment"]  # fmt: skip
+    assert approved["actor"] == "admin-on-duty"
+    assert approved["after"] == {"amount": "1500.00", "payoff": str(payoff), "taken_by": "desk"}
+
+
+def test_only_a_role_that_pays_out_may_approve_an_overpayment() -> None:
+    for role in Role:
+        who = Principal(role.value, role)
+        if role is Role.ADMIN:
+            assert approve_overpayment(who) == OverpaymentApproval("admin")
+        else:
+            with pytest.raises(ForbiddenError, match="permission pay_out"):
+                approve_overpayment(who)
+    with pytest.raises(ForbiddenError):
+        approve_overpayment(Principal("borrower:1", borrower_id=1))
+    # Taking money in and paying it out are held apart: agents take, only admins pay out.
+    assert GRANTED_FROM[Permission.TAKE_PAYMENT] is Role.AGENT
+    assert {p for p, role in GRANTED_FROM.items() if role is Role.ADMIN} >= {
+        Permission.PAY_OUT,
+        Permission.ADMINISTER,
+    }
+
+
+def test_a_backdated_payment_counts_the_payments_booked_after_it(context: Context) -> None:
+    loan, _ = plan(context)
+    later = date(2026, 2, 20)
+    servicing.prepay(context, loan, Money.parse("600"), mode=PrepayMode.REDUCE_INSTALLMENT,
+                     source=Source(manual=True), day=later)  # fmt: skip
+    left = servicing.quote_payoff(context, loan, later)["amount"]
+    earlier = date(2026, 2, 10)  # before the prepayment, when the payoff was larger
+    assert Money.parse(servicing.quote_payoff(context, loan, earlier)["amount"]) > Money.parse(left)
+    with pytest.raises(OverpaymentError, match=f"the most that can be taken is {left}"):
+        servicing.pay(context, loan, Money.parse("700"), Source(manual=True), earlier)
+
+
+def test_a_credit_balance_goes_back_to_the_methods_that_paid_it_in(
+    context: Context, engine: Engine
+) -> None:
+    """Card, Alipay and cash each leave part of a credit balance; paying 350.00 back goes to
+    the most recent first (cash 100, Alipay its whole 200, the card 50), and the rest to the card
+    only: Alipay has had back all it paid in. The card is the default method, and gets no more
+    than its share."""
+    products.load_catalog(context, NO_PAYING_AHEAD, "test")
+    loan, card = plan(context, "10000", "no-advance", 12)
+    who = servicing.show_loan(context, loan, START)["borrower_id"]
+    alipay = borrowers.bind_method(context, who, "alipay", "zhang@example.com",
+                                   sim_balance=Money.parse("1000"))["id"]  # fmt: skip
+    servicing.pay(context, loan, Money.parse("1000"), Source(method_id=card), date(2026, 1, 20))
+    servicing.pay(context, loan, Money.parse("200"), Source(method_id=alipay), date(2026, 1, 21))
+    servicing.pay(context, loan, Money.parse("100"), Source(manual=True), date(2026, 1, 22))
+    assert servicing.show_loan(context, loan, date(2026, 1, 22))["credit_balance"] == "411.51"
+    held = {card: balance(engine, card), alipay: balance(engine, alipay)}
+
+    day = date(2026, 1, 23)
+    first = servicing.refund_credit(context, loan, Money.parse("350"), day)
+    assert [(p["channel"], p["method_id"], p["amount"]) for p in first["paid_to"]] == [
+        ("manual", None, "100.00"),
+        ("alipay", alipay, "200.00"),
+        ("bank_card", card, "50.00"),
+    ]
+    assert first["paid_to"][1]["account"] == "z***@example.com"
+    rest = servicing.refund_credit(context, loan, None, day)
+    assert [(p["method_id"], p["amount"]) for p in rest["paid_to"]] == [(card, "61.51")]
+    assert rest["loan"]["credit_balance"] == "0.00"
+    assert balance(engine, alipay) == held[alipay] + Money.parse("200")
+    assert balance(engine, card) == held[card] + Money.parse("111.51")
+
+    with Session(engine) as session:
+        sent = [e for e in load_loan(session, loan).events if isinstance(e, CreditRefund)]
+    assert [(e.method_id, e.amount) for e in sent] == [
+        (None, 100_00), (alipay, 200_00), (card, 50_00), (card, 61_51)
+    ]  # fmt: skip
+    assert books.check_books(context)["consistent"]
+    assert books.trial_balance(context)["balanced"]
+    logged = [
+        e for e in audit.audit_log(context, f"loan:{loan}") if e["action"] == "loan.refund_credit"
+    ]
+    assert logged[-1]["after"]["paid_to"] == first["paid_to"]  # oldest entry last
+
+
+def test_a_credit_paid_in_by_hand_goes_back_by_hand_not_to_the_default_card(
+    context: Context, engine: Engine
+) -> None:
+    loan, card = plan(context)
+    day = date(2026, 2, 15)
+    servicing.prepay(context, loan, Money.parse("1100"), mode=PrepayMode.REDUCE_INSTALLMENT,
+                     source=Source(manual=True), day=day, overpayment=ADMIN)  # fmt: skip
+    held = balance(engine, card)
+    back = servicing.refund_credit(context, loan, None, day)
+    assert [(p["channel"], p["method_id"]) for p in back["paid_to"]] == [("manual", None)]
+    assert balance(engine, card) == held
+
+
+def test_a_payment_id_is_read_in_ascii_and_kept_in_its_canonical_form(
+    context: Context, engine: Engine
+) -> None:
+    loan, _ = plan(context)
+    paid = servicing.pay(context, loan, Money.parse("100"), Source(), date(2026, 2, 15))
+    canonical = paid["payment_id"]
+    arabic = canonical.translate(str.maketrans("0123456789", "٠١٢٣٤٥٦٧٨٩"))
+    for foreign in (arabic, canonical.replace("-", "－"), f"PP{canonical[1:]}", "P99999999999-1"):
+        with pytest.raises(NotFoundError, match="is not a payment id"):
+            servicing.reverse(context, foreign, "typed oddly")
+        with pytest.raises(NotFoundError):
+            servicing.show_receipt(context, foreign)
+    done = servicing.reverse(context, f"  {canonical.lower()} ", "debited twice",
+                             idempotency_key="undo-1")  # fmt: skip
+    assert done["payment_id"] == canonical
+    with Session(engine) as session:
+        targets = session.scalars(select(AuditLogRow.target).where(
+            AuditLogRow.action == "payment.reverse")).all()  # fmt: skip
+        scopes = session.scalars(select(IdempotencyKeyRow.scope)).all()
+    assert targets == [canonical]
+    assert f"payment:{canonical}" in scopes
+
+
+def test_text_with_a_nul_is_refused_before_anything_is_kept(context: Context) -> None:
+    loan, _ = plan(context)
+    with pytest.raises(TextError, match="NUL"):
+        borrowers.create_borrower(context, "李\x00四", "13900139000", Money.parse("1000"))
+    with pytest.raises(TextError, match="NUL"):
+        borrowers.find_borrowers(context, "张\x00")
+    with pytest.raises(TextError, match="NUL"):
+        servicing.waive(context, loan, WaiverKind.PENALTY, Money(1), reason="x\x00",
+                        day=date(2026, 3, 1))  # fmt: skip
+    with pytest.raises(TextError, match="NUL"):
+        servicing.pay(context, loan, Money(100), Source(), date(2026, 2, 15),
+                      idempotency_key="k\x00")  # fmt: skip
+    with pytest.raises(TextError, match="NUL"):
+        servicing.checkout(context, servicing.Order(1, "JD\x00", "m", Money(100), "cash", 3, START))
+    with pytest.raises(TextError, match="NUL"):
+        audit.audit_log(context, "loan:\x001")
+
+
+def test_a_search_takes_like_wildcards_literally(context: Context) -> None:
+    plan(context)
+    percent = borrowers.create_borrower(context, "百分%之_百", "13900139001", Money.parse("1"))
+    for typed in ("%", "_", "%之_"):
+        found = borrowers.find_borrowers(context, typed)
+        assert [who["id"] for who in found] == [percent["id"]], typed
+
+
+def test_a_catalog_nested_too_deeply_or_holding_a_nul_is_refused(context: Context) -> None:
+    deep = "[[product]]\ncode = 'x'\nperiods = " + "[" * 100_000 + "]" * 100_000 + "\n"
+    with pytest.raises(CatalogError, match="too deeply"):
+        products.load_catalog(context, deep, "deep.toml")
+    with pytest.raises(CatalogError, match="not valid TOML"):
+        products.load_catalog(context, "[[product]]\ncode = 'x\x00'\n", "nul.toml")
+
+
+def test_a_reversal_sends_back_only_what_was_not_already_paid_back(
+    context: Context, engine: Engine
+) -> None:
+    """An approved overpayment by card, its credit paid back to the card, then the payment
+    reversed: the card gets back the rest, not the whole payment a second time."""
+    loan, card = plan(context)
+    start = balance(engine, card)
+    paid = servicing.prepay(context, loan, Money.parse("1500"), mode=PrepayMode.REDUCE_INSTALLMENT,
+                            source=Source(method_id=card), day=date(2026, 2, 1),
+                            overpayment=ADMIN)  # fmt: skip
+    credit = servicing.refund_credit(context, loan, None, date(2026, 2, 2))["amount"]
+    undone = servicing.reverse(context, paid["payment_id"], "wrong card", date(2026, 2, 3))
+    assert undone["amount"] == "1500.00"
+    assert Money.parse(undone["paid_back"]) == Money.parse("1500") - Money.parse(credit)
+    assert balance(engine, card) == start  # every fen she paid is back, and no more
+    assert undone["loan"]["outstanding_principal"] == "1000.00"
+    assert books.check_books(context)["consistent"]
+
+
+def test_a_reversal_that_would_pay_twice_through_another_channel_is_refused(
+    context: Context, engine: Engine
+) -> None:
+    """Paid by card, then the goods returned while Alipay was her default: the merchant's refund
+    paid her back through Alipay. Reversing the card payment would pay it back a second time."""
+    loan, card = plan(context)
+    who = servicing.show_loan(context, loan, START)["borrower_id"]
+    paid = servicing.pay(context, loan, Money.parse("300"), Source(method_id=card),
+                         date(2026, 2, 1))  # fmt: skip
+    borrowers.bind_method(context, who, "alipay", "zhang@example.com", default=True)
+    returned = servicing.refund(context, loan, Money.parse("1000"), date(2026, 2, 2))
+    assert (returned["channel"], returned["paid_back"]) == ("alipay", "300.00")
+    held, recorded = balance(engine, card), events(engine, loan)
+    with pytest.raises(RefusedError, match=r"cannot be reversed: .*300\.00 through alipay"):
+        servicing.reverse(context, paid["payment_id"], "wrong card", date(2026, 2, 3))
+    assert (balance(engine, card), events(engine, loan)) == (held, recorded)
