@@ -288,6 +288,7 @@ def test_operations_endpoints(shop: Shop, monkeypatch: pytest.MonkeyPatch) -> No
     paid = shop.post(f"/api/loans/{loan}/payments", "agent", {"amount": "888.49",
                      "date": "2026-02-15", "channel": "manual"}, key="metrics-1")  # fmt: skip
     assert paid.status_code == 201, paid.text
+    monkeypatch.setenv("FENQI_TODAY", "2026-02-16")
     closed = shop.post("/api/cob", "admin", {"date": "2026-02-16"})
     assert closed.status_code == 201, closed.text
     metrics = shop.client.get("/metrics").text

@@ -275,7 +275,9 @@ def test_a_reversal_sends_back_only_what_was_not_already_paid_back(
                             source=Source(method_id=card), day=date(2026, 2, 1),
                             overpayment=ADMIN)  # fmt: skip
     credit = servicing.refund_credit(context, loan, None, date(2026, 2, 2))["amount"]
-    undone = servicing.reverse(context, paid["payment_id"], "wrong card", date(2026, 2, 3))
+    undone = servicing.reverse(
+        context, paid["payment_id"], "wrong card", date(2026, 2, 3), confirm=True
+    )  # it reopens the plan it paid off
     assert undone["amount"] == "1500.00"
     assert Money.parse(undone["paid_back"]) == Money.parse("1500") - Money.parse(credit)
     assert balance(engine, card) == start  # every fen she paid is back, and no more

@@ -91,11 +91,22 @@ def run(context: Context, work: Callable[[Session], T]) -> T:
 # PostgreSQL's deadlock_detected and serialization_failure: the transaction was chosen to give
 # way to another one, and may simply run again.
 _GIVE_WAY = {"40P01", "40001"}
+# A key another writer took first (an event number, an idempotency key): PostgreSQL's
+# unique_violation, SQLite's SQLITE_CONSTRAINT_UNIQUE and SQLITE_CONSTRAINT_PRIMARYKEY. Any other
+# broken constraint (a check, a trigger, an unbalanced entry) is no race: trying again cannot help.
+_KEY_TAKEN = {"23505"}
+_SQLITE_KEY_TAKEN = {2067, 1555}
 
 
 def _retryable(error: Exception) -> bool:
     if isinstance(error, OperationalError):
         return getattr(error.orig, "sqlstate", None) in _GIVE_WAY
+    if isinstance(error, IntegrityError):
+        cause = error.orig
+        return (
+            getattr(cause, "sqlstate", None) in _KEY_TAKEN
+            or getattr(cause, "sqlite_errorcode", None) in _SQLITE_KEY_TAKEN
+        )
     return True
 
 
