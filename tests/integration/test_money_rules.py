@@ -10,7 +10,7 @@ from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
 
 from fenqi.channels.simulator import SimulatedChannel
-from fenqi.domain.events import CreditRefund, PrepayMode, WaiverKind
+from fenqi.domain.events import Channel, CreditRefund, PrepayMode, Refund, WaiverKind
 from fenqi.domain.money import Money
 from fenqi.domain.products import CatalogError
 from fenqi.services import audit, books, borrowers, products, servicing
@@ -285,18 +285,44 @@ def test_a_reversal_sends_back_only_what_was_not_already_paid_back(
     assert books.check_books(context)["consistent"]
 
 
+def test_a_merchant_refund_pays_back_the_method_that_paid_not_a_new_default(
+    context: Context, engine: Engine
+) -> None:
+    """Paid by card, then an Alipay account bound and made her default (by her, or by a desk
+    agent with an account of his own), then the goods returned: what she paid goes back to the
+    card, and reversing the card payment afterwards sends nothing a second time."""
+    loan, card = plan(context)
+    who = servicing.show_loan(context, loan, START)["borrower_id"]
+    start = balance(engine, card)
+    paid = servicing.pay(context, loan, Money.parse("300"), Source(method_id=card),
+                         date(2026, 2, 1))  # fmt: skip
+    alipay = borrowers.bind_method(context, who, "alipay", "zhang@example.com", default=True,
+                                   sim_balance=Money(0))["id"]  # fmt: skip
+    returned = servicing.refund(context, loan, Money.parse("1000"), date(2026, 2, 2))
+    assert (returned["channel"], returned["paid_back"]) == ("bank_card", "300.00")
+    assert [(to["method_id"], to["amount"]) for to in returned["paid_to"]] == [(card, "300.00")]
+    assert (balance(engine, card), balance(engine, alipay)) == (start, Money(0))
+    undone = servicing.reverse(context, paid["payment_id"], "wrong card", date(2026, 2, 3),
+                               confirm=True)  # fmt: skip
+    assert undone["paid_back"] == "0.00"
+    assert balance(engine, card) == start
+    assert books.check_books(context)["consistent"]
+
+
 def test_a_reversal_that_would_pay_twice_through_another_channel_is_refused(
     context: Context, engine: Engine
 ) -> None:
-    """Paid by card, then the goods returned while Alipay was her default: the merchant's refund
-    paid her back through Alipay. Reversing the card payment would pay it back a second time."""
+    """A merchant refund recorded before refunds went back to their source paid her through
+    Alipay, her default then; reversing the card payment would pay it back a second time."""
     loan, card = plan(context)
     who = servicing.show_loan(context, loan, START)["borrower_id"]
     paid = servicing.pay(context, loan, Money.parse("300"), Source(method_id=card),
                          date(2026, 2, 1))  # fmt: skip
     borrowers.bind_method(context, who, "alipay", "zhang@example.com", default=True)
-    returned = servicing.refund(context, loan, Money.parse("1000"), date(2026, 2, 2))
-    assert (returned["channel"], returned["paid_back"]) == ("alipay", "300.00")
+    with Session(engine) as session, session.begin():  # as an older fenqi booked it
+        record = load_loan(session, loan, for_update=True)
+        old = Refund(record.next_seq, date(2026, 2, 2), Money.parse("1000"), Channel.ALIPAY)
+        servicing._book(session, record, old, "merchant refund of 1000.00")
     held, recorded = balance(engine, card), events(engine, loan)
     with pytest.raises(RefusedError, match=r"cannot be reversed: .*300\.00 through alipay"):
         servicing.reverse(context, paid["payment_id"], "wrong card", date(2026, 2, 3))

@@ -73,13 +73,16 @@ class Reversal:
 @dataclass(frozen=True, slots=True)
 class Refund:
     """The merchant refunds ``amount`` of the price of returned goods. The plan is re-priced on
-    the lower principal (in full: cancelled); what the borrower paid beyond the new plan goes back
-    to her through ``channel``."""
+    the lower principal (in full: cancelled); what the borrower paid beyond the new plan, once
+    anything past due is paid, goes back to her: with ``to_credit``, it stays her credit balance,
+    which credit refunds then pay back to the methods the money came from; without it (refunds
+    recorded before that), it went through ``channel`` at once."""
 
     seq: int
     effective: date
     amount: Money
     channel: Channel
+    to_credit: bool = False
 
 
 @dataclass(frozen=True, slots=True)

@@ -734,8 +734,11 @@ class _Fold:
         self.priced_principal = remaining
         # What was overpaid first pays anything overdue; the rest goes back to the borrower.
         payout = self._allocate(day, self.credit, self.past_due_rules)
-        self.credit = 0
-        self.cash_out[event.channel] = self.cash_out.get(event.channel, 0) + payout
+        if event.to_credit:
+            self.credit = payout
+        else:
+            self.credit = 0
+            self.cash_out[event.channel] = self.cash_out.get(event.channel, 0) + payout
         self._mark_cleared(day)
 
     def _cancel(self) -> None:

@@ -379,7 +379,9 @@ def _channel_of(method: PaymentMethodRow | None) -> Channel:
 
 def refund(context: Context, loan_id: int, amount: Money, day: date, *,
            idempotency_key: str | None = None) -> Document:  # fmt: skip
-    """The merchant refunds part or all of the price of returned goods (DOMAIN.md §11)."""
+    """The merchant refunds part or all of the price of returned goods (DOMAIN.md §11). What the
+    borrower paid beyond the re-priced plan goes back where it came from, as a credit refund
+    does: never to a method bound since, whoever made it her default."""
     if amount <= 0:
         raise RefusedError(f"refund amount {amount} must be more than 0")
 
@@ -392,20 +394,17 @@ def refund(context: Context, loan_id: int, amount: Money, day: date, *,
         if amount > priced:
             raise RefusedError(f"refund {amount} is more than the {Money(priced)} left to refund")
         _check_refundable(record, amount, priced, day)
-        method = default_method(session, record.row.borrower_id)
-        channel = _channel_of(method)
-        before = record.state_on(_booking_day(record, day))
-        event = Refund(record.next_seq, day, amount, channel)
+        credit_before = record.state_on(_booking_day(record, day)).credit_balance
+        event = Refund(record.next_seq, day, amount, Channel.MANUAL, to_credit=True)
         state = _book(session, record, event, f"merchant refund of {amount}")
-        paid_back = Money(state.cash_out.get(channel, 0) - before.cash_out.get(channel, 0))
-        if method is not None and paid_back > 0:
-            context.channel(session).pay_back(
-                method.token_ref, paid_back, f"refund:{loan_id}:{event.seq}"
-            )
+        payout = Money(max(state.credit_balance - credit_before, 0))
+        paid_to, state = _pay_credit_back(context, session, record, payout, day=day, state=state)
         audit(session, context.actor, "loan.refund", f"loan:{loan_id}", "merchant refund",
-              after={"amount": str(amount), "paid_back": str(paid_back)})  # fmt: skip
+              after={"amount": str(amount), "paid_back": str(payout),
+                     "paid_to": paid_to})  # fmt: skip
+        channel = paid_to[0]["channel"] if paid_to else None
         return {"id": f"F{loan_id}-{event.seq}", "loan_id": loan_id, "amount": wire.money(amount),
-                "paid_back": wire.money(paid_back), "channel": channel.value,
+                "paid_back": wire.money(payout), "channel": channel, "paid_to": paid_to,
                 "date": day.isoformat(), "loan": wire.loan_summary(record, state)}  # fmt: skip
 
     request = {"op": "refund", "loan": loan_id, "amount": int(amount), "day": day.isoformat()}
@@ -424,24 +423,12 @@ def refund_credit(context: Context, loan_id: int, amount: Money | None, day: dat
     def work(session: Session) -> Document:
         record = load_loan(session, loan_id, for_update=True)
         _check_day(record, day)
-        credit = record.state_on(_booking_day(record, day)).credit_balance
+        before = record.state_on(_booking_day(record, day))
+        credit = before.credit_balance
         paying = credit if amount is None else amount
         if paying <= 0 or paying > credit:
             raise RefusedError(f"loan {loan_id} holds a credit balance of {credit} on {day}")
-        paid_to, state = [], None
-        for method, share in _payees(session, record, paying):
-            channel = _channel_of(method)
-            event = CreditRefund(record.next_seq, day, share, channel,
-                                 None if method is None else method.id)  # fmt: skip
-            state = _book(session, record, event, f"credit balance of {share} paid back")
-            if method is not None:
-                key = f"credit:{loan_id}:{event.seq}"
-                context.channel(session).pay_back(method.token_ref, share, key)
-            paid_to.append({"id": f"C{loan_id}-{event.seq}", "channel": channel.value,
-                            "method_id": None if method is None else method.id,
-                            "account": None if method is None else method.masked_account,
-                            "amount": wire.money(share)})  # fmt: skip
-        assert state is not None  # _payees pays all of it, or refuses
+        paid_to, state = _pay_credit_back(context, session, record, paying, day=day, state=before)
         audit(session, context.actor, "loan.refund_credit", f"loan:{loan_id}", "credit paid back",
               before={"credit_balance": str(credit)},
               after={"credit_balance": str(state.credit_balance), "paid_to": paid_to})  # fmt: skip
@@ -456,6 +443,30 @@ def refund_credit(context: Context, loan_id: int, amount: Money | None, day: dat
         "day": day.isoformat(),
     }
     return once(context, f"loan:{loan_id}", idempotency_key, request, work)
+
+
+def _pay_credit_back(context: Context, session: Session, record: LoanRecord, paying: Money, *,
+                     day: date, state: LoanState) -> tuple[list[Document], LoanState]:  # fmt: skip
+    """Pays ``paying`` of the credit balance back where it came from (``_payees``): a credit
+    refund event and a payout for each payee. Returns what went where, and the loan's state
+    after the last of them (``state``, the one before, when there was nothing to pay)."""
+    paid_to: list[Document] = []
+    if paying <= 0:
+        return paid_to, state
+    loan_id = record.row.id
+    for method, share in _payees(session, record, paying):
+        channel = _channel_of(method)
+        event = CreditRefund(record.next_seq, day, share, channel,
+                             None if method is None else method.id)  # fmt: skip
+        state = _book(session, record, event, f"credit balance of {share} paid back")
+        if method is not None:
+            key = f"credit:{loan_id}:{event.seq}"
+            context.channel(session).pay_back(method.token_ref, share, key)
+        paid_to.append({"id": f"C{loan_id}-{event.seq}", "channel": channel.value,
+                        "method_id": None if method is None else method.id,
+                        "account": None if method is None else method.masked_account,
+                        "amount": wire.money(share)})  # fmt: skip
+    return paid_to, state
 
 
 def _payees(session: Session, record: LoanRecord,
