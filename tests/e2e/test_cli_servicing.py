@@ -203,6 +203,23 @@ def test_a_waiver_forgives_the_penalty_owed(shop: Shop, wealthy: int) -> None:
     assert waiver["loan"]["outstanding_penalty"] == "0.00"
 
 
+def test_a_waiver_forgives_the_late_fee_owed_and_the_books_follow(shop: Shop, wealthy: int) -> None:
+    """The late fee (滞纳金) is outstanding fee: what `loan show` says is owed can be waived."""
+    loan = str(shop.checkout(wealthy, "WV-FEE").json()["id"])
+    late = shop.json("loan", "show", loan, "--as-of", "2026-02-25")  # 888.49 unpaid since 02-15
+    assert late["outstanding_fee"] == "44.42"  # 5% of it when grace ended
+    refused(shop.run("waive", loan, "--what", "fee", "--amount", "44.43", "--reason", "x",
+                     "--date", "2026-02-25", today="2026-02-25"), "only 44.42 of fee")  # fmt: skip
+    waiver = shop.json("waive", loan, "--what", "fee", "--amount", "44.42", "--reason",
+                       "first late payment", "--date", "2026-02-25", today="2026-02-25")  # fmt: skip
+    assert (waiver["what"], waiver["amount"]) == ("fee", "44.42")
+    assert waiver["loan"]["outstanding_fee"] == "0.00"
+    assert shop.json("loan", "show", loan, "--as-of", "2026-02-25")["outstanding_fee"] == "0.00"
+    assert shop.json("ledger", "trial-balance")["balanced"] is True
+    check = shop.json("ledger", "check")
+    assert (check["consistent"], check["differences"]) == (True, [])
+
+
 @pytest.mark.parametrize("mode", ["reduce-installment", "shorten-term"])
 def test_a_prepayment_on_a_due_date_keeps_that_installment_paid_and_the_borrower_current(
     shop: Shop, wealthy: int, mode: str, monkeypatch: pytest.MonkeyPatch

@@ -173,6 +173,13 @@ SCENARIOS: dict[str, tuple[str, list[Step]]] = {
         ("2026-02-25", "waive", {"what": "penalty", "amount": "3.94"}, {"outstanding_penalty": "0.00"}),
         ("2026-02-25", "pay", {"amount": "932.91"}, {"penalty": "0.00", "fee": "44.42", "status": "active"}),
     ]),
+    # The late fee (滞纳金, 5% of the 888.49 unpaid when grace ended) is a fee owed like any other.
+    "a late fee waiver": ("cash", [
+        ("2026-02-25", "look", {}, {"outstanding_fee": "44.42"}),
+        ("2026-02-25", "waive", {"what": "fee", "amount": "44.42"}, {"outstanding_fee": "0.00",
+                                                                     "outstanding_penalty": "3.94"}),
+        ("2026-02-25", "pay", {"amount": "892.43"}, {"penalty": "3.94", "fee": "0.00", "status": "active"}),
+    ]),
 }
 # fmt: on
 
@@ -286,6 +293,31 @@ def test_waivers_and_reversals_are_audited(context: Context, engine: Engine) -> 
     with pytest.raises(RefusedError, match=r"only 2\.94 of penalty"):
         servicing.waive(context, loan, WaiverKind.PENALTY, Money.parse("5"), reason="x",
                         day=date(2026, 2, 25))  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("product", "amount", "owed", "unbilled"),
+    [("cash", "10000", "44.42", "888.49"), ("mall-12", "12000", "72.00", "1072.00")],
+)
+def test_a_fee_waiver_forgives_what_is_outstanding_late_fees_included_never_more(
+    context: Context, product: str, amount: str, owed: str, unbilled: str
+) -> None:
+    """What may be waived is the outstanding fee the loan shows: billed fees and late fees (the
+    cash plan's 5% of the installment unpaid when grace ended), never the fees of installments
+    not yet billed (the mall plan's 72.00 a month)."""
+    day = date(2026, 2, 25)
+    _, loan = open_plan(context, product, amount)
+    assert servicing.show_loan(context, loan, day)["outstanding_fee"] == owed
+    beyond = Money.parse(owed) + 1
+    with pytest.raises(RefusedError, match=rf"only {owed} of fee is owed"):
+        servicing.waive(context, loan, WaiverKind.FEE, beyond, reason="x", day=day)
+    waived = servicing.waive(context, loan, WaiverKind.FEE, Money.parse(owed), reason="x", day=day)
+    assert waived["loan"]["outstanding_fee"] == "0.00"
+    later = servicing.show_loan(context, loan, date(2026, 3, 1))["installments"]
+    # The installments not yet billed still ask for their whole payment, fee included.
+    assert [row["outstanding"] for row in later[1:-1]] == [unbilled] * 10
+    assert books.trial_balance(context)["balanced"]
+    assert books.check_books(context)["consistent"]
 
 
 def test_a_credit_balance_is_paid_back(context: Context) -> None:

@@ -652,9 +652,13 @@ def _check_refundable(record: LoanRecord, amount: Money, priced: int, day: date)
 
 
 def _waivable(state: LoanState, kind: WaiverKind) -> Money:
+    """What may be forgiven: what the state says is outstanding. For fees, that is the fees of
+    installments fallen due and their late fees (滞纳金), less what was paid or forgiven; a fee
+    not yet billed is not owed, so it is not forgiven (the fold forgives oldest first, so a
+    waiver within this never reaches one)."""
     if kind is WaiverKind.PENALTY:
         return state.outstanding_penalty
-    return Money(sum(row.fee - row.paid_fee - row.waived_fee for row in state.installments))
+    return state.outstanding_fee
 
 
 # -- booking ------------------------------------------------------------------------------------
