@@ -96,9 +96,13 @@ SCENARIOS: dict[str, tuple[str, list[Step]]] = {
                                     "outstanding_penalty": "1.94", "outstanding_principal": "9600.00"}),
         ("2026-02-25", "pay", {"amount": "409.85"}, {"penalty": "1.94", "fee": "19.42", "status": "active", "dpd": 0}),
     ]),
-    "an overpayment pays ahead, beyond the plan is credit": ("cash", [
+    # Beyond the payoff (9,211.51 of principal and a day's interest, 3.07, less the 1,111.51 paid
+    # ahead: 8,103.07) a payment pays the plan off, and the rest is credit: no interest of the
+    # periods to come is charged.
+    "an overpayment pays the plan off, beyond it is credit": ("cash", [
         ("2026-02-15", "pay", {"amount": "2000"}, {"principal": "1723.73", "to_credit": "0.00"}),
-        ("2026-02-16", "pay", {"amount": "9000", "overpayment": True}, {"status": "settled", "credit_balance": "338.14"}),
+        ("2026-02-16", "pay", {"amount": "9000", "overpayment": True}, {"kind": "prepayment", "status": "settled",
+                                                                        "credit_balance": "896.93"}),
     ]),
     "a backdated payment clears the penalty it would have saved": ("cash", [
         ("2026-02-28", "look", {}, {"status": "overdue", "outstanding_penalty": "5.13"}),
@@ -324,9 +328,10 @@ def test_a_credit_balance_is_paid_back(context: Context) -> None:
     _, loan = open_plan(context)
     servicing.pay(context, loan, Money.parse("11000"), servicing.Source(), date(2026, 2, 15),
                   overpayment=OverpaymentApproval("admin"))  # fmt: skip
-    assert servicing.show_loan(context, loan, date(2026, 2, 15))["credit_balance"] == "338.14"
-    with pytest.raises(RefusedError, match=r"credit balance of 338\.14"):
-        servicing.refund_credit(context, loan, Money.parse("400"), date(2026, 2, 16))
+    # The payoff on 02-15: installment 1 (888.49) and the 9,211.51 of principal after it.
+    assert servicing.show_loan(context, loan, date(2026, 2, 15))["credit_balance"] == "900.00"
+    with pytest.raises(RefusedError, match=r"credit balance of 900\.00"):
+        servicing.refund_credit(context, loan, Money.parse("900.01"), date(2026, 2, 16))
     paid_back = servicing.refund_credit(context, loan, None, date(2026, 2, 16))
-    assert (paid_back["amount"], paid_back["loan"]["credit_balance"]) == ("338.14", "0.00")
+    assert (paid_back["amount"], paid_back["loan"]["credit_balance"]) == ("900.00", "0.00")
     assert books.check_books(context)["consistent"]

@@ -316,3 +316,52 @@ def test_a_borrower_who_pays_every_installment_by_its_due_date_is_never_overdue(
         assert all(row.penalty == 0 and row.late_fee == 0 for row in state.installments), on
         on += timedelta(days=1)
     assert state.status is LoanStatus.SETTLED
+
+
+# -- the payoff quote and the plan agree --------------------------------------------------------
+
+
+@settings(max_examples=300, deadline=None)
+@given(histories(), st.integers(0, 60), st.integers(1, 400))
+def test_paying_the_payoff_quote_settles_the_plan_whatever_came_before(
+    history: tuple[Terms, Product, list[Event]], after: int, later: int
+) -> None:
+    """Whatever was paid before (ahead, backdated, prepaid in part), a full prepayment of what
+    the payoff quote says on a day settles the plan with nothing owed, then and on every later
+    day: 0.00 included, when what was paid ahead covers the payoff. So the quote never says 0.00
+    for a plan that still owes something unless paying 0.00 settles it."""
+    terms, policy, events = history
+    day = max((event.effective for event in events), default=terms.start) + timedelta(days=after)
+    assume(replay(terms, policy, events, day, CAP).status not in CLOSED)
+    quote = payoff_on(terms, policy, events, day, CAP)
+    seq = max((event.seq for event in events), default=0) + 1
+    payoff = Prepayment(seq, day, quote.amount, Channel.MANUAL, PrepayMode.REDUCE_INSTALLMENT, True)
+    for on in (day, day + timedelta(days=later)):
+        state = replay(terms, policy, [*events, payoff], on, CAP)
+        note(f"{on}: {state}")
+        assert state.status is LoanStatus.SETTLED
+        assert (state.amount_due, state.outstanding_principal, state.dpd) == (0, 0, 0)
+        assert all(row.outstanding == 0 for row in state.installments)
+        check(terms, state)
+    settled = replay(terms, policy, [*events, payoff], day, CAP)
+    assert settled.payoffs[seq] == quote
+    receipt = settled.allocations[seq]  # what was paid ahead and taken back counts too
+    assert sum(part.amount for part in receipt.applied) + receipt.to_credit == quote.amount
+
+
+CLOSED = (LoanStatus.SETTLED, LoanStatus.CANCELLED)
+
+
+@settings(max_examples=300, deadline=None)
+@given(histories(), st.integers(0, 900))
+def test_a_receipt_accounts_for_every_fen_of_its_payment(
+    history: tuple[Terms, Product, list[Event]], offset: int
+) -> None:
+    """What a payment or prepayment was applied to, and what it left as credit, add up to its
+    amount, also when a payoff takes back what was paid ahead on installments it removes."""
+    terms, policy, events = history
+    state = replay(terms, policy, events, terms.start + timedelta(days=offset), CAP)
+    paid = {event.seq: event.amount for event in events if isinstance(event, Payment | Prepayment)}
+    for seq, allocation in state.allocations.items():
+        applied = sum(part.amount for part in allocation.applied)
+        assert applied + allocation.to_credit == paid[seq], allocation

@@ -685,11 +685,11 @@ class _Fold:
     def _record(self, event: Prepayment, before: dict[tuple[int, Component], int],
                 credit_before: int) -> None:  # fmt: skip
         after = self._paid_snapshot()
-        applied = tuple(
-            Applied(period, part, Money(amount - before.get((period, part), 0)))
-            for (period, part), amount in after.items()
-            if amount != before.get((period, part), 0)
-        )
+        # Installments a payoff or a shorter term removed count too: what was paid ahead on
+        # them and taken back is part of what the prepayment did, so the parts sum to it.
+        changes = {key: after.get(key, 0) - before.get(key, 0) for key in [*before, *after]}
+        applied = tuple(Applied(period, part, Money(change))
+                        for (period, part), change in changes.items() if change)  # fmt: skip
         self.allocations[event.seq] = Allocation(applied, Money(self.credit - credit_before))
 
     def _payment(self, event: Payment) -> None:

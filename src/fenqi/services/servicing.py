@@ -248,7 +248,13 @@ def pay(context: Context, loan_id: int, amount: Money, source: Source, day: date
         idempotency_key: str | None = None,
         overpayment: OverpaymentApproval | None = None) -> Document:  # fmt: skip
     """A payment on any day, allocated by the product's rules; it gets a receipt. It may be up
-    to what pays the plan off that day; more only with an admin's ``overpayment`` approval."""
+    to what pays the plan off that day; more only with an admin's ``overpayment`` approval.
+
+    A payment that reaches the payoff amount of its day pays the plan off: it is booked as a
+    full prepayment, so that, as the payoff quote says, no interest of a period not yet run is
+    charged and the plan is settled (an approved excess is a credit balance). Allocated as an
+    ordinary payment, the same money would pay the later installments' scheduled interest ahead
+    and leave principal owed that the quote no longer counts."""
     if amount <= 0:
         raise RefusedError(f"payment amount {amount} must be more than 0")
     request = {"op": "pay", "loan": loan_id, "amount": int(amount), "day": day.isoformat(),
@@ -258,9 +264,15 @@ def pay(context: Context, loan_id: int, amount: Money, source: Source, day: date
 
     def work(session: Session) -> Document:
         record = _open_loan(session, loan_id, day)
-        _within_payoff(context, session, record, amount, day=day, overpayment=overpayment)
+        payoff = _within_payoff(context, session, record, amount, day=day,
+                                overpayment=overpayment)  # fmt: skip
         method = _debit(context, session, record, source, amount=amount, key=f"pay:{loan_id}:{key}")
-        event = Payment(record.next_seq, day, amount, _channel_of(method))
+        channel, seq = _channel_of(method), record.next_seq
+        event: Payment | Prepayment = (
+            Prepayment(seq, day, amount, channel, PrepayMode.REDUCE_INSTALLMENT, full=True)
+            if amount >= payoff
+            else Payment(seq, day, amount, channel)
+        )
         return _money_in(session, record, event, method)
 
     return once(context, f"loan:{loan_id}", idempotency_key, request, work)
@@ -270,8 +282,12 @@ def prepay(context: Context, loan_id: int, amount: Money | None, *, mode: Prepay
            source: Source, day: date, idempotency_key: str | None = None,
            overpayment: OverpaymentApproval | None = None) -> Document:  # fmt: skip
     """Repays early: ``amount`` None pays the whole plan off at its payoff quote; otherwise the
-    amount pays what is past due and the interest to date, then repays principal. An amount
-    beyond the payoff needs an admin's ``overpayment`` approval, as for ``pay``."""
+    amount pays what is past due and the interest to date, then repays principal (an amount that
+    reaches the payoff pays the plan off). An amount beyond the payoff needs an admin's
+    ``overpayment`` approval, as for ``pay``.
+
+    A payoff quote of 0.00 for a plan still open (what was paid ahead covers it) is paid off
+    with nothing to pay: the plan is settled and no channel is asked for money."""
     if amount is not None and amount <= 0:
         raise RefusedError(f"prepayment amount {amount} must be more than 0")
     request = {"op": "prepay", "loan": loan_id, "amount": None if amount is None else int(amount),
@@ -289,42 +305,43 @@ def prepay(context: Context, loan_id: int, amount: Money | None, *, mode: Prepay
                 f"a {record.terms.method} plan repays its principal at the end; "
                 "prepay with --mode reduce-installment"
             )
-        full = amount is None
-        due = payoff_on(record.terms, record.policy, record.events, day, record.cap).amount
+        due = _within_payoff(context, session, record, amount, day=day, overpayment=overpayment)
         paying = due if amount is None else amount
-        if paying <= 0:
-            raise RefusedError(f"loan {loan_id} has nothing left to pay off on {day}")
-        if amount is not None:
-            _within_payoff(context, session, record, amount, day=day, overpayment=overpayment)
         method = _debit(context, session, record, source, amount=paying,
                         key=f"prepay:{loan_id}:{key}")  # fmt: skip
-        event = Prepayment(record.next_seq, day, paying, _channel_of(method), mode, full)
+        event = Prepayment(record.next_seq, day, paying, _channel_of(method), mode, paying >= due)
         return _money_in(session, record, event, method)
 
     return once(context, f"loan:{loan_id}", idempotency_key, request, work)
 
 
-def _within_payoff(context: Context, session: Session, record: LoanRecord, amount: Money, *,
-                   day: date, overpayment: OverpaymentApproval | None) -> None:  # fmt: skip
-    """Refuses more than the most that can be owed: what pays the plan off on ``day``, and no
-    more than pays it off counting every payment already booked (a backdated payment may come
-    after later ones). Beyond it, money would only sit as a credit balance to be paid out
-    again, so it takes an admin's approval, which the audit log keeps with the amounts."""
-    most = payoff_on(record.terms, record.policy, record.events, day, record.cap).amount
-    booked = _booking_day(record, day)
+def _within_payoff(context: Context, session: Session, record: LoanRecord,
+                   amount: Money | None, *, day: date,
+                   overpayment: OverpaymentApproval | None) -> Money:  # fmt: skip
+    """The payoff amount on ``day``, once ``amount`` (None: the payoff itself) is found no more
+    than the most that can be owed: what pays the plan off on ``day``, and no more than pays it
+    off counting every payment already booked (a backdated payment may come after later ones).
+    Beyond it, money would only sit as a credit balance to be paid out again, so it takes an
+    admin's approval, which the audit log keeps with the amounts."""
+    payoff = payoff_on(record.terms, record.policy, record.events, day, record.cap).amount
+    booked, most = _booking_day(record, day), payoff
     if booked != day:
         most = min(most, payoff_on(record.terms, record.policy, record.events, booked,
                                    record.cap).amount)  # fmt: skip
-    if amount <= most:
-        return
+    if amount is None or amount <= most:
+        return payoff
     if overpayment is None:
+        # Paid ahead so far that nothing more is needed: say how she gets out.
+        covered = "; what was paid already covers it: a full payoff settles it with nothing to pay"
         raise OverpaymentError(
             f"{amount} is more than the {most} that pays loan {record.row.id} off on {day}: the "
-            f"most that can be taken is {most} (more needs an admin's approval of an overpayment)"
+            f"most that can be taken is {most} (more needs an admin's approval of an "
+            f"overpayment){covered if most == 0 else ''}"
         )
     audit(session, overpayment.approver, "payment.overpayment", f"loan:{record.row.id}",
           "overpayment approved", after={"amount": str(amount), "payoff": str(most),
                                          "taken_by": context.actor})  # fmt: skip
+    return payoff
 
 
 def _money_in(session: Session, record: LoanRecord, event: Payment | Prepayment,
@@ -344,10 +361,11 @@ def _money_in(session: Session, record: LoanRecord, event: Payment | Prepayment,
 
 def _debit(context: Context, session: Session, record: LoanRecord, source: Source, *,
            amount: Money, key: str) -> PaymentMethodRow | None:  # fmt: skip
-    """Takes the money through the channel; None when it came in by hand."""
+    """Takes the money through the channel; None when it came in by hand. Nothing to take (a
+    payoff that what was paid ahead covers) asks the channel for nothing."""
     method = _method(session, record, source)
-    if method is None:
-        return None
+    if method is None or amount == 0:
+        return method
     debit = context.channel(session).debit(method.token_ref, amount, key)
     if debit.declined:
         raise DeclinedError(f"{method.kind} {method.masked_account} declined: {debit.declined}")
