@@ -203,6 +203,45 @@ def test_a_waiver_forgives_the_penalty_owed(shop: Shop, wealthy: int) -> None:
     assert waiver["loan"]["outstanding_penalty"] == "0.00"
 
 
+def test_paying_the_payoff_quote_with_pay_settles_the_plan(shop: Shop, wealthy: int) -> None:
+    """The review's case: 1,000.00 in 3 from 03-01, and the quote (1,000.00) paid at once with
+    `pay` is the payoff; it used to pay the installments' interest ahead and leave 20.07 that
+    nothing could pay, and the borrower went overdue."""
+    today = "2026-03-01"
+    loan = str(shop.json("checkout", "--borrower", str(wealthy), "--order", "PO-1", "--merchant",
+                         "m", "--amount", "1000", "--product", "cash", "--periods", "3",
+                         today=today)["id"])  # fmt: skip
+    assert shop.json("payoff-quote", loan, today=today)["amount"] == "1000.00"
+    paid = shop.json("pay", loan, "--amount", "1000", "--channel", "manual", today=today)
+    assert (paid["kind"], paid["interest"]) == ("prepayment", "0.00")
+    assert (paid["loan"]["status"], paid["loan"]["outstanding_principal"]) == ("settled", "0.00")
+    later = shop.json("loan", "show", loan, "--as-of", "2026-06-10")
+    assert (later["status"], later["dpd"], later["amount_due"]) == ("settled", 0, "0.00")
+    assert shop.json("ledger", "check")["consistent"] is True
+
+
+def test_a_quote_of_nothing_is_paid_off_with_nothing_to_pay(shop: Shop, wealthy: int) -> None:
+    """Paid ahead so far (600.00 today and 403.00 recorded as paid on 02-25) that the payoff,
+    1,003.00, is covered: the quote is 0.00 with 17.07 still shown owed. `pay` of more says how
+    she gets out; `prepay --full` settles the plan for 0.00."""
+    loan = str(shop.json("checkout", "--borrower", str(wealthy), "--order", "PO-2", "--merchant",
+                         "m", "--amount", "1000", "--product", "cash", "--periods", "3",
+                         today="2026-02-20")["id"])  # fmt: skip
+    today = "2026-03-01"
+    shop.json("pay", loan, "--amount", "600", today=today)
+    shop.json("pay", loan, "--amount", "403", "--date", "2026-02-25", today=today)
+    assert shop.json("loan", "show", loan, today=today)["outstanding_principal"] == "17.07"
+    assert shop.json("payoff-quote", loan, today=today)["amount"] == "0.00"
+    refused(shop.run("pay", loan, "--amount", "0.01", today=today),
+            "a full payoff settles it with nothing to pay")  # fmt: skip
+    payoff = shop.json("prepay", loan, "--full", today=today)
+    assert (payoff["kind"], payoff["amount"]) == ("prepayment", "0.00")
+    assert (payoff["loan"]["status"], payoff["loan"]["outstanding_principal"]) == ("settled",
+                                                                                   "0.00")  # fmt: skip
+    assert shop.json("loan", "show", loan, "--as-of", "2026-06-10")["status"] == "settled"
+    assert shop.json("ledger", "check")["consistent"] is True
+
+
 def test_a_waiver_forgives_the_late_fee_owed_and_the_books_follow(shop: Shop, wealthy: int) -> None:
     """The late fee (滞纳金) is outstanding fee: what `loan show` says is owed can be waived."""
     loan = str(shop.checkout(wealthy, "WV-FEE").json()["id"])
