@@ -6,6 +6,7 @@ token, paying (once, however often the form is sent), paying off, her methods, a
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import date
 from html.parser import HTMLParser
 from typing import Any
 
@@ -320,3 +321,68 @@ def test_the_pages_speak_english_when_asked(home: Home) -> None:
         assert shown in plan, shown
     assert "If paying is hard right now" in home.page("/me/hardship").text
     assert "现在应还" in home.page("/me?lang=zh-CN").text
+
+
+# -- paying what the payoff quote says settles the plan ------------------------------------------
+
+PAYOFF_DAY = "2026-03-01"  # the pages' today in these tests (FENQI_TODAY)
+
+
+@pytest.fixture
+def paying_ahead(engine: Engine, database_url: str,
+                 monkeypatch: pytest.MonkeyPatch) -> Iterator[Home]:  # fmt: skip
+    """Her cash plan of 1,000.00 in 3 from 02-20, on 03-01; she is signed in."""
+    monkeypatch.setenv("FENQI_TODAY", PAYOFF_DAY)
+    context = Context(engine, SimulatedChannel, actor="setup")
+    products.load_products(context)
+    who = borrowers.create_borrower(context, "王芳", HER, Money.parse("50000"))
+    card = borrowers.bind_method(context, who["id"], "bank_card", "6222020000001234567",
+                                 sim_balance=Money.parse("20000"))  # fmt: skip
+    order = servicing.Order(who["id"], "JD-AHEAD", "华为商城", Money.parse("1000"), "cash", 3,
+                            date(2026, 2, 20))  # fmt: skip
+    loan = servicing.checkout(context, order)
+    mine = Plan(who["id"], card["id"], loan["id"], "JD-AHEAD", loan["consent"])
+    with TestClient(create_app(database_url)) as client:
+        sign_in(client, engine, HER)
+        yield Home(client, engine, context, mine, mine)
+
+
+def test_paying_the_payoff_amount_with_the_pay_form_settles_the_plan(paying_ahead: Home) -> None:
+    """The amount the page quotes (1,000.00 and nine days' interest, 3.00), paid with the pay
+    form rather than the payoff button, pays the plan off: nothing is left owed."""
+    home, path = paying_ahead, f"/me/loans/{paying_ahead.mine.loan_id}"
+    page = home.page(path).text
+    assert "一键结清 ¥1,003.00" in page
+    paid = home.post(f"{path}/pay", {**home.form(path, "pay"), "amount": "1003.00"})
+    assert paid.status_code == 303
+    assert "提前还款" in home.page(paid.headers["location"]).text
+    shown = home.loan(home.mine)
+    assert (shown["status"], shown["outstanding_principal"]) == ("settled", "0.00")
+    assert "已结清" in home.page(path).text
+
+
+def test_a_plan_paid_ahead_to_a_payoff_of_nothing_is_paid_off_for_nothing(
+    paying_ahead: Home,
+) -> None:
+    """600.00 today and 403.00 recorded as paid on 02-25 cover the payoff: the page offers
+    "一键结清 ¥0.00" while 17.07 of principal is still shown. Paying more is refused with how
+    she gets out; the payoff button settles the plan and takes nothing from her card."""
+    home, path = paying_ahead, f"/me/loans/{paying_ahead.mine.loan_id}"
+    loan, day = home.mine.loan_id, date.fromisoformat(PAYOFF_DAY)
+    servicing.pay(home.context, loan, Money.parse("600"), servicing.Source(), day)
+    servicing.pay(home.context, loan, Money.parse("403"), servicing.Source(), date(2026, 2, 25))
+    page = home.page(path).text
+    assert "一键结清 ¥0.00" in page
+    assert home.loan(home.mine)["outstanding_principal"] == "17.07"
+    held, events = money_held(home.engine), home.events(home.mine)
+    more = home.post(f"{path}/pay", {**home.form(path, "pay"), "amount": "17.07"})
+    assert more.status_code == 422
+    assert "a full payoff settles it with nothing to pay" in more.text
+    done = home.post(f"{path}/payoff", home.form(path, "payoff"))
+    assert done.status_code == 303
+    receipt = home.page(done.headers["location"]).text
+    assert "提前还款" in receipt
+    assert '<div class="big">¥0.00</div>' in receipt
+    assert (money_held(home.engine), home.events(home.mine)) == (held, events + 1)
+    assert home.loan(home.mine)["status"] == "settled"
+    assert "已结清" in home.page(path).text
