@@ -168,7 +168,7 @@ def pay_command(
     as_json: JsonOption = False,
 ) -> None:
     """Pay up to what pays the loan off that day; it is allocated by the product's rules and
-    gets a receipt."""
+    gets a receipt. Paying that much (the payoff quote) pays the loan off."""
     loan_id, paid = whole("LOAN", loan), money("--amount", amount)
     source, effective, key = _source(method, channel), booked("--date", on), _key(idempotency_key)
     respond(
@@ -205,7 +205,8 @@ def prepay_command(
     db: DatabaseOption = None,
     as_json: JsonOption = False,
 ) -> None:
-    """Repay early: part of the principal (--amount) or the whole loan (--full)."""
+    """Repay early: part of the principal (--amount) or the whole loan (--full; nothing to pay
+    when what was paid ahead covers it)."""
     if full == (amount is not None):
         raise OptionError("give --amount AMOUNT to repay part early, or --full, not both")
     loan_id, paid = whole("LOAN", loan), None if amount is None else money("--amount", amount)
@@ -316,7 +317,8 @@ def waive_command(
     db: DatabaseOption = None,
     as_json: JsonOption = False,
 ) -> None:
-    """Forgive penalty or fee still owed, oldest first, with a reason in the audit log."""
+    """Forgive penalty or fee (late fees included) fallen due and still owed, oldest first, with
+    a reason in the audit log."""
     loan_id, kind = whole("LOAN", loan), choice("--what", what, WaiverKind)
     forgiven, effective = money("--amount", amount), booked("--date", on)
     respond(
