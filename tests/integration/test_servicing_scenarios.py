@@ -88,7 +88,9 @@ SCENARIOS: dict[str, tuple[str, list[Step]]] = {
     "on-time payments to payoff": ("cash", [
         *ON_TIME,
         ("2026-12-15", "pay", {"amount": "888.49"}, {"outstanding_principal": "879.67"}),
-        ("2027-01-15", "pay", {"amount": "888.47"}, {"status": "settled", "outstanding_principal": "0.00"}),
+        # The last installment paid on its due date is a payment, not an early repayment.
+        ("2027-01-15", "pay", {"amount": "888.47"}, {"kind": "payment", "status": "settled",
+                                                     "outstanding_principal": "0.00"}),
     ]),
     "a partial payment, then overdue with penalty and a late fee": ("cash", [
         ("2026-02-15", "pay", {"amount": "500"}, {"interest": "100.00", "principal": "400.00"}),

@@ -270,7 +270,7 @@ def pay(context: Context, loan_id: int, amount: Money, source: Source, day: date
         channel, seq = _channel_of(method), record.next_seq
         event: Payment | Prepayment = (
             Prepayment(seq, day, amount, channel, PrepayMode.REDUCE_INSTALLMENT, full=True)
-            if amount >= payoff
+            if _pays_off(record, amount, payoff, day)
             else Payment(seq, day, amount, channel)
         )
         return _money_in(session, record, event, method)
@@ -313,6 +313,14 @@ def prepay(context: Context, loan_id: int, amount: Money | None, *, mode: Prepay
         return _money_in(session, record, event, method)
 
     return once(context, f"loan:{loan_id}", idempotency_key, request, work)
+
+
+def _pays_off(record: LoanRecord, amount: Money, payoff: Money, day: date) -> bool:
+    """Whether a payment of ``amount`` on ``day`` is the payoff: it reaches the payoff amount
+    while installments are still to fall due. Once none is, the plan has run its course, and
+    paying what is owed is an ordinary payment (allocated the same way), not an early one."""
+    to_come = any(row.due_date > day for row in record.state_on(day).installments)
+    return amount >= payoff and to_come
 
 
 def _within_payoff(context: Context, session: Session, record: LoanRecord,
