@@ -250,11 +250,12 @@ def pay(context: Context, loan_id: int, amount: Money, source: Source, day: date
     """A payment on any day, allocated by the product's rules; it gets a receipt. It may be up
     to what pays the plan off that day; more only with an admin's ``overpayment`` approval.
 
-    A payment that reaches the payoff amount of its day pays the plan off: it is booked as a
-    full prepayment, so that, as the payoff quote says, no interest of a period not yet run is
-    charged and the plan is settled (an approved excess is a credit balance). Allocated as an
-    ordinary payment, the same money would pay the later installments' scheduled interest ahead
-    and leave principal owed that the quote no longer counts."""
+    A payment that reaches the payoff amount of its day while installments are still to fall
+    due pays the plan off (``_pays_off``): it is booked as a full prepayment, so that, as the
+    payoff quote says, no interest of a period not yet run is charged and the plan is settled
+    (an approved excess is a credit balance). Allocated as an ordinary payment, the same money
+    would pay the later installments' scheduled interest ahead and leave principal owed that
+    the quote no longer counts."""
     if amount <= 0:
         raise RefusedError(f"payment amount {amount} must be more than 0")
     request = {"op": "pay", "loan": loan_id, "amount": int(amount), "day": day.isoformat(),
