@@ -3,16 +3,25 @@ loan on a card too short to pay, closed day by day with `fenqi cob`, its message
 the contact window, then paid up; the runs and the aging report."""
 
 import json
+import signal
 import subprocess
 import sys
+import time
+from collections.abc import Callable
 from typing import Any
 
 import pytest
+from fastapi.testclient import TestClient
+from sqlalchemy import Engine, select
+from sqlalchemy.exc import OperationalError
+from sqlalchemy.orm import Session
 
+from fenqi.api.app import create_app
 from fenqi.channels.simulator import SimulatedChannel
 from fenqi.services import close_of_business as cob
 from fenqi.services.context import Context
 from fenqi.store.database import make_engine
+from fenqi.store.schema import CobJobRow
 from tests.batch_faults import MESSAGE, REMINDED, allow_closing, loans_with_work, refuse_to_close
 from tests.e2e.cli import Run, fenqi, on, refused
 
@@ -217,6 +226,79 @@ def test_a_worker_whose_chunks_fail_says_so_and_exits_1(shop: Shop, portfolio: l
     assert [chunk["status"] for chunk in shop.json("report", "cob", str(run_id))["chunks"]] == [
         "failed", "done"
     ]  # fmt: skip
+    # No coordinator was there: the worker that settled the last chunk settled the run.
+    listed = shop.json("cob", "status")[0]
+    assert (listed["status"], listed["chunks"], listed["chunks_done"], listed["chunks_failed"]) \
+        == ("failed", 2, 1, 1)  # fmt: skip
+    assert MESSAGE in listed["error"]
+
+
+@pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
+def test_a_run_whose_coordinator_died_is_settled_by_the_worker_that_finishes_it(
+    shop: Shop, portfolio: list[int]
+) -> None:
+    """`fenqi cob` killed (SIGKILL) in the middle of the chunk whose loan cannot be closed; a
+    `fenqi worker` finishes the run: the run is failed with the error, in `cob status` and
+    `/metrics`; once the cause is fixed, the first rerun completes it."""
+    engine = make_engine(shop.url)
+    refuse_to_close(engine, portfolio[2], after_seconds=1)
+    command = [sys.executable, "-m", "fenqi", "cob", "--date", "2026-02-12", "--workers", "1",
+               "--chunk-size", "1", "--db", shop.url, "--json"]  # fmt: skip
+    batch = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    until(lambda: chunk_statuses(engine) == ["done", "done", "queued"], batch)
+    batch.kill()  # in the third chunk: its statement sleeps, then fails
+    assert batch.wait(timeout=30) == -signal.SIGKILL
+    until(lambda: not chunk_held(engine))  # the server ends the dead coordinator's transaction
+
+    worker = shop.run("worker", "--until-idle")
+    assert worker.code == 1, worker.err
+    assert worker.err.startswith("fenqi: error: run 1 chunk 3 failed 3 times: RaiseException: ")
+    listed = shop.json("cob", "status")[0]
+    assert (listed["status"], listed["chunks"], listed["chunks_done"], listed["chunks_failed"]) \
+        == ("failed", 3, 2, 1)  # fmt: skip
+    assert listed["error"].startswith("1 of 3 chunks failed; chunk 3 after 3 attempts: ")
+    assert listed["finished_at"] is not None
+    with TestClient(create_app(shop.url)) as service:
+        metrics = service.get("/metrics").text
+    assert 'fenqi_cob_chunks_failed{business_date="2026-02-12",status="failed"} 1.0' in metrics
+    human = shop.run("cob", "status")
+    assert "failed" in human.out
+    assert "running" not in human.out
+
+    allow_closing(engine)
+    engine.dispose()
+    again = shop.run("cob", "--date", "2026-02-12", "--json")
+    assert again.code == 0, again.err
+    assert (again.json()["id"], again.json()["status"], again.json()["error"]) == (1, "done", None)
+    chunks = shop.json("report", "cob", "1")["chunks"]
+    assert [(chunk["status"], chunk["attempts"], chunk["error"]) for chunk in chunks] == [
+        ("done", 1, None), ("done", 1, None), ("done", 4, None)
+    ]  # fmt: skip
+
+
+def until(condition: Callable[[], bool], process: subprocess.Popen[bytes] | None = None) -> None:
+    """Waits (up to a minute) for ``condition``; a ``process`` it waits on may not end first."""
+    deadline = time.monotonic() + 60
+    while not condition():
+        assert process is None or process.poll() is None, "the process ended first"
+        assert time.monotonic() < deadline, "waited a minute"
+        time.sleep(0.05)
+
+
+def chunk_statuses(engine: Engine) -> list[str]:
+    with Session(engine) as session:
+        query = select(CobJobRow.status).order_by(CobJobRow.run_id, CobJobRow.chunk_no)
+        return list(session.scalars(query))
+
+
+def chunk_held(engine: Engine) -> bool:
+    """Whether a transaction (the dead coordinator's) still holds a chunk."""
+    with Session(engine) as session:
+        try:
+            session.execute(select(CobJobRow.chunk_no).with_for_update(nowait=True)).all()
+        except OperationalError:
+            return True
+        return False
 
 
 @pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
