@@ -54,23 +54,31 @@ def test_a_short_card_through_the_batch_and_back_to_current(shop: Shop) -> None:
                      "--amount", "10000", "--product", "cash", "--periods", "12",
                      "--date", "2026-01-15", today="2026-01-15")["id"]  # fmt: skip
 
-    runs = shop.json("cob", "--through", "2026-02-25")
+    runs = shop.json("cob", "--through", "2026-02-19", today="2026-02-19")
+    outbox = shop.json("sms", "outbox")
+    assert [(message["day"], message["stage"]) for message in outbox] == [
+        ("2026-02-12", "reminder"), ("2026-02-15", "due"), ("2026-02-19", "overdue-1")
+    ]  # fmt: skip
+    assert all(message["status"] == "pending" for message in outbox)
+    night = shop.json("sms", "dispatch", "--now", "2026-02-19T22:30", today="2026-02-20")
+    assert (night["sent"], night["held_window"]) == (0, 1)  # outside 08:00–21:00
+    assert night["expired"] == 2  # the reminder and the due-day message: their days are gone
+    morning = shop.json("sms", "dispatch", "--now", "2026-02-20T08:30", today="2026-02-21")
+    assert (morning["sent"], morning["expired"]) == (1, 0)  # overdue-1, a day late
+    assert [message["status"] for message in shop.json("sms", "outbox")] == [
+        "expired", "expired", "sent"
+    ]  # fmt: skip
+
+    runs += shop.json("cob", "--through", "2026-02-25", today="2026-02-25")
     assert [run["business_date"] for run in runs][-1] == "2026-02-25"
     assert sum(run["debits_failed"] for run in runs) == 4  # the due date and three retries
     assert sum(run["debits_succeeded"] for run in runs) == 0
     assert sum(run["newly_overdue"].get("M1", 0) for run in runs) == 1
     shown = shop.json("loan", "show", str(loan), "--as-of", "2026-02-25")
     assert (shown["dpd"], shown["bucket"], shown["outstanding_penalty"]) == (10, "M1", "3.94")
-
-    outbox = shop.json("sms", "outbox")
-    assert [message["stage"] for message in outbox] == ["reminder", "due", "overdue-1", "overdue-3",
-                                                         "overdue-7"]  # fmt: skip
-    assert all(message["status"] == "pending" for message in outbox)
-    night = shop.json("sms", "dispatch", "--now", "2026-02-25T22:30")
-    assert night["sent"] == 0  # outside 08:00–21:00
-    morning = shop.json("sms", "dispatch", "--now", "2026-02-26T08:30")
-    assert morning["sent"] == 2  # at most two a day to one borrower
-    assert shop.json("sms", "dispatch", "--now", "2026-02-27T09:00")["sent"] == 2
+    today = shop.json("sms", "dispatch", "--now", "2026-02-25T09:00", today="2026-02-26")
+    assert (today["sent"], today["expired"]) == (1, 1)  # overdue-7 goes; overdue-3 (02-21) not
+    assert len(shop.json("sms", "sent")) == 2
 
     aging = shop.json("report", "aging", "--date", "2026-02-25")
     assert next(row for row in aging["buckets"] if row["bucket"] == "M1")["loans"] == 1
@@ -131,6 +139,10 @@ def test_closing_a_day_catches_up_the_loans_behind_and_says_so(
     stages = [message["stage"] for message in shop.json("sms", "outbox")]
     assert stages == ["reminder"] * 3  # paid on the due date: nothing more to say
     assert shop.json("report", "cob", str(closed["id"]))["caught_up_from"] == "2026-02-12"
+    # The catch-up queued the reminders of 02-12, whose day is long gone: they are not sent.
+    told = shop.json("sms", "dispatch", "--now", "2026-02-15T09:00", today="2026-02-16")
+    assert (told["sent"], told["expired"], told["pending"]) == (0, 3, 0)
+    assert shop.json("sms", "sent") == []
 
     # Paid, the loans next have work on the next reminder: a later day catches up nothing.
     monkeypatch.setenv("FENQI_TODAY", "2026-03-12")
