@@ -2,6 +2,7 @@
 local time (in a simulation: FENQI_TODAY), the refusals of a time before the last send or, outside
 a simulation, before now, and of text that is not a time or a status."""
 
+from collections.abc import Sequence
 from datetime import UTC, date, datetime
 from pathlib import Path
 
@@ -15,21 +16,33 @@ from tests.e2e.cli import fenqi, on, refused
 MESSAGE_KEYS = {"loan_id", "day", "stage", "borrower_id", "phone", "text", "status", "sent_at"}
 
 
-@pytest.fixture(scope="module")
-def url(tmp_path_factory: pytest.TempPathFactory) -> str:
-    """A database with three messages queued for one borrower on 2026-02-19."""
-    url = f"sqlite:///{tmp_path_factory.mktemp('sms') / 'f.sqlite3'}"
+def queued(path: Path, day: date, stages: Sequence[tuple[int, str]]) -> str:
+    """A database at ``path`` with one borrower's messages queued on ``day``, a (loan, stage)
+    each."""
+    url = f"sqlite:///{path}"
     assert fenqi("db", "init", "--db", url).code == 0
     engine = create_engine(url)
     with Session(engine) as session, session.begin():
         session.add(BorrowerRow(id=1, name="张三", phone="13800138000", credit_limit=0,
                                 created_at=datetime(2026, 1, 1, tzinfo=UTC)))  # fmt: skip
-        for loan, stage in ((1, "overdue"), (2, "due"), (3, "reminder")):
-            session.add(SmsOutboxRow(loan_id=loan, day=date(2026, 2, 19), stage=stage,
-                                     borrower_id=1, phone="13800138000",
-                                     text=f"【fenqi分期】订单{loan}", status="pending"))  # fmt: skip
+        for loan, stage in stages:
+            session.add(SmsOutboxRow(loan_id=loan, day=day, stage=stage, borrower_id=1,
+                                     phone="13800138000", text=f"【fenqi分期】订单{loan}",
+                                     status="pending"))  # fmt: skip
     engine.dispose()
     return url
+
+
+@pytest.fixture(scope="module")
+def url(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """A database with three messages queued for one borrower on 2026-02-19."""
+    stages = ((1, "overdue"), (2, "due"), (3, "reminder"))
+    return queued(tmp_path_factory.mktemp("sms") / "f.sqlite3", date(2026, 2, 19), stages)
+
+
+def six_for_one(tmp_path: Path, day: date) -> str:
+    """A database with six messages queued on ``day`` for one borrower."""
+    return queued(tmp_path / "six.sqlite3", day, [(loan, "overdue-1") for loan in range(1, 7)])
 
 
 def test_the_outbox_is_dispatched_under_the_daily_cap(url: str) -> None:
@@ -81,22 +94,6 @@ def test_outside_a_simulation_a_dispatch_is_not_dated_in_the_past(tmp_path: Path
     refused(fenqi("sms", "dispatch", "--now", "2026-11-29T10:00", "--db", url),
             "--now: 2026-11-29T10:00:00 has passed")  # fmt: skip
     assert fenqi("sms", "sent", "--db", url, "--json").json() == []
-
-
-def six_for_one(tmp_path: Path, day: date) -> str:
-    """A database with six messages queued on ``day`` for one borrower."""
-    url = f"sqlite:///{tmp_path / 'six.sqlite3'}"
-    assert fenqi("db", "init", "--db", url).code == 0
-    engine = create_engine(url)
-    with Session(engine) as session, session.begin():
-        session.add(BorrowerRow(id=1, name="张三", phone="13800138000", credit_limit=0,
-                                created_at=datetime(2026, 1, 1, tzinfo=UTC)))  # fmt: skip
-        for loan in range(1, 7):
-            session.add(SmsOutboxRow(loan_id=loan, day=day, stage="overdue-1", borrower_id=1,
-                                     phone="13800138000", text=f"【fenqi分期】订单{loan}",
-                                     status="pending"))  # fmt: skip
-    engine.dispose()
-    return url
 
 
 @pytest.mark.parametrize(
