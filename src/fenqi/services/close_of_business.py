@@ -420,7 +420,7 @@ def finish_run(context: Context, run_id: int) -> Document:
 
     def finish(session: Session) -> Document:
         run_row = _settle_run(session, run_id)
-        return wire.cob_run(run_row, _chunk_figures(session, [run_id])[run_id])
+        return wire.cob_run(run_row, _settled(_chunk_figures(session, [run_id])[run_id]))
 
     return run(context, finish)
 
