@@ -21,7 +21,7 @@ WHEN NEW.id = {loan} BEGIN SELECT RAISE(ABORT, '{message}'); END
 _POSTGRESQL = (
     """
 CREATE FUNCTION refuse_to_close() RETURNS trigger LANGUAGE plpgsql AS $$
-BEGIN RAISE EXCEPTION '{message}'; END $$
+BEGIN PERFORM pg_sleep({seconds}); RAISE EXCEPTION '{message}'; END $$
 """,
     """
 CREATE TRIGGER refuse_to_close BEFORE UPDATE OF closed_through ON loans
@@ -30,12 +30,15 @@ FOR EACH ROW WHEN (NEW.id = {loan}) EXECUTE FUNCTION refuse_to_close()
 )
 
 
-def refuse_to_close(engine: Engine, loan: int) -> None:
-    """From now on, any transaction that closes a day for ``loan`` fails."""
+def refuse_to_close(engine: Engine, loan: int, *, after_seconds: float = 0) -> None:
+    """From now on, any transaction that closes a day for ``loan`` fails — on PostgreSQL after
+    ``after_seconds``, as a statement that takes a while before it fails would."""
     statements = (_SQLITE,) if engine.dialect.name == "sqlite" else _POSTGRESQL
+    assert not after_seconds or engine.dialect.name == "postgresql", "PostgreSQL sleeps only"
     with engine.begin() as connection:
         for statement in statements:
-            connection.execute(text(statement.format(loan=int(loan), message=MESSAGE)))
+            said = statement.format(loan=int(loan), message=MESSAGE, seconds=float(after_seconds))
+            connection.execute(text(said))
 
 
 def allow_closing(engine: Engine) -> None:

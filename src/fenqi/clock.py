@@ -27,6 +27,11 @@ def today() -> date:
     return now().date()
 
 
+def simulated() -> bool:
+    """Whether ``FENQI_TODAY`` replaces today: a simulation, a demo or a test is running."""
+    return bool(os.environ.get(TODAY_VARIABLE, "").strip())
+
+
 def now() -> datetime:
     """The time in China now (aware, Asia/Shanghai), on ``FENQI_TODAY`` when it is set."""
     moment = datetime.now(CHINA)

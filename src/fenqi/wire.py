@@ -269,8 +269,10 @@ def difference(
     }
 
 
-def cob_run(row: CobRunRow) -> dict[str, Any]:
-    counts = dict(row.counts)
+def cob_run(row: CobRunRow, chunks: Mapping[str, int] | None = None) -> dict[str, Any]:
+    """A run; ``chunks``, its chunk figures as they stand, replace those it was settled with
+    (a run still running has none)."""
+    counts = {**row.counts, **(chunks or {})}
     for amount in ("debited", "failed_amount"):
         if amount in counts:
             counts[amount] = money(Money(counts[amount]))

@@ -3,16 +3,25 @@ loan on a card too short to pay, closed day by day with `fenqi cob`, its message
 the contact window, then paid up; the runs and the aging report."""
 
 import json
+import signal
 import subprocess
 import sys
+import time
+from collections.abc import Callable
 from typing import Any
 
 import pytest
+from fastapi.testclient import TestClient
+from sqlalchemy import Engine, select
+from sqlalchemy.exc import OperationalError
+from sqlalchemy.orm import Session
 
+from fenqi.api.app import create_app
 from fenqi.channels.simulator import SimulatedChannel
 from fenqi.services import close_of_business as cob
 from fenqi.services.context import Context
 from fenqi.store.database import make_engine
+from fenqi.store.schema import CobJobRow
 from tests.batch_faults import MESSAGE, REMINDED, allow_closing, loans_with_work, refuse_to_close
 from tests.e2e.cli import Run, fenqi, on, refused
 
@@ -45,23 +54,31 @@ def test_a_short_card_through_the_batch_and_back_to_current(shop: Shop) -> None:
                      "--amount", "10000", "--product", "cash", "--periods", "12",
                      "--date", "2026-01-15", today="2026-01-15")["id"]  # fmt: skip
 
-    runs = shop.json("cob", "--through", "2026-02-25")
+    runs = shop.json("cob", "--through", "2026-02-19", today="2026-02-19")
+    outbox = shop.json("sms", "outbox")
+    assert [(message["day"], message["stage"]) for message in outbox] == [
+        ("2026-02-12", "reminder"), ("2026-02-15", "due"), ("2026-02-19", "overdue-1")
+    ]  # fmt: skip
+    assert all(message["status"] == "pending" for message in outbox)
+    night = shop.json("sms", "dispatch", "--now", "2026-02-19T22:30", today="2026-02-20")
+    assert (night["sent"], night["held_window"]) == (0, 1)  # outside 08:00–21:00
+    assert night["expired"] == 2  # the reminder and the due-day message: their days are gone
+    morning = shop.json("sms", "dispatch", "--now", "2026-02-20T08:30", today="2026-02-21")
+    assert (morning["sent"], morning["expired"]) == (1, 0)  # overdue-1, a day late
+    assert [message["status"] for message in shop.json("sms", "outbox")] == [
+        "expired", "expired", "sent"
+    ]  # fmt: skip
+
+    runs += shop.json("cob", "--through", "2026-02-25", today="2026-02-25")
     assert [run["business_date"] for run in runs][-1] == "2026-02-25"
     assert sum(run["debits_failed"] for run in runs) == 4  # the due date and three retries
     assert sum(run["debits_succeeded"] for run in runs) == 0
     assert sum(run["newly_overdue"].get("M1", 0) for run in runs) == 1
     shown = shop.json("loan", "show", str(loan), "--as-of", "2026-02-25")
     assert (shown["dpd"], shown["bucket"], shown["outstanding_penalty"]) == (10, "M1", "3.94")
-
-    outbox = shop.json("sms", "outbox")
-    assert [message["stage"] for message in outbox] == ["reminder", "due", "overdue-1", "overdue-3",
-                                                         "overdue-7"]  # fmt: skip
-    assert all(message["status"] == "pending" for message in outbox)
-    night = shop.json("sms", "dispatch", "--now", "2026-02-25T22:30")
-    assert night["sent"] == 0  # outside 08:00–21:00
-    morning = shop.json("sms", "dispatch", "--now", "2026-02-26T08:30")
-    assert morning["sent"] == 2  # at most two a day to one borrower
-    assert shop.json("sms", "dispatch", "--now", "2026-02-27T09:00")["sent"] == 2
+    today = shop.json("sms", "dispatch", "--now", "2026-02-25T09:00", today="2026-02-26")
+    assert (today["sent"], today["expired"]) == (1, 1)  # overdue-7 goes; overdue-3 (02-21) not
+    assert len(shop.json("sms", "sent")) == 2
 
     aging = shop.json("report", "aging", "--date", "2026-02-25")
     assert next(row for row in aging["buckets"] if row["bucket"] == "M1")["loans"] == 1
@@ -122,6 +139,10 @@ def test_closing_a_day_catches_up_the_loans_behind_and_says_so(
     stages = [message["stage"] for message in shop.json("sms", "outbox")]
     assert stages == ["reminder"] * 3  # paid on the due date: nothing more to say
     assert shop.json("report", "cob", str(closed["id"]))["caught_up_from"] == "2026-02-12"
+    # The catch-up queued the reminders of 02-12, whose day is long gone: they are not sent.
+    told = shop.json("sms", "dispatch", "--now", "2026-02-15T09:00", today="2026-02-16")
+    assert (told["sent"], told["expired"], told["pending"]) == (0, 3, 0)
+    assert shop.json("sms", "sent") == []
 
     # Paid, the loans next have work on the next reminder: a later day catches up nothing.
     monkeypatch.setenv("FENQI_TODAY", "2026-03-12")
@@ -217,6 +238,79 @@ def test_a_worker_whose_chunks_fail_says_so_and_exits_1(shop: Shop, portfolio: l
     assert [chunk["status"] for chunk in shop.json("report", "cob", str(run_id))["chunks"]] == [
         "failed", "done"
     ]  # fmt: skip
+    # No coordinator was there: the worker that settled the last chunk settled the run.
+    listed = shop.json("cob", "status")[0]
+    assert (listed["status"], listed["chunks"], listed["chunks_done"], listed["chunks_failed"]) \
+        == ("failed", 2, 1, 1)  # fmt: skip
+    assert MESSAGE in listed["error"]
+
+
+@pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
+def test_a_run_whose_coordinator_died_is_settled_by_the_worker_that_finishes_it(
+    shop: Shop, portfolio: list[int]
+) -> None:
+    """`fenqi cob` killed (SIGKILL) in the middle of the chunk whose loan cannot be closed; a
+    `fenqi worker` finishes the run: the run is failed with the error, in `cob status` and
+    `/metrics`; once the cause is fixed, the first rerun completes it."""
+    engine = make_engine(shop.url)
+    refuse_to_close(engine, portfolio[2], after_seconds=1)
+    command = [sys.executable, "-m", "fenqi", "cob", "--date", "2026-02-12", "--workers", "1",
+               "--chunk-size", "1", "--db", shop.url, "--json"]  # fmt: skip
+    batch = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    until(lambda: chunk_statuses(engine) == ["done", "done", "queued"], batch)
+    batch.kill()  # in the third chunk: its statement sleeps, then fails
+    assert batch.wait(timeout=30) == -signal.SIGKILL
+    until(lambda: not chunk_held(engine))  # the server ends the dead coordinator's transaction
+
+    worker = shop.run("worker", "--until-idle")
+    assert worker.code == 1, worker.err
+    assert worker.err.startswith("fenqi: error: run 1 chunk 3 failed 3 times: RaiseException: ")
+    listed = shop.json("cob", "status")[0]
+    assert (listed["status"], listed["chunks"], listed["chunks_done"], listed["chunks_failed"]) \
+        == ("failed", 3, 2, 1)  # fmt: skip
+    assert listed["error"].startswith("1 of 3 chunks failed; chunk 3 after 3 attempts: ")
+    assert listed["finished_at"] is not None
+    with TestClient(create_app(shop.url)) as service:
+        metrics = service.get("/metrics").text
+    assert 'fenqi_cob_chunks_failed{business_date="2026-02-12",status="failed"} 1.0' in metrics
+    human = shop.run("cob", "status")
+    assert "failed" in human.out
+    assert "running" not in human.out
+
+    allow_closing(engine)
+    engine.dispose()
+    again = shop.run("cob", "--date", "2026-02-12", "--json")
+    assert again.code == 0, again.err
+    assert (again.json()["id"], again.json()["status"], again.json()["error"]) == (1, "done", None)
+    chunks = shop.json("report", "cob", "1")["chunks"]
+    assert [(chunk["status"], chunk["attempts"], chunk["error"]) for chunk in chunks] == [
+        ("done", 1, None), ("done", 1, None), ("done", 4, None)
+    ]  # fmt: skip
+
+
+def until(condition: Callable[[], bool], process: subprocess.Popen[bytes] | None = None) -> None:
+    """Waits (up to a minute) for ``condition``; a ``process`` it waits on may not end first."""
+    deadline = time.monotonic() + 60
+    while not condition():
+        assert process is None or process.poll() is None, "the process ended first"
+        assert time.monotonic() < deadline, "waited a minute"
+        time.sleep(0.05)
+
+
+def chunk_statuses(engine: Engine) -> list[str]:
+    with Session(engine) as session:
+        query = select(CobJobRow.status).order_by(CobJobRow.run_id, CobJobRow.chunk_no)
+        return list(session.scalars(query))
+
+
+def chunk_held(engine: Engine) -> bool:
+    """Whether a transaction (the dead coordinator's) still holds a chunk."""
+    with Session(engine) as session:
+        try:
+            session.execute(select(CobJobRow.chunk_no).with_for_update(nowait=True)).all()
+        except OperationalError:
+            return True
+        return False
 
 
 @pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)

@@ -3,12 +3,13 @@ day — reminder, failed debits and their retries, grace, penalty from the day a
 DPD and buckets, dunning messages — then paid up; and a loan written off at 180 DPD whose later
 payment is a recovery. The books are checked after every day."""
 
+import threading
 from concurrent.futures import ThreadPoolExecutor
 from datetime import date, timedelta
 from typing import Any
 
 import pytest
-from sqlalchemy import Engine, select
+from sqlalchemy import Engine, select, update
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
@@ -272,7 +273,7 @@ def test_a_chunk_that_fails_fails_the_run_with_its_error_and_a_rerun_completes_i
     assert failed["finished_at"] is not None
     chunks = cob.run_report(shop, failed["id"])["chunks"]
     assert [(chunk["status"], chunk["attempts"]) for chunk in chunks] == [
-        ("done", 0), ("failed", cob.MAX_ATTEMPTS), ("done", 0)
+        ("done", 1), ("failed", cob.MAX_ATTEMPTS), ("done", 1)
     ]  # fmt: skip
     assert MESSAGE in chunks[1]["error"]
     assert cob.runs(shop)[0]["status"] == "failed"
@@ -296,26 +297,131 @@ def test_a_chunk_that_fails_fails_the_run_with_its_error_and_a_rerun_completes_i
     assert watermark(engine, loans[1]) == date(2026, 2, 12)
     assert run_count(engine) == 1
     assert books.check_books(shop)["consistent"]
+    # Every chunk is done, with no error, and says how many tries it took: the failed one the
+    # three that raised in each of the two runs that stopped at it, and the one that did it.
+    chunks = cob.run_report(shop, failed["id"])["chunks"]
+    assert [(chunk["status"], chunk["attempts"], chunk["error"]) for chunk in chunks] == [
+        ("done", 1, None), ("done", 2 * cob.MAX_ATTEMPTS + 1, None), ("done", 1, None)
+    ]  # fmt: skip
 
 
 def test_a_chunk_that_fails_once_is_tried_again_and_the_run_is_done(
     shop: Context, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    loans_with_work(shop, 3)
+    loans = loans_with_work(shop, 3)
     real, calls = cob._close_chunk, []
 
     def flaky(*args: Any, **kwargs: Any) -> Any:
         calls.append(args[3])
         if len(calls) == 1:
-            raise RuntimeError("the connection dropped\nsecond line with 13500130000")
+            raise RuntimeError("the connection dropped")
         return real(*args, **kwargs)
 
     monkeypatch.setattr(cob, "_close_chunk", flaky)
     closed = cob.close(shop, date(2026, 2, 12), chunk_size=1)
     assert (closed["status"], closed["chunks_done"], closed["loans"]) == ("done", 3, 3)
+    assert calls == [loans[0], *loans]
     chunks = cob.run_report(shop, closed["id"])["chunks"]
-    assert chunks[0]["attempts"] == 1
-    assert chunks[0]["error"] == "RuntimeError: the connection dropped"  # the first line only
+    assert [(chunk["attempts"], chunk["error"]) for chunk in chunks] == [(2, None), (1, None),
+                                                                          (1, None)]  # fmt: skip
+
+
+def test_a_chunk_keeps_the_first_line_of_its_failure_until_it_is_done(
+    shop: Context, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    loans = loans_with_work(shop, 2)
+    real = cob._close_chunk
+
+    def broken(*args: Any, **kwargs: Any) -> Any:
+        if args[3] == loans[0]:
+            raise RuntimeError("the connection dropped\nsecond line with 13500130000")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(cob, "_close_chunk", broken)
+    failed = cob.close(shop, date(2026, 2, 12), chunk_size=1)
+    chunk = cob.run_report(shop, failed["id"])["chunks"][0]
+    assert (chunk["status"], chunk["attempts"]) == ("failed", cob.MAX_ATTEMPTS)
+    assert chunk["error"] == "RuntimeError: the connection dropped"  # the first line only
+    assert failed["error"].endswith("after 3 attempts: RuntimeError: the connection dropped")
+
+
+def test_the_worker_that_settles_a_runs_last_chunk_settles_the_run(
+    shop: Context, engine: Engine
+) -> None:
+    """No coordinator adds the run up (it died, or the chunks were left to `fenqi worker`s):
+    the worker that settles the last chunk records the run failed, with the error, in that
+    chunk's transaction; a rerun once the cause is fixed completes it."""
+    loans = loans_with_work(shop, 3)
+    refuse_to_close(engine, loans[1])
+    run_id = cob.start_run(shop, date(2026, 2, 12), chunk_size=1)
+    assert run_id is not None
+    running = cob.runs(shop)[0]  # how far it has got, while it runs
+    assert (running["status"], running["chunks"], running["chunks_done"]) == ("running", 3, 0)
+    worked = cob.work(shop)  # any run's chunks, as `fenqi worker` takes them
+    assert (worked.done, len(worked.failed)) == (2, 1)
+    failed = cob.runs(shop)[0]
+    assert (failed["status"], failed["chunks"], failed["chunks_done"], failed["chunks_failed"]) \
+        == ("failed", 3, 2, 1)  # fmt: skip
+    assert failed["error"].startswith(f"1 of 3 chunks failed; chunk 2 after {cob.MAX_ATTEMPTS} ")
+    assert MESSAGE in failed["error"]
+    assert (failed["finished_at"] is not None, failed["loans"]) == (True, 2)
+
+    allow_closing(engine)
+    completed = cob.close(shop, date(2026, 2, 12), chunk_size=1)
+    assert (completed["id"], completed["status"], completed["chunks_done"]) == (run_id, "done", 3)
+
+
+def test_a_worker_that_does_a_runs_last_chunk_records_it_done(shop: Context) -> None:
+    loans_with_work(shop, 3)
+    run_id = cob.start_run(shop, date(2026, 2, 12), chunk_size=2)
+    assert cob.work(shop, run_id) == cob.Worked(2, [])
+    done = cob.runs(shop)[0]
+    assert (done["status"], done["error"], done["chunks_done"], done["loans"]) == ("done", None,
+                                                                                 2, 3)  # fmt: skip
+
+
+def test_a_run_left_running_with_its_chunks_settled_is_completed_by_the_first_rerun(
+    shop: Context, engine: Engine
+) -> None:
+    """A run that an earlier version left "running" although no chunk is queued (a coordinator
+    killed, its chunks finished by a worker that did not settle runs): the first rerun once the
+    cause is fixed queues its failed chunks again and completes it."""
+    loans = loans_with_work(shop, 3)
+    refuse_to_close(engine, loans[2])
+    failed = cob.close(shop, date(2026, 2, 12), chunk_size=1)
+    with Session(engine) as session, session.begin():
+        session.execute(update(CobRunRow).values(status="running", error=None, finished_at=None,
+                                                 counts={}))  # fmt: skip
+    allow_closing(engine)
+    completed = cob.close(shop, date(2026, 2, 12), chunk_size=1)
+    assert (completed["id"], completed["status"], completed["chunks_done"]) == (failed["id"],
+                                                                              "done", 3)  # fmt: skip
+    assert completed["loans"] == 3
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
+def test_workers_settling_the_last_two_chunks_at_once_settle_the_run(
+    shop: Context, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two workers each hold one of the run's last two chunks and finish them at the same
+    moment: neither sees the other's chunk done before it commits, yet the run is settled."""
+    loans_with_work(shop, 2)
+    together = threading.Barrier(2, timeout=30)
+    real = cob._close_chunk
+
+    def in_step(*args: Any, **kwargs: Any) -> Any:
+        counts = real(*args, **kwargs)
+        together.wait()  # both chunks closed, neither marked done yet
+        return counts
+
+    monkeypatch.setattr(cob, "_close_chunk", in_step)
+    run_id = cob.start_run(shop, date(2026, 2, 12), chunk_size=1)
+    with ThreadPoolExecutor(2) as workers:
+        worked = list(workers.map(lambda _: cob.work(shop, run_id), range(2)))
+    assert [result.done for result in worked] == [1, 1]  # one chunk each, at the same time
+    settled = cob.runs(shop)[0]
+    assert (settled["status"], settled["chunks_done"], settled["loans"]) == ("done", 2, 2)
 
 
 def test_runs_started_at_once_for_a_day_share_one_run(shop: Context) -> None:

@@ -1,9 +1,11 @@
 """The SMS dispatcher on SQLite and PostgreSQL: it sends inside the contact window only, at most
-two messages a borrower a local day, oldest first, and keeps a record of each (DOMAIN.md §7)."""
+two messages a borrower a local day, oldest first, and keeps a record of each (DOMAIN.md §7);
+a message whose day is gone expires, and a dispatch's time never goes back. The clock is a
+simulation's (FENQI_TODAY) unless a test says otherwise: the dispatches are dated in 2026."""
 
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 
 import pytest
 from sqlalchemy import Engine, select
@@ -19,6 +21,12 @@ from fenqi.store.schema import BorrowerRow, SmsOutboxRow, SmsSentRow
 
 DAY = date(2026, 2, 19)
 CREATED = datetime(2026, 1, 1, tzinfo=UTC)
+
+
+@pytest.fixture(autouse=True)
+def simulation(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The clock on a day after every dispatch of these tests, whatever its time of day."""
+    monkeypatch.setenv("FENQI_TODAY", "2026-12-02")
 
 
 @pytest.fixture
@@ -43,13 +51,18 @@ def queue(session: Session, borrower: int, loan: int, day: date, stage: str) -> 
                              status="pending", sent_at=None))  # fmt: skip
 
 
-def at(day: date, hour: int, minute: int = 0) -> datetime:
+def at(day: date, hour: int, minute: int = 0, second: int = 0) -> datetime:
     """China's wall clock, as the CLI passes it: naive."""
-    return datetime(day.year, day.month, day.day, hour, minute)
+    return datetime(day.year, day.month, day.day, hour, minute, second)
 
 
 def counts(report: dict[str, object]) -> tuple[object, ...]:
     return tuple(report[key] for key in ("sent", "held_window", "held_cap", "pending"))
+
+
+def borrower(session: Session, number: int) -> None:
+    session.add(BorrowerRow(id=number, name="张三", phone=f"1380000{number:04d}", credit_limit=0,
+                            created_at=CREATED))  # fmt: skip
 
 
 def sent_log(engine: Engine) -> list[tuple[int, int, str, datetime]]:
@@ -175,3 +188,86 @@ def test_a_dispatch_ahead_of_the_clock_is_refused_beyond_a_minute(
     with pytest.raises(sms.FutureTimeError, match=r"\(it is 2026-02-18T"):
         dispatch(context, at(DAY, 0, 0))
     assert len(sent_log(engine)) == 3  # only the first went
+
+
+# -- time only moves forward, and a message whose day is gone is not sent -------------------------
+
+
+def six_for_one(engine: Engine, day: date) -> Context:
+    """Six messages queued on ``day`` for one borrower (six loans)."""
+    with Session(engine) as session, session.begin():
+        borrower(session, 7)
+        for loan in range(1, 7):
+            queue(session, 7, loan, day, "overdue")
+    return Context(engine, SimulatedChannel, "test", sms=SimulatedSms)
+
+
+def test_a_dispatch_before_the_latest_send_is_refused_so_a_days_cap_is_not_used_again(
+    engine: Engine,
+) -> None:
+    context = six_for_one(engine, date(2026, 11, 30))
+    assert dispatch(context, at(date(2026, 12, 1), 10))["sent"] == 2
+    for earlier in (at(date(2026, 11, 30), 10), at(date(2026, 11, 29), 10),
+                    at(date(2026, 12, 1), 9, 59)):  # fmt: skip
+        with pytest.raises(sms.BeforeLastSentError, match=r"before 2026-12-01T10:00:00, when "):
+            dispatch(context, earlier)
+    assert counts(dispatch(context, at(date(2026, 12, 1), 10)))[:3] == (0, 0, 4)  # same time: fine
+    assert [entry[3] for entry in sent_log(engine)] == [datetime(2026, 12, 1, 2, tzinfo=UTC)] * 2
+
+
+def test_outside_a_simulation_a_dispatch_is_dated_now(engine: Engine) -> None:
+    """Messages go out when the dispatcher sends them: without FENQI_TODAY, a time before the
+    clock (beyond a minute of slack) is refused as much as one after it."""
+    context = six_for_one(engine, date(2026, 11, 30))
+    clock_now = datetime(2026, 11, 30, 10, 0, tzinfo=sms.LOCAL)
+    with pytest.raises(sms.PastTimeError, match="2026-11-30T09:58:59 has passed"):
+        dispatch(context, at(date(2026, 11, 30), 9, 58, 59), clock_now=clock_now,
+                 simulation=False)  # fmt: skip
+    assert sent_log(engine) == []
+    late = dispatch(context, at(date(2026, 11, 30), 9, 59), clock_now=clock_now, simulation=False)
+    assert late["sent"] == 2
+
+
+def test_a_message_whose_day_is_gone_expires_unsent(context: Context, engine: Engine) -> None:
+    """The fixture's messages are of 2026-02-18 and 02-19: on the 20th, the 18th's is more than
+    a day gone and expires, even outside the window; the 19th's still go (the window or the cap
+    held them over), and on the 21st the one the cap held expires."""
+    early = dispatch(context, at(date(2026, 2, 20), 7))
+    assert (early["sent"], early["expired"], early["held_window"]) == (0, 1, 4)
+    morning = dispatch(context, at(date(2026, 2, 20), 8, 30))
+    assert (morning["sent"], morning["expired"], morning["held_cap"]) == (3, 0, 1)
+    later = dispatch(context, at(date(2026, 2, 21), 9))
+    assert (later["sent"], later["expired"], later["pending"]) == (0, 1, 0)
+    assert [entry[1] for entry in sent_log(engine)] == [1, 2, 3]
+    expired = outbox(context, "expired")
+    assert [(row["loan_id"], row["day"], row["sent_at"]) for row in expired] == [
+        (5, "2026-02-18", None), (4, "2026-02-19", None)
+    ]  # fmt: skip
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
+def test_dispatchers_at_once_at_different_times_never_send_out_of_order(engine: Engine) -> None:
+    """Eight dispatchers at once, dated at eight times over two days: each sends in its turn,
+    none sends at a time before one already sent, and each day's cap holds."""
+    day = date(2026, 11, 30)
+    with Session(engine) as session, session.begin():
+        borrower(session, 7)
+        for loan in range(1, 13):
+            queue(session, 7, loan, day, "overdue")
+    context = Context(engine, SimulatedChannel, "test", sms=SimulatedSms)
+    times = [at(day + timedelta(days=k // 4), 9 + k % 4) for k in range(8)]
+
+    def send(moment: datetime) -> int:
+        try:
+            return int(dispatch(context, moment)["sent"])
+        except sms.BeforeLastSentError:
+            return 0
+
+    with ThreadPoolExecutor(8) as dispatchers:
+        sent = sum(dispatchers.map(send, reversed(times)))
+    log = sent_log(engine)
+    assert sent == len(log) <= 4
+    stamps = [entry[3] for entry in log]
+    assert stamps == sorted(stamps)  # in the order they were sent, time never went back
+    assert max(Counter(stamp.astimezone(sms.LOCAL).date() for stamp in stamps).values()) <= 2

@@ -34,7 +34,7 @@ from fenqi.store.schema import (
     PostingRow,
 )
 
-HEAD = "0009"
+HEAD = "0011"
 CHART = {
     "principal_receivable": "asset",
     "interest_receivable": "asset",

@@ -437,7 +437,7 @@ def aging(request: Request, who: Caller,
 
 @router.get("/sms/outbox", tags=["batch"])
 def outbox(request: Request, who: Caller,
-           status: Annotated[str | None, Query(pattern="^(pending|sent)$")] = None
+           status: Annotated[str | None, Query(pattern="^(pending|sent|expired)$")] = None
            ) -> list[Document]:  # fmt: skip
     who.need(Permission.READ)
     return sms.outbox(context_for(request, who), status)

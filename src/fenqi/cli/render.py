@@ -39,8 +39,8 @@ _LOANS = ("id", "order_id", "merchant", "product", "principal", "periods", "stat
 _PRODUCTS = ("code", "name", "method", "periods", "annual_rate", "fee_rate", "apr_cap")
 _ACCOUNTS = ("account", "name", "debit", "credit", "balance")
 _COB_RUNS = ("id", "business_date", "status", "loans", "debits_tried", "debits_succeeded",
-             "debits_failed", "sms_queued", "write_offs", "chunks_failed", "started_at",
-             "finished_at", "error")  # fmt: skip
+             "debits_failed", "sms_queued", "write_offs", "chunks", "chunks_done",
+             "chunks_failed", "started_at", "finished_at", "error")  # fmt: skip
 
 
 def emit(document: Any, as_json: bool, human: Callable[[Any], None]) -> None:

@@ -12,7 +12,7 @@ from fenqi.cli import render
 from fenqi.cli.context import DatabaseOption, respond
 from fenqi.cli.groups import command_group
 from fenqi.cli.options import JsonOption, OptionError, Text, choice, moment
-from fenqi.services.sms import FutureTimeError, SmsStatus, delivered, dispatch, outbox
+from fenqi.services.sms import DispatchTimeError, SmsStatus, delivered, dispatch, outbox
 
 sms_app = command_group("Send the queued SMS and look at the outbox.")
 
@@ -31,18 +31,21 @@ def dispatch_command(
     as_json: JsonOption = False,
 ) -> None:
     """Send pending messages if it is inside the contact window (08:00-21:00), at most two a
-    borrower a day; the rest wait for the next window."""
+    borrower a day; the rest wait for the next window. Messages whose day is more than a day
+    gone are expired, not sent. --now is for simulations (FENQI_TODAY): never after the clock,
+    never before the last send."""
     at = clock.now().replace(microsecond=0) if now is None else moment("--now", now)
     try:
         respond(db, as_json, render.key_values, dispatch, at)
-    except FutureTimeError as error:
-        raise OptionError(f"--now: {error}") from None
+    except DispatchTimeError as error:
+        raise OptionError(f"--now: {error}" if now is not None else str(error)) from None
 
 
 @sms_app.command("outbox")
 def outbox_command(
     status: Annotated[
-        Text, typer.Option("--status", metavar="pending|sent", help="Only these messages.")
+        Text,
+        typer.Option("--status", metavar="pending|sent|expired", help="Only these messages."),
     ] = None,
     db: DatabaseOption = None,
     as_json: JsonOption = False,

@@ -10,11 +10,12 @@ dates with bulk statements, marking the job done in the same commit. A worker th
 only its open transaction: the job goes back to the queue and the rerun does exactly what the
 lost one would have. A day already closed for a loan is never closed again.
 
-A chunk that raises is recorded with its error and tried again, a bounded number of times; a run
-whose chunks failed for good is marked failed with the error, and starting its day again takes
-them up. A day that has not come yet (``fenqi.clock``) is never closed; closing a day while
-loans are behind closes the days they are behind first, one by one; a day with nothing to close
-records no run.
+A chunk that raises is recorded with its error and tried again, a bounded number of times.
+Whoever settles a run's last chunk — done, or failed for good — settles the run in the same
+transaction: done, or failed with the error; starting its day again takes its failed chunks up.
+A day that has not come yet (``fenqi.clock``) is never closed; closing a day while loans are
+behind closes the days they are behind first, one by one; a day with nothing to close records
+no run.
 """
 
 from __future__ import annotations
@@ -71,7 +72,7 @@ from fenqi.store.schema import (
 )
 
 CHUNK_SIZE = 500
-MAX_ATTEMPTS = 3  # times a chunk that raises is tried in all before it fails for good
+MAX_ATTEMPTS = 3  # tries that raise, since a chunk was queued, before it fails for good
 WAIT_SECONDS = 0.3  # between looks at a run whose last chunks other workers hold
 ERROR_LENGTH = 300  # characters of a failure kept with its chunk and run
 _BUCKET_ORDER = {f"M{n}": n for n in range(8)}
@@ -265,7 +266,9 @@ def start_run(
 
     def plan(session: Session) -> int | None:
         open_run = session.scalars(
-            select(CobRunRow).where(CobRunRow.business_date == day, CobRunRow.status != "done")
+            select(CobRunRow)
+            .where(CobRunRow.business_date == day, CobRunRow.status != "done")
+            .with_for_update()  # not settled by a worker meanwhile: it waits, then sees this
         ).first()
         if open_run is not None:
             _take_up(session, open_run, caught_up_from)
@@ -294,15 +297,18 @@ def start_run(
 
 
 def _take_up(session: Session, open_run: CobRunRow, caught_up_from: date | None) -> None:
-    """A run started again: running once more, its chunks that failed for good tried afresh."""
-    if open_run.status == "failed":
+    """A run started again: running once more, its chunks that failed for good queued afresh
+    with ``MAX_ATTEMPTS`` tries of their own — whether the run was recorded failed or was left
+    running (its coordinator died and no one settled it). Their ``attempts`` keep counting."""
+    requeued = session.execute(
+        update(CobJobRow)
+        .where(CobJobRow.run_id == open_run.id, CobJobRow.status == "failed")
+        .values(status="queued", failures=0)
+        .returning(CobJobRow.chunk_no)
+        .execution_options(synchronize_session=False)
+    ).all()
+    if requeued or open_run.status == "failed":
         open_run.status, open_run.error, open_run.finished_at = "running", None, None
-        session.execute(
-            update(CobJobRow)
-            .where(CobJobRow.run_id == open_run.id, CobJobRow.status == "failed")
-            .values(status="queued", attempts=0)
-            .execution_options(synchronize_session=False)
-        )
     if caught_up_from is not None:
         open_run.caught_up_from = caught_up_from
 
@@ -328,9 +334,10 @@ def work(context: Context, run_id: int | None = None,
          today: date | None = None) -> Worked:  # fmt: skip
     """Takes queued chunks (of ``run_id``, or of any run) until none is left. A chunk that
     raises — any database error, any bug — is recorded with its error and queued again, up to
-    ``MAX_ATTEMPTS`` in all, then failed for good; a worker killed mid-chunk leaves it queued
-    as it was. Chunks of a day after ``today`` are never taken. Any number of workers, on any
-    machines, may run this at once."""
+    ``MAX_ATTEMPTS`` tries that raise, then failed for good; a worker killed mid-chunk leaves it
+    queued as it was. The worker that settles a run's last chunk settles the run. Chunks of a
+    day after ``today`` are never taken. Any number of workers, on any machines, may run this
+    at once."""
     today = clock.today() if today is None else today
     if run_id is not None:
         _refuse_future_run(context, run_id, today)
@@ -363,24 +370,26 @@ def _refuse_future_run(context: Context, run_id: int, today: date) -> None:
 
 
 def _chunk_failed(context: Context, run_id: int, chunk_no: int, error: Exception) -> str | None:
-    """Records a chunk's failed attempt, queueing it again or, at the last attempt, failing it
-    for good (then says so). Only a chunk still queued is touched: another worker may have
-    taken it and done it meanwhile."""
+    """Records a chunk's failed try, queueing it again or, at the last one, failing it for good
+    (then says so, and settles the run if that was its last chunk). Only a chunk still queued
+    is touched: another worker may have taken it and done it meanwhile."""
     said = failure(error)
-    tried = CobJobRow.attempts + 1
+    failures = CobJobRow.failures + 1
 
     def record(session: Session) -> str | None:
         status = session.execute(
             update(CobJobRow)
             .where(CobJobRow.run_id == run_id, CobJobRow.chunk_no == chunk_no,
                    CobJobRow.status == "queued")
-            .values(attempts=tried, error=said, worker=worker_name(), finished_at=now(),
-                    status=case((tried >= MAX_ATTEMPTS, "failed"), else_="queued"))
+            .values(attempts=CobJobRow.attempts + 1, failures=failures, error=said,
+                    worker=worker_name(), finished_at=now(),
+                    status=case((failures >= MAX_ATTEMPTS, "failed"), else_="queued"))
             .returning(CobJobRow.status)
             .execution_options(synchronize_session=False)
         ).scalar()  # fmt: skip
         if status != "failed":
             return None
+        _settle_run(session, run_id)
         return f"run {run_id} chunk {chunk_no} failed {MAX_ATTEMPTS} times: {said}"
 
     return run(context, record)
@@ -397,8 +406,8 @@ def failure(error: BaseException) -> str:
 
 
 def _settle(context: Context, run_id: int, today: date | None) -> Document:
-    """The run added up once every chunk is done or failed for good: chunks that other workers
-    still hold are waited for, and those they leave (a worker killed mid-chunk) are taken."""
+    """The run once every chunk is done or failed for good: chunks that other workers still
+    hold are waited for, and those they leave (a worker killed mid-chunk) are taken."""
     while (document := finish_run(context, run_id))["status"] == "running":
         time.sleep(WAIT_SECONDS)
         work(context, run_id, today=today)
@@ -406,30 +415,63 @@ def _settle(context: Context, run_id: int, today: date | None) -> Document:
 
 
 def finish_run(context: Context, run_id: int) -> Document:
-    """Adds up the run's chunks; a running run whose every chunk is settled is recorded done,
-    or failed with the error of its first chunk that failed for good."""
+    """The run as it stands, settled first if every chunk is (``_settle_run``: the worker that
+    settled the last chunk has done so already, unless the run was left from before)."""
 
     def finish(session: Session) -> Document:
-        run_row = session.get(CobRunRow, run_id, with_for_update=True)  # one finisher at once
-        if run_row is None:
-            raise NotFoundError(f"no close-of-business run {run_id}")
-        jobs = list(session.scalars(
-            select(CobJobRow).where(CobJobRow.run_id == run_id).order_by(CobJobRow.chunk_no)
-        ))  # fmt: skip
-        tally = Tally()
-        for job in jobs:
-            tally.add(job.counts or {})
-        failed = [job for job in jobs if job.status == "failed"]
-        settled = all(job.status in ("done", "failed") for job in jobs)
-        if settled and run_row.status == "running":
-            run_row.status, run_row.finished_at = ("failed" if failed else "done"), now()
-            run_row.error = _run_error(failed, len(jobs)) if failed else None
-        run_row.counts = {**tally.document(), "chunks": len(jobs),
-                          "chunks_done": sum(job.status == "done" for job in jobs),
-                          "chunks_failed": len(failed)}  # fmt: skip
-        return wire.cob_run(run_row)
+        run_row = _settle_run(session, run_id)
+        return wire.cob_run(run_row, _settled(_chunk_figures(session, [run_id])[run_id]))
 
     return run(context, finish)
+
+
+def _settle_run(session: Session, run_id: int) -> CobRunRow:
+    """In the transaction that settled one of its chunks: once no chunk of the run is queued,
+    records it done, or failed with the error of its first chunk that failed for good, and
+    adds up what its chunks did. The run's row is locked first, and the chunks are counted
+    after: of two workers settling the last two chunks at once, the second waits for the first
+    to commit and then counts its chunk settled (each statement reads what is committed), so one
+    of them always settles the run."""
+    run_row = session.get(CobRunRow, run_id, with_for_update=True)
+    if run_row is None:
+        raise NotFoundError(f"no close-of-business run {run_id}")
+    if run_row.status == "done":
+        return run_row
+    figures = _chunk_figures(session, [run_id])[run_id]
+    if figures["chunks_queued"]:
+        return run_row
+    jobs = list(session.scalars(
+        select(CobJobRow).where(CobJobRow.run_id == run_id).order_by(CobJobRow.chunk_no)
+        .execution_options(populate_existing=True)  # the chunk this transaction just settled
+    ))  # fmt: skip
+    tally = Tally()
+    for job in jobs:
+        tally.add(job.counts or {})
+    failed = [job for job in jobs if job.status == "failed"]
+    run_row.status, run_row.finished_at = ("failed" if failed else "done"), now()
+    run_row.error = _run_error(failed, len(jobs)) if failed else None
+    run_row.counts = {**tally.document(), **_settled(figures)}
+    return run_row
+
+
+def _chunk_figures(session: Session, run_ids: Sequence[int]) -> dict[int, dict[str, int]]:
+    """Each run's chunks, done, failed and queued, as they stand (a run still running says
+    how far it has got)."""
+    figures = {run_id: dict.fromkeys(("chunks", "chunks_done", "chunks_failed",
+                                      "chunks_queued"), 0) for run_id in run_ids}  # fmt: skip
+    query = (
+        select(CobJobRow.run_id, CobJobRow.status, func.count())
+        .where(CobJobRow.run_id.in_(run_ids))
+        .group_by(CobJobRow.run_id, CobJobRow.status)
+    )
+    for run_id, status, count in session.execute(query):
+        figures[run_id]["chunks"] += count
+        figures[run_id][f"chunks_{status}"] = count
+    return figures
+
+
+def _settled(figures: dict[str, int]) -> dict[str, int]:
+    return {name: figures[name] for name in ("chunks", "chunks_done", "chunks_failed")}
 
 
 def _run_error(failed: list[CobJobRow], chunks: int) -> str:
@@ -456,7 +498,14 @@ def _one_job(context: Context, session: Session, *, run_id: int | None, today: d
         return None
     taken.append((job.run_id, job.chunk_no))
     counts = _close_chunk(context, session, job.business_date, job.first_loan_id, job.last_loan_id)
-    job.status, job.worker, job.finished_at, job.counts = "done", worker_name(), now(), counts
+    session.execute(
+        update(CobJobRow)
+        .where(CobJobRow.run_id == job.run_id, CobJobRow.chunk_no == job.chunk_no)
+        .values(status="done", worker=worker_name(), finished_at=now(), counts=counts,
+                attempts=CobJobRow.attempts + 1, error=None)  # done: no failure stands
+        .execution_options(synchronize_session=False)
+    )  # fmt: skip
+    _settle_run(session, job.run_id)
     return counts
 
 
@@ -704,7 +753,9 @@ class _Chunk:
 def runs(context: Context, limit: int = 20) -> list[Document]:
     def listing(session: Session) -> list[Document]:
         query = select(CobRunRow).order_by(CobRunRow.id.desc()).limit(limit)
-        return [wire.cob_run(row) for row in session.scalars(query)]
+        rows = list(session.scalars(query))
+        figures = _chunk_figures(session, [row.id for row in rows])
+        return [wire.cob_run(row, _settled(figures[row.id])) for row in rows]
 
     return run(context, listing)
 
@@ -714,9 +765,10 @@ def run_report(context: Context, run_id: int) -> Document:
         row = session.get(CobRunRow, run_id)
         if row is None:
             raise NotFoundError(f"no close-of-business run {run_id}")
-        jobs = session.scalars(select(CobJobRow).where(CobJobRow.run_id == run_id)
-                               .order_by(CobJobRow.chunk_no))  # fmt: skip
-        return {**wire.cob_run(row), "chunks": [wire.cob_job(job) for job in jobs]}
+        jobs = list(session.scalars(select(CobJobRow).where(CobJobRow.run_id == run_id)
+                                    .order_by(CobJobRow.chunk_no)))  # fmt: skip
+        figures = _settled(_chunk_figures(session, [run_id])[run_id])
+        return {**wire.cob_run(row, figures), "chunks": [wire.cob_job(job) for job in jobs]}
 
     return run(context, report)
 

@@ -7,6 +7,13 @@ UTC instant. A borrower's daily cap counts the dunning messages ``sms_sent`` hol
 that local date, the record this dispatcher keeps of every message it hands to the gateway; the
 sign-in codes texted to her (which name no loan) are not dunning and do not count, or anyone
 who knows her phone could use up her reminders by asking for codes.
+
+A dispatch is dated when it sends, and its time only moves forward: never after the clock, never
+before the latest message sent (or a day's cap could be used again by going back to it), and,
+unless the clock is a simulation's (``FENQI_TODAY``), never before the clock either. A message
+says what was true on its day (the amount due, the days overdue): one whose day is more than
+``FRESH_DAYS`` gone — a batch that caught up on past days queued it, or no dispatch ran — is
+marked expired, never sent.
 """
 
 from __future__ import annotations
@@ -15,10 +22,10 @@ from collections.abc import Callable
 from datetime import UTC, date, datetime, time, timedelta
 from enum import StrEnum
 from functools import partial
-from typing import NamedTuple
+from typing import Any, NamedTuple, cast
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import func, select, tuple_
+from sqlalchemy import CursorResult, func, select, text, tuple_, update
 from sqlalchemy.orm import Session
 
 from fenqi import clock
@@ -31,7 +38,8 @@ LOCAL = ZoneInfo("Asia/Shanghai")
 # DOMAIN.md §7: 08:00-21:00 local; sources differ, so the stricter reading: 21:00 is outside.
 WINDOW_OPENS, WINDOW_CLOSES = time(8), time(21)
 DAILY_CAP = 2  # SMS a borrower may receive on one local date
-SLACK = timedelta(minutes=1)  # how far a dispatch time may be ahead of the clock (clock skew)
+SLACK = timedelta(minutes=1)  # how far a dispatch time may be off the clock (clock skew)
+FRESH_DAYS = 1  # a message goes on its day or the next (the window or the cap held it over)
 CHUNK = 500  # messages sent per transaction
 _ORDER = (SmsOutboxRow.day, SmsOutboxRow.loan_id, SmsOutboxRow.stage)  # oldest day first
 
@@ -39,6 +47,7 @@ _ORDER = (SmsOutboxRow.day, SmsOutboxRow.loan_id, SmsOutboxRow.stage)  # oldest 
 class SmsStatus(StrEnum):
     PENDING = "pending"  # queued by the batch, not sent yet
     SENT = "sent"
+    EXPIRED = "expired"  # its day more than FRESH_DAYS gone before it could be sent: never sent
 
 
 def local_time(now: datetime) -> datetime:
@@ -50,35 +59,93 @@ def in_window(local: datetime) -> bool:
     return WINDOW_OPENS <= local.time() < WINDOW_CLOSES
 
 
-class FutureTimeError(RefusedError):
+class DispatchTimeError(RefusedError):
+    """A time a dispatch may not be dated: its messages would be recorded as sent when they
+    were not."""
+
+
+class FutureTimeError(DispatchTimeError):
     """A dispatch said to happen at a time that has not come: its messages would be recorded as
     sent, and counted against the borrower's cap, on a day still ahead."""
 
 
-def dispatch(context: Context, now: datetime, *, clock_now: datetime | None = None) -> Document:
-    """Sends the pending messages of ``now``'s local date and before, oldest day first, if
-    ``now`` is inside the contact window: each borrower gets at most ``DAILY_CAP`` on that date,
-    and the rest stay pending for the next window. Outside the window nothing is sent. A ``now``
-    later than the clock's (``clock_now``, default ``fenqi.clock.now()``), beyond ``SLACK``, is
-    refused."""
+class PastTimeError(DispatchTimeError):
+    """A dispatch dated before the clock outside a simulation: its messages go out now."""
+
+
+class BeforeLastSentError(DispatchTimeError):
+    """A dispatch dated before the latest message sent: time would run backwards in the outbox,
+    and a day whose cap was used up could be used again."""
+
+
+def _stamp(moment: datetime) -> str:
+    return f"{local_time(moment):%Y-%m-%dT%H:%M:%S}"
+
+
+def dispatch(context: Context, now: datetime, *, clock_now: datetime | None = None,
+             simulation: bool | None = None) -> Document:  # fmt: skip
+    """Expires the pending messages whose day is more than ``FRESH_DAYS`` before ``now``'s
+    local date, then sends those of that date and before, oldest day first, if ``now`` is
+    inside the contact window: each borrower gets at most ``DAILY_CAP`` on that date, and the
+    rest stay pending for the next window. Outside the window nothing is sent. Refused: a
+    ``now`` later than the clock's (``clock_now``, default ``fenqi.clock.now()``) beyond
+    ``SLACK``; earlier than it beyond ``SLACK`` unless this is a ``simulation`` (default:
+    ``FENQI_TODAY`` is set); earlier than the latest message sent."""
     if context.sms is None:
         raise RefusedError("no SMS gateway is configured; nothing can be sent")
     local = local_time(now)
     present = local_time(clock.now() if clock_now is None else clock_now)
     if local > present + SLACK:
         raise FutureTimeError(
-            f"{local:%Y-%m-%dT%H:%M:%S} has not come yet (it is {present:%Y-%m-%dT%H:%M:%S} in "
-            "Beijing): messages are sent when they go out, never ahead; give a time up to now"
+            f"{_stamp(local)} has not come yet (it is {_stamp(present)} in Beijing): messages "
+            "are sent when they go out, never ahead; give a time up to now"
         )
+    if local < present - SLACK and not (clock.simulated() if simulation is None else simulation):
+        raise PastTimeError(
+            f"{_stamp(local)} has passed (it is {_stamp(present)} in Beijing): messages go out "
+            "now and are recorded as sent now; leave --now out (an earlier time is for "
+            "simulations, with FENQI_TODAY set)"
+        )
+    expired = run(context, partial(_expire, local=local))
     sent, held_cap = _send_due(context, context.sms, local) if in_window(local) else (0, 0)
     due, pending = run(context, partial(_pending, today=local.date()))
     return {
         "now": local.isoformat(),
         "sent": sent,
+        "expired": expired,
         "held_window": 0 if in_window(local) else due,
         "held_cap": held_cap,
         "pending": pending,
     }
+
+
+def _take_turn(session: Session, local: datetime) -> None:
+    """Dispatchers take turns, a transaction at a time (on PostgreSQL a lock held to its
+    commit; SQLite writes one at a time), and each turn refuses a time before the latest
+    message sent: two dispatchers at once cannot send at times out of order."""
+    if session.get_bind().dialect.name == "postgresql":
+        session.execute(text("SELECT pg_advisory_xact_lock(hashtextextended('fenqi sms', 0))"))
+    latest = session.scalar(select(func.max(SmsOutboxRow.sent_at)))
+    if latest is not None and local < latest:
+        raise BeforeLastSentError(
+            f"{_stamp(local)} is before {_stamp(latest)}, when messages were last sent: time "
+            "never runs backwards in the outbox (a day's cap would be used again); give a "
+            f"time from {_stamp(latest)} on"
+        )
+
+
+def _expire(session: Session, local: datetime) -> int:
+    """Marks expired the pending messages whose day is more than ``FRESH_DAYS`` before
+    ``local``'s date: what they say (the amount due, the days overdue) is no longer true."""
+    _take_turn(session, local)
+    gone = local.date() - timedelta(days=FRESH_DAYS)
+    expired = session.execute(
+        update(SmsOutboxRow)
+        .where(SmsOutboxRow.status == SmsStatus.PENDING, SmsOutboxRow.day < gone)
+        .values(status=SmsStatus.EXPIRED)
+        .execution_options(synchronize_session=False)
+    )
+    return int(cast(CursorResult[Any], expired).rowcount)
 
 
 def outbox(context: Context, status: str | None = None, limit: int = 200) -> list[Document]:
@@ -128,8 +195,9 @@ def _send_chunk(
     after: tuple[date, int, str] | None,
 ) -> _Chunk:
     """Sends the next ``CHUNK`` pending messages after ``after``, in one transaction with the
-    record of each. The rows are locked before the borrowers' counts are read, so a dispatcher
-    running at the same time waits and then counts what this one sent."""
+    record of each, in this dispatcher's turn: a dispatcher running at the same time waits, and
+    then counts what this one sent."""
+    _take_turn(session, local)
     query = select(SmsOutboxRow).where(
         SmsOutboxRow.status == SmsStatus.PENDING, SmsOutboxRow.day <= local.date()
     )

@@ -322,8 +322,9 @@ class CobJobRow(Base):
     worker: Mapped[str | None]
     finished_at: Mapped[datetime | None] = mapped_column(Timestamp)
     counts: Mapped[Document | None] = mapped_column(JSON)
-    attempts: Mapped[int] = mapped_column(server_default="0")  # that raised
-    error: Mapped[str | None]  # the last one's: the exception's class and first line
+    attempts: Mapped[int] = mapped_column(server_default="0")  # tries in all, done or raised
+    failures: Mapped[int] = mapped_column(server_default="0")  # raised since last queued
+    error: Mapped[str | None]  # the last failure's, while not done: its class and first line
 
 
 class BucketMoveRow(Base):
@@ -343,7 +344,10 @@ class SmsOutboxRow(Base):
     sends it inside the contact window and under the daily cap."""
 
     __tablename__ = "sms_outbox"
-    __table_args__ = (Index("ix_sms_outbox_status", "status", "day"),)
+    __table_args__ = (
+        Index("ix_sms_outbox_status", "status", "day"),
+        Index("ix_sms_outbox_sent_at", "sent_at"),  # the latest send: no dispatch goes back
+    )
 
     loan_id: Mapped[int] = mapped_column(primary_key=True)
     day: Mapped[date] = mapped_column(primary_key=True)
@@ -351,7 +355,7 @@ class SmsOutboxRow(Base):
     borrower_id: Mapped[int]
     phone: Mapped[str]
     text: Mapped[str]
-    status: Mapped[str]  # pending | sent
+    status: Mapped[str]  # pending | sent | expired (its day long gone, never sent)
     sent_at: Mapped[datetime | None] = mapped_column(Timestamp)
 
 
