@@ -560,6 +560,14 @@ def test_small_ones_nul_wildcards_and_deep_toml(shop: Shop) -> None:
     for toml in (deep, "[[product]]\ncode = 'x\x00'\n"):
         loaded = shop.client.post("/api/products", json={"toml": toml}, headers=admin)
         assert loaded.status_code == 422, loaded.text
+    # A NUL written as TOML's escape: the JSON and the TOML text hold none, the catalog would.
+    for line in ('name = "a\\u0000b"', '"na\\u0000me" = "a"', 'name = "a"\nx = ["\\u0000"]'):
+        toml = f'[[product]]\ncode = "x3"\nperiods = [3]\n{line}\n'
+        loaded = shop.client.post("/api/products", json={"toml": toml}, headers=admin)
+        assert loaded.status_code == 422, loaded.text
+        assert "NUL" in loaded.json()["detail"]
+    assert "x3" not in [item["code"] for item in shop.client.get("/api/products",
+                                                                  headers=admin).json()]  # fmt: skip
 
 
 def test_a_reversal_that_reopens_a_settled_plan_is_a_409_with_its_consequences_until_confirmed(

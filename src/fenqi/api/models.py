@@ -10,6 +10,7 @@ from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Fie
 
 from fenqi.clock import today
 from fenqi.domain.money import AMOUNT_AT_MOST
+from fenqi.domain.reference import CATALOG_CHARS_AT_MOST
 from fenqi.services.days import looking_day
 from fenqi.store.schema import MAX_ID
 
@@ -149,7 +150,7 @@ class CobIn(Body):
 
 
 class CatalogIn(Body):
-    toml: Annotated[str, Field(min_length=1, max_length=200_000)]
+    toml: Annotated[str, Field(min_length=1, max_length=CATALOG_CHARS_AT_MOST)]
 
 
 class CodeIn(Body):
