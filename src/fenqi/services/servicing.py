@@ -575,13 +575,21 @@ def _paid_back_by(paid: Payment | Prepayment, before: LoanState, after: LoanStat
         return int(state.cash_in.get(channel, 0)) - int(state.cash_out.get(channel, 0))
 
     moved = {channel: net(before, channel) - net(after, channel) for channel in Channel}
-    elsewhere = {channel: Money(amount) for channel, amount in moved.items()
-                 if amount and channel is not paid.channel}  # fmt: skip
-    if elsewhere:
-        paid_out = ", ".join(f"{amount} through {channel}" for channel, amount in elsewhere.items())
+    # Said in words and positive amounts: less cash kept through a channel without the payment
+    # (moved < 0) is money that already went back to her through it.
+    through = {Channel.MANUAL: "by hand", Channel.BANK_CARD: "to her bank card",
+               Channel.ALIPAY: "to her Alipay", Channel.WECHAT: "to her WeChat Pay"}  # fmt: skip
+    went = [
+        f"{Money(-amount)} already went back to the borrower {through[channel]}"
+        if amount < 0
+        else f"{Money(amount)} more would go to the borrower {through[channel]}"
+        for channel, amount in moved.items()
+        if amount and channel is not paid.channel
+    ]
+    if went:
         raise RefusedError(
-            f"this payment cannot be reversed: money it paid for already went back to the "
-            f"borrower ({paid_out}), which a reversal cannot take back"
+            f"this payment cannot be reversed: of the money it paid for, {' and '.join(went)} "
+            "(a credit refund or a merchant refund's payout), which a reversal cannot take back"
         )
     return Money(max(moved[paid.channel], 0))
 
