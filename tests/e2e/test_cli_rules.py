@@ -170,3 +170,27 @@ def test_a_catalog_file_is_read_bounded_and_refused_in_one_line(
 def _read_catalog(reader: str, path: Path, db: str) -> Run:
     args = (*CATALOG_READERS[reader], str(path))
     return fenqi(*args, *(("--db", db) if reader == "product load" else ()))
+
+
+@pytest.mark.parametrize("today", ["9999-12-31", "0001-01-01", "garbage", "2026-13-01"])
+def test_a_fenqi_today_that_cannot_be_used_stops_every_command_before_it_begins(
+    desk: Desk, tmp_path: Path, today: str
+) -> None:
+    """The clock override is checked before a command does anything: one line naming it, exit
+    2; no traceback, no loan dated 0001-01-01, no database made, no server started."""
+    loan = desk.loan()
+    who = desk.json("loan", "show", loan)["borrower_id"]
+    commands = [
+        ("quote", "--principal", "1000", "--periods", "3", "--method", "equal-installment",
+         "--annual-rate", "12%"),
+        ("checkout", "--borrower", str(who), "--order", "JD-2", "--merchant", "京东",
+         "--amount", "100", "--product", "cash", "--periods", "3", "--db", desk.url),
+        ("cob", "status", "--db", desk.url),
+        ("loan", "list", "--borrower", str(who), "--db", desk.url),
+        ("serve", "--port", "1", "--db", desk.url),
+        ("db", "init", "--db", f"sqlite:///{tmp_path / 'new.sqlite3'}"),
+    ]  # fmt: skip
+    for command in commands:
+        refused(fenqi(*command, env={"FENQI_TODAY": today}), "FENQI_TODAY")
+    assert len(desk.json("loan", "list", "--borrower", str(who))) == 1
+    assert not (tmp_path / "new.sqlite3").exists()

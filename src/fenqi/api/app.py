@@ -41,6 +41,7 @@ from fenqi.channels.simulator import SimulatedChannel
 from fenqi.channels.sms_simulator import SimulatedSms
 from fenqi.services import close_of_business as cob
 from fenqi.services.context import Context
+from fenqi.settings import SettingError
 from fenqi.store.database import Limits, database_url, make_engine, schema_is_current
 
 log = logging.getLogger("fenqi.http")
@@ -148,7 +149,9 @@ class Readiness:
 def create_app(url: str | None = None, *, simulation: bool | None = None) -> FastAPI:
     """The app on the database at ``url`` (default: FENQI_DATABASE_URL or the SQLite file), in
     simulation mode if ``simulation`` (default: ``FENQI_SIMULATION``, else off): only then may
-    staff set the payment simulator's balances."""
+    staff set the payment simulator's balances. A setting that cannot be used (``FENQI_TODAY``,
+    …) is refused here, before anything starts: a ``SettingError`` naming it."""
+    settings.check()
     engine = make_engine(database_url(url), Limits.for_service())
 
     @asynccontextmanager
@@ -204,6 +207,8 @@ def _operations(app: FastAPI, metrics: Metrics, readiness: Readiness) -> None:
         metrics.errors.labels(str(response.status_code), type(failure).__name__).inc()
         # The error's class and where it was raised; its text may quote a borrower's data.
         line |= {"error": type(failure).__name__, "where": _where(failure)}
+        if isinstance(failure, SettingError):  # names a setting and its value, no one's data
+            line["setting"] = str(failure)
         log.log(logging.ERROR if response.status_code == 500 else logging.WARNING, json.dumps(line))
         return response
 
