@@ -1,12 +1,14 @@
 """Request bodies. Money is a decimal string in yuan (``"888.49"``), rates are ``"12%"`` or
-``"0.12"``, dates ISO 8601; the services parse and check the meaning, these check the shape."""
+``"0.12"``, dates ISO 8601, a yes or no a JSON ``true`` or ``false`` (``StrictBool``: pydantic
+would also take ``"yes"``, ``"on"`` or ``1`` for a confirmation no one meant to give); the
+services parse and check the meaning, these check the shape."""
 
 from __future__ import annotations
 
 import datetime as dt
 from typing import Annotated, Literal
 
-from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, StrictBool
 
 from fenqi.clock import today
 from fenqi.domain.money import AMOUNT_AT_MOST
@@ -60,7 +62,7 @@ class BorrowerIn(Body):
 class MethodIn(Body):
     kind: Literal["bank_card", "alipay", "wechat"]
     account: Annotated[str, Field(min_length=1, max_length=64, examples=["6222020000001234567"])]
-    default: bool = False
+    default: StrictBool = False
     sim_balance: Yuan | None = None
 
 
@@ -101,7 +103,7 @@ class PaymentIn(Body):
     method_id: Id | None = None
     channel: Literal["manual"] | None = None
     date: Day | None = None
-    allow_overpayment: bool = Field(
+    allow_overpayment: StrictBool = Field(
         False, description="More than the payoff amount that day (admins only; the excess "
                            "becomes a credit balance)."
     )  # fmt: skip
@@ -109,12 +111,12 @@ class PaymentIn(Body):
 
 class PrepaymentIn(Body):
     amount: Yuan | None = None
-    full: bool = False
+    full: StrictBool = False
     mode: Literal["reduce-installment", "shorten-term"] = "reduce-installment"
     method_id: Id | None = None
     channel: Literal["manual"] | None = None
     date: Day | None = None
-    allow_overpayment: bool = Field(False, description="As for payments (admins only).")
+    allow_overpayment: StrictBool = Field(False, description="As for payments (admins only).")
 
 
 class RefundIn(Body):
@@ -130,7 +132,7 @@ class CreditRefundIn(Body):
 class ReversalIn(Body):
     reason: Text
     date: Day | None = None
-    confirm: bool = Field(
+    confirm: StrictBool = Field(
         default=False,
         description="Reverse even though it reopens a settled plan or makes a current one "
         "overdue; without it such a reversal is a 409 confirmation-needed problem that says "
