@@ -12,7 +12,8 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 from httpx import Response
-from sqlalchemy import Engine
+from sqlalchemy import Engine, select
+from sqlalchemy.orm import Session
 
 from fenqi.api.app import create_app
 from fenqi.channels.simulator import SimulatedChannel
@@ -20,6 +21,7 @@ from fenqi.clock import today
 from fenqi.domain.money import Money
 from fenqi.services import borrowers, products, servicing
 from fenqi.services.context import Context
+from fenqi.store.schema import SignInCodeRow
 from tests.e2e.borrowers import MASKED_CARD, Plan, money_held, open_plan, sign_in_code
 
 HER, OTHER = "13900000001", "13900000002"
@@ -320,3 +322,38 @@ def test_the_pages_speak_english_when_asked(home: Home) -> None:
         assert shown in plan, shown
     assert "If paying is hard right now" in home.page("/me/hardship").text
     assert "现在应还" in home.page("/me?lang=zh-CN").text
+
+
+TYPED_PHONES = ["١٣٩٠٠٠٠٠٠٣٨", "１３９００００００３８", "139 0000 0038", "13900000038x", "1390", "",
+                "13900000038", "+8613900000038"]  # fmt: skip
+
+
+def test_the_sign_in_page_takes_a_phone_or_a_code_exactly_as_the_api_does(
+    engine: Engine, database_url: str
+) -> None:
+    """One check for both doors: a phone in another script's digits (Arabic-Indic, full-width)
+    or a code that is not 6 digits 0-9 is refused by the page as by the API, in her language,
+    before anything is stored or a try is counted."""
+    products.load_products(Context(engine, SimulatedChannel, actor="setup"))
+    with TestClient(create_app(database_url)) as client:
+        for phone in TYPED_PHONES:
+            api = client.post("/api/auth/code", json={"phone": phone}).status_code
+            page = client.post("/me/login/code", data={"phone": phone})
+            assert (page.status_code, api) in ((200, 200), (422, 422)), phone
+            if page.status_code == 422:
+                assert "请输入正确的手机号" in page.text, phone
+                assert 'name="code"' not in page.text  # the phone form again
+        with Session(engine) as session:
+            stored = session.scalars(select(SignInCodeRow.phone)).all()
+        assert sorted(stored) == ["+8613900000038", "13900000038"]
+        for code in ("１２３４５６", "12345", "1234567", "12345a"):
+            api = client.post("/api/auth/session", json={"phone": "13900000038", "code": code})
+            page = client.post("/me/login", data={"phone": "13900000038", "code": code})
+            assert (page.status_code, api.status_code) == (422, 422), code
+            assert "验证码是短信里的6位数字" in page.text
+            assert 'name="code"' in page.text  # the code form again, for her phone
+        with Session(engine) as session:
+            tries = session.scalars(select(SignInCodeRow.attempts)).all()
+        assert tries == [0, 0]  # no shape-refused code counted as a try
+        english = client.post("/me/login/code?lang=en", data={"phone": TYPED_PHONES[0]})
+        assert "Please give a phone number" in english.text

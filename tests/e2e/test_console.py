@@ -126,6 +126,20 @@ def test_a_visitor_is_sent_to_sign_in_and_an_operator_signs_in_and_out(desk: Des
     assert client.get("/console", follow_redirects=False).status_code == 303
 
 
+def test_the_login_form_takes_a_user_name_exactly_as_the_api_does(desk: Desk) -> None:
+    """A name no operator can have (another script, too long, empty) or no password is refused
+    by the page as by the API, before a try is counted; a well-formed wrong one is a 401."""
+    client = desk.client()
+    for username, password in [("ａｇｅｎｔ", PASSWORD), ("王经理", PASSWORD), ("a" * 65, PASSWORD),
+                               ("", PASSWORD), ("-agent", PASSWORD), ("agent", "")]:  # fmt: skip
+        api = client.post("/api/auth/login", json={"username": username, "password": password})
+        page = client.post("/console/login", data={"username": username, "password": password})
+        assert (page.status_code, api.status_code) == (422, 422), username
+        assert WORDS["console.login.malformed"]["zh-CN"] in page.text
+    well_formed = client.post("/console/login", data={"username": "nobody", "password": "x"})
+    assert well_formed.status_code == 401
+
+
 @pytest.mark.parametrize("typed", ["phone", "name", "order", "loan id"])
 def test_a_borrower_is_found_by_phone_name_order_or_loan_id(desk: Desk, typed: str) -> None:
     text = {"phone": PHONE, "name": "张", "order": ORDER, "loan id": str(desk.loan)}[typed]

@@ -8,11 +8,21 @@ from __future__ import annotations
 import datetime as dt
 from typing import Annotated, Literal
 
-from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, StrictBool
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    StrictBool,
+    TypeAdapter,
+    ValidationError,
+)
 
 from fenqi.clock import today
 from fenqi.domain.money import AMOUNT_AT_MOST
 from fenqi.domain.reference import CATALOG_CHARS_AT_MOST
+from fenqi.services.access import USER_NAME
 from fenqi.services.days import looking_day
 from fenqi.store.schema import MAX_ID
 
@@ -23,7 +33,28 @@ Yuan = Annotated[
 ]
 RateText = Annotated[str, Field(pattern=r"^[0-9]{1,3}(\.[0-9]{1,6})?%?$", examples=["12%"])]
 Text = Annotated[str, Field(min_length=1, max_length=200)]
+# What a person types to sign in, one definition for the API's bodies and the pages' forms
+# (``fits``): the sign-in page must not take a phone, a code or a name the API would refuse.
 Phone = Annotated[str, Field(pattern=r"^\+?[0-9]{6,15}$", examples=["13800138000"])]
+SignInCode = Annotated[str, Field(pattern=r"^[0-9]{6}$", examples=["123456"])]
+UserName = Annotated[str, Field(pattern=f"^{USER_NAME.pattern}$", examples=["wang.li"])]
+Password = Annotated[str, Field(min_length=1, max_length=200)]
+_SHAPES: dict[str, TypeAdapter[str]] = {
+    "phone": TypeAdapter(Phone),
+    "code": TypeAdapter(SignInCode),
+    "username": TypeAdapter(UserName),
+    "password": TypeAdapter(Password),
+}
+
+
+def fits(field: Literal["phone", "code", "username", "password"], text: str) -> bool:
+    """Whether ``text`` is what the API takes for a sign-in ``field``, checked by the very type
+    its body declares."""
+    try:
+        _SHAPES[field].validate_python(text)
+    except ValidationError:
+        return False
+    return True
 
 
 def _whole(value: object) -> object:
@@ -161,9 +192,9 @@ class CodeIn(Body):
 
 class SignInIn(Body):
     phone: Phone
-    code: Annotated[str, Field(pattern=r"^[0-9]{6}$")]
+    code: SignInCode
 
 
 class LoginIn(Body):
-    username: Text
-    password: Annotated[str, Field(min_length=1, max_length=200)]
+    username: UserName
+    password: Password

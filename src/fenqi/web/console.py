@@ -22,7 +22,7 @@ from fastapi.routing import APIRoute
 from pydantic import BaseModel, Field
 
 from fenqi import settings
-from fenqi.api.models import Day, Id
+from fenqi.api.models import Day, Id, fits
 from fenqi.api.problems import status_of
 from fenqi.api.security import SESSION_COOKIE, base_context, client_address
 from fenqi.clock import today
@@ -148,6 +148,8 @@ def login(request: Request, username: FormText = "", password: FormText = "") ->
     """An operator's password opens a session (a cookie); a wrong one shows the form again, and
     too many wrong ones (for the name, or from the address) a lockout."""
     check_same_site(request)
+    if not (fits("username", username) and fits("password", password)):  # as the API refuses
+        return render(request, "console/login.html", 422, username=username, malformed=True)
     try:
         token, _ = access.sign_in_operator(base_context(request), username, password,
                                            client_address(request))  # fmt: skip

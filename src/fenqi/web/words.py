@@ -35,6 +35,11 @@ WORDS: dict[str, dict[str, str]] = {
         "zh-CN": "用户名或密码错误。",
         "en": "The user name or the password is wrong.",
     },
+    "console.login.malformed": {
+        "zh-CN": "用户名为1至64位英文字母、数字或“.”“_”“-”，以字母或数字开头；请输入密码。",
+        "en": "A user name is 1 to 64 ASCII letters, digits, '.', '_' or '-', starting with a "
+        "letter or a digit; and give the password.",
+    },
     "console.login.locked": {
         "zh-CN": "登录尝试次数过多，请{minutes}分钟后再试。",
         "en": "Too many sign-in attempts. Try again in {minutes} minute(s).",
@@ -255,6 +260,15 @@ WORDS: dict[str, dict[str, str]] = {
     "me.login.wrong_code": {
         "zh-CN": "验证码不正确或已过期。请核对后重新输入，或重新获取验证码。",
         "en": "That code is wrong or has expired. Check it and try again, or ask for a new one.",
+    },
+    "me.login.bad_phone": {
+        "zh-CN": "请输入正确的手机号：6至15位数字（可以“+”开头），例如 13800138000。",
+        "en": "Please give a phone number: 6 to 15 digits 0-9 (a leading + is fine), such as "
+        "13800138000.",
+    },
+    "me.login.bad_code": {
+        "zh-CN": "验证码是短信里的6位数字，请核对后重新输入。",
+        "en": "The code is the 6 digits 0-9 in the text message; check it and try again.",
     },
     "me.login.locked": {
         "zh-CN": "尝试次数过多。请{minutes}分钟后重新获取验证码再登录。",
