@@ -12,7 +12,7 @@ import os
 import stat
 from importlib.resources import files
 from pathlib import Path
-from typing import TextIO
+from typing import IO
 
 from fenqi.domain.caps import LprTable, parse_lpr_table
 from fenqi.domain.products import CatalogError, Product, parse_catalog
@@ -42,7 +42,7 @@ def read_text(path: Path) -> str:
         return _bounded(stream, str(path))
 
 
-def _bounded(stream: TextIO, source: str) -> str:
+def _bounded(stream: IO[str], source: str) -> str:
     try:
         text = stream.read(CATALOG_CHARS_AT_MOST + 1)
     except UnicodeDecodeError:

@@ -263,11 +263,11 @@ def test_refusals_show_on_the_page_and_change_nothing(home: Home) -> None:
     payoff = servicing.quote_payoff(home.context, home.mine.loan_id, today())["amount"]
     beyond = home.post(f"{path}/pay", {**form, "amount": "30000"})
     assert beyond.status_code == 422  # more than pays the plan off: never hers to overpay
-    assert f"the most that can be taken is {payoff}" in beyond.text
+    assert f"最多可付{payoff}元" in beyond.text
     declined = home.post(f"{path}/pay", {**form, "amount": "888.49"})
     assert declined.status_code == 402
     assert "扣款未成功" in declined.text
-    assert "insufficient funds" in declined.text
+    assert "未能扣款，请检查余额或换一个支付方式" in declined.text
     no_method = home.post(f"{path}/pay", {**form, "method": ""})
     assert no_method.status_code == 422
     assert (money_held(home.engine), home.events(home.mine)) == (held, events)
@@ -357,3 +357,37 @@ def test_the_sign_in_page_takes_a_phone_or_a_code_exactly_as_the_api_does(
         assert tries == [0, 0]  # no shape-refused code counted as a try
         english = client.post("/me/login/code?lang=en", data={"phone": TYPED_PHONES[0]})
         assert "Please give a phone number" in english.text
+
+
+ENGLISH_WORD = re.compile(r"\b[A-Za-z]{3,}\b")
+
+
+def alert_text(page: str) -> str:
+    """What the page's alert says, its tags taken out."""
+    found = re.search(r'role="alert">(.*?)</div>\s*(</div>)?', page, re.S)
+    assert found is not None, "no alert on the page"
+    return " ".join(re.sub(r"<[^>]+>", " ", found[0].partition(">")[2]).split())
+
+
+def test_the_common_refusals_are_said_in_her_language(home: Home) -> None:
+    """More than pays the plan off, a payment declined, nothing left to pay: each is said on
+    her zh-CN page in Chinese, with the amounts, and in English on the English page; no English
+    sentence of the service's shows on the Chinese page."""
+    path = f"/me/loans/{home.mine.loan_id}"
+    payoff = servicing.quote_payoff(home.context, home.mine.loan_id, today())["amount"]
+    form = home.form(path, "pay")
+    borrowers.fund_method(home.context, home.mine.method_id, Money.parse("500"))
+    said = {
+        f"最多可付{payoff}元": home.post(f"{path}/pay", {**form, "amount": "30000"}),
+        "银行卡（622202*********4567）未能扣款": home.post(f"{path}/pay",
+                                                       {**form, "amount": "888.49"}),
+    }  # fmt: skip
+    borrowers.fund_method(home.context, home.mine.method_id, Money.parse("100000"))
+    assert home.post(f"{path}/payoff", home.form(path, "payoff")).status_code == 303
+    said["这笔分期已结清，没有需要还的款项"] = home.post(f"{path}/pay", {**form, "amount": "1"})
+    for words, answer in said.items():
+        shown = alert_text(answer.text)
+        assert words in shown, shown
+        assert not ENGLISH_WORD.search(shown), shown
+    english = home.post(f"{path}/pay?lang=en", {**form, "amount": "1"})
+    assert "This plan is settled; nothing is owed on it." in alert_text(english.text)

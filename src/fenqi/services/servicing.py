@@ -293,7 +293,9 @@ def prepay(context: Context, loan_id: int, amount: Money | None, *, mode: Prepay
         due = payoff_on(record.terms, record.policy, record.events, day, record.cap).amount
         paying = due if amount is None else amount
         if paying <= 0:
-            raise RefusedError(f"loan {loan_id} has nothing left to pay off on {day}")
+            raise RefusedError(f"loan {loan_id} has nothing left to pay off on {day}").coded(
+                "nothing-to-pay", day=day
+            )
         if amount is not None:
             _within_payoff(context, session, record, amount, day=day, overpayment=overpayment)
         method = _debit(context, session, record, source, amount=paying,
@@ -321,7 +323,7 @@ def _within_payoff(context: Context, session: Session, record: LoanRecord, amoun
         raise OverpaymentError(
             f"{amount} is more than the {most} that pays loan {record.row.id} off on {day}: the "
             f"most that can be taken is {most} (more needs an admin's approval of an overpayment)"
-        )
+        ).coded("over-payoff", amount=amount, most=most, day=day)
     audit(session, overpayment.approver, "payment.overpayment", f"loan:{record.row.id}",
           "overpayment approved", after={"amount": str(amount), "payoff": str(most),
                                          "taken_by": context.actor})  # fmt: skip
@@ -350,7 +352,9 @@ def _debit(context: Context, session: Session, record: LoanRecord, source: Sourc
         return None
     debit = context.channel(session).debit(method.token_ref, amount, key)
     if debit.declined:
-        raise DeclinedError(f"{method.kind} {method.masked_account} declined: {debit.declined}")
+        raise DeclinedError(
+            f"{method.kind} {method.masked_account} declined: {debit.declined}"
+        ).coded("payment-declined", channel=method.kind, account=method.masked_account)
     return method
 
 
@@ -709,7 +713,9 @@ def _open_loan(session: Session, loan_id: int, day: date) -> LoanRecord:
     _check_day(record, day)
     state = record.state_on(_booking_day(record, day))
     if state.status in CLOSED:
-        raise RefusedError(f"loan {loan_id} is {state.status}; nothing is owed on it")
+        raise RefusedError(f"loan {loan_id} is {state.status}; nothing is owed on it").coded(
+            "nothing-owed", status=state.status
+        )
     return record
 
 

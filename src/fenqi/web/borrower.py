@@ -117,10 +117,10 @@ class Visit:
 @dataclass(frozen=True)
 class Problem:
     """What went wrong, as the page says it: a sentence of ours (a words key), then the
-    service's own detail."""
+    service's refusal (in her language where it has words: ``pages.say``)."""
 
     key: str
-    detail: str = ""
+    refusal: InputError | None = None
 
 
 def _visit(request: Request) -> Visit:
@@ -152,7 +152,7 @@ def _missing(request: Request, visit: Visit) -> HTMLResponse:
 
 def _problem(error: InputError) -> Problem:
     key = next(key for kind, key in _SAYINGS if isinstance(error, kind))
-    return Problem(key, " ".join(str(error).split()))
+    return Problem(key, error)
 
 
 def _key() -> str:
