@@ -499,22 +499,17 @@ def test_the_common_refusals_are_said_in_chinese_on_the_console(desk: Desk) -> N
     agent, admin = desk.client("agent"), desk.client("admin")
     page = desk.loan_page(agent)
     pay = {**form(page, "pay"), "on": OVERDUE}
-    said = {
-        "permission": agent.post(f"/console/loans/{desk.loan}/payments",
-                                 data={**pay, "amount": "1", "allow_overpayment": "on"}),
-        "over payoff": agent.post(f"/console/loans/{desk.loan}/payments",
-                                  data={**pay, "amount": "50000", "source": "manual"}),
-        "before the window": agent.post(f"/console/loans/{desk.loan}/payments",
-                                        data={**pay, "amount": "1", "on": "2026-01-01"}),
-        "after today": agent.post(f"/console/loans/{desk.loan}/payments",
-                                  data={**pay, "amount": "1", "on": "2026-03-26"}),
-        "far off": agent.post(f"/console/loans/{desk.loan}/payments",
-                              data={**pay, "amount": "1", "on": "9999-12-31"}),
-        "not a date": agent.post(f"/console/loans/{desk.loan}/payments",
-                                 data={**pay, "amount": "1", "on": "2026-02-30"}),
-        "declined": agent.post(f"/console/loans/{desk.loan}/payments",
-                               data={**pay, "amount": "936.89"}),
-    }  # fmt: skip
+    sent = {
+        "permission": {"amount": "1", "allow_overpayment": "on"},
+        "over payoff": {"amount": "50000", "source": "manual"},
+        "before the window": {"amount": "1", "on": "2026-01-01"},
+        "after today": {"amount": "1", "on": "2026-03-26"},
+        "far off": {"amount": "1", "on": "9999-12-31"},
+        "not a date": {"amount": "1", "on": "2026-02-30"},
+        "declined": {"amount": "936.89"},
+    }
+    said = {case: agent.post(f"/console/loans/{desk.loan}/payments", data={**pay, **changed})
+            for case, changed in sent.items()}  # fmt: skip
     expected = {
         "permission": "这项操作需要管理员角色（退款与冲正权限）",
         "over payoff": "金额：50000.00元超过了2026-03-25结清全部欠款所需的",
