@@ -9,13 +9,14 @@ simulator's controls are on, and how far back staff may book money and correctio
   --simulate`` turns it on).
 - ``FENQI_BACKDATE_DAYS=N`` (default 31): staff book a payment, checkout, reversal, refund or
   waiver on a day at most N days before today, never after it.
+
+``check()`` reads every one of them, and ``FENQI_TODAY`` (``fenqi.clock``), at once: each
+command and the service run it before anything else.
 """
 
 from __future__ import annotations
 
 import os
-
-from fenqi.domain.errors import InputError
 
 SIMULATION_VARIABLE = "FENQI_SIMULATION"
 BACKDATE_VARIABLE = "FENQI_BACKDATE_DAYS"
@@ -24,8 +25,12 @@ BACKDATE_DAYS_AT_MOST = 3660  # ten years: further back is not a booking day but
 _SWITCH = {"1": True, "0": False}
 
 
-class SettingError(InputError):
-    """A setting in the environment that is not one of its accepted values."""
+class SettingError(Exception):
+    """A setting in the environment that is not one of its accepted values: the operator's to
+    fix, never the fault of whoever sent a request. Not an ``InputError``: the command line
+    refuses it in one line before a command runs (exit 2), the service refuses to start with it,
+    and should one be changed under a running service, a request meets a 500 that says a
+    setting is wrong, never a 422 that blames the client."""
 
 
 def simulation(default: bool) -> bool:
@@ -49,3 +54,13 @@ def backdate_days() -> int:
         raise SettingError(f'{BACKDATE_VARIABLE}="{given}" is not a number of days from 0 to '
                            f"{BACKDATE_DAYS_AT_MOST}; unset it for {BACKDATE_DAYS}")  # fmt: skip
     return int(given)
+
+
+def check() -> None:
+    """Refuses the first setting that cannot be used (a ``SettingError`` naming it), so that a
+    command or the service stops before doing anything rather than halfway."""
+    from fenqi import clock  # noqa: PLC0415 - the clock's own errors are settings' errors
+
+    clock.today()
+    simulation(False)
+    backdate_days()

@@ -10,10 +10,12 @@ from urllib.parse import quote
 
 import pytest
 from fastapi.testclient import TestClient
+from pydantic import ValidationError
 from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
 
 from fenqi.api.app import create_app
+from fenqi.api.models import Body
 from fenqi.channels.simulator import SimulatedChannel
 from fenqi.clock import today
 from fenqi.services import access, products
@@ -560,6 +562,14 @@ def test_small_ones_nul_wildcards_and_deep_toml(shop: Shop) -> None:
     for toml in (deep, "[[product]]\ncode = 'x\x00'\n"):
         loaded = shop.client.post("/api/products", json={"toml": toml}, headers=admin)
         assert loaded.status_code == 422, loaded.text
+    # A NUL written as TOML's escape: the JSON and the TOML text hold none, the catalog would.
+    for line in ('name = "a\\u0000b"', '"na\\u0000me" = "a"', 'name = "a"\nx = ["\\u0000"]'):
+        toml = f'[[product]]\ncode = "x3"\nperiods = [3]\n{line}\n'
+        loaded = shop.client.post("/api/products", json={"toml": toml}, headers=admin)
+        assert loaded.status_code == 422, loaded.text
+        assert "NUL" in loaded.json()["detail"]
+    assert "x3" not in [item["code"] for item in shop.client.get("/api/products",
+                                                                  headers=admin).json()]  # fmt: skip
 
 
 def test_a_reversal_that_reopens_a_settled_plan_is_a_409_with_its_consequences_until_confirmed(
@@ -592,6 +602,11 @@ def test_a_reversal_that_reopens_a_settled_plan_is_a_409_with_its_consequences_u
     )  # fmt: skip
     shown = shop.client.get(f"/api/loans/{loan}", headers=shop.as_("viewer")).json()
     assert shown["status"] == "settled"  # nothing changed
+    for loose in ("yes", "true", 1, "on"):  # a confirmation is a JSON true, nothing like one
+        sent = shop.post(path, "admin", {**body, "confirm": loose}, key=f"rv-{loose}")
+        assert (sent.status_code, sent.json()["field"]) == (422, "confirm"), sent.text
+    shown = shop.client.get(f"/api/loans/{loan}", headers=shop.as_("viewer")).json()
+    assert shown["status"] == "settled"
 
     done = shop.post(path, "admin", {**body, "confirm": True}, key="rv-1")
     assert done.status_code == 201, done.text
@@ -601,3 +616,22 @@ def test_a_reversal_that_reopens_a_settled_plan_is_a_409_with_its_consequences_u
     assert (shown["outstanding_penalty"], shown["amount_due"]) == (
         effect["penalty"], effect["amount_due"]
     )  # fmt: skip
+
+
+def test_every_yes_or_no_in_a_body_is_a_json_boolean() -> None:
+    """Every bool field of every request body, present and future: pydantic's lax bool would
+    take "yes", "on", "1" or 1 for true."""
+    flags = [(model, name) for model in _bodies(Body) for name, field in
+             model.model_fields.items() if field.annotation is bool]  # fmt: skip
+    assert {name for _, name in flags} >= {"confirm", "allow_overpayment", "default", "full"}
+    for model, name in flags:
+        for loose in ("yes", "true", "on", "1", 1, 0):
+            with pytest.raises(ValidationError, match="valid boolean"):
+                model.model_validate({name: loose})
+
+
+def _bodies(model: type[Body]) -> list[type[Body]]:
+    found = []
+    for kind in model.__subclasses__():
+        found += [kind, *_bodies(kind)]
+    return found

@@ -27,6 +27,7 @@ from fenqi.domain.money import Money
 from fenqi.services import access, borrowers, products, servicing
 from fenqi.services.access import Role
 from fenqi.services.context import Context
+from fenqi.settings import SettingError
 from fenqi.web.words import WORDS
 from tests.e2e.cli import free_port
 from tests.e2e.serving import fenqi_serve
@@ -237,3 +238,37 @@ def test_readyz_answers_within_a_second_while_its_check_hangs(
         released.set()
         time.sleep(0.2)
         assert client.get("/readyz").status_code == 200
+
+
+def test_a_bad_fenqi_today_is_the_servers_fault_never_the_clients(
+    engine: Engine, database_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The service refuses to start on a clock override it cannot use; one set under a running
+    service makes every request that needs today a 500 ``misconfigured`` (logged, naming the
+    setting), never a 422 that tells the client its request was wrong."""
+    key = {"X-API-Key": agent_key(engine)}
+    loan = open_loan(engine)
+    for bad in ("garbage", "9999-12-31", "0001-01-01"):
+        monkeypatch.setenv("FENQI_TODAY", bad)
+        with pytest.raises(SettingError, match="FENQI_TODAY"):
+            create_app(database_url)
+    monkeypatch.setenv("FENQI_TODAY", TODAY)
+    with TestClient(create_app(database_url), raise_server_exceptions=False) as client:
+        signed_in = client.post("/console/login", data={"username": "agent",
+                                "password": "a long password"}, follow_redirects=False)  # fmt: skip
+        assert signed_in.status_code == 303
+        for bad in ("garbage", "9999-12-31"):
+            monkeypatch.setenv("FENQI_TODAY", bad)
+            asked = [
+                client.get(f"/api/loans/{loan}", headers=key),
+                client.post(f"/api/loans/{loan}/payments", json={"amount": "1", "date": TODAY},
+                            headers={**key, "Idempotency-Key": f"k-{bad}"}),
+                client.post("/api/quotes", json={"principal": "1000", "product": "cash",
+                                                 "periods": 12}, headers=key),
+            ]  # fmt: skip
+            for answer in asked:
+                assert answer.status_code == 500, answer.text
+                assert answer.json()["type"] == "urn:fenqi:problem:misconfigured"
+            page = client.get(f"/console/loans/{loan}?lang=en")
+            assert page.status_code == 500
+            assert WORDS["error.unexpected"]["en"] in page.text

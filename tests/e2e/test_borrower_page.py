@@ -13,7 +13,8 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 from httpx import Response
-from sqlalchemy import Engine
+from sqlalchemy import Engine, select
+from sqlalchemy.orm import Session
 
 from fenqi.api.app import create_app
 from fenqi.channels.simulator import SimulatedChannel
@@ -21,6 +22,7 @@ from fenqi.clock import today
 from fenqi.domain.money import Money
 from fenqi.services import borrowers, products, servicing
 from fenqi.services.context import Context
+from fenqi.store.schema import SignInCodeRow
 from tests.e2e.borrowers import MASKED_CARD, Plan, money_held, open_plan, sign_in_code
 
 HER, OTHER = "13900000001", "13900000002"
@@ -262,11 +264,11 @@ def test_refusals_show_on_the_page_and_change_nothing(home: Home) -> None:
     payoff = servicing.quote_payoff(home.context, home.mine.loan_id, today())["amount"]
     beyond = home.post(f"{path}/pay", {**form, "amount": "30000"})
     assert beyond.status_code == 422  # more than pays the plan off: never hers to overpay
-    assert f"the most that can be taken is {payoff}" in beyond.text
+    assert f"最多可付{payoff}元" in beyond.text
     declined = home.post(f"{path}/pay", {**form, "amount": "888.49"})
     assert declined.status_code == 402
     assert "扣款未成功" in declined.text
-    assert "insufficient funds" in declined.text
+    assert "未能扣款，请检查余额或换一个支付方式" in declined.text
     no_method = home.post(f"{path}/pay", {**form, "method": ""})
     assert no_method.status_code == 422
     assert (money_held(home.engine), home.events(home.mine)) == (held, events)
@@ -377,7 +379,7 @@ def test_a_plan_paid_ahead_to_a_payoff_of_nothing_is_paid_off_for_nothing(
     held, events = money_held(home.engine), home.events(home.mine)
     more = home.post(f"{path}/pay", {**home.form(path, "pay"), "amount": "17.07"})
     assert more.status_code == 422
-    assert "a full payoff settles it with nothing to pay" in more.text
+    assert "请使用一键结清" in more.text  # what was paid covers it: the payoff settles it
     done = home.post(f"{path}/payoff", home.form(path, "payoff"))
     assert done.status_code == 303
     receipt = home.page(done.headers["location"]).text
@@ -386,3 +388,72 @@ def test_a_plan_paid_ahead_to_a_payoff_of_nothing_is_paid_off_for_nothing(
     assert (money_held(home.engine), home.events(home.mine)) == (held, events + 1)
     assert home.loan(home.mine)["status"] == "settled"
     assert "已结清" in home.page(path).text
+
+
+TYPED_PHONES = ["١٣٩٠٠٠٠٠٠٣٨", "１３９００００００３８", "139 0000 0038", "13900000038x", "1390", "",
+                "13900000038", "+8613900000038"]  # fmt: skip
+
+
+def test_the_sign_in_page_takes_a_phone_or_a_code_exactly_as_the_api_does(
+    engine: Engine, database_url: str
+) -> None:
+    """One check for both doors: a phone in another script's digits (Arabic-Indic, full-width)
+    or a code that is not 6 digits 0-9 is refused by the page as by the API, in her language,
+    before anything is stored or a try is counted."""
+    products.load_products(Context(engine, SimulatedChannel, actor="setup"))
+    with TestClient(create_app(database_url)) as client:
+        for phone in TYPED_PHONES:
+            api = client.post("/api/auth/code", json={"phone": phone}).status_code
+            page = client.post("/me/login/code", data={"phone": phone})
+            assert (page.status_code, api) in ((200, 200), (422, 422)), phone
+            if page.status_code == 422:
+                assert "请输入正确的手机号" in page.text, phone
+                assert 'name="code"' not in page.text  # the phone form again
+        with Session(engine) as session:
+            stored = session.scalars(select(SignInCodeRow.phone)).all()
+        assert sorted(stored) == ["+8613900000038", "13900000038"]
+        for code in ("１２３４５６", "12345", "1234567", "12345a"):
+            api = client.post("/api/auth/session", json={"phone": "13900000038", "code": code})
+            page = client.post("/me/login", data={"phone": "13900000038", "code": code})
+            assert (page.status_code, api.status_code) == (422, 422), code
+            assert "验证码是短信里的6位数字" in page.text
+            assert 'name="code"' in page.text  # the code form again, for her phone
+        with Session(engine) as session:
+            tries = session.scalars(select(SignInCodeRow.attempts)).all()
+        assert tries == [0, 0]  # no shape-refused code counted as a try
+        english = client.post("/me/login/code?lang=en", data={"phone": TYPED_PHONES[0]})
+        assert "Please give a phone number" in english.text
+
+
+ENGLISH_WORD = re.compile(r"\b[A-Za-z]{3,}\b")
+
+
+def alert_text(page: str) -> str:
+    """What the page's alert says, its tags taken out."""
+    found = re.search(r'role="alert">(.*?)</div>\s*(</div>)?', page, re.S)
+    assert found is not None, "no alert on the page"
+    return " ".join(re.sub(r"<[^>]+>", " ", found[0].partition(">")[2]).split())
+
+
+def test_the_common_refusals_are_said_in_her_language(home: Home) -> None:
+    """More than pays the plan off, a payment declined, nothing left to pay: each is said on
+    her zh-CN page in Chinese, with the amounts, and in English on the English page; no English
+    sentence of the service's shows on the Chinese page."""
+    path = f"/me/loans/{home.mine.loan_id}"
+    payoff = servicing.quote_payoff(home.context, home.mine.loan_id, today())["amount"]
+    form = home.form(path, "pay")
+    borrowers.fund_method(home.context, home.mine.method_id, Money.parse("500"))
+    said = {
+        f"最多可付{payoff}元": home.post(f"{path}/pay", {**form, "amount": "30000"}),
+        "银行卡（622202*********4567）未能扣款": home.post(f"{path}/pay",
+                                                       {**form, "amount": "888.49"}),
+    }  # fmt: skip
+    borrowers.fund_method(home.context, home.mine.method_id, Money.parse("100000"))
+    assert home.post(f"{path}/payoff", home.form(path, "payoff")).status_code == 303
+    said["这笔分期已结清，没有需要还的款项"] = home.post(f"{path}/pay", {**form, "amount": "1"})
+    for words, answer in said.items():
+        shown = alert_text(answer.text)
+        assert words in shown, shown
+        assert not ENGLISH_WORD.search(shown), shown
+    english = home.post(f"{path}/pay?lang=en", {**form, "amount": "1"})
+    assert "This plan is settled; nothing is owed on it." in alert_text(english.text)

@@ -3,6 +3,7 @@ the payoff unless ``--allow-overpayment`` is given, a credit balance goes back w
 from, simulated balances need simulation mode, ids and amounts are ASCII and capped, and staff
 book within the window of today. Each refusal exits 2 with one line."""
 
+import os
 from pathlib import Path
 from typing import Any
 
@@ -10,6 +11,7 @@ import pytest
 from sqlalchemy import create_engine, select
 from sqlalchemy.orm import Session
 
+from fenqi.catalog import shipped_catalog_text
 from fenqi.store.schema import AuditLogRow
 from tests.e2e.cli import Run, fenqi, on, refused
 
@@ -126,8 +128,70 @@ def test_settings_and_catalogs_that_cannot_be_used_exit_2(desk: Desk, tmp_path: 
                      FENQI_BACKDATE_DAYS="60")  # fmt: skip
     assert wider.code == 0, wider.err
     deep = tmp_path / "deep.toml"
-    deep.write_text("[[product]]\ncode = 'x'\nperiods = " + "[" * 100_000 + "]" * 100_000)
+    # Deep, yet within the 200,000 characters a catalog may hold: refused for its depth.
+    deep.write_text("[[product]]\ncode = 'x'\nperiods = " + "[" * 99_000 + "]" * 99_000)
     refused(desk.run("product", "load", str(deep)), "too deeply")
     nul = tmp_path / "nul.toml"
     nul.write_text("[[product]]\ncode = 'x\x00'\n")
     refused(desk.run("product", "load", str(nul)), "not valid TOML")
+
+
+ESCAPED_NUL = b'[[product]]\ncode = "x3"\nname = "a\\u0000b"\nperiods = [3]\n'
+CATALOG_READERS = {
+    "product load": ("product", "load"),
+    "quote --catalog": ("quote", "--product", "mall-12", "--principal", "5999", "--catalog"),
+}
+
+
+@pytest.mark.parametrize("reader", CATALOG_READERS)
+def test_a_catalog_file_is_read_bounded_and_refused_in_one_line(
+    initialised: str, tmp_path: Path, reader: str
+) -> None:
+    """Every catalog a command reads: UTF-8 only, a regular file only (a FIFO would wait for a
+    writer, a device may never end), at most the API's 200,000 characters, and no NUL even
+    written as TOML's escape. Each refusal is one line, exit 2, and reads no more than the cap."""
+    files = {
+        "binary.toml": (b"\xff\xfe[[product]]\n", "is not UTF-8 text"),
+        "escaped-nul.toml": (ESCAPED_NUL, "product[1].name holds a NUL"),
+        "large.toml": (b"#" * 200_001 + b"\n", "longer than 200,000 characters"),
+    }
+    for name, (content, says) in files.items():
+        (tmp_path / name).write_bytes(content)
+        refused(_read_catalog(reader, tmp_path / name, initialised), says)
+    os.mkfifo(tmp_path / "fifo.toml")  # no writer: opening it to read would wait forever
+    for special in (tmp_path / "fifo.toml", Path(os.devnull), tmp_path):
+        refused(_read_catalog(reader, special, initialised), "is not a regular file")
+    at_the_cap = tmp_path / "at-the-cap.toml"
+    shipped = shipped_catalog_text()
+    at_the_cap.write_text(shipped + "#" * (200_000 - len(shipped) - 1) + "\n")
+    assert len(at_the_cap.read_text()) == 200_000
+    assert _read_catalog(reader, at_the_cap, initialised).code == 0
+
+
+def _read_catalog(reader: str, path: Path, db: str) -> Run:
+    args = (*CATALOG_READERS[reader], str(path))
+    return fenqi(*args, *(("--db", db) if reader == "product load" else ()))
+
+
+@pytest.mark.parametrize("today", ["9999-12-31", "0001-01-01", "garbage", "2026-13-01"])
+def test_a_fenqi_today_that_cannot_be_used_stops_every_command_before_it_begins(
+    desk: Desk, tmp_path: Path, today: str
+) -> None:
+    """The clock override is checked before a command does anything: one line naming it, exit
+    2; no traceback, no loan dated 0001-01-01, no database made, no server started."""
+    loan = desk.loan()
+    who = desk.json("loan", "show", loan)["borrower_id"]
+    commands = [
+        ("quote", "--principal", "1000", "--periods", "3", "--method", "equal-installment",
+         "--annual-rate", "12%"),
+        ("checkout", "--borrower", str(who), "--order", "JD-2", "--merchant", "京东",
+         "--amount", "100", "--product", "cash", "--periods", "3", "--db", desk.url),
+        ("cob", "status", "--db", desk.url),
+        ("loan", "list", "--borrower", str(who), "--db", desk.url),
+        ("serve", "--port", "1", "--db", desk.url),
+        ("db", "init", "--db", f"sqlite:///{tmp_path / 'new.sqlite3'}"),
+    ]  # fmt: skip
+    for command in commands:
+        refused(fenqi(*command, env={"FENQI_TODAY": today}), "FENQI_TODAY")
+    assert len(desk.json("loan", "list", "--borrower", str(who))) == 1
+    assert not (tmp_path / "new.sqlite3").exists()

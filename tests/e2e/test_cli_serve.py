@@ -14,6 +14,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
+import pytest
 
 from fenqi.cli.serve import listening_socket
 from tests.e2e.cli import fenqi, free_port, refused
@@ -107,6 +108,18 @@ def test_a_taken_port_is_refused_in_one_line(tmp_path: Path) -> None:
         port = taken.getsockname()[1]
         run = fenqi("serve", "--port", str(port), "--db", db)
     refused(run, "cannot listen on")
+    assert "--port" in run.err
+
+
+@pytest.mark.parametrize("host", ["999.1.1.1", "no such host", "192.0.2.1"])
+def test_a_host_that_cannot_be_listened_on_is_blamed_on_host(tmp_path: Path, host: str) -> None:
+    """Not an address, no name, or an address of no interface here (192.0.2.1 is for
+    documentation only): the refusal names --host, not --port."""
+    db = f"sqlite:///{tmp_path / 'fenqi.sqlite3'}"
+    assert fenqi("db", "upgrade", "--db", db).code == 0
+    run = fenqi("serve", "--host", host, "--port", str(free_port()), "--db", db)
+    refused(run, "--host")
+    assert "--port" not in run.err
 
 
 def test_answers_on_the_shared_socket_are_not_held_back_by_nagle() -> None:

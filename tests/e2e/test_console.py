@@ -21,6 +21,7 @@ from sqlalchemy.orm import Session
 
 from fenqi.api.app import create_app
 from fenqi.channels.simulator import SimulatedChannel
+from fenqi.domain.events import PrepayMode
 from fenqi.domain.money import Money
 from fenqi.services import access, audit, borrowers, products, servicing
 from fenqi.services import close_of_business as cob
@@ -126,6 +127,20 @@ def test_a_visitor_is_sent_to_sign_in_and_an_operator_signs_in_and_out(desk: Des
     assert client.get("/console", follow_redirects=False).status_code == 303
 
 
+def test_the_login_form_takes_a_user_name_exactly_as_the_api_does(desk: Desk) -> None:
+    """A name no operator can have (another script, too long, empty) or no password is refused
+    by the page as by the API, before a try is counted; a well-formed wrong one is a 401."""
+    client = desk.client()
+    for username, password in [("ａｇｅｎｔ", PASSWORD), ("王经理", PASSWORD), ("a" * 65, PASSWORD),
+                               ("", PASSWORD), ("-agent", PASSWORD), ("agent", "")]:  # fmt: skip
+        api = client.post("/api/auth/login", json={"username": username, "password": password})
+        page = client.post("/console/login", data={"username": username, "password": password})
+        assert (page.status_code, api.status_code) == (422, 422), username
+        assert WORDS["console.login.malformed"]["zh-CN"] in page.text
+    well_formed = client.post("/console/login", data={"username": "nobody", "password": "x"})
+    assert well_formed.status_code == 401
+
+
 @pytest.mark.parametrize("typed", ["phone", "name", "order", "loan id"])
 def test_a_borrower_is_found_by_phone_name_order_or_loan_id(desk: Desk, typed: str) -> None:
     text = {"phone": PHONE, "name": "张", "order": ORDER, "loan id": str(desk.loan)}[typed]
@@ -189,7 +204,7 @@ def test_a_viewer_cannot_take_a_payment(desk: Desk) -> None:
     before = desk.books()
     refused = viewer.post(f"/console/loans/{desk.loan}/payments", data=fields)
     assert refused.status_code == 403
-    assert "this needs the agent role" in alert(refused.text)
+    assert "这项操作需要客服角色（收款权限）" in alert(refused.text)
     assert desk.books() == before
 
 
@@ -204,7 +219,7 @@ def test_an_agent_takes_a_payment_once_however_often_the_form_is_sent(desk: Desk
         f"/console/loans/{desk.loan}/payments", data={**fields, "source": card[1]}
     )
     assert declined.status_code == 402
-    assert "the method holds 111.51" in alert(declined.text)
+    assert "银行卡（622202*********4567）未能扣款" in alert(declined.text)
     assert desk.books() == before
     by_hand = {**form(declined.text, "pay"), "amount": "936.89", "on": OVERDUE, "source": "manual"}
     paid = agent.post(f"/console/loans/{desk.loan}/payments", data=by_hand)
@@ -226,7 +241,7 @@ def test_an_agent_waives_within_the_limit_but_not_beyond_it(desk: Desk) -> None:
     before = desk.books()
     beyond = agent.post(f"/console/loans/{desk.loan}/waivers", data={**fields, "amount": "150"})
     assert beyond.status_code == 403
-    assert "an agent may waive up to 100.00" in alert(beyond.text)
+    assert "客服每次最多减免100.00元" in alert(beyond.text)
     assert desk.books() == before
     within = agent.post(f"/console/loans/{desk.loan}/waivers", data={**fields, "amount": "3.98"})
     assert within.status_code == 200, alert(within.text)
@@ -320,7 +335,7 @@ def test_the_audit_log_is_for_admins_and_filters_by_target(desk: Desk) -> None:
     for role in ("viewer", "agent"):
         refused = desk.client(role).get("/console/audit")
         assert refused.status_code == 403
-        assert "this needs the admin role" in alert(refused.text)
+        assert "这项操作需要管理员角色（系统管理权限）" in alert(refused.text)
     admin = desk.client("admin")
     everything = admin.get("/console/audit").text
     assert "borrower.create" in everything
@@ -373,11 +388,11 @@ def test_a_payment_beyond_the_payoff_needs_an_admins_approval(desk: Desk) -> Non
     before = desk.books()
     over = agent.post(f"/console/loans/{desk.loan}/payments", data=fields)
     assert over.status_code == 422
-    assert f"the most that can be taken is {payoff}" in alert(over.text)
+    assert f"最多可付{payoff}元" in alert(over.text)
     asked = agent.post(f"/console/loans/{desk.loan}/payments",
                        data={**fields, "allow_overpayment": "on"})  # fmt: skip
     assert asked.status_code == 403
-    assert "permission pay_out" in alert(asked.text)
+    assert "这项操作需要管理员角色（退款与冲正权限）" in alert(asked.text)
     assert desk.books() == before
     fields = {**form(desk.loan_page(admin), "pay"), "amount": "50000", "on": OVERDUE,
               "source": "manual", "allow_overpayment": "on"}  # fmt: skip
@@ -439,3 +454,90 @@ def test_a_reversal_that_makes_the_plan_overdue_is_shown_with_its_consequences_t
     assert done.status_code == 200, alert(done.text)
     assert f"已冲正 P{desk.loan}-1" in done.text
     assert servicing.show_loan(desk.context, desk.loan, date(2026, 2, 20))["dpd"] == 5
+
+
+# English a zh-CN page may show: ids, account masks and dates are not sentences.
+ENGLISH_WORD = re.compile(r"\b[A-Za-z]{3,}\b")
+
+
+def events_shown(page: str) -> str:
+    found = re.search(r'id="events".*?</table>', page, re.S)
+    assert found is not None
+    return re.sub(r"<[^>]+>", " ", found[0])
+
+
+def test_an_events_details_are_words_and_absent_ones_are_left_out(desk: Desk) -> None:
+    """A credit refund taken by hand has no method: the page says the channel in words (人工)
+    and leaves the method out, never "manual" or Python's None; yes or no and a prepayment's
+    mode are words too."""
+    day = date(2026, 3, 25)
+    payoff = Money.parse(servicing.quote_payoff(desk.context, desk.loan, day)["amount"])
+    servicing.prepay(desk.context, desk.loan, payoff + Money.parse("300"),
+                     mode=PrepayMode.REDUCE_INSTALLMENT, source=servicing.Source(manual=True),
+                     day=day, overpayment=access.OverpaymentApproval("admin"))  # fmt: skip
+    back = servicing.refund_credit(desk.context, desk.loan, None, day)
+    assert [(to["channel"], to["method_id"]) for to in back["paid_to"]] == [("manual", None)]
+    for lang in ("zh-CN", "en"):
+        client = desk.client("viewer")
+        shown = events_shown(
+            client.get(f"/console/loans/{desk.loan}?as_of={OVERDUE}&lang={lang}").text
+        )
+        for raw in ("None", "manual", "bank_card", "True", "False", "console.", "_"):
+            assert raw not in shown, (lang, raw, shown)
+    assert f"{WORDS['console.field.channel']['zh-CN']}: {WORDS['channel.manual']['zh-CN']}" in (
+        events_shown(desk.loan_page(desk.client("viewer"))))  # fmt: skip
+    assert WORDS["channel.bank_card"]["zh-CN"] in events_shown(
+        desk.loan_page(desk.client("viewer"))
+    )
+
+
+def test_the_common_refusals_are_said_in_chinese_on_the_console(desk: Desk) -> None:
+    """Permission needed, an amount over the payoff, a day outside the booking window (by the
+    form's check or the service's), a payment declined, nothing to pay, a confirmation needed:
+    each is said on the zh-CN page in Chinese, numbers and dates filled in, no English sentence;
+    the API keeps its English detail."""
+    agent, admin = desk.client("agent"), desk.client("admin")
+    page = desk.loan_page(agent)
+    pay = {**form(page, "pay"), "on": OVERDUE}
+    sent = {
+        "permission": {"amount": "1", "allow_overpayment": "on"},
+        "over payoff": {"amount": "50000", "source": "manual"},
+        "before the window": {"amount": "1", "on": "2026-01-01"},
+        "after today": {"amount": "1", "on": "2026-03-26"},
+        "far off": {"amount": "1", "on": "9999-12-31"},
+        "not a date": {"amount": "1", "on": "2026-02-30"},
+        "declined": {"amount": "936.89"},
+    }
+    said = {case: agent.post(f"/console/loans/{desk.loan}/payments", data={**pay, **changed})
+            for case, changed in sent.items()}  # fmt: skip
+    expected = {
+        "permission": "这项操作需要管理员角色（退款与冲正权限）",
+        "over payoff": "金额：50000.00元超过了2026-03-25结清全部欠款所需的",
+        "before the window": "日期：2026-01-01早于今天31天以前，请选2026-02-22至2026-03-25之间的日期",
+        "after today": "日期：2026-03-26晚于今天（2026-03-25）",
+        "far off": "日期：9999-12-31离今天（2026-03-25）太远",
+        "not a date": "日期：不是日期，请按 YYYY-MM-DD 填写",
+        "declined": "银行卡（622202*********4567）未能扣款，请检查余额或换一个支付方式",
+    }
+    for case, answer in said.items():
+        shown = alert(answer.text)
+        assert expected[case] in shown, (case, shown)
+        assert not ENGLISH_WORD.search(shown.replace("YYYY-MM-DD", "")), (case, shown)
+    servicing.prepay(desk.context, desk.loan, None, mode=PrepayMode.REDUCE_INSTALLMENT,
+                     source=servicing.Source(manual=True), day=date(2026, 3, 25))  # fmt: skip
+    again = {**form(desk.loan_page(admin), "pay"), "amount": "1", "on": OVERDUE, "source": "manual"}
+    nothing = alert(admin.post(f"/console/loans/{desk.loan}/payments", data=again).text)
+    assert "这笔分期已结清，没有需要还的款项" in nothing
+    assert not ENGLISH_WORD.search(nothing), nothing
+    reverse = {**form(desk.loan_page(admin), "reverse"), "reason": "退回"}
+    confirming = admin.post(f"/console/loans/{desk.loan}/reversals", data=reverse)
+    assert confirming.status_code == 409
+    card = re.search(r'id="confirm-reverse"[^>]*>(.*?)</dl>', confirming.text, re.S)
+    assert card is not None
+    assert "已结清 → 正常" in card[1]
+    assert not ENGLISH_WORD.search(re.sub(r"<[^>]+>", " ", card[1]).replace("P1-", ""))
+    api = desk.client().post(f"/api/loans/{desk.loan}/payments",
+                             json={"amount": "1", "date": "2026-01-01"},
+                             headers={"X-API-Key": access.create_api_key(desk.context, "agent")["api_key"],
+                                      "Idempotency-Key": "en"})  # fmt: skip
+    assert "is over 31 days before today" in api.json()["detail"]

@@ -15,6 +15,7 @@ import threading
 import time
 from collections import Counter, defaultdict
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
@@ -335,4 +336,42 @@ def test_a_frozen_database_is_a_503_in_seconds_and_readyz_answers_within_one(
             assert time.monotonic() < deadline, "not ready again 20 s after the thaw"
             time.sleep(0.2)
         assert http.get(f"/api/loans/{shop.loans[0]}", headers=agent).status_code == 200
+    shop.engine.dispose()
+
+
+WAITING = 100  # requests held by a frozen database at once: more than the thread pool's 40
+
+
+def test_healthz_and_metrics_answer_at_once_while_requests_wait_on_a_frozen_database(
+    postgres: PrivatePostgres, tmp_path: Path
+) -> None:
+    """A hundred requests waiting on a frozen database hold every thread of the pool and queue
+    behind it: /healthz answers from the event loop, and /metrics leaves out the latest batch
+    run it cannot read in time rather than wait."""
+    shop = open_shop(postgres)
+    served = fenqi_serve(shop.url, tmp_path / "serve.log", FENQI_TODAY=TODAY)
+    limits = httpx.Limits(max_connections=WAITING + 10)
+    with served as base, httpx.Client(base_url=base, limits=limits, timeout=60) as http:
+        agent = {"X-API-Key": shop.agent}
+        for loan in shop.loans * 2:
+            assert http.get(f"/api/loans/{loan}", headers=agent).status_code == 200
+        with postgres.frozen(), ThreadPoolExecutor(WAITING) as clients:
+            waiting = [clients.submit(http.get, f"/api/loans/{shop.loans[n % LOANS]}",
+                                      headers=agent) for n in range(WAITING)]  # fmt: skip
+            time.sleep(1.0)  # every thread of the pool is waiting on the database now
+            assert sum(not answer.done() for answer in waiting) > WAITING // 2
+            for _ in range(3):
+                began = time.monotonic()
+                assert http.get("/healthz").status_code == 200
+                took = time.monotonic() - began
+                assert took < 0.5, f"/healthz took {took:.2f} s"
+            began = time.monotonic()
+            metrics = http.get("/metrics")
+            took = time.monotonic() - began
+            assert metrics.status_code == 200
+            assert "fenqi_http_requests_total" in metrics.text
+            assert took < 1.5, f"/metrics took {took:.2f} s"
+            assert sum(not answer.done() for answer in waiting) > 0  # measured while held
+            statuses = Counter(answer.result().status_code for answer in waiting)
+        assert set(statuses) <= {200, 503}, statuses
     shop.engine.dispose()

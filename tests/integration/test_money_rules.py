@@ -324,6 +324,32 @@ def test_a_reversal_that_would_pay_twice_through_another_channel_is_refused(
         old = Refund(record.next_seq, date(2026, 2, 2), Money.parse("1000"), Channel.ALIPAY)
         servicing._book(session, record, old, "merchant refund of 1000.00")
     held, recorded = balance(engine, card), events(engine, loan)
-    with pytest.raises(RefusedError, match=r"cannot be reversed: .*300\.00 through alipay"):
+    with pytest.raises(RefusedError, match="cannot be reversed") as refused:
         servicing.reverse(context, paid["payment_id"], "wrong card", date(2026, 2, 3))
+    assert "300.00 already went back to the borrower to her Alipay" in str(refused.value)
+    assert "-" not in str(refused.value)
+    assert (balance(engine, card), events(engine, loan)) == (held, recorded)
+
+
+def test_a_refused_reversal_says_what_went_where_in_positive_amounts(
+    context: Context, engine: Engine
+) -> None:
+    """Paid by card, then overpaid by hand and the credit paid back by hand: reversing the card
+    payment would take back money that already went back to her by hand. The refusal says so
+    with the amount as it went, never a negative one or a channel's code."""
+    loan, card = plan(context)
+    day = date(2026, 2, 1)
+    paid = servicing.pay(context, loan, Money.parse("300"), Source(method_id=card), day)
+    payoff = Money.parse(servicing.quote_payoff(context, loan, day)["amount"])
+    servicing.pay(context, loan, payoff + Money.parse("300"), Source(manual=True), day,
+                  overpayment=ADMIN)  # fmt: skip
+    back = servicing.refund_credit(context, loan, None, day)
+    assert [to["channel"] for to in back["paid_to"]] == ["manual"]
+    held, recorded = balance(engine, card), events(engine, loan)
+    with pytest.raises(RefusedError, match="cannot be reversed") as refused:
+        servicing.reverse(context, paid["payment_id"], "wrong card", day, confirm=True)
+    said = str(refused.value)
+    assert f"{back['amount']} already went back to the borrower by hand" in said, said
+    assert "-" not in said, said
+    assert "manual" not in said, said
     assert (balance(engine, card), events(engine, loan)) == (held, recorded)

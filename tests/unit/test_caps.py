@@ -64,3 +64,8 @@ def test_a_quote_at_or_under_its_cap_is_given() -> None:
     offer = quote(plan("flat-fee", "10000", 12, fee="0.6%"), Fraction("0.24"), "mall-12")
     assert offer.product == "mall-12"
     assert offer.total_cost == offer.schedule.total_fee
+
+
+def test_an_lpr_table_with_a_nul_escape_is_refused() -> None:
+    with pytest.raises(CapError, match="NUL"):
+        parse_lpr_table('[[lpr]]\neffective = 2025-05-20\none_year = "3.0%"\nnote = "a\\u0000"\n')

@@ -140,3 +140,25 @@ def test_a_code_may_appear_only_once() -> None:
     twice = '[[product]]\ncode = "a"\nperiods = [3]\n\n[[product]]\ncode = "a"\nperiods = [6]'
     with pytest.raises(CatalogError, match="appears twice"):
         parse_catalog(twice)
+
+
+@pytest.mark.parametrize(
+    ("text", "where"),
+    [
+        ('name = "a\\u0000b"', "product[1].name"),
+        ("name = 'x'\n\"na\\u0000me\" = 1", "a key in product[1]"),
+        ('penalty = { mode = "daily-rate\\u0000" }', "product[1].penalty.mode"),
+        ('allocation = ["due:interest", "due:principal\\u0000"]', "product[1].allocation[2]"),
+        ('name = """a\\u0000"""', "product[1].name"),
+    ],
+)
+def test_a_nul_written_as_an_escape_is_refused_wherever_it_is(text: str, where: str) -> None:
+    """TOML's escapes name a NUL the text does not hold: every parsed key and string is
+    checked, so none reaches a database that cannot keep it."""
+    catalog = f'[[product]]\ncode = "x3"\nperiods = [3]\n{text}\n'
+    assert "\x00" not in catalog
+    with pytest.raises(CatalogError, match="NUL") as refused:
+        parse_catalog(catalog, "x.toml")
+    assert where in str(refused.value)
+    with pytest.raises(CatalogError, match="a key in the document holds a NUL"):
+        parse_catalog('"\\u0000" = 1\n' + catalog)  # a key outside [[product]] too

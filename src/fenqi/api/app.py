@@ -21,6 +21,7 @@ from contextlib import asynccontextmanager
 from datetime import UTC, date, datetime
 from decimal import Decimal
 from pathlib import Path
+from typing import Any, Generic, TypeVar
 
 from fastapi import FastAPI, Request, Response
 from prometheus_client import (
@@ -33,7 +34,6 @@ from prometheus_client import (
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 from sqlalchemy import Engine, text
-from sqlalchemy.exc import SQLAlchemyError
 
 from fenqi import settings, web
 from fenqi.api import hardening, problems, routes
@@ -41,11 +41,14 @@ from fenqi.channels.simulator import SimulatedChannel
 from fenqi.channels.sms_simulator import SimulatedSms
 from fenqi.services import close_of_business as cob
 from fenqi.services.context import Context
+from fenqi.settings import SettingError
 from fenqi.store.database import Limits, database_url, make_engine, schema_is_current
 
 log = logging.getLogger("fenqi.http")
 Handler = Callable[[Request], Awaitable[Response]]
 READY_SECONDS = 0.8  # /readyz answers within a second, whatever the database does
+COB_READ_SECONDS = 0.8  # and /metrics too: the latest run is left out if not read by then
+T = TypeVar("T")
 FENQI = str(Path(__file__).parents[1])  # where fenqi's own frames are, in a traceback
 
 
@@ -55,20 +58,17 @@ COB_AMOUNTS = ("debited", "failed_amount")  # yuan
 
 
 class CobFigures(Collector):
-    """The latest close-of-business run as the store has it, read at each scrape: the batch runs
-    in another process, so the service cannot count its figures as they happen."""
+    """The latest close-of-business run as the store had it when a scrape asked (``run``, None
+    when there is none or the store did not answer in time): the batch runs in another process,
+    so the service cannot count its figures as they happen."""
 
-    def __init__(self, context: Context) -> None:
-        self.context = context
+    def __init__(self, run: dict[str, Any] | None) -> None:
+        self.run = run
 
     def collect(self) -> Iterator[Metric]:
-        try:
-            latest = cob.runs(self.context, limit=1)
-        except SQLAlchemyError:  # the database is down: the service's own figures still count
+        if self.run is None:
             return
-        if not latest:
-            return
-        last = latest[0]
+        last = self.run
         day = date.fromisoformat(last["business_date"])
         labels = {"business_date": day.isoformat(), "status": last["status"]}
         midnight = datetime(day.year, day.month, day.day, tzinfo=UTC).timestamp()
@@ -96,11 +96,11 @@ def _gauge(name: str, documentation: str, labels: dict[str, str], value: float) 
 
 
 class Metrics:
-    """The service's Prometheus figures, in a registry of its own (one per app)."""
+    """The service's Prometheus figures, in a registry of its own (one per app), and the latest
+    close-of-business run, read at each scrape without waiting behind the requests' threads."""
 
     def __init__(self, context: Context) -> None:
         self.registry = CollectorRegistry()
-        self.registry.register(CobFigures(context))
         self.requests = Counter("fenqi_http_requests_total", "HTTP requests",
                                 ["method", "route", "status"], registry=self.registry)  # fmt: skip
         self.latency = Histogram("fenqi_http_request_seconds", "HTTP request latency",
@@ -110,45 +110,63 @@ class Metrics:
         self.errors = Counter("fenqi_http_errors_total",
                               "Requests that ended in an error no handler answered, by its class",
                               ["status", "error"], registry=self.registry)  # fmt: skip
+        self.latest_run = OneAtATime(lambda: cob.runs(context, limit=1), "fenqi-metrics")
+
+    async def exposition(self) -> bytes:
+        """The text Prometheus scrapes: the service's own figures, which are in memory, and the
+        latest run if the store gives it within ``COB_READ_SECONDS`` (a store that is down or
+        frozen leaves it out; the service's own figures count all the more then)."""
+        runs = await self.latest_run.answer(COB_READ_SECONDS)
+        batch = CollectorRegistry()
+        batch.register(CobFigures(runs[0] if runs else None))
+        return generate_latest(self.registry) + generate_latest(batch)
 
 
-class Readiness:
-    """/readyz's question (does the database answer, with the current schema?) asked in a
-    thread of its own, one at a time: a probe gets its answer within ``READY_SECONDS`` even
-    while the database hangs, and probes arriving meanwhile share the question in flight
-    instead of piling up threads behind it."""
+class OneAtATime(Generic[T]):
+    """A question to the store asked in a thread of its own, one at a time: a caller waits at
+    most the seconds it gives, even while the database hangs, and callers arriving meanwhile
+    share the question in flight instead of piling up threads behind it. Neither the event
+    loop nor the requests' thread pool ever waits on it."""
 
-    def __init__(self, engine: Engine) -> None:
-        self.engine = engine
+    def __init__(self, ask: Callable[[], T], name: str) -> None:
+        self.ask, self.name = ask, name
         self.lock = threading.Lock()
-        self.pending: Future[bool] | None = None
+        self.pending: Future[T] | None = None
 
-    async def ready(self) -> bool:
+    async def answer(self, seconds: float) -> T | None:
+        """The answer, or None when it failed or did not come within ``seconds``."""
         with self.lock:
             if self.pending is None or self.pending.done():
                 self.pending = Future()
                 asking = threading.Thread(target=self._ask, args=(self.pending,), daemon=True,
-                                          name="fenqi-readyz")  # fmt: skip
+                                          name=self.name)  # fmt: skip
                 asking.start()
             pending = asyncio.wrap_future(self.pending)
         try:
-            return await asyncio.wait_for(asyncio.shield(pending), READY_SECONDS)
-        except TimeoutError:
-            return False
+            return await asyncio.wait_for(asyncio.shield(pending), seconds)
+        except Exception:  # no answer in time, or a store that failed: no answer
+            return None
 
-    def _ask(self, answer: Future[bool]) -> None:
+    def _ask(self, answer: Future[T]) -> None:
         try:
-            with self.engine.connect() as connection:
-                connection.execute(text("SELECT 1"))
-            answer.set_result(schema_is_current(self.engine))
-        except Exception:  # any failure to reach the database means not ready
-            answer.set_result(False)
+            answer.set_result(self.ask())
+        except Exception as error:  # any failure is the answer, so no caller waits for ever
+            answer.set_exception(error)
+
+
+def _is_ready(engine: Engine) -> bool:
+    """/readyz's question: does the database answer, with the current schema?"""
+    with engine.connect() as connection:
+        connection.execute(text("SELECT 1"))
+    return schema_is_current(engine)
 
 
 def create_app(url: str | None = None, *, simulation: bool | None = None) -> FastAPI:
     """The app on the database at ``url`` (default: FENQI_DATABASE_URL or the SQLite file), in
     simulation mode if ``simulation`` (default: ``FENQI_SIMULATION``, else off): only then may
-    staff set the payment simulator's balances."""
+    staff set the payment simulator's balances. A setting that cannot be used (``FENQI_TODAY``,
+    …) is refused here, before anything starts: a ``SettingError`` naming it."""
+    settings.check()
     engine = make_engine(database_url(url), Limits.for_service())
 
     @asynccontextmanager
@@ -170,12 +188,12 @@ def create_app(url: str | None = None, *, simulation: bool | None = None) -> Fas
     problems.install(app)
     app.include_router(routes.router)
     web.install(app)
-    _operations(app, metrics, Readiness(engine))
+    _operations(app, metrics, OneAtATime(lambda: _is_ready(engine), "fenqi-readyz"))
     hardening.install(app)  # the security headers, the docs and metrics settings, the proxies
     return app
 
 
-def _operations(app: FastAPI, metrics: Metrics, readiness: Readiness) -> None:
+def _operations(app: FastAPI, metrics: Metrics, readiness: OneAtATime[bool]) -> None:
     @app.middleware("http")
     async def observe(
         request: Request, call_next: Callable[[Request], Awaitable[Response]]
@@ -204,12 +222,15 @@ def _operations(app: FastAPI, metrics: Metrics, readiness: Readiness) -> None:
         metrics.errors.labels(str(response.status_code), type(failure).__name__).inc()
         # The error's class and where it was raised; its text may quote a borrower's data.
         line |= {"error": type(failure).__name__, "where": _where(failure)}
+        if isinstance(failure, SettingError):  # names a setting and its value, no one's data
+            line["setting"] = str(failure)
         log.log(logging.ERROR if response.status_code == 500 else logging.WARNING, json.dumps(line))
         return response
 
     @app.get("/healthz", tags=["operations"])
-    def healthz() -> dict[str, str]:
-        """The process answers."""
+    async def healthz() -> dict[str, str]:
+        """The process answers: from the event loop, so no request waiting on the database
+        (each holding one of the thread pool's threads) can hold it up."""
         return {"status": "ok"}
 
     @app.get("/readyz", tags=["operations"],
@@ -217,15 +238,15 @@ def _operations(app: FastAPI, metrics: Metrics, readiness: Readiness) -> None:
                               "behind"}})  # fmt: skip
     async def readyz(response: Response) -> dict[str, str]:
         """The database answers and its schema is current (answered within a second)."""
-        ready = await readiness.ready()
+        ready = await readiness.answer(READY_SECONDS) or False
         response.status_code = 200 if ready else 503
         return {"status": "ready" if ready else "not ready"}
 
     @app.get("/metrics", tags=["operations"], response_class=Response)
-    def prometheus() -> Response:
+    async def prometheus() -> Response:
         """Requests, latencies, errors, payments and the latest close of business, for
-        Prometheus."""
-        return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
+        Prometheus (answered within a second, whatever the database does)."""
+        return Response(await metrics.exposition(), media_type=CONTENT_TYPE_LATEST)
 
 
 def _answer(request: Request, error: Exception, request_id: str) -> Response:

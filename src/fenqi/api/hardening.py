@@ -36,6 +36,7 @@ from fenqi.api import problems
 from fenqi.api.security import SESSION_COOKIE, authenticate
 from fenqi.domain.errors import InputError
 from fenqi.services.access import Role
+from fenqi.settings import SettingError
 
 DOCS_VARIABLE = "FENQI_DOCS"
 METRICS_VARIABLE = "FENQI_METRICS"
@@ -61,10 +62,6 @@ class Exposure(StrEnum):
     OPEN = "open"  # anyone
     STAFF = "staff"  # operators, with an API key or a console session
     OFF = "off"  # not served
-
-
-class SettingError(InputError):
-    """A setting whose value cannot be used; the message names it and what it accepts."""
 
 
 @dataclass(frozen=True)

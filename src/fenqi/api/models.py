@@ -1,15 +1,28 @@
 """Request bodies. Money is a decimal string in yuan (``"888.49"``), rates are ``"12%"`` or
-``"0.12"``, dates ISO 8601; the services parse and check the meaning, these check the shape."""
+``"0.12"``, dates ISO 8601, a yes or no a JSON ``true`` or ``false`` (``StrictBool``: pydantic
+would also take ``"yes"``, ``"on"`` or ``1`` for a confirmation no one meant to give); the
+services parse and check the meaning, these check the shape."""
 
 from __future__ import annotations
 
 import datetime as dt
 from typing import Annotated, Literal
 
-from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    StrictBool,
+    TypeAdapter,
+    ValidationError,
+)
 
 from fenqi.clock import today
 from fenqi.domain.money import AMOUNT_AT_MOST
+from fenqi.domain.reference import CATALOG_CHARS_AT_MOST
+from fenqi.services.access import USER_NAME
 from fenqi.services.days import looking_day
 from fenqi.store.schema import MAX_ID
 
@@ -20,7 +33,28 @@ Yuan = Annotated[
 ]
 RateText = Annotated[str, Field(pattern=r"^[0-9]{1,3}(\.[0-9]{1,6})?%?$", examples=["12%"])]
 Text = Annotated[str, Field(min_length=1, max_length=200)]
+# What a person types to sign in, one definition for the API's bodies and the pages' forms
+# (``fits``): the sign-in page must not take a phone, a code or a name the API would refuse.
 Phone = Annotated[str, Field(pattern=r"^\+?[0-9]{6,15}$", examples=["13800138000"])]
+SignInCode = Annotated[str, Field(pattern=r"^[0-9]{6}$", examples=["123456"])]
+UserName = Annotated[str, Field(pattern=f"^{USER_NAME.pattern}$", examples=["wang.li"])]
+Password = Annotated[str, Field(min_length=1, max_length=200)]
+_SHAPES: dict[str, TypeAdapter[str]] = {
+    "phone": TypeAdapter(Phone),
+    "code": TypeAdapter(SignInCode),
+    "username": TypeAdapter(UserName),
+    "password": TypeAdapter(Password),
+}
+
+
+def fits(field: Literal["phone", "code", "username", "password"], text: str) -> bool:
+    """Whether ``text`` is what the API takes for a sign-in ``field``, checked by the very type
+    its body declares."""
+    try:
+        _SHAPES[field].validate_python(text)
+    except ValidationError:
+        return False
+    return True
 
 
 def _whole(value: object) -> object:
@@ -59,7 +93,7 @@ class BorrowerIn(Body):
 class MethodIn(Body):
     kind: Literal["bank_card", "alipay", "wechat"]
     account: Annotated[str, Field(min_length=1, max_length=64, examples=["6222020000001234567"])]
-    default: bool = False
+    default: StrictBool = False
     sim_balance: Yuan | None = None
 
 
@@ -100,7 +134,7 @@ class PaymentIn(Body):
     method_id: Id | None = None
     channel: Literal["manual"] | None = None
     date: Day | None = None
-    allow_overpayment: bool = Field(
+    allow_overpayment: StrictBool = Field(
         False, description="More than the payoff amount that day (admins only; the excess "
                            "becomes a credit balance)."
     )  # fmt: skip
@@ -108,12 +142,12 @@ class PaymentIn(Body):
 
 class PrepaymentIn(Body):
     amount: Yuan | None = None
-    full: bool = False
+    full: StrictBool = False
     mode: Literal["reduce-installment", "shorten-term"] = "reduce-installment"
     method_id: Id | None = None
     channel: Literal["manual"] | None = None
     date: Day | None = None
-    allow_overpayment: bool = Field(False, description="As for payments (admins only).")
+    allow_overpayment: StrictBool = Field(False, description="As for payments (admins only).")
 
 
 class RefundIn(Body):
@@ -129,7 +163,7 @@ class CreditRefundIn(Body):
 class ReversalIn(Body):
     reason: Text
     date: Day | None = None
-    confirm: bool = Field(
+    confirm: StrictBool = Field(
         default=False,
         description="Reverse even though it reopens a settled plan or makes a current one "
         "overdue; without it such a reversal is a 409 confirmation-needed problem that says "
@@ -149,7 +183,7 @@ class CobIn(Body):
 
 
 class CatalogIn(Body):
-    toml: Annotated[str, Field(min_length=1, max_length=200_000)]
+    toml: Annotated[str, Field(min_length=1, max_length=CATALOG_CHARS_AT_MOST)]
 
 
 class CodeIn(Body):
@@ -158,9 +192,9 @@ class CodeIn(Body):
 
 class SignInIn(Body):
     phone: Phone
-    code: Annotated[str, Field(pattern=r"^[0-9]{6}$")]
+    code: SignInCode
 
 
 class LoginIn(Body):
-    username: Text
-    password: Annotated[str, Field(min_length=1, max_length=200)]
+    username: UserName
+    password: Password

@@ -31,6 +31,7 @@ from fenqi.services.errors import (
 )
 from fenqi.services.quoting import FieldError
 from fenqi.services.throttles import TooManyAttemptsError
+from fenqi.settings import SettingError
 from fenqi.store.database import DatabaseNotReadyError, trouble
 
 MEDIA_TYPE = "application/problem+json"
@@ -61,6 +62,11 @@ CONTENDED = (409, "conflict", "Busy with other requests for the same records",
              "(with the same Idempotency-Key) in a moment")  # fmt: skip
 INTERNAL = (500, "internal-error", "Internal error",
             "an unexpected error; it is logged under this request's id")  # fmt: skip
+# A setting changed under a running service (it refuses to start with one it cannot use): the
+# operator's to fix, so a 500, never a 4xx that would tell the client the request was wrong.
+MISCONFIGURED = (500, "misconfigured", "The server is misconfigured",
+                 "a setting of this server cannot be used; its operator must correct it (the "
+                 "log under this request's id names it)")  # fmt: skip
 
 
 class Consequences(BaseModel):
@@ -127,6 +133,8 @@ def classify(error: Exception) -> tuple[int, str, str, str]:
     never the error's own."""
     if isinstance(error, ConflictError):
         return CONTENDED
+    if isinstance(error, SettingError):
+        return MISCONFIGURED
     return {"unavailable": UNAVAILABLE, "contended": CONTENDED}.get(trouble(error) or "", INTERNAL)
 
 

@@ -1,7 +1,8 @@
 """The ``fenqi`` command line: parses text, calls a service, renders a Rich table or ``--json``.
 
 Bad input never shows a traceback or a usage box: it exits with code 2 and one line on stderr
-saying what is wrong and what is accepted.
+saying what is wrong and what is accepted. So does a setting in the environment that cannot be
+used (``FENQI_TODAY``, ``FENQI_BACKDATE_DAYS``, …), checked before any command begins.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from collections.abc import Sequence
 import typer
 from typer.exceptions import TyperException
 
+from fenqi import settings
 from fenqi.cli import cob, loans, serve
 from fenqi.cli.borrowers import borrower_app
 from fenqi.cli.db import db_app
@@ -23,6 +25,7 @@ from fenqi.cli.seed import seed_command
 from fenqi.cli.sms import sms_app
 from fenqi.domain.errors import InputError
 from fenqi.services.errors import ConflictError
+from fenqi.settings import SettingError
 from fenqi.store.database import DatabaseNotReadyError
 
 app = typer.Typer(
@@ -38,6 +41,7 @@ app = typer.Typer(
 @app.callback()
 def fenqi(context: typer.Context) -> None:
     """fenqi (分期): consumer installment credit, from the checkout offer to the books."""
+    settings.check()  # a setting that cannot be used stops every command before it begins
     if context.invoked_subcommand is None:
         typer.echo(context.get_help())
 
@@ -74,7 +78,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     """Run the CLI; the ``fenqi`` script's entry point."""
     try:
         code = app(args=list(argv) if argv is not None else None, standalone_mode=False)
-    except (InputError, DatabaseNotReadyError) as error:
+    except (InputError, SettingError, DatabaseNotReadyError) as error:
         _refuse(str(error))
     except ConflictError as error:  # well-formed, just unlucky: the same command may be run again
         _refuse(str(error), 1)

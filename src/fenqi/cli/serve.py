@@ -8,6 +8,7 @@ them): it is asked for twice without echo, or read from standard input with --pa
 from __future__ import annotations
 
 import copy
+import errno
 import os
 import socket
 import sys
@@ -120,14 +121,24 @@ def listening_socket(host: str, port: int) -> socket.socket:
     asyncio turns Nagle's algorithm off only on sockets that say they are TCP, and with it on
     every answer after a connection's first waits ~40 ms for a delayed ACK (uvicorn #3149)."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    try:
+        socket.getaddrinfo(host, port, family, socket.SOCK_STREAM)
+    except (socket.gaierror, UnicodeError):
+        raise typer.BadParameter(
+            f'"{host}" is not an address or a host name; give e.g. 127.0.0.1, 0.0.0.0 or ::1',
+            param_hint="--host",
+        ) from None
     listener = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     try:
         listener.bind((host, port))
     except OSError as error:
         listener.close()
+        # An address no interface of this machine has is the host's fault; one in use, or
+        # below 1024 without the right, the port's.
+        blamed = "--host" if error.errno == errno.EADDRNOTAVAIL else "--port"
         raise typer.BadParameter(
-            f"cannot listen on {host}:{port}: {error.strerror}", param_hint="--port"
+            f"cannot listen on {host}:{port}: {error.strerror}", param_hint=blamed
         ) from error
     return listener
 

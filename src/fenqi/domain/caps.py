@@ -8,7 +8,6 @@ for private lending). Caps apply to the compounded APR.
 from __future__ import annotations
 
 import re
-import tomllib
 from bisect import bisect_right
 from dataclasses import dataclass
 from datetime import date
@@ -18,6 +17,7 @@ from typing import NamedTuple
 
 from fenqi.domain.errors import InputError
 from fenqi.domain.rates import Rate, RateError, format_percent, parse_rate
+from fenqi.domain.reference import ReferenceDataError, parse_toml
 
 _LPR_MULTIPLE = re.compile(r"^(?P<times>\d+(?:\.\d+)?)\s*[x×*]\s*LPR$", re.IGNORECASE | re.ASCII)
 
@@ -51,9 +51,9 @@ class LprTable:
 def parse_lpr_table(text: str) -> LprTable:
     """Read ``[[lpr]]`` tables with ``effective`` (a TOML date) and ``one_year`` (a rate)."""
     try:
-        rows = tomllib.loads(text).get("lpr", [])
-    except tomllib.TOMLDecodeError as error:
-        raise CapError(f"LPR table is not valid TOML: {error}") from None
+        rows = parse_toml(text).get("lpr", [])
+    except ReferenceDataError as error:
+        raise CapError(f"LPR table: {error}") from None
     fixings = [_fixing(row) for row in rows]
     if not fixings:
         raise CapError("LPR table has no [[lpr]] entries")

@@ -6,7 +6,6 @@ author fixes the whole file in one pass; a catalog with any problem is refused a
 
 from __future__ import annotations
 
-import tomllib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import date
@@ -19,6 +18,7 @@ from fenqi.domain.caps import DEFAULT_CAP, Cap, CapError, parse_cap
 from fenqi.domain.errors import InputError
 from fenqi.domain.money import ZERO, Money, MoneyError, at_rate
 from fenqi.domain.rates import Rate, parse_rate
+from fenqi.domain.reference import ReferenceDataError, parse_toml
 from fenqi.domain.schedule import MAX_PERIODS, DayCount, Method, Terms, TermsError
 
 
@@ -162,11 +162,9 @@ def catalog_definitions(
 ) -> dict[str, tuple[Product, Definition]]:
     """Each product of a catalog with the table that defines it (what a store keeps)."""
     try:
-        document = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as error:
-        raise CatalogError(source, [f"not valid TOML: {error}"]) from None
-    except RecursionError:  # tomllib reads nested arrays and tables by recursion
-        raise CatalogError(source, ["nests arrays or tables too deeply to be a catalog"]) from None
+        document = parse_toml(text)
+    except ReferenceDataError as error:
+        raise CatalogError(source, [str(error)]) from None
     problems: list[str] = []
     tables = document.get("product")
     if not isinstance(tables, list) or not tables:

@@ -120,7 +120,7 @@ class Principal:
     def require(self, role: Role) -> None:
         """Refuses a borrower, or an operator below ``role``."""
         if not self.holds(role):
-            raise ForbiddenError(f"this needs the {role} role")
+            raise ForbiddenError(f"this needs the {role} role").coded("role-needed", role=role)
 
     def may(self, permission: Permission) -> bool:
         """An operator whose role grants ``permission`` (a borrower holds none)."""
@@ -130,14 +130,16 @@ class Principal:
         """Refuses a borrower, or an operator whose role does not grant ``permission``."""
         if not self.may(permission):
             role = GRANTED_FROM[permission]
-            raise ForbiddenError(f"this needs the {role} role (permission {permission})")
+            raise ForbiddenError(f"this needs the {role} role (permission {permission})").coded(
+                "permission-needed", role=role, permission=permission
+            )
 
     def may_waive(self, amount: Money) -> None:
         self.need(Permission.WAIVE)
         if amount > AGENT_WAIVER_LIMIT and not self.may(Permission.WAIVE_ANY):
             raise ForbiddenError(
                 f"an agent may waive up to {AGENT_WAIVER_LIMIT} at a time; ask an admin"
-            )
+            ).coded("waiver-over-limit", limit=AGENT_WAIVER_LIMIT)
 
     def owns(self, borrower_id: int, what: str) -> None:
         """A borrower sees only what is hers; anything else does not exist for her."""

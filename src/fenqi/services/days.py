@@ -28,9 +28,13 @@ def booking_day(day: date | None, today: date, back_days: int, *, field: str = "
     earliest = _shifted(today, -back_days)
     window = f"staff book on a day from {earliest} to {today}"
     if day > today:
-        raise DayError(field, f"{field}: {day} is after today ({today}); {window}")
+        raise DayError(field, f"{field}: {day} is after today ({today}); {window}").coded(
+            "day-after-today", day=day, today=today, earliest=earliest
+        )
     if day < earliest:
-        raise DayError(field, f"{field}: {day} is over {back_days} days before today; {window}")
+        raise DayError(
+            field, f"{field}: {day} is over {back_days} days before today; {window}"
+        ).coded("day-before-window", day=day, days=back_days, today=today, earliest=earliest)
     return day
 
 
@@ -42,7 +46,9 @@ def looking_day(day: date | None, today: date, *, field: str = "date") -> date:
     earliest, latest = _shifted(today, -365 * LOOKING_YEARS), _shifted(today, 365 * LOOKING_YEARS)
     if not earliest <= day <= latest:
         raise DayError(field, f"{field}: {day} is too far from today ({today}); give a day "
-                              f"from {earliest} to {latest}")  # fmt: skip
+                              f"from {earliest} to {latest}").coded(
+            "day-too-far", day=day, today=today, earliest=earliest, latest=latest
+        )  # fmt: skip
     return day
 
 

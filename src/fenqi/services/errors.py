@@ -53,3 +53,4 @@ class ConfirmationNeededError(InputError):
         super().__init__(f"{what}; confirm to go ahead")
         self.what = what
         self.consequences = consequences
+        self.coded("confirmation-needed", **consequences)

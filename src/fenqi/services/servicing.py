@@ -340,13 +340,16 @@ def _within_payoff(context: Context, session: Session, record: LoanRecord,
     if amount is None or amount <= most:
         return payoff
     if overpayment is None:
-        # Paid ahead so far that nothing more is needed: say how she gets out.
-        covered = "; what was paid already covers it: a full payoff settles it with nothing to pay"
-        raise OverpaymentError(
+        refusal = OverpaymentError(
             f"{amount} is more than the {most} that pays loan {record.row.id} off on {day}: the "
-            f"most that can be taken is {most} (more needs an admin's approval of an "
-            f"overpayment){covered if most == 0 else ''}"
+            f"most that can be taken is {most} (more needs an admin's approval of an overpayment)"
         )
+        if most == 0:  # paid ahead so far that nothing more is needed: say how she gets out
+            raise OverpaymentError(
+                f"{refusal}; what was paid already covers it: a full payoff settles it with "
+                "nothing to pay"
+            ).coded("over-payoff-covered")
+        raise refusal.coded("over-payoff", amount=amount, most=most, day=day)
     audit(session, overpayment.approver, "payment.overpayment", f"loan:{record.row.id}",
           "overpayment approved", after={"amount": str(amount), "payoff": str(most),
                                          "taken_by": context.actor})  # fmt: skip
@@ -377,7 +380,9 @@ def _debit(context: Context, session: Session, record: LoanRecord, source: Sourc
         return method
     debit = context.channel(session).debit(method.token_ref, amount, key)
     if debit.declined:
-        raise DeclinedError(f"{method.kind} {method.masked_account} declined: {debit.declined}")
+        raise DeclinedError(
+            f"{method.kind} {method.masked_account} declined: {debit.declined}"
+        ).coded("payment-declined", channel=method.kind, account=method.masked_account)
     return method
 
 
@@ -602,13 +607,21 @@ def _paid_back_by(paid: Payment | Prepayment, before: LoanState, after: LoanStat
         return int(state.cash_in.get(channel, 0)) - int(state.cash_out.get(channel, 0))
 
     moved = {channel: net(before, channel) - net(after, channel) for channel in Channel}
-    elsewhere = {channel: Money(amount) for channel, amount in moved.items()
-                 if amount and channel is not paid.channel}  # fmt: skip
-    if elsewhere:
-        paid_out = ", ".join(f"{amount} through {channel}" for channel, amount in elsewhere.items())
+    # Said in words and positive amounts: less cash kept through a channel without the payment
+    # (moved < 0) is money that already went back to her through it.
+    through = {Channel.MANUAL: "by hand", Channel.BANK_CARD: "to her bank card",
+               Channel.ALIPAY: "to her Alipay", Channel.WECHAT: "to her WeChat Pay"}  # fmt: skip
+    went = [
+        f"{Money(-amount)} already went back to the borrower {through[channel]}"
+        if amount < 0
+        else f"{Money(amount)} more would go to the borrower {through[channel]}"
+        for channel, amount in moved.items()
+        if amount and channel is not paid.channel
+    ]
+    if went:
         raise RefusedError(
-            f"this payment cannot be reversed: money it paid for already went back to the "
-            f"borrower ({paid_out}), which a reversal cannot take back"
+            f"this payment cannot be reversed: of the money it paid for, {' and '.join(went)} "
+            "(a credit refund or a merchant refund's payout), which a reversal cannot take back"
         )
     return Money(max(moved[paid.channel], 0))
 
@@ -732,7 +745,9 @@ def _open_loan(session: Session, loan_id: int, day: date) -> LoanRecord:
     _check_day(record, day)
     state = record.state_on(_booking_day(record, day))
     if state.status in CLOSED:
-        raise RefusedError(f"loan {loan_id} is {state.status}; nothing is owed on it")
+        raise RefusedError(f"loan {loan_id} is {state.status}; nothing is owed on it").coded(
+            "nothing-owed", status=state.status
+        )
     return record
 
 

@@ -32,8 +32,8 @@ from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from sqlalchemy.pool import ConnectionPoolEntry, PoolProxiedConnection
 
-from fenqi.domain.errors import InputError
 from fenqi.services.errors import ConflictError
+from fenqi.settings import SettingError
 
 DEFAULT_URL = "sqlite:///fenqi.sqlite3"
 URL_VARIABLE = "FENQI_DATABASE_URL"
@@ -69,7 +69,7 @@ class DatabaseNotReadyError(Exception):
     """The database has no fenqi schema, or an older one; ``fenqi db init`` brings it up to date."""
 
 
-class TimeoutSettingError(InputError):
+class TimeoutSettingError(SettingError):
     """FENQI_STATEMENT_TIMEOUT or FENQI_LOCK_TIMEOUT is not a number of seconds."""
 
 

@@ -23,6 +23,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from pydantic import BaseModel, Field
 
 from fenqi import clock
+from fenqi.api.models import fits
 from fenqi.api.problems import status_of
 from fenqi.api.security import SESSION_COOKIE, base_context, client_address
 from fenqi.domain.dunning import DEFAULT_LENDER
@@ -116,10 +117,10 @@ class Visit:
 @dataclass(frozen=True)
 class Problem:
     """What went wrong, as the page says it: a sentence of ours (a words key), then the
-    service's own detail."""
+    service's refusal (in her language where it has words: ``pages.say``)."""
 
     key: str
-    detail: str = ""
+    refusal: InputError | None = None
 
 
 def _visit(request: Request) -> Visit:
@@ -151,7 +152,7 @@ def _missing(request: Request, visit: Visit) -> HTMLResponse:
 
 def _problem(error: InputError) -> Problem:
     key = next(key for kind, key in _SAYINGS if isinstance(error, kind))
-    return Problem(key, " ".join(str(error).split()))
+    return Problem(key, error)
 
 
 def _key() -> str:
@@ -212,9 +213,13 @@ def login_page(request: Request) -> HTMLResponse:
 
 @router.post("/login/code")
 def send_code(request: Request, form: Annotated[PhoneForm, Form()]) -> HTMLResponse:
-    """Texts a code (the answer is the same for a phone that is not a borrower's)."""
+    """Texts a code (the answer is the same for a phone that is not a borrower's). A phone the
+    API would refuse ("١٣٩…" in another script's digits, letters) is refused here too, before
+    anything is stored."""
     check_same_site(request)
     phone = form.phone.strip()
+    if not fits("phone", phone):
+        return _page(request, "login.html", None, 422, problem=Problem("me.login.bad_phone"))
     try:
         sent = access.send_sign_in_code(base_context(request), phone, client_address(request))
     except TooManyAttemptsError as locked:  # too many requests from her address
@@ -226,9 +231,14 @@ def send_code(request: Request, form: Annotated[PhoneForm, Form()]) -> HTMLRespo
 @router.post("/login")
 def sign_in(request: Request, form: Annotated[PhoneForm, Form()]) -> Response:
     check_same_site(request)
-    phone = form.phone.strip()
+    phone, code = form.phone.strip(), form.code.strip()
+    if not fits("phone", phone):
+        return _page(request, "login.html", None, 422, problem=Problem("me.login.bad_phone"))
+    if not fits("code", code):  # not a try: no code has this shape
+        wrong = Problem("me.login.bad_code")
+        return _page(request, "login.html", None, 422, phone=phone, problem=wrong)
     try:
-        token, _ = access.sign_in_borrower(base_context(request), phone, form.code.strip(),
+        token, _ = access.sign_in_borrower(base_context(request), phone, code,
                                            client_address(request))  # fmt: skip
     except UnauthenticatedError:
         wrong = Problem("me.login.wrong_code")

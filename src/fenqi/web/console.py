@@ -22,7 +22,7 @@ from fastapi.routing import APIRoute
 from pydantic import BaseModel, Field
 
 from fenqi import settings
-from fenqi.api.models import Day, Id
+from fenqi.api.models import Day, Id, fits
 from fenqi.api.problems import status_of
 from fenqi.api.security import SESSION_COOKIE, base_context, client_address
 from fenqi.clock import today
@@ -46,11 +46,13 @@ from fenqi.web.pages import (
     NO_NUL,
     check_csrf,
     check_same_site,
+    language,
     locked_out,
     render,
     sign_in_response,
     sign_out_response,
     signed_in,
+    unreadable,
 )
 
 HOME = "/console"
@@ -73,9 +75,9 @@ class _RefusalsAsPages(APIRoute):
             try:
                 return await handle(request)
             except InputError as refusal:
-                return _refused(request, status_of(refusal), str(refusal))
+                return _refused(request, status_of(refusal), refusal)
             except RequestValidationError as invalid:
-                return _refused(request, 422, _unreadable(invalid))
+                return _refused(request, 422, unreadable(invalid, language(request)))
 
         return handler
 
@@ -83,15 +85,11 @@ class _RefusalsAsPages(APIRoute):
 router = APIRouter(prefix=HOME, route_class=_RefusalsAsPages, include_in_schema=False)
 
 
-def _refused(request: Request, status: int, reason: str) -> HTMLResponse:
+def _refused(request: Request, status: int, reason: InputError | str) -> HTMLResponse:
+    """The refusal page: a refusal said in the operator's language where it has words
+    (``pages.say``), a form it could not read naming the field as the page does."""
     desk = getattr(request.state, "desk", None)
     return render(request, "console/refused.html", status, desk=desk, refusal=reason)
-
-
-def _unreadable(invalid: RequestValidationError) -> str:
-    first = invalid.errors()[0] if invalid.errors() else {}
-    field = ".".join(str(part) for part in first.get("loc", ())[1:])
-    return f"{field}: {first.get('msg', 'invalid')}"
 
 
 # -- who is at the desk ---------------------------------------------------------------------------
@@ -148,6 +146,8 @@ def login(request: Request, username: FormText = "", password: FormText = "") ->
     """An operator's password opens a session (a cookie); a wrong one shows the form again, and
     too many wrong ones (for the name, or from the address) a lockout."""
     check_same_site(request)
+    if not (fits("username", username) and fits("password", password)):  # as the API refuses
+        return render(request, "console/login.html", 422, username=username, malformed=True)
     try:
         token, _ = access.sign_in_operator(base_context(request), username, password,
                                            client_address(request))  # fmt: skip
@@ -205,10 +205,48 @@ def _loan_page(request: Request, desk: Desk, loan_id: int, day: date, status_cod
     history = servicing.loan_history(context, loan_id)
     owner = borrowers.show_borrower(context, plan["borrower_id"])
     events = history["events"]
+    methods = {method["id"]: method["masked_account"] for method in owner["methods"]}
+    shown_events = [{**event, "details": _details(loan_id, event["payload"], methods)}
+                    for event in events]  # fmt: skip
     return render(request, "console/loan.html", status_code, desk=desk, loan=plan, day=day,
-                  borrower=owner, events=events, entries=history["entries"],
+                  borrower=owner, events=shown_events, entries=history["entries"],
                   reversible=_reversible(loan_id, events), waiver_limit=AGENT_WAIVER_LIMIT,
                   keys={form: uuid.uuid4().hex for form in FORMS}, **shown)  # fmt: skip
+
+
+@dataclass(frozen=True)
+class Detail:
+    """One detail of an event as the loan page shows it: its field, and either a words key
+    (a code: a channel, a mode, yes or no) or text as it is (an amount, a reason)."""
+
+    field: str
+    key: str = ""
+    text: str = ""
+
+
+# The details whose values are codes, and the words that say them.
+_CODED_DETAILS = {"channel": "channel.", "mode": "console.mode.", "kind": "console.waive."}
+
+
+def _details(loan_id: int, payload: Document, methods: dict[int, str]) -> list[Detail]:
+    """An event's details in words: a code through the words catalog, a payment by its id, a
+    method by its masked account; a detail that is absent (None) is left out, not shown as
+    "None"."""
+    shown = []
+    for field, value in payload.items():
+        if value is None:
+            continue
+        if field in _CODED_DETAILS:
+            shown.append(Detail(field, key=_CODED_DETAILS[field] + str(value)))
+        elif isinstance(value, bool):
+            shown.append(Detail(field, key="console.yes" if value else "console.no"))
+        elif field == "payment_seq":
+            shown.append(Detail(field, text=f"P{loan_id}-{value}"))
+        elif field == "method_id":
+            shown.append(Detail(field, text=methods.get(value, f"#{value}")))
+        else:
+            shown.append(Detail(field, text=str(value)))
+    return shown
 
 
 def _reversible(loan_id: int, events: list[Document]) -> list[Document]:
@@ -284,7 +322,7 @@ def _act(request: Request, desk: Desk, loan_id: int, form: ActionForm, *, done: 
         confirming = {"form": form.model_dump(mode="json"), **needed.consequences}
         return _loan_page(request, desk, loan_id, day, status_of(needed), confirming=confirming)
     except InputError as refusal:
-        return _loan_page(request, desk, loan_id, day, status_of(refusal), refusal=str(refusal))
+        return _loan_page(request, desk, loan_id, day, status_of(refusal), refusal=refusal)
     replayed = isinstance(result, Replayed)
     return _loan_page(request, desk, loan_id, day,
                       done={"what": done, "replayed": replayed, "result": result})  # fmt: skip

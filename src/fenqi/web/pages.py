@@ -10,16 +10,18 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from fastapi import Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
 
 from fenqi.api.hardening import behind_tls
 from fenqi.api.security import SESSION_COOKIE, base_context, context_for
 from fenqi.clock import CHINA
+from fenqi.domain.errors import InputError
 from fenqi.services.access import Principal, UnauthenticatedError, principal_for_session
 from fenqi.services.context import Context
 from fenqi.services.throttles import TooManyAttemptsError
-from fenqi.web.words import WORDS
+from fenqi.web.words import CODED_VALUES, WORDS
 
 LANG_COOKIE = "fenqi_lang"
 # A form field's pattern: a NUL is never typed, and PostgreSQL cannot keep one.
@@ -44,17 +46,80 @@ def language(request: Request) -> str:
     return asked if asked in LANGUAGES else "zh-CN"
 
 
+def word(key: str, lang: str, **fill: Any) -> str:
+    """The words ``key`` names in ``lang`` (else in zh-CN, else the key itself), filled in."""
+    text = WORDS.get(key, {}).get(lang) or WORDS.get(key, {}).get("zh-CN") or key
+    return text.format(**fill) if fill else text
+
+
+def say(refusal: InputError | str, lang: str) -> str:
+    """A refusal as a page shows it: one a service gave a code in the reader's language, from
+    the words catalog (its field named first, when it has one); any other as its own message,
+    which the API and the command line show too."""
+    if isinstance(refusal, str):
+        return refusal
+    sentence = _coded(refusal, lang)
+    if sentence is None:
+        return " ".join(str(refusal).split())
+    field = getattr(refusal, "field", None)
+    return word("input.invalid", lang, field=label(field, lang), message=sentence) if field else (
+        sentence)  # fmt: skip
+
+
+def _coded(refusal: InputError, lang: str) -> str | None:
+    """A coded refusal's sentence in ``lang``, its values that are codes said in words; None for
+    a refusal without a code or without words for it."""
+    key = f"refusal.{refusal.code}"
+    if refusal.code is None or key not in WORDS:
+        return None
+    values = {name: word(CODED_VALUES[name] + value, lang) if name in CODED_VALUES else value
+              for name, value in refusal.values.items()}  # fmt: skip
+    return word(key, lang, **values)
+
+
+def label(field: str, lang: str) -> str:
+    """A form's or a query's field, named in the reader's language ("on" → 日期)."""
+    key = f"field.{field.strip('-')}"
+    return word(key, lang) if key in WORDS else field
+
+
+# What pydantic puts before a validator's own message: the page shows the message alone.
+_PYDANTIC_PREFIXES = ("Value error, ", "Assertion failed, ")
+
+
+def unreadable(invalid: RequestValidationError, lang: str) -> str:
+    """A form or a query FastAPI could not read, said in the reader's language: the field at
+    fault by its name on the page, then what is wrong with it (a coded refusal, or a common
+    kind of mistake, in words; else the validator's own message without pydantic's prefix)."""
+    first = invalid.errors()[0] if invalid.errors() else {}
+    where = [part for part in first.get("loc", ()) if isinstance(part, str)]
+    field = where[-1] if len(where) > 1 else ""  # the first part says where: body, query, …
+    context = first.get("ctx") or {}
+    cause = context.get("error")
+    message = _coded(cause, lang) if isinstance(cause, InputError) else None
+    if message is None and f"input.{first.get('type')}" in WORDS:
+        message = word(f"input.{first.get('type')}", lang, **context)
+    if message is None:
+        message = str(first.get("msg", ""))
+        for prefix in _PYDANTIC_PREFIXES:
+            message = message.removeprefix(prefix)
+    return word("input.invalid", lang, field=label(field, lang), message=message) if field else (
+        message)  # fmt: skip
+
+
 def render(request: Request, name: str, status_code: int = 200, **values: Any) -> HTMLResponse:
     lang = language(request)
 
     def t(key: str, **fill: Any) -> str:
-        text = WORDS.get(key, {}).get(lang) or WORDS.get(key, {}).get("zh-CN") or key
-        return text.format(**fill) if fill else text
+        return word(key, lang, **fill)
+
+    def said(refusal: InputError | str) -> str:
+        return say(refusal, lang)
 
     response = templates.TemplateResponse(
         request,
         name,
-        {"t": t, "lang": lang, "beijing": beijing, **values},
+        {"t": t, "say": said, "lang": lang, "beijing": beijing, **values},
         status_code=status_code,
     )
     if request.query_params.get("lang") in LANGUAGES:

@@ -1,5 +1,9 @@
 """Every word a page shows, in zh-CN (first) and English. Pages look words up by key; a key
-with no entry shows itself, which a test catches."""
+with no entry shows itself, which a test catches.
+
+A refusal a service gave a code (``InputError.coded``) is said by ``refusal.<code>``, its values
+filled in; a value that is itself a code (a role, a channel, a status) is said by the words
+``CODED_VALUES`` names for it."""
 
 WORDS: dict[str, dict[str, str]] = {
     "app.name": {"zh-CN": "分期", "en": "fenqi"},
@@ -19,6 +23,119 @@ WORDS: dict[str, dict[str, str]] = {
         "moment to see where things stand before trying again.",
     },
     "error.reference": {"zh-CN": "参考编号：{request_id}", "en": "Reference: {request_id}"},
+    # -- refusals the services give a code (InputError.coded), in the reader's language --------
+    "refusal.permission-needed": {
+        "zh-CN": "这项操作需要{role}角色（{permission}权限）。",
+        "en": "This needs the {role} role (permission: {permission}).",
+    },
+    "refusal.role-needed": {
+        "zh-CN": "这项操作需要{role}角色。",
+        "en": "This needs the {role} role.",
+    },
+    "refusal.waiver-over-limit": {
+        "zh-CN": "客服每次最多减免{limit}元，更多请管理员办理。",
+        "en": "An agent waives up to {limit} at a time; ask an admin for more.",
+    },
+    "refusal.over-payoff": {
+        "zh-CN": "{amount}元超过了{day}结清全部欠款所需的{most}元，最多可付{most}元。",
+        "en": "{amount} is more than the {most} that pays the plan off on {day}: at most {most} "
+        "can be paid.",
+    },
+    "refusal.over-payoff-covered": {
+        "zh-CN": "已付的款项已足够结清这笔分期：请使用一键结清，无需再付款。",
+        "en": "What was paid already covers the plan: a full payoff settles it with nothing to "
+        "pay.",
+    },
+    "refusal.day-after-today": {
+        "zh-CN": "{day}晚于今天（{today}），请选{earliest}至{today}之间的日期。",
+        "en": "{day} is after today ({today}); choose a day from {earliest} to {today}.",
+    },
+    "refusal.day-before-window": {
+        "zh-CN": "{day}早于今天{days}天以前，请选{earliest}至{today}之间的日期。",
+        "en": "{day} is more than {days} days before today; choose a day from {earliest} to "
+        "{today}.",
+    },
+    "refusal.day-too-far": {
+        "zh-CN": "{day}离今天（{today}）太远，请选{earliest}至{latest}之间的日期。",
+        "en": "{day} is too far from today ({today}); choose a day from {earliest} to {latest}.",
+    },
+    "refusal.confirmation-needed": {
+        "zh-CN": "这项更正会使分期从“{status_before}”变为“{status_after}”"
+        "（截至{as_of}：逾期{dpd}天，罚息{penalty}元，应还{amount_due}元），确认后才能办理。",
+        "en": "This correction takes the plan from {status_before} to {status_after} (as of "
+        "{as_of}: {dpd} days past due, penalty {penalty}, {amount_due} due); confirm it first.",
+    },
+    "refusal.payment-declined": {
+        "zh-CN": "{channel}（{account}）未能扣款，请检查余额或换一个支付方式。",
+        "en": "{channel} ({account}) declined the debit; check its balance or use another method.",
+    },
+    "refusal.nothing-owed": {
+        "zh-CN": "这笔分期{status}，没有需要还的款项。",
+        "en": "This plan is {status}; nothing is owed on it.",
+    },
+    # -- a form or a query that cannot be read: the field by its name on the page, then why ----
+    "input.invalid": {"zh-CN": "{field}：{message}", "en": "{field}: {message}"},
+    "input.missing": {"zh-CN": "必须填写。", "en": "is required."},
+    "input.string_too_long": {
+        "zh-CN": "太长了，最多{max_length}个字符。",
+        "en": "is too long: at most {max_length} characters.",
+    },
+    "input.string_too_short": {
+        "zh-CN": "太短了，至少{min_length}个字符。",
+        "en": "is too short: at least {min_length} characters.",
+    },
+    "input.string_pattern_mismatch": {
+        "zh-CN": "含有不能使用的字符。",
+        "en": "holds a character it may not.",
+    },
+    "input.date_from_datetime_parsing": {
+        "zh-CN": "不是日期，请按 YYYY-MM-DD 填写。",
+        "en": "is not a date; write YYYY-MM-DD.",
+    },
+    "input.date_parsing": {
+        "zh-CN": "不是日期，请按 YYYY-MM-DD 填写。",
+        "en": "is not a date; write YYYY-MM-DD.",
+    },
+    "input.int_parsing": {"zh-CN": "不是整数。", "en": "is not a whole number."},
+    "input.int_type": {"zh-CN": "不是整数。", "en": "is not a whole number."},
+    "input.greater_than_equal": {"zh-CN": "不能小于{ge}。", "en": "may not be less than {ge}."},
+    "input.less_than_equal": {"zh-CN": "不能大于{le}。", "en": "may not be more than {le}."},
+    "input.literal_error": {
+        "zh-CN": "不是可选的值，请从{expected}中选择。",
+        "en": "is not one of the choices: {expected}.",
+    },
+    "input.bool_parsing": {"zh-CN": "只能是“是”或“否”。", "en": "is yes or no."},
+    "field.on": {"zh-CN": "日期", "en": "Date"},
+    "field.date": {"zh-CN": "日期", "en": "Date"},
+    "field.as_of": {"zh-CN": "查看日期", "en": "As of"},
+    "field.payoff": {"zh-CN": "结清日期", "en": "Payoff date"},
+    "field.amount": {"zh-CN": "金额", "en": "Amount"},
+    "field.reason": {"zh-CN": "原因", "en": "Reason"},
+    "field.seq": {"zh-CN": "还款", "en": "Payment"},
+    "field.source": {"zh-CN": "付款方式", "en": "Pay with"},
+    "field.what": {"zh-CN": "减免项目", "en": "What"},
+    "field.key": {"zh-CN": "表单编号", "en": "Form key"},
+    "field.csrf": {"zh-CN": "表单令牌", "en": "Form token"},
+    "field.confirm": {"zh-CN": "确认", "en": "Confirm"},
+    "field.allow_overpayment": {"zh-CN": "批准超额收款", "en": "Approve an overpayment"},
+    "field.q": {"zh-CN": "查询内容", "en": "Search"},
+    "field.target": {"zh-CN": "对象", "en": "Target"},
+    "field.loan_id": {"zh-CN": "借款编号", "en": "Loan id"},
+    "field.borrower_id": {"zh-CN": "借款人编号", "en": "Borrower id"},
+    "field.username": {"zh-CN": "用户名", "en": "User name"},
+    "field.password": {"zh-CN": "密码", "en": "Password"},
+    "permission.read": {"zh-CN": "查看", "en": "read"},
+    "permission.serve": {"zh-CN": "客户服务", "en": "serve"},
+    "permission.take_payment": {"zh-CN": "收款", "en": "take payments"},
+    "permission.waive": {"zh-CN": "减免", "en": "waive"},
+    "permission.waive_any": {"zh-CN": "不限额减免", "en": "waive any amount"},
+    "permission.pay_out": {"zh-CN": "退款与冲正", "en": "pay money out"},
+    "permission.administer": {"zh-CN": "系统管理", "en": "administer"},
+    "permission.simulate": {"zh-CN": "模拟余额", "en": "simulated balances"},
+    "channel.bank_card": {"zh-CN": "银行卡", "en": "Bank card"},
+    "channel.alipay": {"zh-CN": "支付宝", "en": "Alipay"},
+    "channel.wechat": {"zh-CN": "微信支付", "en": "WeChat Pay"},
+    "channel.manual": {"zh-CN": "人工", "en": "By hand"},
     # -- the operator console ---------------------------------------------------------------------
     "console.name": {"zh-CN": "运营后台", "en": "Operator console"},
     "console.role.viewer": {"zh-CN": "只读", "en": "viewer"},
@@ -34,6 +151,11 @@ WORDS: dict[str, dict[str, str]] = {
     "console.login.wrong": {
         "zh-CN": "用户名或密码错误。",
         "en": "The user name or the password is wrong.",
+    },
+    "console.login.malformed": {
+        "zh-CN": "用户名为1至64位英文字母、数字或“.”“_”“-”，以字母或数字开头；请输入密码。",
+        "en": "A user name is 1 to 64 ASCII letters, digits, '.', '_' or '-', starting with a "
+        "letter or a digit; and give the password.",
     },
     "console.login.locked": {
         "zh-CN": "登录尝试次数过多，请{minutes}分钟后再试。",
@@ -124,6 +246,11 @@ WORDS: dict[str, dict[str, str]] = {
     "console.field.due_date": {"zh-CN": "到期日", "en": "due date"},
     "console.field.attempt": {"zh-CN": "第几次", "en": "attempt"},
     "console.field.method_id": {"zh-CN": "退还至还款方式", "en": "paid back to method"},
+    "console.field.to_credit": {"zh-CN": "存为溢缴款", "en": "kept as credit"},
+    "console.yes": {"zh-CN": "是", "en": "yes"},
+    "console.no": {"zh-CN": "否", "en": "no"},
+    "console.mode.reduce-installment": {"zh-CN": "减少月供", "en": "reduce the installment"},
+    "console.mode.shorten-term": {"zh-CN": "缩短期限", "en": "shorten the term"},
     "console.journal": {"zh-CN": "会计分录", "en": "Journal entries"},
     "console.journal.entry": {"zh-CN": "分录", "en": "Entry"},
     "console.journal.date": {"zh-CN": "记账日", "en": "Booked"},
@@ -255,6 +382,15 @@ WORDS: dict[str, dict[str, str]] = {
     "me.login.wrong_code": {
         "zh-CN": "验证码不正确或已过期。请核对后重新输入，或重新获取验证码。",
         "en": "That code is wrong or has expired. Check it and try again, or ask for a new one.",
+    },
+    "me.login.bad_phone": {
+        "zh-CN": "请输入正确的手机号：6至15位数字（可以“+”开头），例如 13800138000。",
+        "en": "Please give a phone number: 6 to 15 digits 0-9 (a leading + is fine), such as "
+        "13800138000.",
+    },
+    "me.login.bad_code": {
+        "zh-CN": "验证码是短信里的6位数字，请核对后重新输入。",
+        "en": "The code is the 6 digits 0-9 in the text message; check it and try again.",
     },
     "me.login.locked": {
         "zh-CN": "尝试次数过多。请{minutes}分钟后重新获取验证码再登录。",
@@ -457,4 +593,14 @@ WORDS: dict[str, dict[str, str]] = {
         "see your bills and pay what you can at any time.",
     },
     "me.hardship.dial": {"zh-CN": "拨打 {hotline}", "en": "Call {hotline}"},
+}
+
+# The values of a coded refusal that are codes themselves, and the words that say them.
+CODED_VALUES = {
+    "role": "console.role.",
+    "permission": "permission.",
+    "channel": "channel.",
+    "status": "console.status.",
+    "status_before": "console.status.",
+    "status_after": "console.status.",
 }
