@@ -41,7 +41,7 @@ fenqi method fund 1 --sim-balance 10000 --json >/dev/null
 FENQI_TODAY=2026-03-25 fenqi pay 1 --amount 936.89 --date 2026-03-25
 FENQI_TODAY=2026-04-15 fenqi pay 1 --amount 888.49 --date 2026-04-15 --json >/dev/null
 
-say "Apr 30, 15 days into period 4: what paying everything off costs (DOMAIN.md §10), and paying it"
+say "Apr 30, 15 days into period 4: what paying everything off costs (docs/domain.md#payoff), and paying it"
 fenqi payoff-quote 1 --date 2026-04-30
 FENQI_TODAY=2026-04-30 fenqi prepay 1 --full --date 2026-04-30
 

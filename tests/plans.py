@@ -1,4 +1,5 @@
-"""Terms for tests, written the way DOMAIN.md §10 writes them, and Hypothesis strategies."""
+"""Terms for tests, written the way docs/domain.md#worked-numbers writes them, and Hypothesis
+strategies."""
 
 from __future__ import annotations
 

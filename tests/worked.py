@@ -1,5 +1,5 @@
-"""DOMAIN.md §10's worked numbers as data, asserted both through the domain (tests/unit) and
-through ``fenqi quote --json`` (tests/e2e)."""
+"""The worked numbers of docs/domain.md#worked-numbers as data, asserted both through the domain
+(tests/unit) and through ``fenqi quote --json`` (tests/e2e)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""``fenqi quote`` end to end: DOMAIN.md §10's worked numbers through --json, the human tables,
+"""``fenqi quote`` end to end: docs/domain.md#worked-numbers through --json, the human tables,
 and one-line refusals of bad input."""
 
 from decimal import Decimal

@@ -263,8 +263,9 @@ def test_a_waiver_forgives_the_late_fee_owed_and_the_books_follow(shop: Shop, we
 def test_a_prepayment_on_a_due_date_keeps_that_installment_paid_and_the_borrower_current(
     shop: Shop, wealthy: int, mode: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """DOMAIN.md, which period a day belongs to: prepaid on 15 April after paying installment 3,
-    3,000.00 carries no interest and re-amortises installments 4-12; she is never overdue."""
+    """docs/domain.md#which-period-a-day-belongs-to: prepaid on 15 April after paying
+    installment 3, 3,000.00 carries no interest and re-amortises installments 4-12; she is never
+    overdue."""
 
     def on(day: str) -> str:
         monkeypatch.setenv("FENQI_TODAY", day)  # each step is done on its own day

@@ -87,7 +87,7 @@ def test_a_short_card_fails_its_debits_falls_overdue_and_is_brought_current(
     for day, dpd, penalty in [
         (date(2026, 2, 19), 4, "1.58"),  # 788.49 × 12% × 1.5 / 360 × 4 days = 1.577
         (date(2026, 2, 20), 5, "1.97"),
-        (date(2026, 2, 25), 10, "3.94"),  # DOMAIN.md §10
+        (date(2026, 2, 25), 10, "3.94"),  # docs/domain.md#penalty-interest
     ]:
         close_days(shop, closed + timedelta(days=1), day)
         closed = day

@@ -1,7 +1,8 @@
 """The SMS dispatcher on SQLite and PostgreSQL: it sends inside the contact window only, at most
-two messages a borrower a local day, oldest first, and keeps a record of each (DOMAIN.md §7);
-a message whose day is gone expires, and a dispatch's time never goes back. The clock is a
-simulation's (FENQI_TODAY) unless a test says otherwise: the dispatches are dated in 2026."""
+two messages a borrower a local day, oldest first, and keeps a record of each
+(docs/domain.md#quiet-hours-and-daily-cap); a message whose day is gone expires, and a
+dispatch's time never goes back. The clock is a simulation's (FENQI_TODAY) unless a test says
+otherwise: the dispatches are dated in 2026."""
 
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor

@@ -1,4 +1,5 @@
-"""APR by IRR against DOMAIN.md §3 and §10, to ±0.01 percentage points."""
+"""APR by IRR against docs/domain.md#apr-and-total-cost and docs/domain.md#worked-numbers, to
+±0.01 percentage points."""
 
 from dataclasses import replace
 from datetime import date

@@ -1,5 +1,6 @@
-"""Dunning rules (DOMAIN.md §7): which notices a loan is owed on which day, with the state's own
-amounts, and wording that carries everything a borrower must be told and nothing she must not."""
+"""Dunning rules (docs/domain.md#dunning): which notices a loan is owed on which day, with the
+state's own amounts, and wording that carries everything a borrower must be told and nothing
+she must not."""
 
 import re
 from dataclasses import replace

@@ -1,4 +1,4 @@
-"""The domain stays pure (DESIGN.md "Layers"): it may import only the standard library's pure
+"""The domain stays pure (docs/design.md#layers): it may import only the standard library's pure
 modules and itself, and never reads a clock, a file or the console. Entry points stay out of
 services, and services out of entry points, so dependencies point inward only."""
 

@@ -1,5 +1,6 @@
 """The loan as a fold: scenarios written as dated events and the state expected after them
-(DOMAIN.md §5, §6, §10, §11), and the invariants any history keeps."""
+(docs/domain.md: early repayment, grace and overdue, worked numbers, merchant refunds), and the
+invariants any history keeps."""
 
 from dataclasses import dataclass
 from datetime import date, timedelta
@@ -100,7 +101,7 @@ def test_once_grace_has_passed_dpd_and_penalty_count_from_the_day_after_the_due_
     state = replay(LOAN, CASH, [], day(2, 25))
     first = state.installments[0]
     assert (first.status, first.dpd) == (InstallmentStatus.OVERDUE, 10)
-    # DOMAIN.md §10: 788.49 overdue principal × 12% × 1.5 / 360 × 10 days = 3.94
+    # docs/domain.md#penalty-interest: 788.49 overdue principal × 12% × 1.5 / 360 × 10 days = 3.94
     assert first.penalty == yuan("3.94")
     assert (state.status, state.dpd, state.bucket) == (LoanStatus.OVERDUE, 10, "M1")
     assert state.outstanding_interest == yuan("100.00")
@@ -112,7 +113,7 @@ def test_a_daily_rate_penalty_runs_on_the_overdue_amount() -> None:
         '[[product]]\ncode = "d"\nperiods = [12]\nannual_rate = "12%"\n'
         'penalty = { mode = "daily-rate", daily_rate = "0.05%" }'
     )["d"]
-    # DOMAIN.md §10: 0.05% a day on 888.49 for 10 days = 4.44
+    # docs/domain.md#penalty-interest: 0.05% a day on 888.49 for 10 days = 4.44
     assert replay(loan, daily, [], day(2, 25)).installments[0].penalty == yuan("4.44")
 
 

@@ -158,8 +158,9 @@ def test_replay_is_deterministic_and_order_of_recording_does_not_matter(
 def test_a_replay_writes_a_loan_off_only_where_a_write_off_is_recorded(
     history: tuple[Terms, Product, list[Event]], offset: int
 ) -> None:
-    """However far past due a loan is, a replay never invents a write-off (DOMAIN.md: it is an
-    act of the batch on the day it runs, recorded as an event); a recorded one it applies."""
+    """However far past due a loan is, a replay never invents a write-off
+    (docs/domain.md#write-off: it is an act of the batch on the day it runs, recorded as an
+    event); a recorded one it applies."""
     terms, policy, events = history
     as_of = terms.start + timedelta(days=offset)
     state = replay(terms, policy, events, as_of)
@@ -304,8 +305,9 @@ def punctual_lives(draw: st.DrawFn) -> tuple[Terms, Product, list[Event], date]:
 def test_a_borrower_who_pays_every_installment_by_its_due_date_is_never_overdue(
     life: tuple[Terms, Product, list[Event], date],
 ) -> None:
-    """Whatever she prepays and whenever, due dates included (DOMAIN.md: which period a day
-    belongs to): never a day past due, no penalty interest, no late fee, and settled at last."""
+    """Whatever she prepays and whenever, due dates included
+    (docs/domain.md#which-period-a-day-belongs-to): never a day past due, no penalty interest,
+    no late fee, and settled at last."""
     terms, policy, events, end = life
     note(f"{terms}\n{policy}\n" + "\n".join(map(repr, events)))
     on = terms.start

@@ -1,4 +1,4 @@
-"""Schedules against DOMAIN.md §10's worked numbers, and the invariants every schedule keeps."""
+"""Schedules against docs/domain.md#worked-numbers, and the invariants every schedule keeps."""
 
 from datetime import date
 from itertools import pairwise

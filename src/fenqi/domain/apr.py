@@ -1,4 +1,4 @@
-"""The annualised rate a borrower must be shown (DOMAIN.md §3), computed by IRR.
+"""The annualised rate a borrower must be shown (docs/domain.md#apr-and-total-cost), by IRR.
 
 The cash flows are the borrower's: + what she actually receives at the start (principal less any
 upfront fee), − each payment. A regular monthly plan uses the monthly IRR r: ``apr_simple`` = 12·r

@@ -2,7 +2,8 @@
 
 Monthly due dates keep the anchor day of month; a month without that day uses its last day, and
 the next month goes back to the anchor (Jan 31 -> Feb 28/29 -> Mar 31, never Mar 28). A product
-may fix a repayment day instead; the first period is then short or long (DOMAIN.md §2).
+may fix a repayment day instead; the first period is then short or long
+(docs/domain.md#due-dates-and-day-counts).
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Rate caps (DOMAIN.md §4) and the dated one-year LPR table they may refer to.
+"""Rate caps (docs/domain.md#rate-caps) and the dated one-year LPR table they may refer to.
 
 A cap is either a fixed annual rate (default 24%, the regulators' line for licensed consumer
 lenders) or a multiple of the one-year LPR on the contract date (4×LPR, the line courts enforce

@@ -1,6 +1,6 @@
-"""What the nightly batch owes a loan on a business day (DESIGN.md "Close of business",
-DOMAIN.md §6): whether to write it off, whether to debit it and how much, and the next day it
-has any work at all.
+"""What the nightly batch owes a loan on a business day (docs/design.md#the-business-day-batch,
+docs/domain.md#close-of-business): whether to write it off, whether to debit it and how much,
+and the next day it has any work at all.
 
 Both read a replayed ``LoanState``; neither reads a clock or moves money.
 """

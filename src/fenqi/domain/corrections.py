@@ -1,6 +1,6 @@
-"""What a correction that reaches back does to a loan as of today (DOMAIN.md: a correction
-reaching back changes DPD and penalty from its effective day, and the next batch acts on the
-corrected state).
+"""What a correction that reaches back does to a loan as of today
+(docs/domain.md#corrections-that-reach-back: a correction reaching back changes DPD and penalty
+from its effective day, and the next batch acts on the corrected state).
 
 A reversal can reopen a plan the borrower thought settled, or make a plan that was current
 overdue, with penalty interest running since a day long past. Such a correction is shown to the

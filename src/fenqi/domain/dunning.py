@@ -1,4 +1,5 @@
-"""Dunning (催收) rules: which messages a loan is owed on a day, and their wording (DOMAIN.md §7).
+"""Dunning (催收) rules: which messages a loan is owed on a day, and their wording
+(docs/domain.md#dunning).
 
 ``notices`` reads a replayed ``LoanState``: a reminder before a due date, a notice on it, and once
 grace has passed an overdue notice on the first, third and seventh day, then weekly. ``message``
@@ -91,7 +92,7 @@ def _overdue_notice(state: LoanState, policy: Product, day: date) -> Notice | No
 
 
 def is_overdue_notice_day(overdue_day: int) -> bool:
-    """Overdue day 1, 3 and 7, then every week: 14, 21, 28, … (DOMAIN.md §7)."""
+    """Overdue day 1, 3 and 7, then every week: 14, 21, 28, … (docs/domain.md#dunning)."""
     return overdue_day in OVERDUE_DAYS or (overdue_day >= WEEK and overdue_day % WEEK == 0)
 
 

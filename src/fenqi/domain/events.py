@@ -25,7 +25,8 @@ class Channel(StrEnum):
 
 
 class PrepayMode(StrEnum):
-    """What a partial prepayment does to the rest of the plan (DOMAIN.md §5)."""
+    """What a partial prepayment does to the rest of the plan
+    (docs/domain.md#partial-prepayment)."""
 
     REDUCE_INSTALLMENT = "reduce-installment"  # same periods, smaller payments
     SHORTEN_TERM = "shorten-term"  # same payment, fewer periods

@@ -1,4 +1,4 @@
-"""The books of a loan, derived from its replayed state (DESIGN.md "Money and books").
+"""The books of a loan, derived from its replayed state (docs/design.md#the-books-as-a-projection).
 
 ``balances`` projects a loan's state onto the chart of accounts; a journal entry is the difference
 between the balances after an event and before it, so the books follow the loan exactly, however

@@ -1,4 +1,4 @@
-"""A loan as a pure fold over its dated events (DESIGN.md "The loan is a fold over events").
+"""A loan as a pure fold over its dated events (docs/design.md#the-fold).
 
 ``replay(terms, policy, events, as_of)`` starts from the schedule of the terms and applies every
 event effective on or before ``as_of`` in date order, letting time pass between them: penalty
@@ -58,7 +58,7 @@ from fenqi.domain.schedule import (
     schedule,
 )
 
-# DOMAIN.md §6: M0 current, M1 1-30 days past due, … M7 over 180.
+# docs/domain.md#dpd-and-buckets: M0 current, M1 1-30 days past due, … M7 over 180.
 BUCKET_DAYS = 30
 LAST_BUCKET = 7
 VALID_DAYS_AT_MOST = 31  # a payoff quote is never said to hold longer than a month
@@ -106,13 +106,13 @@ class Allocation(NamedTuple):
 
 
 class PayoffBreakdown(NamedTuple):
-    """What paying the whole plan off on a day takes (DOMAIN.md §5)."""
+    """What paying the whole plan off on a day takes (docs/domain.md#payoff)."""
 
     principal: Money  # all unpaid principal, past due or not
     interest: Money  # past-due interest, and interest to the day (or the whole current period)
     fee: Money  # past-due fees, and unbilled fees when the product charges them
     penalty: Money  # penalty interest accrued and unpaid
-    prepayment_fee: Money  # the early-repayment fee (违约金) on the prepaid principal
+    prepayment_fee: Money  # the early-repayment fee (提前还款手续费) on the prepaid principal
     credit_applied: Money  # the borrower's credit balance (and money paid ahead), used first
 
     @property
@@ -135,7 +135,7 @@ class InstallmentState(NamedTuple):
     interest: Money
     fee: Money
     late_fee: (
-        Money  # the one-time fee (违约金) charged when it fell overdue, if the product has one
+        Money  # the one-time fee (滞纳金) charged when it fell overdue, if the product has one
     )
     penalty: Money  # accrued to the day (0 inside the grace period, or when paid within it)
     paid_principal: Money
@@ -742,7 +742,8 @@ class _Fold:
         self._mark_cleared(day)
 
     def _cancel(self) -> None:
-        """A full return: nothing is owed any more and everything paid goes back (§11)."""
+        """A full return: nothing is owed any more and everything paid goes back
+        (docs/domain.md#merchant-refunds)."""
         for bill in self.bills:
             self.credit += bill.unapply() + bill.paid_penalty
             bill.principal = bill.interest = bill.fee = bill.late_fee = 0
@@ -751,7 +752,8 @@ class _Fold:
 
     def _reprice(self, principal: int) -> None:
         """The plan as if the goods had cost ``principal``: fees and interest on the returned
-        part go back with it (§11); paid beyond the new amounts becomes credit."""
+        part go back with it (docs/domain.md#merchant-refunds); paid beyond the new amounts
+        becomes credit."""
         plan = schedule(replace(self.terms, principal=Money(principal), upfront_fee=Money(0)))
         parts = zip(plan.principals, plan.interests, plan.fees, strict=True)
         for bill, (principal_k, interest_k, fee_k) in zip(self.bills, parts, strict=True):
@@ -1039,8 +1041,8 @@ def _fen(amount: int) -> Money:
 
 def _penalty_rate(terms: Terms, policy: Product, cap: Rate | None) -> Fraction:
     """The daily penalty rate: the contract rate × multiplier over the year's days, or a flat
-    daily rate (DOMAIN.md §6); never more than the product's APR cap over the year's days, so
-    that what an overdue amount costs stays within the cap."""
+    daily rate (docs/domain.md#penalty-interest); never more than the product's APR cap over
+    the year's days, so that what an overdue amount costs stays within the cap."""
     penalty = policy.penalty
     basis = 365 if terms.day_count is DayCount.ACT_365 else 360
     if penalty.mode is PenaltyMode.DAILY_RATE:

@@ -2,7 +2,7 @@
 
 An amount is an integer count of fen (0.01 yuan). It is parsed from and formatted to yuan text
 ("12,000.00", "0.5") only at the edges; floats never become money. Rounding happens in exactly two
-named ways, each applied once per computed line (DOMAIN.md §1):
+named ways, each applied once per computed line (docs/domain.md#money-and-rounding):
 
 - ``half_up``: to the nearest fen, halves away from zero (四舍五入) — interest, fees, penalties;
 - ``cut``: towards zero (cut to the fen) — even splits of a principal, the remainder going to one
@@ -187,8 +187,8 @@ def at_rate(amount: int, rate: Fraction) -> Money:
 def split(total: Money, parts: int, *, remainder_first: bool = False) -> tuple[Money, ...]:
     """Split an amount into ``parts`` pieces cut to the fen; one piece absorbs the remainder.
 
-    The pieces always sum to ``total`` exactly (DOMAIN.md §1, "the last period absorbs every
-    remainder"; a product may put it first instead).
+    The pieces always sum to ``total`` exactly (docs/domain.md#money-and-rounding: the last
+    period absorbs every remainder, or a product may put it first instead).
     """
     if parts < 1:
         raise MoneyError(f"cannot split into {parts} parts; parts must be 1 or more")

@@ -83,7 +83,7 @@ class Penalty:
 
 @dataclass(frozen=True, slots=True)
 class LateFee:
-    """A one-time late fee (违约金): ``rate`` of the overdue amount, within ``floor``..``cap``."""
+    """A one-time late fee (滞纳金): ``rate`` of the overdue amount, within ``floor``..``cap``."""
 
     rate: Rate
     floor: Money = ZERO

@@ -1,4 +1,4 @@
-"""Repayment schedules for the five methods of DOMAIN.md §2.
+"""Repayment schedules for the five methods of docs/domain.md#repayment-methods.
 
 ``schedule(terms)`` is a pure function of immutable terms. Interest and fees are rounded half up
 once per period; principal parts are cut to the fen and one period absorbs the remainder, so the

@@ -1,4 +1,5 @@
-"""Close of business: the nightly batch (DESIGN.md "Close of business", DOMAIN.md §6–7).
+"""Close of business: the nightly batch (docs/design.md#the-business-day-batch,
+docs/domain.md#close-of-business).
 
 A run closes one business day. Only loans whose next action date has come, and whose watermark
 is behind the day, are read. They are split into chunks by loan-id range; each chunk is a job

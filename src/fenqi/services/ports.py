@@ -1,4 +1,4 @@
-"""The interfaces services own and adapters implement (DESIGN.md "Layers")."""
+"""The interfaces services own and adapters implement (docs/design.md#layers)."""
 
 from __future__ import annotations
 

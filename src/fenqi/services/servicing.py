@@ -411,9 +411,10 @@ def _channel_of(method: PaymentMethodRow | None) -> Channel:
 
 def refund(context: Context, loan_id: int, amount: Money, day: date, *,
            idempotency_key: str | None = None) -> Document:  # fmt: skip
-    """The merchant refunds part or all of the price of returned goods (DOMAIN.md §11). What the
-    borrower paid beyond the re-priced plan goes back where it came from, as a credit refund
-    does: never to a method bound since, whoever made it her default."""
+    """The merchant refunds part or all of the price of returned goods
+    (docs/domain.md#merchant-refunds). What the borrower paid beyond the re-priced plan goes back
+    where it came from, as a credit refund does: never to a method bound since, whoever made it
+    her default."""
     if amount <= 0:
         raise RefusedError(f"refund amount {amount} must be more than 0")
 

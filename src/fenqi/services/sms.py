@@ -1,6 +1,6 @@
-"""Sending the messages the nightly batch queued (DESIGN.md "Close of business": SMS go to an
-outbox in the batch's transaction, and a dispatcher sends them inside the contact window and
-under the frequency caps; DOMAIN.md §7).
+"""Sending the messages the nightly batch queued (docs/design.md#the-business-day-batch: SMS go
+to an outbox in the batch's transaction, and a dispatcher sends them inside the contact window
+and under the daily cap; docs/domain.md#quiet-hours-and-daily-cap).
 
 Times are China's: a naive ``now`` is the wall clock in Asia/Shanghai, and what is stored is the
 UTC instant. A borrower's daily cap counts the dunning messages ``sms_sent`` holds for her on
@@ -35,7 +35,7 @@ from fenqi.services.ports import SmsGateway
 from fenqi.store.schema import NO_LOAN, SmsOutboxRow, SmsSentRow
 
 LOCAL = ZoneInfo("Asia/Shanghai")
-# DOMAIN.md §7: 08:00-21:00 local; sources differ, so the stricter reading: 21:00 is outside.
+# docs/domain.md#quiet-hours-and-daily-cap: 08:00-21:00 local, the stricter reading: 21:00 is out.
 WINDOW_OPENS, WINDOW_CLOSES = time(8), time(21)
 DAILY_CAP = 2  # SMS a borrower may receive on one local date
 SLACK = timedelta(minutes=1)  # how far a dispatch time may be off the clock (clock skew)

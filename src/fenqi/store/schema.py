@@ -365,8 +365,9 @@ NO_LOAN = 0  # ``sms_sent.loan_id`` of a text about no loan: a sign-in code (loa
 class SmsSentRow(Base):
     """Every SMS handed to the gateway, whichever it is: the contact log, written by the
     dispatcher with the outbox row it sends, and by sign-in with each code it texts
-    (``loan_id`` ``NO_LOAN``). The dunning daily cap (DOMAIN.md §7) counts the texts that name a
-    loan only, so that asking for sign-in codes cannot use up a borrower's reminders."""
+    (``loan_id`` ``NO_LOAN``). The dunning daily cap (docs/domain.md#quiet-hours-and-daily-cap)
+    counts the texts that name a loan only, so that asking for sign-in codes cannot use up a
+    borrower's reminders."""
 
     __tablename__ = "sms_sent"
     __table_args__ = (Index("ix_sms_sent_borrower_id", "borrower_id", "sent_at"),)

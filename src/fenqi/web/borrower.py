@@ -446,7 +446,8 @@ def _methods(request: Request, visit: Visit, status_code: int = 200,
 
 @router.get("/hardship")
 def hardship_page(request: Request) -> HTMLResponse:
-    """What restructuring is and how to ask for it (DOMAIN.md §8): facts, no pressure."""
+    """What restructuring is and how to ask for it (docs/domain.md#hardship-and-restructuring):
+    facts, no pressure."""
     return _page(request, "hardship.html", _visit(request), hotline=DEFAULT_LENDER.hotline)
 
 

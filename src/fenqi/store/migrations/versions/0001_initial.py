@@ -18,7 +18,7 @@ down_revision: str | None = None
 branch_labels: str | None = None
 depends_on: str | None = None
 
-# (code, name, kind): the chart of accounts (科目表) in DESIGN.md "Money and books".
+# (code, name, kind): the chart of accounts (科目表) in docs/domain.md#the-books.
 CHART_OF_ACCOUNTS = [
     ("principal_receivable", "Loan principal receivable 贷款本金应收", "asset"),
     ("interest_receivable", "Interest receivable 应收利息", "asset"),
