@@ -87,7 +87,7 @@ class DebitRequest:
     reference: str | None = None
     reason: str | None = None
     refers_to: str | None = None  # a refund: the debit it pays back
-    attempts: int = 0
+    attempts: int = 0  # how many answers came: the call's, notifications, queries
 
     def answered(self, outcome: Outcome, reference: str | None,
                  reason: str | None) -> DebitRequest:  # fmt: skip

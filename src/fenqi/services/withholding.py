@@ -117,7 +117,7 @@ def notified(context: Context, channel: str, headers: Mapping[str, str], body: b
     The same notification again, or a stale one, changes nothing."""
     try:
         gateway = _gateway(_gateways(context), Channel(channel))
-    except (ValueError, KeyError):
+    except (RefusedError, ValueError, KeyError):  # no gateways at all, or none for that channel
         raise NotFoundError(f"no gateway sends notifications for {channel!r}") from None
     try:
         answer = gateway.read_notification(headers, body)

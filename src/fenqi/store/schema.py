@@ -279,7 +279,7 @@ class DebitRequestRow(Base):
     reference: Mapped[str | None]  # the gateway's own id for it
     reason: Mapped[str | None]  # why it failed
     refers_to: Mapped[str | None]  # a refund: the order id of the debit it pays back
-    attempts: Mapped[int]  # how many times the gateway was asked about it
+    attempts: Mapped[int]  # how many answers came: the call's, notifications, queries
     created_at: Mapped[datetime] = mapped_column(Timestamp)
     updated_at: Mapped[datetime] = mapped_column(Timestamp)
     settled_at: Mapped[datetime | None] = mapped_column(Timestamp)
