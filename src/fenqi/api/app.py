@@ -36,7 +36,8 @@ from prometheus_client.registry import Collector
 from sqlalchemy import Engine, text
 
 from fenqi import settings, web
-from fenqi.api import hardening, problems, routes
+from fenqi.api import gateway, hardening, problems, routes
+from fenqi.channels import gateways
 from fenqi.channels.simulator import SimulatedChannel
 from fenqi.channels.sms_simulator import SimulatedSms
 from fenqi.services import close_of_business as cob
@@ -182,11 +183,13 @@ def create_app(url: str | None = None, *, simulation: bool | None = None) -> Fas
         "early repayment, refunds and the books. Money is a decimal string in yuan; dates are "
         "ISO 8601; errors are RFC 9457 problem details.",
     )
-    app.state.context = Context(engine, SimulatedChannel, actor="http", sms=SimulatedSms)
     app.state.simulation = settings.simulation(False) if simulation is None else simulation
+    app.state.context = Context(engine, SimulatedChannel, actor="http", sms=SimulatedSms,
+                                gateways=gateways.from_settings(app.state.simulation))  # fmt: skip
     app.state.metrics = metrics = Metrics(app.state.context)
     problems.install(app)
     app.include_router(routes.router)
+    app.include_router(gateway.router)
     web.install(app)
     _operations(app, metrics, OneAtATime(lambda: _is_ready(engine), "fenqi-readyz"))
     hardening.install(app)  # the security headers, the docs and metrics settings, the proxies

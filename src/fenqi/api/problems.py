@@ -31,6 +31,7 @@ from fenqi.services.errors import (
 )
 from fenqi.services.quoting import FieldError
 from fenqi.services.throttles import TooManyAttemptsError
+from fenqi.services.withholding import UnverifiedNotificationError
 from fenqi.settings import SettingError
 from fenqi.store.database import DatabaseNotReadyError, trouble
 
@@ -41,6 +42,7 @@ PREFIX = "urn:fenqi:problem:"
 # The most specific class first: the first that matches says which problem it is.
 _KINDS: tuple[tuple[type[Exception], int, str, str], ...] = (
     (UnauthenticatedError, 401, "unauthenticated", "Sign in or give credentials"),
+    (UnverifiedNotificationError, 401, "bad-signature", "The signature does not verify"),
     (TooManyAttemptsError, 429, "too-many-attempts", "Too many attempts; wait and try again"),
     (ForbiddenError, 403, "forbidden", "Not allowed for your role"),
     (NotFoundError, 404, "not-found", "Not found"),

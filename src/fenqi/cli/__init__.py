@@ -17,6 +17,7 @@ from fenqi import settings
 from fenqi.cli import cob, loans, serve
 from fenqi.cli.borrowers import borrower_app
 from fenqi.cli.db import db_app
+from fenqi.cli.gateway import gateway_app, gateway_sim_command
 from fenqi.cli.ledger import ledger_app
 from fenqi.cli.methods import method_app
 from fenqi.cli.products import product_app
@@ -70,6 +71,8 @@ app.command("serve")(serve.serve_command)
 app.add_typer(serve.user_app, name="user")
 app.add_typer(serve.apikey_app, name="apikey")
 app.command("seed")(seed_command)
+app.add_typer(gateway_app, name="gateway")
+app.command("gateway-sim")(gateway_sim_command)
 
 BAD_INPUT = 2
 

@@ -19,6 +19,8 @@ from sqlalchemy.exc import ArgumentError, DBAPIError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from typer.exceptions import TyperException
 
+from fenqi import settings
+from fenqi.channels import gateways
 from fenqi.channels.simulator import SimulatedChannel
 from fenqi.channels.sms_simulator import SimulatedSms
 from fenqi.cli import render
@@ -71,8 +73,15 @@ def database(db: str | None, *, require: bool = True) -> Iterator[Context]:
 
 
 def context_on(engine: Engine) -> Context:
-    """Payments and SMS go through the built-in simulators, the channels this CLI ships with."""
-    return Context(engine, SimulatedChannel, actor(), sms=SimulatedSms)
+    """Payments and SMS go through the built-in simulators, the channels this CLI ships with,
+    and debits through the withholding gateways the settings name."""
+    return Context(
+        engine,
+        SimulatedChannel,
+        actor(),
+        sms=SimulatedSms,
+        gateways=gateways.from_settings(settings.simulation(True)),
+    )
 
 
 def actor() -> str:

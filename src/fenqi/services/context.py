@@ -31,7 +31,7 @@ from fenqi.services.errors import (
     StaleError,
     plain_text,
 )
-from fenqi.services.ports import PaymentChannel, SmsGateway
+from fenqi.services.ports import Gateways, PaymentChannel, SmsGateway
 from fenqi.store.database import turn
 from fenqi.store.loans import now
 from fenqi.store.schema import AuditLogRow, IdempotencyKeyRow
@@ -53,12 +53,14 @@ class Replayed(dict[str, Any]):
 
 @dataclass(frozen=True)
 class Context:
-    """The engine, the payment channel (built per transaction) and who is acting."""
+    """The engine, the payment channel (built per transaction), the withholding gateways and
+    who is acting."""
 
     engine: Engine
     channel: Callable[[Session], PaymentChannel]
     actor: str = "system"
     sms: Callable[[Session], SmsGateway] | None = None
+    gateways: Gateways | None = None  # the withholding gateways, when debits go over HTTP
 
 
 def run(context: Context, work: Callable[[Session], T]) -> T:

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import NamedTuple, Protocol, runtime_checkable
 
+from fenqi.domain.events import Channel
 from fenqi.domain.money import Money
+from fenqi.domain.withholding import Outcome
 
 
 class Debit(NamedTuple):
@@ -42,3 +46,63 @@ class SmsGateway(Protocol):
     def send(self, phone: str, text: str) -> str:
         """Hands the message over for delivery; returns the gateway's reference for it."""
         ...
+
+
+@dataclass(frozen=True)
+class GatewayAnswer:
+    """What a withholding gateway said about one order (a debit or a refund), or that it said
+    nothing (``Outcome.NO_ANSWER``): ``reference`` is its own id for the order, ``reason`` why it
+    failed."""
+
+    order_id: str
+    outcome: Outcome
+    reference: str | None = None
+    reason: str | None = None
+
+
+class UnverifiedError(Exception):
+    """A notification that does not prove it comes from the gateway (its signature is missing,
+    wrong or stale): nothing it says is acted on."""
+
+
+class WithholdingGateway(Protocol):
+    """A withholding (代扣) gateway, as the real ones are shaped: every debit and refund is named
+    by the merchant's order id, so asking again with the same id never moves money twice; the
+    answer may come at once, later in a notification to ``notify_url``, or only when asked."""
+
+    def request_debit(self, order_id: str, token_ref: str, amount: Money,
+                      notify_url: str) -> GatewayAnswer:  # fmt: skip
+        """Asks the gateway to take ``amount`` from the method ``token_ref`` names."""
+        ...
+
+    def query(self, order_id: str) -> GatewayAnswer:
+        """What became of an order (``Outcome.NOT_FOUND`` if the gateway never had it)."""
+        ...
+
+    def refund(self, refund_id: str, order_id: str, amount: Money) -> GatewayAnswer:
+        """Returns ``amount`` of the debit ``order_id`` to where it came from."""
+        ...
+
+    def query_refund(self, refund_id: str) -> GatewayAnswer:
+        """What became of a refund (``Outcome.NOT_FOUND`` if the gateway never had it)."""
+        ...
+
+    def read_notification(self, headers: Mapping[str, str], body: bytes) -> GatewayAnswer:
+        """The answer a notification carries, once its signature is verified
+        (``UnverifiedError`` otherwise)."""
+        ...
+
+
+@dataclass(frozen=True)
+class Gateways:
+    """The gateway each channel's debits go through (the composition root chooses them), and
+    where the gateways send their notifications: ``notify_base``/<channel>."""
+
+    by_channel: Mapping[Channel, WithholdingGateway]
+    notify_base: str
+
+    def for_channel(self, channel: Channel) -> WithholdingGateway:
+        return self.by_channel[channel]
+
+    def notify_url(self, channel: Channel) -> str:
+        return f"{self.notify_base.rstrip('/')}/{channel.value}"

@@ -248,6 +248,43 @@ class PostingRow(Base):
     credit: Mapped[int] = mapped_column(BigInteger)  # fen
 
 
+class DebitRequestRow(Base):
+    """A debit (or refund) a withholding gateway is asked for, committed before it is asked:
+    ``order_id`` is the merchant order id it is sent under (it names its loan, so a notification
+    finds the row by it alone), ``status`` pending | unknown | succeeded | failed."""
+
+    __tablename__ = "debit_requests"
+    __table_args__ = (
+        CheckConstraint("status IN ('pending', 'unknown', 'succeeded', 'failed')", "status"),
+        CheckConstraint("amount > 0", "amount"),
+        # What the reconciler looks for: requests still open, oldest first.
+        Index(
+            "ix_debit_requests_open",
+            "updated_at",
+            postgresql_where=text("status IN ('pending', 'unknown')"),
+            sqlite_where=text("status IN ('pending', 'unknown')"),
+        ),
+    )
+
+    loan_id: Mapped[int] = mapped_column(primary_key=True)
+    order_id: Mapped[str] = mapped_column(primary_key=True)
+    kind: Mapped[str]  # pay | prepay | cob | refund
+    amount: Mapped[int] = mapped_column(BigInteger)  # fen
+    channel: Mapped[str]  # which gateway: bank_card | alipay | wechat
+    method_id: Mapped[int | None]
+    token_ref: Mapped[str]
+    idempotency_key: Mapped[str]
+    day: Mapped[date]  # the business day its payment is booked on
+    status: Mapped[str]
+    reference: Mapped[str | None]  # the gateway's own id for it
+    reason: Mapped[str | None]  # why it failed
+    refers_to: Mapped[str | None]  # a refund: the order id of the debit it pays back
+    attempts: Mapped[int]  # how many answers came: the call's, notifications, queries
+    created_at: Mapped[datetime] = mapped_column(Timestamp)
+    updated_at: Mapped[datetime] = mapped_column(Timestamp)
+    settled_at: Mapped[datetime | None] = mapped_column(Timestamp)
+
+
 # Cross-cutting ----------------------------------------------------------------------------------
 
 

@@ -1,0 +1,68 @@
+"""``fenqi gateway-sim`` runs the withholding gateway simulator, a server of its own that the
+HTTP adapter talks to as to a real gateway; ``fenqi gateway reconcile`` settles the debit
+requests a crash or a lost answer left open, by asking the gateway about each."""
+
+from __future__ import annotations
+
+import sys
+from datetime import timedelta
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from fenqi import settings
+from fenqi.channels import gateway_sim
+from fenqi.channels.signing import Signer
+from fenqi.cli import render
+from fenqi.cli.context import DatabaseOption, respond
+from fenqi.cli.groups import command_group
+from fenqi.cli.options import JsonOption
+from fenqi.cli.serve import listening_socket
+from fenqi.services import withholding
+
+gateway_app = command_group("Debits through the withholding gateway.")
+
+
+def gateway_sim_command(
+    host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(min=1, max=65535, help="Port to listen on.")] = 8700,
+    state: Annotated[
+        Path, typer.Option(help="Its SQLite file: balances, orders, refunds, switches.")
+    ] = Path("gateway-sim.sqlite3"),
+) -> None:
+    """Run the withholding gateway simulator until interrupted. It signs and checks every
+    message with FENQI_GATEWAY_SECRET (unset: the development secret of simulation mode);
+    its balances and switches are set on its own /admin endpoints, never on fenqi's API."""
+    signer = Signer(settings.gateway_secret(simulating=True))
+    listener = listening_socket(host, port)  # refuses a bad --host or a taken --port in a line
+    listener.close()
+    server = gateway_sim.serve(host, port, state, signer)
+    print(f"fenqi gateway-sim: listening on http://{host}:{port}", file=sys.stderr, flush=True)
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.server_close()
+
+
+@gateway_app.command("reconcile")
+def reconcile_command(
+    older_than: Annotated[
+        int,
+        typer.Option(
+            "--older-than",
+            metavar="SECONDS",
+            min=0,
+            max=86_400,
+            help="Only requests no answer has touched for this long.",
+        ),
+    ] = int(withholding.RECONCILE_AFTER.total_seconds()),
+    db: DatabaseOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Ask the gateway about each debit request still pending or unknown and record its answer:
+    a debit it took is recorded as the payment, one it never had as failed."""
+    respond(db, as_json, render.key_values, withholding.reconcile,
+            older_than=timedelta(seconds=older_than))  # fmt: skip

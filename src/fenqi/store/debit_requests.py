@@ -1,0 +1,88 @@
+"""The one writer of ``debit_requests``: a request is added pending, its answers recorded, and
+the ones left open are found for the reconciler. Rows go in and come out as ``DebitRequest``."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import func, select, update
+from sqlalchemy.orm import Session
+
+from fenqi.domain.events import Channel
+from fenqi.domain.money import Money
+from fenqi.domain.withholding import SETTLED, DebitRequest, Kind, Status
+from fenqi.store.schema import DebitRequestRow
+
+_OPEN = (Status.PENDING.value, Status.UNKNOWN.value)
+
+
+def add_request(session: Session, request: DebitRequest, at: datetime) -> DebitRequest:
+    """Records ``request`` as pending, unless a request by its order id is recorded already (a
+    retry after a crash): then that one, as it stands, is the answer."""
+    known = find_request(session, request.loan_id, request.order_id)
+    if known is not None:
+        return known
+    session.add(DebitRequestRow(
+        loan_id=request.loan_id, order_id=request.order_id, kind=request.kind.value,
+        amount=int(request.amount), channel=request.channel.value, method_id=request.method_id,
+        token_ref=request.token_ref, idempotency_key=request.idempotency_key, day=request.day,
+        status=request.status.value, reference=request.reference, reason=request.reason,
+        refers_to=request.refers_to, attempts=request.attempts, created_at=at, updated_at=at,
+        settled_at=None,
+    ))  # fmt: skip
+    session.flush()
+    return request
+
+
+def find_request(session: Session, loan_id: int, order_id: str, *,
+                 for_update: bool = False) -> DebitRequest | None:  # fmt: skip
+    query = select(DebitRequestRow).where(
+        DebitRequestRow.loan_id == loan_id, DebitRequestRow.order_id == order_id
+    )
+    if for_update:
+        query = query.with_for_update()
+    row = session.scalars(query.execution_options(populate_existing=True)).one_or_none()
+    return None if row is None else _request(row)
+
+
+def save_answer(session: Session, request: DebitRequest, at: datetime) -> None:
+    """Stores ``request`` as an answer left it (its status, reference, reason, attempts);
+    ``settled_at`` keeps when it was first settled."""
+    settled = request.status in SETTLED
+    settled_at = func.coalesce(DebitRequestRow.settled_at, at) if settled else None
+    session.execute(
+        update(DebitRequestRow)
+        .where(
+            DebitRequestRow.loan_id == request.loan_id, DebitRequestRow.order_id == request.order_id
+        )
+        .values(
+            status=request.status.value,
+            reference=request.reference,
+            reason=request.reason,
+            attempts=request.attempts,
+            updated_at=at,
+            settled_at=settled_at,
+        )
+    )
+
+
+def open_requests(session: Session, untouched_since: datetime, limit: int) -> list[DebitRequest]:
+    """Requests still pending or unknown that no answer has touched since ``untouched_since``,
+    oldest first."""
+    query = (
+        select(DebitRequestRow)
+        .where(DebitRequestRow.status.in_(_OPEN), DebitRequestRow.updated_at < untouched_since)
+        .order_by(DebitRequestRow.updated_at)
+        .limit(limit)
+    )
+    return [_request(row) for row in session.scalars(query)]
+
+
+def _request(row: DebitRequestRow) -> DebitRequest:
+    return DebitRequest(
+        loan_id=row.loan_id, order_id=row.order_id, kind=Kind(row.kind), amount=Money(row.amount),
+        channel=Channel(row.channel), method_id=row.method_id, token_ref=row.token_ref,
+        idempotency_key=row.idempotency_key, day=row.day, status=Status(row.status),
+        reference=row.reference, reason=row.reason, refers_to=row.refers_to,
+        attempts=row.attempts,
+    )  # fmt: skip
