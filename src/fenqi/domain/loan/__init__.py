@@ -8,7 +8,7 @@
 - ``checkpoint``: the working state saved, so that a replay need not start from the beginning;
 - ``payoff``: payoff quotes; ``snapshot``: the state a working loan shows on a day.
 
-The rest of fenqi imports from this package, never from its modules.
+Outside the package, fenqi imports these names from the package itself, not from its modules.
 """
 
 from fenqi.domain.loan.checkpoint import CHECKPOINT_VERSION, Checkpoint, resumable
