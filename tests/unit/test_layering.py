@@ -65,4 +65,5 @@ def test_services_do_not_reach_up_into_entry_points(path: Path) -> None:
 
 def test_the_check_sees_the_domain() -> None:
     assert len(modules("domain")) >= 8
+    assert SOURCE / "domain" / "loan" / "fold.py" in modules("domain")  # packages inside it too
     assert "fenqi.domain.money" in set(imports(SOURCE / "domain" / "schedule.py"))
