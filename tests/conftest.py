@@ -5,6 +5,7 @@ Where no PostgreSQL answers, its tests are skipped with a loud reason, never pas
 """
 
 import os
+import shutil
 from collections.abc import Iterator
 from pathlib import Path
 from uuid import uuid4
@@ -74,10 +75,26 @@ def empty_engine(database_url: str) -> Iterator[Engine]:
     empty.dispose()
 
 
+@pytest.fixture(scope="session")
+def migrated_sqlite(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A SQLite file brought to the newest revision once a session (under pytest-xdist, once a
+    worker): the migrations run the same way every time, so each test's copy is what running
+    them again would make."""
+    path = tmp_path_factory.mktemp("migrated") / "fenqi.sqlite3"
+    template = make_engine(f"sqlite:///{path}")
+    upgrade(template)
+    template.dispose()  # the last connection closed: the file holds every page, no WAL beside it
+    return path
+
+
 @pytest.fixture
-def engine(database_url: str) -> Iterator[Engine]:
-    """An engine on a database brought to the newest revision."""
+def engine(request: pytest.FixtureRequest, database_url: str) -> Iterator[Engine]:
+    """An engine on a database brought to the newest revision: a copy of the migrated SQLite
+    file, or a PostgreSQL schema migrated for the test."""
+    url = make_url(database_url)
+    if url.get_backend_name() == "sqlite":
+        shutil.copyfile(request.getfixturevalue("migrated_sqlite"), str(url.database))
     migrated = make_engine(database_url)
-    upgrade(migrated)
+    upgrade(migrated)  # on the copy, finds the newest revision there and leaves it as it is
     yield migrated
     migrated.dispose()
