@@ -11,7 +11,7 @@ from pathlib import Path
 from uuid import uuid4
 
 import pytest
-from hypothesis import settings
+from hypothesis import HealthCheck, settings
 from sqlalchemy import Engine, create_engine, make_url, text
 from sqlalchemy.exc import OperationalError
 
@@ -22,9 +22,18 @@ POSTGRES_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 POSTGRES_VARIABLE = "FENQI_TEST_POSTGRES_URL"
 
 # `make test` explores new examples on every run; CI (HYPOTHESIS_PROFILE=ci) runs the same ones
-# each time, so that what it judges is the change, not the luck of the draw. Loaded here, before
-# any test module builds its own settings on top of the default.
-settings.register_profile("ci", derandomize=True, database=None, print_blob=True)
+# each time, so that what it judges is the change, not the luck of the draw. Nor does it judge
+# the machine's load: with a worker per core beside servers and browsers, an example may take
+# longer than Hypothesis' deadline or health check allow, and the same examples are still run.
+# Loaded here, before any test module builds its own settings on top of the default.
+settings.register_profile(
+    "ci",
+    derandomize=True,
+    database=None,
+    print_blob=True,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow],
+)
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "default"))
 
 
