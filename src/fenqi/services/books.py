@@ -40,7 +40,7 @@ def check_books(context: Context) -> Document:
         loan_ids = list(session.scalars(select(LoanRow.id).order_by(LoanRow.id)))
         for loan_id in loan_ids:
             record = load_loan(session, loan_id)
-            state = record.state_on(record.row.booked_through)
+            state = record.state_on(record.booked_through)
             expected, booked = balances(record.terms, state), book_balances(session, loan_id)
             for account in sorted(set(expected) | set(booked)):
                 if expected.get(account, 0) != booked.get(account, 0):

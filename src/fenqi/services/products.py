@@ -11,7 +11,6 @@ from fenqi import wire
 from fenqi.catalog import read_text, shipped_catalog_text
 from fenqi.domain.products import Product, catalog_definitions, parse_definition
 from fenqi.services.context import Context, Document, audit, run
-from fenqi.services.errors import NotFoundError
 from fenqi.store.loans import now
 from fenqi.store.schema import ProductRow
 
@@ -61,18 +60,6 @@ def list_products(context: Context) -> list[Document]:
         return [wire.product(parse_definition(row.definition, row.code)) for row in rows]
 
     return run(context, listing)
-
-
-def product_named(session: Session, code: str) -> tuple[Product, Document]:
-    """A product and its defining table, or a refusal that lists what there is."""
-    row = session.get(ProductRow, code)
-    if row is None:
-        known = ", ".join(session.scalars(select(ProductRow.code).order_by(ProductRow.code)))
-        hint = (f"choose one of: {known}" if known else
-                "no products are loaded: fenqi product load [FILE] loads the shipped catalog or "
-                "another")  # fmt: skip
-        raise NotFoundError(f'unknown product "{code}"; {hint}')
-    return parse_definition(row.definition, code), row.definition
 
 
 def catalog(session: Session) -> dict[str, Product]:
