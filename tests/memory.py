@@ -113,6 +113,12 @@ class MemoryLoans:
         saved(loan, booking)
         self.world.loans[loan.id] = copy.deepcopy(loan)
 
+    def ids(self) -> list[int]:
+        return sorted(self.world.loans)
+
+    def books(self, loan_id: int) -> dict[str, int]:
+        return self.world.books(loan_id)
+
     def ids_of(self, borrower_id: int) -> list[int]:
         if borrower_id not in self.world.limits:
             raise NotFoundError(f"no borrower {borrower_id}")
@@ -158,6 +164,18 @@ class MemoryUnitOfWork:
 
     def channel(self) -> MemoryChannel:
         return MemoryChannel(self.world)
+
+    def trial_balance(self) -> list[tuple[str, int, int]]:
+        totals: dict[str, tuple[int, int]] = {}
+        for journal in self.world.journal.values():
+            for _, entry in journal:
+                for line in entry.lines:
+                    debit, credit = totals.get(line.account, (0, 0))
+                    totals[line.account] = (debit + line.debit, credit + line.credit)
+        return [(account, *totals[account]) for account in sorted(totals)]
+
+    def account_names(self) -> dict[str, str]:
+        return {}  # the chart of accounts is the database's: accounts go by their codes
 
     def method(self, method_id: int) -> PaymentMethod | None:
         return self.world.methods.get(method_id)

@@ -9,7 +9,7 @@ import pytest
 from fenqi.domain.events import PrepayMode, WaiverKind
 from fenqi.domain.ledger import balances
 from fenqi.domain.money import Money
-from fenqi.services import servicing
+from fenqi.services import books, servicing
 from fenqi.services.context import Context, Replayed
 from fenqi.services.errors import DeclinedError, NotFoundError, RefusedError
 from tests.memory import MemoryUnits
@@ -168,3 +168,16 @@ def test_an_unknown_loan_or_borrower_is_not_found(units: MemoryUnits) -> None:
     assert [entry["memo"] for entry in servicing.loan_history(context, 1)["entries"]] == [
         "disbursement to merchant 华为商城 for order ORD-1"
     ]
+
+
+def test_the_books_check_and_the_trial_balance_read_the_journal_kept(
+    units: MemoryUnits,
+) -> None:
+    context, loan_id, method = open_plan(units)
+    servicing.pay(context, loan_id, Money.parse("900"), servicing.Source(method_id=method),
+                  date(2026, 2, 20))  # fmt: skip
+    checked = books.check_books(context)
+    assert (checked["loans_checked"], checked["consistent"]) == (1, True)
+    assert books.trial_balance(context)["balanced"]
+    units.world.journal[loan_id].pop()  # a lost entry
+    assert [d["loan_id"] for d in books.check_books(context)["differences"]][:1] == [loan_id]

@@ -77,6 +77,10 @@ class Loans(Protocol):
         """Stores ``booking``; ``StaleError`` if the loan's version moved since it was read."""
         ...
 
+    def ids(self) -> list[int]:
+        """Every loan, oldest first."""
+        ...
+
     def ids_of(self, borrower_id: int) -> list[int]:
         """A borrower's loans, oldest first (``NotFoundError`` if there is no such borrower)."""
         ...
@@ -101,6 +105,10 @@ class Loans(Protocol):
 
     def history(self, loan_id: int) -> History: ...
 
+    def books(self, loan_id: int) -> dict[str, int]:
+        """What the loan's accounts hold in its journal (debit minus credit)."""
+        ...
+
 
 class UnitOfWork(Protocol):
     """One transaction: what it changes is kept when the work returns, and none of it when the
@@ -111,6 +119,14 @@ class UnitOfWork(Protocol):
 
     def channel(self) -> PaymentChannel:
         """The payment channel, within this transaction."""
+        ...
+
+    def trial_balance(self) -> list[tuple[str, int, int]]:
+        """Each account's debits and credits over every posting, by account code."""
+        ...
+
+    def account_names(self) -> dict[str, str]:
+        """Each account's name in the chart of accounts, by its code."""
         ...
 
     def method(self, method_id: int) -> PaymentMethod | None: ...

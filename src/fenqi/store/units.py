@@ -18,7 +18,15 @@ from fenqi.loans.ports import History, StoredEntry, StoredEvent, StoredLine
 from fenqi.services.errors import NotFoundError
 from fenqi.services.ports import PaymentChannel
 from fenqi.store.documents import Document
-from fenqi.store.loans import NewLoan, account_names, add_loan, load_loan, now, save_bookings
+from fenqi.store.loans import (
+    NewLoan,
+    account_names,
+    add_loan,
+    book_balances,
+    load_loan,
+    now,
+    save_bookings,
+)
 from fenqi.store.schema import (
     AuditLogRow,
     BorrowerRow,
@@ -75,6 +83,9 @@ class DatabaseLoans:
     def save(self, loan: Loan, booking: Booking) -> None:
         save_bookings(self.session, [(loan, booking)])
 
+    def ids(self) -> list[int]:
+        return list(self.session.scalars(select(LoanRow.id).order_by(LoanRow.id)))
+
     def ids_of(self, borrower_id: int) -> list[int]:
         if self.session.get(BorrowerRow, borrower_id) is None:
             raise NotFoundError(f"no borrower {borrower_id}")
@@ -122,6 +133,9 @@ class DatabaseLoans:
             account_names(session),
         )  # fmt: skip
 
+    def books(self, loan_id: int) -> dict[str, int]:
+        return book_balances(self.session, loan_id)
+
 
 class DatabaseUnitOfWork:
     """One database transaction (``session``'s), with the payment channel built for it."""
@@ -133,6 +147,18 @@ class DatabaseUnitOfWork:
 
     def channel(self) -> PaymentChannel:
         return self._channel(self.session)
+
+    def trial_balance(self) -> list[tuple[str, int, int]]:
+        query = (
+            select(PostingRow.account, func.sum(PostingRow.debit), func.sum(PostingRow.credit))
+            .group_by(PostingRow.account)
+            .order_by(PostingRow.account)
+        )
+        return [(account, int(debit), int(credit))
+                for account, debit, credit in self.session.execute(query)]  # fmt: skip
+
+    def account_names(self) -> dict[str, str]:
+        return account_names(self.session)
 
     def method(self, method_id: int) -> PaymentMethod | None:
         row = self.session.get(PaymentMethodRow, method_id)
