@@ -16,11 +16,11 @@ from typing import Any, NamedTuple, TypeVar
 from fenqi.catalog import shipped_catalog_text
 from fenqi.domain.ledger import Line
 from fenqi.domain.money import Money
-from fenqi.domain.products import Product, catalog_definitions
+from fenqi.domain.products import Product, catalog_definitions, parse_definition
 from fenqi.loans.aggregate import Loan
 from fenqi.loans.booking import Booking, saved
 from fenqi.loans.methods import PaymentMethod
-from fenqi.loans.ports import History, StoredEntry, StoredEvent, StoredLine, UnitOfWork
+from fenqi.loans.ports import AuditEntry, History, StoredEntry, StoredEvent, StoredLine, UnitOfWork
 from fenqi.services.context import Context
 from fenqi.services.errors import NotFoundError, StaleError
 from fenqi.services.ports import Debit
@@ -160,7 +160,7 @@ class MemoryUnitOfWork:
     def __init__(self, world: World, products: dict[str, tuple[Product, Document]]) -> None:
         self.world = world
         self.loans = MemoryLoans(world)
-        self.products = products
+        self.products_kept = products
 
     def channel(self) -> MemoryChannel:
         return MemoryChannel(self.world)
@@ -192,9 +192,23 @@ class MemoryUnitOfWork:
         return Money(max(self.world.limits[borrower_id] - held, 0))
 
     def product(self, code: str) -> tuple[Product, Document]:
-        if code not in self.products:
+        if code not in self.products_kept:
             raise NotFoundError(f'unknown product "{code}"')
-        return self.products[code]
+        return self.products_kept[code]
+
+    def products(self) -> dict[str, Document]:
+        return {code: table for code, (_, table) in sorted(self.products_kept.items())}
+
+    def keep_product(self, code: str, name: str, table: Document) -> Document | None:
+        before = self.products_kept.get(code)
+        self.products_kept[code] = (parse_definition(table, code), table)
+        return None if before is None else before[1]
+
+    def audit_entries(self, target: str | None, limit: int) -> list[AuditEntry]:
+        entries = [AuditEntry(number, datetime.now(UTC), **entry)
+                   for number, entry in enumerate(self.world.audit, start=1)
+                   if target is None or entry["target"] == target]  # fmt: skip
+        return entries[::-1][:limit]
 
     def audit(self, actor: str, action: str, target: str, reason: str, *,
               before: Document | None = None, after: Document | None = None) -> None:  # fmt: skip

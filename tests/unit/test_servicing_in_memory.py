@@ -6,10 +6,11 @@ from datetime import date
 
 import pytest
 
+from fenqi.catalog import shipped_catalog_text
 from fenqi.domain.events import PrepayMode, WaiverKind
 from fenqi.domain.ledger import balances
 from fenqi.domain.money import Money
-from fenqi.services import books, servicing
+from fenqi.services import audit, books, products, servicing
 from fenqi.services.context import Context, Replayed
 from fenqi.services.errors import DeclinedError, NotFoundError, RefusedError
 from tests.memory import MemoryUnits
@@ -181,3 +182,18 @@ def test_the_books_check_and_the_trial_balance_read_the_journal_kept(
     assert books.trial_balance(context)["balanced"]
     units.world.journal[loan_id].pop()  # a lost entry
     assert [d["loan_id"] for d in books.check_books(context)["differences"]][:1] == [loan_id]
+
+
+def test_a_catalog_loaded_again_replaces_its_products_and_the_audit_log_says_so(
+    units: MemoryUnits,
+) -> None:
+    context = units.context(actor="ops")
+    codes = [product["code"] for product in products.list_products(context)]
+    assert codes == sorted(codes)
+    assert products.seed_products(context) == []  # the catalog is there already
+    loaded = products.load_catalog(context, shipped_catalog_text())
+    assert [product["code"] for product in loaded] == list(units.products)
+    entries = audit.audit_log(context, target=codes[0])
+    assert [(e["actor"], e["action"], e["before"] is not None) for e in entries] == [
+        ("ops", "product.load", True)
+    ]

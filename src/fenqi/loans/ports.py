@@ -60,6 +60,17 @@ class Borrower(NamedTuple):
     default_method: PaymentMethod | None
 
 
+class AuditEntry(NamedTuple):
+    id: int
+    at: datetime
+    actor: str
+    action: str
+    target: str
+    reason: str
+    before: Document | None
+    after: Document | None
+
+
 class Loans(Protocol):
     """The loans' repository: a loan read whole, and saved one booking at a time."""
 
@@ -142,6 +153,18 @@ class UnitOfWork(Protocol):
 
     def product(self, code: str) -> tuple[Product, Document]:
         """A product and its defining table, or ``NotFoundError`` that lists what there is."""
+        ...
+
+    def products(self) -> dict[str, Document]:
+        """Every product's defining table, by code, in the order of their codes."""
+        ...
+
+    def keep_product(self, code: str, name: str, table: Document) -> Document | None:
+        """Adds a product, or replaces the one of that code; returns the table it replaced."""
+        ...
+
+    def audit_entries(self, target: str | None, limit: int) -> list[AuditEntry]:
+        """The latest entries of the audit log, newest first (only those about ``target``)."""
         ...
 
     def audit(self, actor: str, action: str, target: str, reason: str, *,

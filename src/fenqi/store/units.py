@@ -14,7 +14,7 @@ from fenqi.domain.products import Product, parse_definition
 from fenqi.loans.aggregate import Loan
 from fenqi.loans.booking import Booking
 from fenqi.loans.methods import PaymentMethod
-from fenqi.loans.ports import History, StoredEntry, StoredEvent, StoredLine
+from fenqi.loans.ports import AuditEntry, History, StoredEntry, StoredEvent, StoredLine
 from fenqi.services.errors import NotFoundError
 from fenqi.services.ports import PaymentChannel
 from fenqi.store.documents import Document
@@ -182,6 +182,27 @@ class DatabaseUnitOfWork:
 
     def product(self, code: str) -> tuple[Product, Document]:
         return product_named(self.session, code)
+
+    def products(self) -> dict[str, Document]:
+        query = select(ProductRow.code, ProductRow.definition).order_by(ProductRow.code)
+        return dict(self.session.execute(query).tuples().all())
+
+    def keep_product(self, code: str, name: str, table: Document) -> Document | None:
+        row = self.session.get(ProductRow, code)
+        if row is None:
+            self.session.add(ProductRow(code=code, name=name, definition=table, loaded_at=now()))
+            return None
+        before = row.definition
+        row.name, row.definition, row.loaded_at = name, table, now()
+        return before
+
+    def audit_entries(self, target: str | None, limit: int) -> list[AuditEntry]:
+        query = select(AuditLogRow).order_by(AuditLogRow.id.desc()).limit(limit)
+        if target is not None:
+            query = query.where(AuditLogRow.target == target)
+        rows = self.session.scalars(query)
+        return [AuditEntry(row.id, row.at, row.actor, row.action, row.target, row.reason,
+                           row.before, row.after) for row in rows]  # fmt: skip
 
     def audit(self, actor: str, action: str, target: str, reason: str, *,
               before: Document | None = None, after: Document | None = None) -> None:  # fmt: skip
