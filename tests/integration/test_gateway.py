@@ -163,7 +163,9 @@ def test_a_notification_records_the_outcome_once_whatever_follows_it(engine, sim
     context = _context(engine, sim, f"{api}/api/gateway/notify")
     request = _request(_token(sim, **switches))
     recorded = withholding.debit(context, request)
-    assert recorded.after.status is Status.PENDING  # "processing": the notification tells
+    # "processing": the notification tells, and on a busy machine it may come in before the
+    # call's own answer is recorded (which then changes nothing): pending or already settled.
+    assert recorded.after.status in {Status.PENDING, Status.SUCCEEDED}
     settled = _until(context, request, Status.SUCCEEDED)
     time.sleep(2)  # whatever else the simulator sends (a duplicate, a stale one) comes meanwhile
     final = _stored(context, request)
