@@ -231,13 +231,17 @@ def test_readyz_answers_within_a_second_while_its_check_hangs(
 
     monkeypatch.setattr("fenqi.api.app.schema_is_current", hangs)
     with TestClient(create_app(database_url)) as client:
-        for _ in range(3):  # probes share the one check in flight
+        # Probes share the one check in flight and answer on the probe's own one-second
+        # deadline, never the ten seconds the check hangs (the margin is for a busy machine).
+        for _ in range(3):
             began = time.monotonic()
             assert client.get("/readyz").status_code == 503
-            assert time.monotonic() - began < 1.5
+            assert time.monotonic() - began < 4
         released.set()
-        time.sleep(0.2)
-        assert client.get("/readyz").status_code == 200
+        deadline = time.monotonic() + 5
+        while client.get("/readyz").status_code != 200:
+            assert time.monotonic() < deadline, "/readyz stayed unready after its check ended"
+            time.sleep(0.1)
 
 
 def test_a_bad_fenqi_today_is_the_servers_fault_never_the_clients(
