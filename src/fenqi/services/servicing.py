@@ -60,6 +60,7 @@ from fenqi.store.loans import (
     load_loan,
     now,
     post_entries,
+    read_loan,
     save_loan,
 )
 from fenqi.store.schema import (
@@ -171,7 +172,7 @@ def show_loan(context: Context, loan_id: int, as_of: date) -> Document:
     and full cost), which is hers to see for as long as the plan lasts."""
 
     def show(session: Session) -> Document:
-        record = load_loan(session, loan_id)
+        record = read_loan(session, loan_id, as_of)
         consent = session.get(ConsentRow, loan_id)
         shown = None if consent is None else consent.shown
         return {**wire.loan(record, record.state_on(as_of)), "consent": shown}
@@ -183,7 +184,7 @@ def list_loans(context: Context, borrower_id: int, as_of: date) -> list[Document
     def listing(session: Session) -> list[Document]:
         borrower_row(session, borrower_id)
         query = select(LoanRow.id).where(LoanRow.borrower_id == borrower_id).order_by(LoanRow.id)
-        records = [load_loan(session, loan_id) for loan_id in session.scalars(query)]
+        records = [read_loan(session, loan_id, as_of) for loan_id in session.scalars(query)]
         return [wire.loan_summary(record, record.state_on(as_of)) for record in records]
 
     return run(context, listing)

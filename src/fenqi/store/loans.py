@@ -4,6 +4,8 @@ Every statement here is keyed by ``loan_id``, so on a distributed database each 
 shard. A writer reads the loan with its row locked (``load_loan(..., for_update=True)``), and its
 writes go through ``save_loan``, which refuses (``StaleError``) when another writer changed the
 loan since it was read: optimistic locking on ``loans.version``, a second guard behind the lock.
+Every write, the batch's and ``save_loan``'s, keeps the loan's fold on its booking day in the
+row (its checkpoint), so a reader (``read_loan``) replays only the events after it.
 """
 
 from __future__ import annotations
@@ -17,11 +19,11 @@ from functools import lru_cache
 from typing import NamedTuple
 
 from sqlalchemy import func, insert, select, update
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, undefer
 
 from fenqi.domain.events import Event
 from fenqi.domain.ledger import Balances, Line
-from fenqi.domain.loan import Checkpoint, LoanState, replay_to_checkpoint
+from fenqi.domain.loan import Checkpoint, LoanState, replay_to_checkpoint, resumable
 from fenqi.domain.products import Product, parse_definition
 from fenqi.domain.rates import Rate
 from fenqi.domain.schedule import Terms
@@ -108,10 +110,41 @@ def load_loan(session: Session, loan_id: int, *, for_update: bool = False) -> Lo
     row = session.get(LoanRow, loan_id, with_for_update=True if for_update else None)
     if row is None:
         raise NotFoundError(f"no loan {loan_id}")
+    return _record(row, _events(session, loan_id))
+
+
+def read_loan(session: Session, loan_id: int, as_of: date) -> LoanRecord:
+    """The loan for reading its state on ``as_of`` (no lock; nothing is written with it): from
+    the checkpoint its row keeps, with only the events recorded after it, when a replay to
+    ``as_of`` may start there (``resumable``: ``as_of`` is on or after the checkpoint's day, and
+    no later event reaches back before it or takes a payment back). Otherwise, for an earlier
+    day, a loan without a checkpoint or a correction reaching back, from its first event. Its
+    ``events`` are then only those after the checkpoint: enough for its state, not its
+    history."""
+    row = session.get(LoanRow, loan_id, options=[undefer(LoanRow.checkpoint)])
+    if row is None:
+        raise NotFoundError(f"no loan {loan_id}")
+    kept = Checkpoint.from_document(row.checkpoint)
+    if kept is not None and as_of >= kept.day:
+        later = _events(session, loan_id, after=kept.seq)
+        if resumable(kept, later, as_of):
+            return _record(row, later, since=kept)
+    return _record(row, _events(session, loan_id))
+
+
+def _events(session: Session, loan_id: int, after: int = 0) -> list[Event]:
+    """The loan's events numbered after ``after``, in the order they were recorded."""
     columns = (LoanEventRow.kind, LoanEventRow.seq, LoanEventRow.effective, LoanEventRow.payload)
-    query = select(*columns).where(LoanEventRow.loan_id == loan_id).order_by(LoanEventRow.seq)
-    events = [event_from(*event) for event in session.execute(query)]
-    return LoanRecord(row, terms_from(row.terms), policy_of(row.policy), events, cap_of(row))
+    query = (
+        select(*columns)
+        .where(LoanEventRow.loan_id == loan_id, LoanEventRow.seq > after)
+        .order_by(LoanEventRow.seq)
+    )
+    return [event_from(*event) for event in session.execute(query)]
+
+
+def _record(row: LoanRow, events: list[Event], since: Checkpoint | None = None) -> LoanRecord:
+    return LoanRecord(row, terms_from(row.terms), policy_of(row.policy), events, cap_of(row), since)
 
 
 def policy_of(definition: Document) -> Product:
@@ -149,7 +182,8 @@ def save_loan(
     booked_through: date,
     next_action: date | None,
 ) -> None:
-    """Writes the loan's summary columns, refusing if its version moved since it was read. The
+    """Writes the loan's summary columns and its checkpoint on ``booked_through`` (what the next
+    read, or the batch, starts from), refusing if its version moved since it was read. The
     batch's next action date only ever moves earlier here: the batch itself moves it on."""
     row = record.row
     if row.next_action_date is not None and (
@@ -166,6 +200,7 @@ def save_loan(
             dpd=state.dpd,
             booked_through=booked_through,
             next_action_date=next_action,
+            **checkpoint_columns(record.checkpoint_on(booked_through)),
         )
         .execution_options(synchronize_session=False)
     )
