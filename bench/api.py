@@ -2,7 +2,7 @@
 payments with idempotency keys, and bill views, on SQLite and on PostgreSQL. Run by hand:
 
     .venv/bin/python bench/api.py [--seconds 10] [--clients 8] [--loans 200] [--workers 1]
-                                  [--postgres URL] [--no-sqlite] [--mixed]
+                                  [--age 30] [--postgres URL] [--no-sqlite] [--mixed]
 
 The server is ``fenqi serve --workers N`` in processes of its own; this process is the load:
 ``--clients`` threads, each with its own HTTP connection, for ``--seconds`` each phase: payments
@@ -55,16 +55,17 @@ from fenqi.store.database import make_engine, upgrade
 POSTGRES = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 
 
-def prepare(url: str, loans: int, service_loans: int) -> tuple[str, list[int], list[int]]:
-    """An agent's API key, ``loans`` cash loans started a month ago on cards that pay, and
-    ``service_loans`` more of them for the service layer's own payments."""
+def prepare(url: str, loans: int, service_loans: int, age: int) -> tuple[str, list[int], list[int]]:
+    """An agent's API key, ``loans`` 12-period cash loans started ``age`` days ago on cards that
+    pay, each installment fallen due paid on its due date, and ``service_loans`` more of them
+    for the service layer's own payments."""
     engine = make_engine(url)
     upgrade(engine)
     context = Context(engine, SimulatedChannel, actor="bench")
     products.load_products(context)
     access.create_user(context, "bench", "bench password", Role.AGENT)
     key = access.create_api_key(context, "bench")["api_key"]
-    start = date.today() - timedelta(days=30)
+    start = date.today() - timedelta(days=age)
     made = []
     for number in range(loans + service_loans):
         who = borrowers.create_borrower(
@@ -75,7 +76,13 @@ def prepare(url: str, loans: int, service_loans: int) -> tuple[str, list[int], l
         order = servicing.Order(
             who["id"], f"B-{number}", "m", Money.parse("10000"), "cash", 12, start
         )
-        made.append(servicing.checkout(context, order)["id"])
+        plan = servicing.checkout(context, order)
+        for bill in plan["installments"]:
+            due = date.fromisoformat(bill["due_date"])
+            if due < date.today():
+                servicing.pay(context, plan["id"], Money.parse(bill["payment"]),
+                              servicing.Source(manual=True), due)  # fmt: skip
+        made.append(plan["id"])
     engine.dispose()
     return str(key), made[:loans], made[loans:]
 
@@ -205,7 +212,7 @@ def report(label: str, timings: dict[str, list[float]], seconds: float,
 
 
 def run(label: str, url: str, options: argparse.Namespace) -> None:
-    key, loans, own = prepare(url, options.loans, 20 * options.workers)
+    key, loans, own = prepare(url, options.loans, 20 * options.workers, options.age)
     label = f"{label} ×{options.workers}"
     paid = service_rate(url, own, min(options.seconds, 5.0), options.workers)
     print(f"{label:<13} service  {paid:8,.0f}/s   payments through the service layer, no HTTP")
@@ -234,6 +241,8 @@ def main() -> None:
     parser.add_argument("--clients", type=int, default=8)
     parser.add_argument("--loans", type=int, default=200)
     parser.add_argument("--workers", type=int, default=1, help="server processes")
+    parser.add_argument("--age", type=int, default=30, metavar="DAYS",
+                        help="how long ago the loans began (each bill since paid)")  # fmt: skip
     parser.add_argument("--postgres", default=POSTGRES, help="server URL ('' to skip)")
     parser.add_argument("--no-sqlite", action="store_true", help="PostgreSQL only")
     parser.add_argument("--server-log", metavar="FILE", help="append the servers' log to FILE")
@@ -241,7 +250,8 @@ def main() -> None:
                         help="payments and bill views half and half, in one phase")  # fmt: skip
     options = parser.parse_args()
     phases = "payments and bill views half and half" if options.mixed else "payments, then bills"
-    print(f"{options.clients} clients on {options.loans} loans for {options.seconds:.0f} s each "
+    print(f"{options.clients} clients on {options.loans} loans begun {options.age} days ago, "
+          f"for {options.seconds:.0f} s each "
           f"phase ({phases}); targets: HTTP payments ≥ 50% of the service layer at p99 ≤ 50 ms, "
           "bill views ≥ 50% of /healthz")  # fmt: skip
     if not options.no_sqlite:
