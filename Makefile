@@ -22,8 +22,10 @@ $(BROWSER):
 	command -v apt-get >/dev/null && (apt-get install -y -q chromium fonts-noto-cjk || \
 	  (apt-get update -q && apt-get install -y -q chromium fonts-noto-cjk))
 
+# One pytest worker per core (pytest-xdist); tests marked with the same xdist_group run on one
+# worker, one after another (a module's costly fixture made once, private servers not at once).
 test: $(STAMP) $(BROWSER)
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n auto --dist loadgroup
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests bench

@@ -37,20 +37,21 @@ from sqlalchemy import make_url, or_, select, text
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
-from fenqi import wire
+from fenqi import seeding, wire
 from fenqi.channels.simulator import SimulatedChannel
 from fenqi.domain.collection import DebitPlan, debit_due, next_action_date
 from fenqi.domain.dunning import Recipient, message, notices
 from fenqi.domain.events import Channel, DebitFailed, Event, Payment
 from fenqi.domain.ledger import Line, balances, journal
 from fenqi.domain.loan import LoanState, bucket
-from fenqi.services import books, products, seeding
+from fenqi.loans.aggregate import Loan
+from fenqi.services import books, products
 from fenqi.services import close_of_business as cob
 from fenqi.services.borrowers import default_method
 from fenqi.services.context import Context
 from fenqi.store import schema
 from fenqi.store.database import make_engine, upgrade
-from fenqi.store.loans import LoanRecord, event_row, load_loan, now
+from fenqi.store.loans import event_row, load_loan, now
 
 START = date(2026, 6, 1)
 DEADLOCK = "40P01"  # PostgreSQL's deadlock_detected
@@ -181,7 +182,8 @@ def naive_close_loan(context: Context, session: Session, loan_id: int, day: date
     """One loan's business day through the ORM: what the batch does for a loan, one object at
     a time."""
     record = load_loan(session, loan_id)
-    loan, terms = record.row, record.terms
+    loan, terms = session.get(schema.LoanRow, loan_id), record.terms
+    assert loan is not None, f"loan {loan_id} is there"
     method = default_method(session, loan.borrower_id)
     booking = max(day, loan.booked_through)
     books_then = balances(terms, record.state_on(loan.booked_through))
@@ -213,31 +215,31 @@ def naive_close_loan(context: Context, session: Session, loan_id: int, day: date
     loan.next_action_date = next_action_date(state, record.policy, day)
 
 
-def naive_event(session: Session, record: LoanRecord, event: Event,
+def naive_event(session: Session, record: Loan, event: Event,
                 method: schema.PaymentMethodRow | None, booking: date) -> None:  # fmt: skip
     """The debit's event, and a receipt if it paid."""
-    session.add(schema.LoanEventRow(**event_row(record.row.id, event, now())))
+    session.add(schema.LoanEventRow(**event_row(record.id, event, now())))
     record.events.append(event)
     if isinstance(event, Payment):
         receipt = wire.receipt(record, record.state_on(booking), event, method, issued=now())
         session.add(
             schema.ReceiptRow(
-                loan_id=record.row.id, seq=event.seq, receipt_no=receipt["id"], payload=receipt
+                loan_id=record.id, seq=event.seq, receipt_no=receipt["id"], payload=receipt
             )
         )
 
 
-def naive_messages(session: Session, record: LoanRecord, state: LoanState,
+def naive_messages(session: Session, record: Loan, state: LoanState,
                    method: schema.PaymentMethodRow | None, day: date) -> None:  # fmt: skip
     """The day's dunning messages, each an outbox row."""
-    borrower = session.get(schema.BorrowerRow, record.row.borrower_id)
-    assert borrower is not None, f"loan {record.row.id} has a borrower"
+    borrower = session.get(schema.BorrowerRow, record.borrower_id)
+    assert borrower is not None, f"loan {record.id} has a borrower"
     tail = method.masked_account[-4:] if method and method.kind == "bank_card" else None
     for notice in notices(state, record.policy, day):
-        words = message(notice, Recipient(borrower.name, record.row.order_id, tail))
+        words = message(notice, Recipient(borrower.name, record.order_id, tail))
         session.add(
             schema.SmsOutboxRow(
-                loan_id=record.row.id,
+                loan_id=record.id,
                 day=day,
                 stage=notice.step,
                 borrower_id=borrower.id,
@@ -249,12 +251,12 @@ def naive_messages(session: Session, record: LoanRecord, state: LoanState,
         )
 
 
-def naive_debit(context: Context, session: Session, record: LoanRecord, plan: DebitPlan, *,
+def naive_debit(context: Context, session: Session, record: Loan, plan: DebitPlan, *,
                 method: schema.PaymentMethodRow | None, day: date) -> Event:  # fmt: skip
     if method is None:
         reason = "no repayment method bound"
         return DebitFailed(record.next_seq, day, plan.due_date, plan.attempt, reason)
-    key = f"naive:{record.row.id}:{plan.due_date}:{plan.attempt}"
+    key = f"naive:{record.id}:{plan.due_date}:{plan.attempt}"
     debit = context.channel(session).debit(method.token_ref, plan.amount, key)
     if debit.declined:
         return DebitFailed(record.next_seq, day, plan.due_date, plan.attempt, debit.declined)

@@ -5,12 +5,13 @@ Where no PostgreSQL answers, its tests are skipped with a loud reason, never pas
 """
 
 import os
+import shutil
 from collections.abc import Iterator
 from pathlib import Path
 from uuid import uuid4
 
 import pytest
-from hypothesis import settings
+from hypothesis import HealthCheck, settings
 from sqlalchemy import Engine, create_engine, make_url, text
 from sqlalchemy.exc import OperationalError
 
@@ -21,9 +22,18 @@ POSTGRES_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 POSTGRES_VARIABLE = "FENQI_TEST_POSTGRES_URL"
 
 # `make test` explores new examples on every run; CI (HYPOTHESIS_PROFILE=ci) runs the same ones
-# each time, so that what it judges is the change, not the luck of the draw. Loaded here, before
-# any test module builds its own settings on top of the default.
-settings.register_profile("ci", derandomize=True, database=None, print_blob=True)
+# each time, so that what it judges is the change, not the luck of the draw. Nor does it judge
+# the machine's load: with a worker per core beside servers and browsers, an example may take
+# longer than Hypothesis' deadline or health check allow, and the same examples are still run.
+# Loaded here, before any test module builds its own settings on top of the default.
+settings.register_profile(
+    "ci",
+    derandomize=True,
+    database=None,
+    print_blob=True,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow],
+)
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "default"))
 
 
@@ -74,10 +84,26 @@ def empty_engine(database_url: str) -> Iterator[Engine]:
     empty.dispose()
 
 
+@pytest.fixture(scope="session")
+def migrated_sqlite(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A SQLite file brought to the newest revision once a session (under pytest-xdist, once a
+    worker): the migrations run the same way every time, so each test's copy is what running
+    them again would make."""
+    path = tmp_path_factory.mktemp("migrated") / "fenqi.sqlite3"
+    template = make_engine(f"sqlite:///{path}")
+    upgrade(template)
+    template.dispose()  # the last connection closed: the file holds every page, no WAL beside it
+    return path
+
+
 @pytest.fixture
-def engine(database_url: str) -> Iterator[Engine]:
-    """An engine on a database brought to the newest revision."""
+def engine(request: pytest.FixtureRequest, database_url: str) -> Iterator[Engine]:
+    """An engine on a database brought to the newest revision: a copy of the migrated SQLite
+    file, or a PostgreSQL schema migrated for the test."""
+    url = make_url(database_url)
+    if url.get_backend_name() == "sqlite":
+        shutil.copyfile(request.getfixturevalue("migrated_sqlite"), str(url.database))
     migrated = make_engine(database_url)
-    upgrade(migrated)
+    upgrade(migrated)  # on the copy, finds the newest revision there and leaves it as it is
     yield migrated
     migrated.dispose()

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import os
 import re
-from datetime import date, datetime
+from datetime import UTC, date, datetime
 from zoneinfo import ZoneInfo
 
 from fenqi.settings import SettingError
@@ -46,6 +46,11 @@ def now() -> datetime:
     if not given:
         return moment
     return datetime.combine(_overriding(given), moment.timetz())
+
+
+def stamp() -> datetime:
+    """The moment a row is written, in UTC: the wall clock's, whatever ``FENQI_TODAY`` says."""
+    return datetime.now(UTC)
 
 
 def _overriding(given: str) -> date:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from datetime import date, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from fenqi.domain.corrections import Consequences
 from fenqi.domain.events import Payment, Prepayment
@@ -15,17 +15,98 @@ from fenqi.domain.products import Component, Product
 from fenqi.domain.quote import Quote
 from fenqi.domain.rates import Rate, format_rate
 from fenqi.domain.schedule import Installment
-from fenqi.store.loans import LoanRecord
-from fenqi.store.schema import (
-    AuditLogRow,
-    BorrowerRow,
-    CobJobRow,
-    CobRunRow,
-    JournalEntryRow,
-    LoanEventRow,
-    PaymentMethodRow,
-    PostingRow,
-)
+
+if TYPE_CHECKING:
+    from fenqi.loans.aggregate import Loan
+    from fenqi.loans.ports import History
+
+
+# What the presenters below read of a stored thing (the store's rows, or values made from them).
+
+
+class _Borrower(Protocol):
+    @property
+    def id(self) -> int: ...
+    @property
+    def name(self) -> str: ...
+    @property
+    def phone(self) -> str: ...
+    @property
+    def credit_limit(self) -> int: ...
+
+
+class _Method(Protocol):
+    @property
+    def id(self) -> int: ...
+    @property
+    def borrower_id(self) -> int: ...
+    @property
+    def kind(self) -> str: ...
+    @property
+    def masked_account(self) -> str: ...
+    @property
+    def is_default(self) -> bool: ...
+    @property
+    def status(self) -> str: ...
+
+
+class _CobRun(Protocol):
+    @property
+    def id(self) -> int: ...
+    @property
+    def business_date(self) -> date: ...
+    @property
+    def status(self) -> str: ...
+    @property
+    def started_at(self) -> datetime: ...
+    @property
+    def finished_at(self) -> datetime | None: ...
+    @property
+    def error(self) -> str | None: ...
+    @property
+    def caught_up_from(self) -> date | None: ...
+    @property
+    def counts(self) -> dict[str, Any]: ...
+
+
+class _CobJob(Protocol):
+    @property
+    def chunk_no(self) -> int: ...
+    @property
+    def first_loan_id(self) -> int: ...
+    @property
+    def last_loan_id(self) -> int: ...
+    @property
+    def status(self) -> str: ...
+    @property
+    def worker(self) -> str | None: ...
+    @property
+    def finished_at(self) -> datetime | None: ...
+    @property
+    def counts(self) -> dict[str, Any] | None: ...
+    @property
+    def attempts(self) -> int: ...
+    @property
+    def error(self) -> str | None: ...
+
+
+class _AuditEntry(Protocol):
+    @property
+    def id(self) -> int: ...
+    @property
+    def at(self) -> datetime: ...
+    @property
+    def actor(self) -> str: ...
+    @property
+    def action(self) -> str: ...
+    @property
+    def target(self) -> str: ...
+    @property
+    def reason(self) -> str: ...
+    @property
+    def before(self) -> dict[str, Any] | None: ...
+    @property
+    def after(self) -> dict[str, Any] | None: ...
 
 
 def money(amount: Money) -> str:
@@ -104,7 +185,7 @@ def product(item: Product) -> dict[str, Any]:
     }
 
 
-def borrower(row: BorrowerRow, available: Money, methods: list[dict[str, Any]]) -> dict[str, Any]:
+def borrower(row: _Borrower, available: Money, methods: list[dict[str, Any]]) -> dict[str, Any]:
     return {
         "id": row.id,
         "name": row.name,
@@ -115,7 +196,7 @@ def borrower(row: BorrowerRow, available: Money, methods: list[dict[str, Any]]) 
     }
 
 
-def method(row: PaymentMethodRow) -> dict[str, Any]:
+def method(row: _Method) -> dict[str, Any]:
     return {
         "id": row.id,
         "borrower_id": row.borrower_id,
@@ -139,14 +220,14 @@ def loan_installment(row: InstallmentState) -> dict[str, Any]:
     }
 
 
-def loan_summary(record: LoanRecord, state: LoanState) -> dict[str, Any]:
+def loan_summary(record: Loan, state: LoanState) -> dict[str, Any]:
     return {
-        "id": record.row.id,
-        "borrower_id": record.row.borrower_id,
-        "order_id": record.row.order_id,
-        "merchant": record.row.merchant,
-        "item": record.row.item,
-        "product": record.row.product_code,
+        "id": record.id,
+        "borrower_id": record.borrower_id,
+        "order_id": record.order_id,
+        "merchant": record.merchant,
+        "item": record.item,
+        "product": record.product_code,
         "principal": money(record.terms.principal),
         "periods": record.terms.periods,
         "method": record.terms.method.value,
@@ -166,7 +247,7 @@ def loan_summary(record: LoanRecord, state: LoanState) -> dict[str, Any]:
     }
 
 
-def loan(record: LoanRecord, state: LoanState) -> dict[str, Any]:
+def loan(record: Loan, state: LoanState) -> dict[str, Any]:
     return {
         **loan_summary(record, state),
         "installments": [loan_installment(row) for row in state.installments],
@@ -203,14 +284,14 @@ def payoff(loan_id: int, offer: PayoffQuote) -> dict[str, Any]:
 
 
 def receipt(
-    record: LoanRecord,
+    record: Loan,
     state: LoanState,
     event: Payment | Prepayment,
-    paid_with: PaymentMethodRow | None,
+    paid_with: _Method | None,
     issued: datetime,
 ) -> dict[str, Any]:
     """A numbered receipt (凭证): what was paid, how it was applied, what is left."""
-    loan_id, seq = record.row.id, event.seq
+    loan_id, seq = record.id, event.seq
     allocation = state.allocations.get(seq, Allocation((), Money(0)))
     return {
         "id": f"R{loan_id}-{seq}",
@@ -218,9 +299,9 @@ def receipt(
         "payment_id": f"P{loan_id}-{seq}",
         "kind": "prepayment" if isinstance(event, Prepayment) else "payment",
         "loan_id": loan_id,
-        "order_id": record.row.order_id,
-        "merchant": record.row.merchant,
-        "item": record.row.item,
+        "order_id": record.order_id,
+        "merchant": record.merchant,
+        "item": record.item,
         "date": event.effective.isoformat(),
         "amount": money(event.amount),
         "channel": event.channel.value,
@@ -269,7 +350,7 @@ def difference(
     }
 
 
-def cob_run(row: CobRunRow, chunks: Mapping[str, int] | None = None) -> dict[str, Any]:
+def cob_run(row: _CobRun, chunks: Mapping[str, int] | None = None) -> dict[str, Any]:
     """A run; ``chunks``, its chunk figures as they stand, replace those it was settled with
     (a run still running has none)."""
     counts = {**row.counts, **(chunks or {})}
@@ -314,7 +395,7 @@ def cob_nothing_to_do(day: date, caught_up_from: date | None = None) -> dict[str
     }
 
 
-def cob_job(row: CobJobRow) -> dict[str, Any]:
+def cob_job(row: _CobJob) -> dict[str, Any]:
     return {
         "chunk_no": row.chunk_no,
         "first_loan_id": row.first_loan_id,
@@ -351,11 +432,11 @@ def _payload(stored: Mapping[str, Any]) -> dict[str, Any]:
             for name, value in stored.items()}  # fmt: skip
 
 
-def history(loan_id: int, events: list[LoanEventRow], entries: list[JournalEntryRow],
-            lines: list[PostingRow], names: Mapping[str, str]) -> dict[str, Any]:  # fmt: skip
+def history(loan_id: int, stored: History) -> dict[str, Any]:
     """A loan's events and journal; each line names its account from the chart of accounts."""
+    names = stored.account_names
     by_entry: dict[int, list[dict[str, Any]]] = {}
-    for line in lines:
+    for line in stored.lines:
         by_entry.setdefault(line.entry_no, []).append(
             {
                 "account": line.account,
@@ -369,18 +450,18 @@ def history(loan_id: int, events: list[LoanEventRow], entries: list[JournalEntry
         "events": [
             {"seq": event.seq, "kind": event.kind, "effective": event.effective.isoformat(),
              "booked_at": event.booked_at.isoformat(), "payload": _payload(event.payload)}
-            for event in events
+            for event in stored.events
         ],
         "entries": [
             {"entry_no": entry.entry_no, "booked_date": entry.booked_date.isoformat(),
              "memo": entry.memo, "event_seq": entry.event_seq,
              "lines": by_entry.get(entry.entry_no, [])}
-            for entry in entries
+            for entry in stored.entries
         ],
     }  # fmt: skip
 
 
-def audit_entry(row: AuditLogRow) -> dict[str, Any]:
+def audit_entry(row: _AuditEntry) -> dict[str, Any]:
     return {
         "id": row.id,
         "at": row.at.isoformat(),

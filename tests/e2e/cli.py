@@ -7,9 +7,13 @@ import os
 import socket
 import subprocess
 import sys
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
+
+# Puts a copy of a database `fenqi db init` made at a path; returns its URL (tests/e2e/conftest.py).
+Initialised = Callable[[Path], str]
 
 
 @dataclass(frozen=True)

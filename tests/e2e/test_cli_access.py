@@ -14,16 +14,14 @@ from fenqi.cli import app, serve
 from fenqi.services import access, audit
 from fenqi.services.context import Context
 from fenqi.store.database import make_engine
-from tests.e2e.cli import fenqi, refused
+from tests.e2e.cli import Initialised, fenqi, refused
 
 PASSWORD = "a long password"
 
 
 @pytest.fixture
-def url(tmp_path: Path) -> str:
-    url = f"sqlite:///{tmp_path / 'fenqi.sqlite3'}"
-    assert fenqi("db", "init", "--db", url).code == 0
-    return url
+def url(tmp_path: Path, initialise: Initialised) -> str:
+    return initialise(tmp_path / "fenqi.sqlite3")
 
 
 def create(

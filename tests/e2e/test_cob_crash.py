@@ -30,6 +30,8 @@ LOANS = 100
 CHUNK = 2  # loans a chunk: many commits, so many places to be killed between
 CHUNKS = LOANS // CHUNK  # every loan has work on DAY
 DAY = date(2026, 2, 15)  # a due date: debits, failures and dunning for the whole portfolio
+# Under pytest-xdist both tests run on one worker, so the portfolio is built once.
+pytestmark = pytest.mark.xdist_group("cob-crash")
 
 
 @pytest.fixture(scope="module")

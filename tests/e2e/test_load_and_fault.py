@@ -44,6 +44,9 @@ NOT_READY = "urn:fenqi:problem:database-not-ready"
 OUTAGE_SECONDS = 3.0
 SETTLE_SECONDS = 10.0  # after the restart, the pool reconnects on the next request
 DEADLINE_SECONDS = 90.0  # no request is retried past this: the test stays bounded
+# Under pytest-xdist these run on one worker, one after another: each starts a PostgreSQL of its
+# own and sixteen clients, and two at once would measure the machine, not the service.
+pytestmark = pytest.mark.xdist_group("private-postgres")
 
 
 @dataclass

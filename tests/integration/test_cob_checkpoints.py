@@ -11,9 +11,10 @@ from pathlib import Path
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
+from fenqi import seeding
 from fenqi.channels.simulator import SimulatedChannel
 from fenqi.domain.money import Money
-from fenqi.services import books, seeding, servicing
+from fenqi.services import books, servicing
 from fenqi.services import close_of_business as cob
 from fenqi.services.context import Context
 from fenqi.store.database import make_engine, upgrade

@@ -14,11 +14,13 @@ from sqlalchemy import Engine, func, select
 from sqlalchemy.orm import Session
 
 from fenqi.channels.simulator import SimulatedChannel
+from fenqi.clock import stamp
 from fenqi.domain.money import Money
+from fenqi.loans.booking import book
 from fenqi.services import books, borrowers, context, products, servicing
 from fenqi.services.context import Context, run
 from fenqi.services.errors import ConflictError, StaleError
-from fenqi.store.loans import load_loan
+from fenqi.store.loans import load_loan, save_bookings
 from fenqi.store.schema import LoanEventRow
 
 DAY = date(2026, 2, 10)
@@ -88,3 +90,25 @@ def test_a_unit_of_work_whose_retries_run_out_is_a_conflict(
     with pytest.raises(ConflictError, match="send it again"):
         run(shop, always_stale)
     assert len(tries) == context.ATTEMPTS
+
+
+def test_a_chunk_saved_with_one_loan_changed_since_it_was_read_is_refused_whole(
+    engine: Engine,
+) -> None:
+    """The batch's bulk write checks each loan's version as a single write does: one loan
+    written by someone else after the chunk read it fails the whole chunk as stale (run again
+    on fresh state), and nothing of it is kept."""
+    shop, first = one_loan(engine)
+    order = servicing.Order(borrowers.create_borrower(shop, "王五", "13700137001",
+                                                      Money.parse("50000"))["id"],
+                            "L-2", "m", Money.parse("10000"), "cash", 12, date(2026, 1, 15))  # fmt: skip
+    second = int(servicing.checkout(shop, order)["id"])
+    with Session(engine) as session, session.begin():
+        loans = [load_loan(session, loan_id) for loan_id in (first, second)]
+    pay(shop, second, "meanwhile")  # the second loan moves on after the chunk read it
+    bookings = [(loan, book(loan, [], DAY, memo="", issued=stamp(), closing=True))
+                for loan in loans]  # fmt: skip
+    with pytest.raises(StaleError, match="changed"), Session(engine) as session, session.begin():
+        save_bookings(session, bookings)
+    with Session(engine) as session:
+        assert load_loan(session, first).booked_through == date(2026, 1, 15)  # nothing kept

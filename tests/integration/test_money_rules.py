@@ -10,9 +10,11 @@ from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
 
 from fenqi.channels.simulator import SimulatedChannel
+from fenqi.clock import stamp
 from fenqi.domain.events import Channel, CreditRefund, PrepayMode, Refund, WaiverKind
 from fenqi.domain.money import Money
 from fenqi.domain.products import CatalogError
+from fenqi.loans.booking import book
 from fenqi.services import audit, books, borrowers, products, servicing
 from fenqi.services.access import (
     GRANTED_FROM,
@@ -26,7 +28,7 @@ from fenqi.services.access import (
 from fenqi.services.context import Context
 from fenqi.services.errors import NotFoundError, RefusedError, TextError
 from fenqi.services.servicing import OverpaymentError, Source
-from fenqi.store.loans import load_loan
+from fenqi.store.loans import load_loan, save_bookings
 from fenqi.store.schema import (
     AuditLogRow,
     IdempotencyKeyRow,
@@ -322,7 +324,9 @@ def test_a_reversal_that_would_pay_twice_through_another_channel_is_refused(
     with Session(engine) as session, session.begin():  # as an older fenqi booked it
         record = load_loan(session, loan, for_update=True)
         old = Refund(record.next_seq, date(2026, 2, 2), Money.parse("1000"), Channel.ALIPAY)
-        servicing._book(session, record, old, "merchant refund of 1000.00")
+        booking = book(record, [old], old.effective, memo="merchant refund of 1000.00",
+                       issued=stamp())  # fmt: skip
+        save_bookings(session, [(record, booking)])
     held, recorded = balance(engine, card), events(engine, loan)
     with pytest.raises(RefusedError, match="cannot be reversed") as refused:
         servicing.reverse(context, paid["payment_id"], "wrong card", date(2026, 2, 3))

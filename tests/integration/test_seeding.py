@@ -10,17 +10,19 @@ import pytest
 from sqlalchemy import Engine, func, select
 from sqlalchemy.orm import Session
 
+from fenqi import seeding
 from fenqi.catalog import shipped_catalog_text
 from fenqi.channels.simulator import SimulatedChannel
 from fenqi.domain.events import Event, WriteOff
 from fenqi.domain.loan import LoanStatus, replay_to_checkpoint
 from fenqi.domain.money import Money
-from fenqi.services import books, borrowers, products, seeding, servicing
+from fenqi.loans.aggregate import Loan
+from fenqi.services import books, borrowers, products, servicing
 from fenqi.services import close_of_business as cob
 from fenqi.services.context import Context, Document, run
 from fenqi.services.errors import NotFoundError, RefusedError
 from fenqi.store.database import make_engine, upgrade
-from fenqi.store.loans import LoanRecord, load_loan
+from fenqi.store.loans import load_loan
 from fenqi.store.schema import (
     BorrowerRow,
     ConsentRow,
@@ -120,7 +122,7 @@ def test_a_loan_is_written_off_on_the_night_the_batch_would_have_found_it_past_t
         assert recorded == ([] if night is None else [night]), loan_id
 
 
-def night_past_write_off_dpd(record: LoanRecord, events: list[Event]) -> date | None:
+def night_past_write_off_dpd(record: Loan, events: list[Event]) -> date | None:
     """The first night through DAY on which the loan's DPD reached its write-off DPD, closed
     one night after another from a checkpoint (a day's replay each)."""
     terms, policy, cap = record.terms, record.policy, record.cap

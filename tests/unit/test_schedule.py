@@ -4,10 +4,19 @@ from datetime import date
 from itertools import pairwise
 
 import pytest
-from hypothesis import given
+from hypothesis import assume, given
+from hypothesis import strategies as st
 
 from fenqi.domain.money import Money
-from fenqi.domain.schedule import Method, Terms, TermsError, schedule
+from fenqi.domain.schedule import (
+    Method,
+    Remaining,
+    Terms,
+    TermsError,
+    annuity_payment,
+    reamortise,
+    schedule,
+)
 from tests.plans import any_terms, plan
 from tests.worked import WORKED, Worked
 
@@ -152,3 +161,26 @@ def test_due_dates_rise_month_by_month(terms: Terms) -> None:
     dates = [terms.start, *(row.due_date for row in rows)]
     assert all(earlier < later for earlier, later in pairwise(dates))
     assert [row.period for row in rows] == list(range(1, len(rows) + 1))
+
+
+@given(any_terms(), st.booleans())
+def test_a_plan_reamortised_from_its_first_day_is_its_schedule(terms: Terms, shorten: bool) -> None:
+    """Each method lays out a plan and the rest of a prepaid one alike: the whole principal,
+    re-amortised from the start over every due date, in either mode, gives back the schedule
+    (less any empty periods at the end, which a re-amortised plan drops)."""
+    assume(not terms.remainder_first)  # a prepaid plan's remainder always goes last
+    plan_ = schedule(terms)
+    whole = Remaining(
+        start=terms.start,
+        dues=plan_.due_dates,
+        balance=int(terms.principal),
+        shorten=shorten,
+        first_interest_paid=False,
+        level=int(annuity_payment(terms.principal, terms.annual_rate, terms.periods)),
+        regular_part=int(terms.principal) // terms.periods,
+    )
+    rest = reamortise(terms, whole)
+    kept = len(rest.principals)
+    assert rest.principals == plan_.principals[:kept]
+    assert rest.interests == plan_.interests[:kept]
+    assert not any(plan_.principals[kept:])

@@ -18,10 +18,10 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
+from fenqi import seeding
 from fenqi.cli import render
 from fenqi.cli.context import DatabaseOption, database
 from fenqi.cli.options import JsonOption, day, whole
-from fenqi.services import seeding
 
 
 def seed_command(

@@ -18,7 +18,6 @@ from typing import Annotated, Any
 import typer
 
 from fenqi import settings
-from fenqi.api import hardening
 from fenqi.cli import render
 from fenqi.cli.context import DatabaseOption, database, respond
 from fenqi.cli.groups import command_group
@@ -94,6 +93,8 @@ def _settings(behind_tls: bool, proxies: Sequence[str], metrics: str | None,
               docs: str | None) -> None:  # fmt: skip
     """Puts the options into the environment the worker processes read their settings from,
     and refuses settings that cannot be used before anything starts."""
+    from fenqi.api import hardening  # noqa: PLC0415 - FastAPI loads only for `fenqi serve`
+
     given = {hardening.SECURE_VARIABLE: "yes" if behind_tls else None,
              hardening.PROXIES_VARIABLE: ",".join(proxies) or None,
              hardening.METRICS_VARIABLE: metrics, hardening.DOCS_VARIABLE: docs}  # fmt: skip

@@ -3,6 +3,8 @@
 ``schedule(terms)`` is a pure function of immutable terms. Interest and fees are rounded half up
 once per period; principal parts are cut to the fen and one period absorbs the remainder, so the
 principal parts always sum exactly to the principal and the balance falls to exactly zero.
+``reamortise(terms, rest)`` lays out, by the same method, what is left of a plan after part of
+its principal was repaid early.
 """
 
 from __future__ import annotations
@@ -216,7 +218,7 @@ _ONE_MONTH: YearFraction = (1, 12)
 def schedule(terms: Terms) -> Schedule:
     """The repayment schedule of ``terms``."""
     try:
-        return _METHODS[terms.method](terms)
+        return _METHODS[terms.method].schedule(terms)
     except CalendarError as error:
         raise TermsError(str(error)) from None
 
@@ -357,10 +359,113 @@ def _flat_fee(terms: Terms) -> Schedule:
     )
 
 
-_METHODS: dict[Method, Callable[[Terms], Schedule]] = {
-    Method.EQUAL_INSTALLMENT: _equal_installment,
-    Method.EQUAL_PRINCIPAL: _equal_principal,
-    Method.INTEREST_ONLY: _interest_only,
-    Method.BULLET: _bullet,
-    Method.FLAT_FEE: _flat_fee,
+class Remaining(NamedTuple):
+    """What is left of a plan once part of its principal is repaid early: ``balance`` to repay
+    from ``start`` over the periods ending on ``dues``.
+
+    Attributes:
+      shorten: keep the regular amount and end sooner (shorten-term); else keep the periods and
+        pay less in each (reduce-installment).
+      first_interest_paid: the first period's whole interest is paid already, so it charges none.
+      level: the level payment so far (equal-installment).
+      regular_part: the regular principal part (equal-principal, flat-fee).
+    """
+
+    start: date
+    dues: tuple[date, ...]
+    balance: int
+    shorten: bool
+    first_interest_paid: bool
+    level: int
+    regular_part: int
+
+
+class Reamortised(NamedTuple):
+    """New principal and interest parts, in fen, one per period still needed (fewer than the
+    remaining periods when the term shortens), and the level payment from now on."""
+
+    principals: tuple[int, ...]
+    interests: tuple[int, ...]
+    level: int
+
+
+def reamortise(terms: Terms, rest: Remaining) -> Reamortised:
+    """The rest of a plan after a partial prepayment, laid out by its repayment method."""
+    return _METHODS[terms.method].reamortise(terms, rest)
+
+
+def _rest_fractions(rest: Remaining, day_count: DayCount) -> tuple[YearFraction, ...]:
+    fractions = period_fractions(rest.start, rest.dues, day_count)
+    if rest.first_interest_paid:
+        return ((0, 1), *fractions[1:])
+    return fractions
+
+
+def _equal_installment_rest(terms: Terms, rest: Remaining) -> Reamortised:
+    """The level payment is kept (shorten-term) or worked out again on the balance."""
+    fractions = _rest_fractions(rest, terms.day_count)
+    periods = len(rest.dues)
+    level = (
+        rest.level
+        if rest.shorten
+        else int(annuity_payment(rest.balance, terms.annual_rate, periods))
+    )
+    principals, interests = level_parts(rest.balance, terms.annual_rate, fractions, level)
+    keep = len(principals)  # a kept payment repays the balance sooner: drop the empty periods
+    while keep > 1 and principals[keep - 1] == 0:
+        keep -= 1
+    return Reamortised(principals[:keep], interests[:keep], level)
+
+
+def _even_rest(terms: Terms, rest: Remaining) -> Reamortised:
+    """Equal principal parts: the regular part kept, over fewer periods (shorten-term), or the
+    balance split evenly over the same periods."""
+    balance, periods, part = rest.balance, len(rest.dues), rest.regular_part
+    if rest.shorten and part:
+        count = min(max(-(-balance // part), 1), periods)
+        principals = (part,) * (count - 1) + (balance - part * (count - 1),)
+    else:
+        principals = tuple(balance // periods for _ in range(periods - 1))
+        principals += (balance - sum(principals),)
+    return _rest_on_balances(terms, rest, principals, terms.day_count)
+
+
+def _interest_only_rest(terms: Terms, rest: Remaining) -> Reamortised:
+    return _rest_at_maturity(terms, rest, terms.day_count)
+
+
+def _bullet_rest(terms: Terms, rest: Remaining) -> Reamortised:
+    # A bullet's interest runs on actual days (see _bullet), even on a 30/360 product.
+    actual = DayCount.ACT_360 if terms.day_count is DayCount.THIRTY_360 else terms.day_count
+    return _rest_at_maturity(terms, rest, actual)
+
+
+def _rest_at_maturity(terms: Terms, rest: Remaining, day_count: DayCount) -> Reamortised:
+    """All the balance at maturity, whatever the mode: there is no regular part to keep."""
+    principals = (0,) * (len(rest.dues) - 1) + (rest.balance,)
+    return _rest_on_balances(terms, rest, principals, day_count)
+
+
+def _rest_on_balances(
+    terms: Terms, rest: Remaining, principals: tuple[int, ...], day_count: DayCount
+) -> Reamortised:
+    """Principal parts set in advance, interest on the balance."""
+    fractions = _rest_fractions(rest, day_count)[: len(principals)]
+    interests = interest_parts(rest.balance, terms.annual_rate, fractions, principals)
+    return Reamortised(principals, interests, rest.level)
+
+
+class _Repayment(NamedTuple):
+    """One repayment method: how it lays out a plan, and the rest of one after a prepayment."""
+
+    schedule: Callable[[Terms], Schedule]
+    reamortise: Callable[[Terms, Remaining], Reamortised]
+
+
+_METHODS: dict[Method, _Repayment] = {
+    Method.EQUAL_INSTALLMENT: _Repayment(_equal_installment, _equal_installment_rest),
+    Method.EQUAL_PRINCIPAL: _Repayment(_equal_principal, _even_rest),
+    Method.INTEREST_ONLY: _Repayment(_interest_only, _interest_only_rest),
+    Method.BULLET: _Repayment(_bullet, _bullet_rest),
+    Method.FLAT_FEE: _Repayment(_flat_fee, _even_rest),
 }

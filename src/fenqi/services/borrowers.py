@@ -6,7 +6,7 @@ import re
 import secrets
 from collections.abc import Callable
 
-from sqlalchemy import func, select
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from fenqi import wire
@@ -15,6 +15,7 @@ from fenqi.domain.money import Money
 from fenqi.services.context import Context, Document, audit, run
 from fenqi.services.errors import NotFoundError, RefusedError, plain_text
 from fenqi.services.ports import SimulatedBalances
+from fenqi.store import units
 from fenqi.store.loans import now
 from fenqi.store.schema import MAX_ID, BorrowerRow, LoanRow, PaymentMethodRow
 
@@ -56,11 +57,7 @@ def borrower_row(session: Session, borrower_id: int, *, lock: bool = False) -> B
 
 
 def available_limit(session: Session, borrower: BorrowerRow) -> Money:
-    """The credit limit less the principal every plan still holds: repaid or refunded principal
-    is available again."""
-    query = select(func.coalesce(func.sum(LoanRow.outstanding_principal), 0))
-    held = int(session.scalar(query.where(LoanRow.borrower_id == borrower.id)) or 0)
-    return Money(max(borrower.credit_limit - held, 0))
+    return units.available_limit(session, borrower.id, borrower.credit_limit)
 
 
 def _borrower(session: Session, row: BorrowerRow) -> Document:

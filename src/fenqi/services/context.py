@@ -1,7 +1,7 @@
 """What every service runs with, and the unit of work it runs in.
 
 A unit of work is one database transaction: load, call the domain, store events and postings.
-A unit that writes a loan locks its row first (``load_loan(..., for_update=True)``), so writers
+A unit that writes a loan locks its row first (``loans.get(..., for_update=True)``), so writers
 of one loan take turns in the order they came; should another writer still have changed it first
 (the version check stays as a second guard), the whole unit is run again on fresh state, and when
 the retries run out the request is refused as a conflict, to be sent again.
@@ -20,10 +20,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from sqlalchemy import Engine, select, text
+from sqlalchemy import Engine
 from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import Session
 
+from fenqi.loans.ports import UnitOfWork, Units
 from fenqi.services.errors import (
     ConflictError,
     InFlightError,
@@ -34,7 +35,8 @@ from fenqi.services.errors import (
 from fenqi.services.ports import Gateways, PaymentChannel, SmsGateway
 from fenqi.store.database import turn
 from fenqi.store.loans import now
-from fenqi.store.schema import AuditLogRow, IdempotencyKeyRow
+from fenqi.store.schema import AuditLogRow
+from fenqi.store.units import DatabaseUnitOfWork
 
 T = TypeVar("T")
 Document = dict[str, Any]
@@ -54,13 +56,23 @@ class Replayed(dict[str, Any]):
 @dataclass(frozen=True)
 class Context:
     """The engine, the payment channel (built per transaction), the withholding gateways and
-    who is acting."""
+    who is acting; ``units``, where units of work run when not in the engine's database (the
+    fast tests keep them in memory)."""
 
     engine: Engine
     channel: Callable[[Session], PaymentChannel]
     actor: str = "system"
     sms: Callable[[Session], SmsGateway] | None = None
     gateways: Gateways | None = None  # the withholding gateways, when debits go over HTTP
+    units: Units | None = None
+
+
+def transact(context: Context, work: Callable[[UnitOfWork], T]) -> T:
+    """Runs ``work`` in one unit of work: in the context's ``units``, else in a database
+    transaction (``run``)."""
+    if context.units is not None:
+        return context.units(work)
+    return run(context, lambda session: work(DatabaseUnitOfWork(session, context.channel)))
 
 
 def run(context: Context, work: Callable[[Session], T]) -> T:
@@ -119,50 +131,47 @@ def once(
     request: Document,
     work: Callable[[Session], Document],
 ) -> Document:
+    """``transact_once`` for work on the database session itself."""
+
+    def on_session(unit: UnitOfWork) -> Document:
+        assert isinstance(unit, DatabaseUnitOfWork), "work on a session runs in the database"
+        return work(unit.session)
+
+    return transact_once(context, scope, key, request, on_session)
+
+
+def transact_once(
+    context: Context,
+    scope: str,
+    key: str | None,
+    request: Document,
+    work: Callable[[UnitOfWork], Document],
+) -> Document:
     """Runs ``work`` once per idempotency key: a retry with the same key and request gets the
     first result back, the very same document (a ``Replayed`` one, so an entry point can say
-    so), and moves no money."""
+    so), and moves no money. A second request with the same key while the first is still
+    being worked out is refused (409), not queued behind it."""
     if key is None:
-        return run(context, work)
+        return transact(context, work)
     plain_text("the idempotency key", key)
     fingerprint = hashlib.sha256(json.dumps(request, sort_keys=True).encode()).hexdigest()
 
-    def keyed(session: Session) -> Document:
-        _hold(session, scope, key)
-        query = select(IdempotencyKeyRow).where(
-            IdempotencyKeyRow.scope == scope, IdempotencyKeyRow.key == key
-        )
-        seen = session.scalars(query).one_or_none()
+    def keyed(unit: UnitOfWork) -> Document:
+        if not unit.hold(scope, key):
+            raise InFlightError(f"a request with idempotency key {key!r} is still being worked out")
+        seen = unit.recall(scope, key)
         if seen is not None:
-            if seen.fingerprint != fingerprint:
+            if seen[0] != fingerprint:
                 raise IdempotencyKeyReusedError(
                     f"idempotency key {key!r} was already used for a different request; "
                     "use a new key for a new request"
                 )
-            return Replayed(seen.result)
-        result = work(session)
-        session.add(
-            IdempotencyKeyRow(
-                scope=scope, key=key, fingerprint=fingerprint, result=result, created_at=now()
-            )
-        )
+            return Replayed(seen[1])
+        result = work(unit)
+        unit.remember(scope, key, fingerprint, result)
         return result
 
-    return run(context, keyed)
-
-
-def _hold(session: Session, scope: str, key: str) -> None:
-    """On PostgreSQL, holds the key for this transaction: a second request with the same key
-    while the first is still being worked out is refused (409), not queued behind it. SQLite
-    runs one writer at a time, so the second simply finds the first's result."""
-    if session.get_bind().dialect.name != "postgresql":
-        return
-    held = session.scalar(
-        text("SELECT pg_try_advisory_xact_lock(hashtextextended(:name, 0))"),
-        {"name": f"{scope}\x1f{key}"},
-    )
-    if not held:
-        raise InFlightError(f"a request with idempotency key {key!r} is still being worked out")
+    return transact(context, keyed)
 
 
 def audit(

@@ -4,16 +4,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from sqlalchemy import select
-from sqlalchemy.orm import Session
-
 from fenqi import wire
 from fenqi.catalog import read_text, shipped_catalog_text
-from fenqi.domain.products import Product, catalog_definitions, parse_definition
-from fenqi.services.context import Context, Document, audit, run
-from fenqi.services.errors import NotFoundError
-from fenqi.store.loans import now
-from fenqi.store.schema import ProductRow
+from fenqi.domain.products import catalog_definitions, parse_definition
+from fenqi.loans.ports import UnitOfWork
+from fenqi.services.context import Context, Document, transact
 
 
 def load_products(context: Context, path: Path | None = None) -> list[Document]:
@@ -26,7 +21,7 @@ def load_products(context: Context, path: Path | None = None) -> list[Document]:
 
 def load_catalog(context: Context, text: str, source: str = "catalog") -> list[Document]:
     """Adds or replaces every product of a catalog's TOML text."""
-    return run(context, lambda session: _load(session, context.actor, text, source))
+    return transact(context, lambda unit: _load(unit, context.actor, text, source))
 
 
 def seed_products(context: Context) -> list[Document]:
@@ -34,47 +29,23 @@ def seed_products(context: Context) -> list[Document]:
     transaction that looks: one that has some keeps them, as an operator may have loaded her
     own."""
 
-    def seed(session: Session) -> list[Document]:
-        if session.scalars(select(ProductRow.code).limit(1)).first() is not None:
+    def seed(unit: UnitOfWork) -> list[Document]:
+        if unit.products():
             return []
-        return _load(session, context.actor, shipped_catalog_text(), "default catalog")
+        return _load(unit, context.actor, shipped_catalog_text(), "default catalog")
 
-    return run(context, seed)
+    return transact(context, seed)
 
 
-def _load(session: Session, actor: str, text: str, source: str) -> list[Document]:
+def _load(unit: UnitOfWork, actor: str, text: str, source: str) -> list[Document]:
     definitions = catalog_definitions(text, source)
     for code, (product, table) in definitions.items():
-        row = session.get(ProductRow, code)
-        before = None if row is None else row.definition
-        if row is None:
-            session.add(ProductRow(code=code, name=product.name, definition=table, loaded_at=now()))
-        else:
-            row.name, row.definition, row.loaded_at = product.name, table, now()
-        audit(session, actor, "product.load", code, "catalog loaded", before=before, after=table)
+        before = unit.keep_product(code, product.name, table)
+        unit.audit(actor, "product.load", code, "catalog loaded", before=before, after=table)
     return [wire.product(product) for product, _ in definitions.values()]
 
 
 def list_products(context: Context) -> list[Document]:
-    def listing(session: Session) -> list[Document]:
-        rows = session.scalars(select(ProductRow).order_by(ProductRow.code))
-        return [wire.product(parse_definition(row.definition, row.code)) for row in rows]
-
-    return run(context, listing)
-
-
-def product_named(session: Session, code: str) -> tuple[Product, Document]:
-    """A product and its defining table, or a refusal that lists what there is."""
-    row = session.get(ProductRow, code)
-    if row is None:
-        known = ", ".join(session.scalars(select(ProductRow.code).order_by(ProductRow.code)))
-        hint = (f"choose one of: {known}" if known else
-                "no products are loaded: fenqi product load [FILE] loads the shipped catalog or "
-                "another")  # fmt: skip
-        raise NotFoundError(f'unknown product "{code}"; {hint}')
-    return parse_definition(row.definition, code), row.definition
-
-
-def catalog(session: Session) -> dict[str, Product]:
-    rows = session.scalars(select(ProductRow))
-    return {row.code: parse_definition(row.definition, row.code) for row in rows}
+    return transact(context, lambda unit: [
+        wire.product(parse_definition(table, code)) for code, table in unit.products().items()
+    ])  # fmt: skip

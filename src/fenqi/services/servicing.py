@@ -1,10 +1,9 @@
-"""Servicing a plan from checkout to payoff: each operation is one unit of work that loads the
-loan, lets the domain decide, and stores the event, its journal entry and the loan's summary.
+"""Servicing a plan from checkout to payoff: each operation is one unit of work that gets the
+loan from the ``Loans`` port, lets the domain decide, books the event (``fenqi.loans.booking``:
+its journal entries, receipt and the loan's new summary) and saves the booking.
 
-Books follow the loan: before an event is booked on day D, the journal is brought to the loan's
-state on D (interest and fees fallen due, penalties accrued: an accrual entry), then the event's
-own entry moves it to the state after the event. An event is booked on its effective day, or on
-the day the loan's books already reach if it is backdated.
+Money moves through the channel in a step of its own (``_debit``, ``pay_back``), after the
+domain has agreed to the operation and before its booking is saved.
 """
 
 from __future__ import annotations
@@ -13,15 +12,11 @@ import re
 import uuid
 from collections import Counter
 from dataclasses import dataclass
-from datetime import date, timedelta
-from typing import Any
-
-from sqlalchemy import insert, select
-from sqlalchemy.orm import Session
+from datetime import date
 
 from fenqi import wire
 from fenqi.catalog import read_lpr_table
-from fenqi.domain.collection import next_action_date
+from fenqi.clock import stamp
 from fenqi.domain.corrections import Consequences, consequences
 from fenqi.domain.events import (
     Channel,
@@ -35,44 +30,22 @@ from fenqi.domain.events import (
     Waiver,
     WaiverKind,
 )
-from fenqi.domain.ledger import balances, journal
 from fenqi.domain.loan import LoanState, LoanStatus, payoff_on, payoff_quote, replay
 from fenqi.domain.money import Money
 from fenqi.domain.quote import quote
 from fenqi.domain.schedule import Method
+from fenqi.loans.aggregate import MAX_ID, Loan
+from fenqi.loans.booking import book
+from fenqi.loans.methods import PaymentMethod
+from fenqi.loans.ports import UnitOfWork
 from fenqi.services.access import OverpaymentApproval
-from fenqi.services.borrowers import available_limit, borrower_row, default_method
-from fenqi.services.context import Context, Document, audit, once, run
+from fenqi.services.context import Context, Document, transact, transact_once
 from fenqi.services.errors import (
     ConfirmationNeededError,
     DeclinedError,
     NotFoundError,
     RefusedError,
     plain_text,
-)
-from fenqi.services.products import product_named
-from fenqi.store.documents import terms_document
-from fenqi.store.loans import (
-    Entry,
-    LoanRecord,
-    account_names,
-    append_event,
-    load_loan,
-    now,
-    post_entries,
-    read_loan,
-    save_loan,
-)
-from fenqi.store.schema import (
-    MAX_ID,
-    ConsentRow,
-    JournalEntryRow,
-    LoanEventRow,
-    LoanRow,
-    OrderRow,
-    PaymentMethodRow,
-    PostingRow,
-    ReceiptRow,
 )
 
 CLOSED = (LoanStatus.SETTLED, LoanStatus.CANCELLED)
@@ -115,53 +88,35 @@ def checkout(context: Context, order: Order, *, idempotency_key: str | None = No
     if order.amount <= 0:
         raise RefusedError(f"order amount {order.amount} must be more than 0")
 
-    def make(session: Session) -> Document:
-        borrower = borrower_row(session, order.borrower_id, lock=True)
-        existing = session.get(OrderRow, order.order_id)
+    def make(unit: UnitOfWork) -> Document:
+        available = unit.available_limit(order.borrower_id, lock=True)
+        existing = unit.loans.for_order(order.order_id)
         if existing is not None:
-            raise RefusedError(f"order {order.order_id} already has plan {existing.loan_id}")
-        product, definition = product_named(session, order.product)
+            raise RefusedError(f"order {order.order_id} already has plan {existing}")
+        product, definition = unit.product(order.product)
         terms = product.terms(order.amount, order.day, order.periods)
         offer = quote(terms, product.apr_cap.on(order.day, read_lpr_table()), product.code)
-        available = available_limit(session, borrower)
         if order.amount > available:
             raise RefusedError(
                 f"order amount {order.amount} is over the available limit of {available}"
             )
-        row = LoanRow(
-            borrower_id=borrower.id,
-            order_id=order.order_id,
-            merchant=order.merchant,
-            item=(order.item or "").strip() or None,
-            product_code=product.code,
-            terms={**terms_document(terms), "apr_cap": str(offer.cap)},  # fixed at the contract
-            policy=definition,
-            status=LoanStatus.ACTIVE.value,
-            outstanding_principal=int(terms.principal),
-            dpd=0,
-            version=1,
-            booked_through=order.day,
-            opened=order.day,
-            closed_through=order.day,
-            next_action_date=next_action_date(
-                replay(terms, product, [], order.day, offer.cap), product, order.day
-            ),
-            created_at=now(),
-        )
-        session.add(row)
-        session.flush()
-        shown = wire.quote(offer)
-        session.add(OrderRow(order_id=order.order_id, loan_id=row.id, borrower_id=borrower.id))
-        session.add(ConsentRow(loan_id=row.id, shown=shown, consented_at=now()))
-        state = replay(terms, product, [], order.day, offer.cap)
+        loan = Loan(
+            id=0, borrower_id=order.borrower_id, order_id=order.order_id,
+            merchant=order.merchant, item=(order.item or "").strip() or None,
+            product_code=product.code, terms=terms, policy=product, definition=definition,
+            cap=offer.cap, events=[], status=LoanStatus.ACTIVE,
+            outstanding_principal=int(terms.principal), dpd=0, version=0, opened=order.day,
+            booked_through=order.day, closed_through=order.day, next_action_date=None,
+            journal={},  # nothing booked yet: the opening entry books the loan's whole state
+        )  # fmt: skip
         memo = f"disbursement to merchant {order.merchant} for order {order.order_id}"
-        entry = Entry(journal({}, balances(terms, state)), memo)
-        post_entries(session, row.id, 0, order.day, [entry])
-        record = LoanRecord(row, terms, product, [], offer.cap)
-        return {**wire.loan(record, state), "consent": shown}
+        opening = book(loan, [], order.day, memo=memo, accrual=memo, issued=stamp())
+        shown = wire.quote(offer)
+        unit.loans.add(loan, opening, shown)
+        return {**wire.loan(loan, opening.state), "consent": shown}
 
     request = {"op": "checkout", **{k: str(v) for k, v in vars(order).items()}}
-    return once(context, f"order:{order.order_id}", idempotency_key, request, make)
+    return transact_once(context, f"order:{order.order_id}", idempotency_key, request, make)
 
 
 # -- reading ------------------------------------------------------------------------------------
@@ -171,63 +126,54 @@ def show_loan(context: Context, loan_id: int, as_of: date) -> Document:
     """The plan on ``as_of``, with what the borrower was shown when she agreed to it (its APR
     and full cost), which is hers to see for as long as the plan lasts."""
 
-    def show(session: Session) -> Document:
-        record = read_loan(session, loan_id, as_of)
-        consent = session.get(ConsentRow, loan_id)
-        shown = None if consent is None else consent.shown
-        return {**wire.loan(record, record.state_on(as_of)), "consent": shown}
+    def show(unit: UnitOfWork) -> Document:
+        loan = unit.loans.read(loan_id, as_of)
+        return {**wire.loan(loan, loan.state_on(as_of)), "consent": unit.loans.consent(loan_id)}
 
-    return run(context, show)
+    return transact(context, show)
 
 
 def list_loans(context: Context, borrower_id: int, as_of: date) -> list[Document]:
-    def listing(session: Session) -> list[Document]:
-        borrower_row(session, borrower_id)
-        query = select(LoanRow.id).where(LoanRow.borrower_id == borrower_id).order_by(LoanRow.id)
-        records = [read_loan(session, loan_id, as_of) for loan_id in session.scalars(query)]
-        return [wire.loan_summary(record, record.state_on(as_of)) for record in records]
+    def listing(unit: UnitOfWork) -> list[Document]:
+        loans = [unit.loans.read(loan_id, as_of) for loan_id in unit.loans.ids_of(borrower_id)]
+        return [wire.loan_summary(loan, loan.state_on(as_of)) for loan in loans]
 
-    return run(context, listing)
+    return transact(context, listing)
 
 
 def quote_payoff(context: Context, loan_id: int, day: date) -> Document:
-    def work(session: Session) -> Document:
-        record = load_loan(session, loan_id)
+    def work(unit: UnitOfWork) -> Document:
+        record = unit.loans.get(loan_id)
         _check_day(record, day)
         return wire.payoff(
             loan_id, payoff_quote(record.terms, record.policy, record.events, day, record.cap)
         )
 
-    return run(context, work)
+    return transact(context, work)
 
 
 def show_receipt(context: Context, receipt_id: str) -> Document:
     loan_id, seq = parse_id(receipt_id, "R", "receipt")
 
-    def show(session: Session) -> Document:
-        row = session.get(ReceiptRow, (loan_id, seq))
-        if row is None:
+    def show(unit: UnitOfWork) -> Document:
+        receipt = unit.loans.receipt(loan_id, seq)
+        if receipt is None:
             raise NotFoundError(f"no receipt R{loan_id}-{seq}")
-        return dict(row.payload)
+        return receipt
 
-    return run(context, show)
+    return transact(context, show)
 
 
 def list_receipts(context: Context, loan_id: int) -> list[Document]:
     """A plan's receipts, oldest first, each saying whether its payment was later reversed."""
 
-    def listing(session: Session) -> list[Document]:
-        if session.get(LoanRow, loan_id) is None:
-            raise NotFoundError(f"no loan {loan_id}")
-        reversals = select(LoanEventRow.payload).where(
-            LoanEventRow.loan_id == loan_id, LoanEventRow.kind == "reversal"
-        )
-        taken_back = {payload["payment_seq"] for payload in session.scalars(reversals)}
-        receipts = select(ReceiptRow).where(ReceiptRow.loan_id == loan_id).order_by(ReceiptRow.seq)
-        return [{**row.payload, "reversed": row.seq in taken_back}
-                for row in session.scalars(receipts)]  # fmt: skip
+    def listing(unit: UnitOfWork) -> list[Document]:
+        loan = unit.loans.get(loan_id)
+        taken_back = {event.payment_seq for event in loan.events if isinstance(event, Reversal)}
+        return [{**receipt, "reversed": seq in taken_back}
+                for seq, receipt in unit.loans.receipts(loan_id)]  # fmt: skip
 
-    return run(context, listing)
+    return transact(context, listing)
 
 
 # -- money in -----------------------------------------------------------------------------------
@@ -264,20 +210,20 @@ def pay(context: Context, loan_id: int, amount: Money, source: Source, day: date
                "overpayment": overpayment is not None}  # fmt: skip
     key = idempotency_key or uuid.uuid4().hex
 
-    def work(session: Session) -> Document:
-        record = _open_loan(session, loan_id, day)
-        payoff = _within_payoff(context, session, record, amount, day=day,
-                                overpayment=overpayment)  # fmt: skip
-        method = _debit(context, session, record, source, amount=amount, key=f"pay:{loan_id}:{key}")
+    def work(unit: UnitOfWork) -> Document:
+        record = _open_loan(unit, loan_id, day)
+        payoff = _within_payoff(context, unit, record, amount, day=day, overpayment=overpayment)
+        method = _method(unit, record, source)
+        _debit(unit, method, amount=amount, key=f"pay:{loan_id}:{key}")
         channel, seq = _channel_of(method), record.next_seq
         event: Payment | Prepayment = (
             Prepayment(seq, day, amount, channel, PrepayMode.REDUCE_INSTALLMENT, full=True)
             if _pays_off(record, amount, payoff, day)
             else Payment(seq, day, amount, channel)
         )
-        return _money_in(session, record, event, method)
+        return _money_in(unit, record, event, method)
 
-    return once(context, f"loan:{loan_id}", idempotency_key, request, work)
+    return transact_once(context, f"loan:{loan_id}", idempotency_key, request, work)
 
 
 def prepay(context: Context, loan_id: int, amount: Money | None, *, mode: PrepayMode,
@@ -297,8 +243,8 @@ def prepay(context: Context, loan_id: int, amount: Money | None, *, mode: Prepay
                "manual": source.manual, "overpayment": overpayment is not None}  # fmt: skip
     key = idempotency_key or uuid.uuid4().hex
 
-    def work(session: Session) -> Document:
-        record = _open_loan(session, loan_id, day)
+    def work(unit: UnitOfWork) -> Document:
+        record = _open_loan(unit, loan_id, day)
         if mode is PrepayMode.SHORTEN_TERM and record.terms.method in (
             Method.INTEREST_ONLY,
             Method.BULLET,
@@ -307,17 +253,17 @@ def prepay(context: Context, loan_id: int, amount: Money | None, *, mode: Prepay
                 f"a {record.terms.method} plan repays its principal at the end; "
                 "prepay with --mode reduce-installment"
             )
-        due = _within_payoff(context, session, record, amount, day=day, overpayment=overpayment)
+        due = _within_payoff(context, unit, record, amount, day=day, overpayment=overpayment)
         paying = due if amount is None else amount
-        method = _debit(context, session, record, source, amount=paying,
-                        key=f"prepay:{loan_id}:{key}")  # fmt: skip
+        method = _method(unit, record, source)
+        _debit(unit, method, amount=paying, key=f"prepay:{loan_id}:{key}")
         event = Prepayment(record.next_seq, day, paying, _channel_of(method), mode, paying >= due)
-        return _money_in(session, record, event, method)
+        return _money_in(unit, record, event, method)
 
-    return once(context, f"loan:{loan_id}", idempotency_key, request, work)
+    return transact_once(context, f"loan:{loan_id}", idempotency_key, request, work)
 
 
-def _pays_off(record: LoanRecord, amount: Money, payoff: Money, day: date) -> bool:
+def _pays_off(record: Loan, amount: Money, payoff: Money, day: date) -> bool:
     """Whether a payment of ``amount`` on ``day`` is the payoff: it reaches the payoff amount
     while installments are still to fall due. Once none is, the plan has run its course, and
     paying what is owed is an ordinary payment (allocated the same way), not an early one."""
@@ -325,7 +271,7 @@ def _pays_off(record: LoanRecord, amount: Money, payoff: Money, day: date) -> bo
     return amount >= payoff and to_come
 
 
-def _within_payoff(context: Context, session: Session, record: LoanRecord,
+def _within_payoff(context: Context, unit: UnitOfWork, record: Loan,
                    amount: Money | None, *, day: date,
                    overpayment: OverpaymentApproval | None) -> Money:  # fmt: skip
     """The payoff amount on ``day``, once ``amount`` (None: the payoff itself) is found no more
@@ -334,7 +280,7 @@ def _within_payoff(context: Context, session: Session, record: LoanRecord,
     Beyond it, money would only sit as a credit balance to be paid out again, so it takes an
     admin's approval, which the audit log keeps with the amounts."""
     payoff = payoff_on(record.terms, record.policy, record.events, day, record.cap).amount
-    booked, most = _booking_day(record, day), payoff
+    booked, most = record.booking_day(day), payoff
     if booked != day:
         most = min(most, payoff_on(record.terms, record.policy, record.events, booked,
                                    record.cap).amount)  # fmt: skip
@@ -342,7 +288,7 @@ def _within_payoff(context: Context, session: Session, record: LoanRecord,
         return payoff
     if overpayment is None:
         refusal = OverpaymentError(
-            f"{amount} is more than the {most} that pays loan {record.row.id} off on {day}: the "
+            f"{amount} is more than the {most} that pays loan {record.id} off on {day}: the "
             f"most that can be taken is {most} (more needs an admin's approval of an overpayment)"
         )
         if most == 0:  # paid ahead so far that nothing more is needed: say how she gets out
@@ -351,60 +297,52 @@ def _within_payoff(context: Context, session: Session, record: LoanRecord,
                 "nothing to pay"
             ).coded("over-payoff-covered")
         raise refusal.coded("over-payoff", amount=amount, most=most, day=day)
-    audit(session, overpayment.approver, "payment.overpayment", f"loan:{record.row.id}",
-          "overpayment approved", after={"amount": str(amount), "payoff": str(most),
-                                         "taken_by": context.actor})  # fmt: skip
+    unit.audit(overpayment.approver, "payment.overpayment", f"loan:{record.id}",
+               "overpayment approved", after={"amount": str(amount), "payoff": str(most),
+                                              "taken_by": context.actor})  # fmt: skip
     return payoff
 
 
-def _money_in(session: Session, record: LoanRecord, event: Payment | Prepayment,
-              method: PaymentMethodRow | None) -> Document:  # fmt: skip
+def _money_in(unit: UnitOfWork, record: Loan, event: Payment | Prepayment,
+              method: PaymentMethod | None) -> Document:  # fmt: skip
     kind = "prepayment" if isinstance(event, Prepayment) else "payment"
-    state = _book(session, record, event, f"{kind} {_payment_id(record, event.seq)}")
-    receipt = wire.receipt(record, state, event, method, issued=now())
-    row = {
-        "loan_id": record.row.id,
-        "seq": event.seq,
-        "receipt_no": receipt["id"],
-        "payload": receipt,
-    }
-    session.execute(insert(ReceiptRow), [row])
-    return {**receipt, "id": receipt["payment_id"], "loan": wire.loan_summary(record, state)}
+    memo = f"{kind} {_payment_id(record, event.seq)}"
+    booking = book(record, [event], event.effective, memo=memo, issued=stamp(), paid_with=method)
+    unit.loans.save(record, booking)
+    receipt, after = booking.receipts[0].document, booking.state
+    return {**receipt, "id": receipt["payment_id"], "loan": wire.loan_summary(record, after)}
 
 
-def _debit(context: Context, session: Session, record: LoanRecord, source: Source, *,
-           amount: Money, key: str) -> PaymentMethodRow | None:  # fmt: skip
-    """Takes the money through the channel; None when it came in by hand. Nothing to take (a
+def _debit(unit: UnitOfWork, method: PaymentMethod | None, *, amount: Money, key: str) -> None:
+    """Takes the money through the channel (not when it came in by hand). Nothing to take (a
     payoff that what was paid ahead covers) asks the channel for nothing."""
-    method = _method(session, record, source)
     if method is None or amount == 0:
-        return method
-    debit = context.channel(session).debit(method.token_ref, amount, key)
+        return
+    debit = unit.channel().debit(method.token_ref, amount, key)
     if debit.declined:
         raise DeclinedError(
             f"{method.kind} {method.masked_account} declined: {debit.declined}"
         ).coded("payment-declined", channel=method.kind, account=method.masked_account)
-    return method
 
 
-def _method(session: Session, record: LoanRecord, source: Source) -> PaymentMethodRow | None:
-    borrower_id = record.row.borrower_id
+def _method(unit: UnitOfWork, record: Loan, source: Source) -> PaymentMethod | None:
+    borrower_id = record.borrower_id
     if source.manual:
         return None
     if source.method_id is None:
         # The default method, as on a due date; with none bound, money taken at a counter.
-        method = default_method(session, borrower_id)
+        method = unit.default_method(borrower_id)
         if method is None and not source.by_hand_if_unbound:
             raise RefusedError(f"borrower {borrower_id} has no payment method bound: bind one")
         return method
-    method = session.get(PaymentMethodRow, source.method_id)
+    method = unit.method(source.method_id)
     if method is None or method.borrower_id != borrower_id or method.status != "active":
         raise NotFoundError(f"no bound method {source.method_id} for borrower {borrower_id}")
     return method
 
 
-def _channel_of(method: PaymentMethodRow | None) -> Channel:
-    return Channel.MANUAL if method is None else Channel(method.kind)
+def _channel_of(method: PaymentMethod | None) -> Channel:
+    return Channel.MANUAL if method is None else method.channel
 
 
 # -- corrections --------------------------------------------------------------------------------
@@ -419,8 +357,8 @@ def refund(context: Context, loan_id: int, amount: Money, day: date, *,
     if amount <= 0:
         raise RefusedError(f"refund amount {amount} must be more than 0")
 
-    def work(session: Session) -> Document:
-        record = load_loan(session, loan_id, for_update=True)
+    def work(unit: UnitOfWork) -> Document:
+        record = unit.loans.get(loan_id, for_update=True)
         _check_day(record, day)
         priced = record.terms.principal - sum(
             e.amount for e in record.events if isinstance(e, Refund)
@@ -428,21 +366,21 @@ def refund(context: Context, loan_id: int, amount: Money, day: date, *,
         if amount > priced:
             raise RefusedError(f"refund {amount} is more than the {Money(priced)} left to refund")
         _check_refundable(record, amount, priced, day)
-        credit_before = record.state_on(_booking_day(record, day)).credit_balance
+        credit_before = record.state_on(record.booking_day(day)).credit_balance
         event = Refund(record.next_seq, day, amount, Channel.MANUAL, to_credit=True)
-        state = _book(session, record, event, f"merchant refund of {amount}")
+        state = _book(unit, record, event, f"merchant refund of {amount}")
         payout = Money(max(state.credit_balance - credit_before, 0))
-        paid_to, state = _pay_credit_back(context, session, record, payout, day=day, state=state)
-        audit(session, context.actor, "loan.refund", f"loan:{loan_id}", "merchant refund",
-              after={"amount": str(amount), "paid_back": str(payout),
-                     "paid_to": paid_to})  # fmt: skip
+        paid_to, state = _pay_credit_back(unit, record, payout, day=day, state=state)
+        unit.audit(context.actor, "loan.refund", f"loan:{loan_id}", "merchant refund",
+                   after={"amount": str(amount), "paid_back": str(payout),
+                          "paid_to": paid_to})  # fmt: skip
         channel = paid_to[0]["channel"] if paid_to else None
         return {"id": f"F{loan_id}-{event.seq}", "loan_id": loan_id, "amount": wire.money(amount),
                 "paid_back": wire.money(payout), "channel": channel, "paid_to": paid_to,
                 "date": day.isoformat(), "loan": wire.loan_summary(record, state)}  # fmt: skip
 
     request = {"op": "refund", "loan": loan_id, "amount": int(amount), "day": day.isoformat()}
-    return once(context, f"loan:{loan_id}", idempotency_key, request, work)
+    return transact_once(context, f"loan:{loan_id}", idempotency_key, request, work)
 
 
 def refund_credit(context: Context, loan_id: int, amount: Money | None, day: date, *,
@@ -454,18 +392,19 @@ def refund_credit(context: Context, loan_id: int, amount: Money | None, day: dat
     if amount is not None and amount <= 0:
         raise RefusedError(f"amount {amount} must be more than 0")
 
-    def work(session: Session) -> Document:
-        record = load_loan(session, loan_id, for_update=True)
+    def work(unit: UnitOfWork) -> Document:
+        record = unit.loans.get(loan_id, for_update=True)
         _check_day(record, day)
-        before = record.state_on(_booking_day(record, day))
+        before = record.state_on(record.booking_day(day))
         credit = before.credit_balance
         paying = credit if amount is None else amount
         if paying <= 0 or paying > credit:
             raise RefusedError(f"loan {loan_id} holds a credit balance of {credit} on {day}")
-        paid_to, state = _pay_credit_back(context, session, record, paying, day=day, state=before)
-        audit(session, context.actor, "loan.refund_credit", f"loan:{loan_id}", "credit paid back",
-              before={"credit_balance": str(credit)},
-              after={"credit_balance": str(state.credit_balance), "paid_to": paid_to})  # fmt: skip
+        paid_to, state = _pay_credit_back(unit, record, paying, day=day, state=before)
+        unit.audit(context.actor, "loan.refund_credit", f"loan:{loan_id}", "credit paid back",
+                   before={"credit_balance": str(credit)},
+                   after={"credit_balance": str(state.credit_balance),
+                          "paid_to": paid_to})  # fmt: skip
         return {"id": paid_to[0]["id"], "loan_id": loan_id, "amount": wire.money(paying),
                 "date": day.isoformat(), "paid_to": paid_to,
                 "loan": wire.loan_summary(record, state)}  # fmt: skip
@@ -476,10 +415,10 @@ def refund_credit(context: Context, loan_id: int, amount: Money | None, day: dat
         "amount": None if amount is None else int(amount),
         "day": day.isoformat(),
     }
-    return once(context, f"loan:{loan_id}", idempotency_key, request, work)
+    return transact_once(context, f"loan:{loan_id}", idempotency_key, request, work)
 
 
-def _pay_credit_back(context: Context, session: Session, record: LoanRecord, paying: Money, *,
+def _pay_credit_back(unit: UnitOfWork, record: Loan, paying: Money, *,
                      day: date, state: LoanState) -> tuple[list[Document], LoanState]:  # fmt: skip
     """Pays ``paying`` of the credit balance back where it came from (``_payees``): a credit
     refund event and a payout for each payee. Returns what went where, and the loan's state
@@ -487,15 +426,14 @@ def _pay_credit_back(context: Context, session: Session, record: LoanRecord, pay
     paid_to: list[Document] = []
     if paying <= 0:
         return paid_to, state
-    loan_id = record.row.id
-    for method, share in _payees(session, record, paying):
+    loan_id = record.id
+    for method, share in _payees(unit, record, paying):
         channel = _channel_of(method)
         event = CreditRefund(record.next_seq, day, share, channel,
                              None if method is None else method.id)  # fmt: skip
-        state = _book(session, record, event, f"credit balance of {share} paid back")
+        state = _book(unit, record, event, f"credit balance of {share} paid back")
         if method is not None:
-            key = f"credit:{loan_id}:{event.seq}"
-            context.channel(session).pay_back(method.token_ref, share, key)
+            unit.channel().pay_back(method.token_ref, share, f"credit:{loan_id}:{event.seq}")
         paid_to.append({"id": f"C{loan_id}-{event.seq}", "channel": channel.value,
                         "method_id": None if method is None else method.id,
                         "account": None if method is None else method.masked_account,
@@ -503,8 +441,8 @@ def _pay_credit_back(context: Context, session: Session, record: LoanRecord, pay
     return paid_to, state
 
 
-def _payees(session: Session, record: LoanRecord,
-            paying: Money) -> list[tuple[PaymentMethodRow | None, Money]]:  # fmt: skip
+def _payees(unit: UnitOfWork, record: Loan,
+            paying: Money) -> list[tuple[PaymentMethod | None, Money]]:  # fmt: skip
     """Where ``paying`` goes back to: the money-in events not reversed, the most recent first,
     each method (None: by hand) given at most what it paid in less what credit refunds already
     sent it. A payment whose method is not known (one seeded without a receipt) goes back by
@@ -512,9 +450,8 @@ def _payees(session: Session, record: LoanRecord,
     taken_back = {e.payment_seq for e in record.events if isinstance(e, Reversal)}
     money_in = [e for e in record.events
                 if isinstance(e, Payment | Prepayment) and e.seq not in taken_back]  # fmt: skip
-    receipts = select(ReceiptRow.seq, ReceiptRow.payload).where(ReceiptRow.loan_id == record.row.id)
     paid_with = {seq: (payload.get("method") or {}).get("id")
-                 for seq, payload in session.execute(receipts)}  # fmt: skip
+                 for seq, payload in unit.loans.receipts(record.id)}  # fmt: skip
     room: Counter[int | None] = Counter()
     for event in money_in:
         room[paid_with.get(event.seq)] += event.amount
@@ -534,10 +471,10 @@ def _payees(session: Session, record: LoanRecord,
             left -= share
     if left > 0:
         raise RefusedError(
-            f"only {Money(int(paying) - left)} of loan {record.row.id}'s credit balance can go "
+            f"only {Money(int(paying) - left)} of loan {record.id}'s credit balance can go "
             "back to the methods that paid it in"
         )
-    return [(None if payee is None else session.get(PaymentMethodRow, payee), Money(share))
+    return [(None if payee is None else unit.method(payee), Money(share))
             for payee, share in shares.items()]  # fmt: skip
 
 
@@ -558,31 +495,31 @@ def reverse(context: Context, payment_id: str, reason: str, day: date | None = N
     if not plain_text("the reason", reason).strip():
         raise RefusedError("a reversal needs a reason")
 
-    def work(session: Session) -> Document:
-        record = load_loan(session, loan_id, for_update=True)
+    def work(unit: UnitOfWork) -> Document:
+        record = unit.loans.get(loan_id, for_update=True)
         paid = next((e for e in record.events if e.seq == seq), None)
         if not isinstance(paid, Payment | Prepayment):
             raise NotFoundError(f"no payment {payment_id}")
         if any(isinstance(e, Reversal) and e.payment_seq == seq for e in record.events):
             raise RefusedError(f"payment {payment_id} is already reversed")
-        on = max(day or record.row.booked_through, paid.effective)
-        before = record.state_on(_booking_day(record, on))
+        on = max(day or record.booked_through, paid.effective)
+        before = record.state_on(record.booking_day(on))
         event = Reversal(record.next_seq, on, seq, reason.strip())
         effect = _consequences(record, event, today)
         if effect.needs_confirmation and not confirm:
             what = _reaching_back(f"reversing {payment_id}", loan_id, effect)
             raise ConfirmationNeededError(what, wire.consequences(effect))
-        state = _book(session, record, event, f"reversal of {payment_id}: {reason}")
+        state = _book(unit, record, event, f"reversal of {payment_id}: {reason}")
         back = _paid_back_by(paid, before, state)
-        receipt = session.get(ReceiptRow, (loan_id, seq))
-        method_id = None if receipt is None else (receipt.payload.get("method") or {}).get("id")
-        method = None if method_id is None else session.get(PaymentMethodRow, method_id)
+        receipt = unit.loans.receipt(loan_id, seq)
+        method_id = None if receipt is None else (receipt.get("method") or {}).get("id")
+        method = None if method_id is None else unit.method(method_id)
         if method is not None and back > 0:
-            context.channel(session).pay_back(method.token_ref, back, f"reverse:{payment_id}")
-        audit(session, context.actor, "payment.reverse", payment_id, reason,
-              before={"amount": str(paid.amount), "status": effect.status_before.value},
-              after={"paid_back": str(back), "status": effect.status_after.value,
-                     "dpd": effect.dpd, "confirmed": effect.needs_confirmation})  # fmt: skip
+            unit.channel().pay_back(method.token_ref, back, f"reverse:{payment_id}")
+        unit.audit(context.actor, "payment.reverse", payment_id, reason,
+                   before={"amount": str(paid.amount), "status": effect.status_before.value},
+                   after={"paid_back": str(back), "status": effect.status_after.value,
+                          "dpd": effect.dpd, "confirmed": effect.needs_confirmation})  # fmt: skip
         return {"id": f"V{loan_id}-{event.seq}", "payment_id": payment_id, "loan_id": loan_id,
                 "amount": wire.money(paid.amount), "paid_back": wire.money(back),
                 "reason": reason, "date": on.isoformat(),
@@ -595,7 +532,7 @@ def reverse(context: Context, payment_id: str, reason: str, day: date | None = N
         "reason": reason,
         "day": None if day is None else day.isoformat(),
     }
-    return once(context, f"payment:{payment_id}", idempotency_key, request, work)
+    return transact_once(context, f"payment:{payment_id}", idempotency_key, request, work)
 
 
 def _paid_back_by(paid: Payment | Prepayment, before: LoanState, after: LoanState) -> Money:
@@ -636,18 +573,18 @@ def waive(context: Context, loan_id: int, kind: WaiverKind, amount: Money, *, re
     if not plain_text("the reason", reason).strip():
         raise RefusedError("a waiver needs a reason")
 
-    def work(session: Session) -> Document:
-        record = load_loan(session, loan_id, for_update=True)
+    def work(unit: UnitOfWork) -> Document:
+        record = unit.loans.get(loan_id, for_update=True)
         _check_day(record, day)
         before = record.state_on(day)
         owed = _waivable(before, kind)
         if amount > owed:
             raise RefusedError(f"only {owed} of {kind} is owed on loan {loan_id} on {day}")
         event = Waiver(record.next_seq, day, kind, amount, reason.strip())
-        state = _book(session, record, event, f"{kind} waived: {reason}")
-        audit(session, context.actor, f"waive.{kind}", f"loan:{loan_id}", reason,
-              before={kind.value: str(owed)},
-              after={kind.value: str(_waivable(state, kind))})  # fmt: skip
+        state = _book(unit, record, event, f"{kind} waived: {reason}")
+        unit.audit(context.actor, f"waive.{kind}", f"loan:{loan_id}", reason,
+                   before={kind.value: str(owed)},
+                   after={kind.value: str(_waivable(state, kind))})  # fmt: skip
         return {"id": f"W{loan_id}-{event.seq}", "loan_id": loan_id, "what": kind.value,
                 "amount": wire.money(amount), "reason": reason, "date": day.isoformat(),
                 "loan": wire.loan_summary(record, state)}  # fmt: skip
@@ -660,12 +597,12 @@ def waive(context: Context, loan_id: int, kind: WaiverKind, amount: Money, *, re
         "reason": reason,
         "day": day.isoformat(),
     }
-    return once(context, f"loan:{loan_id}", idempotency_key, request, work)
+    return transact_once(context, f"loan:{loan_id}", idempotency_key, request, work)
 
 
-def _consequences(record: LoanRecord, event: Event, today: date | None) -> Consequences:
+def _consequences(record: Loan, event: Event, today: date | None) -> Consequences:
     """What ``event`` does to the loan as of today (or the day it is booked on, if later)."""
-    day = _booking_day(record, event.effective)
+    day = record.booking_day(event.effective)
     look = day if today is None else max(day, today)
     after = replay(record.terms, record.policy, [*record.events, event], look, record.cap)
     return consequences(record.state_on(look), after)
@@ -679,16 +616,16 @@ def _reaching_back(what: str, loan_id: int, effect: Consequences) -> str:
             f"penalty {effect.penalty}, amount due {effect.amount_due}")  # fmt: skip
 
 
-def _check_refundable(record: LoanRecord, amount: Money, priced: int, day: date) -> None:
+def _check_refundable(record: Loan, amount: Money, priced: int, day: date) -> None:
     """A plan partly prepaid was re-amortised: it can no longer be re-priced from its terms, so
     while it still owes principal only a refund of the whole remaining price is taken."""
     reversed_ = {e.payment_seq for e in record.events if isinstance(e, Reversal)}
     partial = [e for e in record.events
                if isinstance(e, Prepayment) and not e.full and e.seq not in reversed_]  # fmt: skip
-    owing = record.state_on(_booking_day(record, day)).outstanding_principal > 0
+    owing = record.state_on(record.booking_day(day)).outstanding_principal > 0
     if partial and owing and amount < priced:
         raise RefusedError(
-            f"loan {record.row.id} was partly prepaid on {partial[-1].effective}, so it cannot be "
+            f"loan {record.id} was partly prepaid on {partial[-1].effective}, so it cannot be "
             f"re-priced; refund the whole remaining {Money(priced)} (a full return) instead"
         )
 
@@ -706,46 +643,18 @@ def _waivable(state: LoanState, kind: WaiverKind) -> Money:
 # -- booking ------------------------------------------------------------------------------------
 
 
-def _book(session: Session, record: LoanRecord, event: Event, memo: str) -> LoanState:
-    """Stores ``event`` with its journal entries and the loan's new summary; returns the state
-    on the booking day.
-
-    The journal holds the loan's state as of the day its books reach (``ledger check`` proves
-    it), so bringing it to the booking day is the difference of two replays, with no query."""
-    loan_id, terms = record.row.id, record.terms
-    day = _booking_day(record, event.effective)
-    books = balances(terms, record.state_on(day))
-    entries = []
-    if day > record.row.booked_through:
-        booked = balances(terms, record.state_on(record.row.booked_through))
-        entries.append(Entry(journal(booked, books), f"accrual to {day}"))
-    append_event(session, loan_id, event)
-    record.events.append(event)
-    after = record.state_on(day)
-    entries.append(Entry(journal(books, balances(terms, after)), memo, event.seq))
-    post_entries(session, loan_id, record.row.version, day, entries)
-    save_loan(session, record, after, day, _next_action(record, after, day))
-    return after
+def _book(unit: UnitOfWork, record: Loan, event: Event, memo: str) -> LoanState:
+    """Books ``event`` and saves the booking; returns the loan's state on the booking day."""
+    booking = book(record, [event], event.effective, memo=memo, issued=stamp())
+    unit.loans.save(record, booking)
+    return booking.state
 
 
-def _next_action(record: LoanRecord, after: LoanState, day: date) -> date | None:
-    """When the batch next has work on the loan after a write booked on ``day``: that very night
-    if the batch has not closed ``day`` for it yet (a correction may leave it overdue, past the
-    write-off DPD even, and the night's batch acts on the corrected state), else after it."""
-    closed = record.row.closed_through
-    since = day if closed is not None and closed >= day else day - timedelta(days=1)
-    return next_action_date(after, record.policy, since)
-
-
-def _booking_day(record: LoanRecord, effective: date) -> date:
-    return max(effective, record.row.booked_through)
-
-
-def _open_loan(session: Session, loan_id: int, day: date) -> LoanRecord:
-    """The loan a payment or prepayment will write, its row locked for the write."""
-    record = load_loan(session, loan_id, for_update=True)
+def _open_loan(unit: UnitOfWork, loan_id: int, day: date) -> Loan:
+    """The loan a payment or prepayment will write, locked for the write."""
+    record = unit.loans.get(loan_id, for_update=True)
     _check_day(record, day)
-    state = record.state_on(_booking_day(record, day))
+    state = record.state_on(record.booking_day(day))
     if state.status in CLOSED:
         raise RefusedError(f"loan {loan_id} is {state.status}; nothing is owed on it").coded(
             "nothing-owed", status=state.status
@@ -753,13 +662,13 @@ def _open_loan(session: Session, loan_id: int, day: date) -> LoanRecord:
     return record
 
 
-def _check_day(record: LoanRecord, day: date) -> None:
+def _check_day(record: Loan, day: date) -> None:
     if day < record.terms.start:
-        raise RefusedError(f"{day} is before loan {record.row.id} began on {record.terms.start}")
+        raise RefusedError(f"{day} is before loan {record.id} began on {record.terms.start}")
 
 
-def _payment_id(record: LoanRecord, seq: int) -> str:
-    return f"P{record.row.id}-{seq}"
+def _payment_id(record: Loan, seq: int) -> str:
+    return f"P{record.id}-{seq}"
 
 
 def parse_id(text: str, prefix: str, what: str) -> tuple[int, int]:
@@ -775,33 +684,15 @@ def parse_id(text: str, prefix: str, what: str) -> tuple[int, int]:
 
 def loan_owner(context: Context, loan_id: int) -> int:
     """The borrower a loan belongs to (what access checks ask before anything else)."""
-
-    def owner(session: Session) -> int:
-        row = session.get(LoanRow, loan_id)
-        if row is None:
-            raise NotFoundError(f"no loan {loan_id}")
-        return row.borrower_id
-
-    return run(context, owner)
+    return transact(context, lambda unit: unit.loans.borrower_of(loan_id))
 
 
 def loan_history(context: Context, loan_id: int) -> Document:
     """A loan's events and its journal entries with their lines, oldest first: what an operator
     reads to see what happened and how it was booked."""
 
-    def history(session: Session) -> Document:
-        load_loan(session, loan_id)  # refuses an unknown loan
+    def history(unit: UnitOfWork) -> Document:
+        unit.loans.borrower_of(loan_id)  # refuses an unknown loan
+        return wire.history(loan_id, unit.loans.history(loan_id))
 
-        def rows(table: Any, *order: Any) -> list[Any]:
-            query = select(table).where(table.loan_id == loan_id).order_by(*order)
-            return list(session.scalars(query))
-
-        return wire.history(
-            loan_id,
-            rows(LoanEventRow, LoanEventRow.seq),
-            rows(JournalEntryRow, JournalEntryRow.entry_no),
-            rows(PostingRow, PostingRow.entry_no, PostingRow.line_no),
-            account_names(session),
-        )
-
-    return run(context, history)
+    return transact(context, history)

@@ -29,6 +29,12 @@ def insert_rows(session: Session, name: str, rows: Sequence[Document]) -> None:
         connection.execute(insert(table), list(rows[first : first + ROWS_PER_STATEMENT]))
 
 
+def insert_tables(session: Session, rows: dict[str, list[Document]]) -> None:
+    """Writes the rows of each table named, table by table."""
+    for name, table_rows in rows.items():
+        insert_rows(session, name, table_rows)
+
+
 def _copy(connection: Connection, table: Table, rows: Sequence[Document]) -> None:
     """PostgreSQL's ``COPY … FROM STDIN`` through psycopg on the transaction's own connection,
     the fastest way in; JSON goes as its text. The postings trigger still checks at commit

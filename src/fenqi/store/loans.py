@@ -1,91 +1,63 @@
-"""Reading and writing a loan's rows: its terms and policy, its events, its journal.
+"""Reading and writing a loan's rows: its terms and policy, its events, its journal, its
+receipts — the ``Loan`` aggregate's store.
 
 Every statement here is keyed by ``loan_id``, so on a distributed database each runs on one
-shard. A writer reads the loan with its row locked (``load_loan(..., for_update=True)``), and its
-writes go through ``save_loan``, which refuses (``StaleError``) when another writer changed the
-loan since it was read: optimistic locking on ``loans.version``, a second guard behind the lock.
-Every write, the batch's and ``save_loan``'s, keeps the loan's fold on its booking day in the
-row (its checkpoint), so a reader (``read_loan``) replays only the events after it.
+shard. A writer reads the loan with its row locked (``load_loan(..., for_update=True)``), and
+every change to a loan, online or by the batch, one loan or a chunk of them, is written by
+``save_bookings``, which refuses (``StaleError``) when another writer changed a loan since it
+was read: optimistic locking on ``loans.version``, a second guard behind the lock. Every write
+keeps the loan's fold on its booking day in the row (its checkpoint), so a reader
+(``read_loan``) replays only the events after it.
 """
 
 from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from dataclasses import dataclass, field
-from datetime import UTC, date, datetime
+from datetime import date, datetime
 from fractions import Fraction
 from functools import lru_cache
 from typing import NamedTuple
 
-from sqlalchemy import func, insert, select, update
+from sqlalchemy import bindparam, func, insert, select, update
 from sqlalchemy.orm import Session, undefer
 
+from fenqi.clock import stamp
 from fenqi.domain.events import Event
-from fenqi.domain.ledger import Balances, Line
-from fenqi.domain.loan import Checkpoint, LoanState, replay_to_checkpoint, resumable
+from fenqi.domain.ledger import Balances
+from fenqi.domain.loan import Checkpoint, LoanStatus, resumable
 from fenqi.domain.products import Product, parse_definition
 from fenqi.domain.rates import Rate
-from fenqi.domain.schedule import Terms
+from fenqi.loans.aggregate import Loan
+from fenqi.loans.booking import Booking, Entry, saved
 from fenqi.services.errors import NotFoundError, StaleError
-from fenqi.store.documents import Document, event_document, event_from, terms_from
+from fenqi.store.bulk import insert_rows
+from fenqi.store.documents import Document, event_document, event_from, terms_document, terms_from
 from fenqi.store.schema import (
     AccountRow,
+    Base,
     JournalEntryRow,
     LoanEventRow,
     LoanRow,
     PostingRow,
+    ReceiptRow,
 )
 
-
-@dataclass
-class LoanRecord:
-    """A loan as read: its row (for the version and the watermark), terms, policy and events.
-    Read by the batch with its checkpoint ``since``, ``events`` are those recorded after it."""
-
-    row: LoanRow
-    terms: Terms
-    policy: Product
-    events: list[Event]
-    cap: Rate | None = None  # the APR cap on the contract date, which penalty stays under
-    since: Checkpoint | None = None
-    _replayed: dict[tuple[int, date], tuple[LoanState, Checkpoint | None]] = field(
-        default_factory=dict
-    )
-
-    @property
-    def next_seq(self) -> int:
-        last = 0 if self.since is None else self.since.seq
-        return max((event.seq for event in self.events), default=last) + 1
-
-    def state_on(self, day: date) -> LoanState:
-        """The loan replayed to ``day`` with the events it has now; a unit of work asks more
-        than once, and a replay is the costliest thing in it."""
-        return self._replay(day)[0]
-
-    def checkpoint_on(self, day: date) -> Checkpoint | None:
-        """Where the next replay can start: the fold on ``day`` with the events it has now."""
-        return self._replay(day)[1]
-
-    def _replay(self, day: date) -> tuple[LoanState, Checkpoint | None]:
-        key = (len(self.events), day)
-        if key not in self._replayed:
-            self._replayed[key] = replay_to_checkpoint(
-                self.terms, self.policy, self.events, day, self.cap, since=self.since
-            )
-        return self._replayed[key]
+now = stamp  # the moment a row is written
 
 
-def checkpoint_columns(kept: Checkpoint | None) -> Document:
-    """The loan row's columns that keep a checkpoint (both empty for none)."""
-    if kept is None:
-        return {"checkpoint": None, "checkpoint_seq": None}
-    return {"checkpoint": kept.document(), "checkpoint_seq": kept.seq}
-
-
-def journal_balances_column(version: int, booked: Balances) -> Document:
-    """The loan row's record of what its journal adds up to at ``version``."""
-    return {"journal_balances": {"version": version, "balances": dict(booked)}}
+def loan_of(row: LoanRow, events: list[Event], *, since: Checkpoint | None = None,
+            journal: Balances | None = None) -> Loan:  # fmt: skip
+    """The aggregate of a loan's row and its events (those after ``since``, if given)."""
+    return Loan(
+        id=row.id, borrower_id=row.borrower_id, order_id=row.order_id, merchant=row.merchant,
+        item=row.item, product_code=row.product_code, terms=terms_from(row.terms),
+        policy=policy_of(row.policy), definition=row.policy, cap=cap_of(row), events=events,
+        status=LoanStatus(row.status), outstanding_principal=row.outstanding_principal,
+        dpd=row.dpd, version=row.version, opened=row.opened, booked_through=row.booked_through,
+        closed_through=row.closed_through, next_action_date=row.next_action_date, since=since,
+        journal=journal,
+    )  # fmt: skip
 
 
 def journal_balances_of(row: LoanRow) -> Balances | None:
@@ -97,23 +69,20 @@ def journal_balances_of(row: LoanRow) -> Balances | None:
     return balances
 
 
-def now() -> datetime:
-    return datetime.now(UTC)
-
-
-def load_loan(session: Session, loan_id: int, *, for_update: bool = False) -> LoanRecord:
+def load_loan(session: Session, loan_id: int, *, for_update: bool = False) -> Loan:
     """The loan with its events. A unit of work that will write the loan asks ``for_update``:
     on PostgreSQL its row is locked (``SELECT … FOR UPDATE``) before anything is read, so
     writers of one loan wait their turn in order and each reads what the one before it wrote,
     instead of all reading the same version and all but one failing the version check. SQLite
     has one writer at a time already (``BEGIN IMMEDIATE``). Readers take no lock."""
-    row = session.get(LoanRow, loan_id, with_for_update=True if for_update else None)
+    row = session.get(LoanRow, loan_id, with_for_update=True if for_update else None,
+                      populate_existing=True)  # fmt: skip
     if row is None:
         raise NotFoundError(f"no loan {loan_id}")
-    return _record(row, _events(session, loan_id))
+    return loan_of(row, _events(session, loan_id))
 
 
-def read_loan(session: Session, loan_id: int, as_of: date) -> LoanRecord:
+def read_loan(session: Session, loan_id: int, as_of: date) -> Loan:
     """The loan for reading its state on ``as_of`` (no lock; nothing is written with it): from
     the checkpoint its row keeps, with only the events recorded after it, when a replay to
     ``as_of`` may start there (``resumable``: ``as_of`` is on or after the checkpoint's day, and
@@ -121,15 +90,16 @@ def read_loan(session: Session, loan_id: int, as_of: date) -> LoanRecord:
     day, a loan without a checkpoint or a correction reaching back, from its first event. Its
     ``events`` are then only those after the checkpoint: enough for its state, not its
     history."""
-    row = session.get(LoanRow, loan_id, options=[undefer(LoanRow.checkpoint)])
+    row = session.get(LoanRow, loan_id, options=[undefer(LoanRow.checkpoint)],
+                      populate_existing=True)  # fmt: skip
     if row is None:
         raise NotFoundError(f"no loan {loan_id}")
     kept = Checkpoint.from_document(row.checkpoint)
     if kept is not None and as_of >= kept.day:
         later = _events(session, loan_id, after=kept.seq)
         if resumable(kept, later, as_of):
-            return _record(row, later, since=kept)
-    return _record(row, _events(session, loan_id))
+            return loan_of(row, later, since=kept)
+    return loan_of(row, _events(session, loan_id))
 
 
 def _events(session: Session, loan_id: int, after: int = 0) -> list[Event]:
@@ -141,10 +111,6 @@ def _events(session: Session, loan_id: int, after: int = 0) -> list[Event]:
         .order_by(LoanEventRow.seq)
     )
     return [event_from(*event) for event in session.execute(query)]
-
-
-def _record(row: LoanRow, events: list[Event], since: Checkpoint | None = None) -> LoanRecord:
-    return LoanRecord(row, terms_from(row.terms), policy_of(row.policy), events, cap_of(row), since)
 
 
 def policy_of(definition: Document) -> Product:
@@ -164,10 +130,6 @@ def _policy(definition: str) -> Product:
     return parse_definition(json.loads(definition), "a loan's product")
 
 
-def append_event(session: Session, loan_id: int, event: Event) -> None:
-    session.execute(insert(LoanEventRow), [event_row(loan_id, event, now())])
-
-
 def event_row(loan_id: int, event: Event, booked_at: datetime) -> Document:
     """The ``loan_events`` row of an event, for a statement that writes one or many."""
     kind, payload = event_document(event)
@@ -175,67 +137,134 @@ def event_row(loan_id: int, event: Event, booked_at: datetime) -> Document:
             "booked_at": booked_at, "payload": payload}  # fmt: skip
 
 
-def save_loan(
-    session: Session,
-    record: LoanRecord,
-    state: LoanState,
-    booked_through: date,
-    next_action: date | None,
-) -> None:
-    """Writes the loan's summary columns and its checkpoint on ``booked_through`` (what the next
-    read, or the batch, starts from), refusing if its version moved since it was read. The
-    batch's next action date only ever moves earlier here: the batch itself moves it on."""
-    row = record.row
-    if row.next_action_date is not None and (
-        next_action is None or row.next_action_date < next_action
-    ):
-        next_action = row.next_action_date
-    done = session.execute(
-        update(LoanRow)
-        .where(LoanRow.id == row.id, LoanRow.version == row.version)
-        .values(
-            version=row.version + 1,
-            status=state.status.value,
-            outstanding_principal=int(state.outstanding_principal),
-            dpd=state.dpd,
-            booked_through=booked_through,
-            next_action_date=next_action,
-            **checkpoint_columns(record.checkpoint_on(booked_through)),
-        )
-        .execution_options(synchronize_session=False)
-    )
-    if done.rowcount != 1:  # type: ignore[attr-defined]
-        raise StaleError(f"loan {row.id} changed while this request was being worked out")
-    session.expire(row)
+class NewLoan(NamedTuple):
+    """A loan to store: the aggregate (its events all new), its opening booking, what the
+    borrower consented to, when it was made, and when each of its events was booked."""
+
+    loan: Loan
+    opening: Booking
+    consent: Document
+    made_at: datetime
+    booked_at: tuple[datetime, ...] = ()
 
 
-class Entry(NamedTuple):
-    """A journal entry to post: its lines (balanced by the domain), what it is, and the event
-    it books, if any."""
-
-    lines: tuple[Line, ...]
-    memo: str
-    event_seq: int | None = None
+NEW_LOAN_TABLES = ("loans", "orders", "consents", "loan_events", "journal_entries", "postings")
 
 
-def post_entries(
-    session: Session, loan_id: int, version: int, booked_date: date, entries: Sequence[Entry]
-) -> None:
-    """Posts the journal entries of one write to a loan (the database checks again on
-    PostgreSQL that each balances)."""
-    headers, lines = journal_rows(loan_id, version, booked_date, entries)
-    if headers:
-        session.execute(insert(JournalEntryRow), headers)
-        session.execute(insert(PostingRow), lines)
+def add_loan(session: Session, new: NewLoan) -> None:
+    """Stores a new loan as checkout made it, the database giving it its id."""
+    row = LoanRow(**_new_loan_columns(new))
+    session.add(row)
+    session.flush()
+    new.loan.id = row.id
+    for name, rows in new_loan_rows([new]).items():
+        if name != "loans" and rows:
+            session.execute(insert(Base.metadata.tables[name]), rows)
+    saved(new.loan, new.opening)
+
+
+def new_loan_rows(new: Sequence[NewLoan]) -> dict[str, list[Document]]:
+    """The rows of new loans whose ids are given (``NEW_LOAN_TABLES``), to write in bulk with
+    ``insert_tables``; made apart from any session, so worker processes can make them."""
+    rows: dict[str, list[Document]] = {name: [] for name in NEW_LOAN_TABLES}
+    for item in new:
+        loan, opening = item.loan, item.opening
+        rows["loans"].append({"id": loan.id, **_new_loan_columns(item)})
+        rows["orders"].append({"order_id": loan.order_id, "loan_id": loan.id,
+                               "borrower_id": loan.borrower_id})  # fmt: skip
+        rows["consents"].append({"loan_id": loan.id, "shown": item.consent,
+                                 "consented_at": item.made_at})  # fmt: skip
+        booked = zip(loan.events, item.booked_at, strict=True)
+        rows["loan_events"] += [event_row(loan.id, event, at) for event, at in booked]
+        headers, lines = journal_rows(loan.id, opening.version, opening.day, opening.entries)
+        rows["journal_entries"] += headers
+        rows["postings"] += lines
+    return rows
+
+
+def _new_loan_columns(new: NewLoan) -> Document:
+    loan, opening = new.loan, new.opening
+    return {
+        "borrower_id": loan.borrower_id, "order_id": loan.order_id, "merchant": loan.merchant,
+        "item": loan.item, "product_code": loan.product_code,
+        "terms": {**terms_document(loan.terms), "apr_cap": str(loan.cap)},  # fixed at contract
+        "policy": dict(loan.definition), "opened": loan.opened, "created_at": new.made_at,
+        "closed_through": opening.closed_through, **_summary(opening),
+    }  # fmt: skip
+
+
+def save_bookings(session: Session, booked: Sequence[tuple[Loan, Booking]]) -> int:
+    """Stores each booking of a loan — one online, a whole chunk's in the batch — with a
+    statement per table for all of them: the events, journal entries and postings, receipts,
+    and each loan row's new summary, written only while the loan is still at the version the
+    booking was worked out from (``StaleError`` otherwise). Returns the rows written."""
+    if not booked:
+        return 0
+    written = _write_rows(session, booked, bulk=len(booked) > 1)
+    loans = Base.metadata.tables[LoanRow.__tablename__]
+    for closes in (False, True):
+        rows = [_summary(booking) | {"loan_id": loan.id, "expected": booking.version}
+                for loan, booking in booked if booking.closes is closes]  # fmt: skip
+        if not rows:
+            continue
+        statement = update(loans).where(
+            loans.c.id == bindparam("loan_id"), loans.c.version == bindparam("expected")
+        )  # a Core statement executed many: the ORM's bulk path costs more a row
+        done = session.execute(statement, rows)
+        if done.rowcount != len(rows):  # type: ignore[attr-defined]
+            stale = ", ".join(str(row["loan_id"]) for row in rows)
+            raise StaleError(f"loan {stale} changed while this request was being worked out")
+        written += len(rows)
+    for loan, booking in booked:
+        saved(loan, booking)
+    return written
+
+
+def _summary(booking: Booking) -> Document:
+    """A loan row's columns after ``booking``, its checkpoint among them; the closing of a
+    business day also keeps the batch's watermark."""
+    state, version, kept = booking.state, booking.version + 1, booking.checkpoint
+    columns: Document = {
+        "version": version, "status": state.status.value,
+        "outstanding_principal": int(state.outstanding_principal), "dpd": state.dpd,
+        "booked_through": booking.day, "next_action_date": booking.next_action,
+        "journal_balances": {"version": version, "balances": dict(booking.books)},
+        "checkpoint": None if kept is None else kept.document(),
+        "checkpoint_seq": None if kept is None else kept.seq,
+    }  # fmt: skip
+    if booking.closes:
+        columns["closed_through"] = booking.closed_through
+    return columns
+
+
+def _write_rows(session: Session, booked: Sequence[tuple[Loan, Booking]], *, bulk: bool) -> int:
+    """The rows the bookings add to a loan's history: with ``COPY`` on PostgreSQL for many
+    loans at once, with an ``INSERT`` for one."""
+    at = now()
+    events, entries, postings, receipts = [], [], [], []
+    for loan, booking in booked:
+        events += [event_row(loan.id, event, at) for event in booking.events]
+        headers, lines = journal_rows(loan.id, booking.version, booking.day, booking.entries)
+        entries += headers
+        postings += lines
+        receipts += [{"loan_id": loan.id, "seq": seq, "receipt_no": document["id"],
+                      "payload": document} for seq, document in booking.receipts]  # fmt: skip
+    tables = ((LoanEventRow, events), (JournalEntryRow, entries), (PostingRow, postings),
+              (ReceiptRow, receipts))  # fmt: skip
+    for mapped, rows in tables:
+        if bulk:
+            insert_rows(session, mapped.__tablename__, rows)
+        elif rows:
+            session.execute(insert(mapped), rows)
+    return sum(len(rows) for _, rows in tables)
 
 
 def journal_rows(
     loan_id: int, version: int, booked_date: date, entries: Sequence[Entry]
 ) -> tuple[list[Document], list[Document]]:
-    """The ``journal_entries`` and ``postings`` rows of one write to a loan, for statements
-    that write one loan's or many loans' at once. A write that takes the loan from ``version``
-    numbers its entries 2·version and 2·version + 1: in order, never twice, without asking the
-    database. Entries without lines are left out."""
+    """The ``journal_entries`` and ``postings`` rows of one write to a loan. A write that takes
+    the loan from ``version`` numbers its entries 2·version and 2·version + 1: in order, never
+    twice, without asking the database. Entries without lines are left out."""
     kept = [entry for entry in entries if entry.lines]
     numbers = [2 * version + k for k in range(len(kept))]
     headers = [

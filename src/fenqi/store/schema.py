@@ -30,7 +30,9 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-MAX_ID = 2**31 - 1  # ids are 32-bit integers: a longer number names no row
+from fenqi.loans.aggregate import MAX_ID
+
+__all__ = ["MAX_ID"]  # ids are 32-bit integers, as the services check
 
 NAMING_CONVENTION = {
     "pk": "pk_%(table_name)s",

@@ -29,15 +29,11 @@ from functools import partial
 from random import Random
 from typing import TypeVar
 
-from sqlalchemy import func, select, text
-from sqlalchemy.orm import Session
-
 from fenqi import wire
 from fenqi.catalog import read_lpr_table
 from fenqi.domain.caps import LprTable
-from fenqi.domain.collection import debit_due, next_action_date, write_off_due
+from fenqi.domain.collection import debit_due, write_off_due
 from fenqi.domain.events import Channel, DebitFailed, Event, Payment, WriteOff
-from fenqi.domain.ledger import balances, journal
 from fenqi.domain.loan import (
     Checkpoint,
     LoanState,
@@ -48,20 +44,15 @@ from fenqi.domain.loan import (
 from fenqi.domain.money import Money
 from fenqi.domain.products import Product
 from fenqi.domain.quote import Quote, quote
+from fenqi.loans.aggregate import Loan
+from fenqi.loans.booking import book
 from fenqi.services.borrowers import mask
-from fenqi.services.context import Context, Document, run
+from fenqi.services.context import Context, Document, run, transact
 from fenqi.services.errors import RefusedError
-from fenqi.services.products import product_named, seed_products
-from fenqi.store.bulk import insert_rows
-from fenqi.store.documents import terms_document
-from fenqi.store.loans import (
-    Entry,
-    checkpoint_columns,
-    event_row,
-    journal_balances_column,
-    journal_rows,
-)
-from fenqi.store.schema import BorrowerRow, LoanRow
+from fenqi.services.products import seed_products
+from fenqi.store.bulk import insert_tables
+from fenqi.store.loans import NewLoan, new_loan_rows
+from fenqi.store.seeding import move_sequences, next_ids, phones_taken
 
 LOANS_PER_TRANSACTION = 1_000
 HISTORY_DAYS = 730  # loans start over the two years before the seeding day
@@ -110,7 +101,6 @@ _PHONE_MODELS = ("Redmi 14C", "荣耀 X60", "OPPO A5 Pro", "vivo Y300", "Redmi K
                  "华为 nova 13", "iPhone 16", "华为 Mate 70", "iPhone 16 Pro Max")  # fmt: skip
 T = TypeVar("T")
 R = TypeVar("R")
-_LOAN_TABLES = ("loans", "orders", "consents", "loan_events", "journal_entries", "postings")
 
 
 @dataclass(frozen=True, slots=True)
@@ -193,22 +183,22 @@ def seed(context: Context, loans: int, borrowers: int, start: date, rng_seed: in
     if loans < 1 or borrowers < 1:
         raise RefusedError(f"seed at least 1 loan and 1 borrower, not {loans} and {borrowers}")
     seed_products(context)  # a database without products gets the shipped ones, as at db init
-    shop = run(context, _shop)
-    taken = run(context, lambda session: set(session.scalars(select(BorrowerRow.phone))))
+    shop = _shop(context)
+    taken = run(context, phones_taken)
     rng = Random(rng_seed)
     people = _people(rng, borrowers, shop.first_borrower, taken, start)
     plans = _plans(rng, loans, people, shop.first_loan, start)
-    run(context, partial(_write_people, people=people, plans=plans, day=start))
+    run(context, partial(insert_tables, rows=_people_rows(people, plans, start)))
     batches = [plans[first : first + LOANS_PER_TRANSACTION]
                for first in range(0, loans, LOANS_PER_TRANSACTION)]  # fmt: skip
     build = partial(_loan_batch, shop=shop, day=start, rng_seed=rng_seed)
     tally: Counter[str] = Counter()
     for rows, counts in _ahead(build, batches, processes or os.cpu_count() or 1):
-        run(context, partial(_write_rows, rows=rows))
+        run(context, partial(insert_tables, rows=rows))
         tally.update(counts)
         if progress is not None:
             progress(tally["loans"])
-    run(context, _move_sequences)
+    run(context, move_sequences)
     return _summary(start, rng_seed, people, plans, tally)
 
 
@@ -259,8 +249,8 @@ def _summary(day: date, rng_seed: int, people: list[Person], plans: list[Plan],
 # -- what to seed ---------------------------------------------------------------------------------
 
 
-def _shop(session: Session) -> Shop:
-    products = {code: product_named(session, code) for code, *_ in _MIX}
+def _shop(context: Context) -> Shop:
+    products = transact(context, lambda unit: {code: unit.product(code) for code, *_ in _MIX})
     for code, periods, *_ in _MIX:
         offered = products[code][0].periods
         if periods not in offered:
@@ -268,10 +258,8 @@ def _shop(session: Session) -> Shop:
                 f"seeding needs product {code} with {periods} periods; it offers {offered} "
                 "(the shipped catalog has it: fenqi product load)"
             )
-    first_borrower = session.scalar(select(func.coalesce(func.max(BorrowerRow.id), 0)))
-    first_loan = session.scalar(select(func.coalesce(func.max(LoanRow.id), 0)))
-    return Shop(products, read_lpr_table(), int(first_borrower or 0) + 1,
-                int(first_loan or 0) + 1)  # fmt: skip
+    first_borrower, first_loan = run(context, next_ids)
+    return Shop(products, read_lpr_table(), first_borrower, first_loan)
 
 
 def _people(rng: Random, count: int, first_id: int, taken: set[str],
@@ -337,7 +325,7 @@ def _plans(rng: Random, count: int, people: list[Person], first_id: int, day: da
 # -- borrowers ------------------------------------------------------------------------------------
 
 
-def _write_people(session: Session, people: list[Person], plans: list[Plan], day: date) -> None:
+def _people_rows(people: list[Person], plans: list[Plan], day: date) -> dict[str, list[Document]]:
     """Borrowers with limits that cover what their loans lend, the cards bound by those who
     have one, and each card's balance in the payment simulator: enough for everything for an
     on-time payer, nothing for a late one."""
@@ -362,9 +350,7 @@ def _write_people(session: Session, people: list[Person], plans: list[Plan], day
         funded = person.behaviour is Behaviour.ON_TIME
         balance = 2 * lent[person.id] if funded else 0
         accounts.append({"token_ref": person.token_ref, "balance": balance})
-    for name, rows in (("borrowers", borrowers), ("payment_methods", methods),
-                       ("sim_accounts", accounts)):  # fmt: skip
-        insert_rows(session, name, rows)
+    return {"borrowers": borrowers, "payment_methods": methods, "sim_accounts": accounts}
 
 
 # -- loans and their past -------------------------------------------------------------------------
@@ -374,26 +360,22 @@ def _loan_batch(plans: list[Plan], shop: Shop, day: date,
                 rng_seed: int) -> tuple[dict[str, list[Document]], Counter[str]]:  # fmt: skip
     """The rows of a batch of loans, and what they hold. Each loan's history has a random
     stream of its own, so a batch comes out the same in whichever process makes it."""
-    rows: dict[str, list[Document]] = {name: [] for name in _LOAN_TABLES}
+    new: list[NewLoan] = []
     tally: Counter[str] = Counter(loans=len(plans))
     for plan in plans:
         contract = _contract(plan, shop)
         events = _history(contract, day, Random(f"{rng_seed}:{plan.ordinal}"))
-        state, kept = contract.closed_on(day, events)
-        _loan_rows(rows, contract, events, state, day, kept=kept)
+        new.append(_new_loan(contract, events, day))
+        state = new[-1].opening.state
         tally[state.status.value] += 1
         tally["outstanding_principal"] += state.outstanding_principal
         tally["payments"] += sum(isinstance(event, Payment) for event in events)
         tally["write_offs"] += sum(isinstance(event, WriteOff) for event in events)
+    rows = new_loan_rows(new)
     tally.update(events=len(rows["loan_events"]), journal_entries=len(rows["journal_entries"]),
                  postings=len(rows["postings"]))  # fmt: skip
     tally["failed_debits"] = tally["events"] - tally["payments"] - tally["write_offs"]
     return rows, tally
-
-
-def _write_rows(session: Session, rows: dict[str, list[Document]]) -> None:
-    for name, table_rows in rows.items():
-        insert_rows(session, name, table_rows)
 
 
 def _contract(plan: Plan, shop: Shop) -> Contract:
@@ -561,47 +543,25 @@ def _declined(person: Person) -> str:
     return f"insufficient funds: the method holds {Money(0)}"
 
 
-def _loan_rows(rows: dict[str, list[Document]], contract: Contract, events: list[Event],
-               state: LoanState, day: date, *, kept: Checkpoint | None) -> None:  # fmt: skip
-    """The loan's rows as checkout, the services and the batch through ``day`` would have left
-    them (the checkpoint ``kept`` among them), its books in one opening entry (numbered as
-    checkout's: the write from version 0)."""
-    plan, terms, loan_id = contract.plan, contract.offer.terms, contract.plan.loan_id
-    books = balances(terms, state)  # the opening entry: what the journal adds up to
+def _new_loan(contract: Contract, events: list[Event], day: date) -> NewLoan:
+    """The loan as checkout, the services and the batch through ``day`` would have left it:
+    closed through ``day`` (its checkpoint kept), its books in one opening entry (numbered as
+    checkout's: the write from version 0) equal to its state on ``day``."""
+    plan, offer = contract.plan, contract.offer
     opened = datetime.combine(plan.start, _DAYTIME)
-    rows["loans"].append({
-        "id": loan_id, "borrower_id": plan.person.id, "order_id": plan.order_id,
-        "merchant": plan.merchant, "item": plan.item, "product_code": plan.product,
-        "terms": {**terms_document(terms), "apr_cap": str(contract.offer.cap)},
-        "policy": contract.definition, "status": state.status.value,
-        "outstanding_principal": int(state.outstanding_principal), "dpd": state.dpd,
-        "version": 1, "booked_through": day, "opened": plan.start, "closed_through": day,
-        "next_action_date": next_action_date(state, contract.policy, day), "created_at": opened,
-        **checkpoint_columns(kept), **journal_balances_column(1, books),
-    })  # fmt: skip
-    rows["orders"].append({"order_id": plan.order_id, "loan_id": loan_id,
-                           "borrower_id": plan.person.id})  # fmt: skip
-    rows["consents"].append({"loan_id": loan_id, "shown": wire.quote(contract.offer),
-                             "consented_at": opened})  # fmt: skip
-    rows["loan_events"] += [event_row(loan_id, event, _booked_at(event)) for event in events]
-    opening = Entry(journal({}, books), MEMO)
-    entries, postings = journal_rows(loan_id, 0, day, [opening])
-    rows["journal_entries"] += entries
-    rows["postings"] += postings
+    loan = Loan(
+        id=plan.loan_id, borrower_id=plan.person.id, order_id=plan.order_id,
+        merchant=plan.merchant, item=plan.item, product_code=plan.product, terms=offer.terms,
+        policy=contract.policy, definition=contract.definition, cap=offer.cap, events=events,
+        status=LoanStatus.ACTIVE, outstanding_principal=int(plan.principal), dpd=0, version=0,
+        opened=plan.start, booked_through=plan.start, closed_through=None,
+        next_action_date=None, journal={},  # nothing booked yet: the opening entry books it all
+    )  # fmt: skip
+    opening = book(loan, [], day, memo=MEMO, accrual=MEMO, issued=opened, closing=True)
+    booked_at = tuple(_booked_at(event) for event in events)
+    return NewLoan(loan, opening, wire.quote(offer), opened, booked_at)
 
 
 def _booked_at(event: Event) -> datetime:
     by_hand = isinstance(event, Payment) and event.channel is Channel.MANUAL
     return datetime.combine(event.effective, _DAYTIME if by_hand else _NIGHT)
-
-
-def _move_sequences(session: Session) -> None:
-    """Ids were given here, past what PostgreSQL's id sequences handed out: the sequences are
-    moved past them, so the next checkout or new borrower gets a free id. (SQLite takes the
-    largest id plus one by itself.)"""
-    if session.get_bind().dialect.name != "postgresql":
-        return
-    for table in ("borrowers", "loans"):
-        session.execute(
-            text(f"SELECT setval(pg_get_serial_sequence('{table}', 'id'), max(id)) FROM {table}")
-        )

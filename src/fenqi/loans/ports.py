@@ -1,0 +1,197 @@
+"""The ports the services get and save loans through (the repository and unit-of-work
+patterns): ``Loans``, the loans' repository, and ``UnitOfWork``, one transaction with the loans
+and what else a servicing operation reads and writes. The store implements them on a database;
+the tests also on plain memory."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from datetime import date, datetime
+from typing import Any, NamedTuple, Protocol, TypeVar
+
+from fenqi.domain.money import Money
+from fenqi.domain.products import Product
+from fenqi.loans.aggregate import Loan
+from fenqi.loans.booking import Booking
+from fenqi.loans.methods import PaymentMethod
+from fenqi.services.ports import PaymentChannel
+
+T = TypeVar("T")
+Document = dict[str, Any]
+
+
+class StoredEvent(NamedTuple):
+    seq: int
+    kind: str
+    effective: date
+    booked_at: datetime
+    payload: Mapping[str, Any]
+
+
+class StoredEntry(NamedTuple):
+    entry_no: int
+    booked_date: date
+    memo: str
+    event_seq: int | None
+
+
+class StoredLine(NamedTuple):
+    entry_no: int
+    account: str
+    debit: int
+    credit: int
+
+
+class History(NamedTuple):
+    """A loan's events and journal as stored, oldest first, and the chart of accounts."""
+
+    events: list[StoredEvent]
+    entries: list[StoredEntry]
+    lines: list[StoredLine]
+    account_names: dict[str, str]
+
+
+class Borrower(NamedTuple):
+    """A borrower as the batch writes to her: her name and phone, and her default method."""
+
+    id: int
+    name: str
+    phone: str
+    default_method: PaymentMethod | None
+
+
+class AuditEntry(NamedTuple):
+    id: int
+    at: datetime
+    actor: str
+    action: str
+    target: str
+    reason: str
+    before: Document | None
+    after: Document | None
+
+
+class Loans(Protocol):
+    """The loans' repository: a loan read whole, and saved one booking at a time."""
+
+    def get(self, loan_id: int, *, for_update: bool = False) -> Loan:
+        """The loan with its events (``NotFoundError`` if there is none). A unit of work that
+        will write it asks ``for_update``: writers of one loan then take turns."""
+        ...
+
+    def read(self, loan_id: int, as_of: date) -> Loan:
+        """The loan for reading its state on ``as_of``, written with nothing: its events may be
+        only those after a checkpoint it starts from (``Loan.since``), never its history."""
+        ...
+
+    def add(self, loan: Loan, opening: Booking, consent: Document) -> None:
+        """Stores a new loan (giving it its id), its opening books, its order and what the
+        borrower consented to."""
+        ...
+
+    def save(self, loan: Loan, booking: Booking) -> None:
+        """Stores ``booking``; ``StaleError`` if the loan's version moved since it was read."""
+        ...
+
+    def ids(self) -> list[int]:
+        """Every loan, oldest first."""
+        ...
+
+    def ids_of(self, borrower_id: int) -> list[int]:
+        """A borrower's loans, oldest first (``NotFoundError`` if there is no such borrower)."""
+        ...
+
+    def borrower_of(self, loan_id: int) -> int:
+        """Whose the loan is (``NotFoundError`` if there is none)."""
+        ...
+
+    def for_order(self, order_id: str) -> int | None:
+        """The loan an order was made into, if any."""
+        ...
+
+    def consent(self, loan_id: int) -> Document | None:
+        """What the borrower was shown when she agreed to the loan."""
+        ...
+
+    def receipt(self, loan_id: int, seq: int) -> Document | None: ...
+
+    def receipts(self, loan_id: int) -> list[tuple[int, Document]]:
+        """The loan's receipts by their payment's number, oldest first."""
+        ...
+
+    def history(self, loan_id: int) -> History: ...
+
+    def books(self, loan_id: int) -> dict[str, int]:
+        """What the loan's accounts hold in its journal (debit minus credit)."""
+        ...
+
+
+class UnitOfWork(Protocol):
+    """One transaction: what it changes is kept when the work returns, and none of it when the
+    work raises."""
+
+    @property
+    def loans(self) -> Loans: ...
+
+    def channel(self) -> PaymentChannel:
+        """The payment channel, within this transaction."""
+        ...
+
+    def trial_balance(self) -> list[tuple[str, int, int]]:
+        """Each account's debits and credits over every posting, by account code."""
+        ...
+
+    def account_names(self) -> dict[str, str]:
+        """Each account's name in the chart of accounts, by its code."""
+        ...
+
+    def method(self, method_id: int) -> PaymentMethod | None: ...
+
+    def default_method(self, borrower_id: int) -> PaymentMethod | None:
+        """The borrower's active default method, if she has one."""
+        ...
+
+    def available_limit(self, borrower_id: int, *, lock: bool = False) -> Money:
+        """The borrower's credit limit less the principal her plans still hold (``lock``: her
+        row held for the rest of the unit of work); ``NotFoundError`` for no borrower."""
+        ...
+
+    def product(self, code: str) -> tuple[Product, Document]:
+        """A product and its defining table, or ``NotFoundError`` that lists what there is."""
+        ...
+
+    def products(self) -> dict[str, Document]:
+        """Every product's defining table, by code, in the order of their codes."""
+        ...
+
+    def keep_product(self, code: str, name: str, table: Document) -> Document | None:
+        """Adds a product, or replaces the one of that code; returns the table it replaced."""
+        ...
+
+    def audit_entries(self, target: str | None, limit: int) -> list[AuditEntry]:
+        """The latest entries of the audit log, newest first (only those about ``target``)."""
+        ...
+
+    def audit(self, actor: str, action: str, target: str, reason: str, *,
+              before: Document | None = None,
+              after: Document | None = None) -> None:  # fmt: skip
+        """Records who did what to which thing, why, and what it was before and after."""
+        ...
+
+    def hold(self, scope: str, key: str) -> bool:
+        """Holds an idempotency key for this unit of work: False when another unit of work
+        holds it now."""
+        ...
+
+    def recall(self, scope: str, key: str) -> tuple[str, Document] | None:
+        """The fingerprint and result stored with an idempotency key, if any."""
+        ...
+
+    def remember(self, scope: str, key: str, fingerprint: str, result: Document) -> None: ...
+
+
+class Units(Protocol):
+    """Where units of work run: ``work`` in one, again on fresh state when another writer got
+    there first (as far as the store can tell), its result returned."""
+
+    def __call__(self, work: Callable[[UnitOfWork], T]) -> T: ...

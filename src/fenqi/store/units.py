@@ -1,0 +1,237 @@
+"""The loans' repository and the unit of work on a database session (the ports in
+``fenqi.loans.ports``): rows are read and written here, and only values leave."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import date
+
+from sqlalchemy import func, select, text
+from sqlalchemy.orm import Session
+
+from fenqi.domain.money import Money
+from fenqi.domain.products import Product, parse_definition
+from fenqi.loans.aggregate import Loan
+from fenqi.loans.booking import Booking
+from fenqi.loans.methods import PaymentMethod
+from fenqi.loans.ports import AuditEntry, History, StoredEntry, StoredEvent, StoredLine
+from fenqi.services.errors import NotFoundError
+from fenqi.services.ports import PaymentChannel
+from fenqi.store.documents import Document
+from fenqi.store.loans import (
+    NewLoan,
+    account_names,
+    add_loan,
+    book_balances,
+    load_loan,
+    now,
+    read_loan,
+    save_bookings,
+)
+from fenqi.store.schema import (
+    AuditLogRow,
+    BorrowerRow,
+    ConsentRow,
+    IdempotencyKeyRow,
+    JournalEntryRow,
+    LoanEventRow,
+    LoanRow,
+    OrderRow,
+    PaymentMethodRow,
+    PostingRow,
+    ProductRow,
+    ReceiptRow,
+)
+
+
+def available_limit(session: Session, borrower_id: int, credit_limit: int) -> Money:
+    """The credit limit less the principal every plan still holds: repaid or refunded principal
+    is available again."""
+    query = select(func.coalesce(func.sum(LoanRow.outstanding_principal), 0))
+    held = int(session.scalar(query.where(LoanRow.borrower_id == borrower_id)) or 0)
+    return Money(max(credit_limit - held, 0))
+
+
+def product_named(session: Session, code: str) -> tuple[Product, Document]:
+    """A product and its defining table, or a refusal that lists what there is."""
+    row = session.get(ProductRow, code)
+    if row is None:
+        known = ", ".join(session.scalars(select(ProductRow.code).order_by(ProductRow.code)))
+        hint = (f"choose one of: {known}" if known else
+                "no products are loaded: fenqi product load [FILE] loads the shipped catalog or "
+                "another")  # fmt: skip
+        raise NotFoundError(f'unknown product "{code}"; {hint}')
+    return parse_definition(row.definition, code), row.definition
+
+
+def method_of(row: PaymentMethodRow) -> PaymentMethod:
+    return PaymentMethod(row.id, row.borrower_id, row.kind, row.masked_account, row.token_ref,
+                         row.is_default, row.status)  # fmt: skip
+
+
+@dataclass(frozen=True)
+class DatabaseLoans:
+    """The loans' repository in a session's transaction."""
+
+    session: Session
+
+    def get(self, loan_id: int, *, for_update: bool = False) -> Loan:
+        return load_loan(self.session, loan_id, for_update=for_update)
+
+    def read(self, loan_id: int, as_of: date) -> Loan:
+        return read_loan(self.session, loan_id, as_of)
+
+    def add(self, loan: Loan, opening: Booking, consent: Document) -> None:
+        add_loan(self.session, NewLoan(loan, opening, consent, now()))
+
+    def save(self, loan: Loan, booking: Booking) -> None:
+        save_bookings(self.session, [(loan, booking)])
+
+    def ids(self) -> list[int]:
+        return list(self.session.scalars(select(LoanRow.id).order_by(LoanRow.id)))
+
+    def ids_of(self, borrower_id: int) -> list[int]:
+        if self.session.get(BorrowerRow, borrower_id) is None:
+            raise NotFoundError(f"no borrower {borrower_id}")
+        query = select(LoanRow.id).where(LoanRow.borrower_id == borrower_id).order_by(LoanRow.id)
+        return list(self.session.scalars(query))
+
+    def borrower_of(self, loan_id: int) -> int:
+        owner = self.session.scalar(select(LoanRow.borrower_id).where(LoanRow.id == loan_id))
+        if owner is None:
+            raise NotFoundError(f"no loan {loan_id}")
+        return owner
+
+    def for_order(self, order_id: str) -> int | None:
+        existing = self.session.get(OrderRow, order_id)
+        return None if existing is None else existing.loan_id
+
+    def consent(self, loan_id: int) -> Document | None:
+        consent = self.session.get(ConsentRow, loan_id)
+        return None if consent is None else consent.shown
+
+    def receipt(self, loan_id: int, seq: int) -> Document | None:
+        row = self.session.get(ReceiptRow, (loan_id, seq))
+        return None if row is None else dict(row.payload)
+
+    def receipts(self, loan_id: int) -> list[tuple[int, Document]]:
+        query = (
+            select(ReceiptRow.seq, ReceiptRow.payload)
+            .where(ReceiptRow.loan_id == loan_id)
+            .order_by(ReceiptRow.seq)
+        )
+        return [(seq, payload) for seq, payload in self.session.execute(query)]
+
+    def history(self, loan_id: int) -> History:
+        session, event, entry, line = self.session, LoanEventRow, JournalEntryRow, PostingRow
+        events = select(event.seq, event.kind, event.effective, event.booked_at, event.payload)
+        entries = select(entry.entry_no, entry.booked_date, entry.memo, entry.event_seq)
+        lines = select(line.entry_no, line.account, line.debit, line.credit)
+        return History(
+            [StoredEvent(*row) for row in session.execute(
+                events.where(event.loan_id == loan_id).order_by(event.seq))],
+            [StoredEntry(*row) for row in session.execute(
+                entries.where(entry.loan_id == loan_id).order_by(entry.entry_no))],
+            [StoredLine(*row) for row in session.execute(
+                lines.where(line.loan_id == loan_id).order_by(line.entry_no, line.line_no))],
+            account_names(session),
+        )  # fmt: skip
+
+    def books(self, loan_id: int) -> dict[str, int]:
+        return book_balances(self.session, loan_id)
+
+
+class DatabaseUnitOfWork:
+    """One database transaction (``session``'s), with the payment channel built for it."""
+
+    def __init__(self, session: Session, channel: Callable[[Session], PaymentChannel]) -> None:
+        self.session = session
+        self.loans = DatabaseLoans(session)
+        self._channel = channel
+
+    def channel(self) -> PaymentChannel:
+        return self._channel(self.session)
+
+    def trial_balance(self) -> list[tuple[str, int, int]]:
+        query = (
+            select(PostingRow.account, func.sum(PostingRow.debit), func.sum(PostingRow.credit))
+            .group_by(PostingRow.account)
+            .order_by(PostingRow.account)
+        )
+        return [(account, int(debit), int(credit))
+                for account, debit, credit in self.session.execute(query)]  # fmt: skip
+
+    def account_names(self) -> dict[str, str]:
+        return account_names(self.session)
+
+    def method(self, method_id: int) -> PaymentMethod | None:
+        row = self.session.get(PaymentMethodRow, method_id)
+        return None if row is None else method_of(row)
+
+    def default_method(self, borrower_id: int) -> PaymentMethod | None:
+        query = select(PaymentMethodRow).where(
+            PaymentMethodRow.borrower_id == borrower_id,
+            PaymentMethodRow.status == "active",
+            PaymentMethodRow.is_default,
+        )
+        row = self.session.scalars(query.order_by(PaymentMethodRow.id)).first()
+        return None if row is None else method_of(row)
+
+    def available_limit(self, borrower_id: int, *, lock: bool = False) -> Money:
+        query = select(BorrowerRow.credit_limit).where(BorrowerRow.id == borrower_id)
+        limit = self.session.scalar(query.with_for_update() if lock else query)
+        if limit is None:
+            raise NotFoundError(f"no borrower {borrower_id}")
+        return available_limit(self.session, borrower_id, limit)
+
+    def product(self, code: str) -> tuple[Product, Document]:
+        return product_named(self.session, code)
+
+    def products(self) -> dict[str, Document]:
+        query = select(ProductRow.code, ProductRow.definition).order_by(ProductRow.code)
+        return dict(self.session.execute(query).tuples().all())
+
+    def keep_product(self, code: str, name: str, table: Document) -> Document | None:
+        row = self.session.get(ProductRow, code)
+        if row is None:
+            self.session.add(ProductRow(code=code, name=name, definition=table, loaded_at=now()))
+            return None
+        before = row.definition
+        row.name, row.definition, row.loaded_at = name, table, now()
+        return before
+
+    def audit_entries(self, target: str | None, limit: int) -> list[AuditEntry]:
+        query = select(AuditLogRow).order_by(AuditLogRow.id.desc()).limit(limit)
+        if target is not None:
+            query = query.where(AuditLogRow.target == target)
+        rows = self.session.scalars(query)
+        return [AuditEntry(row.id, row.at, row.actor, row.action, row.target, row.reason,
+                           row.before, row.after) for row in rows]  # fmt: skip
+
+    def audit(self, actor: str, action: str, target: str, reason: str, *,
+              before: Document | None = None, after: Document | None = None) -> None:  # fmt: skip
+        self.session.add(AuditLogRow(at=now(), actor=actor, action=action, target=target,
+                                     reason=reason, before=before, after=after))  # fmt: skip
+
+    def hold(self, scope: str, key: str) -> bool:
+        """On PostgreSQL, an advisory lock for the transaction; SQLite runs one writer at a
+        time, so a second request simply finds the first's result."""
+        if self.session.get_bind().dialect.name != "postgresql":
+            return True
+        held = self.session.scalar(
+            text("SELECT pg_try_advisory_xact_lock(hashtextextended(:name, 0))"),
+            {"name": f"{scope}\x1f{key}"},
+        )
+        return bool(held)
+
+    def recall(self, scope: str, key: str) -> tuple[str, Document] | None:
+        query = select(IdempotencyKeyRow).where(
+            IdempotencyKeyRow.scope == scope, IdempotencyKeyRow.key == key
+        )
+        seen = self.session.scalars(query).one_or_none()
+        return None if seen is None else (seen.fingerprint, seen.result)
+
+    def remember(self, scope: str, key: str, fingerprint: str, result: Document) -> None:
+        self.session.add(IdempotencyKeyRow(scope=scope, key=key, fingerprint=fingerprint,
+                                           result=result, created_at=now()))  # fmt: skip

@@ -1,0 +1,265 @@
+"""The loans' ports kept in plain memory: the services run on them as on a database, in a
+fraction of the time, for tests of what a service decides (not of how a store keeps it).
+
+A unit of work changes the world only if it returns: what it did is thrown away when it
+raises, as a rolled-back transaction's would be. Debits and payouts change balances held here.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime
+from typing import Any, NamedTuple, TypeVar
+
+from fenqi.catalog import shipped_catalog_text
+from fenqi.domain.ledger import Line
+from fenqi.domain.money import Money
+from fenqi.domain.products import Product, catalog_definitions, parse_definition
+from fenqi.loans.aggregate import Loan
+from fenqi.loans.booking import Booking, saved
+from fenqi.loans.methods import PaymentMethod
+from fenqi.loans.ports import AuditEntry, History, StoredEntry, StoredEvent, StoredLine, UnitOfWork
+from fenqi.services.context import Context
+from fenqi.services.errors import NotFoundError, StaleError
+from fenqi.services.ports import Debit
+from fenqi.store.documents import event_document
+
+T = TypeVar("T")
+Document = dict[str, Any]
+
+
+class _Booked(NamedTuple):
+    """A journal entry as kept: the day it was booked on, and the entry."""
+
+    day: date
+    lines: tuple[Line, ...]
+    memo: str
+    event_seq: int | None
+
+
+@dataclass
+class World:
+    """Everything the ports keep: what a database would hold."""
+
+    loans: dict[int, Loan] = field(default_factory=dict)
+    orders: dict[str, int] = field(default_factory=dict)
+    consents: dict[int, Document] = field(default_factory=dict)
+    receipts: dict[tuple[int, int], Document] = field(default_factory=dict)
+    journal: dict[int, list[tuple[int, _Booked]]] = field(default_factory=dict)  # numbered
+    booked_at: dict[tuple[int, int], datetime] = field(default_factory=dict)
+    limits: dict[int, Money] = field(default_factory=dict)  # credit limit by borrower
+    methods: dict[int, PaymentMethod] = field(default_factory=dict)
+    balances: dict[str, Money] = field(default_factory=dict)  # by token_ref
+    audit: list[Document] = field(default_factory=list)
+    keys: dict[tuple[str, str], tuple[str, Document]] = field(default_factory=dict)
+
+    def books(self, loan_id: int) -> dict[str, int]:
+        """What the loan's accounts hold in its journal (debit minus credit)."""
+        held: dict[str, int] = {}
+        for _, entry in self.journal.get(loan_id, []):
+            for line in entry.lines:
+                held[line.account] = held.get(line.account, 0) + line.debit - line.credit
+        return {account: total for account, total in held.items() if total}
+
+
+class MemoryChannel:
+    """Debits take from a balance (declined beyond it); payouts add to it."""
+
+    def __init__(self, world: World) -> None:
+        self.world = world
+
+    def debit(self, token_ref: str, amount: Money, idempotency_key: str) -> Debit:
+        held = self.world.balances.get(token_ref, Money(0))
+        if held < amount:
+            return Debit(f"mem:{idempotency_key}", declined=f"insufficient funds: {held}")
+        self.world.balances[token_ref] = Money(held - amount)
+        return Debit(f"mem:{idempotency_key}")
+
+    def pay_back(self, token_ref: str, amount: Money, idempotency_key: str) -> str:
+        self.world.balances[token_ref] = Money(self.world.balances.get(token_ref, 0) + amount)
+        return f"mem:{idempotency_key}"
+
+
+class MemoryLoans:
+    def __init__(self, world: World) -> None:
+        self.world = world
+
+    def get(self, loan_id: int, *, for_update: bool = False) -> Loan:
+        if loan_id not in self.world.loans:
+            raise NotFoundError(f"no loan {loan_id}")
+        return copy.deepcopy(self.world.loans[loan_id])
+
+    def read(self, loan_id: int, as_of: date) -> Loan:
+        return self.get(loan_id)  # kept whole in memory: nothing to start from but the first event
+
+    def add(self, loan: Loan, opening: Booking, consent: Document) -> None:
+        loan.id = max(self.world.loans, default=0) + 1
+        self.world.orders[loan.order_id] = loan.id
+        self.world.consents[loan.id] = consent
+        self._keep(loan, opening)
+
+    def save(self, loan: Loan, booking: Booking) -> None:
+        if self.world.loans[loan.id].version != booking.version:
+            raise StaleError(f"loan {loan.id} changed while this request was being worked out")
+        self._keep(loan, booking)
+
+    def _keep(self, loan: Loan, booking: Booking) -> None:
+        numbered = enumerate((_Booked(booking.day, *entry) for entry in booking.entries),
+                             start=2 * booking.version)  # fmt: skip
+        self.world.journal.setdefault(loan.id, []).extend(numbered)
+        for event in booking.events:
+            self.world.booked_at[loan.id, event.seq] = datetime.now(UTC)
+        for seq, receipt in booking.receipts:
+            self.world.receipts[loan.id, seq] = receipt
+        saved(loan, booking)
+        self.world.loans[loan.id] = copy.deepcopy(loan)
+
+    def ids(self) -> list[int]:
+        return sorted(self.world.loans)
+
+    def books(self, loan_id: int) -> dict[str, int]:
+        return self.world.books(loan_id)
+
+    def ids_of(self, borrower_id: int) -> list[int]:
+        if borrower_id not in self.world.limits:
+            raise NotFoundError(f"no borrower {borrower_id}")
+        return sorted(i for i, loan in self.world.loans.items() if loan.borrower_id == borrower_id)
+
+    def borrower_of(self, loan_id: int) -> int:
+        return self.get(loan_id).borrower_id
+
+    def for_order(self, order_id: str) -> int | None:
+        return self.world.orders.get(order_id)
+
+    def consent(self, loan_id: int) -> Document | None:
+        return self.world.consents.get(loan_id)
+
+    def receipt(self, loan_id: int, seq: int) -> Document | None:
+        return self.world.receipts.get((loan_id, seq))
+
+    def receipts(self, loan_id: int) -> list[tuple[int, Document]]:
+        return sorted((seq, doc) for (loan, seq), doc in self.world.receipts.items()
+                      if loan == loan_id)  # fmt: skip
+
+    def history(self, loan_id: int) -> History:
+        """Its events and journal; the chart of accounts is the database's, so lines name
+        their accounts by code."""
+        events = []
+        for event in self.get(loan_id).events:
+            kind, payload = event_document(event)
+            at = self.world.booked_at[loan_id, event.seq]
+            events.append(StoredEvent(event.seq, kind, event.effective, at, payload))
+        journal = self.world.journal.get(loan_id, [])
+        entries = [StoredEntry(number, entry.day, entry.memo, entry.event_seq)
+                   for number, entry in journal]  # fmt: skip
+        lines = [StoredLine(number, line.account, int(line.debit), int(line.credit))
+                 for number, entry in journal for line in entry.lines]  # fmt: skip
+        return History(events, entries, lines, {})
+
+
+class MemoryUnitOfWork:
+    def __init__(self, world: World, products: dict[str, tuple[Product, Document]]) -> None:
+        self.world = world
+        self.loans = MemoryLoans(world)
+        self.products_kept = products
+
+    def channel(self) -> MemoryChannel:
+        return MemoryChannel(self.world)
+
+    def trial_balance(self) -> list[tuple[str, int, int]]:
+        totals: dict[str, tuple[int, int]] = {}
+        for journal in self.world.journal.values():
+            for _, entry in journal:
+                for line in entry.lines:
+                    debit, credit = totals.get(line.account, (0, 0))
+                    totals[line.account] = (debit + line.debit, credit + line.credit)
+        return [(account, *totals[account]) for account in sorted(totals)]
+
+    def account_names(self) -> dict[str, str]:
+        return {}  # the chart of accounts is the database's: accounts go by their codes
+
+    def method(self, method_id: int) -> PaymentMethod | None:
+        return self.world.methods.get(method_id)
+
+    def default_method(self, borrower_id: int) -> PaymentMethod | None:
+        return next((m for m in self.world.methods.values() if m.borrower_id == borrower_id
+                     and m.is_default and m.status == "active"), None)  # fmt: skip
+
+    def available_limit(self, borrower_id: int, *, lock: bool = False) -> Money:
+        if borrower_id not in self.world.limits:
+            raise NotFoundError(f"no borrower {borrower_id}")
+        held = sum(loan.outstanding_principal for loan in self.world.loans.values()
+                   if loan.borrower_id == borrower_id)  # fmt: skip
+        return Money(max(self.world.limits[borrower_id] - held, 0))
+
+    def product(self, code: str) -> tuple[Product, Document]:
+        if code not in self.products_kept:
+            raise NotFoundError(f'unknown product "{code}"')
+        return self.products_kept[code]
+
+    def products(self) -> dict[str, Document]:
+        return {code: table for code, (_, table) in sorted(self.products_kept.items())}
+
+    def keep_product(self, code: str, name: str, table: Document) -> Document | None:
+        before = self.products_kept.get(code)
+        self.products_kept[code] = (parse_definition(table, code), table)
+        return None if before is None else before[1]
+
+    def audit_entries(self, target: str | None, limit: int) -> list[AuditEntry]:
+        entries = [AuditEntry(number, datetime.now(UTC), **entry)
+                   for number, entry in enumerate(self.world.audit, start=1)
+                   if target is None or entry["target"] == target]  # fmt: skip
+        return entries[::-1][:limit]
+
+    def audit(self, actor: str, action: str, target: str, reason: str, *,
+              before: Document | None = None, after: Document | None = None) -> None:  # fmt: skip
+        self.world.audit.append({"actor": actor, "action": action, "target": target,
+                                 "reason": reason, "before": before, "after": after})  # fmt: skip
+
+    def hold(self, scope: str, key: str) -> bool:
+        return True  # one unit of work at a time
+
+    def recall(self, scope: str, key: str) -> tuple[str, Document] | None:
+        return self.world.keys.get((scope, key))
+
+    def remember(self, scope: str, key: str, fingerprint: str, result: Document) -> None:
+        self.world.keys[scope, key] = (fingerprint, copy.deepcopy(result))
+
+
+class MemoryUnits:
+    """Runs units of work one at a time on ``world``, undoing one that raises."""
+
+    def __init__(self) -> None:
+        self.world = World()
+        self.products = dict(catalog_definitions(shipped_catalog_text()))
+
+    def __call__(self, work: Callable[[UnitOfWork], T]) -> T:
+        before = copy.deepcopy(self.world)
+        try:
+            return work(MemoryUnitOfWork(self.world, self.products))
+        except BaseException:
+            self.world = before
+            raise
+
+    def context(self, actor: str = "test") -> Context:
+        """A context whose units of work run here (it has no database)."""
+        return Context(None, _no_session, actor, units=self)  # type: ignore[arg-type]
+
+    def borrower(self, borrower_id: int, limit: str, *, card: str | None = None) -> int | None:
+        """A borrower with a credit ``limit``; with a funded default card holding ``card``."""
+        self.world.limits[borrower_id] = Money.parse(limit)
+        if card is None:
+            return None
+        method_id = len(self.world.methods) + 1
+        token = f"tok_{method_id}"
+        self.world.methods[method_id] = PaymentMethod(
+            method_id, borrower_id, "bank_card", f"6222 **** {method_id:04d}", token, True, "active"
+        )
+        self.world.balances[token] = Money.parse(card)
+        return method_id
+
+
+def _no_session(_session: object) -> Any:
+    raise AssertionError("an in-memory unit of work has no database session")

@@ -1,0 +1,199 @@
+"""The servicing operations on loans kept in memory (``tests.memory``): what each decides and
+books — events, journal, receipts, money moved, the audit log — without a database, in
+milliseconds. The same operations on SQLite and PostgreSQL are in tests/integration."""
+
+from datetime import date
+
+import pytest
+
+from fenqi.catalog import shipped_catalog_text
+from fenqi.domain.events import PrepayMode, WaiverKind
+from fenqi.domain.ledger import balances
+from fenqi.domain.money import Money
+from fenqi.services import audit, books, products, servicing
+from fenqi.services.context import Context, Replayed
+from fenqi.services.errors import DeclinedError, NotFoundError, RefusedError
+from tests.memory import MemoryUnits
+
+OPENED = date(2026, 1, 15)
+BORROWER = 7
+
+
+@pytest.fixture
+def units() -> MemoryUnits:
+    return MemoryUnits()
+
+
+def open_plan(units: MemoryUnits, card: str | None = "100000") -> tuple[Context, int, int | None]:
+    """A borrower (with a funded card, unless ``card`` is None) and a 12-month cash plan of
+    10,000 checked out on ``OPENED``."""
+    context = units.context()
+    method = units.borrower(BORROWER, "50000", card=card)
+    order = servicing.Order(BORROWER, "ORD-1", "华为商城", Money.parse("10000"), "cash", 12,
+                            OPENED)  # fmt: skip
+    return context, servicing.checkout(context, order)["id"], method
+
+
+def books_agree(units: MemoryUnits, loan_id: int) -> bool:
+    """The journal kept holds the loan's state on the day its books reach."""
+    loan = units.world.loans[loan_id]
+    expected = balances(loan.terms, loan.state_on(loan.booked_through))
+    return units.world.books(loan_id) == {k: int(v) for k, v in expected.items() if v}
+
+
+def test_checkout_books_the_disbursement_and_holds_the_limit(units: MemoryUnits) -> None:
+    context, loan_id, _ = open_plan(units)
+    loan = units.world.loans[loan_id]
+    assert (loan.version, loan.booked_through, loan.closed_through) == (1, OPENED, OPENED)
+    assert [entry.memo for _, entry in units.world.journal[loan_id]] == [
+        "disbursement to merchant 华为商城 for order ORD-1"
+    ]
+    assert books_agree(units, loan_id)
+    again = servicing.Order(BORROWER, "ORD-2", "京东", Money.parse("45000"), "cash", 12, OPENED)
+    with pytest.raises(RefusedError, match=r"over the available limit of 40000\.00"):
+        servicing.checkout(context, again)
+
+
+def test_a_payment_on_its_due_date_pays_the_installment_with_a_receipt(
+    units: MemoryUnits,
+) -> None:
+    context, loan_id, method = open_plan(units)
+    due = servicing.show_loan(context, loan_id, date(2026, 2, 15))["installments"][0]
+    paid = servicing.pay(context, loan_id, Money.parse(due["payment"]),
+                         servicing.Source(method_id=method), date(2026, 2, 15))  # fmt: skip
+    assert paid["id"] == f"P{loan_id}-1"
+    assert paid["method"]["id"] == method
+    assert paid["loan"]["amount_due"] == "0.00"
+    assert servicing.show_receipt(context, f"R{loan_id}-1")["amount"] == due["payment"]
+    assert units.world.balances["tok_1"] == Money.parse("100000") - Money.parse(due["payment"])
+    memos = [entry.memo for _, entry in units.world.journal[loan_id]]
+    assert memos[1:] == ["accrual to 2026-02-15", f"payment P{loan_id}-1"]
+    assert books_agree(units, loan_id)
+
+
+def test_a_declined_debit_changes_nothing(units: MemoryUnits) -> None:
+    context, loan_id, method = open_plan(units, card="1")
+    before = units.world.loans[loan_id]
+    with pytest.raises(DeclinedError, match="declined"):
+        servicing.pay(context, loan_id, Money.parse("500"), servicing.Source(method_id=method),
+                      date(2026, 2, 15))  # fmt: skip
+    assert units.world.loans[loan_id] == before
+    assert units.world.receipts == {}
+
+
+def test_a_payment_sent_again_with_its_key_is_replayed_and_moves_no_money(
+    units: MemoryUnits,
+) -> None:
+    context, loan_id, method = open_plan(units)
+    source = servicing.Source(method_id=method)
+    first = servicing.pay(context, loan_id, Money.parse("500"), source, date(2026, 2, 1),
+                          idempotency_key="k-1")  # fmt: skip
+    held = units.world.balances["tok_1"]
+    again = servicing.pay(context, loan_id, Money.parse("500"), source, date(2026, 2, 1),
+                          idempotency_key="k-1")  # fmt: skip
+    assert isinstance(again, Replayed)
+    assert again == first
+    assert units.world.balances["tok_1"] == held
+    assert units.world.loans[loan_id].next_seq == 2
+
+
+def test_a_full_prepayment_settles_the_plan_at_its_payoff_quote(units: MemoryUnits) -> None:
+    context, loan_id, _ = open_plan(units)
+    day = date(2026, 3, 1)
+    quoted = servicing.quote_payoff(context, loan_id, day)["amount"]
+    paid = servicing.prepay(context, loan_id, None, mode=PrepayMode.REDUCE_INSTALLMENT,
+                            source=servicing.Source(), day=day)  # fmt: skip
+    assert paid["amount"] == quoted
+    assert paid["kind"] == "prepayment"
+    assert paid["loan"]["status"] == "settled"
+    assert books_agree(units, loan_id)
+    with pytest.raises(RefusedError, match="nothing is owed"):
+        servicing.pay(context, loan_id, Money.parse("1"), servicing.Source(), day)
+
+
+def test_a_merchant_refund_pays_back_what_was_paid_beyond_the_repriced_plan(
+    units: MemoryUnits,
+) -> None:
+    context, loan_id, method = open_plan(units)
+    servicing.pay(context, loan_id, Money.parse("2000"), servicing.Source(method_id=method),
+                  date(2026, 2, 15))  # fmt: skip
+    held = units.world.balances["tok_1"]
+    refunded = servicing.refund(context, loan_id, Money.parse("10000"), date(2026, 2, 20))
+    assert refunded["loan"]["status"] == "cancelled"
+    paid_back = Money.parse(refunded["paid_back"])
+    assert paid_back > 0
+    assert [p["method_id"] for p in refunded["paid_to"]] == [method]
+    assert units.world.balances["tok_1"] == held + paid_back
+    assert units.world.audit[-1]["action"] == "loan.refund"
+    assert books_agree(units, loan_id)
+
+
+def test_a_waiver_forgives_penalty_owed_and_no_more(units: MemoryUnits) -> None:
+    context, loan_id, _ = open_plan(units, card=None)
+    day = date(2026, 3, 20)  # the first installment a month overdue
+    owed = servicing.show_loan(context, loan_id, day)["outstanding_penalty"]
+    assert Money.parse(owed) > 0
+    with pytest.raises(RefusedError, match=f"only {owed} of penalty is owed"):
+        servicing.waive(context, loan_id, WaiverKind.PENALTY, Money.parse(owed) + Money(1),
+                        reason="goodwill", day=day)  # fmt: skip
+    waived = servicing.waive(context, loan_id, WaiverKind.PENALTY, Money.parse(owed),
+                             reason="goodwill", day=day)  # fmt: skip
+    assert waived["loan"]["outstanding_penalty"] == "0.00"
+    assert units.world.audit[-1]["action"] == "waive.penalty"
+    assert books_agree(units, loan_id)
+
+
+def test_a_reversal_takes_the_payment_back_and_pays_it_back_to_its_card(
+    units: MemoryUnits,
+) -> None:
+    context, loan_id, method = open_plan(units)
+    paid = servicing.pay(context, loan_id, Money.parse("300"), servicing.Source(method_id=method),
+                         date(2026, 2, 1))  # fmt: skip
+    held = units.world.balances["tok_1"]
+    reversed_ = servicing.reverse(context, paid["payment_id"], "wrong loan", date(2026, 2, 3))
+    assert reversed_["paid_back"] == "300.00"
+    assert units.world.balances["tok_1"] == held + Money.parse("300")
+    assert [r["reversed"] for r in servicing.list_receipts(context, loan_id)] == [True]
+    with pytest.raises(RefusedError, match="already reversed"):
+        servicing.reverse(context, paid["payment_id"], "again", date(2026, 2, 3))
+    assert books_agree(units, loan_id)
+
+
+def test_an_unknown_loan_or_borrower_is_not_found(units: MemoryUnits) -> None:
+    context, _, _ = open_plan(units)
+    with pytest.raises(NotFoundError):
+        servicing.show_loan(context, 99, OPENED)
+    with pytest.raises(NotFoundError):
+        servicing.list_loans(context, 99, OPENED)
+    assert servicing.loan_owner(context, 1) == BORROWER
+    assert [entry["memo"] for entry in servicing.loan_history(context, 1)["entries"]] == [
+        "disbursement to merchant 华为商城 for order ORD-1"
+    ]
+
+
+def test_the_books_check_and_the_trial_balance_read_the_journal_kept(
+    units: MemoryUnits,
+) -> None:
+    context, loan_id, method = open_plan(units)
+    servicing.pay(context, loan_id, Money.parse("900"), servicing.Source(method_id=method),
+                  date(2026, 2, 20))  # fmt: skip
+    checked = books.check_books(context)
+    assert (checked["loans_checked"], checked["consistent"]) == (1, True)
+    assert books.trial_balance(context)["balanced"]
+    units.world.journal[loan_id].pop()  # a lost entry
+    assert [d["loan_id"] for d in books.check_books(context)["differences"]][:1] == [loan_id]
+
+
+def test_a_catalog_loaded_again_replaces_its_products_and_the_audit_log_says_so(
+    units: MemoryUnits,
+) -> None:
+    context = units.context(actor="ops")
+    codes = [product["code"] for product in products.list_products(context)]
+    assert codes == sorted(codes)
+    assert products.seed_products(context) == []  # the catalog is there already
+    loaded = products.load_catalog(context, shipped_catalog_text())
+    assert [product["code"] for product in loaded] == list(units.products)
+    entries = audit.audit_log(context, target=codes[0])
+    assert [(e["actor"], e["action"], e["before"] is not None) for e in entries] == [
+        ("ops", "product.load", True)
+    ]
