@@ -71,7 +71,7 @@ from fenqi.services.context import Context
 from fenqi.services.ports import Gateways
 from fenqi.services.withholding import order_id
 from fenqi.store.database import make_engine, upgrade
-from fenqi.store.loans import checkpoint_columns, load_loan
+from fenqi.store.loans import load_loan
 from fenqi.store.schema import (
     IdempotencyKeyRow,
     JournalEntryRow,
@@ -198,8 +198,9 @@ def capture(context: Context, loan: Loan) -> Template:
                    LoanRow.booked_through, LoanRow.next_action_date).where(LoanRow.id == loan.id)
         ).one()  # fmt: skip
     with Session(context.engine) as session:
-        record = load_loan(session, loan.id)
-        kept = checkpoint_columns(record.checkpoint_on(day))
+        checkpoint = load_loan(session, loan.id).checkpoint_on(day)
+        assert checkpoint is not None, "a loan paid on its second day keeps a checkpoint"
+        kept = {"checkpoint": checkpoint.document(), "checkpoint_seq": checkpoint.seq}
     return Template(event.kind, dict(event.payload), entry.memo,
                     [tuple(line) for line in postings], dict(receipt), key.fingerprint,
                     dict(key.result), {**row._asdict(), **kept})  # fmt: skip
