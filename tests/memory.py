@@ -91,6 +91,9 @@ class MemoryLoans:
             raise NotFoundError(f"no loan {loan_id}")
         return copy.deepcopy(self.world.loans[loan_id])
 
+    def read(self, loan_id: int, as_of: date) -> Loan:
+        return self.get(loan_id)  # kept whole in memory: nothing to start from but the first event
+
     def add(self, loan: Loan, opening: Booking, consent: Document) -> None:
         loan.id = max(self.world.loans, default=0) + 1
         self.world.orders[loan.order_id] = loan.id

@@ -53,7 +53,7 @@ class Booking:
     books: Balances  # what the loan's journal adds up to after
     next_action: date | None
     closed_through: date | None
-    checkpoint: Checkpoint | None  # where the next replay can start (kept by a closing only)
+    checkpoint: Checkpoint | None  # where the next replay, a read or the batch's, can start
     closes: bool  # the batch's close of a business day for the loan
 
 
@@ -65,9 +65,10 @@ def book(loan: Loan, new_events: Sequence[Event], day: date, *, memo: str, issue
     receipt stamped ``issued`` for each payment (``paid_with`` the method it came through).
 
     ``closing`` is the batch closing business day ``day``: the loan's watermark moves to it,
-    its next action date is worked out afresh from it, and its checkpoint is kept. Any other
-    write moves the next action date only earlier (the batch itself moves it on), and to that
-    very night if the batch has not closed ``day`` for the loan yet."""
+    its next action date is worked out afresh from it. Every booking keeps the loan's checkpoint
+    on its booking day (where the next read or closing starts). Any other write moves the next
+    action date only earlier (the batch itself moves it on), and to that very night if the
+    batch has not closed ``day`` for the loan yet."""
     terms, on = loan.terms, loan.booking_day(day)
     books_from = loan.journal
     if books_from is None:  # the journal holds the loan's state on the day its books reach
@@ -95,7 +96,7 @@ def book(loan: Loan, new_events: Sequence[Event], day: date, *, memo: str, issue
         books=books_after,
         next_action=_next_action(loan, after, day, on, closing=closing),
         closed_through=day if closing else loan.closed_through,
-        checkpoint=loan.checkpoint_on(on) if closing else None,
+        checkpoint=loan.checkpoint_on(on),
         closes=closing,
     )
 

@@ -79,6 +79,11 @@ class Loans(Protocol):
         will write it asks ``for_update``: writers of one loan then take turns."""
         ...
 
+    def read(self, loan_id: int, as_of: date) -> Loan:
+        """The loan for reading its state on ``as_of``, written with nothing: its events may be
+        only those after a checkpoint it starts from (``Loan.since``), never its history."""
+        ...
+
     def add(self, loan: Loan, opening: Booking, consent: Document) -> None:
         """Stores a new loan (giving it its id), its opening books, its order and what the
         borrower consented to."""

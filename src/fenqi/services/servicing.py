@@ -127,7 +127,7 @@ def show_loan(context: Context, loan_id: int, as_of: date) -> Document:
     and full cost), which is hers to see for as long as the plan lasts."""
 
     def show(unit: UnitOfWork) -> Document:
-        loan = unit.loans.get(loan_id)
+        loan = unit.loans.read(loan_id, as_of)
         return {**wire.loan(loan, loan.state_on(as_of)), "consent": unit.loans.consent(loan_id)}
 
     return transact(context, show)
@@ -135,7 +135,7 @@ def show_loan(context: Context, loan_id: int, as_of: date) -> Document:
 
 def list_loans(context: Context, borrower_id: int, as_of: date) -> list[Document]:
     def listing(unit: UnitOfWork) -> list[Document]:
-        loans = [unit.loans.get(loan_id) for loan_id in unit.loans.ids_of(borrower_id)]
+        loans = [unit.loans.read(loan_id, as_of) for loan_id in unit.loans.ids_of(borrower_id)]
         return [wire.loan_summary(loan, loan.state_on(as_of)) for loan in loans]
 
     return transact(context, listing)

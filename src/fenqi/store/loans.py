@@ -5,7 +5,9 @@ Every statement here is keyed by ``loan_id``, so on a distributed database each 
 shard. A writer reads the loan with its row locked (``load_loan(..., for_update=True)``), and
 every change to a loan, online or by the batch, one loan or a chunk of them, is written by
 ``save_bookings``, which refuses (``StaleError``) when another writer changed a loan since it
-was read: optimistic locking on ``loans.version``, a second guard behind the lock.
+was read: optimistic locking on ``loans.version``, a second guard behind the lock. Every write
+keeps the loan's fold on its booking day in the row (its checkpoint), so a reader
+(``read_loan``) replays only the events after it.
 """
 
 from __future__ import annotations
@@ -18,12 +20,12 @@ from functools import lru_cache
 from typing import NamedTuple
 
 from sqlalchemy import bindparam, func, insert, select, update
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, undefer
 
 from fenqi.clock import stamp
 from fenqi.domain.events import Event
 from fenqi.domain.ledger import Balances
-from fenqi.domain.loan import Checkpoint, LoanStatus
+from fenqi.domain.loan import Checkpoint, LoanStatus, resumable
 from fenqi.domain.products import Product, parse_definition
 from fenqi.domain.rates import Rate
 from fenqi.loans.aggregate import Loan
@@ -77,9 +79,38 @@ def load_loan(session: Session, loan_id: int, *, for_update: bool = False) -> Lo
                       populate_existing=True)  # fmt: skip
     if row is None:
         raise NotFoundError(f"no loan {loan_id}")
+    return loan_of(row, _events(session, loan_id))
+
+
+def read_loan(session: Session, loan_id: int, as_of: date) -> Loan:
+    """The loan for reading its state on ``as_of`` (no lock; nothing is written with it): from
+    the checkpoint its row keeps, with only the events recorded after it, when a replay to
+    ``as_of`` may start there (``resumable``: ``as_of`` is on or after the checkpoint's day, and
+    no later event reaches back before it or takes a payment back). Otherwise, for an earlier
+    day, a loan without a checkpoint or a correction reaching back, from its first event. Its
+    ``events`` are then only those after the checkpoint: enough for its state, not its
+    history."""
+    row = session.get(LoanRow, loan_id, options=[undefer(LoanRow.checkpoint)],
+                      populate_existing=True)  # fmt: skip
+    if row is None:
+        raise NotFoundError(f"no loan {loan_id}")
+    kept = Checkpoint.from_document(row.checkpoint)
+    if kept is not None and as_of >= kept.day:
+        later = _events(session, loan_id, after=kept.seq)
+        if resumable(kept, later, as_of):
+            return loan_of(row, later, since=kept)
+    return loan_of(row, _events(session, loan_id))
+
+
+def _events(session: Session, loan_id: int, after: int = 0) -> list[Event]:
+    """The loan's events numbered after ``after``, in the order they were recorded."""
     columns = (LoanEventRow.kind, LoanEventRow.seq, LoanEventRow.effective, LoanEventRow.payload)
-    query = select(*columns).where(LoanEventRow.loan_id == loan_id).order_by(LoanEventRow.seq)
-    return loan_of(row, [event_from(*event) for event in session.execute(query)])
+    query = (
+        select(*columns)
+        .where(LoanEventRow.loan_id == loan_id, LoanEventRow.seq > after)
+        .order_by(LoanEventRow.seq)
+    )
+    return [event_from(*event) for event in session.execute(query)]
 
 
 def policy_of(definition: Document) -> Product:
@@ -190,20 +221,19 @@ def save_bookings(session: Session, booked: Sequence[tuple[Loan, Booking]]) -> i
 
 
 def _summary(booking: Booking) -> Document:
-    """A loan row's columns after ``booking``: the closing of a business day also keeps the
-    batch's watermark and the checkpoint."""
-    state, version = booking.state, booking.version + 1
+    """A loan row's columns after ``booking``, its checkpoint among them; the closing of a
+    business day also keeps the batch's watermark."""
+    state, version, kept = booking.state, booking.version + 1, booking.checkpoint
     columns: Document = {
         "version": version, "status": state.status.value,
         "outstanding_principal": int(state.outstanding_principal), "dpd": state.dpd,
         "booked_through": booking.day, "next_action_date": booking.next_action,
         "journal_balances": {"version": version, "balances": dict(booking.books)},
+        "checkpoint": None if kept is None else kept.document(),
+        "checkpoint_seq": None if kept is None else kept.seq,
     }  # fmt: skip
     if booking.closes:
-        kept = booking.checkpoint
-        columns |= {"closed_through": booking.closed_through,
-                    "checkpoint": None if kept is None else kept.document(),
-                    "checkpoint_seq": None if kept is None else kept.seq}  # fmt: skip
+        columns["closed_through"] = booking.closed_through
     return columns
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import date
 
 from sqlalchemy import func, select, text
 from sqlalchemy.orm import Session
@@ -25,6 +26,7 @@ from fenqi.store.loans import (
     book_balances,
     load_loan,
     now,
+    read_loan,
     save_bookings,
 )
 from fenqi.store.schema import (
@@ -76,6 +78,9 @@ class DatabaseLoans:
 
     def get(self, loan_id: int, *, for_update: bool = False) -> Loan:
         return load_loan(self.session, loan_id, for_update=for_update)
+
+    def read(self, loan_id: int, as_of: date) -> Loan:
+        return read_loan(self.session, loan_id, as_of)
 
     def add(self, loan: Loan, opening: Booking, consent: Document) -> None:
         add_loan(self.session, NewLoan(loan, opening, consent, now()))

@@ -1,0 +1,138 @@
+"""A bill is read from the checkpoint the loan's last write kept in its row, replaying only the
+events recorded after it; for a day before the checkpoint's, it is read from the loan's first
+event, and so it is when an event recorded after the checkpoint reaches back before it (a
+backdated payment, a reversal: here, a checkpoint left as an earlier write kept it). Either way,
+for any history of payments, prepayments, merchant refunds and reversals, and any day, the plan
+read is the one a replay from the first event gives."""
+
+import itertools
+from collections.abc import Iterator
+from datetime import date, timedelta
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, given, note, settings
+from hypothesis import strategies as st
+from sqlalchemy import update
+from sqlalchemy.orm import Session
+
+from fenqi import wire
+from fenqi.channels.simulator import SimulatedChannel
+from fenqi.domain.events import PrepayMode
+from fenqi.domain.loan import Checkpoint, replay
+from fenqi.domain.money import Money
+from fenqi.services import borrowers, products, servicing
+from fenqi.services.context import Context
+from fenqi.services.errors import RefusedError
+from fenqi.store.database import make_engine, upgrade
+from fenqi.store.loans import load_loan, read_loan
+from fenqi.store.schema import LoanRow
+
+START = date(2026, 1, 10)
+HORIZON = 420  # days: past the last due date of a 12-period plan
+PHONES = itertools.count(13800000000)
+
+operations = st.lists(
+    st.tuples(
+        st.sampled_from(["pay", "pay", "pay", "prepay", "refund", "reverse"]),
+        st.integers(0, HORIZON),
+        st.integers(1, 4_000_00),
+    ),
+    min_size=1,
+    max_size=8,
+)
+
+
+@pytest.fixture(scope="module")
+def shop(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Context]:
+    folder: Path = tmp_path_factory.mktemp("read-from-checkpoint")
+    engine = make_engine(f"sqlite:///{folder / 'fenqi.sqlite3'}")
+    upgrade(engine)
+    context = Context(engine, SimulatedChannel, actor="test")
+    products.load_products(context)
+    yield context
+    engine.dispose()
+
+
+def apply(shop: Context, loan: int, operation: tuple[str, int, int], paid: list[str]) -> None:
+    """One operation on the loan; one the rules refuse (nothing owed, more than the payoff, a
+    day before the plan) changes nothing, which is as good a history as any."""
+    kind, offset, amount = operation
+    day, money = START + timedelta(days=offset), Money(amount)
+    by_hand = servicing.Source(manual=True)
+    try:
+        if kind == "pay":
+            paid.append(servicing.pay(shop, loan, money, by_hand, day)["id"])
+        elif kind == "prepay":
+            done = servicing.prepay(shop, loan, money, mode=PrepayMode.REDUCE_INSTALLMENT,
+                                    source=by_hand, day=day)  # fmt: skip
+            paid.append(done["id"])
+        elif kind == "refund":
+            servicing.refund(shop, loan, money, day)
+        elif paid:
+            servicing.reverse(shop, paid.pop(0), "taken twice", day, confirm=True)
+    except RefusedError:
+        pass
+
+
+def checkpoint_of(shop: Context, loan: int) -> dict[str, object] | None:
+    """The loan row's checkpoint columns, if it keeps one."""
+    with Session(shop.engine) as session:
+        row = session.get(LoanRow, loan)
+        assert row is not None
+        if row.checkpoint_seq is None:
+            return None
+        return {"checkpoint": row.checkpoint, "checkpoint_seq": row.checkpoint_seq}
+
+
+def replayed_from_the_first_event(shop: Context, loan: int, as_of: date) -> dict[str, object]:
+    with Session(shop.engine) as session:
+        record = load_loan(session, loan)
+        state = replay(record.terms, record.policy, record.events, as_of, record.cap)
+        return wire.loan(record, state)
+
+
+@settings(max_examples=25, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])  # fmt: skip
+@given(history=operations, stale_after=st.one_of(st.none(), st.integers(1, 8)),
+       days=st.lists(st.integers(-30, HORIZON + 60), min_size=1, max_size=3))  # fmt: skip
+def test_a_bill_read_from_the_checkpoint_is_the_bill_replayed_from_the_first_event(
+    shop: Context, history: list[tuple[str, int, int]], stale_after: int | None, days: list[int]
+) -> None:
+    """``stale_after``: the checkpoint kept after that many operations is put back at the end,
+    as if the later writes had left it as it was."""
+    who = borrowers.create_borrower(shop, "赵六", str(next(PHONES)), Money(10**9))
+    order = servicing.Order(who["id"], f"R{who['id']}", "m", Money(20_000_00), "cash", 12, START)
+    loan = servicing.checkout(shop, order)["id"]
+    paid: list[str] = []
+    kept = None
+    for done, operation in enumerate(history, start=1):
+        apply(shop, loan, operation, paid)
+        if done == stale_after:
+            kept = checkpoint_of(shop, loan)
+    if kept is not None:
+        with shop.engine.begin() as connection:
+            connection.execute(update(LoanRow).where(LoanRow.id == loan).values(**kept))
+    for offset in days:
+        as_of = START + timedelta(days=offset)
+        expected = replayed_from_the_first_event(shop, loan, as_of)
+        shown = servicing.show_loan(shop, loan, as_of)
+        assert {key: value for key, value in shown.items() if key != "consent"} == expected
+        listed = servicing.list_loans(shop, who["id"], as_of)
+        assert listed == [{k: v for k, v in expected.items() if k != "installments"}]
+
+    with Session(shop.engine) as session:
+        written = load_loan(session, loan)
+        kept_on, writes = written.booked_through, written.version - 1
+        row = session.get(LoanRow, loan)
+        assert row is not None
+        since = Checkpoint.from_document(row.checkpoint)
+        after = read_loan(session, loan, kept_on + timedelta(days=10))
+        before = None if since is None else read_loan(session, loan, since.day - timedelta(days=1))
+    note(f"{writes} writes after checkout, the last booked on {kept_on}; checkpoint {since}")
+    if writes and kept is None:  # the last write kept a checkpoint on its booking day
+        assert after.since is not None, "a day after the checkpoint's starts there"
+        assert after.since.day == kept_on
+        assert after.events == []
+    if before is not None:
+        assert before.since is None, "a day before the checkpoint is replayed from the first event"
