@@ -4,18 +4,16 @@ with a signed client of its API and of its admin endpoints."""
 import os
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-import httpx
-
 from fenqi.channels.gateway_http import HttpGateway, SignedClient, SimulatorControls
 from fenqi.channels.signing import Signer
 from fenqi.settings import DEV_GATEWAY_SECRET
 from tests.e2e.cli import free_port
+from tests.e2e.serving import wait_until_up
 
 SIGNER = Signer(DEV_GATEWAY_SECRET.encode())
 
@@ -43,15 +41,7 @@ def gateway_sim(where: Path, *, answer_seconds: float = 1.0) -> Iterator[Sim]:
             stdout=sink, stderr=sink, env=environment,
         )  # fmt: skip
     url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 30
-    while True:
-        assert process.poll() is None, log.read_text()
-        try:
-            httpx.get(f"{url}/healthz", timeout=1.0)
-            break
-        except httpx.HTTPError:
-            assert time.monotonic() < deadline, "the simulator did not start in 30 s"
-            time.sleep(0.1)
+    wait_until_up(process, url, log, seconds=30)
     client = SignedClient(url, SIGNER, answer_seconds=answer_seconds)
     try:
         yield Sim(url, process, HttpGateway(client), SimulatorControls(client))

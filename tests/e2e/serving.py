@@ -40,6 +40,22 @@ def serving(url: str) -> Iterator[str]:
         listening.close()
 
 
+def wait_until_up(
+    process: subprocess.Popen[bytes], base: str, log: Path, *, seconds: float
+) -> None:
+    """Waits for a server process started on ``base`` to answer ``/healthz``; its log tells
+    why when it stopped instead."""
+    deadline = time.monotonic() + seconds
+    while True:
+        assert process.poll() is None, log.read_text()
+        try:
+            httpx.get(f"{base}/healthz", timeout=1.0)
+            return
+        except httpx.HTTPError:
+            assert time.monotonic() < deadline, f"{base} did not start in {seconds:g} s"
+            time.sleep(0.1)
+
+
 @contextmanager
 def fenqi_serve(url: str, log: Path, **environment: str) -> Iterator[str]:
     """``fenqi serve`` on ``url``'s database on a free port, its log (stderr) written to ``log``
@@ -52,15 +68,7 @@ def fenqi_serve(url: str, log: Path, **environment: str) -> Iterator[str]:
         )  # fmt: skip
     base = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 60  # a loaded machine starts a server slowly
-        while True:
-            assert server.poll() is None, log.read_text()
-            try:
-                httpx.get(f"{base}/healthz", timeout=1.0)
-                break
-            except httpx.HTTPError:
-                assert time.monotonic() < deadline, "the server did not start in 60 s"
-                time.sleep(0.1)
+        wait_until_up(server, base, log, seconds=60)  # a loaded machine starts a server slowly
         yield base
     finally:
         server.terminate()
