@@ -51,6 +51,7 @@ from fenqi.services import access, borrowers, products, servicing
 from fenqi.services.access import Role
 from fenqi.services.context import Context
 from fenqi.store.database import make_engine, upgrade
+from fenqi.wire import present
 
 POSTGRES = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 
@@ -76,7 +77,7 @@ def prepare(url: str, loans: int, service_loans: int, age: int) -> tuple[str, li
         order = servicing.Order(
             who["id"], f"B-{number}", "m", Money.parse("10000"), "cash", 12, start
         )
-        plan = servicing.checkout(context, order)
+        plan = present(servicing.checkout(context, order))
         for bill in plan["installments"]:
             due = date.fromisoformat(bill["due_date"])
             if due < date.today():

@@ -52,6 +52,7 @@ from fenqi.services.context import Context
 from fenqi.store import schema
 from fenqi.store.database import make_engine, upgrade
 from fenqi.store.loans import event_row, load_loan, now
+from fenqi.wire import present
 
 START = date(2026, 6, 1)
 DEADLOCK = "40P01"  # PostgreSQL's deadlock_detected
@@ -353,7 +354,7 @@ def bench(url: str, loans: int, workers: int, sample: int) -> None:
     report_ratios(loans, one_day, catch_up, naive_busy, naive_any)
 
     began = time.perf_counter()
-    check = books.check_books(context)
+    check = present(books.check_books(context))
     print(f"books:      {'consistent' if check['consistent'] else 'INCONSISTENT'} over "
           f"{check['loans_checked']:,} loans ({time.perf_counter() - began:.1f} s)")  # fmt: skip
     engine.dispose()

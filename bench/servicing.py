@@ -80,6 +80,7 @@ from fenqi.store.schema import (
     PostingRow,
     ReceiptRow,
 )
+from fenqi.wire import present
 
 START = date(2026, 1, 15)
 POSTGRES = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
@@ -153,7 +154,7 @@ def make_loans(context: Context, count: int, sim: SimulatorControls | None) -> l
             sim.set_balance(token, Money(10**12))
         order = servicing.Order(who["id"], f"B{os.getpid()}-{number}-{time.time_ns()}", "m",
                                 Money(1_000_000), "cash", 24, START)  # fmt: skip
-        loan = servicing.checkout(context, order)["id"]
+        loan = present(servicing.checkout(context, order))["id"]
         made.append(Loan(loan, 1, 2, 1, card["id"], token))
     return made
 

@@ -9,6 +9,7 @@ from sqlalchemy import Engine, text
 from fenqi.domain.money import Money
 from fenqi.services import borrowers, servicing
 from fenqi.services.context import Context
+from fenqi.wire import present
 
 OPENED = date(2026, 1, 15)
 REMINDED = date(2026, 2, 12)  # the first day the batch has work on them: the reminder
@@ -62,5 +63,5 @@ def loans_with_work(shop: Context, count: int) -> list[int]:
                               sim_balance=Money.parse("20000"))  # fmt: skip
         order = servicing.Order(who["id"], f"F-{number}", "京东", Money.parse("6000"), "cash", 12,
                                 OPENED)  # fmt: skip
-        loans.append(int(servicing.checkout(shop, order)["id"]))
+        loans.append(int(present(servicing.checkout(shop, order))["id"]))
     return loans

@@ -21,6 +21,7 @@ from fenqi.loans.aggregate import Loan
 from fenqi.loans.booking import Booking, saved
 from fenqi.loans.methods import PaymentMethod
 from fenqi.loans.ports import AuditEntry, History, StoredEntry, StoredEvent, StoredLine, UnitOfWork
+from fenqi.loans.receipts import Receipt, parse_stored, stored
 from fenqi.services.context import Context
 from fenqi.services.errors import NotFoundError, StaleError
 from fenqi.services.ports import Debit
@@ -111,8 +112,8 @@ class MemoryLoans:
         self.world.journal.setdefault(loan.id, []).extend(numbered)
         for event in booking.events:
             self.world.booked_at[loan.id, event.seq] = datetime.now(UTC)
-        for seq, receipt in booking.receipts:
-            self.world.receipts[loan.id, seq] = receipt
+        for receipt in booking.receipts:
+            self.world.receipts[loan.id, receipt.seq] = stored(receipt)
         saved(loan, booking)
         self.world.loans[loan.id] = copy.deepcopy(loan)
 
@@ -136,12 +137,13 @@ class MemoryLoans:
     def consent(self, loan_id: int) -> Document | None:
         return self.world.consents.get(loan_id)
 
-    def receipt(self, loan_id: int, seq: int) -> Document | None:
-        return self.world.receipts.get((loan_id, seq))
+    def receipt(self, loan_id: int, seq: int) -> Receipt | None:
+        kept = self.world.receipts.get((loan_id, seq))
+        return None if kept is None else parse_stored(kept)
 
-    def receipts(self, loan_id: int) -> list[tuple[int, Document]]:
-        return sorted((seq, doc) for (loan, seq), doc in self.world.receipts.items()
-                      if loan == loan_id)  # fmt: skip
+    def receipts(self, loan_id: int) -> list[Receipt]:
+        return [parse_stored(kept) for (loan, _), kept in sorted(self.world.receipts.items())
+                if loan == loan_id]  # fmt: skip
 
     def history(self, loan_id: int) -> History:
         """Its events and journal; the chart of accounts is the database's, so lines name

@@ -1,24 +1,45 @@
-"""The wire format shared by ``--json`` and the HTTP API: money as "1234.56", rates as
-decimal-fraction strings with six decimals, dates ISO 8601."""
+"""The presenter: the one place that writes the services' typed values out as the documents
+``--json``, the HTTP API and the pages show: money as "1234.56", rates as decimal-fraction
+strings with six decimals, dates ISO 8601. ``present`` takes any answer a service gives.
+
+The documents' keys and their order are a contract (the API's response models in
+``fenqi.api.responses`` describe them, and clients read them): a change here is a change to it.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import date, datetime
-from typing import TYPE_CHECKING, Any, Protocol
+from functools import singledispatch
+from typing import Any, Protocol
 
 from fenqi.domain.corrections import Consequences
-from fenqi.domain.events import Payment, Prepayment
-from fenqi.domain.loan import Allocation, InstallmentState, LoanState, PayoffQuote
+from fenqi.domain.loan import InstallmentState, PayoffQuote
 from fenqi.domain.money import Money
-from fenqi.domain.products import Component, Product
+from fenqi.domain.products import Product
 from fenqi.domain.quote import Quote
 from fenqi.domain.rates import Rate, format_rate
 from fenqi.domain.schedule import Installment
+from fenqi.loans.ports import AuditEntry
+from fenqi.loans.receipts import MethodView, Receipt
+from fenqi.services.views import (
+    BookCheck,
+    BookDifference,
+    CreditPaidBack,
+    ListedReceipt,
+    LoanHistory,
+    LoanSummary,
+    LoanView,
+    PaymentTaken,
+    Payoff,
+    Payout,
+    Refunded,
+    Reversed,
+    TrialBalance,
+    Waived,
+)
 
-if TYPE_CHECKING:
-    from fenqi.loans.aggregate import Loan
-    from fenqi.loans.ports import History
+Document = dict[str, Any]
 
 
 # What the presenters below read of a stored thing (the store's rows, or values made from them).
@@ -90,31 +111,16 @@ class _CobJob(Protocol):
     def error(self) -> str | None: ...
 
 
-class _AuditEntry(Protocol):
-    @property
-    def id(self) -> int: ...
-    @property
-    def at(self) -> datetime: ...
-    @property
-    def actor(self) -> str: ...
-    @property
-    def action(self) -> str: ...
-    @property
-    def target(self) -> str: ...
-    @property
-    def reason(self) -> str: ...
-    @property
-    def before(self) -> dict[str, Any] | None: ...
-    @property
-    def after(self) -> dict[str, Any] | None: ...
-
-
 def money(amount: Money) -> str:
     return str(amount)
 
 
 def rate(value: Rate) -> str:
     return format_rate(value, 6)
+
+
+def _day(value: date | None) -> str | None:
+    return None if value is None else value.isoformat()
 
 
 def _bill(row: Installment | InstallmentState) -> dict[str, Any]:
@@ -220,37 +226,38 @@ def loan_installment(row: InstallmentState) -> dict[str, Any]:
     }
 
 
-def loan_summary(record: Loan, state: LoanState) -> dict[str, Any]:
+def loan_summary(view: LoanSummary) -> dict[str, Any]:
     return {
-        "id": record.id,
-        "borrower_id": record.borrower_id,
-        "order_id": record.order_id,
-        "merchant": record.merchant,
-        "item": record.item,
-        "product": record.product_code,
-        "principal": money(record.terms.principal),
-        "periods": record.terms.periods,
-        "method": record.terms.method.value,
-        "start": record.terms.start.isoformat(),
-        "as_of": state.as_of.isoformat(),
-        "status": state.status.value,
-        "dpd": state.dpd,
-        "bucket": state.bucket,
-        "outstanding_principal": money(state.outstanding_principal),
-        "outstanding_interest": money(state.outstanding_interest),
-        "outstanding_fee": money(state.outstanding_fee),
-        "outstanding_penalty": money(state.outstanding_penalty),
-        "credit_balance": money(state.credit_balance),
-        "amount_due": money(state.amount_due),
-        "written_off_on": None if state.write_off is None else state.write_off.day.isoformat(),
-        "recovered": money(state.recovered),
+        "id": view.id,
+        "borrower_id": view.borrower_id,
+        "order_id": view.order_id,
+        "merchant": view.merchant,
+        "item": view.item,
+        "product": view.product,
+        "principal": money(view.principal),
+        "periods": view.periods,
+        "method": view.method.value,
+        "start": view.start.isoformat(),
+        "as_of": view.as_of.isoformat(),
+        "status": view.status.value,
+        "dpd": view.dpd,
+        "bucket": view.bucket,
+        "outstanding_principal": money(view.outstanding_principal),
+        "outstanding_interest": money(view.outstanding_interest),
+        "outstanding_fee": money(view.outstanding_fee),
+        "outstanding_penalty": money(view.outstanding_penalty),
+        "credit_balance": money(view.credit_balance),
+        "amount_due": money(view.amount_due),
+        "written_off_on": _day(view.written_off_on),
+        "recovered": money(view.recovered),
     }
 
 
-def loan(record: Loan, state: LoanState) -> dict[str, Any]:
+def loan(view: LoanView) -> dict[str, Any]:
     return {
-        **loan_summary(record, state),
-        "installments": [loan_installment(row) for row in state.installments],
+        **loan_summary(view.summary),
+        "installments": [loan_installment(row) for row in view.installments],
+        "consent": view.consent,
     }
 
 
@@ -267,10 +274,11 @@ def consequences(effect: Consequences) -> dict[str, Any]:
     }
 
 
-def payoff(loan_id: int, offer: PayoffQuote) -> dict[str, Any]:
+def payoff(view: Payoff) -> dict[str, Any]:
+    offer: PayoffQuote = view.quote
     parts = offer.breakdown
     return {
-        "loan_id": loan_id,
+        "loan_id": view.loan_id,
         "date": offer.day.isoformat(),
         "amount": money(offer.amount),
         "principal": money(parts.principal),
@@ -283,71 +291,121 @@ def payoff(loan_id: int, offer: PayoffQuote) -> dict[str, Any]:
     }
 
 
-def receipt(
-    record: Loan,
-    state: LoanState,
-    event: Payment | Prepayment,
-    paid_with: _Method | None,
-    issued: datetime,
-) -> dict[str, Any]:
-    """A numbered receipt (凭证): what was paid, how it was applied, what is left."""
-    loan_id, seq = record.id, event.seq
-    allocation = state.allocations.get(seq, Allocation((), Money(0)))
+def paid_with(shown: MethodView) -> dict[str, Any]:
     return {
-        "id": f"R{loan_id}-{seq}",
-        "receipt_id": f"R{loan_id}-{seq}",
-        "payment_id": f"P{loan_id}-{seq}",
-        "kind": "prepayment" if isinstance(event, Prepayment) else "payment",
-        "loan_id": loan_id,
-        "order_id": record.order_id,
-        "merchant": record.merchant,
-        "item": record.item,
-        "date": event.effective.isoformat(),
-        "amount": money(event.amount),
-        "channel": event.channel.value,
-        "method": None if paid_with is None else method(paid_with),
-        "principal": money(allocation.total(Component.PRINCIPAL)),
-        "interest": money(allocation.total(Component.INTEREST)),
-        "fee": money(allocation.total(Component.FEE)),
-        "penalty": money(allocation.total(Component.PENALTY)),
-        "to_credit": money(allocation.to_credit),
-        "allocation": [
-            {"period": part.period, "component": part.component.value, "amount": money(part.amount)}
-            for part in allocation.applied
-        ],
-        "outstanding_principal": money(state.outstanding_principal),
-        "issued_at": issued.isoformat(),
+        "id": shown.id,
+        "borrower_id": shown.borrower_id,
+        "kind": shown.kind,
+        "masked_account": shown.masked_account,
+        "default": shown.default,
+        "status": shown.status,
     }
 
 
-def trial_balance(rows: list[tuple[str, int, int]], names: dict[str, str]) -> dict[str, Any]:
-    total_debit, total_credit = sum(row[1] for row in rows), sum(row[2] for row in rows)
+def receipt(issued: Receipt) -> dict[str, Any]:
+    """A numbered receipt (凭证): what was paid, how it was applied, what is left."""
+    return {
+        "id": issued.receipt_id,
+        "receipt_id": issued.receipt_id,
+        "payment_id": issued.payment_id,
+        "kind": issued.kind,
+        "loan_id": issued.loan_id,
+        "order_id": issued.order_id,
+        "merchant": issued.merchant,
+        "item": issued.item,
+        "date": issued.date.isoformat(),
+        "amount": money(issued.amount),
+        "channel": issued.channel.value,
+        "method": None if issued.method is None else paid_with(issued.method),
+        "principal": money(issued.principal),
+        "interest": money(issued.interest),
+        "fee": money(issued.fee),
+        "penalty": money(issued.penalty),
+        "to_credit": money(issued.to_credit),
+        "allocation": [
+            {"period": part.period, "component": part.component.value, "amount": money(part.amount)}
+            for part in issued.allocation
+        ],
+        "outstanding_principal": money(issued.outstanding_principal),
+        "issued_at": issued.issued_at.isoformat(),
+    }
+
+
+def listed_receipt(listed: ListedReceipt) -> dict[str, Any]:
+    return {**receipt(listed.receipt), "reversed": listed.reversed}
+
+
+def payment_taken(taken: PaymentTaken) -> dict[str, Any]:
+    """A payment's answer: its receipt under the payment's id, and the plan after it."""
+    return {**receipt(taken.receipt), "id": taken.receipt.payment_id,
+            "loan": loan_summary(taken.loan)}  # fmt: skip
+
+
+def payout(paid: Payout) -> dict[str, Any]:
+    return {"id": paid.id, "channel": paid.channel.value, "method_id": paid.method_id,
+            "account": paid.account, "amount": money(paid.amount)}  # fmt: skip
+
+
+def refunded(done: Refunded) -> dict[str, Any]:
+    return {"id": done.id, "loan_id": done.loan_id, "amount": money(done.amount),
+            "paid_back": money(done.paid_back),
+            "channel": None if done.channel is None else done.channel.value,
+            "paid_to": [payout(paid) for paid in done.paid_to], "date": done.date.isoformat(),
+            "loan": loan_summary(done.loan)}  # fmt: skip
+
+
+def credit_paid_back(done: CreditPaidBack) -> dict[str, Any]:
+    return {"id": done.paid_to[0].id, "loan_id": done.loan_id, "amount": money(done.amount),
+            "date": done.date.isoformat(), "paid_to": [payout(paid) for paid in done.paid_to],
+            "loan": loan_summary(done.loan)}  # fmt: skip
+
+
+def reversed_payment(done: Reversed) -> dict[str, Any]:
+    return {"id": done.id, "payment_id": done.payment_id, "loan_id": done.loan_id,
+            "amount": money(done.amount), "paid_back": money(done.paid_back),
+            "reason": done.reason, "date": done.date.isoformat(),
+            "consequences": consequences(done.consequences),
+            "loan": loan_summary(done.loan)}  # fmt: skip
+
+
+def waived(done: Waived) -> dict[str, Any]:
+    return {"id": done.id, "loan_id": done.loan_id, "what": done.what.value,
+            "amount": money(done.amount), "reason": done.reason, "date": done.date.isoformat(),
+            "loan": loan_summary(done.loan)}  # fmt: skip
+
+
+def trial_balance(report: TrialBalance) -> dict[str, Any]:
+    total_debit, total_credit = report.total_debit, report.total_credit
     return {
         "accounts": [
             {
-                "account": account,
-                "name": names.get(account, account),
-                "debit": money(Money(debit)),
-                "credit": money(Money(credit)),
-                "balance": money(Money(debit - credit)),
+                "account": row.account,
+                "name": row.name,
+                "debit": money(row.debit),
+                "credit": money(row.credit),
+                "balance": money(Money(row.debit - row.credit)),
             }
-            for account, debit, credit in rows
+            for row in report.accounts
         ],
-        "total_debit": money(Money(total_debit)),
-        "total_credit": money(Money(total_credit)),
+        "total_debit": money(total_debit),
+        "total_credit": money(total_credit),
         "balanced": total_debit == total_credit,
     }
 
 
-def difference(
-    loan_id: int, account: str, booked: dict[str, int], expected: dict[str, int]
-) -> dict[str, Any]:
+def difference(found: BookDifference) -> dict[str, Any]:
     return {
-        "loan_id": loan_id,
-        "account": account,
-        "booked": money(Money(booked.get(account, 0))),
-        "replayed": money(Money(expected.get(account, 0))),
+        "loan_id": found.loan_id,
+        "account": found.account,
+        "booked": money(found.booked),
+        "replayed": money(found.replayed),
     }
+
+
+def book_check(report: BookCheck) -> dict[str, Any]:
+    return {"loans_checked": report.loans_checked,
+            "differences": [difference(found) for found in report.differences],
+            "consistent": not report.differences}  # fmt: skip
 
 
 def cob_run(row: _CobRun, chunks: Mapping[str, int] | None = None) -> dict[str, Any]:
@@ -432,8 +490,9 @@ def _payload(stored: Mapping[str, Any]) -> dict[str, Any]:
             for name, value in stored.items()}  # fmt: skip
 
 
-def history(loan_id: int, stored: History) -> dict[str, Any]:
+def history(view: LoanHistory) -> dict[str, Any]:
     """A loan's events and journal; each line names its account from the chart of accounts."""
+    loan_id, stored = view.loan_id, view.stored
     names = stored.account_names
     by_entry: dict[int, list[dict[str, Any]]] = {}
     for line in stored.lines:
@@ -461,7 +520,7 @@ def history(loan_id: int, stored: History) -> dict[str, Any]:
     }  # fmt: skip
 
 
-def audit_entry(row: _AuditEntry) -> dict[str, Any]:
+def audit_entry(row: AuditEntry) -> dict[str, Any]:
     return {
         "id": row.id,
         "at": row.at.isoformat(),
@@ -472,3 +531,49 @@ def audit_entry(row: _AuditEntry) -> dict[str, Any]:
         "before": row.before,
         "after": row.after,
     }
+
+
+# -- any answer -----------------------------------------------------------------------------------
+
+
+@singledispatch
+def present(answer: object) -> Any:
+    """The document for a service's answer: a typed value by its presenter above, a list item
+    by item. A document (``dict``) is given as it is: a replayed idempotent answer (the first
+    one, as it was sent), and the answers of the services that still build their documents
+    themselves (the batch's reports, sign-in, borrowers and methods)."""
+    raise TypeError(f"no presenter for {type(answer).__name__}")
+
+
+@present.register
+def _document(answer: dict) -> Any:  # type: ignore[type-arg]
+    return answer
+
+
+@present.register
+def _listed(answer: list) -> Any:  # type: ignore[type-arg]
+    return [present(item) for item in answer]
+
+
+_PRESENTERS: Sequence[tuple[type[Any], Any]] = (
+    (Quote, quote), (Product, product), (LoanSummary, loan_summary), (LoanView, loan),
+    (Payoff, payoff), (Receipt, receipt), (ListedReceipt, listed_receipt),
+    (PaymentTaken, payment_taken), (Refunded, refunded), (CreditPaidBack, credit_paid_back),
+    (Reversed, reversed_payment), (Waived, waived), (LoanHistory, history),
+    (TrialBalance, trial_balance), (BookCheck, book_check), (AuditEntry, audit_entry),
+)  # fmt: skip
+for _kind, _presenter in _PRESENTERS:
+    present.register(_kind, _presenter)
+
+
+def document(answer: object) -> Document:
+    """``present`` for an answer that is one document."""
+    shown = present(answer)
+    if not isinstance(shown, dict):
+        raise TypeError(f"{type(answer).__name__} is presented as a list, not one document")
+    return shown
+
+
+def documents(answer: Sequence[object]) -> list[Document]:
+    """``present`` for an answer that is a list of documents."""
+    return [document(item) for item in answer]

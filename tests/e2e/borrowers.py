@@ -15,6 +15,7 @@ from fenqi.domain.money import Money
 from fenqi.services import borrowers, servicing
 from fenqi.services.context import Context
 from fenqi.store.schema import SimAccountRow, SmsSentRow
+from fenqi.wire import present
 
 CARD = "6222020000001234567"
 MASKED_CARD = "622202*********4567"
@@ -39,13 +40,13 @@ def open_plan(context: Context, phone: str, order: str, *, due_days_ago: int = 1
                                  sim_balance=Money.parse(balance))  # fmt: skip
     order_ = servicing.Order(who["id"], order, "华为商城", Money.parse("10000"), "cash", 12,
                              add_months(third_due, -3), item="华为 Mate 70")  # fmt: skip
-    made = servicing.checkout(context, order_)
+    made = present(servicing.checkout(context, order_))
     return Plan(who["id"], card["id"], made["id"], order, made["consent"])
 
 
 def pay_on_time(context: Context, plan: Plan, periods: int) -> None:
     """Pays the first ``periods`` bills in full on their due dates, from her card."""
-    bills = servicing.show_loan(context, plan.loan_id, today())["installments"]
+    bills = present(servicing.show_loan(context, plan.loan_id, today()))["installments"]
     for bill in bills[:periods]:
         servicing.pay(context, plan.loan_id, Money.parse(bill["payment"]), servicing.Source(),
                       date.fromisoformat(bill["due_date"]))  # fmt: skip

@@ -29,6 +29,7 @@ from fenqi.services.access import Role
 from fenqi.services.context import Context
 from fenqi.settings import SettingError
 from fenqi.web.words import WORDS
+from fenqi.wire import present
 from tests.e2e.cli import free_port
 from tests.e2e.serving import fenqi_serve
 
@@ -48,7 +49,7 @@ def open_loan(engine: Engine) -> int:
     who = borrowers.create_borrower(context, "李雷", "13800000001", Money.parse("50000"))
     order = servicing.Order(who["id"], "F-1", "m", Money.parse("1000"), "cash", 12,
                             date(2026, 1, 15))  # fmt: skip
-    return int(servicing.checkout(context, order)["id"])
+    return int(present(servicing.checkout(context, order))["id"])
 
 
 def exchange(connection: HTTPConnection, method: str, path: str, **options: Any) -> Any:

@@ -23,6 +23,7 @@ from fenqi.domain.money import Money
 from fenqi.services import borrowers, products, servicing
 from fenqi.services.context import Context
 from fenqi.store.schema import SignInCodeRow
+from fenqi.wire import present
 from tests.e2e.borrowers import MASKED_CARD, Plan, money_held, open_plan, sign_in_code
 
 HER, OTHER = "13900000001", "13900000002"
@@ -81,10 +82,10 @@ class Home:
         return self.client.post(path, data=data, follow_redirects=False)
 
     def loan(self, plan: Plan) -> dict[str, Any]:
-        return servicing.show_loan(self.context, plan.loan_id, today())
+        return present(servicing.show_loan(self.context, plan.loan_id, today()))
 
     def events(self, plan: Plan) -> int:
-        return len(servicing.loan_history(self.context, plan.loan_id)["events"])
+        return len(present(servicing.loan_history(self.context, plan.loan_id))["events"])
 
 
 def sign_in(client: TestClient, engine: Engine, phone: str) -> None:
@@ -180,7 +181,7 @@ def test_her_plan_shows_bills_overdue_in_red_what_is_due_and_the_payoff(home: Ho
     assert pay["amount"] == loan["amount_due"]
     assert pay["method"] == str(home.mine.method_id)
     assert MASKED_CARD in page.text
-    quote = servicing.quote_payoff(home.context, home.mine.loan_id, today())
+    quote = present(servicing.quote_payoff(home.context, home.mine.loan_id, today()))
     for part in ("amount", "principal", "interest", "penalty", "valid_through"):
         assert quote[part] in page.text.replace("¥", "").replace(",", ""), part
     assert quote["credit_applied"] == "0.00"
@@ -204,8 +205,8 @@ def test_another_borrowers_plan_is_not_found_like_a_missing_one(home: Home) -> N
         grab = home.post(f"{other}/{action}", {**form, "method": str(home.other.method_id)})
         assert grab.status_code == 404
         assert grab.text == answers[1].text
-    theirs = servicing.pay(home.context, home.other.loan_id, Money.parse("100"), servicing.Source(),
-                           today())  # fmt: skip
+    theirs = present(servicing.pay(home.context, home.other.loan_id, Money.parse("100"), servicing.Source(),
+                           today()))  # fmt: skip
     peek = home.page(f"/me/receipts/{theirs['receipt_id']}")
     assert peek.status_code == 404
     assert "TM-SECRET-OTHER" not in peek.text
@@ -261,7 +262,7 @@ def test_refusals_show_on_the_page_and_change_nothing(home: Home) -> None:
     assert "请填写正确的金额" in bad.text
     zero = home.post(f"{path}/pay", {**form, "amount": "0"})
     assert zero.status_code == 422
-    payoff = servicing.quote_payoff(home.context, home.mine.loan_id, today())["amount"]
+    payoff = present(servicing.quote_payoff(home.context, home.mine.loan_id, today()))["amount"]
     beyond = home.post(f"{path}/pay", {**form, "amount": "30000"})
     assert beyond.status_code == 422  # more than pays the plan off: never hers to overpay
     assert f"最多可付{payoff}元" in beyond.text
@@ -278,7 +279,7 @@ def test_refusals_show_on_the_page_and_change_nothing(home: Home) -> None:
 
 def test_she_pays_the_plan_off_and_it_is_settled(home: Home) -> None:
     path = f"/me/loans/{home.mine.loan_id}"
-    quote = servicing.quote_payoff(home.context, home.mine.loan_id, today())
+    quote = present(servicing.quote_payoff(home.context, home.mine.loan_id, today()))
     held = money_held(home.engine)
     done = home.post(f"{path}/payoff", home.form(path, "payoff"))
     assert done.status_code == 303
@@ -342,7 +343,7 @@ def paying_ahead(engine: Engine, database_url: str,
                                  sim_balance=Money.parse("20000"))  # fmt: skip
     order = servicing.Order(who["id"], "JD-AHEAD", "华为商城", Money.parse("1000"), "cash", 3,
                             date(2026, 2, 20))  # fmt: skip
-    loan = servicing.checkout(context, order)
+    loan = present(servicing.checkout(context, order))
     mine = Plan(who["id"], card["id"], loan["id"], "JD-AHEAD", loan["consent"])
     with TestClient(create_app(database_url)) as client:
         sign_in(client, engine, HER)
@@ -440,7 +441,7 @@ def test_the_common_refusals_are_said_in_her_language(home: Home) -> None:
     her zh-CN page in Chinese, with the amounts, and in English on the English page; no English
     sentence of the service's shows on the Chinese page."""
     path = f"/me/loans/{home.mine.loan_id}"
-    payoff = servicing.quote_payoff(home.context, home.mine.loan_id, today())["amount"]
+    payoff = present(servicing.quote_payoff(home.context, home.mine.loan_id, today()))["amount"]
     form = home.form(path, "pay")
     borrowers.fund_method(home.context, home.mine.method_id, Money.parse("500"))
     said = {

@@ -20,6 +20,7 @@ from fenqi.clock import today
 from fenqi.services import products, servicing
 from fenqi.services.context import Context
 from fenqi.store.database import make_engine, upgrade
+from fenqi.wire import present
 from tests.e2e.borrowers import MASKED_CARD, Plan, open_plan, pay_on_time, sign_in_code
 from tests.e2e.serving import serving
 
@@ -87,13 +88,13 @@ def shot(page: Page, name: str) -> None:
 
 
 def test_she_pays_a_bill_then_pays_the_plan_off_on_her_phone(server: Server, phone: Page) -> None:
-    loan = servicing.show_loan(server.context, server.plan.loan_id, today())
+    loan = present(servicing.show_loan(server.context, server.plan.loan_id, today()))
     assert loan["installments"][2]["status"] == "overdue"
     signs_in(phone, server)
     pays_the_overdue_bill(phone, server, loan)
     pays_the_plan_off(phone, server)
     looks_around(phone, server)
-    assert servicing.show_loan(server.context, server.plan.loan_id, today())["status"] == (
+    assert present(servicing.show_loan(server.context, server.plan.loan_id, today()))["status"] == (
         "settled"
     )
 
@@ -141,7 +142,7 @@ def pays_the_overdue_bill(phone: Page, server: Server, loan: dict[str, Any]) -> 
 
 
 def pays_the_plan_off(phone: Page, server: Server) -> None:
-    quote = servicing.quote_payoff(server.context, server.plan.loan_id, today())
+    quote = present(servicing.quote_payoff(server.context, server.plan.loan_id, today()))
     payoff = phone.locator("#payoff")
     expect(payoff).to_contain_text(f"¥{Decimal(quote['amount']):,}")
     payoff.screenshot(path=SHOTS / "07-payoff-quote.png")

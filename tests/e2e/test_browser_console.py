@@ -20,6 +20,7 @@ from fenqi.services import access, borrowers, products, servicing
 from fenqi.services.access import Role
 from fenqi.services.context import Context
 from fenqi.store.database import make_engine, upgrade
+from fenqi.wire import present
 from tests.e2e.serving import serving
 
 CHROMIUM = "/usr/bin/chromium"
@@ -53,8 +54,8 @@ def prepare(url: str) -> tuple[int, str]:
     began = today() - timedelta(days=80)  # the server's day: China's
     order = servicing.Order(who["id"], "TM-2026-0815", "天猫", Money.parse("6000"), "cash", 12,
                             began)  # fmt: skip
-    loan = servicing.checkout(context, order)["id"]
-    penalty = servicing.show_loan(context, loan, today())["outstanding_penalty"]
+    loan = present(servicing.checkout(context, order))["id"]
+    penalty = present(servicing.show_loan(context, loan, today()))["outstanding_penalty"]
     engine.dispose()
     assert Money(0) < Money.parse(penalty) <= access.AGENT_WAIVER_LIMIT, penalty
     return loan, penalty

@@ -14,6 +14,7 @@ from fenqi.cli import app, serve
 from fenqi.services import access, audit
 from fenqi.services.context import Context
 from fenqi.store.database import make_engine
+from fenqi.wire import present
 from tests.e2e.cli import Initialised, fenqi, refused
 
 PASSWORD = "a long password"
@@ -95,7 +96,7 @@ def test_operators_are_listed_and_disabled(url: str) -> None:
     assert table.code == 0, table.err
     assert "disabled" in table.out
     with services(url) as context:
-        logged = [entry["action"] for entry in audit.audit_log(context, "user:agent")]
+        logged = [entry["action"] for entry in present(audit.audit_log(context, "user:agent"))]
     assert logged == ["user.disable", "user.create"]
 
 
@@ -118,7 +119,7 @@ def test_api_keys_are_listed_without_secrets_and_revoked(url: str) -> None:
     with services(url) as context:
         with pytest.raises(access.UnauthenticatedError):
             access.principal_for_key(context, first["api_key"])
-        logged = [entry["action"] for entry in audit.audit_log(context, "user:agent")]
+        logged = [entry["action"] for entry in present(audit.audit_log(context, "user:agent"))]
     assert logged[:2] == ["apikey.revoke", "apikey.create"]
     refused(fenqi("apikey", "revoke", first["key_id"], "--db", url), "already revoked")
     refused(fenqi("apikey", "revoke", "nosuchkey", "--db", url), "no API key nosuchkey")

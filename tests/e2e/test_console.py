@@ -30,6 +30,7 @@ from fenqi.services.context import Context
 from fenqi.store.schema import SmsSentRow
 from fenqi.web.pages import beijing
 from fenqi.web.words import WORDS
+from fenqi.wire import present
 from tests.batch_faults import MESSAGE, allow_closing, refuse_to_close
 
 PASSWORD = "a long password"
@@ -61,8 +62,8 @@ class Desk:
 
     def books(self) -> tuple[Any, ...]:
         """Everything a form could move: the plan's events and journal, and the audit log."""
-        history = servicing.loan_history(self.context, self.loan)
-        return history["events"], history["entries"], audit.audit_log(self.context)
+        history = present(servicing.loan_history(self.context, self.loan))
+        return history["events"], history["entries"], present(audit.audit_log(self.context))
 
 
 @pytest.fixture
@@ -79,7 +80,7 @@ def desk(engine: Engine, database_url: str, monkeypatch: pytest.MonkeyPatch) -> 
                           sim_balance=Money.parse("1000"))  # fmt: skip
     order = servicing.Order(who["id"], ORDER, "华为商城", Money.parse("10000"), "cash", 12,
                             date(2026, 1, 15))  # fmt: skip
-    loan = servicing.checkout(context, order)["id"]
+    loan = present(servicing.checkout(context, order))["id"]
     servicing.pay(context, loan, Money.parse("888.49"), servicing.Source(), date(2026, 2, 15))
     app = create_app(database_url)
     with TestClient(app):  # runs the app's startup once
@@ -176,7 +177,7 @@ def test_the_loan_page_shows_installments_events_and_journal_lines(desk: Desk) -
     assert "3.98" in page
     assert "44.42" in page
     assert re.search(r"<td>还款</td>\s*<td>2026-02-15</td>", page)
-    history = servicing.loan_history(desk.context, desk.loan)
+    history = present(servicing.loan_history(desk.context, desk.loan))
     for entry in history["entries"]:
         assert entry["memo"] in page
         for line in entry["lines"]:
@@ -193,7 +194,7 @@ def test_the_loan_page_shows_installments_events_and_journal_lines(desk: Desk) -
 def test_a_payoff_quote_is_for_anyone(desk: Desk) -> None:
     client = desk.client("viewer")
     page = client.get(f"/console/loans/{desk.loan}?as_of={OVERDUE}&payoff=2026-04-30").text
-    quoted = servicing.quote_payoff(desk.context, desk.loan, date(2026, 4, 30))
+    quoted = present(servicing.quote_payoff(desk.context, desk.loan, date(2026, 4, 30)))
     assert f"2026-04-30 结清需还 {quoted['amount']} 元" in page
 
 
@@ -227,7 +228,7 @@ def test_an_agent_takes_a_payment_once_however_often_the_form_is_sent(desk: Desk
     assert "已收款 936.89 元" in paid.text
     again = agent.post(f"/console/loans/{desk.loan}/payments", data=by_hand)
     assert "此表单已提交过" in again.text
-    events = servicing.loan_history(desk.context, desk.loan)["events"]
+    events = present(servicing.loan_history(desk.context, desk.loan))["events"]
     assert [(event["kind"], event["payload"]["channel"]) for event in events] == [
         ("payment", "bank_card"), ("payment", "manual")
     ]  # fmt: skip
@@ -246,9 +247,9 @@ def test_an_agent_waives_within_the_limit_but_not_beyond_it(desk: Desk) -> None:
     within = agent.post(f"/console/loans/{desk.loan}/waivers", data={**fields, "amount": "3.98"})
     assert within.status_code == 200, alert(within.text)
     assert "已减免 3.98 元" in within.text
-    shown = servicing.show_loan(desk.context, desk.loan, date(2026, 3, 25))
+    shown = present(servicing.show_loan(desk.context, desk.loan, date(2026, 3, 25)))
     assert shown["outstanding_penalty"] == "0.00"
-    entry = audit.audit_log(desk.context, f"loan:{desk.loan}")[0]
+    entry = present(audit.audit_log(desk.context, f"loan:{desk.loan}"))[0]
     assert (entry["actor"], entry["action"], entry["reason"]) == (
         "agent",
         "waive.penalty",
@@ -271,7 +272,9 @@ def test_only_an_admin_sees_and_can_use_reversal(desk: Desk) -> None:
     assert done.status_code == 200, alert(done.text)
     assert f"已冲正 P{desk.loan}-1" in done.text
     assert "没有可冲正的还款" in done.text  # the one payment is taken back: nothing left to offer
-    assert audit.audit_log(desk.context, f"P{desk.loan}-1")[0]["action"] == "payment.reverse"
+    assert (
+        present(audit.audit_log(desk.context, f"P{desk.loan}-1"))[0]["action"] == "payment.reverse"
+    )
 
 
 @pytest.mark.parametrize("token", [None, "", "not-the-session-token"])
@@ -382,7 +385,7 @@ def test_a_payment_beyond_the_payoff_needs_an_admins_approval(desk: Desk) -> Non
     agent, admin = desk.client("agent"), desk.client("admin")
     assert 'name="allow_overpayment"' not in desk.loan_page(agent)
     assert 'name="allow_overpayment"' in desk.loan_page(admin)
-    payoff = servicing.quote_payoff(desk.context, desk.loan, date(2026, 3, 25))["amount"]
+    payoff = present(servicing.quote_payoff(desk.context, desk.loan, date(2026, 3, 25)))["amount"]
     fields = {**form(desk.loan_page(agent), "pay"), "amount": "50000", "on": OVERDUE,
               "source": "manual"}  # fmt: skip
     before = desk.books()
@@ -399,7 +402,7 @@ def test_a_payment_beyond_the_payoff_needs_an_admins_approval(desk: Desk) -> Non
     taken = admin.post(f"/console/loans/{desk.loan}/payments", data=fields)
     assert taken.status_code == 200, alert(taken.text)
     assert "已收款 50000.00 元" in taken.text
-    entry = audit.audit_log(desk.context, f"loan:{desk.loan}")
+    entry = present(audit.audit_log(desk.context, f"loan:{desk.loan}"))
     assert ("admin", "payment.overpayment") in [(e["actor"], e["action"]) for e in entry]
 
 
@@ -453,7 +456,7 @@ def test_a_reversal_that_makes_the_plan_overdue_is_shown_with_its_consequences_t
     done = admin.post(f"/console/loans/{desk.loan}/reversals", data=confirm)
     assert done.status_code == 200, alert(done.text)
     assert f"已冲正 P{desk.loan}-1" in done.text
-    assert servicing.show_loan(desk.context, desk.loan, date(2026, 2, 20))["dpd"] == 5
+    assert present(servicing.show_loan(desk.context, desk.loan, date(2026, 2, 20)))["dpd"] == 5
 
 
 # English a zh-CN page may show: ids, account masks and dates are not sentences.
@@ -471,11 +474,11 @@ def test_an_events_details_are_words_and_absent_ones_are_left_out(desk: Desk) ->
     and leaves the method out, never "manual" or Python's None; yes or no and a prepayment's
     mode are words too."""
     day = date(2026, 3, 25)
-    payoff = Money.parse(servicing.quote_payoff(desk.context, desk.loan, day)["amount"])
+    payoff = Money.parse(present(servicing.quote_payoff(desk.context, desk.loan, day))["amount"])
     servicing.prepay(desk.context, desk.loan, payoff + Money.parse("300"),
                      mode=PrepayMode.REDUCE_INSTALLMENT, source=servicing.Source(manual=True),
                      day=day, overpayment=access.OverpaymentApproval("admin"))  # fmt: skip
-    back = servicing.refund_credit(desk.context, desk.loan, None, day)
+    back = present(servicing.refund_credit(desk.context, desk.loan, None, day))
     assert [(to["channel"], to["method_id"]) for to in back["paid_to"]] == [("manual", None)]
     for lang in ("zh-CN", "en"):
         client = desk.client("viewer")

@@ -33,6 +33,7 @@ from fenqi.services.access import Role
 from fenqi.services.context import Context
 from fenqi.store.database import make_engine, upgrade
 from fenqi.store.schema import LoanEventRow, PaymentMethodRow, SimAccountRow
+from fenqi.wire import present
 from tests.e2e.serving import fenqi_serve
 from tests.private_postgres import PrivatePostgres, private_postgres
 
@@ -79,7 +80,7 @@ def open_shop(server: PrivatePostgres) -> Shop:
                                      sim_balance=BALANCE)  # fmt: skip
         order = servicing.Order(who["id"], f"LF-{number}", "华为商城", Money.parse("10000"),
                                 "cash", 12, date(2026, 1, 15))  # fmt: skip
-        loans.append(servicing.checkout(context, order)["id"])
+        loans.append(present(servicing.checkout(context, order))["id"])
         methods[loans[-1]] = card["id"]
         secrets += [name, phone, account]
     return Shop(server.url, engine, agent, admin, loans, methods, secrets)
@@ -303,8 +304,8 @@ def check_store(shop: Shop, payments: dict[str, Answer], reversals: set[str]) ->
                         if id_.startswith(f"P{loan}-") and id_ not in reversals)  # fmt: skip
             assert Money(held) == BALANCE - taken
     context = Context(shop.engine, SimulatedChannel)
-    assert books.trial_balance(context)["balanced"]
-    assert books.check_books(context)["consistent"]
+    assert present(books.trial_balance(context))["balanced"]
+    assert present(books.check_books(context))["consistent"]
 
 
 def test_a_frozen_database_is_a_503_in_seconds_and_readyz_answers_within_one(

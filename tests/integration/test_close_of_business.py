@@ -19,6 +19,7 @@ from fenqi.services import books, borrowers, products, servicing
 from fenqi.services import close_of_business as cob
 from fenqi.services.context import Context
 from fenqi.store.schema import BucketMoveRow, CobRunRow, LoanEventRow, LoanRow, SmsOutboxRow
+from fenqi.wire import present
 from tests.batch_faults import MESSAGE, allow_closing, loans_with_work, refuse_to_close
 
 
@@ -36,7 +37,7 @@ def short_card_loan(shop: Context, balance: str = "100") -> int:
                           sim_balance=Money.parse(balance))  # fmt: skip
     order = servicing.Order(who["id"], "JD-9", "京东", Money.parse("10000"), "cash", 12,
                             date(2026, 1, 15))  # fmt: skip
-    return int(servicing.checkout(shop, order)["id"])
+    return int(present(servicing.checkout(shop, order))["id"])
 
 
 def close_days(shop: Context, first: date, last: date) -> list[dict[str, object]]:
@@ -44,8 +45,8 @@ def close_days(shop: Context, first: date, last: date) -> list[dict[str, object]
     results = []
     for day in days:
         results.append(cob.close(shop, day, chunk_size=7))
-        assert books.check_books(shop)["consistent"], day
-        assert books.trial_balance(shop)["balanced"], day
+        assert present(books.check_books(shop))["consistent"], day
+        assert present(books.trial_balance(shop))["balanced"], day
     return results
 
 
@@ -76,7 +77,7 @@ def test_a_short_card_fails_its_debits_falls_overdue_and_is_brought_current(
         ("debit_failed", date(2026, 2, 17)),
         ("debit_failed", date(2026, 2, 18)),
     ]
-    in_grace = servicing.show_loan(shop, loan, date(2026, 2, 18))
+    in_grace = present(servicing.show_loan(shop, loan, date(2026, 2, 18)))
     assert (in_grace["dpd"], in_grace["bucket"], in_grace["outstanding_penalty"]) == (
         0,
         "M0",
@@ -91,7 +92,7 @@ def test_a_short_card_fails_its_debits_falls_overdue_and_is_brought_current(
     ]:
         close_days(shop, closed + timedelta(days=1), day)
         closed = day
-        shown = servicing.show_loan(shop, loan, day)
+        shown = present(servicing.show_loan(shop, loan, day))
         assert (shown["dpd"], shown["bucket"], shown["outstanding_penalty"]) == (dpd, "M1", penalty)
         assert shown["outstanding_fee"] == "44.42"  # the late fee, once
     assert [kind for kind, _, _ in events(engine, loan)].count("debit_failed") == 4  # no more
@@ -109,10 +110,10 @@ def test_a_short_card_fails_its_debits_falls_overdue_and_is_brought_current(
         )
     assert [tuple(move) for move in moves] == [(date(2026, 2, 19), "M1")]
 
-    due = servicing.show_loan(shop, loan, date(2026, 2, 26))["amount_due"]
+    due = present(servicing.show_loan(shop, loan, date(2026, 2, 26)))["amount_due"]
     servicing.pay(shop, loan, Money.parse(due), servicing.Source(manual=True), date(2026, 2, 26))
     close_days(shop, date(2026, 2, 26), date(2026, 2, 27))
-    current = servicing.show_loan(shop, loan, date(2026, 2, 27))
+    current = present(servicing.show_loan(shop, loan, date(2026, 2, 27)))
     assert (current["status"], current["dpd"], current["bucket"]) == ("active", 0, "M0")
     with Session(engine) as session:
         row = session.get(LoanRow, loan)
@@ -123,10 +124,14 @@ def test_a_short_card_fails_its_debits_falls_overdue_and_is_brought_current(
 def test_a_rerun_of_a_closed_day_changes_nothing(shop: Context, engine: Engine) -> None:
     loan = short_card_loan(shop)
     close_days(shop, date(2026, 2, 12), date(2026, 2, 20))
-    before = (events(engine, loan), outbox(engine, loan), books.trial_balance(shop))
+    before = (events(engine, loan), outbox(engine, loan), present(books.trial_balance(shop)))
     again = cob.close(shop, date(2026, 2, 20))
     assert again["loans"] == 0
-    assert (events(engine, loan), outbox(engine, loan), books.trial_balance(shop)) == before
+    assert (
+        events(engine, loan),
+        outbox(engine, loan),
+        present(books.trial_balance(shop)),
+    ) == before
 
 
 def test_a_loan_180_days_past_due_is_written_off_and_a_later_payment_is_a_recovery(
@@ -135,7 +140,7 @@ def test_a_loan_180_days_past_due_is_written_off_and_a_later_payment_is_a_recove
     loan = short_card_loan(shop, balance="0")
     results = close_days(shop, date(2026, 2, 12), date(2026, 8, 14))
     assert sum(int(str(result["write_offs"])) for result in results) == 1
-    written = servicing.show_loan(shop, loan, date(2026, 8, 14))
+    written = present(servicing.show_loan(shop, loan, date(2026, 8, 14)))
     assert (written["status"], written["written_off_on"]) == ("written_off", "2026-08-14")
     kind, day, payload = events(engine, loan)[-1]  # recorded by the run of that day
     assert (kind, day, payload) == ("write_off", date(2026, 8, 14),
@@ -145,10 +150,10 @@ def test_a_loan_180_days_past_due_is_written_off_and_a_later_payment_is_a_recove
         assert row is not None
         assert row.next_action_date is None  # nothing more for the batch
     servicing.pay(shop, loan, Money.parse("500"), servicing.Source(manual=True), date(2026, 9, 1))
-    accounts = {line["account"]: line for line in books.trial_balance(shop)["accounts"]}
+    accounts = {line["account"]: line for line in present(books.trial_balance(shop))["accounts"]}
     assert accounts["recoveries"]["credit"] == "500.00"
     assert Money.parse(accounts["write_off_expense"]["debit"]) > Money.parse("10000")
-    assert books.check_books(shop)["consistent"]
+    assert present(books.check_books(shop))["consistent"]
 
 
 # -- which days the batch closes ------------------------------------------------------------------
@@ -222,9 +227,9 @@ def test_closing_a_day_catches_up_the_days_loans_are_behind_one_by_one(
     assert [stage for _, stage in outbox(engine, loan)] == [
         "reminder", "due", "overdue-1", "overdue-3", "overdue-7"
     ]  # fmt: skip
-    shown = servicing.show_loan(shop, loan, date(2026, 2, 25))
+    shown = present(servicing.show_loan(shop, loan, date(2026, 2, 25)))
     assert (shown["dpd"], shown["outstanding_penalty"]) == (10, "3.94")  # as day by day
-    assert books.check_books(shop)["consistent"]
+    assert present(books.check_books(shop))["consistent"]
 
 
 def test_only_loans_with_work_on_a_day_not_closed_are_behind(shop: Context, engine: Engine) -> None:
@@ -244,7 +249,7 @@ def test_only_loans_with_work_on_a_day_not_closed_are_behind(shop: Context, engi
 def test_a_rerun_that_closes_nothing_records_no_run(shop: Context, engine: Engine) -> None:
     short_card_loan(shop)
     cob.close(shop, date(2026, 2, 20))
-    runs, before = run_count(engine), books.trial_balance(shop)
+    runs, before = run_count(engine), present(books.trial_balance(shop))
     for again in (
         cob.close(shop, date(2026, 2, 20)),
         *cob.close_through(shop, date(2026, 2, 20)),
@@ -253,7 +258,7 @@ def test_a_rerun_that_closes_nothing_records_no_run(shop: Context, engine: Engin
         assert (again["status"], again["id"], again["loans"]) == ("nothing_to_do", None, 0)
         assert "nothing to do" in again["detail"]
     assert cob.start_run(shop, date(2026, 2, 20)) is None
-    assert (run_count(engine), books.trial_balance(shop)) == (runs, before)
+    assert (run_count(engine), present(books.trial_balance(shop))) == (runs, before)
 
 
 # -- a batch whose chunks fail --------------------------------------------------------------------
@@ -296,7 +301,7 @@ def test_a_chunk_that_fails_fails_the_run_with_its_error_and_a_rerun_completes_i
     assert (completed["chunks_done"], completed["chunks_failed"], completed["loans"]) == (3, 0, 3)
     assert watermark(engine, loans[1]) == date(2026, 2, 12)
     assert run_count(engine) == 1
-    assert books.check_books(shop)["consistent"]
+    assert present(books.check_books(shop))["consistent"]
     # Every chunk is done, with no error, and says how many tries it took: the failed one the
     # three that raised in each of the two runs that stopped at it, and the one that did it.
     chunks = cob.run_report(shop, failed["id"])["chunks"]

@@ -19,6 +19,7 @@ from fenqi.services import close_of_business as cob
 from fenqi.services.context import Context
 from fenqi.store.database import make_engine, upgrade
 from fenqi.store.schema import LoanEventRow, LoanRow
+from fenqi.wire import present
 from tests.batch_writes import snapshot
 
 START = date(2026, 3, 1)
@@ -44,7 +45,7 @@ def desk_work(shop: Context, day: date) -> None:
         ).first()
     assert loans, "the seeded portfolio has overdue loans"
     assert settled is not None, "the seeded portfolio has plans settled long ago"
-    paid = [servicing.pay(shop, loan, Money.parse("300"), servicing.Source(manual=True), day)
+    paid = [present(servicing.pay(shop, loan, Money.parse("300"), servicing.Source(manual=True), day))
             for loan in loans]  # fmt: skip
     servicing.reverse(shop, str(paid[0]["payment_id"]), "taken twice", day)
     servicing.reverse(shop, f"P{settled[0]}-{settled[1]}", "recalled", day, confirm=True)
@@ -62,7 +63,7 @@ def close_days(path: Path, *, checkpoints: bool) -> dict[str, object]:
         if k == DESK_DAY:
             desk_work(shop, day)
         cob.close(shop, day, chunk_size=16)
-    assert books.check_books(shop)["consistent"]
+    assert present(books.check_books(shop))["consistent"]
     written = snapshot(engine, checkpoints=False)
     engine.dispose()
     return written

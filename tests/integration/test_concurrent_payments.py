@@ -19,6 +19,7 @@ from fenqi.services.context import Context
 from fenqi.services.errors import ConflictError, InFlightError, RefusedError
 from fenqi.services.servicing import OverpaymentError
 from fenqi.store.schema import LoanEventRow
+from fenqi.wire import present
 
 CLIENTS = 8
 LOANS = 3
@@ -37,7 +38,7 @@ def test_concurrent_payments_apply_each_key_exactly_once(engine: Engine) -> None
         )
         for n in range(LOANS)
     ]
-    loans = [servicing.checkout(context, order)["id"] for order in orders]
+    loans = [present(servicing.checkout(context, order))["id"] for order in orders]
     requests = [(loan, f"key-{loan}-{k}") for loan in loans for k in range(KEYS_PER_LOAN)] * 2
 
     def send(request: tuple[int, str]) -> str:
@@ -50,8 +51,8 @@ def test_concurrent_payments_apply_each_key_exactly_once(engine: Engine) -> None
                 time.sleep(0.01)
 
     def attempt(loan: int, key: str) -> str:
-        paid = servicing.pay(context, loan, Money.parse("100"), servicing.Source(manual=True),
-                             date(2026, 2, 15), idempotency_key=key)  # fmt: skip
+        paid = present(servicing.pay(context, loan, Money.parse("100"), servicing.Source(manual=True),
+                             date(2026, 2, 15), idempotency_key=key))  # fmt: skip
         return str(paid["payment_id"])
 
     with ThreadPoolExecutor(CLIENTS) as clients:
@@ -62,12 +63,12 @@ def test_concurrent_payments_apply_each_key_exactly_once(engine: Engine) -> None
         stored = session.scalar(select(func.count()).select_from(LoanEventRow))
     assert stored == LOANS * KEYS_PER_LOAN
     for loan in loans:
-        shown = servicing.show_loan(context, loan, date(2026, 2, 15))
+        shown = present(servicing.show_loan(context, loan, date(2026, 2, 15)))
         assert Money.parse(shown["outstanding_principal"]) < Money.parse("10000")
         paid = sum(Money.parse(row["paid"]) for row in shown["installments"])
         assert paid + Money.parse(shown["credit_balance"]) == Money.parse("100") * KEYS_PER_LOAN
-    assert books.trial_balance(context)["balanced"]
-    assert books.check_books(context)["consistent"]
+    assert present(books.trial_balance(context))["balanced"]
+    assert present(books.check_books(context))["consistent"]
 
 
 ATTACKERS = 100
@@ -83,9 +84,9 @@ def test_a_hundred_payments_at_once_never_pay_more_than_the_payoff(
     borrower = borrowers.create_borrower(setup, "钱七", "13500135000", Money.parse("100000"))
     order = servicing.Order(borrower["id"], "RACE-1", "m", Money.parse("10000"), "cash", 12,
                             date(2026, 1, 15))  # fmt: skip
-    loan = servicing.checkout(setup, order)["id"]
+    loan = present(servicing.checkout(setup, order))["id"]
     day = date(2026, 2, 15)
-    payoff = Money.parse(servicing.quote_payoff(setup, loan, day)["amount"])
+    payoff = Money.parse(present(servicing.quote_payoff(setup, loan, day))["amount"])
     each = Money(-(-2 * payoff // ATTACKERS))  # together: twice what pays the plan off
     # Ten transactions truly at once (the server is shared: its connections are not all ours).
     crowd = create_engine(database_url, pool_size=10, max_overflow=0, pool_timeout=300)
@@ -117,12 +118,12 @@ def test_a_hundred_payments_at_once_never_pay_more_than_the_payoff(
     taken = sum(outcome for outcome in outcomes if outcome is not None)
     assert None in outcomes  # the cap was reached, and held
     assert 0 < taken <= payoff
-    left = Money.parse(servicing.quote_payoff(setup, loan, day)["amount"])
+    left = Money.parse(present(servicing.quote_payoff(setup, loan, day))["amount"])
     assert taken + left == payoff  # every yuan taken paid down what was owed, none beyond it
-    shown = servicing.show_loan(setup, loan, day)
+    shown = present(servicing.show_loan(setup, loan, day))
     assert shown["credit_balance"] == "0.00"
     with Session(engine) as session:
         stored = session.scalar(select(func.count()).select_from(LoanEventRow))
     assert stored == sum(outcome is not None for outcome in outcomes)
-    assert books.trial_balance(setup)["balanced"]
-    assert books.check_books(setup)["consistent"]
+    assert present(books.trial_balance(setup))["balanced"]
+    assert present(books.check_books(setup))["consistent"]

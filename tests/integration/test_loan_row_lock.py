@@ -22,6 +22,7 @@ from fenqi.services.context import Context, run
 from fenqi.services.errors import ConflictError, StaleError
 from fenqi.store.loans import load_loan, save_bookings
 from fenqi.store.schema import LoanEventRow
+from fenqi.wire import present
 
 DAY = date(2026, 2, 10)
 WRITERS = 16
@@ -33,12 +34,12 @@ def one_loan(engine: Engine) -> tuple[Context, int]:
     who = borrowers.create_borrower(shop, "周杰", "13700137000", Money.parse("50000"))
     order = servicing.Order(who["id"], "L-1", "m", Money.parse("10000"), "cash", 12,
                             date(2026, 1, 15))  # fmt: skip
-    return shop, int(servicing.checkout(shop, order)["id"])
+    return shop, int(present(servicing.checkout(shop, order))["id"])
 
 
 def pay(shop: Context, loan: int, key: str) -> str:
-    paid = servicing.pay(shop, loan, Money.parse("1.00"), servicing.Source(manual=True), DAY,
-                         idempotency_key=key)  # fmt: skip
+    paid = present(servicing.pay(shop, loan, Money.parse("1.00"), servicing.Source(manual=True), DAY,
+                         idempotency_key=key))  # fmt: skip
     return str(paid["payment_id"])
 
 
@@ -54,7 +55,7 @@ def test_sixteen_writers_of_one_loan_all_go_through_without_a_retry(
     assert len(set(paid)) == WRITERS * 2
     with Session(engine) as session:
         assert session.scalar(select(func.count()).select_from(LoanEventRow)) == WRITERS * 2
-    assert books.check_books(shop)["consistent"]
+    assert present(books.check_books(shop))["consistent"]
 
 
 @pytest.mark.postgres
@@ -67,13 +68,13 @@ def test_a_writer_waits_for_the_one_before_it_and_a_reader_for_no_one(engine: En
         writer = threading.Thread(target=lambda: (pay(shop, loan, "after"), done.set()))
         writer.start()
         began = time.monotonic()
-        shown = servicing.show_loan(shop, loan, DAY)  # a read does not wait for the lock
+        shown = present(servicing.show_loan(shop, loan, DAY))  # a read does not wait for the lock
         assert time.monotonic() - began < 2
         assert shown["id"] == loan
         assert not done.wait(0.5)  # the writer waits its turn
     writer.join(10)
     assert done.is_set()  # and goes through once the lock is released
-    assert servicing.list_receipts(shop, loan)[0]["payment_id"] == f"P{loan}-1"
+    assert present(servicing.list_receipts(shop, loan))[0]["payment_id"] == f"P{loan}-1"
 
 
 def test_a_unit_of_work_whose_retries_run_out_is_a_conflict(
@@ -102,7 +103,7 @@ def test_a_chunk_saved_with_one_loan_changed_since_it_was_read_is_refused_whole(
     order = servicing.Order(borrowers.create_borrower(shop, "王五", "13700137001",
                                                       Money.parse("50000"))["id"],
                             "L-2", "m", Money.parse("10000"), "cash", 12, date(2026, 1, 15))  # fmt: skip
-    second = int(servicing.checkout(shop, order)["id"])
+    second = int(present(servicing.checkout(shop, order))["id"])
     with Session(engine) as session, session.begin():
         loans = [load_loan(session, loan_id) for loan_id in (first, second)]
     pay(shop, second, "meanwhile")  # the second loan moves on after the chunk read it

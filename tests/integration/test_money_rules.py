@@ -36,6 +36,7 @@ from fenqi.store.schema import (
     PaymentMethodRow,
     SimAccountRow,
 )
+from fenqi.wire import present
 
 START = date(2026, 1, 15)
 ADMIN = OverpaymentApproval("admin-on-duty")
@@ -68,7 +69,7 @@ def plan(context: Context, amount: str = "1000", product: str = "cash",
                                  sim_balance=Money.parse("100000"))  # fmt: skip
     order = servicing.Order(who["id"], "JD-1", "华为商城", Money.parse(amount), product, periods,
                             START)  # fmt: skip
-    return servicing.checkout(context, order)["id"], card["id"]
+    return present(servicing.checkout(context, order))["id"], card["id"]
 
 
 def events(engine: Engine, loan: int) -> int:
@@ -90,7 +91,7 @@ def test_a_payment_beyond_the_payoff_is_refused_and_says_the_most_that_can_be_ta
 ) -> None:
     loan, card = plan(context)
     day = date(2026, 2, 15)
-    payoff = servicing.quote_payoff(context, loan, day)["amount"]
+    payoff = present(servicing.quote_payoff(context, loan, day))["amount"]
     held, recorded = balance(engine, card), events(engine, loan)
     for amount in ("50000", "999999999999.99", str(Money.parse(payoff) + 1)):
         with pytest.raises(OverpaymentError, match=f"the most that can be taken is {payoff}"):
@@ -101,7 +102,7 @@ def test_a_payment_beyond_the_payoff_is_refused_and_says_the_most_that_can_be_ta
     assert (balance(engine, card), events(engine, loan)) == (held, recorded)
     assert OverpaymentError.field == "amount"  # the API names the field at fault
 
-    exactly = servicing.pay(context, loan, Money.parse(payoff), Source(), day)
+    exactly = present(servicing.pay(context, loan, Money.parse(payoff), Source(), day))
     assert exactly["loan"]["credit_balance"] == "0.00"  # the whole of it is owed
 
 
@@ -110,12 +111,12 @@ def test_an_admins_approval_takes_an_overpayment_and_the_audit_log_names_her(
 ) -> None:
     loan, _ = plan(context)
     day = date(2026, 2, 15)
-    payoff = Money.parse(servicing.quote_payoff(context, loan, day)["amount"])
-    paid = servicing.prepay(context, loan, Money.parse("1500"), mode=PrepayMode.REDUCE_INSTALLMENT,
-                            source=Source(manual=True), day=day, overpayment=ADMIN)  # fmt: skip
+    payoff = Money.parse(present(servicing.quote_payoff(context, loan, day))["amount"])
+    paid = present(servicing.prepay(context, loan, Money.parse("1500"), mode=PrepayMode.REDUCE_INSTALLMENT,
+                            source=Source(manual=True), day=day, overpayment=ADMIN))  # fmt: skip
     assert paid["loan"]["status"] == "settled"
     assert Money.parse(paid["loan"]["credit_balance"]) == Money.parse("1500") - payoff
-    [approved] = [entry for entry in audit.audit_log(context, f"loan:{loan}")
+    [approved] = [entry for entry in present(audit.audit_log(context, f"loan:{loan}"))
                   if entry["action"] == "payment.overpayment"]  # fmt: skip
     assert approved["actor"] == "admin-on-duty"
     assert approved["after"] == {"amount": "1500.00", "payoff": str(payoff), "taken_by": "desk"}
@@ -144,9 +145,11 @@ def test_a_backdated_payment_counts_the_payments_booked_after_it(context: Contex
     later = date(2026, 2, 20)
     servicing.prepay(context, loan, Money.parse("600"), mode=PrepayMode.REDUCE_INSTALLMENT,
                      source=Source(manual=True), day=later)  # fmt: skip
-    left = servicing.quote_payoff(context, loan, later)["amount"]
+    left = present(servicing.quote_payoff(context, loan, later))["amount"]
     earlier = date(2026, 2, 10)  # before the prepayment, when the payoff was larger
-    assert Money.parse(servicing.quote_payoff(context, loan, earlier)["amount"]) > Money.parse(left)
+    assert Money.parse(
+        present(servicing.quote_payoff(context, loan, earlier))["amount"]
+    ) > Money.parse(left)
     with pytest.raises(OverpaymentError, match=f"the most that can be taken is {left}"):
         servicing.pay(context, loan, Money.parse("700"), Source(manual=True), earlier)
 
@@ -160,24 +163,26 @@ def test_a_credit_balance_goes_back_to_the_methods_that_paid_it_in(
     than its share."""
     products.load_catalog(context, NO_PAYING_AHEAD, "test")
     loan, card = plan(context, "10000", "no-advance", 12)
-    who = servicing.show_loan(context, loan, START)["borrower_id"]
+    who = present(servicing.show_loan(context, loan, START))["borrower_id"]
     alipay = borrowers.bind_method(context, who, "alipay", "zhang@example.com",
                                    sim_balance=Money.parse("1000"))["id"]  # fmt: skip
     servicing.pay(context, loan, Money.parse("1000"), Source(method_id=card), date(2026, 1, 20))
     servicing.pay(context, loan, Money.parse("200"), Source(method_id=alipay), date(2026, 1, 21))
     servicing.pay(context, loan, Money.parse("100"), Source(manual=True), date(2026, 1, 22))
-    assert servicing.show_loan(context, loan, date(2026, 1, 22))["credit_balance"] == "411.51"
+    assert (
+        present(servicing.show_loan(context, loan, date(2026, 1, 22)))["credit_balance"] == "411.51"
+    )
     held = {card: balance(engine, card), alipay: balance(engine, alipay)}
 
     day = date(2026, 1, 23)
-    first = servicing.refund_credit(context, loan, Money.parse("350"), day)
+    first = present(servicing.refund_credit(context, loan, Money.parse("350"), day))
     assert [(p["channel"], p["method_id"], p["amount"]) for p in first["paid_to"]] == [
         ("manual", None, "100.00"),
         ("alipay", alipay, "200.00"),
         ("bank_card", card, "50.00"),
     ]
     assert first["paid_to"][1]["account"] == "z***@example.com"
-    rest = servicing.refund_credit(context, loan, None, day)
+    rest = present(servicing.refund_credit(context, loan, None, day))
     assert [(p["method_id"], p["amount"]) for p in rest["paid_to"]] == [(card, "61.51")]
     assert rest["loan"]["credit_balance"] == "0.00"
     assert balance(engine, alipay) == held[alipay] + Money.parse("200")
@@ -188,10 +193,12 @@ def test_a_credit_balance_goes_back_to_the_methods_that_paid_it_in(
     assert [(e.method_id, e.amount) for e in sent] == [
         (None, 100_00), (alipay, 200_00), (card, 50_00), (card, 61_51)
     ]  # fmt: skip
-    assert books.check_books(context)["consistent"]
-    assert books.trial_balance(context)["balanced"]
+    assert present(books.check_books(context))["consistent"]
+    assert present(books.trial_balance(context))["balanced"]
     logged = [
-        e for e in audit.audit_log(context, f"loan:{loan}") if e["action"] == "loan.refund_credit"
+        e
+        for e in present(audit.audit_log(context, f"loan:{loan}"))
+        if e["action"] == "loan.refund_credit"
     ]
     assert logged[-1]["after"]["paid_to"] == first["paid_to"]  # oldest entry last
 
@@ -204,7 +211,7 @@ def test_a_credit_paid_in_by_hand_goes_back_by_hand_not_to_the_default_card(
     servicing.prepay(context, loan, Money.parse("1100"), mode=PrepayMode.REDUCE_INSTALLMENT,
                      source=Source(manual=True), day=day, overpayment=ADMIN)  # fmt: skip
     held = balance(engine, card)
-    back = servicing.refund_credit(context, loan, None, day)
+    back = present(servicing.refund_credit(context, loan, None, day))
     assert [(p["channel"], p["method_id"]) for p in back["paid_to"]] == [("manual", None)]
     assert balance(engine, card) == held
 
@@ -213,7 +220,7 @@ def test_a_payment_id_is_read_in_ascii_and_kept_in_its_canonical_form(
     context: Context, engine: Engine
 ) -> None:
     loan, _ = plan(context)
-    paid = servicing.pay(context, loan, Money.parse("100"), Source(), date(2026, 2, 15))
+    paid = present(servicing.pay(context, loan, Money.parse("100"), Source(), date(2026, 2, 15)))
     canonical = paid["payment_id"]
     arabic = canonical.translate(str.maketrans("0123456789", "٠١٢٣٤٥٦٧٨٩"))
     for foreign in (arabic, canonical.replace("-", "－"), f"PP{canonical[1:]}", "P99999999999-1"):
@@ -221,8 +228,8 @@ def test_a_payment_id_is_read_in_ascii_and_kept_in_its_canonical_form(
             servicing.reverse(context, foreign, "typed oddly")
         with pytest.raises(NotFoundError):
             servicing.show_receipt(context, foreign)
-    done = servicing.reverse(context, f"  {canonical.lower()} ", "debited twice",
-                             idempotency_key="undo-1")  # fmt: skip
+    done = present(servicing.reverse(context, f"  {canonical.lower()} ", "debited twice",
+                             idempotency_key="undo-1"))  # fmt: skip
     assert done["payment_id"] == canonical
     with Session(engine) as session:
         targets = session.scalars(select(AuditLogRow.target).where(
@@ -273,18 +280,18 @@ def test_a_reversal_sends_back_only_what_was_not_already_paid_back(
     reversed: the card gets back the rest, not the whole payment a second time."""
     loan, card = plan(context)
     start = balance(engine, card)
-    paid = servicing.prepay(context, loan, Money.parse("1500"), mode=PrepayMode.REDUCE_INSTALLMENT,
+    paid = present(servicing.prepay(context, loan, Money.parse("1500"), mode=PrepayMode.REDUCE_INSTALLMENT,
                             source=Source(method_id=card), day=date(2026, 2, 1),
-                            overpayment=ADMIN)  # fmt: skip
-    credit = servicing.refund_credit(context, loan, None, date(2026, 2, 2))["amount"]
-    undone = servicing.reverse(
-        context, paid["payment_id"], "wrong card", date(2026, 2, 3), confirm=True
+                            overpayment=ADMIN))  # fmt: skip
+    credit = present(servicing.refund_credit(context, loan, None, date(2026, 2, 2)))["amount"]
+    undone = present(
+        servicing.reverse(context, paid["payment_id"], "wrong card", date(2026, 2, 3), confirm=True)
     )  # it reopens the plan it paid off
     assert undone["amount"] == "1500.00"
     assert Money.parse(undone["paid_back"]) == Money.parse("1500") - Money.parse(credit)
     assert balance(engine, card) == start  # every fen she paid is back, and no more
     assert undone["loan"]["outstanding_principal"] == "1000.00"
-    assert books.check_books(context)["consistent"]
+    assert present(books.check_books(context))["consistent"]
 
 
 def test_a_merchant_refund_pays_back_the_method_that_paid_not_a_new_default(
@@ -294,21 +301,21 @@ def test_a_merchant_refund_pays_back_the_method_that_paid_not_a_new_default(
     agent with an account of his own), then the goods returned: what she paid goes back to the
     card, and reversing the card payment afterwards sends nothing a second time."""
     loan, card = plan(context)
-    who = servicing.show_loan(context, loan, START)["borrower_id"]
+    who = present(servicing.show_loan(context, loan, START))["borrower_id"]
     start = balance(engine, card)
-    paid = servicing.pay(context, loan, Money.parse("300"), Source(method_id=card),
-                         date(2026, 2, 1))  # fmt: skip
+    paid = present(servicing.pay(context, loan, Money.parse("300"), Source(method_id=card),
+                         date(2026, 2, 1)))  # fmt: skip
     alipay = borrowers.bind_method(context, who, "alipay", "zhang@example.com", default=True,
                                    sim_balance=Money(0))["id"]  # fmt: skip
-    returned = servicing.refund(context, loan, Money.parse("1000"), date(2026, 2, 2))
+    returned = present(servicing.refund(context, loan, Money.parse("1000"), date(2026, 2, 2)))
     assert (returned["channel"], returned["paid_back"]) == ("bank_card", "300.00")
     assert [(to["method_id"], to["amount"]) for to in returned["paid_to"]] == [(card, "300.00")]
     assert (balance(engine, card), balance(engine, alipay)) == (start, Money(0))
-    undone = servicing.reverse(context, paid["payment_id"], "wrong card", date(2026, 2, 3),
-                               confirm=True)  # fmt: skip
+    undone = present(servicing.reverse(context, paid["payment_id"], "wrong card", date(2026, 2, 3),
+                               confirm=True))  # fmt: skip
     assert undone["paid_back"] == "0.00"
     assert balance(engine, card) == start
-    assert books.check_books(context)["consistent"]
+    assert present(books.check_books(context))["consistent"]
 
 
 def test_a_reversal_that_would_pay_twice_through_another_channel_is_refused(
@@ -317,9 +324,9 @@ def test_a_reversal_that_would_pay_twice_through_another_channel_is_refused(
     """A merchant refund recorded before refunds went back to their source paid her through
     Alipay, her default then; reversing the card payment would pay it back a second time."""
     loan, card = plan(context)
-    who = servicing.show_loan(context, loan, START)["borrower_id"]
-    paid = servicing.pay(context, loan, Money.parse("300"), Source(method_id=card),
-                         date(2026, 2, 1))  # fmt: skip
+    who = present(servicing.show_loan(context, loan, START))["borrower_id"]
+    paid = present(servicing.pay(context, loan, Money.parse("300"), Source(method_id=card),
+                         date(2026, 2, 1)))  # fmt: skip
     borrowers.bind_method(context, who, "alipay", "zhang@example.com", default=True)
     with Session(engine) as session, session.begin():  # as an older fenqi booked it
         record = load_loan(session, loan, for_update=True)
@@ -343,11 +350,11 @@ def test_a_refused_reversal_says_what_went_where_in_positive_amounts(
     with the amount as it went, never a negative one or a channel's code."""
     loan, card = plan(context)
     day = date(2026, 2, 1)
-    paid = servicing.pay(context, loan, Money.parse("300"), Source(method_id=card), day)
-    payoff = Money.parse(servicing.quote_payoff(context, loan, day)["amount"])
+    paid = present(servicing.pay(context, loan, Money.parse("300"), Source(method_id=card), day))
+    payoff = Money.parse(present(servicing.quote_payoff(context, loan, day))["amount"])
     servicing.pay(context, loan, payoff + Money.parse("300"), Source(manual=True), day,
                   overpayment=ADMIN)  # fmt: skip
-    back = servicing.refund_credit(context, loan, None, day)
+    back = present(servicing.refund_credit(context, loan, None, day))
     assert [to["channel"] for to in back["paid_to"]] == ["manual"]
     held, recorded = balance(engine, card), events(engine, loan)
     with pytest.raises(RefusedError, match="cannot be reversed") as refused:

@@ -21,6 +21,7 @@ from fenqi.services.context import Context, Document
 from fenqi.services.errors import RefusedError
 from fenqi.services.ports import Debit
 from fenqi.services.servicing import OverpaymentError, Source
+from fenqi.wire import present
 
 START = date(2026, 3, 1)  # cash 1,000.00 at 12% in 3 installments: 340.02 due 04-01, 05-01, 06-01
 AFTER = timedelta(days=120)  # past the last due date: a plan still open would be overdue
@@ -55,11 +56,11 @@ def plan(context: Context, start: date = START) -> tuple[int, int]:
                                  sim_balance=Money.parse("100000"))  # fmt: skip
     order = servicing.Order(who["id"], f"O-{who['id']}", "m", Money.parse("1000"), "cash", 3,
                             start)  # fmt: skip
-    return servicing.checkout(context, order)["id"], card["id"]
+    return present(servicing.checkout(context, order))["id"], card["id"]
 
 
 def quote(context: Context, loan: int, day: date) -> Money:
-    return Money.parse(servicing.quote_payoff(context, loan, day)["amount"])
+    return Money.parse(present(servicing.quote_payoff(context, loan, day))["amount"])
 
 
 def pay_the_quote(context: Context, loan: int, day: date, way: str) -> Document:
@@ -67,24 +68,24 @@ def pay_the_quote(context: Context, loan: int, day: date, way: str) -> Document:
     button's), ``prepay`` of that amount, or ``prepay --full``."""
     amount = quote(context, loan, day)
     if way == "pay" and amount > 0:
-        return servicing.pay(context, loan, amount, Source(), day)
+        return present(servicing.pay(context, loan, amount, Source(), day))
     if way == "prepay" and amount > 0:
-        return servicing.prepay(context, loan, amount, mode=PrepayMode.SHORTEN_TERM,
-                                source=Source(), day=day)  # fmt: skip
-    return servicing.prepay(context, loan, None, mode=PrepayMode.REDUCE_INSTALLMENT,
-                            source=Source(), day=day)  # fmt: skip
+        return present(servicing.prepay(context, loan, amount, mode=PrepayMode.SHORTEN_TERM,
+                                source=Source(), day=day))  # fmt: skip
+    return present(servicing.prepay(context, loan, None, mode=PrepayMode.REDUCE_INSTALLMENT,
+                            source=Source(), day=day))  # fmt: skip
 
 
 def assert_settled(context: Context, loan: int, day: date) -> None:
     """Settled with nothing owed on ``day`` and after the last due date, and the books follow."""
     for on in (day, day + AFTER):
-        shown = servicing.show_loan(context, loan, on)
+        shown = present(servicing.show_loan(context, loan, on))
         owed = ("outstanding_principal", "outstanding_interest", "outstanding_fee",
                 "outstanding_penalty", "amount_due")  # fmt: skip
         assert (shown["status"], shown["dpd"]) == ("settled", 0), shown
         assert {key: shown[key] for key in owed} == dict.fromkeys(owed, "0.00")
-    assert books.trial_balance(context)["balanced"]
-    assert books.check_books(context)["consistent"]
+    assert present(books.trial_balance(context))["balanced"]
+    assert present(books.check_books(context))["consistent"]
 
 
 def receipt_adds_up(paid: Document) -> None:
@@ -127,10 +128,10 @@ def test_after_a_backdated_payment_paying_the_quote_settles_the_plan(context: Co
     nine days' interest, 3.00, on 1,000.00, less the 1,001.00 paid), and paying it settles."""
     loan, _ = plan(context, date(2026, 2, 20))
     servicing.pay(context, loan, Money.parse("600"), Source(), START)
-    late = servicing.pay(context, loan, Money.parse("401"), Source(), date(2026, 2, 25))
+    late = present(servicing.pay(context, loan, Money.parse("401"), Source(), date(2026, 2, 25)))
     assert late["kind"] == "payment"  # not the payoff of its day (1,001.67)
     assert quote(context, loan, START) == Money.parse("2")
-    paid = servicing.pay(context, loan, Money.parse("2"), Source(), START)
+    paid = present(servicing.pay(context, loan, Money.parse("2"), Source(), START))
     assert paid["kind"] == "prepayment"
     assert_settled(context, loan, START)
 
@@ -144,15 +145,15 @@ def test_a_plan_paid_ahead_to_a_quote_of_nothing_is_paid_off_with_nothing_to_pay
     loan, card = plan(context, date(2026, 2, 20))
     servicing.pay(context, loan, Money.parse("600"), Source(), START)
     servicing.pay(context, loan, Money.parse("403"), Source(), date(2026, 2, 25))
-    shown = servicing.show_loan(context, loan, START)
+    shown = present(servicing.show_loan(context, loan, START))
     assert (shown["status"], shown["outstanding_principal"]) == ("active", "17.07")
     assert quote(context, loan, START) == 0
     with pytest.raises(OverpaymentError, match="a full payoff settles it with nothing to pay"):
         servicing.pay(context, loan, Money.parse("0.01"), Source(), START)
 
     asked = len(CountingChannel.asked)
-    paid = servicing.prepay(context, loan, None, mode=PrepayMode.REDUCE_INSTALLMENT,
-                            source=Source(method_id=card), day=START)  # fmt: skip
+    paid = present(servicing.prepay(context, loan, None, mode=PrepayMode.REDUCE_INSTALLMENT,
+                            source=Source(method_id=card), day=START))  # fmt: skip
     assert (paid["kind"], paid["amount"], paid["to_credit"]) == ("prepayment", "0.00", "0.00")
     assert len(CountingChannel.asked) == asked  # nothing to take: the channel was not asked
     receipt_adds_up(paid)
@@ -196,9 +197,9 @@ def test_whatever_was_paid_before_paying_the_quote_settles_the_plan(
         except RefusedError as refused:  # beyond the payoff, or paid off already
             if not isinstance(refused, OverpaymentError) and "settled" not in str(refused):
                 raise
-        note(f"{what} {Money(fen)} on {day}: {servicing.show_loan(context, loan, today)}")
+        note(f"{what} {Money(fen)} on {day}: {present(servicing.show_loan(context, loan, today))}")
     day = today + timedelta(days=after)
-    if servicing.show_loan(context, loan, day)["status"] == "settled":
+    if present(servicing.show_loan(context, loan, day))["status"] == "settled":
         return
     paid = pay_the_quote(context, loan, day, way)
     receipt_adds_up(paid)

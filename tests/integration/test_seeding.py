@@ -32,6 +32,7 @@ from fenqi.store.schema import (
     OrderRow,
     PaymentMethodRow,
 )
+from fenqi.wire import present
 
 DAY = date(2026, 6, 1)
 
@@ -49,8 +50,12 @@ def seeded(shop: Context) -> Document:
 
 
 def test_the_books_equal_every_loans_replayed_state(shop: Context, seeded: Document) -> None:
-    assert books.check_books(shop) == {"loans_checked": 300, "differences": [], "consistent": True}
-    assert books.trial_balance(shop)["balanced"]
+    assert present(books.check_books(shop)) == {
+        "loans_checked": 300,
+        "differences": [],
+        "consistent": True,
+    }
+    assert present(books.trial_balance(shop))["balanced"]
     assert (seeded["loans"], seeded["borrowers"], seeded["journal_entries"]) == (300, 60, 300)
 
 
@@ -71,7 +76,7 @@ def test_each_loan_row_says_what_its_replay_says(shop: Context, engine: Engine) 
     with Session(engine) as session:
         rows = list(session.scalars(select(LoanRow).order_by(LoanRow.id)))
     for row in rows:
-        shown = servicing.show_loan(shop, row.id, DAY)
+        shown = present(servicing.show_loan(shop, row.id, DAY))
         assert (row.status, row.dpd) == (shown["status"], shown["dpd"]), row.id
         assert Money(row.outstanding_principal) == Money.parse(shown["outstanding_principal"])
         assert (row.version, row.booked_through, row.closed_through) == (1, DAY, DAY)
@@ -143,8 +148,8 @@ def test_the_batch_carries_on_the_next_day(shop: Context, seeded: Document) -> N
     assert closed["status"] == "done"
     assert closed["debits_succeeded"] > 0, closed  # funded cards on their due dates
     assert closed["debits_failed"] > 0, closed  # empty cards, and nothing bound
-    assert books.check_books(shop)["consistent"]
-    assert books.trial_balance(shop)["balanced"]
+    assert present(books.check_books(shop))["consistent"]
+    assert present(books.trial_balance(shop))["balanced"]
     assert cob.close(shop, date(2026, 6, 2))["loans"] == 0  # closed once
 
 
@@ -154,15 +159,15 @@ def test_a_second_seed_and_a_checkout_take_new_ids(shop: Context, seeded: Docume
     who = borrowers.create_borrower(shop, "周杰", "13912345678", Money.parse("20000"))
     assert who["id"] == 71
     order = servicing.Order(who["id"], "TM-NEW-1", "天猫", Money.parse("3999"), "mall-6", None, DAY)
-    assert servicing.checkout(shop, order)["id"] == 341
-    assert books.check_books(shop)["consistent"]
+    assert present(servicing.checkout(shop, order))["id"] == 341
+    assert present(books.check_books(shop))["consistent"]
 
 
 def test_a_bare_database_gets_the_shipped_products(engine: Engine) -> None:
     bare = Context(engine, SimulatedChannel)  # migrated, but no catalog loaded
     assert seeding.seed(bare, 5, 1, DAY, 1)["loans"] == 5
     assert {"mall-3", "mall-6", "mall-12", "mall-24", "cash"} <= {
-        product["code"] for product in products.list_products(bare)
+        product["code"] for product in present(products.list_products(bare))
     }
 
 

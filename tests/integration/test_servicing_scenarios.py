@@ -16,6 +16,7 @@ from fenqi.services.access import OverpaymentApproval
 from fenqi.services.context import Context, Replayed
 from fenqi.services.errors import DeclinedError, RefusedError
 from fenqi.store.schema import AuditLogRow, JournalEntryRow, PostingRow
+from fenqi.wire import present
 
 Step = tuple[str, str, dict[str, Any], dict[str, Any]]  # day, action, arguments, expected
 
@@ -35,7 +36,7 @@ def open_plan(context: Context, product: str = "cash", amount: str = "10000", pe
                           sim_balance=Money.parse(balance))  # fmt: skip
     order = servicing.Order(borrower["id"], "ORD-1", "华为商城", Money.parse(amount), product,
                             periods, date(2026, 1, 15))  # fmt: skip
-    return borrower["id"], servicing.checkout(context, order)["id"]
+    return borrower["id"], present(servicing.checkout(context, order))["id"]
 
 
 def act(
@@ -45,37 +46,43 @@ def act(
     if action == "pay":
         source = servicing.Source(manual=args.get("manual", False))
         approval = OverpaymentApproval("admin") if args.get("overpayment") else None
-        return servicing.pay(context, loan, Money(amount or 0), source, day, overpayment=approval)
+        return present(
+            servicing.pay(context, loan, Money(amount or 0), source, day, overpayment=approval)
+        )
     if action == "prepay":
         mode = PrepayMode(args.get("mode", "reduce-installment"))
-        return servicing.prepay(
-            context, loan, amount, mode=mode, source=servicing.Source(), day=day
+        return present(
+            servicing.prepay(context, loan, amount, mode=mode, source=servicing.Source(), day=day)
         )
     if action == "refund":
-        return servicing.refund(context, loan, Money(amount or 0), day)
+        return present(servicing.refund(context, loan, Money(amount or 0), day))
     if action == "reverse":
-        return servicing.reverse(context, f"P{loan}-{args['seq']}", "paid twice by mistake", day,
-                                 confirm=args.get("confirm", False))  # fmt: skip
+        return present(servicing.reverse(context, f"P{loan}-{args['seq']}", "paid twice by mistake", day,
+                                 confirm=args.get("confirm", False)))  # fmt: skip
     if action == "waive":
         kind = WaiverKind(args["what"])
-        return servicing.waive(context, loan, kind, Money(amount or 0), reason="goodwill", day=day)
+        return present(
+            servicing.waive(context, loan, kind, Money(amount or 0), reason="goodwill", day=day)
+        )
     assert action == "look"
-    return {"loan": servicing.show_loan(context, loan, day)}
+    return {"loan": present(servicing.show_loan(context, loan, day))}
 
 
 def run_scenario(context: Context, loan: int, steps: list[Step]) -> None:
     for day_text, action, args, expected in steps:
         day = date.fromisoformat(day_text)
         result = act(context, loan, day, action, args)
-        seen = servicing.show_loan(context, loan, day)
+        seen = present(servicing.show_loan(context, loan, day))
         for key, value in expected.items():
             actual = result[key] if key in result else seen[key]
             if key == "installments":  # {period: {field: value}}: the rows named, the fields named
                 rows = {row["period"]: row for row in seen["installments"]}
                 actual = {k: {f: rows[k][f] for f in fields} for k, fields in value.items()}
             assert actual == value, f"{day_text} {action}: {key} = {actual!r}, expected {value!r}"
-        assert books.trial_balance(context)["balanced"]
-        assert books.check_books(context)["consistent"], books.check_books(context)
+        assert present(books.trial_balance(context))["balanced"]
+        assert present(books.check_books(context))["consistent"], present(
+            books.check_books(context)
+        )
 
 
 # fmt: off
@@ -247,8 +254,8 @@ def test_reversing_a_payoff_whose_limit_was_lent_again_leaves_nothing_available(
     context: Context,
 ) -> None:
     borrower, loan = open_plan(context)
-    paid = servicing.prepay(context, loan, None, mode=PrepayMode.REDUCE_INSTALLMENT,
-                            source=servicing.Source(), day=date(2026, 1, 20))  # fmt: skip
+    paid = present(servicing.prepay(context, loan, None, mode=PrepayMode.REDUCE_INSTALLMENT,
+                            source=servicing.Source(), day=date(2026, 1, 20)))  # fmt: skip
     again = servicing.Order(borrower, "ORD-2", "华为商城", Money.parse("45000"), "cash", 12,
                             date(2026, 1, 21))  # fmt: skip
     servicing.checkout(context, again)
@@ -268,18 +275,23 @@ def test_a_declined_debit_changes_nothing(context: Context) -> None:
     with pytest.raises(DeclinedError, match="insufficient funds"):
         servicing.pay(context, loan, Money.parse("888.49"), servicing.Source(), date(2026, 2, 15))
     assert (
-        servicing.show_loan(context, loan, date(2026, 2, 15))["installments"][0]["paid"] == "0.00"
+        present(servicing.show_loan(context, loan, date(2026, 2, 15)))["installments"][0]["paid"]
+        == "0.00"
     )
 
 
 def test_a_retried_payment_with_the_same_key_moves_money_once(context: Context) -> None:
     _, loan = open_plan(context)
     day, amount, source = date(2026, 2, 15), Money.parse("888.49"), servicing.Source()
-    first = servicing.pay(context, loan, amount, source, day, idempotency_key="checkout-retry")
-    again = servicing.pay(context, loan, amount, source, day, idempotency_key="checkout-retry")
+    first = present(
+        servicing.pay(context, loan, amount, source, day, idempotency_key="checkout-retry")
+    )
+    again = present(
+        servicing.pay(context, loan, amount, source, day, idempotency_key="checkout-retry")
+    )
     assert again == first
     assert isinstance(again, Replayed)
-    assert servicing.show_loan(context, loan, day)["outstanding_principal"] == "9211.51"
+    assert present(servicing.show_loan(context, loan, day))["outstanding_principal"] == "9211.51"
     with pytest.raises(RefusedError, match="different request"):
         servicing.pay(
             context, loan, Money.parse("1"), source, day, idempotency_key="checkout-retry"
@@ -290,7 +302,9 @@ def test_waivers_and_reversals_are_audited(context: Context, engine: Engine) -> 
     _, loan = open_plan(context)
     servicing.waive(context, loan, WaiverKind.PENALTY, Money.parse("1.00"), reason="first time",
                     day=date(2026, 2, 25))  # fmt: skip
-    paid = servicing.pay(context, loan, Money.parse("100"), servicing.Source(), date(2026, 2, 25))
+    paid = present(
+        servicing.pay(context, loan, Money.parse("100"), servicing.Source(), date(2026, 2, 25))
+    )
     servicing.reverse(context, paid["payment_id"], "wrong loan")
     with Session(engine) as session:
         actions = session.execute(select(AuditLogRow.action, AuditLogRow.reason)).all()
@@ -313,17 +327,19 @@ def test_a_fee_waiver_forgives_what_is_outstanding_late_fees_included_never_more
     not yet billed (the mall plan's 72.00 a month)."""
     day = date(2026, 2, 25)
     _, loan = open_plan(context, product, amount)
-    assert servicing.show_loan(context, loan, day)["outstanding_fee"] == owed
+    assert present(servicing.show_loan(context, loan, day))["outstanding_fee"] == owed
     beyond = Money.parse(owed) + 1
     with pytest.raises(RefusedError, match=rf"only {owed} of fee is owed"):
         servicing.waive(context, loan, WaiverKind.FEE, beyond, reason="x", day=day)
-    waived = servicing.waive(context, loan, WaiverKind.FEE, Money.parse(owed), reason="x", day=day)
+    waived = present(
+        servicing.waive(context, loan, WaiverKind.FEE, Money.parse(owed), reason="x", day=day)
+    )
     assert waived["loan"]["outstanding_fee"] == "0.00"
-    later = servicing.show_loan(context, loan, date(2026, 3, 1))["installments"]
+    later = present(servicing.show_loan(context, loan, date(2026, 3, 1)))["installments"]
     # The installments not yet billed still ask for their whole payment, fee included.
     assert [row["outstanding"] for row in later[1:-1]] == [unbilled] * 10
-    assert books.trial_balance(context)["balanced"]
-    assert books.check_books(context)["consistent"]
+    assert present(books.trial_balance(context))["balanced"]
+    assert present(books.check_books(context))["consistent"]
 
 
 def test_a_credit_balance_is_paid_back(context: Context) -> None:
@@ -331,9 +347,11 @@ def test_a_credit_balance_is_paid_back(context: Context) -> None:
     servicing.pay(context, loan, Money.parse("11000"), servicing.Source(), date(2026, 2, 15),
                   overpayment=OverpaymentApproval("admin"))  # fmt: skip
     # The payoff on 02-15: installment 1 (888.49) and the 9,211.51 of principal after it.
-    assert servicing.show_loan(context, loan, date(2026, 2, 15))["credit_balance"] == "900.00"
+    assert (
+        present(servicing.show_loan(context, loan, date(2026, 2, 15)))["credit_balance"] == "900.00"
+    )
     with pytest.raises(RefusedError, match=r"credit balance of 900\.00"):
         servicing.refund_credit(context, loan, Money.parse("900.01"), date(2026, 2, 16))
-    paid_back = servicing.refund_credit(context, loan, None, date(2026, 2, 16))
+    paid_back = present(servicing.refund_credit(context, loan, None, date(2026, 2, 16)))
     assert (paid_back["amount"], paid_back["loan"]["credit_balance"]) == ("900.00", "0.00")
-    assert books.check_books(context)["consistent"]
+    assert present(books.check_books(context))["consistent"]

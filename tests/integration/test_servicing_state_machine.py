@@ -28,6 +28,7 @@ from fenqi.services.errors import RefusedError
 from fenqi.store.database import make_engine, upgrade
 from fenqi.store.loans import book_balances
 from fenqi.store.schema import LoanRow
+from fenqi.wire import present
 
 LIMIT = Money.parse("30000")
 START = date(2026, 1, 10)
@@ -78,7 +79,7 @@ class Servicing(RuleBasedStateMachine):
         order = servicing.Order(self.borrower, f"O{len(self.loans) + 1}-{amount}", "m",
                                 Money(amount), plan, periods, self.today)  # fmt: skip
         with refused_only_because("available limit"):
-            self.loans.append(servicing.checkout(self.context, order)["id"])
+            self.loans.append(present(servicing.checkout(self.context, order))["id"])
 
     @precondition(lambda self: self.loans)
     @rule(data=st.data(), amount=st.integers(1, 5_000_00), back=st.integers(0, 20),
@@ -88,8 +89,8 @@ class Servicing(RuleBasedStateMachine):
         day = max(self.today - timedelta(days=back), self._start(loan))
         with refused_only_because("nothing is owed", "the most that can be taken"):
             source = servicing.Source(manual=True)
-            paid = servicing.pay(self.context, loan, Money(amount), source, day,
-                                 overpayment=_approval(approved))  # fmt: skip
+            paid = present(servicing.pay(self.context, loan, Money(amount), source, day,
+                                 overpayment=_approval(approved)))  # fmt: skip
             self.payments.append(paid["payment_id"])
 
     @precondition(lambda self: self.payments)
@@ -103,7 +104,7 @@ class Servicing(RuleBasedStateMachine):
     @rule(data=st.data(), share=st.integers(1, 100))
     def refund(self, data: st.DataObject, share: int) -> None:
         loan = data.draw(st.sampled_from(self.loans))
-        shown = servicing.show_loan(self.context, loan, self.today)
+        shown = present(servicing.show_loan(self.context, loan, self.today))
         amount = Money(max(Money.parse(shown["principal"]) * share // 100, 1))
         with refused_only_because("left to refund", "cannot be re-priced"):
             servicing.refund(self.context, loan, amount, max(self.today, self._start(loan)))
@@ -117,9 +118,9 @@ class Servicing(RuleBasedStateMachine):
         money = None if amount is None else Money(amount)
         with refused_only_because("nothing", "repays its principal at the end",
                                   "the most that can be taken"):  # fmt: skip
-            paid = servicing.prepay(self.context, loan, money, mode=mode,
+            paid = present(servicing.prepay(self.context, loan, money, mode=mode,
                                     source=servicing.Source(manual=True), day=self.today,
-                                    overpayment=_approval(approved))  # fmt: skip
+                                    overpayment=_approval(approved)))  # fmt: skip
             self.payments.append(paid["payment_id"])
 
     @precondition(lambda self: self.loans)
@@ -128,16 +129,18 @@ class Servicing(RuleBasedStateMachine):
         loan = data.draw(st.sampled_from(self.loans))
         day = max(self.today, self._start(loan))
         with refused_only_because("holds a credit balance of 0.00"):
-            paid = servicing.refund_credit(self.context, loan, None, day)
+            paid = present(servicing.refund_credit(self.context, loan, None, day))
             assert [payee["channel"] for payee in paid["paid_to"]] == ["manual"]  # as paid in
 
     def _start(self, loan: int) -> date:
-        return date.fromisoformat(servicing.show_loan(self.context, loan, self.today)["start"])
+        return date.fromisoformat(
+            present(servicing.show_loan(self.context, loan, self.today))["start"]
+        )
 
     @invariant()
     def the_books_balance_and_follow_every_loan(self) -> None:
-        assert books.trial_balance(self.context)["balanced"]
-        check = books.check_books(self.context)
+        assert present(books.trial_balance(self.context))["balanced"]
+        check = present(books.check_books(self.context))
         assert check["consistent"], check["differences"]
 
     @invariant()

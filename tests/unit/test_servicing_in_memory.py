@@ -13,6 +13,7 @@ from fenqi.domain.money import Money
 from fenqi.services import audit, books, products, servicing
 from fenqi.services.context import Context, Replayed
 from fenqi.services.errors import DeclinedError, NotFoundError, RefusedError
+from fenqi.wire import present
 from tests.memory import MemoryUnits
 
 OPENED = date(2026, 1, 15)
@@ -31,7 +32,7 @@ def open_plan(units: MemoryUnits, card: str | None = "100000") -> tuple[Context,
     method = units.borrower(BORROWER, "50000", card=card)
     order = servicing.Order(BORROWER, "ORD-1", "华为商城", Money.parse("10000"), "cash", 12,
                             OPENED)  # fmt: skip
-    return context, servicing.checkout(context, order)["id"], method
+    return context, present(servicing.checkout(context, order))["id"], method
 
 
 def books_agree(units: MemoryUnits, loan_id: int) -> bool:
@@ -58,13 +59,13 @@ def test_a_payment_on_its_due_date_pays_the_installment_with_a_receipt(
     units: MemoryUnits,
 ) -> None:
     context, loan_id, method = open_plan(units)
-    due = servicing.show_loan(context, loan_id, date(2026, 2, 15))["installments"][0]
-    paid = servicing.pay(context, loan_id, Money.parse(due["payment"]),
-                         servicing.Source(method_id=method), date(2026, 2, 15))  # fmt: skip
+    due = present(servicing.show_loan(context, loan_id, date(2026, 2, 15)))["installments"][0]
+    paid = present(servicing.pay(context, loan_id, Money.parse(due["payment"]),
+                         servicing.Source(method_id=method), date(2026, 2, 15)))  # fmt: skip
     assert paid["id"] == f"P{loan_id}-1"
     assert paid["method"]["id"] == method
     assert paid["loan"]["amount_due"] == "0.00"
-    assert servicing.show_receipt(context, f"R{loan_id}-1")["amount"] == due["payment"]
+    assert present(servicing.show_receipt(context, f"R{loan_id}-1"))["amount"] == due["payment"]
     assert units.world.balances["tok_1"] == Money.parse("100000") - Money.parse(due["payment"])
     memos = [entry.memo for _, entry in units.world.journal[loan_id]]
     assert memos[1:] == ["accrual to 2026-02-15", f"payment P{loan_id}-1"]
@@ -86,11 +87,11 @@ def test_a_payment_sent_again_with_its_key_is_replayed_and_moves_no_money(
 ) -> None:
     context, loan_id, method = open_plan(units)
     source = servicing.Source(method_id=method)
-    first = servicing.pay(context, loan_id, Money.parse("500"), source, date(2026, 2, 1),
-                          idempotency_key="k-1")  # fmt: skip
+    first = present(servicing.pay(context, loan_id, Money.parse("500"), source, date(2026, 2, 1),
+                          idempotency_key="k-1"))  # fmt: skip
     held = units.world.balances["tok_1"]
-    again = servicing.pay(context, loan_id, Money.parse("500"), source, date(2026, 2, 1),
-                          idempotency_key="k-1")  # fmt: skip
+    again = present(servicing.pay(context, loan_id, Money.parse("500"), source, date(2026, 2, 1),
+                          idempotency_key="k-1"))  # fmt: skip
     assert isinstance(again, Replayed)
     assert again == first
     assert units.world.balances["tok_1"] == held
@@ -100,9 +101,9 @@ def test_a_payment_sent_again_with_its_key_is_replayed_and_moves_no_money(
 def test_a_full_prepayment_settles_the_plan_at_its_payoff_quote(units: MemoryUnits) -> None:
     context, loan_id, _ = open_plan(units)
     day = date(2026, 3, 1)
-    quoted = servicing.quote_payoff(context, loan_id, day)["amount"]
-    paid = servicing.prepay(context, loan_id, None, mode=PrepayMode.REDUCE_INSTALLMENT,
-                            source=servicing.Source(), day=day)  # fmt: skip
+    quoted = present(servicing.quote_payoff(context, loan_id, day))["amount"]
+    paid = present(servicing.prepay(context, loan_id, None, mode=PrepayMode.REDUCE_INSTALLMENT,
+                            source=servicing.Source(), day=day))  # fmt: skip
     assert paid["amount"] == quoted
     assert paid["kind"] == "prepayment"
     assert paid["loan"]["status"] == "settled"
@@ -118,7 +119,7 @@ def test_a_merchant_refund_pays_back_what_was_paid_beyond_the_repriced_plan(
     servicing.pay(context, loan_id, Money.parse("2000"), servicing.Source(method_id=method),
                   date(2026, 2, 15))  # fmt: skip
     held = units.world.balances["tok_1"]
-    refunded = servicing.refund(context, loan_id, Money.parse("10000"), date(2026, 2, 20))
+    refunded = present(servicing.refund(context, loan_id, Money.parse("10000"), date(2026, 2, 20)))
     assert refunded["loan"]["status"] == "cancelled"
     paid_back = Money.parse(refunded["paid_back"])
     assert paid_back > 0
@@ -131,13 +132,13 @@ def test_a_merchant_refund_pays_back_what_was_paid_beyond_the_repriced_plan(
 def test_a_waiver_forgives_penalty_owed_and_no_more(units: MemoryUnits) -> None:
     context, loan_id, _ = open_plan(units, card=None)
     day = date(2026, 3, 20)  # the first installment a month overdue
-    owed = servicing.show_loan(context, loan_id, day)["outstanding_penalty"]
+    owed = present(servicing.show_loan(context, loan_id, day))["outstanding_penalty"]
     assert Money.parse(owed) > 0
     with pytest.raises(RefusedError, match=f"only {owed} of penalty is owed"):
         servicing.waive(context, loan_id, WaiverKind.PENALTY, Money.parse(owed) + Money(1),
                         reason="goodwill", day=day)  # fmt: skip
-    waived = servicing.waive(context, loan_id, WaiverKind.PENALTY, Money.parse(owed),
-                             reason="goodwill", day=day)  # fmt: skip
+    waived = present(servicing.waive(context, loan_id, WaiverKind.PENALTY, Money.parse(owed),
+                             reason="goodwill", day=day))  # fmt: skip
     assert waived["loan"]["outstanding_penalty"] == "0.00"
     assert units.world.audit[-1]["action"] == "waive.penalty"
     assert books_agree(units, loan_id)
@@ -147,13 +148,15 @@ def test_a_reversal_takes_the_payment_back_and_pays_it_back_to_its_card(
     units: MemoryUnits,
 ) -> None:
     context, loan_id, method = open_plan(units)
-    paid = servicing.pay(context, loan_id, Money.parse("300"), servicing.Source(method_id=method),
-                         date(2026, 2, 1))  # fmt: skip
+    paid = present(servicing.pay(context, loan_id, Money.parse("300"), servicing.Source(method_id=method),
+                         date(2026, 2, 1)))  # fmt: skip
     held = units.world.balances["tok_1"]
-    reversed_ = servicing.reverse(context, paid["payment_id"], "wrong loan", date(2026, 2, 3))
+    reversed_ = present(
+        servicing.reverse(context, paid["payment_id"], "wrong loan", date(2026, 2, 3))
+    )
     assert reversed_["paid_back"] == "300.00"
     assert units.world.balances["tok_1"] == held + Money.parse("300")
-    assert [r["reversed"] for r in servicing.list_receipts(context, loan_id)] == [True]
+    assert [r["reversed"] for r in present(servicing.list_receipts(context, loan_id))] == [True]
     with pytest.raises(RefusedError, match="already reversed"):
         servicing.reverse(context, paid["payment_id"], "again", date(2026, 2, 3))
     assert books_agree(units, loan_id)
@@ -166,7 +169,7 @@ def test_an_unknown_loan_or_borrower_is_not_found(units: MemoryUnits) -> None:
     with pytest.raises(NotFoundError):
         servicing.list_loans(context, 99, OPENED)
     assert servicing.loan_owner(context, 1) == BORROWER
-    assert [entry["memo"] for entry in servicing.loan_history(context, 1)["entries"]] == [
+    assert [entry["memo"] for entry in present(servicing.loan_history(context, 1))["entries"]] == [
         "disbursement to merchant 华为商城 for order ORD-1"
     ]
 
@@ -177,23 +180,25 @@ def test_the_books_check_and_the_trial_balance_read_the_journal_kept(
     context, loan_id, method = open_plan(units)
     servicing.pay(context, loan_id, Money.parse("900"), servicing.Source(method_id=method),
                   date(2026, 2, 20))  # fmt: skip
-    checked = books.check_books(context)
+    checked = present(books.check_books(context))
     assert (checked["loans_checked"], checked["consistent"]) == (1, True)
-    assert books.trial_balance(context)["balanced"]
+    assert present(books.trial_balance(context))["balanced"]
     units.world.journal[loan_id].pop()  # a lost entry
-    assert [d["loan_id"] for d in books.check_books(context)["differences"]][:1] == [loan_id]
+    assert [d["loan_id"] for d in present(books.check_books(context))["differences"]][:1] == [
+        loan_id
+    ]
 
 
 def test_a_catalog_loaded_again_replaces_its_products_and_the_audit_log_says_so(
     units: MemoryUnits,
 ) -> None:
     context = units.context(actor="ops")
-    codes = [product["code"] for product in products.list_products(context)]
+    codes = [product["code"] for product in present(products.list_products(context))]
     assert codes == sorted(codes)
-    assert products.seed_products(context) == []  # the catalog is there already
-    loaded = products.load_catalog(context, shipped_catalog_text())
+    assert present(products.seed_products(context)) == []  # the catalog is there already
+    loaded = present(products.load_catalog(context, shipped_catalog_text()))
     assert [product["code"] for product in loaded] == list(units.products)
-    entries = audit.audit_log(context, target=codes[0])
+    entries = present(audit.audit_log(context, target=codes[0]))
     assert [(e["actor"], e["action"], e["before"] is not None) for e in entries] == [
         ("ops", "product.load", True)
     ]

@@ -9,9 +9,10 @@ from typing import Annotated
 from fastapi import APIRouter, Header, Query, Request, Response
 from pydantic import Field
 
-from fenqi import settings, wire
-from fenqi.api import models, problems
+from fenqi import settings
+from fenqi.api import models, problems, responses
 from fenqi.api.bodies import StrictJsonRoute
+from fenqi.api.responses import answers
 from fenqi.api.security import Caller, base_context, client_address, context_for
 from fenqi.clock import today
 from fenqi.domain.events import PrepayMode, WaiverKind
@@ -32,6 +33,7 @@ from fenqi.services.context import Context, Document, Replayed
 from fenqi.services.days import booking_day
 from fenqi.services.errors import NotFoundError
 from fenqi.services.quoting import FieldError
+from fenqi.wire import document, documents
 
 router = APIRouter(prefix="/api", responses=problems.RESPONSES, route_class=StrictJsonRoute)
 IdempotencyKey = Annotated[
@@ -72,10 +74,11 @@ def _overpayment(who: Principal, allowed: bool) -> OverpaymentApproval | None:
     return access.approve_overpayment(who) if allowed else None
 
 
-def _replayed(response: Response, document: Document) -> Document:
-    """Says in a header when an idempotent request got its first response again."""
-    response.headers[REPLAYED] = "true" if isinstance(document, Replayed) else "false"
-    return document
+def _replayed(response: Response, answer: object) -> Document:
+    """The answer's document, saying in a header when an idempotent request got its first
+    response again."""
+    response.headers[REPLAYED] = "true" if isinstance(answer, Replayed) else "false"
+    return document(answer)
 
 
 _NO_SIMULATION = (
@@ -99,14 +102,14 @@ def _loan(request: Request, who: Principal, loan_id: int) -> Context:
 # -- sign-in --------------------------------------------------------------------------------------
 
 
-@router.post("/auth/code", tags=["sign-in"])
+@router.post("/auth/code", tags=["sign-in"], **answers(responses.CodeSent))
 def send_code(request: Request, body: models.CodeIn) -> Document:
     """Texts a one-time sign-in code to a borrower's phone. The answer is the same for any
     phone; too many requests from one address are refused (429, ``Retry-After``)."""
     return access.send_sign_in_code(base_context(request), body.phone, client_address(request))
 
 
-@router.post("/auth/session", tags=["sign-in"])
+@router.post("/auth/session", tags=["sign-in"], **answers(responses.Session))
 def borrower_session(request: Request, body: models.SignInIn) -> Document:
     """A borrower's session token for a valid code (send it as ``Authorization: Bearer``). A
     code allows 5 tries; then, and after too many wrong ones from one address, 429."""
@@ -115,7 +118,7 @@ def borrower_session(request: Request, body: models.SignInIn) -> Document:
     return {"token": token, "csrf": csrf}
 
 
-@router.post("/auth/login", tags=["sign-in"])
+@router.post("/auth/login", tags=["sign-in"], **answers(responses.Session))
 def operator_session(request: Request, body: models.LoginIn) -> Document:
     """An operator's session token for a user name and password. After 10 wrong passwords for a
     name in 15 minutes, or too many from one address, 429 (the same for a name nobody has)."""
@@ -124,7 +127,7 @@ def operator_session(request: Request, body: models.LoginIn) -> Document:
     return {"token": token, "csrf": csrf}
 
 
-@router.get("/me", tags=["sign-in"])
+@router.get("/me", tags=["sign-in"], **answers(responses.Me))
 def me(who: Caller) -> Document:
     return {"name": who.name, "role": who.role, "borrower_id": who.borrower_id}
 
@@ -132,39 +135,39 @@ def me(who: Caller) -> Document:
 # -- products and quotes --------------------------------------------------------------------------
 
 
-@router.get("/products", tags=["products"])
+@router.get("/products", tags=["products"], **answers(list[responses.Product]))
 def list_products(request: Request, who: Caller) -> list[Document]:
-    return products.list_products(context_for(request, who))
+    return documents(products.list_products(context_for(request, who)))
 
 
-@router.post("/products", tags=["products"])
+@router.post("/products", tags=["products"], **answers(list[responses.Product]))
 def load_products(request: Request, who: Caller, body: models.CatalogIn) -> list[Document]:
     """Adds or replaces the products of a TOML catalog (admins)."""
     who.need(Permission.ADMINISTER)
-    return products.load_catalog(context_for(request, who), body.toml, "request")
+    return documents(products.load_catalog(context_for(request, who), body.toml, "request"))
 
 
-@router.post("/quotes", tags=["products"])
+@router.post("/quotes", tags=["products"], **answers(responses.Quote))
 def quote(who: Caller, body: models.QuoteIn) -> Document:
     """A plan's schedule, total cost and APR, before any checkout."""
     del who  # anyone signed in may ask what a plan costs
     fields = body.model_dump(exclude={"start"})
     texts = {name: None if value is None else str(value) for name, value in fields.items()}
     plan = quoting.PlanRequest(start=_today(body.start), **texts)  # type: ignore[arg-type]
-    return wire.quote(quoting.quote_request(plan))
+    return document(quoting.quote_request(plan))
 
 
 # -- borrowers and methods ------------------------------------------------------------------------
 
 
-@router.post("/borrowers", tags=["borrowers"], status_code=201)
+@router.post("/borrowers", tags=["borrowers"], **answers(responses.Borrower, 201))
 def create_borrower(request: Request, who: Caller, body: models.BorrowerIn) -> Document:
     who.need(Permission.SERVE)
     limit = _money("credit_limit", body.credit_limit)
     return borrowers.create_borrower(context_for(request, who), body.name, body.phone, limit)
 
 
-@router.get("/borrowers", tags=["borrowers"])
+@router.get("/borrowers", tags=["borrowers"], **answers(list[responses.Borrower]))
 def find_borrowers(
     request: Request, who: Caller, q: Annotated[str, Query(min_length=1, max_length=100)]
 ) -> list[Document]:
@@ -173,20 +176,24 @@ def find_borrowers(
     return borrowers.find_borrowers(context_for(request, who), q)
 
 
-@router.get("/borrowers/{borrower_id}", tags=["borrowers"])
+@router.get("/borrowers/{borrower_id}", tags=["borrowers"], **answers(responses.Borrower))
 def show_borrower(request: Request, who: Caller, borrower_id: models.Id) -> Document:
     who.owns(borrower_id, f"borrower {borrower_id}")
     return borrowers.show_borrower(context_for(request, who), borrower_id)
 
 
-@router.get("/borrowers/{borrower_id}/loans", tags=["loans"])
+@router.get(
+    "/borrowers/{borrower_id}/loans", tags=["loans"], **answers(list[responses.LoanSummary])
+)
 def list_loans(request: Request, who: Caller, borrower_id: models.Id,
                as_of: AsOf = None) -> list[Document]:  # fmt: skip
     who.owns(borrower_id, f"borrower {borrower_id}")
-    return servicing.list_loans(context_for(request, who), borrower_id, _today(as_of))
+    return documents(servicing.list_loans(context_for(request, who), borrower_id, _today(as_of)))
 
 
-@router.post("/borrowers/{borrower_id}/methods", tags=["borrowers"], status_code=201)
+@router.post(
+    "/borrowers/{borrower_id}/methods", tags=["borrowers"], **answers(responses.MethodChanged, 201)
+)
 def bind_method(request: Request, who: Caller, borrower_id: models.Id,
                 body: models.MethodIn) -> Document:  # fmt: skip
     """Binds a method; staff in simulation mode may give it a simulated balance."""
@@ -211,17 +218,19 @@ def _method(request: Request, who: Principal, method_id: int) -> Context:
     return context
 
 
-@router.post("/methods/{method_id}/default", tags=["borrowers"])
+@router.post("/methods/{method_id}/default", tags=["borrowers"], **answers(responses.MethodChanged))
 def default_method(request: Request, who: Caller, method_id: models.Id) -> Document:
     return borrowers.set_default_method(_method(request, who, method_id), method_id)
 
 
-@router.delete("/methods/{method_id}", tags=["borrowers"])
+@router.delete("/methods/{method_id}", tags=["borrowers"], **answers(responses.MethodChanged))
 def unbind_method(request: Request, who: Caller, method_id: models.Id) -> Document:
     return borrowers.unbind_method(_method(request, who, method_id), method_id)
 
 
-@router.put("/methods/{method_id}/sim-balance", tags=["borrowers"])
+@router.put(
+    "/methods/{method_id}/sim-balance", tags=["borrowers"], **answers(responses.MethodChanged)
+)
 def fund_method(
     request: Request, who: Caller, method_id: models.Id, body: models.FundIn
 ) -> Document:
@@ -237,17 +246,17 @@ def fund_method(
 # -- checkout and loans ---------------------------------------------------------------------------
 
 
-@router.post("/checkout/quote", tags=["loans"])
+@router.post("/checkout/quote", tags=["loans"], **answers(responses.Quote))
 def checkout_quote(who: Caller, body: models.CheckoutIn) -> Document:
     """The offer a checkout would make (its full cost and APR), to show before consent."""
     who.need(Permission.SERVE)
     periods = None if body.periods is None else str(body.periods)
     plan = quoting.PlanRequest(principal=body.amount, start=_today(body.date),
                                product=body.product, periods=periods)  # fmt: skip
-    return wire.quote(quoting.quote_request(plan))
+    return document(quoting.quote_request(plan))
 
 
-@router.post("/checkout", tags=["loans"], status_code=201)
+@router.post("/checkout", tags=["loans"], **answers(responses.Loan, 201))
 def checkout(request: Request, response: Response, who: Caller, body: models.CheckoutIn,
              key: IdempotencyKey) -> Document:  # fmt: skip
     """An order becomes a plan: consent recorded with its cost and APR, the merchant owed."""
@@ -259,23 +268,23 @@ def checkout(request: Request, response: Response, who: Caller, body: models.Che
     return _replayed(response, made)
 
 
-@router.get("/loans/{loan_id}", tags=["loans"])
+@router.get("/loans/{loan_id}", tags=["loans"], **answers(responses.Loan))
 def show_loan(request: Request, who: Caller, loan_id: models.Id, as_of: AsOf = None) -> Document:
-    return servicing.show_loan(_loan(request, who, loan_id), loan_id, _today(as_of))
+    return document(servicing.show_loan(_loan(request, who, loan_id), loan_id, _today(as_of)))
 
 
-@router.get("/loans/{loan_id}/history", tags=["loans"])
+@router.get("/loans/{loan_id}/history", tags=["loans"], **answers(responses.History))
 def loan_history(request: Request, who: Caller, loan_id: models.Id) -> Document:
     """The loan's events and journal entries (staff)."""
     who.need(Permission.READ)
-    return servicing.loan_history(context_for(request, who), loan_id)
+    return document(servicing.loan_history(context_for(request, who), loan_id))
 
 
-@router.get("/loans/{loan_id}/payoff-quote", tags=["payments"])
+@router.get("/loans/{loan_id}/payoff-quote", tags=["payments"], **answers(responses.Payoff))
 def payoff_quote(request: Request, who: Caller, loan_id: models.Id,
                  on: Annotated[models.Day | None, Query(alias="date")] = None
                  ) -> Document:  # fmt: skip
-    return servicing.quote_payoff(_loan(request, who, loan_id), loan_id, _today(on))
+    return document(servicing.quote_payoff(_loan(request, who, loan_id), loan_id, _today(on)))
 
 
 def _source(who: Principal, method_id: int | None, channel: str | None) -> servicing.Source:
@@ -286,7 +295,7 @@ def _source(who: Principal, method_id: int | None, channel: str | None) -> servi
     )
 
 
-@router.post("/loans/{loan_id}/payments", tags=["payments"], status_code=201)
+@router.post("/loans/{loan_id}/payments", tags=["payments"], **answers(responses.PaymentTaken, 201))
 def pay(request: Request, response: Response, who: Caller, loan_id: models.Id,
         body: models.PaymentIn, key: IdempotencyKey) -> Document:  # fmt: skip
     """Takes a payment: up to what pays the plan off that day, more with ``allow_overpayment``
@@ -301,7 +310,9 @@ def pay(request: Request, response: Response, who: Caller, loan_id: models.Id,
     return _replayed(response, paid)
 
 
-@router.post("/loans/{loan_id}/prepayments", tags=["payments"], status_code=201)
+@router.post(
+    "/loans/{loan_id}/prepayments", tags=["payments"], **answers(responses.PaymentTaken, 201)
+)
 def prepay(request: Request, response: Response, who: Caller, loan_id: models.Id,
            body: models.PrepaymentIn, key: IdempotencyKey) -> Document:  # fmt: skip
     if not who.is_borrower:
@@ -318,7 +329,7 @@ def prepay(request: Request, response: Response, who: Caller, loan_id: models.Id
     return _replayed(response, paid)
 
 
-@router.post("/loans/{loan_id}/refunds", tags=["corrections"], status_code=201)
+@router.post("/loans/{loan_id}/refunds", tags=["corrections"], **answers(responses.Refunded, 201))
 def refund(request: Request, response: Response, who: Caller, loan_id: models.Id,
            body: models.RefundIn, key: IdempotencyKey) -> Document:  # fmt: skip
     """A merchant's refund for returned goods (staff)."""
@@ -328,7 +339,11 @@ def refund(request: Request, response: Response, who: Caller, loan_id: models.Id
     return _replayed(response, done)
 
 
-@router.post("/loans/{loan_id}/credit-refunds", tags=["corrections"], status_code=201)
+@router.post(
+    "/loans/{loan_id}/credit-refunds",
+    tags=["corrections"],
+    **answers(responses.CreditPaidBack, 201),
+)
 def refund_credit(request: Request, response: Response, who: Caller, loan_id: models.Id,
                   body: models.CreditRefundIn, key: IdempotencyKey) -> Document:  # fmt: skip
     """Pays a credit balance back where it came from (admins): the answer's ``paid_to`` lists
@@ -340,7 +355,9 @@ def refund_credit(request: Request, response: Response, who: Caller, loan_id: mo
     return _replayed(response, done)
 
 
-@router.post("/payments/{payment_id}/reversal", tags=["corrections"], status_code=201)
+@router.post(
+    "/payments/{payment_id}/reversal", tags=["corrections"], **answers(responses.Reversed, 201)
+)
 def reverse(request: Request, response: Response, who: Caller,
             payment_id: EventId, body: models.ReversalIn,
             key: IdempotencyKey) -> Document:  # fmt: skip
@@ -354,7 +371,7 @@ def reverse(request: Request, response: Response, who: Caller,
     return _replayed(response, done)
 
 
-@router.post("/loans/{loan_id}/waivers", tags=["corrections"], status_code=201)
+@router.post("/loans/{loan_id}/waivers", tags=["corrections"], **answers(responses.Waived, 201))
 def waive(request: Request, response: Response, who: Caller, loan_id: models.Id,
           body: models.WaiverIn, key: IdempotencyKey) -> Document:  # fmt: skip
     """Forgives penalty or fee with a reason: agents up to their limit, admins any amount."""
@@ -366,40 +383,42 @@ def waive(request: Request, response: Response, who: Caller, loan_id: models.Id,
     return _replayed(response, done)
 
 
-@router.get("/loans/{loan_id}/receipts", tags=["payments"])
+@router.get(
+    "/loans/{loan_id}/receipts", tags=["payments"], **answers(list[responses.ListedReceipt])
+)
 def list_receipts(request: Request, who: Caller, loan_id: models.Id) -> list[Document]:
     """The plan's receipts, oldest first, each saying whether its payment was reversed."""
-    return servicing.list_receipts(_loan(request, who, loan_id), loan_id)
+    return documents(servicing.list_receipts(_loan(request, who, loan_id), loan_id))
 
 
-@router.get("/receipts/{receipt_id}", tags=["payments"])
+@router.get("/receipts/{receipt_id}", tags=["payments"], **answers(responses.Receipt))
 def show_receipt(request: Request, who: Caller, receipt_id: EventId) -> Document:
     loan_id, _ = servicing.parse_id(receipt_id, "R", "receipt")
-    return servicing.show_receipt(_loan(request, who, loan_id), receipt_id)
+    return document(servicing.show_receipt(_loan(request, who, loan_id), receipt_id))
 
 
 # -- books, batch, messages, audit ---------------------------------------------------------------
 
 
-@router.get("/ledger/trial-balance", tags=["books"])
+@router.get("/ledger/trial-balance", tags=["books"], **answers(responses.TrialBalance))
 def trial_balance(request: Request, who: Caller) -> Document:
     who.need(Permission.READ)
-    return books.trial_balance(context_for(request, who))
+    return document(books.trial_balance(context_for(request, who)))
 
 
-@router.get("/ledger/check", tags=["books"])
+@router.get("/ledger/check", tags=["books"], **answers(responses.BookCheck))
 def check_books(request: Request, who: Caller) -> Document:
     who.need(Permission.READ)
-    return books.check_books(context_for(request, who))
+    return document(books.check_books(context_for(request, who)))
 
 
-@router.get("/cob/runs", tags=["batch"])
+@router.get("/cob/runs", tags=["batch"], **answers(list[responses.CobRun]))
 def cob_runs(request: Request, who: Caller) -> list[Document]:
     who.need(Permission.READ)
     return cob.runs(context_for(request, who))
 
 
-@router.get("/cob/runs/{run_id}", tags=["batch"])
+@router.get("/cob/runs/{run_id}", tags=["batch"], **answers(responses.CobRunReport))
 def cob_run(request: Request, who: Caller, run_id: models.Id) -> Document:
     who.need(Permission.READ)
     return cob.run_report(context_for(request, who), run_id)
@@ -409,8 +428,13 @@ def cob_run(request: Request, who: Caller, run_id: models.Id) -> Document:
     "/cob",
     tags=["batch"],
     status_code=201,
+    response_model=None,
     responses={
-        200: {"description": "Nothing to close on that day: no run was recorded"},
+        201: {"model": responses.CobClosed, "description": "The day closed"},
+        200: {
+            "model": responses.CobClosed,
+            "description": "Nothing to close on that day: no run was recorded",
+        },
         500: {**problems.RESPONSES[422], "description": "The run failed (batch-failed)"},
     },
 )
@@ -428,14 +452,14 @@ def close_day(request: Request, response: Response, who: Caller, body: models.Co
     return closed
 
 
-@router.get("/reports/aging", tags=["batch"])
+@router.get("/reports/aging", tags=["batch"], **answers(responses.Aging))
 def aging(request: Request, who: Caller,
           on: Annotated[models.Day | None, Query(alias="date")] = None) -> Document:  # fmt: skip
     who.need(Permission.READ)
     return cob.aging(context_for(request, who), _today(on))
 
 
-@router.get("/sms/outbox", tags=["batch"])
+@router.get("/sms/outbox", tags=["batch"], **answers(list[responses.SmsMessage]))
 def outbox(request: Request, who: Caller,
            status: Annotated[str | None, Query(pattern="^(pending|sent|expired)$")] = None
            ) -> list[Document]:  # fmt: skip
@@ -443,10 +467,10 @@ def outbox(request: Request, who: Caller,
     return sms.outbox(context_for(request, who), status)
 
 
-@router.get("/audit", tags=["audit"])
+@router.get("/audit", tags=["audit"], **answers(list[responses.AuditEntry]))
 def audit_log(
     request: Request, who: Caller, target: Annotated[str | None, Query(max_length=100)] = None
 ) -> list[Document]:
     """Who did what, when, to what, why, before and after (admins)."""
     who.need(Permission.ADMINISTER)
-    return audit.audit_log(context_for(request, who), target)
+    return documents(audit.audit_log(context_for(request, who), target))

@@ -11,7 +11,7 @@ import getpass
 import os
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Annotated, Concatenate, ParamSpec, TypeVar
+from typing import Annotated, Any, Concatenate, ParamSpec, TypeVar
 
 import typer
 from sqlalchemy import Engine
@@ -27,6 +27,7 @@ from fenqi.cli import render
 from fenqi.domain.errors import InputError
 from fenqi.services.context import Context, Replayed
 from fenqi.store.database import database_url, make_engine, require_current, url_without_password
+from fenqi.wire import present
 
 T = TypeVar("T")
 P = ParamSpec("P")
@@ -99,18 +100,19 @@ def actor() -> str:
 def respond(
     db: str | None,
     as_json: bool,
-    human: Callable[[T], None],
+    human: Callable[[Any], None],
     call: Callable[Concatenate[Context, P], T],
     *args: P.args,
     **kwargs: P.kwargs,
 ) -> T:
     """A command's whole job once its text is parsed: ``call(context, *args, **kwargs)`` on the
-    database ``--db`` names, its answer printed as JSON or by ``human``. The answer is returned
-    for a command whose exit code depends on it."""
+    database ``--db`` names, its answer presented (``fenqi.wire``, as the API shows it) and
+    printed as JSON or by ``human``. The answer is returned for a command whose exit code
+    depends on it."""
     with database(db) as context:
         answer = call(context, *args, **kwargs)
     if isinstance(answer, Replayed):
         typer.echo("fenqi: note: that idempotency key was used before for this same request; "
                    "this is its first result again, and nothing moved", err=True)  # fmt: skip
-    render.emit(answer, as_json, human)
+    render.emit(present(answer), as_json, human)
     return answer

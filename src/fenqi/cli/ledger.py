@@ -26,5 +26,5 @@ def check_command(db: DatabaseOption = None, as_json: JsonOption = False) -> Non
     """Every loan's books against its replayed state; exit code 1 when any differ, so a cron
     job or CI step fails loudly."""
     report = respond(db, as_json, render.key_values, check_books)
-    if not report["consistent"]:
+    if report.differences:
         raise typer.Exit(INCONSISTENT)

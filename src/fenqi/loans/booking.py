@@ -12,15 +12,15 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
-from typing import Any, NamedTuple
+from typing import NamedTuple
 
-from fenqi import wire
 from fenqi.domain.collection import next_action_date
 from fenqi.domain.events import Event, Payment, Prepayment
 from fenqi.domain.ledger import Balances, Line, balances, journal
 from fenqi.domain.loan import Checkpoint, LoanState
 from fenqi.loans.aggregate import Loan
 from fenqi.loans.methods import PaymentMethod
+from fenqi.loans.receipts import Receipt, receipt_of
 
 
 class Entry(NamedTuple):
@@ -30,13 +30,6 @@ class Entry(NamedTuple):
     lines: tuple[Line, ...]
     memo: str
     event_seq: int | None = None
-
-
-class Receipt(NamedTuple):
-    """A numbered receipt (凭证) for the payment or prepayment numbered ``seq``."""
-
-    seq: int
-    document: dict[str, Any]
 
 
 @dataclass(frozen=True)
@@ -81,7 +74,7 @@ def book(loan: Loan, new_events: Sequence[Event], day: date, *, memo: str, issue
         books_after = balances(terms, after)
         entries.append(Entry(journal(books_day, books_after), memo, new_events[-1].seq))
     receipts = tuple(
-        Receipt(event.seq, wire.receipt(loan, after, event, paid_with, issued=issued))
+        receipt_of(loan, after, event, paid_with, issued)
         for event in new_events
         if isinstance(event, Payment | Prepayment)
     )

@@ -14,6 +14,7 @@ from fenqi.domain.products import Product
 from fenqi.loans.aggregate import Loan
 from fenqi.loans.booking import Booking
 from fenqi.loans.methods import PaymentMethod
+from fenqi.loans.receipts import Receipt
 from fenqi.services.ports import PaymentChannel
 
 T = TypeVar("T")
@@ -113,10 +114,10 @@ class Loans(Protocol):
         """What the borrower was shown when she agreed to the loan."""
         ...
 
-    def receipt(self, loan_id: int, seq: int) -> Document | None: ...
+    def receipt(self, loan_id: int, seq: int) -> Receipt | None: ...
 
-    def receipts(self, loan_id: int) -> list[tuple[int, Document]]:
-        """The loan's receipts by their payment's number, oldest first."""
+    def receipts(self, loan_id: int) -> list[Receipt]:
+        """The loan's receipts, oldest payment first."""
         ...
 
     def history(self, loan_id: int) -> History: ...

@@ -3,24 +3,31 @@ its replayed state."""
 
 from __future__ import annotations
 
-from fenqi import wire
 from fenqi.domain.ledger import balances
+from fenqi.domain.money import Money
 from fenqi.loans.ports import UnitOfWork
-from fenqi.services.context import Context, Document, transact
+from fenqi.services.context import Context, transact
+from fenqi.services.views import AccountTotal, BookCheck, BookDifference, TrialBalance
 
 
-def trial_balance(context: Context) -> Document:
+def trial_balance(context: Context) -> TrialBalance:
     """Debits and credits per account over every posting; balanced when the totals agree."""
-    return transact(
-        context, lambda unit: wire.trial_balance(unit.trial_balance(), unit.account_names())
-    )
+
+    def report(unit: UnitOfWork) -> TrialBalance:
+        names = unit.account_names()
+        return TrialBalance(tuple(
+            AccountTotal(account, names.get(account, account), Money(debit), Money(credit))
+            for account, debit, credit in unit.trial_balance()
+        ))  # fmt: skip
+
+    return transact(context, report)
 
 
-def check_books(context: Context) -> Document:
+def check_books(context: Context) -> BookCheck:
     """Every loan's accounts in the journal against its state replayed to the day its books
     reach: any difference is listed by loan and account."""
 
-    def check(unit: UnitOfWork) -> Document:
+    def check(unit: UnitOfWork) -> BookCheck:
         differences = []
         loan_ids = unit.loans.ids()
         for loan_id in loan_ids:
@@ -29,8 +36,9 @@ def check_books(context: Context) -> Document:
             expected, booked = balances(loan.terms, state), unit.loans.books(loan_id)
             for account in sorted(set(expected) | set(booked)):
                 if expected.get(account, 0) != booked.get(account, 0):
-                    differences.append(wire.difference(loan_id, account, booked, expected))
-        return {"loans_checked": len(loan_ids), "differences": differences,
-                "consistent": not differences}  # fmt: skip
+                    differences.append(BookDifference(
+                        loan_id, account, Money(booked.get(account, 0)),
+                        Money(expected.get(account, 0))))  # fmt: skip
+        return BookCheck(len(loan_ids), tuple(differences))
 
     return transact(context, check)

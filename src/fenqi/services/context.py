@@ -131,13 +131,13 @@ def once(
     request: Document,
     work: Callable[[Session], Document],
 ) -> Document:
-    """``transact_once`` for work on the database session itself."""
+    """``transact_once`` for work on the database session itself that answers a document."""
 
     def on_session(unit: UnitOfWork) -> Document:
         assert isinstance(unit, DatabaseUnitOfWork), "work on a session runs in the database"
         return work(unit.session)
 
-    return transact_once(context, scope, key, request, on_session)
+    return transact_once(context, scope, key, request, on_session, present=dict)
 
 
 def transact_once(
@@ -145,18 +145,21 @@ def transact_once(
     scope: str,
     key: str | None,
     request: Document,
-    work: Callable[[UnitOfWork], Document],
-) -> Document:
+    work: Callable[[UnitOfWork], T],
+    *,
+    present: Callable[[T], Document],
+) -> T | Replayed:
     """Runs ``work`` once per idempotency key: a retry with the same key and request gets the
-    first result back, the very same document (a ``Replayed`` one, so an entry point can say
-    so), and moves no money. A second request with the same key while the first is still
-    being worked out is refused (409), not queued behind it."""
+    first result back as it was sent, the very same document (``present`` made it, and it is
+    kept beside the key; a ``Replayed`` one, so an entry point can say so), and moves no money.
+    A second request with the same key while the first is still being worked out is refused
+    (409), not queued behind it."""
     if key is None:
         return transact(context, work)
     plain_text("the idempotency key", key)
     fingerprint = hashlib.sha256(json.dumps(request, sort_keys=True).encode()).hexdigest()
 
-    def keyed(unit: UnitOfWork) -> Document:
+    def keyed(unit: UnitOfWork) -> T | Replayed:
         if not unit.hold(scope, key):
             raise InFlightError(f"a request with idempotency key {key!r} is still being worked out")
         seen = unit.recall(scope, key)
@@ -168,7 +171,7 @@ def transact_once(
                 )
             return Replayed(seen[1])
         result = work(unit)
-        unit.remember(scope, key, fingerprint, result)
+        unit.remember(scope, key, fingerprint, present(result))
         return result
 
     return transact(context, keyed)

@@ -4,14 +4,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from fenqi import wire
 from fenqi.catalog import read_text, shipped_catalog_text
-from fenqi.domain.products import catalog_definitions, parse_definition
+from fenqi.domain.products import Product, catalog_definitions, parse_definition
 from fenqi.loans.ports import UnitOfWork
-from fenqi.services.context import Context, Document, transact
+from fenqi.services.context import Context, transact
 
 
-def load_products(context: Context, path: Path | None = None) -> list[Document]:
+def load_products(context: Context, path: Path | None = None) -> list[Product]:
     """Adds or replaces every product of a catalog file (the shipped one by default). Loans
     already made keep the product as it was when they were made."""
     text = shipped_catalog_text() if path is None else read_text(path)
@@ -19,17 +18,17 @@ def load_products(context: Context, path: Path | None = None) -> list[Document]:
     return load_catalog(context, text, source)
 
 
-def load_catalog(context: Context, text: str, source: str = "catalog") -> list[Document]:
+def load_catalog(context: Context, text: str, source: str = "catalog") -> list[Product]:
     """Adds or replaces every product of a catalog's TOML text."""
     return transact(context, lambda unit: _load(unit, context.actor, text, source))
 
 
-def seed_products(context: Context) -> list[Document]:
+def seed_products(context: Context) -> list[Product]:
     """Loads the shipped catalog into a database that has no products yet, in the same
     transaction that looks: one that has some keeps them, as an operator may have loaded her
     own."""
 
-    def seed(unit: UnitOfWork) -> list[Document]:
+    def seed(unit: UnitOfWork) -> list[Product]:
         if unit.products():
             return []
         return _load(unit, context.actor, shipped_catalog_text(), "default catalog")
@@ -37,15 +36,15 @@ def seed_products(context: Context) -> list[Document]:
     return transact(context, seed)
 
 
-def _load(unit: UnitOfWork, actor: str, text: str, source: str) -> list[Document]:
+def _load(unit: UnitOfWork, actor: str, text: str, source: str) -> list[Product]:
     definitions = catalog_definitions(text, source)
     for code, (product, table) in definitions.items():
         before = unit.keep_product(code, product.name, table)
         unit.audit(actor, "product.load", code, "catalog loaded", before=before, after=table)
-    return [wire.product(product) for product, _ in definitions.values()]
+    return [product for product, _ in definitions.values()]
 
 
-def list_products(context: Context) -> list[Document]:
+def list_products(context: Context) -> list[Product]:
     return transact(context, lambda unit: [
-        wire.product(parse_definition(table, code)) for code, table in unit.products().items()
+        parse_definition(table, code) for code, table in unit.products().items()
     ])  # fmt: skip

@@ -11,10 +11,11 @@ from __future__ import annotations
 import re
 import uuid
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date
+from typing import Any, TypeVar
 
-from fenqi import wire
 from fenqi.catalog import read_lpr_table
 from fenqi.clock import stamp
 from fenqi.domain.corrections import Consequences, consequences
@@ -38,8 +39,9 @@ from fenqi.loans.aggregate import MAX_ID, Loan
 from fenqi.loans.booking import book
 from fenqi.loans.methods import PaymentMethod
 from fenqi.loans.ports import UnitOfWork
+from fenqi.loans.receipts import Receipt
 from fenqi.services.access import OverpaymentApproval
-from fenqi.services.context import Context, Document, transact, transact_once
+from fenqi.services.context import Context, Replayed, transact, transact_once
 from fenqi.services.errors import (
     ConfirmationNeededError,
     DeclinedError,
@@ -47,7 +49,25 @@ from fenqi.services.errors import (
     RefusedError,
     plain_text,
 )
+from fenqi.services.views import (
+    CreditPaidBack,
+    ListedReceipt,
+    LoanHistory,
+    LoanSummary,
+    LoanView,
+    PaymentTaken,
+    Payoff,
+    Payout,
+    Refunded,
+    Reversed,
+    Waived,
+)
+from fenqi.wire import consequences as consequences_document
+from fenqi.wire import payout as payout_document
+from fenqi.wire import present
+from fenqi.wire import quote as quote_document
 
+T = TypeVar("T")
 CLOSED = (LoanStatus.SETTLED, LoanStatus.CANCELLED)
 # A payment's or receipt's id: the loan, then the event's number; ASCII digits only (``\\d`` would
 # also take "١٨", and file the row under a name no one else would find it by).
@@ -77,7 +97,8 @@ class Order:
     item: str | None = None  # what was bought, as the mall names it
 
 
-def checkout(context: Context, order: Order, *, idempotency_key: str | None = None) -> Document:
+def checkout(context: Context, order: Order, *,
+             idempotency_key: str | None = None) -> LoanView | Replayed:  # fmt: skip
     """Turns an order into a plan: quoted under the product's cap, within the borrower's
     available limit, the full cost and APR recorded as consented, the merchant owed the price."""
     for what, text in (("the order id", order.order_id), ("the merchant", order.merchant),
@@ -88,7 +109,7 @@ def checkout(context: Context, order: Order, *, idempotency_key: str | None = No
     if order.amount <= 0:
         raise RefusedError(f"order amount {order.amount} must be more than 0")
 
-    def make(unit: UnitOfWork) -> Document:
+    def make(unit: UnitOfWork) -> LoanView:
         available = unit.available_limit(order.borrower_id, lock=True)
         existing = unit.loans.for_order(order.order_id)
         if existing is not None:
@@ -111,51 +132,51 @@ def checkout(context: Context, order: Order, *, idempotency_key: str | None = No
         )  # fmt: skip
         memo = f"disbursement to merchant {order.merchant} for order {order.order_id}"
         opening = book(loan, [], order.day, memo=memo, accrual=memo, issued=stamp())
-        shown = wire.quote(offer)
+        shown = quote_document(offer)
         unit.loans.add(loan, opening, shown)
-        return {**wire.loan(loan, opening.state), "consent": shown}
+        return LoanView.of(loan, opening.state, shown)
 
     request = {"op": "checkout", **{k: str(v) for k, v in vars(order).items()}}
-    return transact_once(context, f"order:{order.order_id}", idempotency_key, request, make)
+    return _once(context, f"order:{order.order_id}", idempotency_key, request, make)
 
 
 # -- reading ------------------------------------------------------------------------------------
 
 
-def show_loan(context: Context, loan_id: int, as_of: date) -> Document:
+def show_loan(context: Context, loan_id: int, as_of: date) -> LoanView:
     """The plan on ``as_of``, with what the borrower was shown when she agreed to it (its APR
     and full cost), which is hers to see for as long as the plan lasts."""
 
-    def show(unit: UnitOfWork) -> Document:
+    def show(unit: UnitOfWork) -> LoanView:
         loan = unit.loans.read(loan_id, as_of)
-        return {**wire.loan(loan, loan.state_on(as_of)), "consent": unit.loans.consent(loan_id)}
+        return LoanView.of(loan, loan.state_on(as_of), unit.loans.consent(loan_id))
 
     return transact(context, show)
 
 
-def list_loans(context: Context, borrower_id: int, as_of: date) -> list[Document]:
-    def listing(unit: UnitOfWork) -> list[Document]:
+def list_loans(context: Context, borrower_id: int, as_of: date) -> list[LoanSummary]:
+    def listing(unit: UnitOfWork) -> list[LoanSummary]:
         loans = [unit.loans.read(loan_id, as_of) for loan_id in unit.loans.ids_of(borrower_id)]
-        return [wire.loan_summary(loan, loan.state_on(as_of)) for loan in loans]
+        return [LoanSummary.of(loan, loan.state_on(as_of)) for loan in loans]
 
     return transact(context, listing)
 
 
-def quote_payoff(context: Context, loan_id: int, day: date) -> Document:
-    def work(unit: UnitOfWork) -> Document:
+def quote_payoff(context: Context, loan_id: int, day: date) -> Payoff:
+    def work(unit: UnitOfWork) -> Payoff:
         record = unit.loans.get(loan_id)
         _check_day(record, day)
-        return wire.payoff(
+        return Payoff(
             loan_id, payoff_quote(record.terms, record.policy, record.events, day, record.cap)
         )
 
     return transact(context, work)
 
 
-def show_receipt(context: Context, receipt_id: str) -> Document:
+def show_receipt(context: Context, receipt_id: str) -> Receipt:
     loan_id, seq = parse_id(receipt_id, "R", "receipt")
 
-    def show(unit: UnitOfWork) -> Document:
+    def show(unit: UnitOfWork) -> Receipt:
         receipt = unit.loans.receipt(loan_id, seq)
         if receipt is None:
             raise NotFoundError(f"no receipt R{loan_id}-{seq}")
@@ -164,14 +185,14 @@ def show_receipt(context: Context, receipt_id: str) -> Document:
     return transact(context, show)
 
 
-def list_receipts(context: Context, loan_id: int) -> list[Document]:
+def list_receipts(context: Context, loan_id: int) -> list[ListedReceipt]:
     """A plan's receipts, oldest first, each saying whether its payment was later reversed."""
 
-    def listing(unit: UnitOfWork) -> list[Document]:
+    def listing(unit: UnitOfWork) -> list[ListedReceipt]:
         loan = unit.loans.get(loan_id)
         taken_back = {event.payment_seq for event in loan.events if isinstance(event, Reversal)}
-        return [{**receipt, "reversed": seq in taken_back}
-                for seq, receipt in unit.loans.receipts(loan_id)]  # fmt: skip
+        return [ListedReceipt(receipt, receipt.seq in taken_back)
+                for receipt in unit.loans.receipts(loan_id)]  # fmt: skip
 
     return transact(context, listing)
 
@@ -193,7 +214,7 @@ class Source:
 
 def pay(context: Context, loan_id: int, amount: Money, source: Source, day: date, *,
         idempotency_key: str | None = None,
-        overpayment: OverpaymentApproval | None = None) -> Document:  # fmt: skip
+        overpayment: OverpaymentApproval | None = None) -> PaymentTaken | Replayed:  # fmt: skip
     """A payment on any day, allocated by the product's rules; it gets a receipt. It may be up
     to what pays the plan off that day; more only with an admin's ``overpayment`` approval.
 
@@ -210,7 +231,7 @@ def pay(context: Context, loan_id: int, amount: Money, source: Source, day: date
                "overpayment": overpayment is not None}  # fmt: skip
     key = idempotency_key or uuid.uuid4().hex
 
-    def work(unit: UnitOfWork) -> Document:
+    def work(unit: UnitOfWork) -> PaymentTaken:
         record = _open_loan(unit, loan_id, day)
         payoff = _within_payoff(context, unit, record, amount, day=day, overpayment=overpayment)
         method = _method(unit, record, source)
@@ -223,12 +244,12 @@ def pay(context: Context, loan_id: int, amount: Money, source: Source, day: date
         )
         return _money_in(unit, record, event, method)
 
-    return transact_once(context, f"loan:{loan_id}", idempotency_key, request, work)
+    return _once(context, f"loan:{loan_id}", idempotency_key, request, work)
 
 
 def prepay(context: Context, loan_id: int, amount: Money | None, *, mode: PrepayMode,
            source: Source, day: date, idempotency_key: str | None = None,
-           overpayment: OverpaymentApproval | None = None) -> Document:  # fmt: skip
+           overpayment: OverpaymentApproval | None = None) -> PaymentTaken | Replayed:  # fmt: skip
     """Repays early: ``amount`` None pays the whole plan off at its payoff quote; otherwise the
     amount pays what is past due and the interest to date, then repays principal (an amount that
     reaches the payoff pays the plan off). An amount beyond the payoff needs an admin's
@@ -243,7 +264,7 @@ def prepay(context: Context, loan_id: int, amount: Money | None, *, mode: Prepay
                "manual": source.manual, "overpayment": overpayment is not None}  # fmt: skip
     key = idempotency_key or uuid.uuid4().hex
 
-    def work(unit: UnitOfWork) -> Document:
+    def work(unit: UnitOfWork) -> PaymentTaken:
         record = _open_loan(unit, loan_id, day)
         if mode is PrepayMode.SHORTEN_TERM and record.terms.method in (
             Method.INTEREST_ONLY,
@@ -260,7 +281,7 @@ def prepay(context: Context, loan_id: int, amount: Money | None, *, mode: Prepay
         event = Prepayment(record.next_seq, day, paying, _channel_of(method), mode, paying >= due)
         return _money_in(unit, record, event, method)
 
-    return transact_once(context, f"loan:{loan_id}", idempotency_key, request, work)
+    return _once(context, f"loan:{loan_id}", idempotency_key, request, work)
 
 
 def _pays_off(record: Loan, amount: Money, payoff: Money, day: date) -> bool:
@@ -304,13 +325,12 @@ def _within_payoff(context: Context, unit: UnitOfWork, record: Loan,
 
 
 def _money_in(unit: UnitOfWork, record: Loan, event: Payment | Prepayment,
-              method: PaymentMethod | None) -> Document:  # fmt: skip
+              method: PaymentMethod | None) -> PaymentTaken:  # fmt: skip
     kind = "prepayment" if isinstance(event, Prepayment) else "payment"
     memo = f"{kind} {_payment_id(record, event.seq)}"
     booking = book(record, [event], event.effective, memo=memo, issued=stamp(), paid_with=method)
     unit.loans.save(record, booking)
-    receipt, after = booking.receipts[0].document, booking.state
-    return {**receipt, "id": receipt["payment_id"], "loan": wire.loan_summary(record, after)}
+    return PaymentTaken(booking.receipts[0], LoanSummary.of(record, booking.state))
 
 
 def _debit(unit: UnitOfWork, method: PaymentMethod | None, *, amount: Money, key: str) -> None:
@@ -349,7 +369,7 @@ def _channel_of(method: PaymentMethod | None) -> Channel:
 
 
 def refund(context: Context, loan_id: int, amount: Money, day: date, *,
-           idempotency_key: str | None = None) -> Document:  # fmt: skip
+           idempotency_key: str | None = None) -> Refunded | Replayed:  # fmt: skip
     """The merchant refunds part or all of the price of returned goods
     (docs/domain.md#merchant-refunds). What the borrower paid beyond the re-priced plan goes back
     where it came from, as a credit refund does: never to a method bound since, whoever made it
@@ -357,7 +377,7 @@ def refund(context: Context, loan_id: int, amount: Money, day: date, *,
     if amount <= 0:
         raise RefusedError(f"refund amount {amount} must be more than 0")
 
-    def work(unit: UnitOfWork) -> Document:
+    def work(unit: UnitOfWork) -> Refunded:
         record = unit.loans.get(loan_id, for_update=True)
         _check_day(record, day)
         priced = record.terms.principal - sum(
@@ -373,18 +393,16 @@ def refund(context: Context, loan_id: int, amount: Money, day: date, *,
         paid_to, state = _pay_credit_back(unit, record, payout, day=day, state=state)
         unit.audit(context.actor, "loan.refund", f"loan:{loan_id}", "merchant refund",
                    after={"amount": str(amount), "paid_back": str(payout),
-                          "paid_to": paid_to})  # fmt: skip
-        channel = paid_to[0]["channel"] if paid_to else None
-        return {"id": f"F{loan_id}-{event.seq}", "loan_id": loan_id, "amount": wire.money(amount),
-                "paid_back": wire.money(payout), "channel": channel, "paid_to": paid_to,
-                "date": day.isoformat(), "loan": wire.loan_summary(record, state)}  # fmt: skip
+                          "paid_to": [payout_document(paid) for paid in paid_to]})  # fmt: skip
+        return Refunded(f"F{loan_id}-{event.seq}", loan_id, amount, payout, paid_to, day,
+                        LoanSummary.of(record, state))  # fmt: skip
 
     request = {"op": "refund", "loan": loan_id, "amount": int(amount), "day": day.isoformat()}
-    return transact_once(context, f"loan:{loan_id}", idempotency_key, request, work)
+    return _once(context, f"loan:{loan_id}", idempotency_key, request, work)
 
 
 def refund_credit(context: Context, loan_id: int, amount: Money | None, day: date, *,
-                  idempotency_key: str | None = None) -> Document:  # fmt: skip
+                  idempotency_key: str | None = None) -> CreditPaidBack | Replayed:  # fmt: skip
     """Pays the borrower's credit balance (or ``amount`` of it) back where it came from: to the
     methods that paid money in, the most recent payment first, never more to one than it paid
     in less what it already got back; money taken by hand goes back by hand. Each payee is a
@@ -392,7 +410,7 @@ def refund_credit(context: Context, loan_id: int, amount: Money | None, day: dat
     if amount is not None and amount <= 0:
         raise RefusedError(f"amount {amount} must be more than 0")
 
-    def work(unit: UnitOfWork) -> Document:
+    def work(unit: UnitOfWork) -> CreditPaidBack:
         record = unit.loans.get(loan_id, for_update=True)
         _check_day(record, day)
         before = record.state_on(record.booking_day(day))
@@ -404,10 +422,8 @@ def refund_credit(context: Context, loan_id: int, amount: Money | None, day: dat
         unit.audit(context.actor, "loan.refund_credit", f"loan:{loan_id}", "credit paid back",
                    before={"credit_balance": str(credit)},
                    after={"credit_balance": str(state.credit_balance),
-                          "paid_to": paid_to})  # fmt: skip
-        return {"id": paid_to[0]["id"], "loan_id": loan_id, "amount": wire.money(paying),
-                "date": day.isoformat(), "paid_to": paid_to,
-                "loan": wire.loan_summary(record, state)}  # fmt: skip
+                          "paid_to": [payout_document(paid) for paid in paid_to]})  # fmt: skip
+        return CreditPaidBack(loan_id, paying, day, paid_to, LoanSummary.of(record, state))
 
     request = {
         "op": "refund-credit",
@@ -415,17 +431,18 @@ def refund_credit(context: Context, loan_id: int, amount: Money | None, day: dat
         "amount": None if amount is None else int(amount),
         "day": day.isoformat(),
     }
-    return transact_once(context, f"loan:{loan_id}", idempotency_key, request, work)
+    return _once(context, f"loan:{loan_id}", idempotency_key, request, work)
 
 
 def _pay_credit_back(unit: UnitOfWork, record: Loan, paying: Money, *,
-                     day: date, state: LoanState) -> tuple[list[Document], LoanState]:  # fmt: skip
+                     day: date,
+                     state: LoanState) -> tuple[tuple[Payout, ...], LoanState]:  # fmt: skip
     """Pays ``paying`` of the credit balance back where it came from (``_payees``): a credit
     refund event and a payout for each payee. Returns what went where, and the loan's state
     after the last of them (``state``, the one before, when there was nothing to pay)."""
-    paid_to: list[Document] = []
+    paid_to: list[Payout] = []
     if paying <= 0:
-        return paid_to, state
+        return (), state
     loan_id = record.id
     for method, share in _payees(unit, record, paying):
         channel = _channel_of(method)
@@ -434,11 +451,16 @@ def _pay_credit_back(unit: UnitOfWork, record: Loan, paying: Money, *,
         state = _book(unit, record, event, f"credit balance of {share} paid back")
         if method is not None:
             unit.channel().pay_back(method.token_ref, share, f"credit:{loan_id}:{event.seq}")
-        paid_to.append({"id": f"C{loan_id}-{event.seq}", "channel": channel.value,
-                        "method_id": None if method is None else method.id,
-                        "account": None if method is None else method.masked_account,
-                        "amount": wire.money(share)})  # fmt: skip
-    return paid_to, state
+        paid_to.append(
+            Payout(
+                f"C{loan_id}-{event.seq}",
+                channel,
+                None if method is None else method.id,
+                None if method is None else method.masked_account,
+                share,
+            )
+        )
+    return tuple(paid_to), state
 
 
 def _payees(unit: UnitOfWork, record: Loan,
@@ -450,8 +472,8 @@ def _payees(unit: UnitOfWork, record: Loan,
     taken_back = {e.payment_seq for e in record.events if isinstance(e, Reversal)}
     money_in = [e for e in record.events
                 if isinstance(e, Payment | Prepayment) and e.seq not in taken_back]  # fmt: skip
-    paid_with = {seq: (payload.get("method") or {}).get("id")
-                 for seq, payload in unit.loans.receipts(record.id)}  # fmt: skip
+    paid_with = {receipt.seq: None if receipt.method is None else receipt.method.id
+                 for receipt in unit.loans.receipts(record.id)}  # fmt: skip
     room: Counter[int | None] = Counter()
     for event in money_in:
         room[paid_with.get(event.seq)] += event.amount
@@ -480,7 +502,7 @@ def _payees(unit: UnitOfWork, record: Loan,
 
 def reverse(context: Context, payment_id: str, reason: str, day: date | None = None, *,
             confirm: bool = False, today: date | None = None,
-            idempotency_key: str | None = None) -> Document:  # fmt: skip
+            idempotency_key: str | None = None) -> Reversed | Replayed:  # fmt: skip
     """Takes back a mistaken payment or prepayment: the loan is replayed as if it had never been
     paid, and what that takes out of the payment's channel goes back to where it came from: the
     payment, less anything of it already paid back (a credit refund, a merchant refund's
@@ -495,7 +517,7 @@ def reverse(context: Context, payment_id: str, reason: str, day: date | None = N
     if not plain_text("the reason", reason).strip():
         raise RefusedError("a reversal needs a reason")
 
-    def work(unit: UnitOfWork) -> Document:
+    def work(unit: UnitOfWork) -> Reversed:
         record = unit.loans.get(loan_id, for_update=True)
         paid = next((e for e in record.events if e.seq == seq), None)
         if not isinstance(paid, Payment | Prepayment):
@@ -508,11 +530,11 @@ def reverse(context: Context, payment_id: str, reason: str, day: date | None = N
         effect = _consequences(record, event, today)
         if effect.needs_confirmation and not confirm:
             what = _reaching_back(f"reversing {payment_id}", loan_id, effect)
-            raise ConfirmationNeededError(what, wire.consequences(effect))
+            raise ConfirmationNeededError(what, consequences_document(effect))
         state = _book(unit, record, event, f"reversal of {payment_id}: {reason}")
         back = _paid_back_by(paid, before, state)
         receipt = unit.loans.receipt(loan_id, seq)
-        method_id = None if receipt is None else (receipt.get("method") or {}).get("id")
+        method_id = None if receipt is None or receipt.method is None else receipt.method.id
         method = None if method_id is None else unit.method(method_id)
         if method is not None and back > 0:
             unit.channel().pay_back(method.token_ref, back, f"reverse:{payment_id}")
@@ -520,11 +542,8 @@ def reverse(context: Context, payment_id: str, reason: str, day: date | None = N
                    before={"amount": str(paid.amount), "status": effect.status_before.value},
                    after={"paid_back": str(back), "status": effect.status_after.value,
                           "dpd": effect.dpd, "confirmed": effect.needs_confirmation})  # fmt: skip
-        return {"id": f"V{loan_id}-{event.seq}", "payment_id": payment_id, "loan_id": loan_id,
-                "amount": wire.money(paid.amount), "paid_back": wire.money(back),
-                "reason": reason, "date": on.isoformat(),
-                "consequences": wire.consequences(effect),
-                "loan": wire.loan_summary(record, state)}  # fmt: skip
+        return Reversed(f"V{loan_id}-{event.seq}", payment_id, loan_id, paid.amount, back, reason,
+                        on, effect, LoanSummary.of(record, state))  # fmt: skip
 
     request = {
         "op": "reverse",
@@ -532,7 +551,7 @@ def reverse(context: Context, payment_id: str, reason: str, day: date | None = N
         "reason": reason,
         "day": None if day is None else day.isoformat(),
     }
-    return transact_once(context, f"payment:{payment_id}", idempotency_key, request, work)
+    return _once(context, f"payment:{payment_id}", idempotency_key, request, work)
 
 
 def _paid_back_by(paid: Payment | Prepayment, before: LoanState, after: LoanState) -> Money:
@@ -566,14 +585,14 @@ def _paid_back_by(paid: Payment | Prepayment, before: LoanState, after: LoanStat
 
 
 def waive(context: Context, loan_id: int, kind: WaiverKind, amount: Money, *, reason: str,
-          day: date, idempotency_key: str | None = None) -> Document:  # fmt: skip
+          day: date, idempotency_key: str | None = None) -> Waived | Replayed:  # fmt: skip
     """An operator forgives penalty or fee still owed, with a reason, in the audit log."""
     if amount <= 0:
         raise RefusedError(f"waiver amount {amount} must be more than 0")
     if not plain_text("the reason", reason).strip():
         raise RefusedError("a waiver needs a reason")
 
-    def work(unit: UnitOfWork) -> Document:
+    def work(unit: UnitOfWork) -> Waived:
         record = unit.loans.get(loan_id, for_update=True)
         _check_day(record, day)
         before = record.state_on(day)
@@ -585,9 +604,8 @@ def waive(context: Context, loan_id: int, kind: WaiverKind, amount: Money, *, re
         unit.audit(context.actor, f"waive.{kind}", f"loan:{loan_id}", reason,
                    before={kind.value: str(owed)},
                    after={kind.value: str(_waivable(state, kind))})  # fmt: skip
-        return {"id": f"W{loan_id}-{event.seq}", "loan_id": loan_id, "what": kind.value,
-                "amount": wire.money(amount), "reason": reason, "date": day.isoformat(),
-                "loan": wire.loan_summary(record, state)}  # fmt: skip
+        return Waived(f"W{loan_id}-{event.seq}", loan_id, kind, amount, reason, day,
+                      LoanSummary.of(record, state))  # fmt: skip
 
     request = {
         "op": "waive",
@@ -597,7 +615,7 @@ def waive(context: Context, loan_id: int, kind: WaiverKind, amount: Money, *, re
         "reason": reason,
         "day": day.isoformat(),
     }
-    return transact_once(context, f"loan:{loan_id}", idempotency_key, request, work)
+    return _once(context, f"loan:{loan_id}", idempotency_key, request, work)
 
 
 def _consequences(record: Loan, event: Event, today: date | None) -> Consequences:
@@ -638,6 +656,12 @@ def _waivable(state: LoanState, kind: WaiverKind) -> Money:
     if kind is WaiverKind.PENALTY:
         return state.outstanding_penalty
     return state.outstanding_fee
+
+
+def _once(context: Context, scope: str, key: str | None, request: dict[str, Any],
+          work: Callable[[UnitOfWork], T]) -> T | Replayed:  # fmt: skip
+    """``work`` once per idempotency key; a replay is the first answer as it was presented."""
+    return transact_once(context, scope, key, request, work, present=present)
 
 
 # -- booking ------------------------------------------------------------------------------------
@@ -687,12 +711,12 @@ def loan_owner(context: Context, loan_id: int) -> int:
     return transact(context, lambda unit: unit.loans.borrower_of(loan_id))
 
 
-def loan_history(context: Context, loan_id: int) -> Document:
+def loan_history(context: Context, loan_id: int) -> LoanHistory:
     """A loan's events and its journal entries with their lines, oldest first: what an operator
     reads to see what happened and how it was booked."""
 
-    def history(unit: UnitOfWork) -> Document:
+    def history(unit: UnitOfWork) -> LoanHistory:
         unit.loans.borrower_of(loan_id)  # refuses an unknown loan
-        return wire.history(loan_id, unit.loans.history(loan_id))
+        return LoanHistory(loan_id, unit.loans.history(loan_id))
 
     return transact(context, history)

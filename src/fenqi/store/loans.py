@@ -30,6 +30,7 @@ from fenqi.domain.products import Product, parse_definition
 from fenqi.domain.rates import Rate
 from fenqi.loans.aggregate import Loan
 from fenqi.loans.booking import Booking, Entry, saved
+from fenqi.loans.receipts import stored
 from fenqi.services.errors import NotFoundError, StaleError
 from fenqi.store.bulk import insert_rows
 from fenqi.store.documents import Document, event_document, event_from, terms_document, terms_from
@@ -247,8 +248,8 @@ def _write_rows(session: Session, booked: Sequence[tuple[Loan, Booking]], *, bul
         headers, lines = journal_rows(loan.id, booking.version, booking.day, booking.entries)
         entries += headers
         postings += lines
-        receipts += [{"loan_id": loan.id, "seq": seq, "receipt_no": document["id"],
-                      "payload": document} for seq, document in booking.receipts]  # fmt: skip
+        receipts += [{"loan_id": loan.id, "seq": receipt.seq, "receipt_no": receipt.receipt_id,
+                      "payload": stored(receipt)} for receipt in booking.receipts]  # fmt: skip
     tables = ((LoanEventRow, events), (JournalEntryRow, entries), (PostingRow, postings),
               (ReceiptRow, receipts))  # fmt: skip
     for mapped, rows in tables:

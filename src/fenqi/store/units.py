@@ -16,6 +16,7 @@ from fenqi.loans.aggregate import Loan
 from fenqi.loans.booking import Booking
 from fenqi.loans.methods import PaymentMethod
 from fenqi.loans.ports import AuditEntry, History, StoredEntry, StoredEvent, StoredLine
+from fenqi.loans.receipts import Receipt, parse_stored
 from fenqi.services.errors import NotFoundError
 from fenqi.services.ports import PaymentChannel
 from fenqi.store.documents import Document
@@ -111,17 +112,15 @@ class DatabaseLoans:
         consent = self.session.get(ConsentRow, loan_id)
         return None if consent is None else consent.shown
 
-    def receipt(self, loan_id: int, seq: int) -> Document | None:
+    def receipt(self, loan_id: int, seq: int) -> Receipt | None:
         row = self.session.get(ReceiptRow, (loan_id, seq))
-        return None if row is None else dict(row.payload)
+        return None if row is None else parse_stored(row.payload)
 
-    def receipts(self, loan_id: int) -> list[tuple[int, Document]]:
+    def receipts(self, loan_id: int) -> list[Receipt]:
         query = (
-            select(ReceiptRow.seq, ReceiptRow.payload)
-            .where(ReceiptRow.loan_id == loan_id)
-            .order_by(ReceiptRow.seq)
+            select(ReceiptRow.payload).where(ReceiptRow.loan_id == loan_id).order_by(ReceiptRow.seq)
         )
-        return [(seq, payload) for seq, payload in self.session.execute(query)]
+        return [parse_stored(payload) for payload in self.session.scalars(query)]
 
     def history(self, loan_id: int) -> History:
         session, event, entry, line = self.session, LoanEventRow, JournalEntryRow, PostingRow

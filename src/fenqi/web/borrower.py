@@ -47,6 +47,7 @@ from fenqi.web.pages import (
     sign_out_response,
     signed_in,
 )
+from fenqi.wire import document, documents
 
 HOME = "/me"
 LOGIN = "/me/login"
@@ -264,7 +265,7 @@ def plans_page(request: Request) -> HTMLResponse:
     visit = _visit(request)
     today = clock.today()
     listed = servicing.list_loans(visit.context, visit.borrower_id, today)
-    plans = [servicing.show_loan(visit.context, plan["id"], today) for plan in listed]
+    plans = [document(servicing.show_loan(visit.context, plan.id, today)) for plan in listed]
     return _page(
         request,
         "plans.html",
@@ -289,8 +290,8 @@ def pay(request: Request, loan_id: str, form: Annotated[MoneyForm, Form()]) -> R
 
     def take(plan: int) -> Document:
         amount = Money.parse(form.amount, at_most=AMOUNT_AT_MOST)
-        return servicing.pay(visit.context, plan, amount, _source(form), clock.today(),
-                             idempotency_key=form.key or None)  # fmt: skip
+        return document(servicing.pay(visit.context, plan, amount, _source(form), clock.today(),
+                                      idempotency_key=form.key or None))  # fmt: skip
 
     return _on_her_plan(request, visit, loan_id, lambda plan: _money_in(request, visit, plan, take))
 
@@ -301,9 +302,9 @@ def pay_off(request: Request, loan_id: str, form: Annotated[MoneyForm, Form()]) 
     visit = _posted(request, form)
 
     def take(plan: int) -> Document:
-        return servicing.prepay(visit.context, plan, None, mode=PrepayMode.REDUCE_INSTALLMENT,
-                                source=_source(form), day=clock.today(),
-                                idempotency_key=form.key or None)  # fmt: skip
+        return document(servicing.prepay(
+            visit.context, plan, None, mode=PrepayMode.REDUCE_INSTALLMENT, source=_source(form),
+            day=clock.today(), idempotency_key=form.key or None))  # fmt: skip
 
     return _on_her_plan(request, visit, loan_id, lambda plan: _money_in(request, visit, plan, take))
 
@@ -339,7 +340,7 @@ def _source(form: MoneyForm) -> servicing.Source:
 def _plan(request: Request, visit: Visit, plan: int, status_code: int = 200,
           problem: Problem | None = None) -> HTMLResponse:  # fmt: skip
     today = clock.today()
-    loan = servicing.show_loan(visit.context, plan, today)
+    loan = document(servicing.show_loan(visit.context, plan, today))
     still_open = loan["status"] not in servicing.CLOSED
     return _page(
         request,
@@ -348,10 +349,10 @@ def _plan(request: Request, visit: Visit, plan: int, status_code: int = 200,
         status_code,
         loan=loan,
         still_open=still_open,
-        payoff=servicing.quote_payoff(visit.context, plan, today) if still_open else None,
+        payoff=document(servicing.quote_payoff(visit.context, plan, today)) if still_open else None,
         prefill=_prefill(loan),
         methods=borrowers.show_borrower(visit.context, visit.borrower_id)["methods"],
-        receipts=servicing.list_receipts(visit.context, plan),
+        receipts=documents(servicing.list_receipts(visit.context, plan)),
         names=_product_names(visit.context),
         pay_key=_key(),
         payoff_key=_key(),
@@ -360,7 +361,7 @@ def _plan(request: Request, visit: Visit, plan: int, status_code: int = 200,
 
 
 def _product_names(context: Context) -> dict[str, str]:
-    return {item["code"]: item["name"] for item in products.list_products(context)}
+    return {item["code"]: item["name"] for item in documents(products.list_products(context))}
 
 
 # -- receipts ----------------------------------------------------------------------------------
@@ -371,7 +372,7 @@ def receipt_page(request: Request, receipt_id: str) -> HTMLResponse:
     """A printable receipt (凭证), hers only."""
     visit = _visit(request)
     try:
-        receipt = servicing.show_receipt(visit.context, receipt_id)
+        receipt = document(servicing.show_receipt(visit.context, receipt_id))
         owner = servicing.loan_owner(visit.context, receipt["loan_id"])
         visit.who.owns(owner, f"receipt {receipt_id}")
     except NotFoundError:

@@ -54,6 +54,7 @@ from fenqi.web.pages import (
     signed_in,
     unreadable,
 )
+from fenqi.wire import document, documents
 
 HOME = "/console"
 LOGIN = "/console/login"
@@ -183,7 +184,7 @@ def borrower(request: Request, desk: Operator, borrower_id: Id,
     """The borrower, her limit, her methods and her plans as of a day."""
     day = _today(as_of)
     shown = borrowers.show_borrower(desk.context, borrower_id)
-    plans = servicing.list_loans(desk.context, borrower_id, day)
+    plans = documents(servicing.list_loans(desk.context, borrower_id, day))
     return render(request, "console/borrower.html", desk=desk, borrower=shown, plans=plans, day=day)
 
 
@@ -192,7 +193,8 @@ def loan(request: Request, desk: Operator, loan_id: Id, as_of: Day | None = None
          payoff: Day | None = None) -> HTMLResponse:  # fmt: skip
     """The plan as of a day, with its history and books; ``payoff`` adds a payoff quote (any
     operator may ask what paying off would take)."""
-    quote = None if payoff is None else servicing.quote_payoff(desk.context, loan_id, payoff)
+    quote = (None if payoff is None
+             else document(servicing.quote_payoff(desk.context, loan_id, payoff)))  # fmt: skip
     return _loan_page(request, desk, loan_id, _today(as_of), quote=quote)
 
 
@@ -201,8 +203,8 @@ def _loan_page(request: Request, desk: Desk, loan_id: int, day: date, status_cod
     """The plan, its events and journal, and the forms the operator's roles allow, each with a
     new idempotency key."""
     context = desk.context
-    plan = servicing.show_loan(context, loan_id, day)
-    history = servicing.loan_history(context, loan_id)
+    plan = document(servicing.show_loan(context, loan_id, day))
+    history = document(servicing.loan_history(context, loan_id))
     owner = borrowers.show_borrower(context, plan["borrower_id"])
     events = history["events"]
     methods = {method["id"]: method["masked_account"] for method in owner["methods"]}
@@ -274,7 +276,7 @@ def audit_log(request: Request, desk: Operator,
               target: Annotated[str, Query(max_length=100)] = "") -> HTMLResponse:  # fmt: skip
     """Who did what, when, to what and why (admins), about one target if given."""
     desk.who.need(Permission.ADMINISTER)
-    entries = audit.audit_log(desk.context, target.strip() or None)
+    entries = documents(audit.audit_log(desk.context, target.strip() or None))
     return render(request, "console/audit.html", desk=desk, entries=entries, target=target)
 
 
@@ -349,9 +351,9 @@ def take_payment(request: Request, desk: Operator, loan_id: Id,
     def pay() -> Document:
         desk.who.need(Permission.TAKE_PAYMENT)
         approval = access.approve_overpayment(desk.who) if form.allow_overpayment else None
-        return servicing.pay(desk.context, loan_id, _amount(form.amount),
-                             _source(form.source), _booked(form.on),
-                             idempotency_key=form.key, overpayment=approval)  # fmt: skip
+        return document(servicing.pay(desk.context, loan_id, _amount(form.amount),
+                                      _source(form.source), _booked(form.on),
+                                      idempotency_key=form.key, overpayment=approval))  # fmt: skip
 
     return _act(request, desk, loan_id, form, done="paid", act=pay)
 
@@ -364,9 +366,9 @@ def waive(request: Request, desk: Operator, loan_id: Id,
     def forgive() -> Document:
         amount = _amount(form.amount)
         desk.who.may_waive(amount)
-        return servicing.waive(desk.context, loan_id, WaiverKind(form.what), amount,
-                               reason=form.reason, day=_booked(form.on),
-                               idempotency_key=form.key)  # fmt: skip
+        return document(servicing.waive(desk.context, loan_id, WaiverKind(form.what), amount,
+                                        reason=form.reason, day=_booked(form.on),
+                                        idempotency_key=form.key))  # fmt: skip
 
     return _act(request, desk, loan_id, form, done="waived", act=forgive)
 
@@ -380,8 +382,8 @@ def reverse(request: Request, desk: Operator, loan_id: Id,
 
     def take_back() -> Document:
         desk.who.need(Permission.PAY_OUT)
-        return servicing.reverse(desk.context, f"P{loan_id}-{form.seq}", form.reason,
-                                 _booked(form.on), confirm=form.confirm, today=today(),
-                                 idempotency_key=form.key)  # fmt: skip
+        return document(servicing.reverse(desk.context, f"P{loan_id}-{form.seq}", form.reason,
+                                          _booked(form.on), confirm=form.confirm, today=today(),
+                                          idempotency_key=form.key))  # fmt: skip
 
     return _act(request, desk, loan_id, form, done="reversed", act=take_back)

@@ -1,0 +1,218 @@
+"""What the services answer with: typed values of the domain's own types (money as ``Money``,
+days as ``date``, states as their enums). How they are written out (JSON for the API and
+``--json``, the pages' documents) is ``fenqi.wire``'s one job."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date
+from typing import Any
+
+from fenqi.domain.corrections import Consequences
+from fenqi.domain.events import Channel, WaiverKind
+from fenqi.domain.loan import InstallmentState, LoanState, LoanStatus, PayoffQuote
+from fenqi.domain.money import Money
+from fenqi.domain.schedule import Method
+from fenqi.loans.aggregate import Loan
+from fenqi.loans.ports import History
+from fenqi.loans.receipts import Receipt
+
+# What the borrower was shown when she agreed to a plan, kept as it was shown then.
+Shown = dict[str, Any]
+
+
+@dataclass(frozen=True)
+class LoanSummary:
+    """A plan's order, terms and standing on ``as_of``."""
+
+    id: int
+    borrower_id: int
+    order_id: str
+    merchant: str
+    item: str | None
+    product: str
+    principal: Money
+    periods: int
+    method: Method
+    start: date
+    as_of: date
+    status: LoanStatus
+    dpd: int
+    bucket: str
+    outstanding_principal: Money
+    outstanding_interest: Money
+    outstanding_fee: Money
+    outstanding_penalty: Money
+    credit_balance: Money
+    amount_due: Money
+    written_off_on: date | None
+    recovered: Money
+
+    @classmethod
+    def of(cls, loan: Loan, state: LoanState) -> LoanSummary:
+        terms = loan.terms
+        return cls(
+            id=loan.id, borrower_id=loan.borrower_id, order_id=loan.order_id,
+            merchant=loan.merchant, item=loan.item, product=loan.product_code,
+            principal=terms.principal, periods=terms.periods, method=terms.method,
+            start=terms.start, as_of=state.as_of, status=state.status, dpd=state.dpd,
+            bucket=state.bucket, outstanding_principal=state.outstanding_principal,
+            outstanding_interest=state.outstanding_interest,
+            outstanding_fee=state.outstanding_fee,
+            outstanding_penalty=state.outstanding_penalty,
+            credit_balance=state.credit_balance, amount_due=state.amount_due,
+            written_off_on=None if state.write_off is None else state.write_off.day,
+            recovered=state.recovered,
+        )  # fmt: skip
+
+
+@dataclass(frozen=True)
+class LoanView:
+    """A plan with every installment on ``as_of`` and what the borrower consented to (None for
+    a plan made without a recorded offer, as the seeder's)."""
+
+    summary: LoanSummary
+    installments: tuple[InstallmentState, ...]
+    consent: Shown | None
+
+    @classmethod
+    def of(cls, loan: Loan, state: LoanState, consent: Shown | None) -> LoanView:
+        return cls(LoanSummary.of(loan, state), tuple(state.installments), consent)
+
+
+@dataclass(frozen=True)
+class Payoff:
+    """What pays a plan off on a day."""
+
+    loan_id: int
+    quote: PayoffQuote
+
+
+@dataclass(frozen=True)
+class ListedReceipt:
+    """A receipt in a plan's list, saying whether its payment was later reversed."""
+
+    receipt: Receipt
+    reversed: bool
+
+
+@dataclass(frozen=True)
+class PaymentTaken:
+    """A payment or prepayment booked: its receipt and the plan after it."""
+
+    receipt: Receipt
+    loan: LoanSummary
+
+
+@dataclass(frozen=True)
+class Payout:
+    """Money paid back from a credit balance: to a bound method (``method_id``, ``account``)
+    or by hand."""
+
+    id: str  # the credit refund, C<loan>-<seq>
+    channel: Channel
+    method_id: int | None
+    account: str | None
+    amount: Money
+
+
+@dataclass(frozen=True)
+class Refunded:
+    """A merchant's refund and what of it went back to the borrower."""
+
+    id: str  # F<loan>-<seq>
+    loan_id: int
+    amount: Money
+    paid_back: Money
+    paid_to: tuple[Payout, ...]
+    date: date
+    loan: LoanSummary
+
+    @property
+    def channel(self) -> Channel | None:
+        """Where the first payout went, if any went anywhere."""
+        return self.paid_to[0].channel if self.paid_to else None
+
+
+@dataclass(frozen=True)
+class CreditPaidBack:
+    """A credit balance paid back; ``id`` is the first payout's."""
+
+    loan_id: int
+    amount: Money
+    date: date
+    paid_to: tuple[Payout, ...]
+    loan: LoanSummary
+
+
+@dataclass(frozen=True)
+class Reversed:
+    """A payment taken back, what went back to the borrower and what it did to the plan."""
+
+    id: str  # V<loan>-<seq>
+    payment_id: str
+    loan_id: int
+    amount: Money
+    paid_back: Money
+    reason: str
+    date: date
+    consequences: Consequences
+    loan: LoanSummary
+
+
+@dataclass(frozen=True)
+class Waived:
+    """Penalty or fee forgiven."""
+
+    id: str  # W<loan>-<seq>
+    loan_id: int
+    what: WaiverKind
+    amount: Money
+    reason: str
+    date: date
+    loan: LoanSummary
+
+
+@dataclass(frozen=True)
+class LoanHistory:
+    """A loan's events and journal as stored, oldest first."""
+
+    loan_id: int
+    stored: History
+
+
+@dataclass(frozen=True)
+class AccountTotal:
+    account: str
+    name: str
+    debit: Money
+    credit: Money
+
+
+@dataclass(frozen=True)
+class TrialBalance:
+    accounts: tuple[AccountTotal, ...]
+
+    @property
+    def total_debit(self) -> Money:
+        return Money(sum(row.debit for row in self.accounts))
+
+    @property
+    def total_credit(self) -> Money:
+        return Money(sum(row.credit for row in self.accounts))
+
+
+@dataclass(frozen=True)
+class BookDifference:
+    """An account whose journal balance differs from the loan's replayed state."""
+
+    loan_id: int
+    account: str
+    booked: Money
+    replayed: Money
+
+
+@dataclass(frozen=True)
+class BookCheck:
+    loans_checked: int
+    differences: tuple[BookDifference, ...]
