@@ -9,7 +9,8 @@ from __future__ import annotations
 from fastapi import APIRouter, Request
 from starlette.concurrency import run_in_threadpool
 
-from fenqi.api import problems
+from fenqi.api import problems, responses
+from fenqi.api.responses import answers
 from fenqi.api.security import base_context
 from fenqi.services import withholding
 from fenqi.services.context import Document
@@ -17,7 +18,7 @@ from fenqi.services.context import Document
 router = APIRouter(prefix="/api/gateway", tags=["gateway"], responses=problems.RESPONSES)
 
 
-@router.post("/notify/{channel}")
+@router.post("/notify/{channel}", **answers(responses.NotificationRecorded))
 async def notify(request: Request, channel: str) -> Document:
     """A gateway's notification of a debit's or refund's outcome, signed with the secret it
     shares with fenqi (``Fenqi-Timestamp``, ``Fenqi-Nonce``, ``Fenqi-Signature``)."""
