@@ -23,6 +23,7 @@ from fenqi.loans.methods import PaymentMethod
 from fenqi.loans.ports import AuditEntry, History, StoredEntry, StoredEvent, StoredLine, UnitOfWork
 from fenqi.services.context import Context
 from fenqi.services.errors import NotFoundError, StaleError
+from fenqi.services.policy import operator
 from fenqi.services.ports import Debit
 from fenqi.store.documents import event_document
 
@@ -244,8 +245,9 @@ class MemoryUnits:
             raise
 
     def context(self, actor: str = "test") -> Context:
-        """A context whose units of work run here (it has no database)."""
-        return Context(None, _no_session, actor, units=self)  # type: ignore[arg-type]
+        """A context whose units of work run here (it has no database), acting as the operator
+        ``actor``."""
+        return Context(None, _no_session, operator(actor), units=self)  # type: ignore[arg-type]
 
     def borrower(self, borrower_id: int, limit: str, *, card: str | None = None) -> int | None:
         """A borrower with a credit ``limit``; with a funded default card holding ``card``."""

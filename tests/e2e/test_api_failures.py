@@ -24,9 +24,9 @@ from sqlalchemy import Engine, make_url, text
 from fenqi.api.app import create_app
 from fenqi.channels.simulator import SimulatedChannel
 from fenqi.domain.money import Money
-from fenqi.services import access, borrowers, products, servicing
-from fenqi.services.access import Role
+from fenqi.services import borrowers, credentials, products, servicing
 from fenqi.services.context import Context
+from fenqi.services.policy import Role, operator
 from fenqi.settings import SettingError
 from fenqi.web.words import WORDS
 from tests.e2e.cli import free_port
@@ -37,14 +37,14 @@ TODAY = "2026-02-10"
 
 
 def agent_key(engine: Engine) -> str:
-    context = Context(engine, SimulatedChannel, actor="setup")
+    context = Context(engine, SimulatedChannel, operator("setup"))
     products.load_products(context)
-    access.create_user(context, "agent", "a long password", Role.AGENT)
-    return str(access.create_api_key(context, "agent")["api_key"])
+    credentials.create_user(context, "agent", "a long password", Role.AGENT)
+    return str(credentials.create_api_key(context, "agent")["api_key"])
 
 
 def open_loan(engine: Engine) -> int:
-    context = Context(engine, SimulatedChannel, actor="setup")
+    context = Context(engine, SimulatedChannel, operator("setup"))
     who = borrowers.create_borrower(context, "李雷", "13800000001", Money.parse("50000"))
     order = servicing.Order(who["id"], "F-1", "m", Money.parse("1000"), "cash", 12,
                             date(2026, 1, 15))  # fmt: skip

@@ -18,13 +18,14 @@ from fenqi.domain.money import Money
 from fenqi.services import books, borrowers, products, servicing
 from fenqi.services import close_of_business as cob
 from fenqi.services.context import Context
+from fenqi.services.policy import operator
 from fenqi.store.schema import BucketMoveRow, CobRunRow, LoanEventRow, LoanRow, SmsOutboxRow
 from tests.batch_faults import MESSAGE, allow_closing, loans_with_work, refuse_to_close
 
 
 @pytest.fixture
 def shop(engine: Engine) -> Context:
-    context = Context(engine, SimulatedChannel, actor="batch")
+    context = Context(engine, SimulatedChannel, operator("batch"))
     products.load_products(context)
     return context
 

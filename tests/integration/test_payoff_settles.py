@@ -19,6 +19,7 @@ from fenqi.domain.money import Money
 from fenqi.services import books, borrowers, products, servicing
 from fenqi.services.context import Context, Document
 from fenqi.services.errors import RefusedError
+from fenqi.services.policy import operator
 from fenqi.services.ports import Debit
 from fenqi.services.servicing import OverpaymentError, Source
 
@@ -38,7 +39,7 @@ class CountingChannel(SimulatedChannel):
 
 @pytest.fixture
 def context(engine: Engine) -> Context:
-    shop = Context(engine, CountingChannel, actor="desk")
+    shop = Context(engine, CountingChannel, operator("desk"))
     products.load_products(shop)
     CountingChannel.asked = []
     return shop

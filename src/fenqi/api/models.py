@@ -22,7 +22,7 @@ from pydantic import (
 from fenqi.clock import today
 from fenqi.domain.money import AMOUNT_AT_MOST
 from fenqi.domain.reference import CATALOG_CHARS_AT_MOST
-from fenqi.services.access import USER_NAME
+from fenqi.services.credentials import USER_NAME
 from fenqi.services.days import looking_day
 from fenqi.store.schema import MAX_ID
 

@@ -3,15 +3,20 @@
 from __future__ import annotations
 
 from fenqi import wire
-from fenqi.services.context import Context, Document, transact
+from fenqi.loans.ports import UnitOfWork
+from fenqi.services.context import Context, Document, caller, transact
 from fenqi.services.errors import plain_text
+from fenqi.services.policy import Permission, require
 
 
 def audit_log(context: Context, target: str | None = None, limit: int = 100) -> list[Document]:
-    """The latest entries, newest first; only those about ``target`` (``loan:12``) if given."""
+    """The latest entries, newest first; only those about ``target`` (``loan:12``) if given:
+    to admins."""
     if target is not None:
         plain_text("the target", target)
-    return transact(
-        context,
-        lambda unit: [wire.audit_entry(entry) for entry in unit.audit_entries(target, limit)],
-    )
+
+    def read(unit: UnitOfWork) -> list[Document]:
+        require(caller(context, unit), Permission.ADMINISTER)
+        return [wire.audit_entry(entry) for entry in unit.audit_entries(target, limit)]
+
+    return transact(context, read)

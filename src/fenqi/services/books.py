@@ -6,14 +6,18 @@ from __future__ import annotations
 from fenqi import wire
 from fenqi.domain.ledger import balances
 from fenqi.loans.ports import UnitOfWork
-from fenqi.services.context import Context, Document, transact
+from fenqi.services.context import Context, Document, caller, transact
+from fenqi.services.policy import Permission, require
 
 
 def trial_balance(context: Context) -> Document:
     """Debits and credits per account over every posting; balanced when the totals agree."""
-    return transact(
-        context, lambda unit: wire.trial_balance(unit.trial_balance(), unit.account_names())
-    )
+
+    def report(unit: UnitOfWork) -> Document:
+        require(caller(context, unit), Permission.READ)
+        return wire.trial_balance(unit.trial_balance(), unit.account_names())
+
+    return transact(context, report)
 
 
 def check_books(context: Context) -> Document:
@@ -21,6 +25,7 @@ def check_books(context: Context) -> Document:
     reach: any difference is listed by loan and account."""
 
     def check(unit: UnitOfWork) -> Document:
+        require(caller(context, unit), Permission.READ)
         differences = []
         loan_ids = unit.loans.ids()
         for loan_id in loan_ids:

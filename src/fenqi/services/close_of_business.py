@@ -40,8 +40,9 @@ from fenqi.loans.aggregate import Loan
 from fenqi.loans.booking import Booking, book
 from fenqi.loans.methods import PaymentMethod
 from fenqi.loans.ports import Borrower
-from fenqi.services.context import Context, Document, run
+from fenqi.services.context import Context, Document, permitted, run
 from fenqi.services.errors import NotFoundError, RefusedError
+from fenqi.services.policy import Permission
 from fenqi.services.ports import PaymentChannel
 from fenqi.store.batch import BatchStore, JobRecord, in_batch
 
@@ -145,7 +146,8 @@ def close_through(
     first of ``days_to_close(through)``, then each next day on which a loan has work not closed
     yet (the days between, when no loan has any, are passed over), a run each (``take`` does
     its chunks: by default this process, with ``progress`` told of each). It stops at a day
-    whose run failed: the days after it would find that day's loans behind."""
+    whose run failed: the days after it would find that day's loans behind. Admins only."""
+    permitted(context, Permission.ADMINISTER)
     day = first = days_to_close(context, through, today=today)[0]
     closed: list[Document] = []
     while True:
@@ -216,6 +218,7 @@ def start_run(
     """Records a run for ``day`` and queues its chunks: the loans with work due, by id range;
     None, and no run, when nothing is due. A run of ``day`` that is not done — its process died,
     or its chunks failed — is taken up again instead, its failed chunks queued anew."""
+    permitted(context, Permission.ADMINISTER)
     _refuse_future(day, today)
 
     def plan(batch: BatchStore) -> int | None:
@@ -242,7 +245,8 @@ def work(context: Context, run_id: int | None = None,
     ``MAX_ATTEMPTS`` tries that raise, then failed for good; a worker killed mid-chunk leaves it
     queued as it was. The worker that settles a run's last chunk settles the run. Chunks of a
     day after ``today`` are never taken. Any number of workers, on any machines, may run this
-    at once."""
+    at once. Admins only."""
+    permitted(context, Permission.ADMINISTER)
     today = clock.today() if today is None else today
     if run_id is not None:
         _refuse_future_run(context, run_id, today)
@@ -449,6 +453,8 @@ class _Chunk:
 
 
 def runs(context: Context, limit: int = 20) -> list[Document]:
+    permitted(context, Permission.READ)
+
     def listing(batch: BatchStore) -> list[Document]:
         rows = batch.runs(limit)
         figures = batch.chunk_figures([row.id for row in rows])
@@ -458,6 +464,8 @@ def runs(context: Context, limit: int = 20) -> list[Document]:
 
 
 def run_report(context: Context, run_id: int) -> Document:
+    permitted(context, Permission.READ)
+
     def report(batch: BatchStore) -> Document:
         row = batch.run(run_id)
         if row is None:
@@ -471,6 +479,7 @@ def run_report(context: Context, run_id: int) -> Document:
 
 def aging(context: Context, day: date) -> Document:
     """Loans and their outstanding principal by delinquency bucket, as the batch closed them."""
+    permitted(context, Permission.READ)
 
     def report(batch: BatchStore) -> Document:
         rows, unclosed = batch.aging(day)

@@ -32,6 +32,13 @@ from fenqi.services.errors import (
     StaleError,
     plain_text,
 )
+from fenqi.services.policy import (
+    Credential,
+    Permission,
+    Principal,
+    UnauthenticatedError,
+    require,
+)
 from fenqi.services.ports import Gateways, PaymentChannel, SmsGateway
 from fenqi.store.database import turn
 from fenqi.store.loans import now
@@ -57,14 +64,46 @@ class Replayed(dict[str, Any]):
 class Context:
     """The engine, the payment channel (built per transaction), the withholding gateways and
     who is acting; ``units``, where units of work run when not in the engine's database (the
-    fast tests keep them in memory)."""
+    fast tests keep them in memory).
+
+    Who is acting is the ``principal`` the entry point authenticated (the command line's
+    operator, a page's signed-in person), or a ``credential`` not checked yet (an API request's
+    key or session token), which each service checks in its own unit of work (``caller``); with
+    neither, every service refuses (401)."""
 
     engine: Engine
     channel: Callable[[Session], PaymentChannel]
-    actor: str = "system"
+    principal: Principal | None = None
     sms: Callable[[Session], SmsGateway] | None = None
     gateways: Gateways | None = None  # the withholding gateways, when debits go over HTTP
     units: Units | None = None
+    credential: Credential | None = None
+
+
+def caller(context: Context, on: UnitOfWork | Session) -> Principal:
+    """Who is acting, checked in the unit of work ``on`` (or on its session): the context's
+    principal, else whoever its credential belongs to (refused if it is not valid now)."""
+    if context.principal is not None:
+        return context.principal
+    if context.credential is None:
+        raise UnauthenticatedError("no credentials: give an API key, or sign in")
+    return context.credential.principal(on)
+
+
+def permitted(context: Context, permission: Permission) -> Principal:
+    """Who is acting, refused unless she holds ``permission``: for a service that checks once
+    before work of its own shape (the batch, reports)."""
+    who = authenticated(context)
+    require(who, permission)
+    return who
+
+
+def authenticated(context: Context) -> Principal:
+    """Who is acting, for a service whose work needs no unit of work of its own (a quote): the
+    context's principal, or its credential checked in a unit of its own."""
+    if context.principal is not None:
+        return context.principal
+    return transact(context, lambda unit: caller(context, unit))
 
 
 def transact(context: Context, work: Callable[[UnitOfWork], T]) -> T:
@@ -146,17 +185,28 @@ def transact_once(
     key: str | None,
     request: Document,
     work: Callable[[UnitOfWork], Document],
+    *,
+    guard: Callable[[UnitOfWork], object] | None = None,
 ) -> Document:
     """Runs ``work`` once per idempotency key: a retry with the same key and request gets the
     first result back, the very same document (a ``Replayed`` one, so an entry point can say
     so), and moves no money. A second request with the same key while the first is still
-    being worked out is refused (409), not queued behind it."""
+    being worked out is refused (409), not queued behind it. ``guard`` (who may ask) runs
+    first, before any stored result is looked at: a replay answers only whoever may ask."""
+
+    def guarded(unit: UnitOfWork) -> Document:
+        if guard is not None:
+            guard(unit)
+        return work(unit)
+
     if key is None:
-        return transact(context, work)
+        return transact(context, guarded)
     plain_text("the idempotency key", key)
     fingerprint = hashlib.sha256(json.dumps(request, sort_keys=True).encode()).hexdigest()
 
     def keyed(unit: UnitOfWork) -> Document:
+        if guard is not None:
+            guard(unit)
         if not unit.hold(scope, key):
             raise InFlightError(f"a request with idempotency key {key!r} is still being worked out")
         seen = unit.recall(scope, key)

@@ -8,7 +8,8 @@ from fenqi import wire
 from fenqi.catalog import read_text, shipped_catalog_text
 from fenqi.domain.products import catalog_definitions, parse_definition
 from fenqi.loans.ports import UnitOfWork
-from fenqi.services.context import Context, Document, transact
+from fenqi.services.context import Context, Document, caller, transact
+from fenqi.services.policy import Permission, require
 
 
 def load_products(context: Context, path: Path | None = None) -> list[Document]:
@@ -21,7 +22,7 @@ def load_products(context: Context, path: Path | None = None) -> list[Document]:
 
 def load_catalog(context: Context, text: str, source: str = "catalog") -> list[Document]:
     """Adds or replaces every product of a catalog's TOML text."""
-    return transact(context, lambda unit: _load(unit, context.actor, text, source))
+    return transact(context, lambda unit: _load(unit, _administrator(context, unit), text, source))
 
 
 def seed_products(context: Context) -> list[Document]:
@@ -30,11 +31,19 @@ def seed_products(context: Context) -> list[Document]:
     own."""
 
     def seed(unit: UnitOfWork) -> list[Document]:
+        admin = _administrator(context, unit)
         if unit.products():
             return []
-        return _load(unit, context.actor, shipped_catalog_text(), "default catalog")
+        return _load(unit, admin, shipped_catalog_text(), "default catalog")
 
     return transact(context, seed)
+
+
+def _administrator(context: Context, unit: UnitOfWork) -> str:
+    """The name of whoever is acting, once found to administer products."""
+    who = caller(context, unit)
+    require(who, Permission.ADMINISTER)
+    return who.name
 
 
 def _load(unit: UnitOfWork, actor: str, text: str, source: str) -> list[Document]:
@@ -46,6 +55,11 @@ def _load(unit: UnitOfWork, actor: str, text: str, source: str) -> list[Document
 
 
 def list_products(context: Context) -> list[Document]:
-    return transact(context, lambda unit: [
-        wire.product(parse_definition(table, code)) for code, table in unit.products().items()
-    ])  # fmt: skip
+    """The products, to anyone signed in."""
+
+    def listing(unit: UnitOfWork) -> list[Document]:
+        caller(context, unit)
+        return [wire.product(parse_definition(table, code))
+                for code, table in unit.products().items()]  # fmt: skip
+
+    return transact(context, listing)

@@ -11,10 +11,11 @@ from __future__ import annotations
 import re
 import uuid
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date
 
-from fenqi import wire
+from fenqi import clock, wire
 from fenqi.catalog import read_lpr_table
 from fenqi.clock import stamp
 from fenqi.domain.corrections import Consequences, consequences
@@ -38,8 +39,15 @@ from fenqi.loans.aggregate import MAX_ID, Loan
 from fenqi.loans.booking import book
 from fenqi.loans.methods import PaymentMethod
 from fenqi.loans.ports import UnitOfWork
-from fenqi.services.access import OverpaymentApproval
-from fenqi.services.context import Context, Document, transact, transact_once
+from fenqi.services.context import (
+    Context,
+    Document,
+    authenticated,
+    caller,
+    permitted,
+    transact,
+    transact_once,
+)
 from fenqi.services.errors import (
     ConfirmationNeededError,
     DeclinedError,
@@ -47,6 +55,17 @@ from fenqi.services.errors import (
     RefusedError,
     plain_text,
 )
+from fenqi.services.policy import (
+    MoneyIn,
+    OverpaymentApproval,
+    Permission,
+    Principal,
+    require,
+    sees,
+    takes_money,
+    waives,
+)
+from fenqi.services.quoting import PlanRequest, quote_request
 
 CLOSED = (LoanStatus.SETTLED, LoanStatus.CANCELLED)
 # A payment's or receipt's id: the loan, then the event's number; ASCII digits only (``\\d`` would
@@ -116,7 +135,23 @@ def checkout(context: Context, order: Order, *, idempotency_key: str | None = No
         return {**wire.loan(loan, opening.state), "consent": shown}
 
     request = {"op": "checkout", **{k: str(v) for k, v in vars(order).items()}}
-    return transact_once(context, f"order:{order.order_id}", idempotency_key, request, make)
+    return transact_once(context, f"order:{order.order_id}", idempotency_key, request, make,
+                         guard=_needs(context, Permission.SERVE))  # fmt: skip
+
+
+# -- quotes -------------------------------------------------------------------------------------
+
+
+def quote_plan(context: Context, plan: PlanRequest) -> Document:
+    """What a plan would cost (its schedule, total cost and APR): anyone signed in may ask."""
+    authenticated(context)
+    return wire.quote(quote_request(plan))
+
+
+def checkout_quote(context: Context, plan: PlanRequest) -> Document:
+    """The offer a checkout would make, to show before consent: for staff who serve borrowers."""
+    permitted(context, Permission.SERVE)
+    return wire.quote(quote_request(plan))
 
 
 # -- reading ------------------------------------------------------------------------------------
@@ -128,6 +163,7 @@ def show_loan(context: Context, loan_id: int, as_of: date) -> Document:
 
     def show(unit: UnitOfWork) -> Document:
         loan = unit.loans.read(loan_id, as_of)
+        sees(caller(context, unit), loan.borrower_id, f"loan {loan_id}")
         return {**wire.loan(loan, loan.state_on(as_of)), "consent": unit.loans.consent(loan_id)}
 
     return transact(context, show)
@@ -135,6 +171,7 @@ def show_loan(context: Context, loan_id: int, as_of: date) -> Document:
 
 def list_loans(context: Context, borrower_id: int, as_of: date) -> list[Document]:
     def listing(unit: UnitOfWork) -> list[Document]:
+        sees(caller(context, unit), borrower_id, f"borrower {borrower_id}")
         loans = [unit.loans.read(loan_id, as_of) for loan_id in unit.loans.ids_of(borrower_id)]
         return [wire.loan_summary(loan, loan.state_on(as_of)) for loan in loans]
 
@@ -144,6 +181,7 @@ def list_loans(context: Context, borrower_id: int, as_of: date) -> list[Document
 def quote_payoff(context: Context, loan_id: int, day: date) -> Document:
     def work(unit: UnitOfWork) -> Document:
         record = unit.loans.get(loan_id)
+        sees(caller(context, unit), record.borrower_id, f"loan {loan_id}")
         _check_day(record, day)
         return wire.payoff(
             loan_id, payoff_quote(record.terms, record.policy, record.events, day, record.cap)
@@ -156,6 +194,7 @@ def show_receipt(context: Context, receipt_id: str) -> Document:
     loan_id, seq = parse_id(receipt_id, "R", "receipt")
 
     def show(unit: UnitOfWork) -> Document:
+        sees(caller(context, unit), unit.loans.borrower_of(loan_id), f"loan {loan_id}")
         receipt = unit.loans.receipt(loan_id, seq)
         if receipt is None:
             raise NotFoundError(f"no receipt R{loan_id}-{seq}")
@@ -169,6 +208,7 @@ def list_receipts(context: Context, loan_id: int) -> list[Document]:
 
     def listing(unit: UnitOfWork) -> list[Document]:
         loan = unit.loans.get(loan_id)
+        sees(caller(context, unit), loan.borrower_id, f"loan {loan_id}")
         taken_back = {event.payment_seq for event in loan.events if isinstance(event, Reversal)}
         return [{**receipt, "reversed": seq in taken_back}
                 for seq, receipt in unit.loans.receipts(loan_id)]  # fmt: skip
@@ -182,20 +222,19 @@ def list_receipts(context: Context, loan_id: int) -> list[Document]:
 @dataclass(frozen=True)
 class Source:
     """Where a payment comes from: a bound method (by id), the borrower's default method
-    (neither given; by hand if she has none bound), or the manual channel (cash at a counter,
-    a bank transfer). A borrower paying for herself sets `by_hand_if_unbound` off: only staff
-    take money by hand, so with no method bound she is refused."""
+    (neither given; for staff, by hand if she has none bound), or the manual channel (cash at
+    a counter, a bank transfer: staff only)."""
 
     method_id: int | None = None
     manual: bool = False
-    by_hand_if_unbound: bool = True
 
 
 def pay(context: Context, loan_id: int, amount: Money, source: Source, day: date, *,
         idempotency_key: str | None = None,
-        overpayment: OverpaymentApproval | None = None) -> Document:  # fmt: skip
+        allow_overpayment: bool = False) -> Document:  # fmt: skip
     """A payment on any day, allocated by the product's rules; it gets a receipt. It may be up
-    to what pays the plan off that day; more only with an admin's ``overpayment`` approval.
+    to what pays the plan off that day; more only when ``allow_overpayment`` is asked for by an
+    admin (``policy.takes_money``: who may pay which plan, how, on which day).
 
     A payment that reaches the payoff amount of its day while installments are still to fall
     due pays the plan off (``_pays_off``): it is booked as a full prepayment, so that, as the
@@ -207,13 +246,15 @@ def pay(context: Context, loan_id: int, amount: Money, source: Source, day: date
         raise RefusedError(f"payment amount {amount} must be more than 0")
     request = {"op": "pay", "loan": loan_id, "amount": int(amount), "day": day.isoformat(),
                "method": source.method_id, "manual": source.manual,
-               "overpayment": overpayment is not None}  # fmt: skip
+               "overpayment": allow_overpayment}  # fmt: skip
     key = idempotency_key or uuid.uuid4().hex
+    allowed = _money_in_allowed(context, loan_id, source, day, allow_overpayment)
 
     def work(unit: UnitOfWork) -> Document:
         record = _open_loan(unit, loan_id, day)
-        payoff = _within_payoff(context, unit, record, amount, day=day, overpayment=overpayment)
-        method = _method(unit, record, source)
+        may = allowed(unit, record.borrower_id)
+        payoff = _within_payoff(unit, record, amount, day=day, may=may)
+        method = _method(unit, record, source, may)
         _debit(unit, method, amount=amount, key=f"pay:{loan_id}:{key}")
         channel, seq = _channel_of(method), record.next_seq
         event: Payment | Prepayment = (
@@ -223,16 +264,23 @@ def pay(context: Context, loan_id: int, amount: Money, source: Source, day: date
         )
         return _money_in(unit, record, event, method)
 
-    return transact_once(context, f"loan:{loan_id}", idempotency_key, request, work)
+    return transact_once(
+        context,
+        f"loan:{loan_id}",
+        idempotency_key,
+        request,
+        work,
+        guard=lambda unit: allowed(unit, unit.loans.borrower_of(loan_id)),
+    )
 
 
 def prepay(context: Context, loan_id: int, amount: Money | None, *, mode: PrepayMode,
            source: Source, day: date, idempotency_key: str | None = None,
-           overpayment: OverpaymentApproval | None = None) -> Document:  # fmt: skip
+           allow_overpayment: bool = False) -> Document:  # fmt: skip
     """Repays early: ``amount`` None pays the whole plan off at its payoff quote; otherwise the
     amount pays what is past due and the interest to date, then repays principal (an amount that
     reaches the payoff pays the plan off). An amount beyond the payoff needs an admin's
-    ``overpayment`` approval, as for ``pay``.
+    ``allow_overpayment``, as for ``pay``.
 
     A payoff quote of 0.00 for a plan still open (what was paid ahead covers it) is paid off
     with nothing to pay: the plan is settled and no channel is asked for money."""
@@ -240,11 +288,13 @@ def prepay(context: Context, loan_id: int, amount: Money | None, *, mode: Prepay
         raise RefusedError(f"prepayment amount {amount} must be more than 0")
     request = {"op": "prepay", "loan": loan_id, "amount": None if amount is None else int(amount),
                "mode": mode.value, "day": day.isoformat(), "method": source.method_id,
-               "manual": source.manual, "overpayment": overpayment is not None}  # fmt: skip
+               "manual": source.manual, "overpayment": allow_overpayment}  # fmt: skip
     key = idempotency_key or uuid.uuid4().hex
+    allowed = _money_in_allowed(context, loan_id, source, day, allow_overpayment)
 
     def work(unit: UnitOfWork) -> Document:
         record = _open_loan(unit, loan_id, day)
+        may = allowed(unit, record.borrower_id)
         if mode is PrepayMode.SHORTEN_TERM and record.terms.method in (
             Method.INTEREST_ONLY,
             Method.BULLET,
@@ -253,14 +303,44 @@ def prepay(context: Context, loan_id: int, amount: Money | None, *, mode: Prepay
                 f"a {record.terms.method} plan repays its principal at the end; "
                 "prepay with --mode reduce-installment"
             )
-        due = _within_payoff(context, unit, record, amount, day=day, overpayment=overpayment)
+        due = _within_payoff(unit, record, amount, day=day, may=may)
         paying = due if amount is None else amount
-        method = _method(unit, record, source)
+        method = _method(unit, record, source, may)
         _debit(unit, method, amount=paying, key=f"prepay:{loan_id}:{key}")
         event = Prepayment(record.next_seq, day, paying, _channel_of(method), mode, paying >= due)
         return _money_in(unit, record, event, method)
 
-    return transact_once(context, f"loan:{loan_id}", idempotency_key, request, work)
+    return transact_once(
+        context,
+        f"loan:{loan_id}",
+        idempotency_key,
+        request,
+        work,
+        guard=lambda unit: allowed(unit, unit.loans.borrower_of(loan_id)),
+    )
+
+
+def _money_in_allowed(context: Context, loan_id: int, source: Source, day: date,
+                      overpayment: bool) -> Callable[[UnitOfWork, int], MoneyIn]:  # fmt: skip
+    """What the acting principal may do paying ``loan_id`` (of the borrower given), refused
+    when she may not pay it at all."""
+
+    def allowed(unit: UnitOfWork, borrower_id: int) -> MoneyIn:
+        return takes_money(caller(context, unit), borrower_id, loan_id, manual=source.manual,
+                           overpayment=overpayment, day=day, today=clock.today())  # fmt: skip
+
+    return allowed
+
+
+def _needs(context: Context, permission: Permission) -> Callable[[UnitOfWork], Principal]:
+    """A guard: the acting principal, refused unless she holds ``permission``."""
+
+    def guard(unit: UnitOfWork) -> Principal:
+        who = caller(context, unit)
+        require(who, permission)
+        return who
+
+    return guard
 
 
 def _pays_off(record: Loan, amount: Money, payoff: Money, day: date) -> bool:
@@ -271,9 +351,8 @@ def _pays_off(record: Loan, amount: Money, payoff: Money, day: date) -> bool:
     return amount >= payoff and to_come
 
 
-def _within_payoff(context: Context, unit: UnitOfWork, record: Loan,
-                   amount: Money | None, *, day: date,
-                   overpayment: OverpaymentApproval | None) -> Money:  # fmt: skip
+def _within_payoff(unit: UnitOfWork, record: Loan, amount: Money | None, *, day: date,
+                   may: MoneyIn) -> Money:  # fmt: skip
     """The payoff amount on ``day``, once ``amount`` (None: the payoff itself) is found no more
     than the most that can be owed: what pays the plan off on ``day``, and no more than pays it
     off counting every payment already booked (a backdated payment may come after later ones).
@@ -286,6 +365,7 @@ def _within_payoff(context: Context, unit: UnitOfWork, record: Loan,
                                    record.cap).amount)  # fmt: skip
     if amount is None or amount <= most:
         return payoff
+    overpayment: OverpaymentApproval | None = may.overpayment
     if overpayment is None:
         refusal = OverpaymentError(
             f"{amount} is more than the {most} that pays loan {record.id} off on {day}: the "
@@ -299,7 +379,7 @@ def _within_payoff(context: Context, unit: UnitOfWork, record: Loan,
         raise refusal.coded("over-payoff", amount=amount, most=most, day=day)
     unit.audit(overpayment.approver, "payment.overpayment", f"loan:{record.id}",
                "overpayment approved", after={"amount": str(amount), "payoff": str(most),
-                                              "taken_by": context.actor})  # fmt: skip
+                                              "taken_by": overpayment.approver})  # fmt: skip
     return payoff
 
 
@@ -325,14 +405,15 @@ def _debit(unit: UnitOfWork, method: PaymentMethod | None, *, amount: Money, key
         ).coded("payment-declined", channel=method.kind, account=method.masked_account)
 
 
-def _method(unit: UnitOfWork, record: Loan, source: Source) -> PaymentMethod | None:
+def _method(unit: UnitOfWork, record: Loan, source: Source,
+            may: MoneyIn) -> PaymentMethod | None:  # fmt: skip
     borrower_id = record.borrower_id
     if source.manual:
         return None
     if source.method_id is None:
         # The default method, as on a due date; with none bound, money taken at a counter.
         method = unit.default_method(borrower_id)
-        if method is None and not source.by_hand_if_unbound:
+        if method is None and not may.by_hand_if_unbound:
             raise RefusedError(f"borrower {borrower_id} has no payment method bound: bind one")
         return method
     method = unit.method(source.method_id)
@@ -371,7 +452,7 @@ def refund(context: Context, loan_id: int, amount: Money, day: date, *,
         state = _book(unit, record, event, f"merchant refund of {amount}")
         payout = Money(max(state.credit_balance - credit_before, 0))
         paid_to, state = _pay_credit_back(unit, record, payout, day=day, state=state)
-        unit.audit(context.actor, "loan.refund", f"loan:{loan_id}", "merchant refund",
+        unit.audit(caller(context, unit).name, "loan.refund", f"loan:{loan_id}", "merchant refund",
                    after={"amount": str(amount), "paid_back": str(payout),
                           "paid_to": paid_to})  # fmt: skip
         channel = paid_to[0]["channel"] if paid_to else None
@@ -380,7 +461,14 @@ def refund(context: Context, loan_id: int, amount: Money, day: date, *,
                 "date": day.isoformat(), "loan": wire.loan_summary(record, state)}  # fmt: skip
 
     request = {"op": "refund", "loan": loan_id, "amount": int(amount), "day": day.isoformat()}
-    return transact_once(context, f"loan:{loan_id}", idempotency_key, request, work)
+    return transact_once(
+        context,
+        f"loan:{loan_id}",
+        idempotency_key,
+        request,
+        work,
+        guard=_needs(context, Permission.SERVE),
+    )
 
 
 def refund_credit(context: Context, loan_id: int, amount: Money | None, day: date, *,
@@ -401,7 +489,8 @@ def refund_credit(context: Context, loan_id: int, amount: Money | None, day: dat
         if paying <= 0 or paying > credit:
             raise RefusedError(f"loan {loan_id} holds a credit balance of {credit} on {day}")
         paid_to, state = _pay_credit_back(unit, record, paying, day=day, state=before)
-        unit.audit(context.actor, "loan.refund_credit", f"loan:{loan_id}", "credit paid back",
+        unit.audit(caller(context, unit).name, "loan.refund_credit", f"loan:{loan_id}",
+                   "credit paid back",
                    before={"credit_balance": str(credit)},
                    after={"credit_balance": str(state.credit_balance),
                           "paid_to": paid_to})  # fmt: skip
@@ -415,7 +504,14 @@ def refund_credit(context: Context, loan_id: int, amount: Money | None, day: dat
         "amount": None if amount is None else int(amount),
         "day": day.isoformat(),
     }
-    return transact_once(context, f"loan:{loan_id}", idempotency_key, request, work)
+    return transact_once(
+        context,
+        f"loan:{loan_id}",
+        idempotency_key,
+        request,
+        work,
+        guard=_needs(context, Permission.PAY_OUT),
+    )
 
 
 def _pay_credit_back(unit: UnitOfWork, record: Loan, paying: Money, *,
@@ -516,7 +612,7 @@ def reverse(context: Context, payment_id: str, reason: str, day: date | None = N
         method = None if method_id is None else unit.method(method_id)
         if method is not None and back > 0:
             unit.channel().pay_back(method.token_ref, back, f"reverse:{payment_id}")
-        unit.audit(context.actor, "payment.reverse", payment_id, reason,
+        unit.audit(caller(context, unit).name, "payment.reverse", payment_id, reason,
                    before={"amount": str(paid.amount), "status": effect.status_before.value},
                    after={"paid_back": str(back), "status": effect.status_after.value,
                           "dpd": effect.dpd, "confirmed": effect.needs_confirmation})  # fmt: skip
@@ -532,7 +628,14 @@ def reverse(context: Context, payment_id: str, reason: str, day: date | None = N
         "reason": reason,
         "day": None if day is None else day.isoformat(),
     }
-    return transact_once(context, f"payment:{payment_id}", idempotency_key, request, work)
+    return transact_once(
+        context,
+        f"payment:{payment_id}",
+        idempotency_key,
+        request,
+        work,
+        guard=_needs(context, Permission.PAY_OUT),
+    )
 
 
 def _paid_back_by(paid: Payment | Prepayment, before: LoanState, after: LoanState) -> Money:
@@ -582,7 +685,7 @@ def waive(context: Context, loan_id: int, kind: WaiverKind, amount: Money, *, re
             raise RefusedError(f"only {owed} of {kind} is owed on loan {loan_id} on {day}")
         event = Waiver(record.next_seq, day, kind, amount, reason.strip())
         state = _book(unit, record, event, f"{kind} waived: {reason}")
-        unit.audit(context.actor, f"waive.{kind}", f"loan:{loan_id}", reason,
+        unit.audit(caller(context, unit).name, f"waive.{kind}", f"loan:{loan_id}", reason,
                    before={kind.value: str(owed)},
                    after={kind.value: str(_waivable(state, kind))})  # fmt: skip
         return {"id": f"W{loan_id}-{event.seq}", "loan_id": loan_id, "what": kind.value,
@@ -597,7 +700,14 @@ def waive(context: Context, loan_id: int, kind: WaiverKind, amount: Money, *, re
         "reason": reason,
         "day": day.isoformat(),
     }
-    return transact_once(context, f"loan:{loan_id}", idempotency_key, request, work)
+    return transact_once(
+        context,
+        f"loan:{loan_id}",
+        idempotency_key,
+        request,
+        work,
+        guard=lambda unit: waives(caller(context, unit), amount),
+    )
 
 
 def _consequences(record: Loan, event: Event, today: date | None) -> Consequences:
@@ -682,16 +792,12 @@ def parse_id(text: str, prefix: str, what: str) -> tuple[int, int]:
     return int(found[1]), int(found[2])
 
 
-def loan_owner(context: Context, loan_id: int) -> int:
-    """The borrower a loan belongs to (what access checks ask before anything else)."""
-    return transact(context, lambda unit: unit.loans.borrower_of(loan_id))
-
-
 def loan_history(context: Context, loan_id: int) -> Document:
     """A loan's events and its journal entries with their lines, oldest first: what an operator
     reads to see what happened and how it was booked."""
 
     def history(unit: UnitOfWork) -> Document:
+        require(caller(context, unit), Permission.READ)  # staff only: a borrower reads her bills
         unit.loans.borrower_of(loan_id)  # refuses an unknown loan
         return wire.history(loan_id, unit.loans.history(loan_id))
 
