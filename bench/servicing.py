@@ -66,10 +66,10 @@ from fenqi.domain.loan import replay
 from fenqi.domain.money import Money
 from fenqi.domain.products import Product
 from fenqi.domain.schedule import Method, Terms
+from fenqi.ports import Gateways
 from fenqi.services import borrowers, products, servicing
 from fenqi.services.context import Context
 from fenqi.services.policy import operator
-from fenqi.services.ports import Gateways
 from fenqi.services.withholding import order_id
 from fenqi.store.database import make_engine, upgrade
 from fenqi.store.loans import load_loan

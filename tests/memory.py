@@ -21,11 +21,12 @@ from fenqi.loans.aggregate import Loan
 from fenqi.loans.booking import Booking, saved
 from fenqi.loans.methods import PaymentMethod
 from fenqi.loans.ports import AuditEntry, History, StoredEntry, StoredEvent, StoredLine, UnitOfWork
+from fenqi.ports import Debit
 from fenqi.services.context import Context
-from fenqi.services.errors import NotFoundError, StaleError
+from fenqi.services.errors import NotFoundError
 from fenqi.services.policy import operator
-from fenqi.services.ports import Debit
 from fenqi.store.documents import event_document
+from fenqi.store.errors import StaleError
 
 T = TypeVar("T")
 Document = dict[str, Any]

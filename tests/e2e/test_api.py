@@ -14,10 +14,10 @@ from pydantic import ValidationError
 from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
 
-from fenqi.api.app import create_app
 from fenqi.api.models import Body
 from fenqi.channels.simulator import SimulatedChannel
 from fenqi.clock import today
+from fenqi.http.app import create_app
 from fenqi.services import credentials, products
 from fenqi.services.context import Context
 from fenqi.services.policy import Role, operator

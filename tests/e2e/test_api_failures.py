@@ -21,9 +21,9 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import Engine, make_url, text
 
-from fenqi.api.app import create_app
 from fenqi.channels.simulator import SimulatedChannel
 from fenqi.domain.money import Money
+from fenqi.http.app import create_app
 from fenqi.services import borrowers, credentials, products, servicing
 from fenqi.services.context import Context
 from fenqi.services.policy import Role, operator
@@ -229,7 +229,7 @@ def test_readyz_answers_within_a_second_while_its_check_hangs(
         released.wait(10)
         return True
 
-    monkeypatch.setattr("fenqi.api.app.schema_is_current", hangs)
+    monkeypatch.setattr("fenqi.http.app.schema_is_current", hangs)
     with TestClient(create_app(database_url)) as client:
         # Probes share the one check in flight and answer on the probe's own one-second
         # deadline, never the ten seconds the check hangs (the margin is for a busy machine).

@@ -9,8 +9,8 @@ import schemathesis
 from hypothesis import HealthCheck, settings
 from schemathesis import Case, checks
 
-from fenqi.api.app import create_app
 from fenqi.channels.simulator import SimulatedChannel
+from fenqi.http.app import create_app
 from fenqi.services import credentials, products
 from fenqi.services.context import Context
 from fenqi.services.policy import Role, operator

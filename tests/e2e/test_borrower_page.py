@@ -16,10 +16,10 @@ from httpx import Response
 from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
 
-from fenqi.api.app import create_app
 from fenqi.channels.simulator import SimulatedChannel
 from fenqi.clock import today
 from fenqi.domain.money import Money
+from fenqi.http.app import create_app
 from fenqi.services import borrowers, products, servicing
 from fenqi.services.context import Context
 from fenqi.services.policy import operator

@@ -16,8 +16,8 @@ from sqlalchemy import Engine, select
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
-from fenqi.api.app import create_app
 from fenqi.channels.simulator import SimulatedChannel
+from fenqi.http.app import create_app
 from fenqi.services import close_of_business as cob
 from fenqi.services.context import Context
 from fenqi.services.policy import operator

@@ -19,10 +19,10 @@ from fastapi.testclient import TestClient
 from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
 
-from fenqi.api.app import create_app
 from fenqi.channels.simulator import SimulatedChannel
 from fenqi.domain.events import PrepayMode
 from fenqi.domain.money import Money
+from fenqi.http.app import create_app
 from fenqi.services import audit, borrowers, credentials, products, servicing
 from fenqi.services import close_of_business as cob
 from fenqi.services.context import Context

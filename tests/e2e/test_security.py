@@ -13,10 +13,10 @@ from fastapi.testclient import TestClient
 from httpx import Response
 from sqlalchemy import Engine
 
-from fenqi.api import hardening
-from fenqi.api.app import create_app
 from fenqi.channels.simulator import SimulatedChannel
 from fenqi.domain.money import Money
+from fenqi.http import hardening
+from fenqi.http.app import create_app
 from fenqi.services import borrowers, credentials
 from fenqi.services.context import Context
 from fenqi.services.policy import Role, operator

@@ -15,9 +15,9 @@ from fenqi.channels.signing import Signer
 from fenqi.domain.events import Channel
 from fenqi.domain.money import Money
 from fenqi.domain.withholding import DebitRequest, Kind, Outcome, Status
+from fenqi.ports import Gateways
 from fenqi.services import withholding
 from fenqi.services.context import Context, run
-from fenqi.services.ports import Gateways
 from fenqi.store.debit_requests import find_request
 from tests.e2e.serving import serving
 from tests.gateway_sim import SIGNER, Sim, gateway_sim

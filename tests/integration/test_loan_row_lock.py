@@ -19,8 +19,9 @@ from fenqi.domain.money import Money
 from fenqi.loans.booking import book
 from fenqi.services import books, borrowers, context, products, servicing
 from fenqi.services.context import Context, run
-from fenqi.services.errors import ConflictError, StaleError
+from fenqi.services.errors import ConflictError
 from fenqi.services.policy import operator
+from fenqi.store.errors import StaleError
 from fenqi.store.loans import load_loan, save_bookings
 from fenqi.store.schema import LoanEventRow
 

@@ -16,11 +16,11 @@ from sqlalchemy import Engine
 from fenqi.channels.simulator import SimulatedChannel
 from fenqi.domain.events import PrepayMode
 from fenqi.domain.money import Money
+from fenqi.ports import Debit
 from fenqi.services import books, borrowers, products, servicing
 from fenqi.services.context import Context, Document
 from fenqi.services.errors import RefusedError
 from fenqi.services.policy import operator
-from fenqi.services.ports import Debit
 from fenqi.services.servicing import OverpaymentError, Source
 
 START = date(2026, 3, 1)  # cash 1,000.00 at 12% in 3 installments: 340.02 due 04-01, 05-01, 06-01

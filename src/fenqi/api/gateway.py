@@ -9,8 +9,8 @@ from __future__ import annotations
 from fastapi import APIRouter, Request
 from starlette.concurrency import run_in_threadpool
 
-from fenqi.api import problems
-from fenqi.api.security import base_context
+from fenqi.http import problems
+from fenqi.http.security import base_context
 from fenqi.services import withholding
 from fenqi.services.context import Document
 

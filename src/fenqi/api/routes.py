@@ -11,12 +11,14 @@ from fastapi import APIRouter, Header, Query, Request, Response
 from pydantic import Field
 
 from fenqi import settings
-from fenqi.api import models, problems
+from fenqi.api import models
 from fenqi.api.bodies import StrictJsonRoute
-from fenqi.api.security import Caller, base_context, client_address
 from fenqi.clock import today
 from fenqi.domain.events import PrepayMode, WaiverKind
 from fenqi.domain.money import AMOUNT_AT_MOST, Money
+from fenqi.http import problems
+from fenqi.http.fields import Day, Id
+from fenqi.http.security import Caller, base_context, client_address
 from fenqi.services import (
     audit,
     books,
@@ -40,7 +42,7 @@ IdempotencyKey = Annotated[
     Header(alias="Idempotency-Key", min_length=1, max_length=200,
            description="The same key and request replay the first response; never twice."),
 ]  # fmt: skip
-AsOf = Annotated[models.Day | None, Query(description="The day to show (default: today).")]
+AsOf = Annotated[Day | None, Query(description="The day to show (default: today).")]
 EventId = Annotated[str, Field(pattern=r"^[PRpr]?[0-9]{1,10}-[0-9]{1,10}$")]
 REPLAYED = "Idempotent-Replayed"
 
@@ -147,17 +149,17 @@ def find_borrowers(
 
 
 @router.get("/borrowers/{borrower_id}", tags=["borrowers"])
-def show_borrower(context: Caller, borrower_id: models.Id) -> Document:
+def show_borrower(context: Caller, borrower_id: Id) -> Document:
     return borrowers.show_borrower(context, borrower_id)
 
 
 @router.get("/borrowers/{borrower_id}/loans", tags=["loans"])
-def list_loans(context: Caller, borrower_id: models.Id, as_of: AsOf = None) -> list[Document]:
+def list_loans(context: Caller, borrower_id: Id, as_of: AsOf = None) -> list[Document]:
     return servicing.list_loans(context, borrower_id, _today(as_of))
 
 
 @router.post("/borrowers/{borrower_id}/methods", tags=["borrowers"], status_code=201)
-def bind_method(request: Request, context: Caller, borrower_id: models.Id,
+def bind_method(request: Request, context: Caller, borrower_id: Id,
                 body: models.MethodIn) -> Document:  # fmt: skip
     """Binds a method; staff in simulation mode may give it a simulated balance."""
     balance = None
@@ -170,19 +172,17 @@ def bind_method(request: Request, context: Caller, borrower_id: models.Id,
 
 
 @router.post("/methods/{method_id}/default", tags=["borrowers"])
-def default_method(context: Caller, method_id: models.Id) -> Document:
+def default_method(context: Caller, method_id: Id) -> Document:
     return borrowers.set_default_method(context, method_id)
 
 
 @router.delete("/methods/{method_id}", tags=["borrowers"])
-def unbind_method(context: Caller, method_id: models.Id) -> Document:
+def unbind_method(context: Caller, method_id: Id) -> Document:
     return borrowers.unbind_method(context, method_id)
 
 
 @router.put("/methods/{method_id}/sim-balance", tags=["borrowers"])
-def fund_method(
-    request: Request, context: Caller, method_id: models.Id, body: models.FundIn
-) -> Document:
+def fund_method(request: Request, context: Caller, method_id: Id, body: models.FundIn) -> Document:
     """Sets the payment simulator's balance for a method (staff, in simulation mode only: a
     service not started with ``--simulate`` has no such thing, 404)."""
     if not _simulating(request):
@@ -214,19 +214,19 @@ def checkout(response: Response, context: Caller, body: models.CheckoutIn,
 
 
 @router.get("/loans/{loan_id}", tags=["loans"])
-def show_loan(context: Caller, loan_id: models.Id, as_of: AsOf = None) -> Document:
+def show_loan(context: Caller, loan_id: Id, as_of: AsOf = None) -> Document:
     return servicing.show_loan(context, loan_id, _today(as_of))
 
 
 @router.get("/loans/{loan_id}/history", tags=["loans"])
-def loan_history(context: Caller, loan_id: models.Id) -> Document:
+def loan_history(context: Caller, loan_id: Id) -> Document:
     """The loan's events and journal entries (staff)."""
     return servicing.loan_history(context, loan_id)
 
 
 @router.get("/loans/{loan_id}/payoff-quote", tags=["payments"])
-def payoff_quote(context: Caller, loan_id: models.Id,
-                 on: Annotated[models.Day | None, Query(alias="date")] = None
+def payoff_quote(context: Caller, loan_id: Id,
+                 on: Annotated[Day | None, Query(alias="date")] = None
                  ) -> Document:  # fmt: skip
     return servicing.quote_payoff(context, loan_id, _today(on))
 
@@ -236,7 +236,7 @@ def _source(method_id: int | None, channel: str | None) -> servicing.Source:
 
 
 @router.post("/loans/{loan_id}/payments", tags=["payments"], status_code=201)
-def pay(response: Response, context: Caller, loan_id: models.Id,
+def pay(response: Response, context: Caller, loan_id: Id,
         body: models.PaymentIn, key: IdempotencyKey) -> Document:  # fmt: skip
     """Takes a payment: up to what pays the plan off that day, more with ``allow_overpayment``
     (admins only). A borrower pays her own plan, from her own methods, on the day itself."""
@@ -247,7 +247,7 @@ def pay(response: Response, context: Caller, loan_id: models.Id,
 
 
 @router.post("/loans/{loan_id}/prepayments", tags=["payments"], status_code=201)
-def prepay(response: Response, context: Caller, loan_id: models.Id,
+def prepay(response: Response, context: Caller, loan_id: Id,
            body: models.PrepaymentIn, key: IdempotencyKey) -> Document:  # fmt: skip
     if body.full == (body.amount is not None):
         raise FieldError("amount", "give an amount, or full: true to pay the whole plan off")
@@ -260,7 +260,7 @@ def prepay(response: Response, context: Caller, loan_id: models.Id,
 
 
 @router.post("/loans/{loan_id}/refunds", tags=["corrections"], status_code=201)
-def refund(response: Response, context: Caller, loan_id: models.Id,
+def refund(response: Response, context: Caller, loan_id: Id,
            body: models.RefundIn, key: IdempotencyKey) -> Document:  # fmt: skip
     """A merchant's refund for returned goods (staff)."""
     done = servicing.refund(context, loan_id, _money("amount", body.amount), _booked(body.date),
@@ -269,7 +269,7 @@ def refund(response: Response, context: Caller, loan_id: models.Id,
 
 
 @router.post("/loans/{loan_id}/credit-refunds", tags=["corrections"], status_code=201)
-def refund_credit(response: Response, context: Caller, loan_id: models.Id,
+def refund_credit(response: Response, context: Caller, loan_id: Id,
                   body: models.CreditRefundIn, key: IdempotencyKey) -> Document:  # fmt: skip
     """Pays a credit balance back where it came from (admins): the answer's ``paid_to`` lists
     each method or channel and its amount."""
@@ -292,7 +292,7 @@ def reverse(response: Response, context: Caller, payment_id: EventId, body: mode
 
 
 @router.post("/loans/{loan_id}/waivers", tags=["corrections"], status_code=201)
-def waive(response: Response, context: Caller, loan_id: models.Id,
+def waive(response: Response, context: Caller, loan_id: Id,
           body: models.WaiverIn, key: IdempotencyKey) -> Document:  # fmt: skip
     """Forgives penalty or fee with a reason: agents up to their limit, admins any amount."""
     done = servicing.waive(context, loan_id, WaiverKind(body.what), _money("amount", body.amount),
@@ -302,7 +302,7 @@ def waive(response: Response, context: Caller, loan_id: models.Id,
 
 
 @router.get("/loans/{loan_id}/receipts", tags=["payments"])
-def list_receipts(context: Caller, loan_id: models.Id) -> list[Document]:
+def list_receipts(context: Caller, loan_id: Id) -> list[Document]:
     """The plan's receipts, oldest first, each saying whether its payment was reversed."""
     return servicing.list_receipts(context, loan_id)
 
@@ -331,7 +331,7 @@ def cob_runs(context: Caller) -> list[Document]:
 
 
 @router.get("/cob/runs/{run_id}", tags=["batch"])
-def cob_run(context: Caller, run_id: models.Id) -> Document:
+def cob_run(context: Caller, run_id: Id) -> Document:
     return cob.run_report(context, run_id)
 
 
@@ -359,7 +359,7 @@ def close_day(response: Response, context: Caller, body: models.CobIn) -> Docume
 
 @router.get("/reports/aging", tags=["batch"])
 def aging(context: Caller,
-          on: Annotated[models.Day | None, Query(alias="date")] = None) -> Document:  # fmt: skip
+          on: Annotated[Day | None, Query(alias="date")] = None) -> Document:  # fmt: skip
     return cob.aging(context, _today(on))
 
 

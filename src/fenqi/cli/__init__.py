@@ -2,7 +2,8 @@
 
 Bad input never shows a traceback or a usage box: it exits with code 2 and one line on stderr
 saying what is wrong and what is accepted. So does a setting in the environment that cannot be
-used (``FENQI_TODAY``, ``FENQI_BACKDATE_DAYS``, …), checked before any command begins.
+used (``FENQI_TODAY``, ``FENQI_BACKDATE_DAYS``, …), checked before any command begins. A broken
+invariant (fenqi's bug, not the input's) exits 3 with one line, and changes nothing.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from fenqi.cli.products import product_app
 from fenqi.cli.quote import quote_command
 from fenqi.cli.seed import seed_command
 from fenqi.cli.sms import sms_app
-from fenqi.domain.errors import InputError
+from fenqi.domain.errors import InputError, InvariantError
 from fenqi.services.errors import ConflictError
 from fenqi.settings import SettingError
 from fenqi.store.database import DatabaseNotReadyError
@@ -75,6 +76,7 @@ app.add_typer(gateway_app, name="gateway")
 app.command("gateway-sim")(gateway_sim_command)
 
 BAD_INPUT = 2
+BROKEN = 3  # an invariant broke: report it, do not retry it
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -85,6 +87,8 @@ def main(argv: Sequence[str] | None = None) -> None:
         _refuse(str(error))
     except ConflictError as error:  # well-formed, just unlucky: the same command may be run again
         _refuse(str(error), 1)
+    except InvariantError as error:  # fenqi's own bug: said in a line, its values left out
+        _refuse(f"internal error ({type(error).__name__}), nothing was changed: {error}", BROKEN)
     except TyperException as error:
         _refuse(error.format_message(), getattr(error, "exit_code", BAD_INPUT))
     except typer.Abort:

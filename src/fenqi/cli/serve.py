@@ -78,8 +78,8 @@ def serve_command(
     # Each worker process makes its own app, on the database named in the environment.
     os.environ[URL_VARIABLE] = database_url(db)
     # uvicorn's own proxy headers would believe 127.0.0.1 by default: the app decides whom to
-    # believe, from FENQI_TRUSTED_PROXIES only (api/hardening.py).
-    config = uvicorn.Config("fenqi.api.app:create_app", factory=True, workers=workers,
+    # believe, from FENQI_TRUSTED_PROXIES only (http/hardening.py).
+    config = uvicorn.Config("fenqi.http.app:create_app", factory=True, workers=workers,
                             log_level="warning", log_config=log_config(),
                             proxy_headers=False)  # fmt: skip
     sockets = [listening_socket(host, port)]
@@ -93,7 +93,7 @@ def _settings(behind_tls: bool, proxies: Sequence[str], metrics: str | None,
               docs: str | None) -> None:  # fmt: skip
     """Puts the options into the environment the worker processes read their settings from,
     and refuses settings that cannot be used before anything starts."""
-    from fenqi.api import hardening  # noqa: PLC0415 - FastAPI loads only for `fenqi serve`
+    from fenqi.http import hardening  # noqa: PLC0415 - FastAPI loads only for `fenqi serve`
 
     given = {hardening.SECURE_VARIABLE: "yes" if behind_tls else None,
              hardening.PROXIES_VARIABLE: ",".join(proxies) or None,

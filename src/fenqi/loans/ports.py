@@ -14,7 +14,7 @@ from fenqi.domain.products import Product
 from fenqi.loans.aggregate import Loan
 from fenqi.loans.booking import Booking
 from fenqi.loans.methods import PaymentMethod
-from fenqi.services.ports import PaymentChannel
+from fenqi.ports import PaymentChannel
 
 T = TypeVar("T")
 Document = dict[str, Any]

@@ -12,10 +12,10 @@ from sqlalchemy.orm import Session
 from fenqi import wire
 from fenqi.domain.events import Channel
 from fenqi.domain.money import Money
+from fenqi.ports import SimulatedBalances
 from fenqi.services.context import Context, Document, audit, caller, run
 from fenqi.services.errors import NotFoundError, RefusedError, plain_text
 from fenqi.services.policy import Permission, Principal, require, sees, serves, simulates
-from fenqi.services.ports import SimulatedBalances
 from fenqi.store import units
 from fenqi.store.loans import now
 from fenqi.store.schema import MAX_ID, BorrowerRow, LoanRow, PaymentMethodRow

@@ -34,16 +34,17 @@ from typing import NamedTuple, TypeVar
 from fenqi import clock, wire
 from fenqi.domain.collection import DebitPlan, debit_due, write_off_due
 from fenqi.domain.dunning import Recipient, message, notices
+from fenqi.domain.errors import InvariantError
 from fenqi.domain.events import DebitFailed, Event, Payment, WriteOff
 from fenqi.domain.loan import LoanState, LoanStatus, bucket
 from fenqi.loans.aggregate import Loan
 from fenqi.loans.booking import Booking, book
 from fenqi.loans.methods import PaymentMethod
 from fenqi.loans.ports import Borrower
+from fenqi.ports import PaymentChannel
 from fenqi.services.context import Context, Document, permitted, run
 from fenqi.services.errors import NotFoundError, RefusedError
 from fenqi.services.policy import Permission
-from fenqi.services.ports import PaymentChannel
 from fenqi.store.batch import BatchStore, JobRecord, in_batch
 
 CHUNK_SIZE = 500
@@ -278,15 +279,19 @@ def _refuse_future_run(context: Context, run_id: int, today: date) -> None:
 
 def _chunk_failed(context: Context, run_id: int, chunk_no: int, error: Exception) -> str | None:
     """Records a chunk's failed try, queueing it again or, at the last one, failing it for good
-    (then says so, and settles the run if that was its last chunk). Only a chunk still queued
-    is touched: another worker may have taken it and done it meanwhile."""
+    (then says so, and settles the run if that was its last chunk). A broken invariant fails it
+    at once: the same chunk would break it again. Only a chunk still queued is touched: another
+    worker may have taken it and done it meanwhile."""
     said = failure(error)
+    tries = 1 if isinstance(error, InvariantError) else MAX_ATTEMPTS
 
     def record(batch: BatchStore) -> str | None:
-        status = batch.job_failed(run_id, chunk_no, said, worker_name(), MAX_ATTEMPTS)
+        status = batch.job_failed(run_id, chunk_no, said, worker_name(), tries)
         if status != "failed":
             return None
         batch.settle_run(run_id, _outcome)
+        if tries == 1:
+            return f"run {run_id} chunk {chunk_no} failed (an invariant broke): {said}"
         return f"run {run_id} chunk {chunk_no} failed {MAX_ATTEMPTS} times: {said}"
 
     return _in_batch(context, record)

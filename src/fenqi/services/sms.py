@@ -29,10 +29,10 @@ from sqlalchemy import CursorResult, func, select, text, tuple_, update
 from sqlalchemy.orm import Session
 
 from fenqi import clock
+from fenqi.ports import SmsGateway
 from fenqi.services.context import Context, Document, permitted, run
 from fenqi.services.errors import RefusedError
 from fenqi.services.policy import Permission
-from fenqi.services.ports import SmsGateway
 from fenqi.store.schema import NO_LOAN, SmsOutboxRow, SmsSentRow
 
 LOCAL = ZoneInfo("Asia/Shanghai")

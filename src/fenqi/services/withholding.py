@@ -28,9 +28,9 @@ from sqlalchemy.orm import Session
 
 from fenqi.domain.events import Channel
 from fenqi.domain.withholding import SETTLED, DebitRequest, Kind, Status
+from fenqi.ports import GatewayAnswer, Gateways, UnverifiedError, WithholdingGateway
 from fenqi.services.context import Context, Document, run
 from fenqi.services.errors import NotFoundError, RefusedError
-from fenqi.services.ports import GatewayAnswer, Gateways, UnverifiedError, WithholdingGateway
 from fenqi.store.debit_requests import add_request, find_request, open_requests, save_answer
 from fenqi.store.loans import now
 

@@ -23,13 +23,13 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from pydantic import BaseModel, Field
 
 from fenqi import clock
-from fenqi.api.models import fits
-from fenqi.api.problems import status_of
-from fenqi.api.security import SESSION_COOKIE, base_context, client_address
 from fenqi.domain.dunning import DEFAULT_LENDER
 from fenqi.domain.errors import InputError
 from fenqi.domain.events import Channel, PrepayMode
 from fenqi.domain.money import AMOUNT_AT_MOST, Money, MoneyError
+from fenqi.http.fields import fits
+from fenqi.http.problems import status_of
+from fenqi.http.security import SESSION_COOKIE, base_context, client_address
 from fenqi.services import borrowers, credentials, products, servicing
 from fenqi.services.context import Context, Document
 from fenqi.services.errors import DeclinedError, InFlightError, NotFoundError

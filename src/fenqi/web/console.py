@@ -23,13 +23,13 @@ from fastapi.routing import APIRoute
 from pydantic import BaseModel, Field
 
 from fenqi import settings
-from fenqi.api.models import Day, Id, fits
-from fenqi.api.problems import status_of
-from fenqi.api.security import SESSION_COOKIE, base_context, client_address
 from fenqi.clock import today
 from fenqi.domain.errors import InputError
 from fenqi.domain.events import WaiverKind
 from fenqi.domain.money import AMOUNT_AT_MOST, Money
+from fenqi.http.fields import Day, Id, fits
+from fenqi.http.problems import status_of
+from fenqi.http.security import SESSION_COOKIE, base_context, client_address
 from fenqi.services import audit, borrowers, credentials, policy, servicing
 from fenqi.services import close_of_business as cob
 from fenqi.services.context import Context, Document, Replayed

@@ -15,10 +15,10 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
 
-from fenqi.api.hardening import behind_tls
-from fenqi.api.security import SESSION_COOKIE, base_context
 from fenqi.clock import CHINA
 from fenqi.domain.errors import InputError
+from fenqi.http.hardening import behind_tls
+from fenqi.http.security import SESSION_COOKIE, base_context
 from fenqi.services.context import Context
 from fenqi.services.credentials import principal_for_session
 from fenqi.services.policy import Principal, UnauthenticatedError

@@ -32,9 +32,9 @@ from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
-from fenqi.api import problems
-from fenqi.api.security import SESSION_COOKIE, presented
 from fenqi.domain.errors import InputError
+from fenqi.http import problems
+from fenqi.http.security import SESSION_COOKIE, presented
 from fenqi.services.context import permitted
 from fenqi.services.policy import Permission
 from fenqi.settings import SettingError

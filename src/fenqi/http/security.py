@@ -25,7 +25,7 @@ _bearer = HTTPBearer(auto_error=False, description="An API key, or a session tok
 
 def client_address(request: Request) -> str | None:
     """The address sign-in tries are limited by: the peer's, or behind a proxy named in
-    FENQI_TRUSTED_PROXIES the client's it forwarded (api/hardening.py rewrites the peer)."""
+    FENQI_TRUSTED_PROXIES the client's it forwarded (http/hardening.py rewrites the peer)."""
     return request.client.host if request.client is not None else None
 
 

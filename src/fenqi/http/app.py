@@ -37,10 +37,11 @@ from prometheus_client.registry import Collector
 from sqlalchemy import Engine, text
 
 from fenqi import settings, web
-from fenqi.api import gateway, hardening, problems, routes
+from fenqi.api import gateway, routes
 from fenqi.channels import gateways
 from fenqi.channels.simulator import SimulatedChannel
 from fenqi.channels.sms_simulator import SimulatedSms
+from fenqi.http import hardening, problems
 from fenqi.services import close_of_business as cob
 from fenqi.services.context import Context
 from fenqi.services.policy import Principal, Role
@@ -188,7 +189,7 @@ def create_app(url: str | None = None, *, simulation: bool | None = None) -> Fas
         "ISO 8601; errors are RFC 9457 problem details.",
     )
     app.state.simulation = settings.simulation(False) if simulation is None else simulation
-    # Nobody yet: each request's context carries its caller's credential (api/security.py).
+    # Nobody yet: each request's context carries its caller's credential (http/security.py).
     app.state.context = Context(engine, SimulatedChannel, sms=SimulatedSms,
                                 gateways=gateways.from_settings(app.state.simulation))  # fmt: skip
     app.state.metrics = metrics = Metrics(replace(app.state.context, principal=OBSERVER))
