@@ -23,7 +23,15 @@ from fenqi.services.context import Context
 from fenqi.services.policy import operator
 from fenqi.store.database import make_engine
 from fenqi.store.schema import CobJobRow
-from tests.batch_faults import MESSAGE, REMINDED, allow_closing, loans_with_work, refuse_to_close
+from tests.batch_faults import (
+    MESSAGE,
+    REMINDED,
+    allow_closing,
+    failed_for_good,
+    loans_with_work,
+    refuse_to_close,
+    tries,
+)
 from tests.e2e.cli import Run, fenqi, on, refused
 
 
@@ -207,7 +215,7 @@ def test_a_failing_batch_exits_1_naming_the_run_and_a_rerun_completes_it(
     assert failed.code == 1
     assert failed.err.count("\n") == 1, failed.err
     assert failed.err.startswith("fenqi: error: close of business 2026-02-12 failed (run 1): "
-                                 "1 of 3 chunks failed; chunk 2 after 3 attempts: ")  # fmt: skip
+                                 f"1 of 3 chunks failed; chunk 2 after {tries(engine)} attempts: ")  # fmt: skip
     assert MESSAGE in failed.err
     assert "`fenqi cob --date 2026-02-12` takes up the failed chunks" in failed.err
     assert json.loads(failed.out)["status"] == "failed"
@@ -236,7 +244,9 @@ def test_a_worker_whose_chunks_fail_says_so_and_exits_1(shop: Shop, portfolio: l
     engine.dispose()
     worker = shop.run("worker", "--run", str(run_id), "--until-idle")
     assert worker.code == 1
-    assert worker.err.startswith(f"fenqi: error: run {run_id} chunk 1 failed 3 times: ")
+    assert worker.err.startswith(
+        f"fenqi: error: run {run_id} chunk 1 failed {failed_for_good(engine)}: "
+    )
     assert worker.err.count("\n") == 1, worker.err
     assert [chunk["status"] for chunk in shop.json("report", "cob", str(run_id))["chunks"]] == [
         "failed", "done"

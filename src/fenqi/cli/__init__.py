@@ -8,6 +8,7 @@ invariant (fenqi's bug, not the input's) exits 3 with one line, and changes noth
 
 from __future__ import annotations
 
+import logging
 import sys
 from collections.abc import Sequence
 
@@ -80,7 +81,9 @@ BROKEN = 3  # an invariant broke: report it, do not retry it
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    """Run the CLI; the ``fenqi`` script's entry point."""
+    """Run the CLI; the ``fenqi`` script's entry point. What the services log (a broken
+    invariant) is not printed as well: the command's one line on stderr says it."""
+    logging.getLogger("fenqi").addHandler(logging.NullHandler())
     try:
         code = app(args=list(argv) if argv is not None else None, standalone_mode=False)
     except (InputError, SettingError, DatabaseNotReadyError) as error:

@@ -290,11 +290,14 @@ def _chunk_failed(context: Context, run_id: int, chunk_no: int, error: Exception
         if status != "failed":
             return None
         batch.settle_run(run_id, _outcome)
-        if tries == 1:
-            return f"run {run_id} chunk {chunk_no} failed (an invariant broke): {said}"
-        return f"run {run_id} chunk {chunk_no} failed {MAX_ATTEMPTS} times: {said}"
+        return f"run {run_id} chunk {chunk_no} failed {_times(tries)}: {said}"
 
     return _in_batch(context, record)
+
+
+def _times(tries: int) -> str:
+    """How often a chunk failed for good: once (a broken invariant), or every try."""
+    return "once, an invariant broken" if tries == 1 else f"{tries} times"
 
 
 def failure(error: BaseException) -> str:

@@ -29,17 +29,16 @@ class BusyError(Exception):
 
 class BrokenConstraintError(InvariantError):
     """A write the database refused for a constraint no race explains (a check, a trigger, an
-    unbalanced entry at commit, a foreign key): fenqi's bug, never the caller's. It names the
-    SQLSTATE and the constraint, never the values, which may be a borrower's."""
+    unbalanced entry at commit, a foreign key): fenqi's bug, never the caller's. It says the
+    driver's first line (which names the constraint; the values are on later lines, never
+    kept) and the SQLSTATE."""
 
     @classmethod
     def of(cls, error: IntegrityError) -> BrokenConstraintError:
         cause = error.orig
         state = getattr(cause, "sqlstate", None) or getattr(cause, "sqlite_errorname", None)
-        diagnostic = getattr(cause, "diag", None)
-        constraint = getattr(diagnostic, "constraint_name", None)
-        named = f" ({constraint})" if constraint else ""
-        return cls(f"the database refused a write: constraint broken{named}, {state or 'unknown'}")
+        first = (str(cause).strip().splitlines() or [""])[0]
+        return cls(f"the database refused a write, a constraint broken: {first} ({state})")
 
 
 # PostgreSQL's deadlock_detected and serialization_failure: the transaction was chosen to give
