@@ -49,6 +49,7 @@ from fenqi.services import books, products
 from fenqi.services import close_of_business as cob
 from fenqi.services.borrowers import default_method
 from fenqi.services.context import Context
+from fenqi.services.policy import operator
 from fenqi.store import schema
 from fenqi.store.database import make_engine, upgrade
 from fenqi.store.loans import event_row, load_loan, now
@@ -100,7 +101,7 @@ def open_worker(url: str) -> None:
     """A worker process's own engine, opened once and connected, as a long-running ``fenqi
     worker`` has it (looking for a run that does not exist connects it)."""
     global _worker  # noqa: PLW0603 - one per worker process, set by the pool's initializer
-    _worker = Context(make_engine(url), SimulatedChannel, actor="bench")
+    _worker = Context(make_engine(url), SimulatedChannel, operator("bench"))
     cob.work(_worker, run_id=0)
 
 
@@ -320,7 +321,7 @@ def drop_schema(server_url: str, schema: str) -> None:
 def bench(url: str, loans: int, workers: int, sample: int) -> None:
     engine = make_engine(url)
     upgrade(engine)
-    context = Context(engine, SimulatedChannel, actor="bench")
+    context = Context(engine, SimulatedChannel, operator("bench"))
     products.seed_products(context)
 
     began = time.perf_counter()

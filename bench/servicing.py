@@ -66,9 +66,10 @@ from fenqi.domain.loan import replay
 from fenqi.domain.money import Money
 from fenqi.domain.products import Product
 from fenqi.domain.schedule import Method, Terms
+from fenqi.ports import Gateways
 from fenqi.services import borrowers, products, servicing
 from fenqi.services.context import Context
-from fenqi.services.ports import Gateways
+from fenqi.services.policy import operator
 from fenqi.services.withholding import order_id
 from fenqi.store.database import make_engine, upgrade
 from fenqi.store.loans import load_loan
@@ -366,7 +367,7 @@ def service(run: Run, *, gateway: bool = False) -> Iterator[Callable[[int], None
     engine = make_engine(run.url)
     client = SignedClient(run.sim_url, Signer(settings.gateway_secret(simulating=True)))
     gateways = Gateways({Channel.BANK_CARD: HttpGateway(client)}, NOWHERE)
-    context = Context(engine, SimulatedChannel, actor="bench", gateways=gateways)
+    context = Context(engine, SimulatedChannel, operator("bench"), gateways=gateways)
 
     def pay(number: int) -> None:
         loan = run.loans[number % len(run.loans)]
@@ -486,7 +487,7 @@ def postgres(url: str, payments: int, processes: int, folder: Path) -> None:
         upgrade(engine)
         client = SignedClient(sim_url, Signer(settings.gateway_secret(simulating=True)))
         gateways = Gateways({Channel.BANK_CARD: HttpGateway(client)}, NOWHERE)
-        context = Context(engine, SimulatedChannel, actor="bench", gateways=gateways)
+        context = Context(engine, SimulatedChannel, operator("bench"), gateways=gateways)
         products.load_products(context)
         template = capture(context, make_loans(context, 1, sim)[0])
         probe = make_loans(context, 1, sim)[0]
@@ -534,7 +535,7 @@ def sqlite(payments: int, folder: Path) -> None:
     url = f"sqlite:///{folder / 'bench.sqlite3'}"
     engine = make_engine(url)
     upgrade(engine)
-    context = Context(engine, SimulatedChannel, actor="bench")
+    context = Context(engine, SimulatedChannel, operator("bench"))
     products.load_products(context)
     template = capture(context, make_loans(context, 1, None)[0])
     loans = make_loans(context, LOANS_PER_PROCESS, None)

@@ -8,6 +8,7 @@ from sqlalchemy import Engine, text
 
 from fenqi.domain.money import Money
 from fenqi.services import borrowers, servicing
+from fenqi.services.close_of_business import MAX_ATTEMPTS
 from fenqi.services.context import Context
 from fenqi.wire import present
 
@@ -29,6 +30,18 @@ CREATE TRIGGER refuse_to_close BEFORE UPDATE OF closed_through ON loans
 FOR EACH ROW WHEN (NEW.id = {loan}) EXECUTE FUNCTION refuse_to_close()
 """,
 )
+
+
+def tries(engine: Engine) -> int:
+    """How often the batch tries the chunk the fault holds up: on SQLite a trigger's refusal is
+    a broken constraint (an invariant, failed at once); on PostgreSQL the fault is a plain error
+    raised by a function, tried as often as any other failure."""
+    return 1 if engine.dialect.name == "sqlite" else MAX_ATTEMPTS
+
+
+def failed_for_good(engine: Engine) -> str:
+    """How a worker says the chunk the fault holds up failed for good."""
+    return "once, an invariant broken" if tries(engine) == 1 else f"{MAX_ATTEMPTS} times"
 
 
 def refuse_to_close(engine: Engine, loan: int, *, after_seconds: float = 0) -> None:

@@ -22,10 +22,12 @@ from fenqi.loans.booking import Booking, saved
 from fenqi.loans.methods import PaymentMethod
 from fenqi.loans.ports import AuditEntry, History, StoredEntry, StoredEvent, StoredLine, UnitOfWork
 from fenqi.loans.receipts import Receipt, parse_stored, stored
+from fenqi.ports import Debit
 from fenqi.services.context import Context
-from fenqi.services.errors import NotFoundError, StaleError
-from fenqi.services.ports import Debit
+from fenqi.services.errors import NotFoundError
+from fenqi.services.policy import operator
 from fenqi.store.documents import event_document
+from fenqi.store.errors import StaleError
 
 T = TypeVar("T")
 Document = dict[str, Any]
@@ -246,8 +248,9 @@ class MemoryUnits:
             raise
 
     def context(self, actor: str = "test") -> Context:
-        """A context whose units of work run here (it has no database)."""
-        return Context(None, _no_session, actor, units=self)  # type: ignore[arg-type]
+        """A context whose units of work run here (it has no database), acting as the operator
+        ``actor``."""
+        return Context(None, _no_session, operator(actor), units=self)  # type: ignore[arg-type]
 
     def borrower(self, borrower_id: int, limit: str, *, card: str | None = None) -> int | None:
         """A borrower with a credit ``limit``; with a funded default card holding ``card``."""

@@ -13,8 +13,8 @@ from pathlib import Path
 import httpx
 import uvicorn
 
-from fenqi.api.app import create_app
 from fenqi.cli.serve import listening_socket
+from fenqi.http.app import create_app
 from tests.e2e.cli import free_port
 
 

@@ -21,12 +21,12 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import Engine, make_url, text
 
-from fenqi.api.app import create_app
 from fenqi.channels.simulator import SimulatedChannel
 from fenqi.domain.money import Money
-from fenqi.services import access, borrowers, products, servicing
-from fenqi.services.access import Role
+from fenqi.http.app import create_app
+from fenqi.services import borrowers, credentials, products, servicing
 from fenqi.services.context import Context
+from fenqi.services.policy import Role, operator
 from fenqi.settings import SettingError
 from fenqi.web.words import WORDS
 from fenqi.wire import present
@@ -38,14 +38,14 @@ TODAY = "2026-02-10"
 
 
 def agent_key(engine: Engine) -> str:
-    context = Context(engine, SimulatedChannel, actor="setup")
+    context = Context(engine, SimulatedChannel, operator("setup"))
     products.load_products(context)
-    access.create_user(context, "agent", "a long password", Role.AGENT)
-    return str(access.create_api_key(context, "agent")["api_key"])
+    credentials.create_user(context, "agent", "a long password", Role.AGENT)
+    return str(credentials.create_api_key(context, "agent")["api_key"])
 
 
 def open_loan(engine: Engine) -> int:
-    context = Context(engine, SimulatedChannel, actor="setup")
+    context = Context(engine, SimulatedChannel, operator("setup"))
     who = borrowers.create_borrower(context, "李雷", "13800000001", Money.parse("50000"))
     order = servicing.Order(who["id"], "F-1", "m", Money.parse("1000"), "cash", 12,
                             date(2026, 1, 15))  # fmt: skip
@@ -230,7 +230,7 @@ def test_readyz_answers_within_a_second_while_its_check_hangs(
         released.wait(10)
         return True
 
-    monkeypatch.setattr("fenqi.api.app.schema_is_current", hangs)
+    monkeypatch.setattr("fenqi.http.app.schema_is_current", hangs)
     with TestClient(create_app(database_url)) as client:
         # Probes share the one check in flight and answer on the probe's own one-second
         # deadline, never the ten seconds the check hangs (the margin is for a busy machine).

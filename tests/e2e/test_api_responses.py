@@ -11,21 +11,21 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import Engine
 
-from fenqi.api.app import create_app
 from fenqi.channels.simulator import SimulatedChannel
-from fenqi.services import access, products
-from fenqi.services.access import Role
+from fenqi.http.app import create_app
+from fenqi.services import credentials, products
 from fenqi.services.context import Context
+from fenqi.services.policy import Role, operator
 
 OpenApi = dict[str, Any]
 
 
 @pytest.fixture
 def client(engine: Engine, database_url: str) -> Iterator[tuple[TestClient, dict[str, str]]]:
-    context = Context(engine, SimulatedChannel, actor="setup")
+    context = Context(engine, SimulatedChannel, operator("setup"))
     products.load_products(context)
-    access.create_user(context, "admin", "a long password", Role.ADMIN)
-    key = access.create_api_key(context, "admin")["api_key"]
+    credentials.create_user(context, "admin", "a long password", Role.ADMIN)
+    key = credentials.create_api_key(context, "admin")["api_key"]
     with TestClient(create_app(database_url, simulation=True)) as served:
         yield served, {"X-API-Key": key}
 

@@ -9,11 +9,11 @@ import schemathesis
 from hypothesis import HealthCheck, settings
 from schemathesis import Case, checks
 
-from fenqi.api.app import create_app
 from fenqi.channels.simulator import SimulatedChannel
-from fenqi.services import access, products
-from fenqi.services.access import Role
+from fenqi.http.app import create_app
+from fenqi.services import credentials, products
 from fenqi.services.context import Context
+from fenqi.services.policy import Role, operator
 from fenqi.store.database import make_engine, upgrade
 
 _folder = tempfile.mkdtemp(prefix="fenqi-schema-")
@@ -23,10 +23,10 @@ URL = f"sqlite:///{Path(_folder) / 'schema.sqlite3'}"
 def _admin_key() -> str:
     engine = make_engine(URL)
     upgrade(engine)
-    context = Context(engine, SimulatedChannel, actor="schemathesis")
+    context = Context(engine, SimulatedChannel, operator("schemathesis"))
     products.load_products(context)
-    access.create_user(context, "fuzz", "a long password", Role.ADMIN)
-    key = access.create_api_key(context, "fuzz")["api_key"]
+    credentials.create_user(context, "fuzz", "a long password", Role.ADMIN)
+    key = credentials.create_api_key(context, "fuzz")["api_key"]
     engine.dispose()
     return str(key)
 

@@ -19,6 +19,7 @@ from fenqi.channels.simulator import SimulatedChannel
 from fenqi.clock import today
 from fenqi.services import products, servicing
 from fenqi.services.context import Context
+from fenqi.services.policy import operator
 from fenqi.store.database import make_engine, upgrade
 from fenqi.wire import present
 from tests.e2e.borrowers import MASKED_CARD, Plan, open_plan, pay_on_time, sign_in_code
@@ -56,7 +57,7 @@ def server(tmp_path: Path) -> Iterator[Server]:
     url = f"sqlite:///{tmp_path / 'fenqi.sqlite3'}"
     engine = make_engine(url)
     upgrade(engine)
-    context = Context(engine, SimulatedChannel, actor="setup")
+    context = Context(engine, SimulatedChannel, operator("setup"))
     products.load_products(context)
     plan = open_plan(context, PHONE, "JD-20260815-0001", due_days_ago=10)
     pay_on_time(context, plan, 2)

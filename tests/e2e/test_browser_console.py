@@ -16,9 +16,9 @@ from playwright.sync_api import Page, expect, sync_playwright
 from fenqi.channels.simulator import SimulatedChannel
 from fenqi.clock import today
 from fenqi.domain.money import Money
-from fenqi.services import access, borrowers, products, servicing
-from fenqi.services.access import Role
+from fenqi.services import borrowers, credentials, policy, products, servicing
 from fenqi.services.context import Context
+from fenqi.services.policy import Role, operator
 from fenqi.store.database import make_engine, upgrade
 from fenqi.wire import present
 from tests.e2e.serving import serving
@@ -45,10 +45,10 @@ def prepare(url: str) -> tuple[int, str]:
     about 50 days past due. Returns the plan's id and its penalty today."""
     engine = make_engine(url)
     upgrade(engine)
-    context = Context(engine, SimulatedChannel, actor="setup")
+    context = Context(engine, SimulatedChannel, operator("setup"))
     products.load_products(context)
-    access.create_user(context, "agent", PASSWORD, Role.AGENT)
-    access.create_user(context, "admin", PASSWORD, Role.ADMIN)
+    credentials.create_user(context, "agent", PASSWORD, Role.AGENT)
+    credentials.create_user(context, "admin", PASSWORD, Role.ADMIN)
     who = borrowers.create_borrower(context, "王芳", PHONE, Money.parse("30000"))
     borrowers.bind_method(context, who["id"], "alipay", "wangfang@example.com")
     began = today() - timedelta(days=80)  # the server's day: China's
@@ -57,7 +57,7 @@ def prepare(url: str) -> tuple[int, str]:
     loan = present(servicing.checkout(context, order))["id"]
     penalty = present(servicing.show_loan(context, loan, today()))["outstanding_penalty"]
     engine.dispose()
-    assert Money(0) < Money.parse(penalty) <= access.AGENT_WAIVER_LIMIT, penalty
+    assert Money(0) < Money.parse(penalty) <= policy.AGENT_WAIVER_LIMIT, penalty
     return loan, penalty
 
 

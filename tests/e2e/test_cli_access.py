@@ -11,8 +11,9 @@ from typer.testing import CliRunner
 
 from fenqi.channels.simulator import SimulatedChannel
 from fenqi.cli import app, serve
-from fenqi.services import access, audit
+from fenqi.services import audit, credentials, policy
 from fenqi.services.context import Context
+from fenqi.services.policy import operator
 from fenqi.store.database import make_engine
 from fenqi.wire import present
 from tests.e2e.cli import Initialised, fenqi, refused
@@ -38,7 +39,7 @@ def services(url: str) -> Iterator[Context]:
     """The services on the database the commands wrote, to check what they did."""
     engine = make_engine(url)
     try:
-        yield Context(engine, SimulatedChannel, actor="test")
+        yield Context(engine, SimulatedChannel, operator("test"))
     finally:
         engine.dispose()
 
@@ -46,8 +47,8 @@ def services(url: str) -> Iterator[Context]:
 def signs_in(url: str, username: str, password: str) -> bool:
     with services(url) as context:
         try:
-            access.sign_in_operator(context, username, password)
-        except access.UnauthenticatedError:
+            credentials.sign_in_operator(context, username, password)
+        except policy.UnauthenticatedError:
             return False
     return True
 
@@ -117,8 +118,8 @@ def test_api_keys_are_listed_without_secrets_and_revoked(url: str) -> None:
     revoked = fenqi("apikey", "revoke", first["key_id"], "--db", url, "--json").json()
     assert revoked["revoked"] is True
     with services(url) as context:
-        with pytest.raises(access.UnauthenticatedError):
-            access.principal_for_key(context, first["api_key"])
+        with pytest.raises(policy.UnauthenticatedError):
+            credentials.principal_for_key(context, first["api_key"])
         logged = [entry["action"] for entry in present(audit.audit_log(context, "user:agent"))]
     assert logged[:2] == ["apikey.revoke", "apikey.create"]
     refused(fenqi("apikey", "revoke", first["key_id"], "--db", url), "already revoked")

@@ -16,13 +16,22 @@ from sqlalchemy import Engine, select
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
-from fenqi.api.app import create_app
 from fenqi.channels.simulator import SimulatedChannel
+from fenqi.http.app import create_app
 from fenqi.services import close_of_business as cob
 from fenqi.services.context import Context
+from fenqi.services.policy import operator
 from fenqi.store.database import make_engine
 from fenqi.store.schema import CobJobRow
-from tests.batch_faults import MESSAGE, REMINDED, allow_closing, loans_with_work, refuse_to_close
+from tests.batch_faults import (
+    MESSAGE,
+    REMINDED,
+    allow_closing,
+    failed_for_good,
+    loans_with_work,
+    refuse_to_close,
+    tries,
+)
 from tests.e2e.cli import Run, fenqi, on, refused
 
 
@@ -110,7 +119,7 @@ def portfolio(shop: Shop, monkeypatch: pytest.MonkeyPatch) -> list[int]:
     """Three loans opened on 2026-01-15 with work from 2026-02-12, made by the services on the
     database the commands use; the clock stands on 2026-02-12."""
     engine = make_engine(shop.url)
-    loans = loans_with_work(Context(engine, SimulatedChannel, actor="setup"), 3)
+    loans = loans_with_work(Context(engine, SimulatedChannel, operator("setup")), 3)
     engine.dispose()
     monkeypatch.setenv("FENQI_TODAY", REMINDED.isoformat())
     return loans
@@ -206,7 +215,7 @@ def test_a_failing_batch_exits_1_naming_the_run_and_a_rerun_completes_it(
     assert failed.code == 1
     assert failed.err.count("\n") == 1, failed.err
     assert failed.err.startswith("fenqi: error: close of business 2026-02-12 failed (run 1): "
-                                 "1 of 3 chunks failed; chunk 2 after 3 attempts: ")  # fmt: skip
+                                 f"1 of 3 chunks failed; chunk 2 after {tries(engine)} attempts: ")  # fmt: skip
     assert MESSAGE in failed.err
     assert "`fenqi cob --date 2026-02-12` takes up the failed chunks" in failed.err
     assert json.loads(failed.out)["status"] == "failed"
@@ -229,11 +238,15 @@ def test_a_failing_batch_exits_1_naming_the_run_and_a_rerun_completes_it(
 def test_a_worker_whose_chunks_fail_says_so_and_exits_1(shop: Shop, portfolio: list[int]) -> None:
     engine = make_engine(shop.url)
     refuse_to_close(engine, portfolio[0])
-    run_id = cob.start_run(Context(engine, SimulatedChannel), REMINDED, chunk_size=2)
+    run_id = cob.start_run(
+        Context(engine, SimulatedChannel, operator("seed")), REMINDED, chunk_size=2
+    )
     engine.dispose()
     worker = shop.run("worker", "--run", str(run_id), "--until-idle")
     assert worker.code == 1
-    assert worker.err.startswith(f"fenqi: error: run {run_id} chunk 1 failed 3 times: ")
+    assert worker.err.startswith(
+        f"fenqi: error: run {run_id} chunk 1 failed {failed_for_good(engine)}: "
+    )
     assert worker.err.count("\n") == 1, worker.err
     assert [chunk["status"] for chunk in shop.json("report", "cob", str(run_id))["chunks"]] == [
         "failed", "done"

@@ -19,14 +19,14 @@ from fastapi.testclient import TestClient
 from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
 
-from fenqi.api.app import create_app
 from fenqi.channels.simulator import SimulatedChannel
 from fenqi.domain.events import PrepayMode
 from fenqi.domain.money import Money
-from fenqi.services import access, audit, borrowers, products, servicing
+from fenqi.http.app import create_app
+from fenqi.services import audit, borrowers, credentials, products, servicing
 from fenqi.services import close_of_business as cob
-from fenqi.services.access import Role
 from fenqi.services.context import Context
+from fenqi.services.policy import Role, operator
 from fenqi.store.schema import SmsSentRow
 from fenqi.web.pages import beijing
 from fenqi.web.words import WORDS
@@ -71,10 +71,10 @@ def desk(engine: Engine, database_url: str, monkeypatch: pytest.MonkeyPatch) -> 
     """The README's story on 2026-03-25, the day the forms book on (staff book no further
     back than 31 days)."""
     monkeypatch.setenv("FENQI_TODAY", OVERDUE)
-    context = Context(engine, SimulatedChannel, actor="setup")
+    context = Context(engine, SimulatedChannel, operator("setup"))
     products.load_products(context)
     for role in Role:
-        access.create_user(context, role.value, PASSWORD, role)
+        credentials.create_user(context, role.value, PASSWORD, role)
     who = borrowers.create_borrower(context, "张三", PHONE, Money.parse("20000"))
     borrowers.bind_method(context, who["id"], "bank_card", "6222020000001234567",
                           sim_balance=Money.parse("1000"))  # fmt: skip
@@ -349,11 +349,11 @@ def test_the_audit_log_is_for_admins_and_filters_by_target(desk: Desk) -> None:
 
 
 def test_a_borrowers_session_opens_nothing_on_the_console(desk: Desk) -> None:
-    access.send_sign_in_code(desk.context, PHONE)
+    credentials.send_sign_in_code(desk.context, PHONE)
     with Session(desk.engine) as session:
         text = session.scalars(select(SmsSentRow.text).where(SmsSentRow.phone == PHONE)).all()[-1]
     code = re.findall(r"\d{6}", text)[0]
-    token, _ = access.sign_in_borrower(desk.context, PHONE, code)
+    token, _ = credentials.sign_in_borrower(desk.context, PHONE, code)
     client = desk.client()
     client.cookies.set("fenqi_session", token)
     for path in ("/console", f"/console/loans/{desk.loan}", "/console/cob"):
@@ -477,7 +477,7 @@ def test_an_events_details_are_words_and_absent_ones_are_left_out(desk: Desk) ->
     payoff = Money.parse(present(servicing.quote_payoff(desk.context, desk.loan, day))["amount"])
     servicing.prepay(desk.context, desk.loan, payoff + Money.parse("300"),
                      mode=PrepayMode.REDUCE_INSTALLMENT, source=servicing.Source(manual=True),
-                     day=day, overpayment=access.OverpaymentApproval("admin"))  # fmt: skip
+                     day=day, allow_overpayment=True)  # fmt: skip
     back = present(servicing.refund_credit(desk.context, desk.loan, None, day))
     assert [(to["channel"], to["method_id"]) for to in back["paid_to"]] == [("manual", None)]
     for lang in ("zh-CN", "en"):
@@ -541,6 +541,6 @@ def test_the_common_refusals_are_said_in_chinese_on_the_console(desk: Desk) -> N
     assert not ENGLISH_WORD.search(re.sub(r"<[^>]+>", " ", card[1]).replace("P1-", ""))
     api = desk.client().post(f"/api/loans/{desk.loan}/payments",
                              json={"amount": "1", "date": "2026-01-01"},
-                             headers={"X-API-Key": access.create_api_key(desk.context, "agent")["api_key"],
+                             headers={"X-API-Key": credentials.create_api_key(desk.context, "agent")["api_key"],
                                       "Idempotency-Key": "en"})  # fmt: skip
     assert "is over 31 days before today" in api.json()["detail"]

@@ -28,9 +28,9 @@ from sqlalchemy.orm import Session
 
 from fenqi.channels.simulator import SimulatedChannel
 from fenqi.domain.money import Money
-from fenqi.services import access, books, borrowers, products, servicing
-from fenqi.services.access import Role
+from fenqi.services import books, borrowers, credentials, products, servicing
 from fenqi.services.context import Context
+from fenqi.services.policy import Role, operator
 from fenqi.store.database import make_engine, upgrade
 from fenqi.store.schema import LoanEventRow, PaymentMethodRow, SimAccountRow
 from fenqi.wire import present
@@ -66,12 +66,12 @@ class Shop:
 def open_shop(server: PrivatePostgres) -> Shop:
     engine = make_engine(server.url)
     upgrade(engine)
-    context = Context(engine, SimulatedChannel, actor="setup")
+    context = Context(engine, SimulatedChannel, operator("setup"))
     products.load_products(context)
-    access.create_user(context, "agent", "a long password", Role.AGENT)
-    access.create_user(context, "admin", "a long password", Role.ADMIN)
-    agent = str(access.create_api_key(context, "agent")["api_key"])
-    admin = str(access.create_api_key(context, "admin")["api_key"])
+    credentials.create_user(context, "agent", "a long password", Role.AGENT)
+    credentials.create_user(context, "admin", "a long password", Role.ADMIN)
+    agent = str(credentials.create_api_key(context, "agent")["api_key"])
+    admin = str(credentials.create_api_key(context, "admin")["api_key"])
     loans, methods, secrets = [], {}, []
     for number in range(LOANS):
         name, phone, account = f"韩梅梅{number}", f"1391234{number:04d}", f"62170031{number:011d}"
@@ -303,7 +303,7 @@ def check_store(shop: Shop, payments: dict[str, Answer], reversals: set[str]) ->
             taken = sum(Money.parse(answer.body["amount"]) for id_, answer in payments.items()
                         if id_.startswith(f"P{loan}-") and id_ not in reversals)  # fmt: skip
             assert Money(held) == BALANCE - taken
-    context = Context(shop.engine, SimulatedChannel)
+    context = Context(shop.engine, SimulatedChannel, operator("load"))
     assert present(books.trial_balance(context))["balanced"]
     assert present(books.check_books(context))["consistent"]
 

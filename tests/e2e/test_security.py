@@ -13,13 +13,13 @@ from fastapi.testclient import TestClient
 from httpx import Response
 from sqlalchemy import Engine
 
-from fenqi.api import hardening
-from fenqi.api.app import create_app
 from fenqi.channels.simulator import SimulatedChannel
 from fenqi.domain.money import Money
-from fenqi.services import access, borrowers
-from fenqi.services.access import Role
+from fenqi.http import hardening
+from fenqi.http.app import create_app
+from fenqi.services import borrowers, credentials
 from fenqi.services.context import Context
+from fenqi.services.policy import Role, operator
 from tests.e2e.borrowers import sign_in_code
 
 PASSWORD = "a long password"
@@ -30,9 +30,9 @@ Client = Callable[..., TestClient]
 
 @pytest.fixture
 def context(engine: Engine) -> Context:
-    made = Context(engine, SimulatedChannel, actor="setup")
-    access.create_user(made, "agent", PASSWORD, Role.AGENT)
-    access.create_user(made, "viewer", PASSWORD, Role.VIEWER)
+    made = Context(engine, SimulatedChannel, operator("setup"))
+    credentials.create_user(made, "agent", PASSWORD, Role.AGENT)
+    credentials.create_user(made, "viewer", PASSWORD, Role.VIEWER)
     borrowers.create_borrower(made, "王芳", HER, Money.parse("1000"))
     return made
 
@@ -88,7 +88,7 @@ def test_wrong_passwords_lock_a_name_out_alike_whether_it_exists_or_not(client: 
     api = client()
     answers = {}
     for name in ("agent", "nobody"):
-        tries = [login(api, name, f"guess {n}") for n in range(access.PASSWORD_TRIES.times)]
+        tries = [login(api, name, f"guess {n}") for n in range(credentials.PASSWORD_TRIES.times)]
         assert {answer.status_code for answer in tries} == {401}
         answers[name] = locked(login(api, name, "one more"))
     assert answers["agent"] == answers["nobody"] == (
@@ -105,7 +105,7 @@ def test_a_code_allows_five_tries_then_a_lockout_alike_for_any_phone(
     for phone in (HER, "13911112222"):  # hers, and one that is nobody's
         assert api.post("/api/auth/code", json={"phone": phone}).json()["sent"]
         guess = wrong(sign_in_code(context.engine, HER))
-        tries = [try_code(api, phone, guess) for _ in range(access.CODE_ATTEMPTS)]
+        tries = [try_code(api, phone, guess) for _ in range(credentials.CODE_ATTEMPTS)]
         assert {answer.status_code for answer in tries} == {401}
         answers[phone] = locked(try_code(api, phone, guess))
     assert answers[HER] == answers["13911112222"] == (
@@ -114,7 +114,7 @@ def test_a_code_allows_five_tries_then_a_lockout_alike_for_any_phone(
 
 def test_one_address_is_limited_and_only_a_trusted_proxy_says_which(client: Client) -> None:
     def exhaust(api: TestClient, forwarded: str) -> None:
-        for n in range(access.ADDRESS_TRIES.times):
+        for n in range(credentials.ADDRESS_TRIES.times):
             answer = try_code(api, f"1370000{n:04d}", "123456", **{"X-Forwarded-For": forwarded})
             assert answer.status_code == 401, answer.text
 
@@ -131,7 +131,7 @@ def test_one_address_is_limited_and_only_a_trusted_proxy_says_which(client: Clie
 
 def test_too_many_code_requests_from_one_address_are_refused(client: Client) -> None:
     api = client("203.0.113.9")
-    for n in range(access.CODE_REQUESTS.times):
+    for n in range(credentials.CODE_REQUESTS.times):
         assert api.post("/api/auth/code", json={"phone": f"1370000{n:04d}"}).status_code == 200
     locked(api.post("/api/auth/code", json={"phone": HER}))
 
@@ -139,7 +139,7 @@ def test_too_many_code_requests_from_one_address_are_refused(client: Client) -> 
 def test_the_console_shows_a_lockout_in_its_words(client: Client) -> None:
     pages = client()
     for name in ("agent", "nobody"):
-        for _ in range(access.PASSWORD_TRIES.times):
+        for _ in range(credentials.PASSWORD_TRIES.times):
             tried = pages.post("/console/login", data={"username": name, "password": "x"})
             assert tried.status_code == 401
         page = pages.post("/console/login", data={"username": name, "password": PASSWORD})
@@ -154,11 +154,11 @@ def test_the_borrower_page_shows_a_lockout_in_its_words(client: Client, context:
     pages = client()
     assert pages.post("/me/login/code", data={"phone": HER}).status_code == 200
     guess = wrong(sign_in_code(context.engine, HER))
-    for _ in range(access.CODE_ATTEMPTS):
+    for _ in range(credentials.CODE_ATTEMPTS):
         assert pages.post("/me/login", data={"phone": HER, "code": guess}).status_code == 401
     page = pages.post("/me/login", data={"phone": HER, "code": guess})
     assert page.status_code == 429
-    assert int(page.headers["Retry-After"]) <= access.RESEND.seconds
+    assert int(page.headers["Retry-After"]) <= credentials.RESEND.seconds
     assert "尝试次数过多。请1分钟后重新获取验证码再登录。" in page.text
     assert 'action="/me/login/code"' in page.text  # and the way to a new code
 
@@ -170,11 +170,11 @@ def test_a_disabled_operators_key_and_session_stop_at_once(
     client: Client, context: Context
 ) -> None:
     api = client()
-    key = {"X-API-Key": access.create_api_key(context, "agent")["api_key"]}
+    key = {"X-API-Key": credentials.create_api_key(context, "agent")["api_key"]}
     pages = client()
     assert pages.post("/console/login", data={"username": "agent", "password": PASSWORD}).is_success
     assert api.get("/api/me", headers=key).json()["name"] == "agent"
-    access.disable_user(context, "agent")
+    credentials.disable_user(context, "agent")
     assert api.get("/api/me", headers=key).status_code == 401
     assert pages.get("/console", follow_redirects=False).headers["location"] == "/console/login"
     refused = login(api, "agent", PASSWORD)
@@ -184,9 +184,9 @@ def test_a_disabled_operators_key_and_session_stop_at_once(
 
 def test_a_revoked_key_stops_at_once(client: Client, context: Context) -> None:
     api = client()
-    made = access.create_api_key(context, "viewer")
+    made = credentials.create_api_key(context, "viewer")
     assert api.get("/api/me", headers={"X-API-Key": made["api_key"]}).status_code == 200
-    access.revoke_api_key(context, made["key_id"])
+    credentials.revoke_api_key(context, made["key_id"])
     assert api.get("/api/me", headers={"X-API-Key": made["api_key"]}).status_code == 401
 
 
@@ -195,7 +195,7 @@ def test_a_revoked_key_stops_at_once(client: Client, context: Context) -> None:
 
 def test_every_answer_carries_the_security_headers(client: Client, context: Context) -> None:
     api = client()
-    key = {"X-API-Key": access.create_api_key(context, "viewer")["api_key"]}
+    key = {"X-API-Key": credentials.create_api_key(context, "viewer")["api_key"]}
     for answer in (api.get("/me/login"), api.get("/console/login"), api.get("/api/me", headers=key),
                    api.get("/api/loans/1"), api.get("/healthz")):  # fmt: skip
         headers = answer.headers
@@ -280,7 +280,7 @@ def test_metrics_can_be_for_staff_only_or_off(client: Client, context: Context) 
     assert client(METRICS="off").get("/metrics").status_code == 404
     staff = client(METRICS="staff")
     assert staff.get("/metrics").status_code == 401
-    key = access.create_api_key(context, "viewer")["api_key"]
+    key = credentials.create_api_key(context, "viewer")["api_key"]
     assert staff.get("/metrics", headers={"Authorization": f"Bearer {key}"}).status_code == 200
     assert staff.get("/metrics", headers={"X-API-Key": key}).status_code == 200
     assert staff.post("/console/login", data={"username": "agent", "password": PASSWORD}).is_success

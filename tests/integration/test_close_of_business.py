@@ -18,14 +18,15 @@ from fenqi.domain.money import Money
 from fenqi.services import books, borrowers, products, servicing
 from fenqi.services import close_of_business as cob
 from fenqi.services.context import Context
+from fenqi.services.policy import operator
 from fenqi.store.schema import BucketMoveRow, CobRunRow, LoanEventRow, LoanRow, SmsOutboxRow
 from fenqi.wire import present
-from tests.batch_faults import MESSAGE, allow_closing, loans_with_work, refuse_to_close
+from tests.batch_faults import MESSAGE, allow_closing, loans_with_work, refuse_to_close, tries
 
 
 @pytest.fixture
 def shop(engine: Engine) -> Context:
-    context = Context(engine, SimulatedChannel, actor="batch")
+    context = Context(engine, SimulatedChannel, operator("batch"))
     products.load_products(context)
     return context
 
@@ -271,14 +272,14 @@ def test_a_chunk_that_fails_fails_the_run_with_its_error_and_a_rerun_completes_i
     refuse_to_close(engine, loans[1])
     failed = cob.close(shop, date(2026, 2, 12), chunk_size=1)
     assert (failed["status"], failed["chunks_done"], failed["chunks_failed"]) == ("failed", 2, 1)
-    assert failed["error"].startswith(f"1 of 3 chunks failed; chunk 2 after {cob.MAX_ATTEMPTS} ")
+    assert failed["error"].startswith(f"1 of 3 chunks failed; chunk 2 after {tries(engine)} ")
     assert MESSAGE in failed["error"]
     assert "UPDATE" not in failed["error"]  # never the statement
     assert "[SQL" not in failed["error"]
     assert failed["finished_at"] is not None
     chunks = cob.run_report(shop, failed["id"])["chunks"]
     assert [(chunk["status"], chunk["attempts"]) for chunk in chunks] == [
-        ("done", 1), ("failed", cob.MAX_ATTEMPTS), ("done", 1)
+        ("done", 1), ("failed", tries(engine)), ("done", 1)
     ]  # fmt: skip
     assert MESSAGE in chunks[1]["error"]
     assert cob.runs(shop)[0]["status"] == "failed"
@@ -306,7 +307,7 @@ def test_a_chunk_that_fails_fails_the_run_with_its_error_and_a_rerun_completes_i
     # three that raised in each of the two runs that stopped at it, and the one that did it.
     chunks = cob.run_report(shop, failed["id"])["chunks"]
     assert [(chunk["status"], chunk["attempts"], chunk["error"]) for chunk in chunks] == [
-        ("done", 1, None), ("done", 2 * cob.MAX_ATTEMPTS + 1, None), ("done", 1, None)
+        ("done", 1, None), ("done", 2 * tries(engine) + 1, None), ("done", 1, None)
     ]  # fmt: skip
 
 
@@ -367,7 +368,7 @@ def test_the_worker_that_settles_a_runs_last_chunk_settles_the_run(
     failed = cob.runs(shop)[0]
     assert (failed["status"], failed["chunks"], failed["chunks_done"], failed["chunks_failed"]) \
         == ("failed", 3, 2, 1)  # fmt: skip
-    assert failed["error"].startswith(f"1 of 3 chunks failed; chunk 2 after {cob.MAX_ATTEMPTS} ")
+    assert failed["error"].startswith(f"1 of 3 chunks failed; chunk 2 after {tries(engine)} ")
     assert MESSAGE in failed["error"]
     assert (failed["finished_at"] is not None, failed["loans"]) == (True, 2)
 

@@ -15,9 +15,10 @@ from fenqi.channels.signing import Signer
 from fenqi.domain.events import Channel
 from fenqi.domain.money import Money
 from fenqi.domain.withholding import DebitRequest, Kind, Outcome, Status
+from fenqi.ports import Gateways
 from fenqi.services import withholding
 from fenqi.services.context import Context, run
-from fenqi.services.ports import Gateways
+from fenqi.services.policy import operator
 from fenqi.store.debit_requests import find_request
 from tests.e2e.serving import serving
 from tests.gateway_sim import SIGNER, Sim, gateway_sim
@@ -41,7 +42,7 @@ def _token(sim: Sim, balance: int = 100_000, **switches: bool | float) -> str:
 
 def _context(engine: Engine, sim: Sim, notify: str = NOWHERE) -> Context:
     gateways = Gateways({Channel.BANK_CARD: sim.gateway}, notify)
-    return Context(engine, lambda _session: None, gateways=gateways)  # type: ignore[arg-type,return-value]
+    return Context(engine, lambda _session: None, operator("ops"), gateways=gateways)  # type: ignore[arg-type,return-value]
 
 
 def _request(token: str, amount: int = 30_000, key: str | None = None) -> DebitRequest:

@@ -3,6 +3,7 @@ stops at what pays the plan off that day unless an admin approves more; a credit
 to where it came from; ids are read in ASCII and kept in their one canonical form; text with a
 NUL, and searches with LIKE's wildcards, are taken literally or refused."""
 
+from dataclasses import replace
 from datetime import date
 
 import pytest
@@ -16,7 +17,9 @@ from fenqi.domain.money import Money
 from fenqi.domain.products import CatalogError
 from fenqi.loans.booking import book
 from fenqi.services import audit, books, borrowers, products, servicing
-from fenqi.services.access import (
+from fenqi.services.context import Context
+from fenqi.services.errors import NotFoundError, RefusedError, TextError
+from fenqi.services.policy import (
     GRANTED_FROM,
     ForbiddenError,
     OverpaymentApproval,
@@ -24,9 +27,8 @@ from fenqi.services.access import (
     Principal,
     Role,
     approve_overpayment,
+    operator,
 )
-from fenqi.services.context import Context
-from fenqi.services.errors import NotFoundError, RefusedError, TextError
 from fenqi.services.servicing import OverpaymentError, Source
 from fenqi.store.loans import load_loan, save_bookings
 from fenqi.store.schema import (
@@ -39,7 +41,6 @@ from fenqi.store.schema import (
 from fenqi.wire import present
 
 START = date(2026, 1, 15)
-ADMIN = OverpaymentApproval("admin-on-duty")
 # Paying ahead is not allowed by this product, so what a payment brings beyond the bill now
 # due waits as a credit balance: payments by several methods can each leave some.
 NO_PAYING_AHEAD = """
@@ -56,7 +57,7 @@ allocation = ["past-due:penalty", "past-due:fee", "past-due:interest", "past-due
 
 @pytest.fixture
 def context(engine: Engine) -> Context:
-    shop = Context(engine, SimulatedChannel, actor="desk")
+    shop = Context(engine, SimulatedChannel, operator("desk"))
     products.load_products(shop)
     return shop
 
@@ -112,14 +113,25 @@ def test_an_admins_approval_takes_an_overpayment_and_the_audit_log_names_her(
     loan, _ = plan(context)
     day = date(2026, 2, 15)
     payoff = Money.parse(present(servicing.quote_payoff(context, loan, day))["amount"])
-    paid = present(servicing.prepay(context, loan, Money.parse("1500"), mode=PrepayMode.REDUCE_INSTALLMENT,
-                            source=Source(manual=True), day=day, overpayment=ADMIN))  # fmt: skip
+    overpaying = Money.parse("1500")
+    agent = replace(context, principal=Principal("agent-at-desk", Role.AGENT))
+    with pytest.raises(ForbiddenError, match="permission pay_out"):  # the service asks, not a page
+        servicing.prepay(agent, loan, overpaying, mode=PrepayMode.REDUCE_INSTALLMENT,
+                         source=Source(manual=True), day=day, allow_overpayment=True)  # fmt: skip
+    admin = replace(context, principal=operator("admin-on-duty"))
+    paid = present(servicing.prepay(admin, loan, overpaying, mode=PrepayMode.REDUCE_INSTALLMENT,
+                                    source=Source(manual=True), day=day,
+                                    allow_overpayment=True))  # fmt: skip
     assert paid["loan"]["status"] == "settled"
     assert Money.parse(paid["loan"]["credit_balance"]) == Money.parse("1500") - payoff
     [approved] = [entry for entry in present(audit.audit_log(context, f"loan:{loan}"))
                   if entry["action"] == "payment.overpayment"]  # fmt: skip
     assert approved["actor"] == "admin-on-duty"
-    assert approved["after"] == {"amount": "1500.00", "payoff": str(payoff), "taken_by": "desk"}
+    assert approved["after"] == {
+        "amount": "1500.00",
+        "payoff": str(payoff),
+        "taken_by": "admin-on-duty",
+    }
 
 
 def test_only_a_role_that_pays_out_may_approve_an_overpayment() -> None:
@@ -209,7 +221,7 @@ def test_a_credit_paid_in_by_hand_goes_back_by_hand_not_to_the_default_card(
     loan, card = plan(context)
     day = date(2026, 2, 15)
     servicing.prepay(context, loan, Money.parse("1100"), mode=PrepayMode.REDUCE_INSTALLMENT,
-                     source=Source(manual=True), day=day, overpayment=ADMIN)  # fmt: skip
+                     source=Source(manual=True), day=day, allow_overpayment=True)  # fmt: skip
     held = balance(engine, card)
     back = present(servicing.refund_credit(context, loan, None, day))
     assert [(p["channel"], p["method_id"]) for p in back["paid_to"]] == [("manual", None)]
@@ -282,7 +294,7 @@ def test_a_reversal_sends_back_only_what_was_not_already_paid_back(
     start = balance(engine, card)
     paid = present(servicing.prepay(context, loan, Money.parse("1500"), mode=PrepayMode.REDUCE_INSTALLMENT,
                             source=Source(method_id=card), day=date(2026, 2, 1),
-                            overpayment=ADMIN))  # fmt: skip
+                            allow_overpayment=True))  # fmt: skip
     credit = present(servicing.refund_credit(context, loan, None, date(2026, 2, 2)))["amount"]
     undone = present(
         servicing.reverse(context, paid["payment_id"], "wrong card", date(2026, 2, 3), confirm=True)
@@ -353,7 +365,7 @@ def test_a_refused_reversal_says_what_went_where_in_positive_amounts(
     paid = present(servicing.pay(context, loan, Money.parse("300"), Source(method_id=card), day))
     payoff = Money.parse(present(servicing.quote_payoff(context, loan, day))["amount"])
     servicing.pay(context, loan, payoff + Money.parse("300"), Source(manual=True), day,
-                  overpayment=ADMIN)  # fmt: skip
+                  allow_overpayment=True)  # fmt: skip
     back = present(servicing.refund_credit(context, loan, None, day))
     assert [to["channel"] for to in back["paid_to"]] == ["manual"]
     held, recorded = balance(engine, card), events(engine, loan)

@@ -16,10 +16,11 @@ from sqlalchemy import Engine
 from fenqi.channels.simulator import SimulatedChannel
 from fenqi.domain.events import PrepayMode
 from fenqi.domain.money import Money
+from fenqi.ports import Debit
 from fenqi.services import books, borrowers, products, servicing
 from fenqi.services.context import Context, Document
 from fenqi.services.errors import RefusedError
-from fenqi.services.ports import Debit
+from fenqi.services.policy import operator
 from fenqi.services.servicing import OverpaymentError, Source
 from fenqi.wire import present
 
@@ -39,7 +40,7 @@ class CountingChannel(SimulatedChannel):
 
 @pytest.fixture
 def context(engine: Engine) -> Context:
-    shop = Context(engine, CountingChannel, actor="desk")
+    shop = Context(engine, CountingChannel, operator("desk"))
     products.load_products(shop)
     CountingChannel.asked = []
     return shop

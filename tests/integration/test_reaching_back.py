@@ -16,6 +16,7 @@ from fenqi.services import books, borrowers, products, servicing
 from fenqi.services import close_of_business as cob
 from fenqi.services.context import Context, Document
 from fenqi.services.errors import ConfirmationNeededError
+from fenqi.services.policy import operator
 from fenqi.store.schema import JournalEntryRow, LoanEventRow
 from fenqi.wire import present
 
@@ -25,7 +26,7 @@ DECEMBER = date(2026, 12, 10)
 @pytest.fixture
 def shop(engine: Engine, monkeypatch: pytest.MonkeyPatch) -> Context:
     monkeypatch.setenv("FENQI_TODAY", "2026-12-31")  # the batch closes no day that has not come
-    context = Context(engine, SimulatedChannel, actor="admin")
+    context = Context(engine, SimulatedChannel, operator("admin"))
     products.load_products(context)
     return context
 

@@ -23,6 +23,7 @@ from fenqi.domain.money import Money
 from fenqi.services import borrowers, products, servicing
 from fenqi.services.context import Context
 from fenqi.services.errors import RefusedError
+from fenqi.services.policy import operator
 from fenqi.services.views import LoanView
 from fenqi.store.database import make_engine, upgrade
 from fenqi.store.loans import load_loan, read_loan
@@ -49,7 +50,7 @@ def shop(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Context]:
     folder: Path = tmp_path_factory.mktemp("read-from-checkpoint")
     engine = make_engine(f"sqlite:///{folder / 'fenqi.sqlite3'}")
     upgrade(engine)
-    context = Context(engine, SimulatedChannel, actor="test")
+    context = Context(engine, SimulatedChannel, operator("test"))
     products.load_products(context)
     yield context
     engine.dispose()

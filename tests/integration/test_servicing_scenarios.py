@@ -12,9 +12,9 @@ from fenqi.channels.simulator import SimulatedChannel
 from fenqi.domain.events import PrepayMode, WaiverKind
 from fenqi.domain.money import Money
 from fenqi.services import books, borrowers, products, servicing
-from fenqi.services.access import OverpaymentApproval
 from fenqi.services.context import Context, Replayed
 from fenqi.services.errors import DeclinedError, RefusedError
+from fenqi.services.policy import operator
 from fenqi.store.schema import AuditLogRow, JournalEntryRow, PostingRow
 from fenqi.wire import present
 
@@ -23,7 +23,7 @@ Step = tuple[str, str, dict[str, Any], dict[str, Any]]  # day, action, arguments
 
 @pytest.fixture
 def context(engine: Engine) -> Context:
-    shop = Context(engine, SimulatedChannel, actor="test")
+    shop = Context(engine, SimulatedChannel, operator("test"))
     products.load_products(shop)
     return shop
 
@@ -45,9 +45,9 @@ def act(
     amount = Money.parse(args["amount"]) if "amount" in args else None
     if action == "pay":
         source = servicing.Source(manual=args.get("manual", False))
-        approval = OverpaymentApproval("admin") if args.get("overpayment") else None
+        allowed = bool(args.get("overpayment"))
         return present(
-            servicing.pay(context, loan, Money(amount or 0), source, day, overpayment=approval)
+            servicing.pay(context, loan, Money(amount or 0), source, day, allow_overpayment=allowed)
         )
     if action == "prepay":
         mode = PrepayMode(args.get("mode", "reduce-installment"))
@@ -345,7 +345,7 @@ def test_a_fee_waiver_forgives_what_is_outstanding_late_fees_included_never_more
 def test_a_credit_balance_is_paid_back(context: Context) -> None:
     _, loan = open_plan(context)
     servicing.pay(context, loan, Money.parse("11000"), servicing.Source(), date(2026, 2, 15),
-                  overpayment=OverpaymentApproval("admin"))  # fmt: skip
+                  allow_overpayment=True)  # fmt: skip
     # The payoff on 02-15: installment 1 (888.49) and the 9,211.51 of principal after it.
     assert (
         present(servicing.show_loan(context, loan, date(2026, 2, 15)))["credit_balance"] == "900.00"

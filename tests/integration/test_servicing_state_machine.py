@@ -22,9 +22,9 @@ from fenqi.domain.events import PrepayMode
 from fenqi.domain.ledger import RECEIVABLES
 from fenqi.domain.money import Money
 from fenqi.services import books, borrowers, products, servicing
-from fenqi.services.access import OverpaymentApproval
 from fenqi.services.context import Context
 from fenqi.services.errors import RefusedError
+from fenqi.services.policy import operator
 from fenqi.store.database import make_engine, upgrade
 from fenqi.store.loans import book_balances
 from fenqi.store.schema import LoanRow
@@ -51,7 +51,7 @@ class Servicing(RuleBasedStateMachine):
         self.folder = tempfile.TemporaryDirectory()
         self.engine = make_engine(f"sqlite:///{Path(self.folder.name) / 'fenqi.sqlite3'}")
         upgrade(self.engine)
-        self.context = Context(self.engine, SimulatedChannel, actor="machine")
+        self.context = Context(self.engine, SimulatedChannel, operator("machine"))
         self.today = START
         self.loans: list[int] = []
         self.payments: list[str] = []
@@ -90,7 +90,7 @@ class Servicing(RuleBasedStateMachine):
         with refused_only_because("nothing is owed", "the most that can be taken"):
             source = servicing.Source(manual=True)
             paid = present(servicing.pay(self.context, loan, Money(amount), source, day,
-                                 overpayment=_approval(approved)))  # fmt: skip
+                                         allow_overpayment=approved))  # fmt: skip
             self.payments.append(paid["payment_id"])
 
     @precondition(lambda self: self.payments)
@@ -120,7 +120,7 @@ class Servicing(RuleBasedStateMachine):
                                   "the most that can be taken"):  # fmt: skip
             paid = present(servicing.prepay(self.context, loan, money, mode=mode,
                                     source=servicing.Source(manual=True), day=self.today,
-                                    overpayment=_approval(approved)))  # fmt: skip
+                                    allow_overpayment=approved))  # fmt: skip
             self.payments.append(paid["payment_id"])
 
     @precondition(lambda self: self.loans)
@@ -153,11 +153,6 @@ class Servicing(RuleBasedStateMachine):
                 held += loan.outstanding_principal
         available = borrowers.show_borrower(self.context, self.borrower)["available_limit"]
         assert Money.parse(available) == max(LIMIT - held, 0)
-
-
-def _approval(approved: bool) -> OverpaymentApproval | None:
-    """An admin's approval of an overpayment, half the time: both paths stay explored."""
-    return OverpaymentApproval("admin") if approved else None
 
 
 Servicing.TestCase.settings = settings(

@@ -20,10 +20,10 @@ from sqlalchemy.orm import Session
 
 from fenqi.channels.simulator import SimulatedChannel
 from fenqi.domain.money import Money
-from fenqi.services import access, borrowers
-from fenqi.services.access import Role, UnauthenticatedError
+from fenqi.services import borrowers, credentials
 from fenqi.services.context import Context
 from fenqi.services.errors import NotFoundError, RefusedError
+from fenqi.services.policy import Role, UnauthenticatedError, operator
 from fenqi.services.throttles import Limit, TooManyAttemptsError
 from fenqi.store.schema import SignInCodeRow, SignInThrottleRow, SmsSentRow
 
@@ -35,18 +35,18 @@ START = datetime(2026, 3, 2, 2, 0, tzinfo=UTC)
 
 @pytest.fixture
 def context(engine: Engine) -> Context:
-    made = Context(engine, SimulatedChannel, actor="setup")
+    made = Context(engine, SimulatedChannel, operator("setup"))
     borrowers.create_borrower(made, "王芳", PHONE, Money.parse("1000"))
-    access.create_user(made, "agent", PASSWORD, Role.AGENT)
+    credentials.create_user(made, "agent", PASSWORD, Role.AGENT)
     return made
 
 
 class Clock:
-    """``access.now`` held still, moved on by hand: the same moment in every thread."""
+    """``credentials.now`` held still, moved on by hand: the same moment in every thread."""
 
     def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
         self.moment = START
-        monkeypatch.setattr(access, "now", lambda: self.moment)
+        monkeypatch.setattr(credentials, "now", lambda: self.moment)
 
     def advance(self, **delta: float) -> None:
         self.moment += timedelta(**delta)
@@ -91,14 +91,14 @@ class Compared:
 
     def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
         self.guesses: list[str] = []
-        digest = access._digest
+        digest = credentials._digest
 
         def counted(secret: str) -> str:
             if secret.startswith(f"{PHONE}:"):
                 self.guesses.append(secret.removeprefix(f"{PHONE}:"))
             return digest(secret)
 
-        monkeypatch.setattr(access, "_digest", counted)
+        monkeypatch.setattr(credentials, "_digest", counted)
 
 
 # -- item 8: counted before compared --------------------------------------------------------------
@@ -112,7 +112,7 @@ def test_simultaneous_code_guesses_are_counted_before_any_is_compared(
     them."""
     for _ in range(6):
         clock.advance(minutes=2)  # a new code may be asked for
-        access.send_sign_in_code(context, PHONE)
+        credentials.send_sign_in_code(context, PHONE)
         code = last_code(context.engine)
         guesses = random.sample([f"{n:06d}" for n in range(10**6) if f"{n:06d}" != code],
                                 AT_ONCE - 1)  # fmt: skip
@@ -121,64 +121,64 @@ def test_simultaneous_code_guesses_are_counted_before_any_is_compared(
         with monkeypatch.context() as patched:
             compared = Compared(patched)
             outcomes = at_once(
-                [lambda g=g: access.sign_in_borrower(context, PHONE, g) for g in guesses]
+                [lambda g=g: credentials.sign_in_borrower(context, PHONE, g) for g in guesses]
             )
-        assert len(compared.guesses) <= access.CODE_ATTEMPTS, compared.guesses
+        assert len(compared.guesses) <= credentials.CODE_ATTEMPTS, compared.guesses
         assert outcomes.count("in") == (1 if code in compared.guesses else 0)
         assert (outcomes[right] == "in") == (code in compared.guesses)
         if code not in compared.guesses:  # every try used up, the rest refused unchecked
-            assert outcomes.count("wrong") == access.CODE_ATTEMPTS
-            assert outcomes.count("locked") == AT_ONCE - access.CODE_ATTEMPTS
+            assert outcomes.count("wrong") == credentials.CODE_ATTEMPTS
+            assert outcomes.count("locked") == AT_ONCE - credentials.CODE_ATTEMPTS
 
 
 def test_a_code_is_used_once_even_by_twin_requests(context: Context, clock: Clock) -> None:
-    access.send_sign_in_code(context, PHONE)
+    credentials.send_sign_in_code(context, PHONE)
     code = last_code(context.engine)
-    outcomes = at_once([lambda: access.sign_in_borrower(context, PHONE, code)] * 3)
+    outcomes = at_once([lambda: credentials.sign_in_borrower(context, PHONE, code)] * 3)
     assert sorted(outcomes) == ["in", "wrong", "wrong"]
 
 
 def test_a_code_with_its_tries_used_up_is_locked_until_a_new_one_may_be_asked_for(
     context: Context, clock: Clock
 ) -> None:
-    access.send_sign_in_code(context, PHONE)
+    credentials.send_sign_in_code(context, PHONE)
     code = last_code(context.engine)
     wrong = "000000" if code != "000000" else "111111"
-    for _ in range(access.CODE_ATTEMPTS):
+    for _ in range(credentials.CODE_ATTEMPTS):
         with pytest.raises(UnauthenticatedError):
-            access.sign_in_borrower(context, PHONE, wrong)
+            credentials.sign_in_borrower(context, PHONE, wrong)
     clock.advance(seconds=20)
     with pytest.raises(TooManyAttemptsError, match="ask for a new code") as locked:
-        access.sign_in_borrower(context, PHONE, code)
-    assert locked.value.retry_after == access.RESEND.seconds - 20
+        credentials.sign_in_borrower(context, PHONE, code)
+    assert locked.value.retry_after == credentials.RESEND.seconds - 20
     clock.advance(seconds=40)
-    access.send_sign_in_code(context, PHONE)
-    access.sign_in_borrower(context, PHONE, last_code(context.engine))
+    credentials.send_sign_in_code(context, PHONE)
+    credentials.sign_in_borrower(context, PHONE, last_code(context.engine))
 
 
 def test_simultaneous_requests_send_one_code_a_minute(context: Context, clock: Clock) -> None:
-    at_once([lambda: access.send_sign_in_code(context, PHONE)] * AT_ONCE)
+    at_once([lambda: credentials.send_sign_in_code(context, PHONE)] * AT_ONCE)
     assert len(texts(context.engine)) == 1
     clock.advance(seconds=59)
-    access.send_sign_in_code(context, PHONE)
+    credentials.send_sign_in_code(context, PHONE)
     assert len(texts(context.engine)) == 1
     clock.advance(seconds=1)
-    access.send_sign_in_code(context, PHONE)
+    credentials.send_sign_in_code(context, PHONE)
     assert len(texts(context.engine)) == 2
 
 
 def test_simultaneous_requests_stay_under_the_daily_cap(
     context: Context, clock: Clock, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(access, "RESEND", Limit("code-resend", 1, 0))  # only the day's cap
-    at_once([lambda: access.send_sign_in_code(context, PHONE)] * AT_ONCE)
-    assert len(texts(context.engine)) == access.CODES_PER_DAY.times
+    monkeypatch.setattr(credentials, "RESEND", Limit("code-resend", 1, 0))  # only the day's cap
+    at_once([lambda: credentials.send_sign_in_code(context, PHONE)] * AT_ONCE)
+    assert len(texts(context.engine)) == credentials.CODES_PER_DAY.times
     clock.advance(hours=23, minutes=59)
-    access.send_sign_in_code(context, PHONE)
-    assert len(texts(context.engine)) == access.CODES_PER_DAY.times
+    credentials.send_sign_in_code(context, PHONE)
+    assert len(texts(context.engine)) == credentials.CODES_PER_DAY.times
     clock.advance(minutes=1)  # a new day's window
-    access.send_sign_in_code(context, PHONE)
-    assert len(texts(context.engine)) == access.CODES_PER_DAY.times + 1
+    credentials.send_sign_in_code(context, PHONE)
+    assert len(texts(context.engine)) == credentials.CODES_PER_DAY.times + 1
 
 
 # -- item 9: throttles and lockouts ---------------------------------------------------------------
@@ -191,65 +191,65 @@ def test_simultaneous_password_guesses_are_counted_before_any_is_checked(
     same answers, ten checked and wrong, thirty refused unchecked; then even the right password
     waits for the window to end."""
     checked: list[str] = []
-    matches = access.password_matches
+    matches = credentials.password_matches
 
     def counted(password: str, stored: str) -> bool:
         checked.append(password)
         return matches(password, stored)
 
-    monkeypatch.setattr(access, "password_matches", counted)
+    monkeypatch.setattr(credentials, "password_matches", counted)
     answers = {}
     for name in ("agent", "nobody"):
         checked.clear()
-        outcomes = at_once([lambda n=n, name=name: access.sign_in_operator(
+        outcomes = at_once([lambda n=n, name=name: credentials.sign_in_operator(
             context, name, f"guess {n}") for n in range(AT_ONCE)])  # fmt: skip
-        assert len(checked) == access.PASSWORD_TRIES.times
+        assert len(checked) == credentials.PASSWORD_TRIES.times
         answers[name] = Counter(outcomes)
     assert answers["agent"] == answers["nobody"] == {"wrong": 10, "locked": 30}
     clock.advance(minutes=14, seconds=50)
     with pytest.raises(TooManyAttemptsError) as locked:
-        access.sign_in_operator(context, "agent", PASSWORD)
+        credentials.sign_in_operator(context, "agent", PASSWORD)
     assert locked.value.retry_after == 10
     clock.advance(seconds=10)
-    access.sign_in_operator(context, "agent", PASSWORD)
+    credentials.sign_in_operator(context, "agent", PASSWORD)
 
 
 def test_a_right_password_gives_its_try_back(context: Context, clock: Clock) -> None:
     """The limit counts failures: signing in many times is no lockout."""
-    for _ in range(access.PASSWORD_TRIES.times + 5):
-        access.sign_in_operator(context, "agent", PASSWORD, "198.51.100.7")
+    for _ in range(credentials.PASSWORD_TRIES.times + 5):
+        credentials.sign_in_operator(context, "agent", PASSWORD, "198.51.100.7")
 
 
 def test_one_address_is_limited_across_accounts(context: Context, clock: Clock) -> None:
     here, there = "203.0.113.9", "198.51.100.7"
-    for n in range(access.ADDRESS_TRIES.times):
+    for n in range(credentials.ADDRESS_TRIES.times):
         with pytest.raises(UnauthenticatedError):
-            access.sign_in_borrower(context, f"1390000{n:04d}", "123456", here)
+            credentials.sign_in_borrower(context, f"1390000{n:04d}", "123456", here)
     with pytest.raises(TooManyAttemptsError):
-        access.sign_in_borrower(context, "13911112222", "123456", here)
+        credentials.sign_in_borrower(context, "13911112222", "123456", here)
     with pytest.raises(TooManyAttemptsError):  # passwords from that address too
-        access.sign_in_operator(context, "agent", PASSWORD, here)
-    access.sign_in_operator(context, "agent", PASSWORD, there)
+        credentials.sign_in_operator(context, "agent", PASSWORD, here)
+    credentials.sign_in_operator(context, "agent", PASSWORD, there)
     clock.advance(minutes=15)
-    access.sign_in_operator(context, "agent", PASSWORD, here)
+    credentials.sign_in_operator(context, "agent", PASSWORD, here)
 
 
 def test_one_address_asks_for_a_limited_number_of_codes(context: Context, clock: Clock) -> None:
     here = "203.0.113.9"
-    for n in range(access.CODE_REQUESTS.times):
-        assert access.send_sign_in_code(context, f"1390000{n:04d}", here)["sent"]
+    for n in range(credentials.CODE_REQUESTS.times):
+        assert credentials.send_sign_in_code(context, f"1390000{n:04d}", here)["sent"]
     with pytest.raises(TooManyAttemptsError):
-        access.send_sign_in_code(context, PHONE, here)
+        credentials.send_sign_in_code(context, PHONE, here)
     assert texts(context.engine) == []
-    assert access.send_sign_in_code(context, PHONE, "198.51.100.7")["sent"]
+    assert credentials.send_sign_in_code(context, PHONE, "198.51.100.7")["sent"]
 
 
 def test_the_counters_keep_no_phone_name_or_address_in_clear(
     context: Context, clock: Clock
 ) -> None:
-    access.send_sign_in_code(context, PHONE, "203.0.113.9")
+    credentials.send_sign_in_code(context, PHONE, "203.0.113.9")
     with pytest.raises(UnauthenticatedError):
-        access.sign_in_operator(context, "agent", "not it", "203.0.113.9")
+        credentials.sign_in_operator(context, "agent", "not it", "203.0.113.9")
     with Session(context.engine) as session:
         keys = session.scalars(select(SignInThrottleRow.key)).all()
     assert len(keys) == 5  # codes from the address, resend, day; password by name, by address
@@ -257,9 +257,9 @@ def test_the_counters_keep_no_phone_name_or_address_in_clear(
 
 
 def test_expired_codes_and_old_windows_are_forgotten(context: Context, clock: Clock) -> None:
-    access.send_sign_in_code(context, PHONE, "203.0.113.9")
+    credentials.send_sign_in_code(context, PHONE, "203.0.113.9")
     clock.advance(days=3)
-    access.send_sign_in_code(context, "13911112222")
+    credentials.send_sign_in_code(context, "13911112222")
     with Session(context.engine) as session:
         assert session.scalars(select(SignInCodeRow.phone)).all() == ["13911112222"]
         assert len(session.scalars(select(SignInThrottleRow.key)).all()) == 2
@@ -281,8 +281,8 @@ def similar(first: list[float], second: list[float]) -> None:
 def test_a_known_and_an_unknown_user_take_the_same_time(context: Context) -> None:
     known, unknown = [], []
     for n in range(9):  # under the user's limit of ten failures
-        known.append(timed(lambda: access.sign_in_operator(context, "agent", "not it")))
-        unknown.append(timed(lambda n=n: access.sign_in_operator(context, f"nobody{n}", "x")))
+        known.append(timed(lambda: credentials.sign_in_operator(context, "agent", "not it")))
+        unknown.append(timed(lambda n=n: credentials.sign_in_operator(context, f"nobody{n}", "x")))
     similar(known, unknown)
 
 
@@ -292,8 +292,8 @@ def test_a_known_and_an_unknown_phone_take_the_same_time(context: Context) -> No
         borrowers.create_borrower(context, "李雷", phone, Money.parse("1000"))
     known, unknown = [], []
     for n, phone in enumerate(phones):  # a code goes out to each known phone
-        known.append(timed(lambda phone=phone: access.send_sign_in_code(context, phone)))
-        unknown.append(timed(lambda n=n: access.send_sign_in_code(context, f"1360000{n:04d}")))
+        known.append(timed(lambda phone=phone: credentials.send_sign_in_code(context, phone)))
+        unknown.append(timed(lambda n=n: credentials.send_sign_in_code(context, f"1360000{n:04d}")))
     similar(known, unknown)
     assert all(len(texts(context.engine, phone)) == 1 for phone in phones)
 
@@ -302,58 +302,60 @@ def test_a_known_and_an_unknown_phone_take_the_same_time(context: Context) -> No
 
 
 def test_a_disabled_operator_is_stopped_at_once(context: Context, clock: Clock) -> None:
-    key = access.create_api_key(context, "agent")
-    token, _ = access.sign_in_operator(context, "agent", PASSWORD)
-    assert access.principal_for_key(context, key["api_key"]).name == "agent"
-    assert access.principal_for_session(context, token)[0].name == "agent"
-    done = access.disable_user(context, "agent")
+    key = credentials.create_api_key(context, "agent")
+    token, _ = credentials.sign_in_operator(context, "agent", PASSWORD)
+    assert credentials.principal_for_key(context, key["api_key"]).name == "agent"
+    assert credentials.principal_for_session(context, token)[0].name == "agent"
+    done = credentials.disable_user(context, "agent")
     assert (done["status"], done["sessions_ended"]) == ("disabled", 1)
     with pytest.raises(UnauthenticatedError, match="not valid"):
-        access.principal_for_key(context, key["api_key"])
+        credentials.principal_for_key(context, key["api_key"])
     with pytest.raises(UnauthenticatedError):
-        access.principal_for_session(context, token)
+        credentials.principal_for_session(context, token)
     with pytest.raises(UnauthenticatedError, match="the user name or the password is wrong"):
-        access.sign_in_operator(context, "agent", PASSWORD)
+        credentials.sign_in_operator(context, "agent", PASSWORD)
     with pytest.raises(RefusedError, match="already disabled"):
-        access.disable_user(context, "agent")
+        credentials.disable_user(context, "agent")
     with pytest.raises(RefusedError, match="disabled"):
-        access.create_api_key(context, "agent")
+        credentials.create_api_key(context, "agent")
     with pytest.raises(NotFoundError):
-        access.disable_user(context, "nobody")
-    listed = {user["username"]: user["status"] for user in access.list_users(context)}
+        credentials.disable_user(context, "nobody")
+    listed = {user["username"]: user["status"] for user in credentials.list_users(context)}
     assert listed == {"agent": "disabled"}
 
 
 def test_api_keys_are_listed_without_secrets_and_revoked_at_once(
     context: Context, clock: Clock
 ) -> None:
-    access.create_user(context, "admin", PASSWORD, Role.ADMIN)
-    first = access.create_api_key(context, "agent")
+    credentials.create_user(context, "admin", PASSWORD, Role.ADMIN)
+    first = credentials.create_api_key(context, "agent")
     clock.advance(seconds=1)
-    second = access.create_api_key(context, "admin")
-    access.principal_for_key(context, first["api_key"])
-    listed = access.list_api_keys(context)
+    second = credentials.create_api_key(context, "admin")
+    credentials.principal_for_key(context, first["api_key"])
+    listed = credentials.list_api_keys(context)
     assert [key["key_id"] for key in listed] == [first["key_id"], second["key_id"]]
     used = clock.moment.isoformat()
     assert listed[0]["last_used_at"] == used
     assert listed[1]["last_used_at"] is None
     assert not any(first["api_key"].split("_")[-1] in str(key) for key in listed)
-    assert [key["key_id"] for key in access.list_api_keys(context, "admin")] == [second["key_id"]]
+    assert [key["key_id"] for key in credentials.list_api_keys(context, "admin")] == [
+        second["key_id"]
+    ]
     clock.advance(minutes=30)
-    access.principal_for_key(context, first["api_key"])  # written once an hour, not each time
-    assert access.list_api_keys(context, "agent")[0]["last_used_at"] == used
-    revoked = access.revoke_api_key(context, first["key_id"])
+    credentials.principal_for_key(context, first["api_key"])  # written once an hour, not each time
+    assert credentials.list_api_keys(context, "agent")[0]["last_used_at"] == used
+    revoked = credentials.revoke_api_key(context, first["key_id"])
     assert (revoked["revoked"], revoked["revoked_at"]) == (True, clock.moment.isoformat())
     with pytest.raises(UnauthenticatedError):
-        access.principal_for_key(context, first["api_key"])
-    assert access.principal_for_key(context, second["api_key"]).name == "admin"
+        credentials.principal_for_key(context, first["api_key"])
+    assert credentials.principal_for_key(context, second["api_key"]).name == "admin"
     with pytest.raises(RefusedError, match="already revoked"):
-        access.revoke_api_key(context, first["key_id"])
+        credentials.revoke_api_key(context, first["key_id"])
     with pytest.raises(NotFoundError):
-        access.revoke_api_key(context, "0123456789ab")
+        credentials.revoke_api_key(context, "0123456789ab")
 
 
 @pytest.mark.parametrize("name", ["", "has space", "名字", "a" * 65, "-leading"])
 def test_a_user_name_is_plain_ascii(context: Context, name: str) -> None:
     with pytest.raises(RefusedError, match="not a user name"):
-        access.create_user(context, name, PASSWORD, Role.VIEWER)
+        credentials.create_user(context, name, PASSWORD, Role.VIEWER)

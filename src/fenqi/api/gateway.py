@@ -9,9 +9,10 @@ from __future__ import annotations
 from fastapi import APIRouter, Request
 from starlette.concurrency import run_in_threadpool
 
-from fenqi.api import problems, responses
+from fenqi.api import responses
 from fenqi.api.responses import answers
-from fenqi.api.security import base_context
+from fenqi.http import problems
+from fenqi.http.security import base_context
 from fenqi.services import withholding
 from fenqi.services.context import Document
 

@@ -19,7 +19,7 @@ from fenqi.domain.loan import InstallmentStatus, LoanStatus
 from fenqi.domain.products import Component, PenaltyMode, PrepaymentInterest, UnbilledFees
 from fenqi.domain.schedule import DayCount, Method
 from fenqi.domain.withholding import Status as DebitStatus
-from fenqi.services.access import Role
+from fenqi.services.policy import Role
 
 Yuan = Annotated[str, Field(pattern=r"^-?[0-9]+\.[0-9]{2}$", examples=["888.49"])]
 RateText = Annotated[str, Field(pattern=r"^[0-9]+\.[0-9]{6}$", examples=["0.120000"])]

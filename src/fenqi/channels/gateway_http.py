@@ -18,7 +18,7 @@ import httpx
 from fenqi.channels.signing import BadSignatureError, Signer
 from fenqi.domain.money import Money
 from fenqi.domain.withholding import Outcome
-from fenqi.services.ports import GatewayAnswer, UnverifiedError
+from fenqi.ports import GatewayAnswer, UnverifiedError
 
 log = logging.getLogger("fenqi.gateway")
 CONNECT_SECONDS = 1.0

@@ -9,7 +9,7 @@ from fenqi import settings
 from fenqi.channels.gateway_http import HttpGateway, SignedClient
 from fenqi.channels.signing import Signer
 from fenqi.domain.events import Channel
-from fenqi.services.ports import Gateways
+from fenqi.ports import Gateways
 
 
 def from_settings(simulating: bool) -> Gateways | None:

@@ -8,7 +8,7 @@ from sqlalchemy import bindparam, select, update
 from sqlalchemy.orm import Session
 
 from fenqi.domain.money import Money
-from fenqi.services.ports import Debit
+from fenqi.ports import Debit
 from fenqi.store.schema import Base, SimAccountRow
 
 _ACCOUNTS = Base.metadata.tables[SimAccountRow.__tablename__]

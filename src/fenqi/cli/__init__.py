@@ -2,11 +2,13 @@
 
 Bad input never shows a traceback or a usage box: it exits with code 2 and one line on stderr
 saying what is wrong and what is accepted. So does a setting in the environment that cannot be
-used (``FENQI_TODAY``, ``FENQI_BACKDATE_DAYS``, …), checked before any command begins.
+used (``FENQI_TODAY``, ``FENQI_BACKDATE_DAYS``, …), checked before any command begins. A broken
+invariant (fenqi's bug, not the input's) exits 3 with one line, and changes nothing.
 """
 
 from __future__ import annotations
 
+import logging
 import sys
 from collections.abc import Sequence
 
@@ -24,7 +26,7 @@ from fenqi.cli.products import product_app
 from fenqi.cli.quote import quote_command
 from fenqi.cli.seed import seed_command
 from fenqi.cli.sms import sms_app
-from fenqi.domain.errors import InputError
+from fenqi.domain.errors import InputError, InvariantError
 from fenqi.services.errors import ConflictError
 from fenqi.settings import SettingError
 from fenqi.store.database import DatabaseNotReadyError
@@ -75,16 +77,21 @@ app.add_typer(gateway_app, name="gateway")
 app.command("gateway-sim")(gateway_sim_command)
 
 BAD_INPUT = 2
+BROKEN = 3  # an invariant broke: report it, do not retry it
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    """Run the CLI; the ``fenqi`` script's entry point."""
+    """Run the CLI; the ``fenqi`` script's entry point. What the services log (a broken
+    invariant) is not printed as well: the command's one line on stderr says it."""
+    logging.getLogger("fenqi").addHandler(logging.NullHandler())
     try:
         code = app(args=list(argv) if argv is not None else None, standalone_mode=False)
     except (InputError, SettingError, DatabaseNotReadyError) as error:
         _refuse(str(error))
     except ConflictError as error:  # well-formed, just unlucky: the same command may be run again
         _refuse(str(error), 1)
+    except InvariantError as error:  # fenqi's own bug: said in a line, its values left out
+        _refuse(f"internal error ({type(error).__name__}), nothing was changed: {error}", BROKEN)
     except TyperException as error:
         _refuse(error.format_message(), getattr(error, "exit_code", BAD_INPUT))
     except typer.Abort:

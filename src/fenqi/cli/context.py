@@ -26,6 +26,7 @@ from fenqi.channels.sms_simulator import SimulatedSms
 from fenqi.cli import render
 from fenqi.domain.errors import InputError
 from fenqi.services.context import Context, Replayed
+from fenqi.services.policy import operator
 from fenqi.store.database import database_url, make_engine, require_current, url_without_password
 from fenqi.wire import present
 
@@ -75,11 +76,13 @@ def database(db: str | None, *, require: bool = True) -> Iterator[Context]:
 
 def context_on(engine: Engine) -> Context:
     """Payments and SMS go through the built-in simulators, the channels this CLI ships with,
-    and debits through the withholding gateways the settings name."""
+    and debits through the withholding gateways the settings name. The command line is the
+    operator's own tool, run with the database's credentials, so it acts as an admin named
+    ``actor()`` (an overpayment is still approved only when asked for by name)."""
     return Context(
         engine,
         SimulatedChannel,
-        actor(),
+        operator(actor()),
         sms=SimulatedSms,
         gateways=gateways.from_settings(settings.simulation(True)),
     )

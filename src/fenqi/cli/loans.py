@@ -12,7 +12,7 @@ from typing import Annotated
 import typer
 
 from fenqi.cli import render
-from fenqi.cli.context import DatabaseOption, actor, respond
+from fenqi.cli.context import DatabaseOption, respond
 from fenqi.cli.groups import command_group
 from fenqi.cli.options import (
     AsOfOption,
@@ -29,8 +29,7 @@ from fenqi.cli.options import (
 )
 from fenqi.clock import today
 from fenqi.domain.events import PrepayMode, WaiverKind
-from fenqi.services import access, servicing
-from fenqi.services.access import OverpaymentApproval, Principal, Role
+from fenqi.services import servicing
 from fenqi.services.errors import ConfirmationNeededError
 from fenqi.services.servicing import Order, Source
 
@@ -181,7 +180,7 @@ def pay_command(
         source,
         effective,
         idempotency_key=key,
-        overpayment=_overpayment(allow_overpayment),
+        allow_overpayment=allow_overpayment,
     )
 
 
@@ -223,14 +222,8 @@ def prepay_command(
         source=source,
         day=effective,
         idempotency_key=key,
-        overpayment=_overpayment(allow_overpayment),
+        allow_overpayment=allow_overpayment,
     )
-
-
-def _overpayment(allowed: bool) -> OverpaymentApproval | None:
-    """The command line is the operator's own tool, run with the database's credentials, so it
-    acts as an admin; still, an overpayment is approved only when asked for by name."""
-    return access.approve_overpayment(Principal(actor(), Role.ADMIN)) if allowed else None
 
 
 def _source(method: Text, channel: Text) -> Source:

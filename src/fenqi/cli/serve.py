@@ -22,8 +22,8 @@ from fenqi.cli import render
 from fenqi.cli.context import DatabaseOption, database, respond
 from fenqi.cli.groups import command_group
 from fenqi.cli.options import JsonOption, OptionError, choice
-from fenqi.services import access
-from fenqi.services.access import Role
+from fenqi.services import credentials
+from fenqi.services.policy import Role
 from fenqi.settings import SIMULATION_VARIABLE
 from fenqi.store.database import URL_VARIABLE, database_url
 
@@ -78,8 +78,8 @@ def serve_command(
     # Each worker process makes its own app, on the database named in the environment.
     os.environ[URL_VARIABLE] = database_url(db)
     # uvicorn's own proxy headers would believe 127.0.0.1 by default: the app decides whom to
-    # believe, from FENQI_TRUSTED_PROXIES only (api/hardening.py).
-    config = uvicorn.Config("fenqi.api.app:create_app", factory=True, workers=workers,
+    # believe, from FENQI_TRUSTED_PROXIES only (http/hardening.py).
+    config = uvicorn.Config("fenqi.http.app:create_app", factory=True, workers=workers,
                             log_level="warning", log_config=log_config(),
                             proxy_headers=False)  # fmt: skip
     sockets = [listening_socket(host, port)]
@@ -93,7 +93,7 @@ def _settings(behind_tls: bool, proxies: Sequence[str], metrics: str | None,
               docs: str | None) -> None:  # fmt: skip
     """Puts the options into the environment the worker processes read their settings from,
     and refuses settings that cannot be used before anything starts."""
-    from fenqi.api import hardening  # noqa: PLC0415 - FastAPI loads only for `fenqi serve`
+    from fenqi.http import hardening  # noqa: PLC0415 - FastAPI loads only for `fenqi serve`
 
     given = {hardening.SECURE_VARIABLE: "yes" if behind_tls else None,
              hardening.PROXIES_VARIABLE: ",".join(proxies) or None,
@@ -164,7 +164,7 @@ def create_user_command(
                           "--password-stdin, or leave it out to be asked")  # fmt: skip
     chosen = choice("--role", role, Role)
     secret = _piped_password() if password_stdin else _asked_password()
-    respond(db, as_json, render.key_values, access.create_user, username, secret, chosen)
+    respond(db, as_json, render.key_values, credentials.create_user, username, secret, chosen)
 
 
 def _piped_password() -> str:
@@ -186,7 +186,7 @@ def _asked_password() -> str:
 @user_app.command("list")
 def list_users_command(db: DatabaseOption = None, as_json: JsonOption = False) -> None:
     """Every operator, with her role and whether she is disabled."""
-    respond(db, as_json, _users, access.list_users)
+    respond(db, as_json, _users, credentials.list_users)
 
 
 def _users(documents: Sequence[render.Document]) -> None:
@@ -202,7 +202,7 @@ def disable_user_command(
 ) -> None:
     """Stop an operator at once: her sessions end, her API keys stop working, and she can no
     longer sign in."""
-    respond(db, as_json, render.key_values, access.disable_user, username)
+    respond(db, as_json, render.key_values, credentials.disable_user, username)
 
 
 @apikey_app.command("create")
@@ -212,7 +212,7 @@ def create_apikey_command(
     as_json: JsonOption = False,
 ) -> None:
     """Create an API key; its secret is printed this once and never stored."""
-    respond(db, as_json, render.key_values, access.create_api_key, username)
+    respond(db, as_json, render.key_values, credentials.create_api_key, username)
 
 
 @apikey_app.command("list")
@@ -225,7 +225,7 @@ def list_apikeys_command(
 ) -> None:
     """The API keys: ids, operators, when made, last used (to the hour) and revoked; never a
     secret."""
-    respond(db, as_json, _api_keys, access.list_api_keys, username)
+    respond(db, as_json, _api_keys, credentials.list_api_keys, username)
 
 
 def _api_keys(documents: Sequence[render.Document]) -> None:
@@ -240,4 +240,4 @@ def revoke_apikey_command(
     as_json: JsonOption = False,
 ) -> None:
     """Revoke an API key: it stops working at once."""
-    respond(db, as_json, render.key_values, access.revoke_api_key, key_id)
+    respond(db, as_json, render.key_values, credentials.revoke_api_key, key_id)

@@ -1,4 +1,5 @@
-"""The one base of every error that means "this input is wrong" rather than "fenqi is broken"."""
+"""The two families of error: ``InputError``, "this input is wrong" (the caller's to fix), and
+``InvariantError``, "fenqi is broken" (a rule the code itself must keep did not hold)."""
 
 from __future__ import annotations
 
@@ -21,3 +22,11 @@ class InputError(ValueError):
         self.code = code
         self.values = {name: str(value) for name, value in values.items()}
         return self
+
+
+class InvariantError(Exception):
+    """A rule fenqi itself must keep was broken (a journal entry that does not balance, an
+    allocation beyond what is owed, a constraint the database refused that no race explains):
+    a bug, never the caller's input. It is never retried, it is logged without anyone's data,
+    the API answers 500 ``internal-error``, the command line exits 3, and a batch chunk that
+    meets one fails at once."""

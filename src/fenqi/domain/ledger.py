@@ -17,7 +17,7 @@ from collections.abc import Mapping
 from enum import StrEnum
 from typing import NamedTuple
 
-from fenqi.domain.errors import InputError
+from fenqi.domain.errors import InvariantError
 from fenqi.domain.events import Channel
 from fenqi.domain.loan import LoanState
 from fenqi.domain.money import Money
@@ -53,8 +53,8 @@ def cash_account(channel: Channel) -> str:
     return f"cash_clearing:{channel}"
 
 
-class UnbalancedEntryError(InputError):
-    """A journal entry whose debits and credits differ: never posted."""
+class UnbalancedEntryError(InvariantError):
+    """A journal entry whose debits and credits differ: never posted (the projection is wrong)."""
 
 
 class Line(NamedTuple):

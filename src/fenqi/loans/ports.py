@@ -15,7 +15,7 @@ from fenqi.loans.aggregate import Loan
 from fenqi.loans.booking import Booking
 from fenqi.loans.methods import PaymentMethod
 from fenqi.loans.receipts import Receipt
-from fenqi.services.ports import PaymentChannel
+from fenqi.ports import PaymentChannel
 
 T = TypeVar("T")
 Document = dict[str, Any]

@@ -6,7 +6,8 @@ from __future__ import annotations
 from fenqi.domain.ledger import balances
 from fenqi.domain.money import Money
 from fenqi.loans.ports import UnitOfWork
-from fenqi.services.context import Context, transact
+from fenqi.services.context import Context, caller, transact
+from fenqi.services.policy import Permission, require
 from fenqi.services.views import AccountTotal, BookCheck, BookDifference, TrialBalance
 
 
@@ -14,6 +15,7 @@ def trial_balance(context: Context) -> TrialBalance:
     """Debits and credits per account over every posting; balanced when the totals agree."""
 
     def report(unit: UnitOfWork) -> TrialBalance:
+        require(caller(context, unit), Permission.READ)
         names = unit.account_names()
         return TrialBalance(tuple(
             AccountTotal(account, names.get(account, account), Money(debit), Money(credit))
@@ -28,6 +30,7 @@ def check_books(context: Context) -> BookCheck:
     reach: any difference is listed by loan and account."""
 
     def check(unit: UnitOfWork) -> BookCheck:
+        require(caller(context, unit), Permission.READ)
         differences = []
         loan_ids = unit.loans.ids()
         for loan_id in loan_ids:

@@ -12,9 +12,10 @@ from sqlalchemy.orm import Session
 from fenqi import wire
 from fenqi.domain.events import Channel
 from fenqi.domain.money import Money
-from fenqi.services.context import Context, Document, audit, run
+from fenqi.ports import SimulatedBalances
+from fenqi.services.context import Context, Document, audit, caller, run
 from fenqi.services.errors import NotFoundError, RefusedError, plain_text
-from fenqi.services.ports import SimulatedBalances
+from fenqi.services.policy import Permission, Principal, require, sees, serves, simulates
 from fenqi.store import units
 from fenqi.store.loans import now
 from fenqi.store.schema import MAX_ID, BorrowerRow, LoanRow, PaymentMethodRow
@@ -32,20 +33,28 @@ def create_borrower(context: Context, name: str, phone: str, limit: Money) -> Do
         raise RefusedError(f'"{phone}" is not a phone number; give digits, e.g. 13800138000')
 
     def create(session: Session) -> Document:
+        who = caller(context, session)
+        require(who, Permission.SERVE)
         if session.scalars(select(BorrowerRow).where(BorrowerRow.phone == phone)).first():
             raise RefusedError(f"a borrower with phone {phone} already exists")
         row = BorrowerRow(name=name, phone=phone, credit_limit=int(limit), created_at=now())
         session.add(row)
         session.flush()
         after = {"name": name, "limit": str(limit)}
-        audit(session, context.actor, "borrower.create", f"borrower:{row.id}", "new", after=after)
+        audit(session, who.name, "borrower.create", f"borrower:{row.id}", "new", after=after)
         return _borrower(session, row)
 
     return run(context, create)
 
 
 def show_borrower(context: Context, borrower_id: int) -> Document:
-    return run(context, lambda session: _borrower(session, borrower_row(session, borrower_id)))
+    """A borrower, her limit and her methods: to staff, or to herself."""
+
+    def show(session: Session) -> Document:
+        sees(caller(context, session), borrower_id, f"borrower {borrower_id}")
+        return _borrower(session, borrower_row(session, borrower_id))
+
+    return run(context, show)
 
 
 def borrower_row(session: Session, borrower_id: int, *, lock: bool = False) -> BorrowerRow:
@@ -79,11 +88,16 @@ def bind_method(
     sim_balance: Money | None = None,
 ) -> Document:
     """Binds a bank card, Alipay or WeChat Pay account. Only a masked number and a token
-    reference are kept; the first method bound becomes the default."""
-    channel = _channel(kind)
-    masked = mask(channel, plain_text("the account", account))
+    reference are kept; the first method bound becomes the default. A borrower binds her own;
+    only staff give one a simulated balance."""
 
     def bind(session: Session) -> Document:
+        who = caller(context, session)
+        serves(who, borrower_id, f"borrower {borrower_id}")
+        if sim_balance is not None:
+            simulates(who)
+        channel = _channel(kind)
+        masked = mask(channel, plain_text("the account", account))
         borrower_row(session, borrower_id)
         active = _active_methods(session, borrower_id)
         row = PaymentMethodRow(
@@ -103,7 +117,7 @@ def bind_method(
         if sim_balance is not None:
             _simulator(context, session).set_balance(row.token_ref, sim_balance)
         target = f"method:{row.id}"
-        audit(session, context.actor, "method.bind", target, "bound", after=wire.method(row))
+        audit(session, who.name, "method.bind", target, "bound", after=wire.method(row))
         return {**wire.method(row), **_balance(context, session, row)}
 
     return run(context, bind)
@@ -116,7 +130,7 @@ def set_default_method(context: Context, method_id: int) -> Document:
         for other in _active_methods(session, row.borrower_id):
             other.is_default = other.id == row.id
 
-    return _change_method(context, method_id, "default", change)
+    return _change_method(context, method_id, "default", change, _hers)
 
 
 def unbind_method(context: Context, method_id: int) -> Document:
@@ -128,7 +142,7 @@ def unbind_method(context: Context, method_id: int) -> Document:
         if rest and not any(other.is_default for other in rest):
             rest[0].is_default = True
 
-    return _change_method(context, method_id, "unbind", change)
+    return _change_method(context, method_id, "unbind", change, _hers)
 
 
 def fund_method(context: Context, method_id: int, balance: Money) -> Document:
@@ -137,18 +151,34 @@ def fund_method(context: Context, method_id: int, balance: Money) -> Document:
     def change(session: Session, row: PaymentMethodRow) -> None:
         _simulator(context, session).set_balance(row.token_ref, balance)
 
-    return _change_method(context, method_id, "fund", change)
+    def staff(who: Principal, _owner: int) -> None:
+        require(who, Permission.SIMULATE)
+
+    return _change_method(context, method_id, "fund", change, staff)
+
+
+def _hers(who: Principal, owner: int) -> None:
+    """A borrower changes her own methods; staff who serve borrowers, anyone's."""
+    serves(who, owner, "bound method")
+
+
+# The owner of a method that is not there: no one's, so a borrower is told it does not exist.
+_NO_ONE = 0
 
 
 def _change_method(context: Context, method_id: int, action: str,
-                   change: Callable[[Session, PaymentMethodRow], None]) -> Document:  # fmt: skip
+                   change: Callable[[Session, PaymentMethodRow], None],
+                   allowed: Callable[[Principal, int], None]) -> Document:  # fmt: skip
     def work(session: Session) -> Document:
+        who = caller(context, session)
         row = session.get(PaymentMethodRow, method_id)
-        if row is None or row.status != "active":
+        active = row is not None and row.status == "active"
+        allowed(who, row.borrower_id if row is not None and active else _NO_ONE)
+        if row is None or not active:
             raise NotFoundError(f"no bound method {method_id}")
         before = wire.method(row)
         change(session, row)
-        audit(session, context.actor, f"method.{action}", f"method:{row.id}", action,
+        audit(session, who.name, f"method.{action}", f"method:{row.id}", action,
               before=before, after=wire.method(row))  # fmt: skip
         return {**wire.method(row), **_balance(context, session, row)}
 
@@ -217,6 +247,7 @@ def find_borrowers(context: Context, text: str, limit: int = 20) -> list[Documen
         raise RefusedError("type a phone, a name, an order id or a loan id")
 
     def find(session: Session) -> list[Document]:
+        require(caller(context, session), Permission.READ)
         ids: set[int] = set()
         ids |= set(session.scalars(select(BorrowerRow.id).where(BorrowerRow.phone == text)))
         # Escaped: "%" or "_" typed in a search is a character of a name, not a wildcard.
@@ -230,15 +261,3 @@ def find_borrowers(context: Context, text: str, limit: int = 20) -> list[Documen
         return [_borrower(session, row) for row in rows]
 
     return run(context, find)
-
-
-def method_owner(context: Context, method_id: int) -> int:
-    """The borrower a bound method belongs to (what access checks ask first)."""
-
-    def owner(session: Session) -> int:
-        row = session.get(PaymentMethodRow, method_id)
-        if row is None or row.status != "active":
-            raise NotFoundError(f"no bound method {method_id}")
-        return row.borrower_id
-
-    return run(context, owner)

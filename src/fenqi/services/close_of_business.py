@@ -34,15 +34,17 @@ from typing import NamedTuple, TypeVar
 from fenqi import clock, wire
 from fenqi.domain.collection import DebitPlan, debit_due, write_off_due
 from fenqi.domain.dunning import Recipient, message, notices
+from fenqi.domain.errors import InvariantError
 from fenqi.domain.events import DebitFailed, Event, Payment, WriteOff
 from fenqi.domain.loan import LoanState, LoanStatus, bucket
 from fenqi.loans.aggregate import Loan
 from fenqi.loans.booking import Booking, book
 from fenqi.loans.methods import PaymentMethod
 from fenqi.loans.ports import Borrower
-from fenqi.services.context import Context, Document, run
+from fenqi.ports import PaymentChannel
+from fenqi.services.context import Context, Document, permitted, run
 from fenqi.services.errors import NotFoundError, RefusedError
-from fenqi.services.ports import PaymentChannel
+from fenqi.services.policy import Permission
 from fenqi.store.batch import BatchStore, JobRecord, in_batch
 
 CHUNK_SIZE = 500
@@ -145,7 +147,8 @@ def close_through(
     first of ``days_to_close(through)``, then each next day on which a loan has work not closed
     yet (the days between, when no loan has any, are passed over), a run each (``take`` does
     its chunks: by default this process, with ``progress`` told of each). It stops at a day
-    whose run failed: the days after it would find that day's loans behind."""
+    whose run failed: the days after it would find that day's loans behind. Admins only."""
+    permitted(context, Permission.ADMINISTER)
     day = first = days_to_close(context, through, today=today)[0]
     closed: list[Document] = []
     while True:
@@ -216,6 +219,7 @@ def start_run(
     """Records a run for ``day`` and queues its chunks: the loans with work due, by id range;
     None, and no run, when nothing is due. A run of ``day`` that is not done — its process died,
     or its chunks failed — is taken up again instead, its failed chunks queued anew."""
+    permitted(context, Permission.ADMINISTER)
     _refuse_future(day, today)
 
     def plan(batch: BatchStore) -> int | None:
@@ -242,7 +246,8 @@ def work(context: Context, run_id: int | None = None,
     ``MAX_ATTEMPTS`` tries that raise, then failed for good; a worker killed mid-chunk leaves it
     queued as it was. The worker that settles a run's last chunk settles the run. Chunks of a
     day after ``today`` are never taken. Any number of workers, on any machines, may run this
-    at once."""
+    at once. Admins only."""
+    permitted(context, Permission.ADMINISTER)
     today = clock.today() if today is None else today
     if run_id is not None:
         _refuse_future_run(context, run_id, today)
@@ -274,18 +279,25 @@ def _refuse_future_run(context: Context, run_id: int, today: date) -> None:
 
 def _chunk_failed(context: Context, run_id: int, chunk_no: int, error: Exception) -> str | None:
     """Records a chunk's failed try, queueing it again or, at the last one, failing it for good
-    (then says so, and settles the run if that was its last chunk). Only a chunk still queued
-    is touched: another worker may have taken it and done it meanwhile."""
+    (then says so, and settles the run if that was its last chunk). A broken invariant fails it
+    at once: the same chunk would break it again. Only a chunk still queued is touched: another
+    worker may have taken it and done it meanwhile."""
     said = failure(error)
+    tries = 1 if isinstance(error, InvariantError) else MAX_ATTEMPTS
 
     def record(batch: BatchStore) -> str | None:
-        status = batch.job_failed(run_id, chunk_no, said, worker_name(), MAX_ATTEMPTS)
+        status = batch.job_failed(run_id, chunk_no, said, worker_name(), tries)
         if status != "failed":
             return None
         batch.settle_run(run_id, _outcome)
-        return f"run {run_id} chunk {chunk_no} failed {MAX_ATTEMPTS} times: {said}"
+        return f"run {run_id} chunk {chunk_no} failed {_times(tries)}: {said}"
 
     return _in_batch(context, record)
+
+
+def _times(tries: int) -> str:
+    """How often a chunk failed for good: once (a broken invariant), or every try."""
+    return "once, an invariant broken" if tries == 1 else f"{tries} times"
 
 
 def failure(error: BaseException) -> str:
@@ -449,6 +461,8 @@ class _Chunk:
 
 
 def runs(context: Context, limit: int = 20) -> list[Document]:
+    permitted(context, Permission.READ)
+
     def listing(batch: BatchStore) -> list[Document]:
         rows = batch.runs(limit)
         figures = batch.chunk_figures([row.id for row in rows])
@@ -458,6 +472,8 @@ def runs(context: Context, limit: int = 20) -> list[Document]:
 
 
 def run_report(context: Context, run_id: int) -> Document:
+    permitted(context, Permission.READ)
+
     def report(batch: BatchStore) -> Document:
         row = batch.run(run_id)
         if row is None:
@@ -471,6 +487,7 @@ def run_report(context: Context, run_id: int) -> Document:
 
 def aging(context: Context, day: date) -> Document:
     """Loans and their outstanding principal by delinquency bucket, as the batch closed them."""
+    permitted(context, Permission.READ)
 
     def report(batch: BatchStore) -> Document:
         rows, unclosed = batch.aging(day)

@@ -14,26 +14,44 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import random
 import time
+import traceback
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, TypeVar
 
 from sqlalchemy import Engine
 from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import Session
 
+from fenqi.domain.errors import InvariantError
 from fenqi.loans.ports import UnitOfWork, Units
+from fenqi.ports import Gateways, PaymentChannel, SmsGateway
 from fenqi.services.errors import (
     ConflictError,
     InFlightError,
+    NotFoundError,
     RefusedError,
-    StaleError,
     plain_text,
 )
-from fenqi.services.ports import Gateways, PaymentChannel, SmsGateway
+from fenqi.services.policy import (
+    Credential,
+    Permission,
+    Principal,
+    UnauthenticatedError,
+    require,
+)
 from fenqi.store.database import turn
+from fenqi.store.errors import (
+    BrokenConstraintError,
+    BusyError,
+    MissingError,
+    StaleError,
+    is_known_conflict,
+)
 from fenqi.store.loans import now
 from fenqi.store.schema import AuditLogRow
 from fenqi.store.units import DatabaseUnitOfWork
@@ -41,6 +59,7 @@ from fenqi.store.units import DatabaseUnitOfWork
 T = TypeVar("T")
 Document = dict[str, Any]
 ATTEMPTS = 12
+log = logging.getLogger("fenqi")
 BACKOFF_SECONDS = 0.002
 
 
@@ -57,14 +76,46 @@ class Replayed(dict[str, Any]):
 class Context:
     """The engine, the payment channel (built per transaction), the withholding gateways and
     who is acting; ``units``, where units of work run when not in the engine's database (the
-    fast tests keep them in memory)."""
+    fast tests keep them in memory).
+
+    Who is acting is the ``principal`` the entry point authenticated (the command line's
+    operator, a page's signed-in person), or a ``credential`` not checked yet (an API request's
+    key or session token), which each service checks in its own unit of work (``caller``); with
+    neither, every service refuses (401)."""
 
     engine: Engine
     channel: Callable[[Session], PaymentChannel]
-    actor: str = "system"
+    principal: Principal | None = None
     sms: Callable[[Session], SmsGateway] | None = None
     gateways: Gateways | None = None  # the withholding gateways, when debits go over HTTP
     units: Units | None = None
+    credential: Credential | None = None
+
+
+def caller(context: Context, on: UnitOfWork | Session) -> Principal:
+    """Who is acting, checked in the unit of work ``on`` (or on its session): the context's
+    principal, else whoever its credential belongs to (refused if it is not valid now)."""
+    if context.principal is not None:
+        return context.principal
+    if context.credential is None:
+        raise UnauthenticatedError("no credentials: give an API key, or sign in")
+    return context.credential.principal(on)
+
+
+def permitted(context: Context, permission: Permission) -> Principal:
+    """Who is acting, refused unless she holds ``permission``: for a service that checks once
+    before work of its own shape (the batch, reports)."""
+    who = authenticated(context)
+    require(who, permission)
+    return who
+
+
+def authenticated(context: Context) -> Principal:
+    """Who is acting, for a service whose work needs no unit of work of its own (a quote): the
+    context's principal, or its credential checked in a unit of its own."""
+    if context.principal is not None:
+        return context.principal
+    return transact(context, lambda unit: caller(context, unit))
 
 
 def transact(context: Context, work: Callable[[UnitOfWork], T]) -> T:
@@ -77,11 +128,15 @@ def transact(context: Context, work: Callable[[UnitOfWork], T]) -> T:
 
 def run(context: Context, work: Callable[[Session], T]) -> T:
     """Runs ``work`` in one transaction, again on fresh state if another writer got there first
-    (optimistic locking: a stale version or a taken event number; on PostgreSQL, a deadlock or a
-    serialization failure). Writers that collided wait a
+    (a known conflict, ``store.errors.is_known_conflict``: a stale version, a key another writer
+    took; on PostgreSQL, a deadlock or a serialization failure). Writers that collided wait a
     random, growing while before trying again, so that they stop colliding; after ``ATTEMPTS``
-    the request is refused with ``ConflictError``, having changed nothing. On SQLite the unit
-    first waits for its process's turn at the database (``turn``)."""
+    the request is refused with ``ConflictError``, having changed nothing. Nothing else is
+    retried: a constraint the database refused for another reason is a broken invariant
+    (``BrokenConstraintError``), logged and raised at once. The store's own errors are said as
+    the services say them (a missing row is a ``NotFoundError``, a database busy past the lock
+    timeout a ``ConflictError``). On SQLite the unit first waits for its process's turn at the
+    database (``turn``)."""
     for attempt in range(1, ATTEMPTS + 1):
         try:
             with (
@@ -90,8 +145,19 @@ def run(context: Context, work: Callable[[Session], T]) -> T:
                 session.begin(),
             ):
                 return work(session)
+        except MissingError as missing:
+            raise NotFoundError(str(missing)) from None
+        except BusyError as busy:
+            raise ConflictError(str(busy)) from None
+        except InvariantError as broken:
+            _log_broken(broken, broken)
+            raise
         except (StaleError, IntegrityError, OperationalError) as error:
-            if not _retryable(error):
+            if not is_known_conflict(error):
+                if isinstance(error, IntegrityError):
+                    refused = BrokenConstraintError.of(error)
+                    _log_broken(refused, error)
+                    raise refused from error
                 raise
             if attempt == ATTEMPTS:
                 raise ConflictError(
@@ -102,26 +168,12 @@ def run(context: Context, work: Callable[[Session], T]) -> T:
     raise AssertionError("unreachable")  # pragma: no cover
 
 
-# PostgreSQL's deadlock_detected and serialization_failure: the transaction was chosen to give
-# way to another one, and may simply run again.
-_GIVE_WAY = {"40P01", "40001"}
-# A key another writer took first (an event number, an idempotency key): PostgreSQL's
-# unique_violation, SQLite's SQLITE_CONSTRAINT_UNIQUE and SQLITE_CONSTRAINT_PRIMARYKEY. Any other
-# broken constraint (a check, a trigger, an unbalanced entry) is no race: trying again cannot help.
-_KEY_TAKEN = {"23505"}
-_SQLITE_KEY_TAKEN = {2067, 1555}
-
-
-def _retryable(error: Exception) -> bool:
-    if isinstance(error, OperationalError):
-        return getattr(error.orig, "sqlstate", None) in _GIVE_WAY
-    if isinstance(error, IntegrityError):
-        cause = error.orig
-        return (
-            getattr(cause, "sqlstate", None) in _KEY_TAKEN
-            or getattr(cause, "sqlite_errorcode", None) in _SQLITE_KEY_TAKEN
-        )
-    return True
+def _log_broken(error: InvariantError, raised: BaseException) -> None:
+    """One line for the operator: the invariant's class and where ``raised`` was raised, never
+    its values (an amount, a key, a phone may be a borrower's)."""
+    frames = traceback.extract_tb(raised.__traceback__)
+    where = f"{Path(frames[-1].filename).name}:{frames[-1].lineno}" if frames else ""
+    log.error(json.dumps({"invariant": type(error).__name__, "where": where}))
 
 
 def once(
@@ -148,18 +200,28 @@ def transact_once(
     work: Callable[[UnitOfWork], T],
     *,
     present: Callable[[T], Document],
+    guard: Callable[[UnitOfWork], object] | None = None,
 ) -> T | Replayed:
     """Runs ``work`` once per idempotency key: a retry with the same key and request gets the
     first result back as it was sent, the very same document (``present`` made it, and it is
     kept beside the key; a ``Replayed`` one, so an entry point can say so), and moves no money.
     A second request with the same key while the first is still being worked out is refused
-    (409), not queued behind it."""
+    (409), not queued behind it. ``guard`` (who may ask) runs first, before any stored result
+    is looked at: a replay answers only whoever may ask."""
+
+    def guarded(unit: UnitOfWork) -> T:
+        if guard is not None:
+            guard(unit)
+        return work(unit)
+
     if key is None:
-        return transact(context, work)
+        return transact(context, guarded)
     plain_text("the idempotency key", key)
     fingerprint = hashlib.sha256(json.dumps(request, sort_keys=True).encode()).hexdigest()
 
     def keyed(unit: UnitOfWork) -> T | Replayed:
+        if guard is not None:
+            guard(unit)
         if not unit.hold(scope, key):
             raise InFlightError(f"a request with idempotency key {key!r} is still being worked out")
         seen = unit.recall(scope, key)

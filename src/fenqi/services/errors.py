@@ -21,10 +21,6 @@ class InFlightError(InputError):
     """A request with the same idempotency key is still being worked out; try again later."""
 
 
-class StaleError(Exception):
-    """Another writer changed the loan first; the unit of work is retried on fresh state."""
-
-
 class TextError(InputError):
     """Text holding a NUL character: no name, reason, id or file fenqi keeps may hold one."""
 

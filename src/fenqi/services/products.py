@@ -7,7 +7,8 @@ from pathlib import Path
 from fenqi.catalog import read_text, shipped_catalog_text
 from fenqi.domain.products import Product, catalog_definitions, parse_definition
 from fenqi.loans.ports import UnitOfWork
-from fenqi.services.context import Context, transact
+from fenqi.services.context import Context, caller, transact
+from fenqi.services.policy import Permission, require
 
 
 def load_products(context: Context, path: Path | None = None) -> list[Product]:
@@ -20,7 +21,7 @@ def load_products(context: Context, path: Path | None = None) -> list[Product]:
 
 def load_catalog(context: Context, text: str, source: str = "catalog") -> list[Product]:
     """Adds or replaces every product of a catalog's TOML text."""
-    return transact(context, lambda unit: _load(unit, context.actor, text, source))
+    return transact(context, lambda unit: _load(unit, _administrator(context, unit), text, source))
 
 
 def seed_products(context: Context) -> list[Product]:
@@ -29,11 +30,19 @@ def seed_products(context: Context) -> list[Product]:
     own."""
 
     def seed(unit: UnitOfWork) -> list[Product]:
+        admin = _administrator(context, unit)
         if unit.products():
             return []
-        return _load(unit, context.actor, shipped_catalog_text(), "default catalog")
+        return _load(unit, admin, shipped_catalog_text(), "default catalog")
 
     return transact(context, seed)
+
+
+def _administrator(context: Context, unit: UnitOfWork) -> str:
+    """The name of whoever is acting, once found to administer products."""
+    who = caller(context, unit)
+    require(who, Permission.ADMINISTER)
+    return who.name
 
 
 def _load(unit: UnitOfWork, actor: str, text: str, source: str) -> list[Product]:
@@ -45,6 +54,10 @@ def _load(unit: UnitOfWork, actor: str, text: str, source: str) -> list[Product]
 
 
 def list_products(context: Context) -> list[Product]:
-    return transact(context, lambda unit: [
-        parse_definition(table, code) for code, table in unit.products().items()
-    ])  # fmt: skip
+    """The products, to anyone signed in."""
+
+    def listing(unit: UnitOfWork) -> list[Product]:
+        caller(context, unit)
+        return [parse_definition(table, code) for code, table in unit.products().items()]
+
+    return transact(context, listing)

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from datetime import date
 from typing import Any, TypeVar
 
+from fenqi import clock
 from fenqi.catalog import read_lpr_table
 from fenqi.clock import stamp
 from fenqi.domain.corrections import Consequences, consequences
@@ -33,15 +34,22 @@ from fenqi.domain.events import (
 )
 from fenqi.domain.loan import LoanState, LoanStatus, payoff_on, payoff_quote, replay
 from fenqi.domain.money import Money
-from fenqi.domain.quote import quote
+from fenqi.domain.quote import Quote, quote
 from fenqi.domain.schedule import Method
 from fenqi.loans.aggregate import MAX_ID, Loan
 from fenqi.loans.booking import book
 from fenqi.loans.methods import PaymentMethod
 from fenqi.loans.ports import UnitOfWork
 from fenqi.loans.receipts import Receipt
-from fenqi.services.access import OverpaymentApproval
-from fenqi.services.context import Context, Replayed, transact, transact_once
+from fenqi.services.context import (
+    Context,
+    Replayed,
+    authenticated,
+    caller,
+    permitted,
+    transact,
+    transact_once,
+)
 from fenqi.services.errors import (
     ConfirmationNeededError,
     DeclinedError,
@@ -49,6 +57,17 @@ from fenqi.services.errors import (
     RefusedError,
     plain_text,
 )
+from fenqi.services.policy import (
+    MoneyIn,
+    OverpaymentApproval,
+    Permission,
+    Principal,
+    require,
+    sees,
+    takes_money,
+    waives,
+)
+from fenqi.services.quoting import PlanRequest, quote_request
 from fenqi.services.views import (
     CreditPaidBack,
     ListedReceipt,
@@ -137,7 +156,23 @@ def checkout(context: Context, order: Order, *,
         return LoanView.of(loan, opening.state, shown)
 
     request = {"op": "checkout", **{k: str(v) for k, v in vars(order).items()}}
-    return _once(context, f"order:{order.order_id}", idempotency_key, request, make)
+    return _once(context, f"order:{order.order_id}", idempotency_key, request, make,
+                 guard=_needs(context, Permission.SERVE))  # fmt: skip
+
+
+# -- quotes -------------------------------------------------------------------------------------
+
+
+def quote_plan(context: Context, plan: PlanRequest) -> Quote:
+    """What a plan would cost (its schedule, total cost and APR): anyone signed in may ask."""
+    authenticated(context)
+    return quote_request(plan)
+
+
+def checkout_quote(context: Context, plan: PlanRequest) -> Quote:
+    """The offer a checkout would make, to show before consent: for staff who serve borrowers."""
+    permitted(context, Permission.SERVE)
+    return quote_request(plan)
 
 
 # -- reading ------------------------------------------------------------------------------------
@@ -149,6 +184,7 @@ def show_loan(context: Context, loan_id: int, as_of: date) -> LoanView:
 
     def show(unit: UnitOfWork) -> LoanView:
         loan = unit.loans.read(loan_id, as_of)
+        sees(caller(context, unit), loan.borrower_id, f"loan {loan_id}")
         return LoanView.of(loan, loan.state_on(as_of), unit.loans.consent(loan_id))
 
     return transact(context, show)
@@ -156,6 +192,7 @@ def show_loan(context: Context, loan_id: int, as_of: date) -> LoanView:
 
 def list_loans(context: Context, borrower_id: int, as_of: date) -> list[LoanSummary]:
     def listing(unit: UnitOfWork) -> list[LoanSummary]:
+        sees(caller(context, unit), borrower_id, f"borrower {borrower_id}")
         loans = [unit.loans.read(loan_id, as_of) for loan_id in unit.loans.ids_of(borrower_id)]
         return [LoanSummary.of(loan, loan.state_on(as_of)) for loan in loans]
 
@@ -165,6 +202,7 @@ def list_loans(context: Context, borrower_id: int, as_of: date) -> list[LoanSumm
 def quote_payoff(context: Context, loan_id: int, day: date) -> Payoff:
     def work(unit: UnitOfWork) -> Payoff:
         record = unit.loans.get(loan_id)
+        sees(caller(context, unit), record.borrower_id, f"loan {loan_id}")
         _check_day(record, day)
         return Payoff(
             loan_id, payoff_quote(record.terms, record.policy, record.events, day, record.cap)
@@ -177,6 +215,7 @@ def show_receipt(context: Context, receipt_id: str) -> Receipt:
     loan_id, seq = parse_id(receipt_id, "R", "receipt")
 
     def show(unit: UnitOfWork) -> Receipt:
+        sees(caller(context, unit), unit.loans.borrower_of(loan_id), f"loan {loan_id}")
         receipt = unit.loans.receipt(loan_id, seq)
         if receipt is None:
             raise NotFoundError(f"no receipt R{loan_id}-{seq}")
@@ -190,6 +229,7 @@ def list_receipts(context: Context, loan_id: int) -> list[ListedReceipt]:
 
     def listing(unit: UnitOfWork) -> list[ListedReceipt]:
         loan = unit.loans.get(loan_id)
+        sees(caller(context, unit), loan.borrower_id, f"loan {loan_id}")
         taken_back = {event.payment_seq for event in loan.events if isinstance(event, Reversal)}
         return [ListedReceipt(receipt, receipt.seq in taken_back)
                 for receipt in unit.loans.receipts(loan_id)]  # fmt: skip
@@ -203,20 +243,19 @@ def list_receipts(context: Context, loan_id: int) -> list[ListedReceipt]:
 @dataclass(frozen=True)
 class Source:
     """Where a payment comes from: a bound method (by id), the borrower's default method
-    (neither given; by hand if she has none bound), or the manual channel (cash at a counter,
-    a bank transfer). A borrower paying for herself sets `by_hand_if_unbound` off: only staff
-    take money by hand, so with no method bound she is refused."""
+    (neither given; for staff, by hand if she has none bound), or the manual channel (cash at
+    a counter, a bank transfer: staff only)."""
 
     method_id: int | None = None
     manual: bool = False
-    by_hand_if_unbound: bool = True
 
 
 def pay(context: Context, loan_id: int, amount: Money, source: Source, day: date, *,
         idempotency_key: str | None = None,
-        overpayment: OverpaymentApproval | None = None) -> PaymentTaken | Replayed:  # fmt: skip
+        allow_overpayment: bool = False) -> PaymentTaken | Replayed:  # fmt: skip
     """A payment on any day, allocated by the product's rules; it gets a receipt. It may be up
-    to what pays the plan off that day; more only with an admin's ``overpayment`` approval.
+    to what pays the plan off that day; more only when ``allow_overpayment`` is asked for by an
+    admin (``policy.takes_money``: who may pay which plan, how, on which day).
 
     A payment that reaches the payoff amount of its day while installments are still to fall
     due pays the plan off (``_pays_off``): it is booked as a full prepayment, so that, as the
@@ -228,13 +267,15 @@ def pay(context: Context, loan_id: int, amount: Money, source: Source, day: date
         raise RefusedError(f"payment amount {amount} must be more than 0")
     request = {"op": "pay", "loan": loan_id, "amount": int(amount), "day": day.isoformat(),
                "method": source.method_id, "manual": source.manual,
-               "overpayment": overpayment is not None}  # fmt: skip
+               "overpayment": allow_overpayment}  # fmt: skip
     key = idempotency_key or uuid.uuid4().hex
+    allowed = _money_in_allowed(context, loan_id, source, day, allow_overpayment)
 
     def work(unit: UnitOfWork) -> PaymentTaken:
         record = _open_loan(unit, loan_id, day)
-        payoff = _within_payoff(context, unit, record, amount, day=day, overpayment=overpayment)
-        method = _method(unit, record, source)
+        may = allowed(unit, record.borrower_id)
+        payoff = _within_payoff(unit, record, amount, day=day, may=may)
+        method = _method(unit, record, source, may)
         _debit(unit, method, amount=amount, key=f"pay:{loan_id}:{key}")
         channel, seq = _channel_of(method), record.next_seq
         event: Payment | Prepayment = (
@@ -244,16 +285,17 @@ def pay(context: Context, loan_id: int, amount: Money, source: Source, day: date
         )
         return _money_in(unit, record, event, method)
 
-    return _once(context, f"loan:{loan_id}", idempotency_key, request, work)
+    return _once(context, f"loan:{loan_id}", idempotency_key, request, work,
+                 guard=lambda unit: allowed(unit, unit.loans.borrower_of(loan_id)))  # fmt: skip
 
 
 def prepay(context: Context, loan_id: int, amount: Money | None, *, mode: PrepayMode,
            source: Source, day: date, idempotency_key: str | None = None,
-           overpayment: OverpaymentApproval | None = None) -> PaymentTaken | Replayed:  # fmt: skip
+           allow_overpayment: bool = False) -> PaymentTaken | Replayed:  # fmt: skip
     """Repays early: ``amount`` None pays the whole plan off at its payoff quote; otherwise the
     amount pays what is past due and the interest to date, then repays principal (an amount that
     reaches the payoff pays the plan off). An amount beyond the payoff needs an admin's
-    ``overpayment`` approval, as for ``pay``.
+    ``allow_overpayment``, as for ``pay``.
 
     A payoff quote of 0.00 for a plan still open (what was paid ahead covers it) is paid off
     with nothing to pay: the plan is settled and no channel is asked for money."""
@@ -261,11 +303,13 @@ def prepay(context: Context, loan_id: int, amount: Money | None, *, mode: Prepay
         raise RefusedError(f"prepayment amount {amount} must be more than 0")
     request = {"op": "prepay", "loan": loan_id, "amount": None if amount is None else int(amount),
                "mode": mode.value, "day": day.isoformat(), "method": source.method_id,
-               "manual": source.manual, "overpayment": overpayment is not None}  # fmt: skip
+               "manual": source.manual, "overpayment": allow_overpayment}  # fmt: skip
     key = idempotency_key or uuid.uuid4().hex
+    allowed = _money_in_allowed(context, loan_id, source, day, allow_overpayment)
 
     def work(unit: UnitOfWork) -> PaymentTaken:
         record = _open_loan(unit, loan_id, day)
+        may = allowed(unit, record.borrower_id)
         if mode is PrepayMode.SHORTEN_TERM and record.terms.method in (
             Method.INTEREST_ONLY,
             Method.BULLET,
@@ -274,14 +318,38 @@ def prepay(context: Context, loan_id: int, amount: Money | None, *, mode: Prepay
                 f"a {record.terms.method} plan repays its principal at the end; "
                 "prepay with --mode reduce-installment"
             )
-        due = _within_payoff(context, unit, record, amount, day=day, overpayment=overpayment)
+        due = _within_payoff(unit, record, amount, day=day, may=may)
         paying = due if amount is None else amount
-        method = _method(unit, record, source)
+        method = _method(unit, record, source, may)
         _debit(unit, method, amount=paying, key=f"prepay:{loan_id}:{key}")
         event = Prepayment(record.next_seq, day, paying, _channel_of(method), mode, paying >= due)
         return _money_in(unit, record, event, method)
 
-    return _once(context, f"loan:{loan_id}", idempotency_key, request, work)
+    return _once(context, f"loan:{loan_id}", idempotency_key, request, work,
+                 guard=lambda unit: allowed(unit, unit.loans.borrower_of(loan_id)))  # fmt: skip
+
+
+def _money_in_allowed(context: Context, loan_id: int, source: Source, day: date,
+                      overpayment: bool) -> Callable[[UnitOfWork, int], MoneyIn]:  # fmt: skip
+    """What the acting principal may do paying ``loan_id`` (of the borrower given), refused
+    when she may not pay it at all."""
+
+    def allowed(unit: UnitOfWork, borrower_id: int) -> MoneyIn:
+        return takes_money(caller(context, unit), borrower_id, loan_id, manual=source.manual,
+                           overpayment=overpayment, day=day, today=clock.today())  # fmt: skip
+
+    return allowed
+
+
+def _needs(context: Context, permission: Permission) -> Callable[[UnitOfWork], Principal]:
+    """A guard: the acting principal, refused unless she holds ``permission``."""
+
+    def guard(unit: UnitOfWork) -> Principal:
+        who = caller(context, unit)
+        require(who, permission)
+        return who
+
+    return guard
 
 
 def _pays_off(record: Loan, amount: Money, payoff: Money, day: date) -> bool:
@@ -292,9 +360,8 @@ def _pays_off(record: Loan, amount: Money, payoff: Money, day: date) -> bool:
     return amount >= payoff and to_come
 
 
-def _within_payoff(context: Context, unit: UnitOfWork, record: Loan,
-                   amount: Money | None, *, day: date,
-                   overpayment: OverpaymentApproval | None) -> Money:  # fmt: skip
+def _within_payoff(unit: UnitOfWork, record: Loan, amount: Money | None, *, day: date,
+                   may: MoneyIn) -> Money:  # fmt: skip
     """The payoff amount on ``day``, once ``amount`` (None: the payoff itself) is found no more
     than the most that can be owed: what pays the plan off on ``day``, and no more than pays it
     off counting every payment already booked (a backdated payment may come after later ones).
@@ -307,6 +374,7 @@ def _within_payoff(context: Context, unit: UnitOfWork, record: Loan,
                                    record.cap).amount)  # fmt: skip
     if amount is None or amount <= most:
         return payoff
+    overpayment: OverpaymentApproval | None = may.overpayment
     if overpayment is None:
         refusal = OverpaymentError(
             f"{amount} is more than the {most} that pays loan {record.id} off on {day}: the "
@@ -320,7 +388,7 @@ def _within_payoff(context: Context, unit: UnitOfWork, record: Loan,
         raise refusal.coded("over-payoff", amount=amount, most=most, day=day)
     unit.audit(overpayment.approver, "payment.overpayment", f"loan:{record.id}",
                "overpayment approved", after={"amount": str(amount), "payoff": str(most),
-                                              "taken_by": context.actor})  # fmt: skip
+                                              "taken_by": overpayment.approver})  # fmt: skip
     return payoff
 
 
@@ -345,14 +413,15 @@ def _debit(unit: UnitOfWork, method: PaymentMethod | None, *, amount: Money, key
         ).coded("payment-declined", channel=method.kind, account=method.masked_account)
 
 
-def _method(unit: UnitOfWork, record: Loan, source: Source) -> PaymentMethod | None:
+def _method(unit: UnitOfWork, record: Loan, source: Source,
+            may: MoneyIn) -> PaymentMethod | None:  # fmt: skip
     borrower_id = record.borrower_id
     if source.manual:
         return None
     if source.method_id is None:
         # The default method, as on a due date; with none bound, money taken at a counter.
         method = unit.default_method(borrower_id)
-        if method is None and not source.by_hand_if_unbound:
+        if method is None and not may.by_hand_if_unbound:
             raise RefusedError(f"borrower {borrower_id} has no payment method bound: bind one")
         return method
     method = unit.method(source.method_id)
@@ -391,14 +460,15 @@ def refund(context: Context, loan_id: int, amount: Money, day: date, *,
         state = _book(unit, record, event, f"merchant refund of {amount}")
         payout = Money(max(state.credit_balance - credit_before, 0))
         paid_to, state = _pay_credit_back(unit, record, payout, day=day, state=state)
-        unit.audit(context.actor, "loan.refund", f"loan:{loan_id}", "merchant refund",
+        unit.audit(caller(context, unit).name, "loan.refund", f"loan:{loan_id}", "merchant refund",
                    after={"amount": str(amount), "paid_back": str(payout),
                           "paid_to": [payout_document(paid) for paid in paid_to]})  # fmt: skip
         return Refunded(f"F{loan_id}-{event.seq}", loan_id, amount, payout, paid_to, day,
                         LoanSummary.of(record, state))  # fmt: skip
 
     request = {"op": "refund", "loan": loan_id, "amount": int(amount), "day": day.isoformat()}
-    return _once(context, f"loan:{loan_id}", idempotency_key, request, work)
+    return _once(context, f"loan:{loan_id}", idempotency_key, request, work,
+                 guard=_needs(context, Permission.SERVE))  # fmt: skip
 
 
 def refund_credit(context: Context, loan_id: int, amount: Money | None, day: date, *,
@@ -419,7 +489,8 @@ def refund_credit(context: Context, loan_id: int, amount: Money | None, day: dat
         if paying <= 0 or paying > credit:
             raise RefusedError(f"loan {loan_id} holds a credit balance of {credit} on {day}")
         paid_to, state = _pay_credit_back(unit, record, paying, day=day, state=before)
-        unit.audit(context.actor, "loan.refund_credit", f"loan:{loan_id}", "credit paid back",
+        unit.audit(caller(context, unit).name, "loan.refund_credit", f"loan:{loan_id}",
+                   "credit paid back",
                    before={"credit_balance": str(credit)},
                    after={"credit_balance": str(state.credit_balance),
                           "paid_to": [payout_document(paid) for paid in paid_to]})  # fmt: skip
@@ -431,7 +502,8 @@ def refund_credit(context: Context, loan_id: int, amount: Money | None, day: dat
         "amount": None if amount is None else int(amount),
         "day": day.isoformat(),
     }
-    return _once(context, f"loan:{loan_id}", idempotency_key, request, work)
+    return _once(context, f"loan:{loan_id}", idempotency_key, request, work,
+                 guard=_needs(context, Permission.PAY_OUT))  # fmt: skip
 
 
 def _pay_credit_back(unit: UnitOfWork, record: Loan, paying: Money, *,
@@ -538,7 +610,7 @@ def reverse(context: Context, payment_id: str, reason: str, day: date | None = N
         method = None if method_id is None else unit.method(method_id)
         if method is not None and back > 0:
             unit.channel().pay_back(method.token_ref, back, f"reverse:{payment_id}")
-        unit.audit(context.actor, "payment.reverse", payment_id, reason,
+        unit.audit(caller(context, unit).name, "payment.reverse", payment_id, reason,
                    before={"amount": str(paid.amount), "status": effect.status_before.value},
                    after={"paid_back": str(back), "status": effect.status_after.value,
                           "dpd": effect.dpd, "confirmed": effect.needs_confirmation})  # fmt: skip
@@ -551,7 +623,8 @@ def reverse(context: Context, payment_id: str, reason: str, day: date | None = N
         "reason": reason,
         "day": None if day is None else day.isoformat(),
     }
-    return _once(context, f"payment:{payment_id}", idempotency_key, request, work)
+    return _once(context, f"payment:{payment_id}", idempotency_key, request, work,
+                 guard=_needs(context, Permission.PAY_OUT))  # fmt: skip
 
 
 def _paid_back_by(paid: Payment | Prepayment, before: LoanState, after: LoanState) -> Money:
@@ -601,7 +674,7 @@ def waive(context: Context, loan_id: int, kind: WaiverKind, amount: Money, *, re
             raise RefusedError(f"only {owed} of {kind} is owed on loan {loan_id} on {day}")
         event = Waiver(record.next_seq, day, kind, amount, reason.strip())
         state = _book(unit, record, event, f"{kind} waived: {reason}")
-        unit.audit(context.actor, f"waive.{kind}", f"loan:{loan_id}", reason,
+        unit.audit(caller(context, unit).name, f"waive.{kind}", f"loan:{loan_id}", reason,
                    before={kind.value: str(owed)},
                    after={kind.value: str(_waivable(state, kind))})  # fmt: skip
         return Waived(f"W{loan_id}-{event.seq}", loan_id, kind, amount, reason, day,
@@ -615,7 +688,8 @@ def waive(context: Context, loan_id: int, kind: WaiverKind, amount: Money, *, re
         "reason": reason,
         "day": day.isoformat(),
     }
-    return _once(context, f"loan:{loan_id}", idempotency_key, request, work)
+    return _once(context, f"loan:{loan_id}", idempotency_key, request, work,
+                 guard=lambda unit: waives(caller(context, unit), amount))  # fmt: skip
 
 
 def _consequences(record: Loan, event: Event, today: date | None) -> Consequences:
@@ -659,9 +733,11 @@ def _waivable(state: LoanState, kind: WaiverKind) -> Money:
 
 
 def _once(context: Context, scope: str, key: str | None, request: dict[str, Any],
-          work: Callable[[UnitOfWork], T]) -> T | Replayed:  # fmt: skip
-    """``work`` once per idempotency key; a replay is the first answer as it was presented."""
-    return transact_once(context, scope, key, request, work, present=present)
+          work: Callable[[UnitOfWork], T], *,
+          guard: Callable[[UnitOfWork], object]) -> T | Replayed:  # fmt: skip
+    """``work`` once per idempotency key, for whoever ``guard`` lets ask; a replay is the first
+    answer as it was presented."""
+    return transact_once(context, scope, key, request, work, present=present, guard=guard)
 
 
 # -- booking ------------------------------------------------------------------------------------
@@ -706,16 +782,12 @@ def parse_id(text: str, prefix: str, what: str) -> tuple[int, int]:
     return int(found[1]), int(found[2])
 
 
-def loan_owner(context: Context, loan_id: int) -> int:
-    """The borrower a loan belongs to (what access checks ask before anything else)."""
-    return transact(context, lambda unit: unit.loans.borrower_of(loan_id))
-
-
 def loan_history(context: Context, loan_id: int) -> LoanHistory:
     """A loan's events and its journal entries with their lines, oldest first: what an operator
     reads to see what happened and how it was booked."""
 
     def history(unit: UnitOfWork) -> LoanHistory:
+        require(caller(context, unit), Permission.READ)  # staff only: a borrower reads her bills
         unit.loans.borrower_of(loan_id)  # refuses an unknown loan
         return LoanHistory(loan_id, unit.loans.history(loan_id))
 

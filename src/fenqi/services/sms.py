@@ -29,9 +29,10 @@ from sqlalchemy import CursorResult, func, select, text, tuple_, update
 from sqlalchemy.orm import Session
 
 from fenqi import clock
-from fenqi.services.context import Context, Document, run
+from fenqi.ports import SmsGateway
+from fenqi.services.context import Context, Document, permitted, run
 from fenqi.services.errors import RefusedError
-from fenqi.services.ports import SmsGateway
+from fenqi.services.policy import Permission
 from fenqi.store.schema import NO_LOAN, SmsOutboxRow, SmsSentRow
 
 LOCAL = ZoneInfo("Asia/Shanghai")
@@ -90,7 +91,8 @@ def dispatch(context: Context, now: datetime, *, clock_now: datetime | None = No
     rest stay pending for the next window. Outside the window nothing is sent. Refused: a
     ``now`` later than the clock's (``clock_now``, default ``fenqi.clock.now()``) beyond
     ``SLACK``; earlier than it beyond ``SLACK`` unless this is a ``simulation`` (default:
-    ``FENQI_TODAY`` is set); earlier than the latest message sent."""
+    ``FENQI_TODAY`` is set); earlier than the latest message sent. Admins only."""
+    permitted(context, Permission.ADMINISTER)
     if context.sms is None:
         raise RefusedError("no SMS gateway is configured; nothing can be sent")
     local = local_time(now)
@@ -150,6 +152,7 @@ def _expire(session: Session, local: datetime) -> int:
 
 def outbox(context: Context, status: str | None = None, limit: int = 200) -> list[Document]:
     """The queued messages (``status`` pending or sent, else all) in the order they are sent."""
+    permitted(context, Permission.READ)
     if limit < 1:
         raise RefusedError(f"limit {limit} is not a number of messages; give 1 or more")
     query = select(SmsOutboxRow)
@@ -266,7 +269,8 @@ def _message(row: SmsOutboxRow) -> Document:
 
 def delivered(context: Context, phone: str | None = None, limit: int = 20) -> list[Document]:
     """What the SMS gateway simulator delivered, newest first (sign-in codes included): where a
-    tester or a demo reads the code a borrower would receive."""
+    tester or a demo reads the code a borrower would receive. Admins only."""
+    permitted(context, Permission.ADMINISTER)
 
     def read(session: Session) -> list[Document]:
         query = select(SmsSentRow).order_by(SmsSentRow.id.desc()).limit(limit)

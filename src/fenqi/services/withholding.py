@@ -28,9 +28,10 @@ from sqlalchemy.orm import Session
 
 from fenqi.domain.events import Channel
 from fenqi.domain.withholding import SETTLED, DebitRequest, Kind, Status
-from fenqi.services.context import Context, Document, run
+from fenqi.ports import GatewayAnswer, Gateways, UnverifiedError, WithholdingGateway
+from fenqi.services.context import Context, Document, permitted, run
 from fenqi.services.errors import NotFoundError, RefusedError
-from fenqi.services.ports import GatewayAnswer, Gateways, UnverifiedError, WithholdingGateway
+from fenqi.services.policy import Permission
 from fenqi.store.debit_requests import add_request, find_request, open_requests, save_answer
 from fenqi.store.loans import now
 
@@ -137,7 +138,9 @@ def reconcile(context: Context, *, older_than: timedelta = RECONCILE_AFTER,
               limit: int = RECONCILE_AT_MOST) -> Document:  # fmt: skip
     """Asks the gateway about each request still open that no answer has touched for
     ``older_than``, oldest first, and records what it says: a success is booked, an order the
-    gateway never had is failed, one it is still processing is left for the next round."""
+    gateway never had is failed, one it is still processing is left for the next round. Admins
+    only (the command line's operator)."""
+    permitted(context, Permission.ADMINISTER)
     gateways = _gateways(context)
     cutoff = now() - older_than
     stale = run(context, lambda session: open_requests(session, cutoff, limit))

@@ -20,10 +20,10 @@ from fenqi.domain.loan import Checkpoint, resumable
 from fenqi.loans.aggregate import Loan
 from fenqi.loans.booking import Booking
 from fenqi.loans.ports import Borrower
-from fenqi.services.errors import NotFoundError
-from fenqi.services.ports import PaymentChannel
+from fenqi.ports import PaymentChannel
 from fenqi.store.bulk import insert_rows
 from fenqi.store.documents import Document, event_from
+from fenqi.store.errors import MissingError
 from fenqi.store.loans import journal_balances_of, loan_of, now, save_bookings
 from fenqi.store.schema import (
     BorrowerRow,
@@ -353,7 +353,7 @@ class BatchStore:
         committed), so one of them always settles the run."""
         run_row = self.session.get(CobRunRow, run_id, with_for_update=True)
         if run_row is None:
-            raise NotFoundError(f"no close-of-business run {run_id}")
+            raise MissingError(f"no close-of-business run {run_id}")
         if run_row.status == "done":
             return _run(run_row)
         figures = self.chunk_figures([run_id])[run_id]

@@ -32,8 +32,8 @@ from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from sqlalchemy.pool import ConnectionPoolEntry, PoolProxiedConnection
 
-from fenqi.services.errors import ConflictError
 from fenqi.settings import SettingError
+from fenqi.store.errors import BusyError
 
 DEFAULT_URL = "sqlite:///fenqi.sqlite3"
 URL_VARIABLE = "FENQI_DATABASE_URL"
@@ -252,7 +252,7 @@ def turn(engine: Engine) -> Iterator[None]:
         return
     lock, seconds = held
     if not lock.acquire(timeout=seconds):
-        raise ConflictError(
+        raise BusyError(
             f"the database stayed busy with other requests for {seconds:g} s; this one changed "
             "nothing: send it again in a moment"
         )

@@ -31,9 +31,9 @@ from fenqi.domain.rates import Rate
 from fenqi.loans.aggregate import Loan
 from fenqi.loans.booking import Booking, Entry, saved
 from fenqi.loans.receipts import stored
-from fenqi.services.errors import NotFoundError, StaleError
 from fenqi.store.bulk import insert_rows
 from fenqi.store.documents import Document, event_document, event_from, terms_document, terms_from
+from fenqi.store.errors import MissingError, StaleError
 from fenqi.store.schema import (
     AccountRow,
     Base,
@@ -79,7 +79,7 @@ def load_loan(session: Session, loan_id: int, *, for_update: bool = False) -> Lo
     row = session.get(LoanRow, loan_id, with_for_update=True if for_update else None,
                       populate_existing=True)  # fmt: skip
     if row is None:
-        raise NotFoundError(f"no loan {loan_id}")
+        raise MissingError(f"no loan {loan_id}")
     return loan_of(row, _events(session, loan_id))
 
 
@@ -94,7 +94,7 @@ def read_loan(session: Session, loan_id: int, as_of: date) -> Loan:
     row = session.get(LoanRow, loan_id, options=[undefer(LoanRow.checkpoint)],
                       populate_existing=True)  # fmt: skip
     if row is None:
-        raise NotFoundError(f"no loan {loan_id}")
+        raise MissingError(f"no loan {loan_id}")
     kept = Checkpoint.from_document(row.checkpoint)
     if kept is not None and as_of >= kept.day:
         later = _events(session, loan_id, after=kept.seq)

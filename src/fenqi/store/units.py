@@ -17,9 +17,9 @@ from fenqi.loans.booking import Booking
 from fenqi.loans.methods import PaymentMethod
 from fenqi.loans.ports import AuditEntry, History, StoredEntry, StoredEvent, StoredLine
 from fenqi.loans.receipts import Receipt, parse_stored
-from fenqi.services.errors import NotFoundError
-from fenqi.services.ports import PaymentChannel
+from fenqi.ports import PaymentChannel
 from fenqi.store.documents import Document
+from fenqi.store.errors import MissingError
 from fenqi.store.loans import (
     NewLoan,
     account_names,
@@ -62,7 +62,7 @@ def product_named(session: Session, code: str) -> tuple[Product, Document]:
         hint = (f"choose one of: {known}" if known else
                 "no products are loaded: fenqi product load [FILE] loads the shipped catalog or "
                 "another")  # fmt: skip
-        raise NotFoundError(f'unknown product "{code}"; {hint}')
+        raise MissingError(f'unknown product "{code}"; {hint}')
     return parse_definition(row.definition, code), row.definition
 
 
@@ -94,14 +94,14 @@ class DatabaseLoans:
 
     def ids_of(self, borrower_id: int) -> list[int]:
         if self.session.get(BorrowerRow, borrower_id) is None:
-            raise NotFoundError(f"no borrower {borrower_id}")
+            raise MissingError(f"no borrower {borrower_id}")
         query = select(LoanRow.id).where(LoanRow.borrower_id == borrower_id).order_by(LoanRow.id)
         return list(self.session.scalars(query))
 
     def borrower_of(self, loan_id: int) -> int:
         owner = self.session.scalar(select(LoanRow.borrower_id).where(LoanRow.id == loan_id))
         if owner is None:
-            raise NotFoundError(f"no loan {loan_id}")
+            raise MissingError(f"no loan {loan_id}")
         return owner
 
     def for_order(self, order_id: str) -> int | None:
@@ -181,7 +181,7 @@ class DatabaseUnitOfWork:
         query = select(BorrowerRow.credit_limit).where(BorrowerRow.id == borrower_id)
         limit = self.session.scalar(query.with_for_update() if lock else query)
         if limit is None:
-            raise NotFoundError(f"no borrower {borrower_id}")
+            raise MissingError(f"no borrower {borrower_id}")
         return available_limit(self.session, borrower_id, limit)
 
     def product(self, code: str) -> tuple[Product, Document]:

@@ -1,5 +1,5 @@
 """Server-rendered pages: the borrower's "我的分期" and the operator console, with their
-stylesheets and script under ``/static`` (no inline script or style: api/hardening.py's
+stylesheets and script under ``/static`` (no inline script or style: http/hardening.py's
 Content-Security-Policy allows none)."""
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from fastapi import APIRouter, FastAPI, Request
 from fastapi.responses import HTMLResponse, RedirectResponse
 from fastapi.staticfiles import StaticFiles
 
-from fenqi.api.problems import RETRY_AFTER
+from fenqi.http.problems import RETRY_AFTER
 from fenqi.web import borrower, console
 from fenqi.web.pages import CsrfError, SignInNeededError, render
 

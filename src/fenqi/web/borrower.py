@@ -23,17 +23,17 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from pydantic import BaseModel, Field
 
 from fenqi import clock
-from fenqi.api.models import fits
-from fenqi.api.problems import status_of
-from fenqi.api.security import SESSION_COOKIE, base_context, client_address
 from fenqi.domain.dunning import DEFAULT_LENDER
 from fenqi.domain.errors import InputError
 from fenqi.domain.events import Channel, PrepayMode
 from fenqi.domain.money import AMOUNT_AT_MOST, Money, MoneyError
-from fenqi.services import access, borrowers, products, servicing
-from fenqi.services.access import Principal, UnauthenticatedError
+from fenqi.http.fields import fits
+from fenqi.http.problems import status_of
+from fenqi.http.security import SESSION_COOKIE, base_context, client_address
+from fenqi.services import borrowers, credentials, products, servicing
 from fenqi.services.context import Context, Document
 from fenqi.services.errors import DeclinedError, InFlightError, NotFoundError
+from fenqi.services.policy import Principal, UnauthenticatedError
 from fenqi.services.throttles import TooManyAttemptsError
 from fenqi.store.schema import MAX_ID
 from fenqi.web.pages import (
@@ -222,7 +222,7 @@ def send_code(request: Request, form: Annotated[PhoneForm, Form()]) -> HTMLRespo
     if not fits("phone", phone):
         return _page(request, "login.html", None, 422, problem=Problem("me.login.bad_phone"))
     try:
-        sent = access.send_sign_in_code(base_context(request), phone, client_address(request))
+        sent = credentials.send_sign_in_code(base_context(request), phone, client_address(request))
     except TooManyAttemptsError as locked:  # too many requests from her address
         return locked_out(_page(request, "login.html", None, 429, locked=locked.minutes), locked)
     return _page(request, "login.html", None, phone=phone,
@@ -239,8 +239,8 @@ def sign_in(request: Request, form: Annotated[PhoneForm, Form()]) -> Response:
         wrong = Problem("me.login.bad_code")
         return _page(request, "login.html", None, 422, phone=phone, problem=wrong)
     try:
-        token, _ = access.sign_in_borrower(base_context(request), phone, code,
-                                           client_address(request))  # fmt: skip
+        token, _ = credentials.sign_in_borrower(base_context(request), phone, code,
+                                                client_address(request))  # fmt: skip
     except UnauthenticatedError:
         wrong = Problem("me.login.wrong_code")
         return _page(request, "login.html", None, 401, phone=phone, problem=wrong)
@@ -253,7 +253,7 @@ def sign_in(request: Request, form: Annotated[PhoneForm, Form()]) -> Response:
 @router.post("/logout")
 def sign_out(request: Request, form: Annotated[CsrfForm, Form()]) -> Response:
     visit = _posted(request, form)
-    access.sign_out(visit.context, request.cookies[SESSION_COOKIE])
+    credentials.sign_out(visit.context, request.cookies[SESSION_COOKIE])
     return sign_out_response(request, LOGIN)
 
 
@@ -311,13 +311,12 @@ def pay_off(request: Request, loan_id: str, form: Annotated[MoneyForm, Form()]) 
 
 def _on_her_plan(request: Request, visit: Visit, loan_id: str,
                  then: Callable[[int], Response]) -> Response:  # fmt: skip
-    """``then`` on the plan if it is hers; a missing plan and another's get the same 404."""
+    """``then`` on the plan; a missing plan and another's (the services refuse it as missing)
+    get the same 404."""
     try:
-        plan = _id(loan_id)
-        visit.who.owns(servicing.loan_owner(visit.context, plan), f"loan {plan}")
+        return then(_id(loan_id))
     except NotFoundError:
         return _missing(request, visit)
-    return then(plan)
 
 
 def _money_in(request: Request, visit: Visit, plan: int,
@@ -373,8 +372,6 @@ def receipt_page(request: Request, receipt_id: str) -> HTMLResponse:
     visit = _visit(request)
     try:
         receipt = document(servicing.show_receipt(visit.context, receipt_id))
-        owner = servicing.loan_owner(visit.context, receipt["loan_id"])
-        visit.who.owns(owner, f"receipt {receipt_id}")
     except NotFoundError:
         return _missing(request, visit)
     return _page(request, "receipt.html", visit, receipt=receipt)
@@ -415,16 +412,7 @@ def unbind_method(request: Request, method_id: str,
 def _on_her_method(request: Request, method_id: str, form: CsrfForm,
                    change: Callable[[Context, int], Document]) -> Response:  # fmt: skip
     visit = _posted(request, form)
-    return _change_methods(
-        request, visit, lambda: change(visit.context, _her_method(visit, method_id))
-    )
-
-
-def _her_method(visit: Visit, method_id: str) -> int:
-    """A method id, if the method is hers; another's is as missing as one never bound."""
-    method = _id(method_id)
-    visit.who.owns(borrowers.method_owner(visit.context, method), f"method {method}")
-    return method
+    return _change_methods(request, visit, lambda: change(visit.context, _id(method_id)))
 
 
 def _change_methods(request: Request, visit: Visit, change: Callable[[], Document]) -> Response:

@@ -1,10 +1,11 @@
 """The operator console (运营后台): staff sign in with a password, find a borrower, read her plans
 with their events and books, and take payments, quote payoffs, waive and reverse.
 
-Pages call the same services as the JSON API and check the same roles (``api/routes.py``); a
-borrower's session opens nothing here. A form that moves money carries the session's CSRF token
-and an idempotency key made when the page was drawn, so the same form sent twice moves money
-once. A refusal is a page saying why, with the status the API would answer, and changes nothing.
+Pages call the same services as the JSON API, which decide who may do what; a page asks the
+policy (``policy.offer``) only which forms to draw, and a borrower's session opens nothing
+here. A form that moves money carries the session's CSRF token and an idempotency key made when
+the page was drawn, so the same form sent twice moves money once. A refusal is a page saying
+why, with the status the API would answer, and changes nothing.
 """
 
 from __future__ import annotations
@@ -22,25 +23,19 @@ from fastapi.routing import APIRoute
 from pydantic import BaseModel, Field
 
 from fenqi import settings
-from fenqi.api.models import Day, Id, fits
-from fenqi.api.problems import status_of
-from fenqi.api.security import SESSION_COOKIE, base_context, client_address
 from fenqi.clock import today
 from fenqi.domain.errors import InputError
 from fenqi.domain.events import WaiverKind
 from fenqi.domain.money import AMOUNT_AT_MOST, Money
-from fenqi.services import access, audit, borrowers, servicing
+from fenqi.http.fields import Day, Id, fits
+from fenqi.http.problems import status_of
+from fenqi.http.security import SESSION_COOKIE, base_context, client_address
+from fenqi.services import audit, borrowers, credentials, policy, servicing
 from fenqi.services import close_of_business as cob
-from fenqi.services.access import (
-    AGENT_WAIVER_LIMIT,
-    Permission,
-    Principal,
-    Role,
-    UnauthenticatedError,
-)
 from fenqi.services.context import Context, Document, Replayed
 from fenqi.services.days import booking_day
 from fenqi.services.errors import ConfirmationNeededError, NotFoundError
+from fenqi.services.policy import Offer, Principal, UnauthenticatedError
 from fenqi.services.throttles import TooManyAttemptsError
 from fenqi.web.pages import (
     NO_NUL,
@@ -99,21 +94,18 @@ def _refused(request: Request, status: int, reason: InputError | str) -> HTMLRes
 @dataclass(frozen=True)
 class Desk:
     """The operator at the console: who, their session's CSRF token, a context acting as them,
-    and the roles and permissions they hold (which decide the forms a page offers)."""
+    and what the policy offers them (which forms a page draws)."""
 
     who: Principal
     csrf: str
     context: Context
-    roles: frozenset[Role]
-    permissions: frozenset[Permission]
+    offer: Offer
 
 
 def _desk(request: Request) -> Desk:
     """The signed-in operator; a visitor goes to the login page, a borrower is refused."""
     who, csrf, context = signed_in(request, LOGIN)
-    who.need(Permission.READ)
-    roles = frozenset(role for role in Role if who.holds(role))
-    desk = Desk(who, csrf, context, roles, frozenset(filter(who.may, Permission)))
+    desk = Desk(who, csrf, context, policy.offer(who))
     request.state.desk = desk  # so that a refusal page still shows the operator's menu
     return desk
 
@@ -150,8 +142,8 @@ def login(request: Request, username: FormText = "", password: FormText = "") ->
     if not (fits("username", username) and fits("password", password)):  # as the API refuses
         return render(request, "console/login.html", 422, username=username, malformed=True)
     try:
-        token, _ = access.sign_in_operator(base_context(request), username, password,
-                                           client_address(request))  # fmt: skip
+        token, _ = credentials.sign_in_operator(base_context(request), username, password,
+                                                client_address(request))  # fmt: skip
     except UnauthenticatedError:
         return render(request, "console/login.html", 401, username=username, wrong=True)
     except TooManyAttemptsError as locked:
@@ -163,7 +155,7 @@ def login(request: Request, username: FormText = "", password: FormText = "") ->
 @router.post("/logout")
 def logout(request: Request, desk: Operator, csrf: FormText = "") -> Response:
     check_csrf(desk.csrf, csrf)
-    access.sign_out(desk.context, request.cookies[SESSION_COOKIE])
+    credentials.sign_out(desk.context, request.cookies[SESSION_COOKIE])
     return sign_out_response(request, LOGIN)
 
 
@@ -212,7 +204,7 @@ def _loan_page(request: Request, desk: Desk, loan_id: int, day: date, status_cod
                     for event in events]  # fmt: skip
     return render(request, "console/loan.html", status_code, desk=desk, loan=plan, day=day,
                   borrower=owner, events=shown_events, entries=history["entries"],
-                  reversible=_reversible(loan_id, events), waiver_limit=AGENT_WAIVER_LIMIT,
+                  reversible=_reversible(loan_id, events), waiver_limit=desk.offer.waiver_limit,
                   keys={form: uuid.uuid4().hex for form in FORMS}, **shown)  # fmt: skip
 
 
@@ -275,7 +267,6 @@ def close_of_business(
 def audit_log(request: Request, desk: Operator,
               target: Annotated[str, Query(max_length=100)] = "") -> HTMLResponse:  # fmt: skip
     """Who did what, when, to what and why (admins), about one target if given."""
-    desk.who.need(Permission.ADMINISTER)
     entries = documents(audit.audit_log(desk.context, target.strip() or None))
     return render(request, "console/audit.html", desk=desk, entries=entries, target=target)
 
@@ -349,11 +340,10 @@ def take_payment(request: Request, desk: Operator, loan_id: Id,
     plan off that day; more only with an admin's approval (the form's box)."""
 
     def pay() -> Document:
-        desk.who.need(Permission.TAKE_PAYMENT)
-        approval = access.approve_overpayment(desk.who) if form.allow_overpayment else None
         return document(servicing.pay(desk.context, loan_id, _amount(form.amount),
                                       _source(form.source), _booked(form.on),
-                                      idempotency_key=form.key, overpayment=approval))  # fmt: skip
+                                      idempotency_key=form.key,
+                                      allow_overpayment=form.allow_overpayment))  # fmt: skip
 
     return _act(request, desk, loan_id, form, done="paid", act=pay)
 
@@ -364,10 +354,9 @@ def waive(request: Request, desk: Operator, loan_id: Id,
     """Forgives penalty or fee with a reason: agents up to their limit, admins any amount."""
 
     def forgive() -> Document:
-        amount = _amount(form.amount)
-        desk.who.may_waive(amount)
-        return document(servicing.waive(desk.context, loan_id, WaiverKind(form.what), amount,
-                                        reason=form.reason, day=_booked(form.on),
+        return document(servicing.waive(desk.context, loan_id, WaiverKind(form.what),
+                                        _amount(form.amount), reason=form.reason,
+                                        day=_booked(form.on),
                                         idempotency_key=form.key))  # fmt: skip
 
     return _act(request, desk, loan_id, form, done="waived", act=forgive)
@@ -381,7 +370,6 @@ def reverse(request: Request, desk: Operator, loan_id: Id,
     to be confirmed."""
 
     def take_back() -> Document:
-        desk.who.need(Permission.PAY_OUT)
         return document(servicing.reverse(desk.context, f"P{loan_id}-{form.seq}", form.reason,
                                           _booked(form.on), confirm=form.confirm, today=today(),
                                           idempotency_key=form.key))  # fmt: skip

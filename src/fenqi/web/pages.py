@@ -4,6 +4,7 @@ person from the session cookie, and the CSRF token every form carries."""
 from __future__ import annotations
 
 import hmac
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -14,12 +15,13 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
 
-from fenqi.api.hardening import behind_tls
-from fenqi.api.security import SESSION_COOKIE, base_context, context_for
 from fenqi.clock import CHINA
 from fenqi.domain.errors import InputError
-from fenqi.services.access import Principal, UnauthenticatedError, principal_for_session
+from fenqi.http.hardening import behind_tls
+from fenqi.http.security import SESSION_COOKIE, base_context
 from fenqi.services.context import Context
+from fenqi.services.credentials import principal_for_session
+from fenqi.services.policy import Principal, UnauthenticatedError
 from fenqi.services.throttles import TooManyAttemptsError
 from fenqi.web.words import CODED_VALUES, WORDS
 
@@ -159,7 +161,7 @@ def signed_in(request: Request, login: str) -> tuple[Principal, str, Context]:
         who, csrf = principal_for_session(base_context(request), token)
     except UnauthenticatedError:
         raise SignInNeededError(login) from None
-    return who, csrf, context_for(request, who)
+    return who, csrf, replace(base_context(request), principal=who)
 
 
 def check_csrf(expected: str, given: str | None) -> None:

@@ -1,4 +1,5 @@
-"""Who is asking, and what they may do.
+"""Who is asking: operators, their passwords and API keys; borrowers' sign-in codes; sessions.
+What each may do is the policy's (``services/policy.py``).
 
 Operators are viewers, agents or admins; they sign in to the console with a password (kept as a
 scrypt hash) or call the API with a key (kept as a SHA-256 of its secret: the secret is shown once
@@ -16,16 +17,14 @@ import re
 import secrets
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from enum import StrEnum
 
 from sqlalchemy import delete, or_, select, update
 from sqlalchemy.orm import Session
 
-from fenqi.domain.errors import InputError
-from fenqi.domain.money import Money
 from fenqi.services import throttles
-from fenqi.services.context import Context, Document, audit, run
+from fenqi.services.context import Context, Document, audit, caller, run
 from fenqi.services.errors import NotFoundError, RefusedError
+from fenqi.services.policy import Permission, Principal, Role, UnauthenticatedError, require
 from fenqi.services.throttles import Limit, TooManyAttemptsError
 from fenqi.store.schema import (
     NO_LOAN,
@@ -36,6 +35,7 @@ from fenqi.store.schema import (
     SmsSentRow,
     UserRow,
 )
+from fenqi.store.units import DatabaseUnitOfWork
 
 SESSION_HOURS = 12
 CODE_MINUTES = 5
@@ -51,116 +51,9 @@ KEY_USE_NOTED = timedelta(hours=1)  # an API key's last use is written at most t
 USER_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 WRONG_PASSWORD = "the user name or the password is wrong"
 WRONG_CODE = "that code is not valid; ask for a new one"
-AGENT_WAIVER_LIMIT = Money(100_00)  # an agent forgives at most 100.00 at a time; admins any
 _SCRYPT = {"n": 2**14, "r": 8, "p": 1}
 # Delivered at once (a sign-in is not dunning: no contact window), through the SMS simulator's log.
 SIGN_IN_TEXT = "【fenqi分期】您的登录验证码为{code}，{minutes}分钟内有效。请勿告诉他人。"
-
-
-class Role(StrEnum):
-    VIEWER = "viewer"  # reads
-    AGENT = "agent"  # also takes payments and checkouts, quotes, waives within the limit
-    ADMIN = "admin"  # also pays money out, products, large waivers, the audit log, the batch
-
-
-_RANKS = {Role.VIEWER: 0, Role.AGENT: 1, Role.ADMIN: 2}
-
-
-class Permission(StrEnum):
-    """What an operator may do, each granted from one role up. Taking money in and paying money
-    out are separate: an agent at the desk takes payments, only an admin sends money back."""
-
-    READ = "read"  # loans, borrowers, books, the batch's runs and reports
-    SERVE = "serve"  # borrowers, their methods, checkouts, merchant refunds
-    TAKE_PAYMENT = "take_payment"  # payments and prepayments, money taken by hand
-    WAIVE = "waive"  # forgiving penalty or fee, up to AGENT_WAIVER_LIMIT at a time
-    WAIVE_ANY = "waive_any"  # forgiving any amount
-    PAY_OUT = "pay_out"  # credit refunds, approving an overpayment, reversals (money back)
-    ADMINISTER = "administer"  # products, closing a business day, the audit log
-    SIMULATE = "simulate"  # the payment simulator's balances (in simulation mode only)
-
-
-# The one place that says who holds what: each permission from the lowest role that has it.
-GRANTED_FROM: dict[Permission, Role] = {
-    Permission.READ: Role.VIEWER,
-    Permission.SERVE: Role.AGENT,
-    Permission.TAKE_PAYMENT: Role.AGENT,
-    Permission.WAIVE: Role.AGENT,
-    Permission.WAIVE_ANY: Role.ADMIN,
-    Permission.PAY_OUT: Role.ADMIN,
-    Permission.ADMINISTER: Role.ADMIN,
-    Permission.SIMULATE: Role.AGENT,
-}
-
-
-class UnauthenticatedError(InputError):
-    """No credentials, or credentials that are not (or no longer) valid."""
-
-
-class ForbiddenError(InputError):
-    """Valid credentials that do not allow this."""
-
-
-@dataclass(frozen=True)
-class Principal:
-    """Who is asking: an operator with a role, or a borrower (``borrower_id``)."""
-
-    name: str
-    role: Role | None = None
-    borrower_id: int | None = None
-
-    @property
-    def is_borrower(self) -> bool:
-        return self.borrower_id is not None
-
-    def holds(self, role: Role) -> bool:
-        """An operator at ``role`` or above (a borrower holds none)."""
-        return self.role is not None and _RANKS[self.role] >= _RANKS[role]
-
-    def require(self, role: Role) -> None:
-        """Refuses a borrower, or an operator below ``role``."""
-        if not self.holds(role):
-            raise ForbiddenError(f"this needs the {role} role").coded("role-needed", role=role)
-
-    def may(self, permission: Permission) -> bool:
-        """An operator whose role grants ``permission`` (a borrower holds none)."""
-        return self.holds(GRANTED_FROM[permission])
-
-    def need(self, permission: Permission) -> None:
-        """Refuses a borrower, or an operator whose role does not grant ``permission``."""
-        if not self.may(permission):
-            role = GRANTED_FROM[permission]
-            raise ForbiddenError(f"this needs the {role} role (permission {permission})").coded(
-                "permission-needed", role=role, permission=permission
-            )
-
-    def may_waive(self, amount: Money) -> None:
-        self.need(Permission.WAIVE)
-        if amount > AGENT_WAIVER_LIMIT and not self.may(Permission.WAIVE_ANY):
-            raise ForbiddenError(
-                f"an agent may waive up to {AGENT_WAIVER_LIMIT} at a time; ask an admin"
-            ).coded("waiver-over-limit", limit=AGENT_WAIVER_LIMIT)
-
-    def owns(self, borrower_id: int, what: str) -> None:
-        """A borrower sees only what is hers; anything else does not exist for her."""
-        if self.is_borrower and self.borrower_id != borrower_id:
-            raise NotFoundError(f"no {what}")
-
-
-@dataclass(frozen=True)
-class OverpaymentApproval:
-    """An admin's explicit word that a payment may be more than what pays the plan off that day
-    (the excess becomes a credit balance); without one, the services refuse such a payment.
-    ``approver`` is named in the audit log."""
-
-    approver: str
-
-
-def approve_overpayment(who: Principal) -> OverpaymentApproval:
-    """The approval, if ``who`` may pay money out: an overpayment is money the borrower will be
-    owed back, so approving one is paying out."""
-    who.need(Permission.PAY_OUT)
-    return OverpaymentApproval(who.name)
 
 
 def now() -> datetime:
@@ -187,6 +80,13 @@ def password_matches(password: str, stored: str) -> bool:
 # -- operators ------------------------------------------------------------------------------------
 
 
+def _administrator(context: Context, session: Session) -> str:
+    """The name of whoever is acting, once found to administer operators and their keys."""
+    who = caller(context, session)
+    require(who, Permission.ADMINISTER)
+    return who.name
+
+
 def create_user(context: Context, username: str, password: str, role: Role) -> Document:
     if not USER_NAME.fullmatch(username):
         raise RefusedError(f"{username!r} is not a user name: give 1 to 64 ASCII letters, digits, "
@@ -195,11 +95,12 @@ def create_user(context: Context, username: str, password: str, role: Role) -> D
         raise RefusedError("a password needs at least 8 characters")
 
     def create(session: Session) -> Document:
+        admin = _administrator(context, session)
         if session.get(UserRow, username) is not None:
             raise RefusedError(f"user {username} already exists")
         session.add(UserRow(username=username, password_hash=hash_password(password), role=role,
                             created_at=now()))  # fmt: skip
-        audit(session, context.actor, "user.create", f"user:{username}", "new operator",
+        audit(session, admin, "user.create", f"user:{username}", "new operator",
               after={"username": username, "role": role.value})  # fmt: skip
         return {"username": username, "role": role.value}
 
@@ -209,7 +110,12 @@ def create_user(context: Context, username: str, password: str, role: Role) -> D
 def list_users(context: Context) -> list[Document]:
     """Every operator, by name, with her role and whether she is disabled."""
     query = select(UserRow).order_by(UserRow.username)
-    return run(context, lambda session: [_user(row) for row in session.scalars(query)])
+
+    def listing(session: Session) -> list[Document]:
+        _administrator(context, session)
+        return [_user(row) for row in session.scalars(query)]
+
+    return run(context, listing)
 
 
 def disable_user(context: Context, username: str) -> Document:
@@ -217,6 +123,7 @@ def disable_user(context: Context, username: str) -> Document:
     is refused as a wrong password is."""
 
     def disable(session: Session) -> Document:
+        admin = _administrator(context, session)
         user = session.get(UserRow, username, with_for_update=True)
         if user is None:
             raise NotFoundError(f"no user {username}")
@@ -225,7 +132,7 @@ def disable_user(context: Context, username: str) -> Document:
         user.disabled_at = now()
         ended = session.scalars(delete(SessionRow).returning(SessionRow.token_hash).where(
             SessionRow.kind == "operator", SessionRow.subject == username)).all()  # fmt: skip
-        audit(session, context.actor, "user.disable", f"user:{username}", "operator disabled",
+        audit(session, admin, "user.disable", f"user:{username}", "operator disabled",
               before={"disabled": False}, after={"disabled": True})  # fmt: skip
         return {**_user(user), "sessions_ended": len(ended)}
 
@@ -246,6 +153,7 @@ def create_api_key(context: Context, username: str) -> Document:
     """A new key for ``username``; its secret is in this answer only."""
 
     def create(session: Session) -> Document:
+        admin = _administrator(context, session)
         user = session.get(UserRow, username)
         if user is None:
             raise NotFoundError(f"no user {username}")
@@ -254,7 +162,7 @@ def create_api_key(context: Context, username: str) -> Document:
         key_id, secret = secrets.token_hex(6), secrets.token_urlsafe(24)
         session.add(ApiKeyRow(key_id=key_id, secret_hash=_digest(secret), username=username,
                               revoked=False, created_at=now()))  # fmt: skip
-        audit(session, context.actor, "apikey.create", f"user:{username}", "new API key",
+        audit(session, admin, "apikey.create", f"user:{username}", "new API key",
               after={"key_id": key_id})  # fmt: skip
         return {"username": username, "key_id": key_id, "api_key": f"fq_{key_id}_{secret}"}
 
@@ -266,20 +174,26 @@ def list_api_keys(context: Context, username: str | None = None) -> list[Documen
     query = select(ApiKeyRow).order_by(ApiKeyRow.created_at, ApiKeyRow.key_id)
     if username is not None:
         query = query.where(ApiKeyRow.username == username)
-    return run(context, lambda session: [_api_key(row) for row in session.scalars(query)])
+
+    def listing(session: Session) -> list[Document]:
+        _administrator(context, session)
+        return [_api_key(row) for row in session.scalars(query)]
+
+    return run(context, listing)
 
 
 def revoke_api_key(context: Context, key_id: str) -> Document:
     """The key stops working at once; it stays listed, revoked."""
 
     def revoke(session: Session) -> Document:
+        admin = _administrator(context, session)
         row = session.get(ApiKeyRow, key_id, with_for_update=True)
         if row is None:
             raise NotFoundError(f"no API key {key_id}")
         if row.revoked:
             raise RefusedError(f"API key {key_id} is already revoked")
         row.revoked, row.revoked_at = True, now()
-        audit(session, context.actor, "apikey.revoke", f"user:{row.username}", "API key revoked",
+        audit(session, admin, "apikey.revoke", f"user:{row.username}", "API key revoked",
               before={"key_id": key_id, "revoked": False},
               after={"key_id": key_id, "revoked": True})  # fmt: skip
         return _api_key(row)
@@ -297,23 +211,26 @@ def _api_key(row: ApiKeyRow) -> Document:
 
 
 def principal_for_key(context: Context, api_key: str) -> Principal:
+    """The operator an API key belongs to, in a transaction of its own."""
+    return run(context, lambda session: _key_holder(session, api_key))
+
+
+def _key_holder(session: Session, api_key: str) -> Principal:
+    """Checks an API key: refused if unknown, revoked, or its operator disabled; its use is
+    noted at most once an hour."""
     _, _, rest = api_key.partition("fq_")
     key_id, _, secret = rest.partition("_")
     at = now()
-
-    def find(session: Session) -> Principal:
-        row = session.get(ApiKeyRow, key_id)
-        if row is None or row.revoked or not hmac.compare_digest(row.secret_hash, _digest(secret)):
-            raise UnauthenticatedError("that API key is not valid")
-        user = session.get(UserRow, row.username)
-        assert user is not None  # a key cannot outlive its user (foreign key)
-        if user.disabled_at is not None:
-            raise UnauthenticatedError("that API key is not valid")
-        if row.last_used_at is None or row.last_used_at <= at - KEY_USE_NOTED:
-            _note_use(session, key_id, at)
-        return Principal(user.username, Role(user.role))
-
-    return run(context, find)
+    row = session.get(ApiKeyRow, key_id)
+    if row is None or row.revoked or not hmac.compare_digest(row.secret_hash, _digest(secret)):
+        raise UnauthenticatedError("that API key is not valid")
+    user = session.get(UserRow, row.username)
+    assert user is not None  # a key cannot outlive its user (foreign key)
+    if user.disabled_at is not None:
+        raise UnauthenticatedError("that API key is not valid")
+    if row.last_used_at is None or row.last_used_at <= at - KEY_USE_NOTED:
+        _note_use(session, key_id, at)
+    return Principal(user.username, Role(user.role))
 
 
 def _note_use(session: Session, key_id: str, at: datetime) -> None:
@@ -484,19 +401,43 @@ def _open_session(session: Session, kind: str, subject: str) -> tuple[str, str]:
 
 def principal_for_session(context: Context, token: str) -> tuple[Principal, str]:
     """Who a session token belongs to, with the session's CSRF token."""
+    return run(context, lambda session: _session_holder(session, token))
 
-    def find(session: Session) -> tuple[Principal, str]:
-        row = session.get(SessionRow, _digest(token))
-        if row is None or row.expires_at < now():
-            raise UnauthenticatedError("please sign in again")
-        if row.kind == "borrower":
-            return Principal(f"borrower:{row.subject}", borrower_id=int(row.subject)), row.csrf
-        user = session.get(UserRow, row.subject)
-        if user is None or user.disabled_at is not None:
-            raise UnauthenticatedError("please sign in again")
-        return Principal(user.username, Role(user.role)), row.csrf
 
-    return run(context, find)
+def _session_holder(session: Session, token: str) -> tuple[Principal, str]:
+    row = session.get(SessionRow, _digest(token))
+    if row is None or row.expires_at < now():
+        raise UnauthenticatedError("please sign in again")
+    if row.kind == "borrower":
+        return Principal(f"borrower:{row.subject}", borrower_id=int(row.subject)), row.csrf
+    user = session.get(UserRow, row.subject)
+    if user is None or user.disabled_at is not None:
+        raise UnauthenticatedError("please sign in again")
+    return Principal(user.username, Role(user.role)), row.csrf
+
+
+@dataclass(frozen=True)
+class Presented:
+    """A credential as a request presented it (an API key ``fq_…``, or a session token), for
+    the service to check in its own unit of work: a request is authenticated, authorized and
+    served in one transaction, and a key revoked or an operator disabled is refused on the
+    very next request. Checked once per transaction (``Session.info`` holds the answer), so a
+    service may ask again at no cost."""
+
+    token: str
+
+    def principal(self, on: object) -> Principal:
+        session = on.session if isinstance(on, DatabaseUnitOfWork) else on
+        assert isinstance(session, Session), "a credential is checked in the database"
+        checked = session.info.get(self)
+        if not isinstance(checked, Principal):
+            checked = (
+                _key_holder(session, self.token)
+                if self.token.startswith("fq_")
+                else _session_holder(session, self.token)[0]
+            )
+            session.info[self] = checked
+        return checked
 
 
 def sign_out(context: Context, token: str) -> None:

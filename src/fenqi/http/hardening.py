@@ -32,10 +32,11 @@ from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
-from fenqi.api import problems
-from fenqi.api.security import SESSION_COOKIE, authenticate
 from fenqi.domain.errors import InputError
-from fenqi.services.access import Role
+from fenqi.http import problems
+from fenqi.http.security import SESSION_COOKIE, presented
+from fenqi.services.context import permitted
+from fenqi.services.policy import Permission
 from fenqi.settings import SettingError
 
 DOCS_VARIABLE = "FENQI_DOCS"
@@ -168,8 +169,8 @@ def _staff_only(request: Request) -> Response | None:
         bearer[7:].strip() if bearer.lower().startswith("bearer ") else None
     )
     try:
-        who, _ = authenticate(request.app.state.context, token, request.cookies.get(SESSION_COOKIE))
-        who.require(Role.VIEWER)
+        credential = token or request.cookies.get(SESSION_COOKIE)
+        permitted(presented(request.app.state.context, credential), Permission.READ)
     except InputError as refusal:
         return problems.answer(refusal)
     return None

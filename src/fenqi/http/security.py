@@ -13,13 +13,9 @@ from typing import Annotated
 from fastapi import Depends, Request, Security
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 
-from fenqi.services.access import (
-    Principal,
-    UnauthenticatedError,
-    principal_for_key,
-    principal_for_session,
-)
-from fenqi.services.context import Context
+from fenqi.services.context import Context, authenticated
+from fenqi.services.credentials import Presented
+from fenqi.services.policy import UnauthenticatedError
 
 SESSION_COOKIE = "fenqi_session"
 
@@ -29,7 +25,7 @@ _bearer = HTTPBearer(auto_error=False, description="An API key, or a session tok
 
 def client_address(request: Request) -> str | None:
     """The address sign-in tries are limited by: the peer's, or behind a proxy named in
-    FENQI_TRUSTED_PROXIES the client's it forwarded (api/hardening.py rewrites the peer)."""
+    FENQI_TRUSTED_PROXIES the client's it forwarded (http/hardening.py rewrites the peer)."""
     return request.client.host if request.client is not None else None
 
 
@@ -38,31 +34,29 @@ def base_context(request: Request) -> Context:
     return context
 
 
-def authenticate(context: Context, token: str | None, cookie: str | None) -> tuple[Principal, str]:
-    """Who is asking, and their session's CSRF token ("" for an API key)."""
-    if token and token.startswith("fq_"):
-        return principal_for_key(context, token), ""
-    if token:
-        return principal_for_session(context, token)
-    if cookie:
-        return principal_for_session(context, cookie)
-    raise UnauthenticatedError("no credentials: give an API key, or sign in")
+def presented(context: Context, token: str | None) -> Context:
+    """The context carrying the credential a request presented, for the services to check
+    (401 at once when there is none)."""
+    if not token:
+        raise UnauthenticatedError("no credentials: give an API key, or sign in")
+    return replace(context, credential=Presented(token))
 
 
-def principal(
+def caller(
     request: Request,
     key: Annotated[str | None, Security(_api_key)] = None,
     bearer: Annotated[HTTPAuthorizationCredentials | None, Security(_bearer)] = None,
-) -> Principal:
+) -> Context:
+    """The services' context for the request's caller. A read carries the credential as
+    presented: the service authenticates, authorizes and reads in one transaction. A write is
+    authenticated first, in a transaction of its own, so that a request without valid
+    credentials is refused (401) before its input is looked at; its service still decides what
+    the principal may do."""
     token = key or (bearer.credentials if bearer is not None else None)
-    who, csrf = authenticate(base_context(request), token, None)
-    request.state.principal, request.state.csrf = who, csrf
-    return who
+    context = presented(base_context(request), token)
+    if request.method in ("GET", "HEAD"):
+        return context
+    return replace(context, principal=authenticated(context))
 
 
-Caller = Annotated[Principal, Depends(principal)]
-
-
-def context_for(request: Request, who: Principal) -> Context:
-    """The services' context with the caller as the actor the audit log names."""
-    return replace(base_context(request), actor=who.name)
+Caller = Annotated[Context, Depends(caller)]

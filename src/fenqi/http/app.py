@@ -18,6 +18,7 @@ import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from concurrent.futures import Future
 from contextlib import asynccontextmanager
+from dataclasses import replace
 from datetime import UTC, date, datetime
 from decimal import Decimal
 from pathlib import Path
@@ -36,12 +37,14 @@ from prometheus_client.registry import Collector
 from sqlalchemy import Engine, text
 
 from fenqi import settings, web
-from fenqi.api import gateway, hardening, problems, routes
+from fenqi.api import gateway, routes
 from fenqi.channels import gateways
 from fenqi.channels.simulator import SimulatedChannel
 from fenqi.channels.sms_simulator import SimulatedSms
+from fenqi.http import hardening, problems
 from fenqi.services import close_of_business as cob
 from fenqi.services.context import Context
+from fenqi.services.policy import Principal, Role
 from fenqi.settings import SettingError
 from fenqi.store.database import Limits, database_url, make_engine, schema_is_current
 
@@ -49,6 +52,8 @@ log = logging.getLogger("fenqi.http")
 Handler = Callable[[Request], Awaitable[Response]]
 READY_SECONDS = 0.8  # /readyz answers within a second, whatever the database does
 COB_READ_SECONDS = 0.8  # and /metrics too: the latest run is left out if not read by then
+# The service itself, reading the latest close of business for its metrics.
+OBSERVER = Principal("metrics", Role.VIEWER)
 T = TypeVar("T")
 FENQI = str(Path(__file__).parents[1])  # where fenqi's own frames are, in a traceback
 
@@ -184,9 +189,10 @@ def create_app(url: str | None = None, *, simulation: bool | None = None) -> Fas
         "ISO 8601; errors are RFC 9457 problem details.",
     )
     app.state.simulation = settings.simulation(False) if simulation is None else simulation
-    app.state.context = Context(engine, SimulatedChannel, actor="http", sms=SimulatedSms,
+    # Nobody yet: each request's context carries its caller's credential (http/security.py).
+    app.state.context = Context(engine, SimulatedChannel, sms=SimulatedSms,
                                 gateways=gateways.from_settings(app.state.simulation))  # fmt: skip
-    app.state.metrics = metrics = Metrics(app.state.context)
+    app.state.metrics = metrics = Metrics(replace(app.state.context, principal=OBSERVER))
     problems.install(app)
     app.include_router(routes.router)
     app.include_router(gateway.router)

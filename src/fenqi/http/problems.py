@@ -18,7 +18,6 @@ from pydantic import BaseModel
 from starlette.exceptions import HTTPException
 
 from fenqi.domain.errors import InputError
-from fenqi.services.access import ForbiddenError, UnauthenticatedError
 from fenqi.services.close_of_business import RunFailedError
 from fenqi.services.context import IdempotencyKeyReusedError
 from fenqi.services.errors import (
@@ -29,6 +28,7 @@ from fenqi.services.errors import (
     NotFoundError,
     RefusedError,
 )
+from fenqi.services.policy import ForbiddenError, UnauthenticatedError
 from fenqi.services.quoting import FieldError
 from fenqi.services.throttles import TooManyAttemptsError
 from fenqi.services.withholding import UnverifiedNotificationError
