@@ -265,8 +265,8 @@ class BatchStore:
     # -- runs -----------------------------------------------------------------------------------
 
     def take_up(self, day: date, caught_up_from: date | None) -> int | None:
-        """The run of ``day`` that is not done, if any, running once more: its chunks that
-        failed for good queued afresh (``failures`` back to 0; their ``attempts`` keep
+        """The run of ``day`` that is not done, if any, running once more: its chunks' leases
+        ended, its chunks that failed for good queued afresh (``failures`` back to 0; their ``attempts`` keep
         counting) — whether it was recorded failed or was left running (its coordinator died
         and no one settled it). Locked first: a worker settling it meanwhile is waited for."""
         open_run = self.session.scalars(
@@ -276,6 +276,15 @@ class BatchStore:
         ).first()
         if open_run is None:
             return None
+        # Whoever starts the day again takes its chunks up now, as a worker that died would
+        # have left them: a lease still running is ended (were its worker alive after all, the
+        # two ask the gateway under the same order ids, and it moves the money once).
+        self.session.execute(
+            update(CobJobRow)
+            .where(CobJobRow.run_id == open_run.id, CobJobRow.status == "queued")
+            .values(leased_until=None)
+            .execution_options(synchronize_session=False)
+        )
         requeued = self.session.execute(
             update(CobJobRow)
             .where(CobJobRow.run_id == open_run.id, CobJobRow.status == "failed")
