@@ -266,9 +266,10 @@ class BatchStore:
 
     def take_up(self, day: date, caught_up_from: date | None) -> int | None:
         """The run of ``day`` that is not done, if any, running once more: its chunks' leases
-        ended, its chunks that failed for good queued afresh (``failures`` back to 0; their ``attempts`` keep
-        counting) — whether it was recorded failed or was left running (its coordinator died
-        and no one settled it). Locked first: a worker settling it meanwhile is waited for."""
+        ended, its chunks that failed for good queued afresh (``failures`` back to 0; their
+        ``attempts`` keep counting) — whether it was recorded failed or was left running (its
+        coordinator died and no one settled it). Locked first: a worker settling it meanwhile
+        is waited for."""
         open_run = self.session.scalars(
             select(CobRunRow)
             .where(CobRunRow.business_date == day, CobRunRow.status != "done")
