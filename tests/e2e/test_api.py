@@ -16,13 +16,12 @@ from sqlalchemy.orm import Session
 
 from fenqi.api.app import create_app
 from fenqi.api.models import Body
-from fenqi.channels.simulator import SimulatedChannel
 from fenqi.clock import today
 from fenqi.services import access, products
 from fenqi.services.access import Role
-from fenqi.services.context import Context
 from fenqi.store.schema import SmsSentRow
 from tests.batch_faults import MESSAGE, allow_closing, refuse_to_close
+from tests.simulated import simulated_context
 
 KEY = {"Idempotency-Key": "k-1"}
 
@@ -43,7 +42,7 @@ class Shop:
 
 @pytest.fixture
 def shop(engine: Engine, database_url: str) -> Iterator[Shop]:
-    context = Context(engine, SimulatedChannel, actor="setup")
+    context = simulated_context(engine, actor="setup")
     products.load_products(context)
     keys = {}
     for role in Role:

@@ -12,17 +12,16 @@ from fastapi.testclient import TestClient
 from sqlalchemy import Engine
 
 from fenqi.api.app import create_app
-from fenqi.channels.simulator import SimulatedChannel
 from fenqi.services import access, products
 from fenqi.services.access import Role
-from fenqi.services.context import Context
+from tests.simulated import simulated_context
 
 OpenApi = dict[str, Any]
 
 
 @pytest.fixture
 def client(engine: Engine, database_url: str) -> Iterator[tuple[TestClient, dict[str, str]]]:
-    context = Context(engine, SimulatedChannel, actor="setup")
+    context = simulated_context(engine, actor="setup")
     products.load_products(context)
     access.create_user(context, "admin", "a long password", Role.ADMIN)
     key = access.create_api_key(context, "admin")["api_key"]

@@ -10,11 +10,10 @@ from hypothesis import HealthCheck, settings
 from schemathesis import Case, checks
 
 from fenqi.api.app import create_app
-from fenqi.channels.simulator import SimulatedChannel
 from fenqi.services import access, products
 from fenqi.services.access import Role
-from fenqi.services.context import Context
 from fenqi.store.database import make_engine, upgrade
+from tests.simulated import simulated_context
 
 _folder = tempfile.mkdtemp(prefix="fenqi-schema-")
 URL = f"sqlite:///{Path(_folder) / 'schema.sqlite3'}"
@@ -23,7 +22,7 @@ URL = f"sqlite:///{Path(_folder) / 'schema.sqlite3'}"
 def _admin_key() -> str:
     engine = make_engine(URL)
     upgrade(engine)
-    context = Context(engine, SimulatedChannel, actor="schemathesis")
+    context = simulated_context(engine, actor="schemathesis")
     products.load_products(context)
     access.create_user(context, "fuzz", "a long password", Role.ADMIN)
     key = access.create_api_key(context, "fuzz")["api_key"]

@@ -17,13 +17,12 @@ from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
 from fenqi.api.app import create_app
-from fenqi.channels.simulator import SimulatedChannel
 from fenqi.services import close_of_business as cob
-from fenqi.services.context import Context
 from fenqi.store.database import make_engine
 from fenqi.store.schema import CobJobRow
 from tests.batch_faults import MESSAGE, REMINDED, allow_closing, loans_with_work, refuse_to_close
 from tests.e2e.cli import Run, fenqi, on, refused
+from tests.simulated import simulated_context
 
 
 class Shop:
@@ -110,7 +109,7 @@ def portfolio(shop: Shop, monkeypatch: pytest.MonkeyPatch) -> list[int]:
     """Three loans opened on 2026-01-15 with work from 2026-02-12, made by the services on the
     database the commands use; the clock stands on 2026-02-12."""
     engine = make_engine(shop.url)
-    loans = loans_with_work(Context(engine, SimulatedChannel, actor="setup"), 3)
+    loans = loans_with_work(simulated_context(engine, actor="setup"), 3)
     engine.dispose()
     monkeypatch.setenv("FENQI_TODAY", REMINDED.isoformat())
     return loans
@@ -229,7 +228,7 @@ def test_a_failing_batch_exits_1_naming_the_run_and_a_rerun_completes_it(
 def test_a_worker_whose_chunks_fail_says_so_and_exits_1(shop: Shop, portfolio: list[int]) -> None:
     engine = make_engine(shop.url)
     refuse_to_close(engine, portfolio[0])
-    run_id = cob.start_run(Context(engine, SimulatedChannel), REMINDED, chunk_size=2)
+    run_id = cob.start_run(simulated_context(engine), REMINDED, chunk_size=2)
     engine.dispose()
     worker = shop.run("worker", "--run", str(run_id), "--until-idle")
     assert worker.code == 1

@@ -15,12 +15,12 @@ from sqlalchemy import Engine
 
 from fenqi.api import hardening
 from fenqi.api.app import create_app
-from fenqi.channels.simulator import SimulatedChannel
 from fenqi.domain.money import Money
 from fenqi.services import access, borrowers
 from fenqi.services.access import Role
 from fenqi.services.context import Context
 from tests.e2e.borrowers import sign_in_code
+from tests.simulated import simulated_context
 
 PASSWORD = "a long password"
 HER = "13900000001"
@@ -30,7 +30,7 @@ Client = Callable[..., TestClient]
 
 @pytest.fixture
 def context(engine: Engine) -> Context:
-    made = Context(engine, SimulatedChannel, actor="setup")
+    made = simulated_context(engine, actor="setup")
     access.create_user(made, "agent", PASSWORD, Role.AGENT)
     access.create_user(made, "viewer", PASSWORD, Role.VIEWER)
     borrowers.create_borrower(made, "王芳", HER, Money.parse("1000"))

@@ -13,7 +13,6 @@ from sqlalchemy import Engine, select, update
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
-from fenqi.channels.simulator import SimulatedChannel
 from fenqi.domain.money import Money
 from fenqi.services import books, borrowers, products, servicing
 from fenqi.services import close_of_business as cob
@@ -21,11 +20,12 @@ from fenqi.services.context import Context
 from fenqi.store.schema import BucketMoveRow, CobRunRow, LoanEventRow, LoanRow, SmsOutboxRow
 from fenqi.wire import present
 from tests.batch_faults import MESSAGE, allow_closing, loans_with_work, refuse_to_close
+from tests.simulated import simulated_context
 
 
 @pytest.fixture
 def shop(engine: Engine) -> Context:
-    context = Context(engine, SimulatedChannel, actor="batch")
+    context = simulated_context(engine, actor="batch")
     products.load_products(context)
     return context
 

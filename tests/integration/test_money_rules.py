@@ -9,7 +9,6 @@ import pytest
 from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
 
-from fenqi.channels.simulator import SimulatedChannel
 from fenqi.clock import stamp
 from fenqi.domain.events import Channel, CreditRefund, PrepayMode, Refund, WaiverKind
 from fenqi.domain.money import Money
@@ -37,6 +36,7 @@ from fenqi.store.schema import (
     SimAccountRow,
 )
 from fenqi.wire import present
+from tests.simulated import simulated_context
 
 START = date(2026, 1, 15)
 ADMIN = OverpaymentApproval("admin-on-duty")
@@ -56,7 +56,7 @@ allocation = ["past-due:penalty", "past-due:fee", "past-due:interest", "past-due
 
 @pytest.fixture
 def context(engine: Engine) -> Context:
-    shop = Context(engine, SimulatedChannel, actor="desk")
+    shop = simulated_context(engine, actor="desk")
     products.load_products(shop)
     return shop
 

@@ -9,7 +9,6 @@ import pytest
 from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
 
-from fenqi.channels.simulator import SimulatedChannel
 from fenqi.domain.events import PrepayMode
 from fenqi.domain.money import Money
 from fenqi.services import books, borrowers, products, servicing
@@ -18,6 +17,7 @@ from fenqi.services.context import Context, Document
 from fenqi.services.errors import ConfirmationNeededError
 from fenqi.store.schema import JournalEntryRow, LoanEventRow
 from fenqi.wire import present
+from tests.simulated import simulated_context
 
 DECEMBER = date(2026, 12, 10)
 
@@ -25,7 +25,7 @@ DECEMBER = date(2026, 12, 10)
 @pytest.fixture
 def shop(engine: Engine, monkeypatch: pytest.MonkeyPatch) -> Context:
     monkeypatch.setenv("FENQI_TODAY", "2026-12-31")  # the batch closes no day that has not come
-    context = Context(engine, SimulatedChannel, actor="admin")
+    context = simulated_context(engine, actor="admin")
     products.load_products(context)
     return context
 

@@ -18,7 +18,6 @@ import pytest
 from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
 
-from fenqi.channels.simulator import SimulatedChannel
 from fenqi.domain.money import Money
 from fenqi.services import access, borrowers
 from fenqi.services.access import Role, UnauthenticatedError
@@ -26,6 +25,7 @@ from fenqi.services.context import Context
 from fenqi.services.errors import NotFoundError, RefusedError
 from fenqi.services.throttles import Limit, TooManyAttemptsError
 from fenqi.store.schema import SignInCodeRow, SignInThrottleRow, SmsSentRow
+from tests.simulated import simulated_context
 
 PHONE = "13800000001"
 PASSWORD = "a long password"
@@ -35,7 +35,7 @@ START = datetime(2026, 3, 2, 2, 0, tzinfo=UTC)
 
 @pytest.fixture
 def context(engine: Engine) -> Context:
-    made = Context(engine, SimulatedChannel, actor="setup")
+    made = simulated_context(engine, actor="setup")
     borrowers.create_borrower(made, "王芳", PHONE, Money.parse("1000"))
     access.create_user(made, "agent", PASSWORD, Role.AGENT)
     return made

@@ -184,8 +184,9 @@ def create_app(url: str | None = None, *, simulation: bool | None = None) -> Fas
         "ISO 8601; errors are RFC 9457 problem details.",
     )
     app.state.simulation = settings.simulation(False) if simulation is None else simulation
+    chosen = gateways.from_settings(engine, app.state.simulation)
     app.state.context = Context(engine, SimulatedChannel, actor="http", sms=SimulatedSms,
-                                gateways=gateways.from_settings(app.state.simulation))  # fmt: skip
+                                gateways=chosen)  # fmt: skip
     app.state.metrics = metrics = Metrics(app.state.context)
     problems.install(app)
     app.include_router(routes.router)

@@ -81,7 +81,7 @@ def context_on(engine: Engine) -> Context:
         SimulatedChannel,
         actor(),
         sms=SimulatedSms,
-        gateways=gateways.from_settings(settings.simulation(True)),
+        gateways=gateways.from_settings(engine, settings.simulation(True)),
     )
 
 
