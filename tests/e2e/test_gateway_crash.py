@@ -10,7 +10,8 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack
 from datetime import date, timedelta
 
 import pytest
@@ -32,9 +33,26 @@ DAY = date(2026, 2, 15)  # the plan's first due date
 
 
 @pytest.fixture(scope="module")
-def sim(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sim]:
-    with gateway_sim(tmp_path_factory.mktemp("sim")) as running:
-        yield running
+def sims(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Callable[[str], Sim]]:
+    """One gateway simulator per kind of database, started when first wanted. Every test's
+    database is fresh, so the batch's merchant order ids (its loan, due date and attempt) come
+    again in each: a simulator that kept the other database's order would refuse the same id
+    as another debit."""
+    with ExitStack() as stack:
+        running: dict[str, Sim] = {}
+
+        def for_database(dialect: str) -> Sim:
+            if dialect not in running:
+                where = tmp_path_factory.mktemp(f"sim-{dialect}")
+                running[dialect] = stack.enter_context(gateway_sim(where))
+            return running[dialect]
+
+        yield for_database
+
+
+@pytest.fixture
+def sim(sims: Callable[[str], Sim], engine: Engine) -> Sim:
+    return sims(engine.dialect.name)
 
 
 def _plan(engine: Engine, sim: Sim) -> tuple[int, int, str]:
