@@ -3,7 +3,7 @@ gateway is asked with no transaction open (another writer changes the loan meanw
 booking retried on a stale version never asks it again, and the batch's auto-debits are asked
 outside its chunk's transaction too."""
 
-from datetime import date
+from datetime import date, timedelta
 from typing import Any
 
 import pytest
@@ -13,11 +13,13 @@ from sqlalchemy.orm import Session
 from fenqi.channels.gateways import DEBITED
 from fenqi.channels.simulator import SimulatedChannel, SimulatedGateway
 from fenqi.domain.money import Money
-from fenqi.services import borrowers, products, servicing
+from fenqi.domain.withholding import Outcome
+from fenqi.services import borrowers, products, servicing, withholding
 from fenqi.services import close_of_business as cob
-from fenqi.services.context import Context
+from fenqi.services.context import Context, Replayed
 from fenqi.services.errors import DeclinedError, StaleError
 from fenqi.services.ports import GatewayAnswer, Gateways
+from fenqi.services.views import PaymentTaken
 from fenqi.store import units
 from fenqi.store.schema import DebitRequestRow, LoanEventRow, LoanRow
 from fenqi.wire import present
@@ -124,3 +126,37 @@ def test_the_batch_asks_the_gateway_outside_its_chunks_transaction(shop: Context
     assert WatchingGateway.asked == 1
     assert _count(shop.engine, LoanEventRow, loan_id=loan, kind="payment") == 1
     assert _count(shop.engine, DebitRequestRow, loan_id=loan, kind="cob", booked="succeeded") == 1
+
+
+class UnansweringGateway(SimulatedGateway):
+    """The simulator, which takes the money but whose answer never arrives (a timeout): only
+    the reconciler's query finds out."""
+
+    def request_debit(self, order_id: str, token_ref: str, amount: Money,
+                      notify_url: str) -> GatewayAnswer:  # fmt: skip
+        super().request_debit(order_id, token_ref, amount, notify_url)
+        return GatewayAnswer(order_id, Outcome.NO_ANSWER)
+
+
+def test_a_payment_booked_after_it_was_sent_answers_its_retry_as_one_booked_at_once(
+    engine: Engine,
+):
+    gateways = Gateways(dict.fromkeys(DEBITED, UnansweringGateway(engine)), "http://127.0.0.1:9/")
+    shop = Context(engine, SimulatedChannel, actor="desk", gateways=gateways)
+    products.load_products(shop)
+    loan, card = _plan(shop)
+    source = servicing.Source(method_id=card)
+    with pytest.raises(withholding.PaymentPendingError):
+        servicing.pay(shop, loan, Money.parse("500"), source, DAY, idempotency_key="k-3")
+    assert withholding.reconcile(shop, older_than=timedelta(0))["succeeded"] == 1
+
+    paid = servicing.pay(shop, loan, Money.parse("500"), source, DAY, idempotency_key="k-3")
+    assert isinstance(paid, PaymentTaken)  # read back from the receipt the reconciler booked
+    shown = present(paid)
+    assert (shown["id"], shown["payment_id"], shown["amount"]) == (f"P{loan}-1", f"P{loan}-1",
+                                                                   "500.00")  # fmt: skip
+    assert shown["loan"]["id"] == loan
+    again = servicing.pay(shop, loan, Money.parse("500"), source, DAY, idempotency_key="k-3")
+    assert isinstance(again, Replayed)
+    assert again == shown
+    assert _count(shop.engine, LoanEventRow, loan_id=loan, kind="payment") == 1

@@ -82,7 +82,7 @@ class Recorded:
 
     before: DebitRequest
     after: DebitRequest
-    receipt: PaymentTaken | None = None  # the payment it booked, if it booked one
+    paid: PaymentTaken | None = None  # the payment it booked, if it booked one
 
     @property
     def settled_now(self) -> bool:
@@ -144,10 +144,10 @@ def settle(unit: UnitOfWork, request: DebitRequest, answer: GatewayAnswer | None
     what the loan has still to book of its outcome, and stores the request."""
     answered = request if answer is None else request.answered(answer.outcome, answer.reference,
                                                                answer.reason)  # fmt: skip
-    booked, receipt = _book_outcome(unit, answered)
+    booked, paid = _book_outcome(unit, answered)
     if booked != request:
         unit.save_debit_request(booked)
-    return Recorded(request, booked, receipt)
+    return Recorded(request, booked, paid)
 
 
 def _book_outcome(unit: UnitOfWork,
@@ -165,8 +165,8 @@ def _book_outcome(unit: UnitOfWork,
         unit.loans.save(loan, book(loan, [failed], request.day, memo="auto-debit",
                                    issued=stamp()))  # fmt: skip
         return replace(request, booked=Status.FAILED, booked_seq=seq), None
-    receipt = money_in(unit, loan, money_event(loan, request, seq), method)
-    return replace(request, booked=Status.SUCCEEDED, booked_seq=seq), receipt
+    paid = money_in(unit, loan, money_event(loan, request, seq), method)
+    return replace(request, booked=Status.SUCCEEDED, booked_seq=seq), paid
 
 
 def money_event(loan: Loan, request: DebitRequest, seq: int) -> Payment | Prepayment:
@@ -228,7 +228,7 @@ def collect(context: Context, loan_id: int, request: Document,
             decide: Callable[[UnitOfWork], PaymentTaken | Wanted], *,
             key: str | None) -> PaymentTaken | Replayed:  # fmt: skip
     """A payment in its phases. ``decide`` runs in the first unit of work (the loan locked):
-    it books money taken by hand at once and returns the receipt (one transaction, as any
+    it books money taken by hand at once and returns the payment taken (one transaction, as any
     other write), or says what to take from a bound method (``Wanted``): that request is
     committed pending, the gateway asked with no transaction open, and the answer recorded and
     booked in a last unit of work. With an idempotency ``key``, the same key and request give
@@ -291,18 +291,18 @@ def _paid(context: Context, opened: DebitRequest, answer: GatewayAnswer | None,
     the idempotency key; a decline, or no answer yet, is said."""
 
     def remember(unit: UnitOfWork, recorded: Recorded) -> Recorded:
-        receipt = recorded.receipt
-        if receipt is None and recorded.after.booked is Status.SUCCEEDED:
-            receipt = _receipt_of(unit, recorded.after)  # booked before: by a notification
-            recorded = replace(recorded, receipt=receipt)
-        if receipt is not None and key is not None and unit.recall(scope, key) is None:
-            unit.remember(scope, key, printed, present(receipt))
+        paid = recorded.paid
+        if paid is None and recorded.after.booked is Status.SUCCEEDED:
+            paid = _receipt_of(unit, recorded.after)  # booked before: by a notification
+            recorded = replace(recorded, paid=paid)
+        if paid is not None and key is not None and unit.recall(scope, key) is None:
+            unit.remember(scope, key, printed, present(paid))
         return recorded
 
     recorded = _record(context, opened.order_id, answer, then=remember)
     after = recorded.after
-    if recorded.receipt is not None:
-        return recorded.receipt
+    if recorded.paid is not None:
+        return recorded.paid
     if after.status is Status.FAILED:
         raise DeclinedError(
             f"{method.kind} {method.masked_account} declined: {after.reason or 'declined'}"
