@@ -256,7 +256,8 @@ def test_a_run_whose_coordinator_died_is_settled_by_the_worker_that_finishes_it(
     command = [sys.executable, "-m", "fenqi", "cob", "--date", "2026-02-12", "--workers", "1",
                "--chunk-size", "1", "--db", shop.url, "--json"]  # fmt: skip
     batch = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    until(lambda: chunk_statuses(engine) == ["done", "done", "queued"], batch)
+    until(lambda: chunk_statuses(engine) == ["done", "done", "queued"]
+          and closing_unleased(engine, 3), batch)  # fmt: skip
     batch.kill()  # in the third chunk: its statement sleeps, then fails
     assert batch.wait(timeout=30) == -signal.SIGKILL
     until(lambda: not chunk_held(engine))  # the server ends the dead coordinator's transaction
@@ -300,6 +301,22 @@ def chunk_statuses(engine: Engine) -> list[str]:
     with Session(engine) as session:
         query = select(CobJobRow.status).order_by(CobJobRow.run_id, CobJobRow.chunk_no)
         return list(session.scalars(query))
+
+
+def closing_unleased(engine: Engine, chunk_no: int) -> bool:
+    """Whether a transaction holds chunk ``chunk_no`` while no lease of it is committed: it is
+    being taken (a lease not yet committed dies with its process) or closed (its lease given
+    back), not between the two, where a process killed would leave it leased to no one alive
+    for the whole lease, and a worker would find nothing to do."""
+    with Session(engine) as session:
+        chunk = select(CobJobRow).where(CobJobRow.chunk_no == chunk_no)
+        if session.scalars(chunk).one().leased_until is not None:
+            return False
+        try:
+            session.execute(chunk.with_for_update(nowait=True)).all()
+        except OperationalError:
+            return True
+        return False
 
 
 def chunk_held(engine: Engine) -> bool:
