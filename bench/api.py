@@ -45,6 +45,7 @@ from typing import Any
 import httpx
 from sqlalchemy import text
 
+from fenqi.channels.gateways import simulated
 from fenqi.channels.simulator import SimulatedChannel
 from fenqi.domain.money import Money
 from fenqi.services import borrowers, credentials, products, servicing
@@ -62,7 +63,7 @@ def prepare(url: str, loans: int, service_loans: int, age: int) -> tuple[str, li
     for the service layer's own payments."""
     engine = make_engine(url)
     upgrade(engine)
-    context = Context(engine, SimulatedChannel, operator("bench"))
+    context = Context(engine, SimulatedChannel, operator("bench"), gateways=simulated(engine))
     products.load_products(context)
     credentials.create_user(context, "bench", "bench password", Role.AGENT)
     key = credentials.create_api_key(context, "bench")["api_key"]
@@ -92,7 +93,7 @@ def pay_for(url: str, loans: list[int], seconds: float, worker: int, results: An
     """Pays round ``loans`` through the service layer for ``seconds``, as the HTTP route does
     (from the borrower's default method, on today, with an idempotency key); puts how many."""
     engine = make_engine(url)
-    context = Context(engine, SimulatedChannel, operator("bench"))
+    context = Context(engine, SimulatedChannel, operator("bench"), gateways=simulated(engine))
     source, today = servicing.Source(), date.today()
     servicing.pay(context, loans[0], Money(100), source, today)  # opens the connection
     paid, stop = 0, time.perf_counter() + seconds

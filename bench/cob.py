@@ -38,6 +38,7 @@ from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
 from fenqi import seeding, wire
+from fenqi.channels.gateways import simulated
 from fenqi.channels.simulator import SimulatedChannel
 from fenqi.domain.collection import DebitPlan, debit_due, next_action_date
 from fenqi.domain.dunning import Recipient, message, notices
@@ -101,7 +102,8 @@ def open_worker(url: str) -> None:
     """A worker process's own engine, opened once and connected, as a long-running ``fenqi
     worker`` has it (looking for a run that does not exist connects it)."""
     global _worker  # noqa: PLW0603 - one per worker process, set by the pool's initializer
-    _worker = Context(make_engine(url), SimulatedChannel, operator("bench"))
+    engine = make_engine(url)
+    _worker = Context(engine, SimulatedChannel, operator("bench"), gateways=simulated(engine))
     cob.work(_worker, run_id=0)
 
 
@@ -321,7 +323,7 @@ def drop_schema(server_url: str, schema: str) -> None:
 def bench(url: str, loans: int, workers: int, sample: int) -> None:
     engine = make_engine(url)
     upgrade(engine)
-    context = Context(engine, SimulatedChannel, operator("bench"))
+    context = Context(engine, SimulatedChannel, operator("bench"), gateways=simulated(engine))
     products.seed_products(context)
 
     began = time.perf_counter()

@@ -8,21 +8,23 @@ raises, as a rolled-back transaction's would be. Debits and payouts change balan
 from __future__ import annotations
 
 import copy
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from typing import Any, NamedTuple, TypeVar
 
 from fenqi.catalog import shipped_catalog_text
+from fenqi.channels.gateways import DEBITED
 from fenqi.domain.ledger import Line
 from fenqi.domain.money import Money
 from fenqi.domain.products import Product, catalog_definitions, parse_definition
+from fenqi.domain.withholding import SETTLED, DebitRequest, Kind, Outcome
 from fenqi.loans.aggregate import Loan
 from fenqi.loans.booking import Booking, saved
 from fenqi.loans.methods import PaymentMethod
 from fenqi.loans.ports import AuditEntry, History, StoredEntry, StoredEvent, StoredLine, UnitOfWork
 from fenqi.loans.receipts import Receipt, parse_stored, stored
-from fenqi.ports import Debit
+from fenqi.ports import Debit, GatewayAnswer, Gateways
 from fenqi.services.context import Context
 from fenqi.services.errors import NotFoundError
 from fenqi.services.policy import operator
@@ -57,6 +59,8 @@ class World:
     balances: dict[str, Money] = field(default_factory=dict)  # by token_ref
     audit: list[Document] = field(default_factory=list)
     keys: dict[tuple[str, str], tuple[str, Document]] = field(default_factory=dict)
+    requests: dict[str, DebitRequest] = field(default_factory=dict)  # by order id
+    gateway_orders: dict[str, GatewayAnswer] = field(default_factory=dict)  # the gateway's own
 
     def books(self, loan_id: int) -> dict[str, int]:
         """What the loan's accounts hold in its journal (debit minus credit)."""
@@ -83,6 +87,37 @@ class MemoryChannel:
     def pay_back(self, token_ref: str, amount: Money, idempotency_key: str) -> str:
         self.world.balances[token_ref] = Money(self.world.balances.get(token_ref, 0) + amount)
         return f"mem:{idempotency_key}"
+
+
+class MemoryGateway:
+    """A withholding gateway over the balances held here, answering at once; it keeps its
+    orders, so an order sent twice takes the money once."""
+
+    def __init__(self, units: MemoryUnits) -> None:
+        self.units = units
+
+    def request_debit(self, order_id: str, token_ref: str, amount: Money,
+                      notify_url: str) -> GatewayAnswer:  # fmt: skip
+        world = self.units.world
+        if order_id not in world.gateway_orders:
+            debit = MemoryChannel(world).debit(token_ref, amount, order_id)
+            outcome = Outcome.FAILED if debit.declined else Outcome.SUCCEEDED
+            world.gateway_orders[order_id] = GatewayAnswer(order_id, outcome, debit.reference,
+                                                           debit.declined)  # fmt: skip
+        return world.gateway_orders[order_id]
+
+    def query(self, order_id: str) -> GatewayAnswer:
+        return self.units.world.gateway_orders.get(order_id,
+                                                   GatewayAnswer(order_id, Outcome.NOT_FOUND))  # fmt: skip
+
+    def refund(self, refund_id: str, order_id: str, amount: Money) -> GatewayAnswer:
+        raise AssertionError("money goes back through the channel")
+
+    def query_refund(self, refund_id: str) -> GatewayAnswer:
+        raise AssertionError("money goes back through the channel")
+
+    def read_notification(self, headers: Mapping[str, str], body: bytes) -> GatewayAnswer:
+        raise AssertionError("it sends no notifications")
 
 
 class MemoryLoans:
@@ -231,6 +266,21 @@ class MemoryUnitOfWork:
     def remember(self, scope: str, key: str, fingerprint: str, result: Document) -> None:
         self.world.keys[scope, key] = (fingerprint, copy.deepcopy(result))
 
+    def debit_request(self, loan_id: int, order_id: str, *,
+                      for_update: bool = False) -> DebitRequest | None:  # fmt: skip
+        return self.world.requests.get(order_id)
+
+    def add_debit_request(self, request: DebitRequest) -> DebitRequest:
+        return self.world.requests.setdefault(request.order_id, request)
+
+    def save_debit_request(self, request: DebitRequest) -> None:
+        self.world.requests[request.order_id] = request
+
+    def in_flight(self, loan_id: int) -> Money:
+        return Money(sum(request.amount for request in self.world.requests.values()
+                         if request.loan_id == loan_id and request.kind is not Kind.COB
+                         and (request.status not in SETTLED or request.to_book())))  # fmt: skip
+
 
 class MemoryUnits:
     """Runs units of work one at a time on ``world``, undoing one that raises."""
@@ -250,7 +300,8 @@ class MemoryUnits:
     def context(self, actor: str = "test") -> Context:
         """A context whose units of work run here (it has no database), acting as the operator
         ``actor``."""
-        return Context(None, _no_session, operator(actor), units=self)  # type: ignore[arg-type]
+        gateways = Gateways(dict.fromkeys(DEBITED, MemoryGateway(self)), "memory:")
+        return Context(None, _no_session, operator(actor), gateways=gateways, units=self)  # type: ignore[arg-type]
 
     def borrower(self, borrower_id: int, limit: str, *, card: str | None = None) -> int | None:
         """A borrower with a credit ``limit``; with a funded default card holding ``card``."""

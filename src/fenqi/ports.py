@@ -19,11 +19,8 @@ class Debit(NamedTuple):
 
 
 class PaymentChannel(Protocol):
-    """Moves money between a borrower's bound method and the lender."""
-
-    def debit(self, token_ref: str, amount: Money, idempotency_key: str) -> Debit:
-        """Takes ``amount``; the same key never takes it twice."""
-        ...
+    """Pays money back to a borrower's bound method, within the lender's transaction (money
+    taken from it goes through a ``WithholdingGateway``, outside any transaction)."""
 
     def pay_back(self, token_ref: str, amount: Money, idempotency_key: str) -> str:
         """Returns ``amount`` to the method (a refund or a reversed payment)."""

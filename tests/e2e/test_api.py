@@ -15,14 +15,13 @@ from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
 
 from fenqi.api.models import Body
-from fenqi.channels.simulator import SimulatedChannel
 from fenqi.clock import today
 from fenqi.http.app import create_app
 from fenqi.services import credentials, products
-from fenqi.services.context import Context
-from fenqi.services.policy import Role, operator
+from fenqi.services.policy import Role
 from fenqi.store.schema import SmsSentRow
 from tests.batch_faults import MESSAGE, allow_closing, refuse_to_close
+from tests.simulated import simulated_context
 
 KEY = {"Idempotency-Key": "k-1"}
 
@@ -43,7 +42,7 @@ class Shop:
 
 @pytest.fixture
 def shop(engine: Engine, database_url: str) -> Iterator[Shop]:
-    context = Context(engine, SimulatedChannel, operator("setup"))
+    context = simulated_context(engine, actor="setup")
     products.load_products(context)
     keys = {}
     for role in Role:

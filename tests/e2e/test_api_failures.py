@@ -21,31 +21,30 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import Engine, make_url, text
 
-from fenqi.channels.simulator import SimulatedChannel
 from fenqi.domain.money import Money
 from fenqi.http.app import create_app
 from fenqi.services import borrowers, credentials, products, servicing
-from fenqi.services.context import Context
-from fenqi.services.policy import Role, operator
+from fenqi.services.policy import Role
 from fenqi.settings import SettingError
 from fenqi.web.words import WORDS
 from fenqi.wire import present
 from tests.e2e.cli import free_port
 from tests.e2e.serving import fenqi_serve
+from tests.simulated import simulated_context
 
 NAME, PHONE = "王秘密", "13987654321"  # what must never reach a log
 TODAY = "2026-02-10"
 
 
 def agent_key(engine: Engine) -> str:
-    context = Context(engine, SimulatedChannel, operator("setup"))
+    context = simulated_context(engine, actor="setup")
     products.load_products(context)
     credentials.create_user(context, "agent", "a long password", Role.AGENT)
     return str(credentials.create_api_key(context, "agent")["api_key"])
 
 
 def open_loan(engine: Engine) -> int:
-    context = Context(engine, SimulatedChannel, operator("setup"))
+    context = simulated_context(engine, actor="setup")
     who = borrowers.create_borrower(context, "李雷", "13800000001", Money.parse("50000"))
     order = servicing.Order(who["id"], "F-1", "m", Money.parse("1000"), "cash", 12,
                             date(2026, 1, 15))  # fmt: skip

@@ -11,18 +11,17 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import Engine
 
-from fenqi.channels.simulator import SimulatedChannel
 from fenqi.http.app import create_app
 from fenqi.services import credentials, products
-from fenqi.services.context import Context
-from fenqi.services.policy import Role, operator
+from fenqi.services.policy import Role
+from tests.simulated import simulated_context
 
 OpenApi = dict[str, Any]
 
 
 @pytest.fixture
 def client(engine: Engine, database_url: str) -> Iterator[tuple[TestClient, dict[str, str]]]:
-    context = Context(engine, SimulatedChannel, operator("setup"))
+    context = simulated_context(engine, actor="setup")
     products.load_products(context)
     credentials.create_user(context, "admin", "a long password", Role.ADMIN)
     key = credentials.create_api_key(context, "admin")["api_key"]

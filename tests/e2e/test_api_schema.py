@@ -9,12 +9,11 @@ import schemathesis
 from hypothesis import HealthCheck, settings
 from schemathesis import Case, checks
 
-from fenqi.channels.simulator import SimulatedChannel
 from fenqi.http.app import create_app
 from fenqi.services import credentials, products
-from fenqi.services.context import Context
-from fenqi.services.policy import Role, operator
+from fenqi.services.policy import Role
 from fenqi.store.database import make_engine, upgrade
+from tests.simulated import simulated_context
 
 _folder = tempfile.mkdtemp(prefix="fenqi-schema-")
 URL = f"sqlite:///{Path(_folder) / 'schema.sqlite3'}"
@@ -23,7 +22,7 @@ URL = f"sqlite:///{Path(_folder) / 'schema.sqlite3'}"
 def _admin_key() -> str:
     engine = make_engine(URL)
     upgrade(engine)
-    context = Context(engine, SimulatedChannel, operator("schemathesis"))
+    context = simulated_context(engine, actor="schemathesis")
     products.load_products(context)
     credentials.create_user(context, "fuzz", "a long password", Role.ADMIN)
     key = credentials.create_api_key(context, "fuzz")["api_key"]

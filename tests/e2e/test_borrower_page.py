@@ -16,16 +16,15 @@ from httpx import Response
 from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
 
-from fenqi.channels.simulator import SimulatedChannel
 from fenqi.clock import today
 from fenqi.domain.money import Money
 from fenqi.http.app import create_app
 from fenqi.services import borrowers, products, servicing
 from fenqi.services.context import Context
-from fenqi.services.policy import operator
 from fenqi.store.schema import SignInCodeRow
 from fenqi.wire import present
 from tests.e2e.borrowers import MASKED_CARD, Plan, money_held, open_plan, sign_in_code
+from tests.simulated import simulated_context
 
 HER, OTHER = "13900000001", "13900000002"
 UNTRANSLATED = re.compile(r"\b(me|app|sign|console)\.[a-z_]+(\.[a-z_]+)*\b")
@@ -101,7 +100,7 @@ def sign_in(client: TestClient, engine: Engine, phone: str) -> None:
 def home(engine: Engine, database_url: str) -> Iterator[Home]:
     """Two borrowers, each with a funded card and a cash plan three bills behind; the first
     signed in."""
-    context = Context(engine, SimulatedChannel, operator("setup"))
+    context = simulated_context(engine, actor="setup")
     products.load_products(context)
     mine = open_plan(context, HER, "JD-MINE")
     other = open_plan(context, OTHER, "TM-SECRET-OTHER")
@@ -112,7 +111,7 @@ def home(engine: Engine, database_url: str) -> Iterator[Home]:
 
 def test_she_signs_in_with_a_code_and_a_wrong_code_is_refused(engine: Engine,
                                                                database_url: str) -> None:  # fmt: skip
-    context = Context(engine, SimulatedChannel, operator("setup"))
+    context = simulated_context(engine, actor="setup")
     products.load_products(context)
     open_plan(context, HER, "JD-1")
     with TestClient(create_app(database_url)) as client:
@@ -337,7 +336,7 @@ def paying_ahead(engine: Engine, database_url: str,
                  monkeypatch: pytest.MonkeyPatch) -> Iterator[Home]:  # fmt: skip
     """Her cash plan of 1,000.00 in 3 from 02-20, on 03-01; she is signed in."""
     monkeypatch.setenv("FENQI_TODAY", PAYOFF_DAY)
-    context = Context(engine, SimulatedChannel, operator("setup"))
+    context = simulated_context(engine, actor="setup")
     products.load_products(context)
     who = borrowers.create_borrower(context, "王芳", HER, Money.parse("50000"))
     card = borrowers.bind_method(context, who["id"], "bank_card", "6222020000001234567",
@@ -402,7 +401,7 @@ def test_the_sign_in_page_takes_a_phone_or_a_code_exactly_as_the_api_does(
     """One check for both doors: a phone in another script's digits (Arabic-Indic, full-width)
     or a code that is not 6 digits 0-9 is refused by the page as by the API, in her language,
     before anything is stored or a try is counted."""
-    products.load_products(Context(engine, SimulatedChannel, operator("setup")))
+    products.load_products(simulated_context(engine, actor="setup"))
     with TestClient(create_app(database_url)) as client:
         for phone in TYPED_PHONES:
             api = client.post("/api/auth/code", json={"phone": phone}).status_code

@@ -15,15 +15,14 @@ from typing import Any
 import pytest
 from sqlalchemy import Engine
 
-from fenqi.channels.simulator import SimulatedChannel
 from fenqi.clock import today
 from fenqi.services import products, servicing
 from fenqi.services.context import Context
-from fenqi.services.policy import operator
 from fenqi.store.database import make_engine, upgrade
 from fenqi.wire import present
 from tests.e2e.borrowers import MASKED_CARD, Plan, open_plan, pay_on_time, sign_in_code
 from tests.e2e.serving import serving
+from tests.simulated import simulated_context
 
 CHROMIUM = Path("/usr/bin/chromium")
 if not CHROMIUM.exists():
@@ -57,7 +56,7 @@ def server(tmp_path: Path) -> Iterator[Server]:
     url = f"sqlite:///{tmp_path / 'fenqi.sqlite3'}"
     engine = make_engine(url)
     upgrade(engine)
-    context = Context(engine, SimulatedChannel, operator("setup"))
+    context = simulated_context(engine, actor="setup")
     products.load_products(context)
     plan = open_plan(context, PHONE, "JD-20260815-0001", due_days_ago=10)
     pay_on_time(context, plan, 2)

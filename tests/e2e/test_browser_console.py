@@ -13,15 +13,14 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import Page, expect, sync_playwright
 
-from fenqi.channels.simulator import SimulatedChannel
 from fenqi.clock import today
 from fenqi.domain.money import Money
 from fenqi.services import borrowers, credentials, policy, products, servicing
-from fenqi.services.context import Context
-from fenqi.services.policy import Role, operator
+from fenqi.services.policy import Role
 from fenqi.store.database import make_engine, upgrade
 from fenqi.wire import present
 from tests.e2e.serving import serving
+from tests.simulated import simulated_context
 
 CHROMIUM = "/usr/bin/chromium"
 ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
@@ -45,7 +44,7 @@ def prepare(url: str) -> tuple[int, str]:
     about 50 days past due. Returns the plan's id and its penalty today."""
     engine = make_engine(url)
     upgrade(engine)
-    context = Context(engine, SimulatedChannel, operator("setup"))
+    context = simulated_context(engine, actor="setup")
     products.load_products(context)
     credentials.create_user(context, "agent", PASSWORD, Role.AGENT)
     credentials.create_user(context, "admin", PASSWORD, Role.ADMIN)

@@ -9,14 +9,13 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from fenqi.channels.simulator import SimulatedChannel
 from fenqi.cli import app, serve
 from fenqi.services import audit, credentials, policy
 from fenqi.services.context import Context
-from fenqi.services.policy import operator
 from fenqi.store.database import make_engine
 from fenqi.wire import present
 from tests.e2e.cli import Initialised, fenqi, refused
+from tests.simulated import simulated_context
 
 PASSWORD = "a long password"
 
@@ -39,7 +38,7 @@ def services(url: str) -> Iterator[Context]:
     """The services on the database the commands wrote, to check what they did."""
     engine = make_engine(url)
     try:
-        yield Context(engine, SimulatedChannel, operator("test"))
+        yield simulated_context(engine, actor="test")
     finally:
         engine.dispose()
 

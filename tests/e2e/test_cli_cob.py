@@ -16,11 +16,8 @@ from sqlalchemy import Engine, select
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
-from fenqi.channels.simulator import SimulatedChannel
 from fenqi.http.app import create_app
 from fenqi.services import close_of_business as cob
-from fenqi.services.context import Context
-from fenqi.services.policy import operator
 from fenqi.store.database import make_engine
 from fenqi.store.schema import CobJobRow
 from tests.batch_faults import (
@@ -33,6 +30,7 @@ from tests.batch_faults import (
     tries,
 )
 from tests.e2e.cli import Run, fenqi, on, refused
+from tests.simulated import simulated_context
 
 
 class Shop:
@@ -119,7 +117,7 @@ def portfolio(shop: Shop, monkeypatch: pytest.MonkeyPatch) -> list[int]:
     """Three loans opened on 2026-01-15 with work from 2026-02-12, made by the services on the
     database the commands use; the clock stands on 2026-02-12."""
     engine = make_engine(shop.url)
-    loans = loans_with_work(Context(engine, SimulatedChannel, operator("setup")), 3)
+    loans = loans_with_work(simulated_context(engine, actor="setup"), 3)
     engine.dispose()
     monkeypatch.setenv("FENQI_TODAY", REMINDED.isoformat())
     return loans
@@ -238,9 +236,7 @@ def test_a_failing_batch_exits_1_naming_the_run_and_a_rerun_completes_it(
 def test_a_worker_whose_chunks_fail_says_so_and_exits_1(shop: Shop, portfolio: list[int]) -> None:
     engine = make_engine(shop.url)
     refuse_to_close(engine, portfolio[0])
-    run_id = cob.start_run(
-        Context(engine, SimulatedChannel, operator("seed")), REMINDED, chunk_size=2
-    )
+    run_id = cob.start_run(simulated_context(engine, actor="seed"), REMINDED, chunk_size=2)
     engine.dispose()
     worker = shop.run("worker", "--run", str(run_id), "--until-idle")
     assert worker.code == 1
@@ -270,7 +266,8 @@ def test_a_run_whose_coordinator_died_is_settled_by_the_worker_that_finishes_it(
     command = [sys.executable, "-m", "fenqi", "cob", "--date", "2026-02-12", "--workers", "1",
                "--chunk-size", "1", "--db", shop.url, "--json"]  # fmt: skip
     batch = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    until(lambda: chunk_statuses(engine) == ["done", "done", "queued"], batch)
+    until(lambda: chunk_statuses(engine) == ["done", "done", "queued"]
+          and closing_unleased(engine, 3), batch)  # fmt: skip
     batch.kill()  # in the third chunk: its statement sleeps, then fails
     assert batch.wait(timeout=30) == -signal.SIGKILL
     until(lambda: not chunk_held(engine))  # the server ends the dead coordinator's transaction
@@ -314,6 +311,22 @@ def chunk_statuses(engine: Engine) -> list[str]:
     with Session(engine) as session:
         query = select(CobJobRow.status).order_by(CobJobRow.run_id, CobJobRow.chunk_no)
         return list(session.scalars(query))
+
+
+def closing_unleased(engine: Engine, chunk_no: int) -> bool:
+    """Whether a transaction holds chunk ``chunk_no`` while no lease of it is committed: it is
+    being taken (a lease not yet committed dies with its process) or closed (its lease given
+    back), not between the two, where a process killed would leave it leased to no one alive
+    for the whole lease, and a worker would find nothing to do."""
+    with Session(engine) as session:
+        chunk = select(CobJobRow).where(CobJobRow.chunk_no == chunk_no)
+        if session.scalars(chunk).one().leased_until is not None:
+            return False
+        try:
+            session.execute(chunk.with_for_update(nowait=True)).all()
+        except OperationalError:
+            return True
+        return False
 
 
 def chunk_held(engine: Engine) -> bool:

@@ -16,15 +16,13 @@ from pathlib import Path
 
 import pytest
 
-from fenqi.channels.simulator import SimulatedChannel
 from fenqi.domain.money import Money
 from fenqi.services import borrowers, products, servicing
 from fenqi.services import close_of_business as cob
-from fenqi.services.context import Context
-from fenqi.services.policy import operator
 from fenqi.store.database import make_engine, upgrade
 from tests.batch_writes import snapshot
 from tests.e2e.cli import fenqi
+from tests.simulated import simulated_context
 
 TRIALS = 20
 LOANS = 100
@@ -42,7 +40,7 @@ def portfolio(tmp_path_factory: pytest.TempPathFactory) -> Path:
     path = tmp_path_factory.mktemp("crash") / "portfolio.sqlite3"
     engine = make_engine(f"sqlite:///{path}")
     upgrade(engine)
-    shop = Context(engine, SimulatedChannel, operator("crash-test"))
+    shop = simulated_context(engine, actor="crash-test")
     products.load_products(shop)
     for number in range(LOANS):
         who = borrowers.create_borrower(shop, f"测试{number}", f"1390000{number:04d}", Money(10**9))

@@ -19,19 +19,19 @@ from fastapi.testclient import TestClient
 from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
 
-from fenqi.channels.simulator import SimulatedChannel
 from fenqi.domain.events import PrepayMode
 from fenqi.domain.money import Money
 from fenqi.http.app import create_app
 from fenqi.services import audit, borrowers, credentials, products, servicing
 from fenqi.services import close_of_business as cob
 from fenqi.services.context import Context
-from fenqi.services.policy import Role, operator
+from fenqi.services.policy import Role
 from fenqi.store.schema import SmsSentRow
 from fenqi.web.pages import beijing
 from fenqi.web.words import WORDS
 from fenqi.wire import present
 from tests.batch_faults import MESSAGE, allow_closing, refuse_to_close
+from tests.simulated import simulated_context
 
 PASSWORD = "a long password"
 PHONE = "13800138000"
@@ -71,7 +71,7 @@ def desk(engine: Engine, database_url: str, monkeypatch: pytest.MonkeyPatch) -> 
     """The README's story on 2026-03-25, the day the forms book on (staff book no further
     back than 31 days)."""
     monkeypatch.setenv("FENQI_TODAY", OVERDUE)
-    context = Context(engine, SimulatedChannel, operator("setup"))
+    context = simulated_context(engine, actor="setup")
     products.load_products(context)
     for role in Role:
         credentials.create_user(context, role.value, PASSWORD, role)

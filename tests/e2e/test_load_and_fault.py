@@ -26,16 +26,15 @@ import pytest
 from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
 
-from fenqi.channels.simulator import SimulatedChannel
 from fenqi.domain.money import Money
 from fenqi.services import books, borrowers, credentials, products, servicing
-from fenqi.services.context import Context
-from fenqi.services.policy import Role, operator
+from fenqi.services.policy import Role
 from fenqi.store.database import make_engine, upgrade
 from fenqi.store.schema import LoanEventRow, PaymentMethodRow, SimAccountRow
 from fenqi.wire import present
 from tests.e2e.serving import fenqi_serve
 from tests.private_postgres import PrivatePostgres, private_postgres
+from tests.simulated import simulated_context
 
 TODAY = "2026-02-10"  # payments default to today: after the loans began, before a due date
 CLIENTS = 16
@@ -66,7 +65,7 @@ class Shop:
 def open_shop(server: PrivatePostgres) -> Shop:
     engine = make_engine(server.url)
     upgrade(engine)
-    context = Context(engine, SimulatedChannel, operator("setup"))
+    context = simulated_context(engine, actor="setup")
     products.load_products(context)
     credentials.create_user(context, "agent", "a long password", Role.AGENT)
     credentials.create_user(context, "admin", "a long password", Role.ADMIN)
@@ -303,7 +302,7 @@ def check_store(shop: Shop, payments: dict[str, Answer], reversals: set[str]) ->
             taken = sum(Money.parse(answer.body["amount"]) for id_, answer in payments.items()
                         if id_.startswith(f"P{loan}-") and id_ not in reversals)  # fmt: skip
             assert Money(held) == BALANCE - taken
-    context = Context(shop.engine, SimulatedChannel, operator("load"))
+    context = simulated_context(shop.engine, actor="load")
     assert present(books.trial_balance(context))["balanced"]
     assert present(books.check_books(context))["consistent"]
 

@@ -13,14 +13,14 @@ from fastapi.testclient import TestClient
 from httpx import Response
 from sqlalchemy import Engine
 
-from fenqi.channels.simulator import SimulatedChannel
 from fenqi.domain.money import Money
 from fenqi.http import hardening
 from fenqi.http.app import create_app
 from fenqi.services import borrowers, credentials
 from fenqi.services.context import Context
-from fenqi.services.policy import Role, operator
+from fenqi.services.policy import Role
 from tests.e2e.borrowers import sign_in_code
+from tests.simulated import simulated_context
 
 PASSWORD = "a long password"
 HER = "13900000001"
@@ -30,7 +30,7 @@ Client = Callable[..., TestClient]
 
 @pytest.fixture
 def context(engine: Engine) -> Context:
-    made = Context(engine, SimulatedChannel, operator("setup"))
+    made = simulated_context(engine, actor="setup")
     credentials.create_user(made, "agent", PASSWORD, Role.AGENT)
     credentials.create_user(made, "viewer", PASSWORD, Role.VIEWER)
     borrowers.create_borrower(made, "王芳", HER, Money.parse("1000"))

@@ -13,20 +13,19 @@ from sqlalchemy import Engine, select, update
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
-from fenqi.channels.simulator import SimulatedChannel
 from fenqi.domain.money import Money
 from fenqi.services import books, borrowers, products, servicing
 from fenqi.services import close_of_business as cob
 from fenqi.services.context import Context
-from fenqi.services.policy import operator
 from fenqi.store.schema import BucketMoveRow, CobRunRow, LoanEventRow, LoanRow, SmsOutboxRow
 from fenqi.wire import present
 from tests.batch_faults import MESSAGE, allow_closing, loans_with_work, refuse_to_close, tries
+from tests.simulated import simulated_context
 
 
 @pytest.fixture
 def shop(engine: Engine) -> Context:
-    context = Context(engine, SimulatedChannel, operator("batch"))
+    context = simulated_context(engine, actor="batch")
     products.load_products(context)
     return context
 

@@ -12,16 +12,15 @@ from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
 from fenqi import seeding
-from fenqi.channels.simulator import SimulatedChannel
 from fenqi.domain.money import Money
 from fenqi.services import books, servicing
 from fenqi.services import close_of_business as cob
 from fenqi.services.context import Context
-from fenqi.services.policy import operator
 from fenqi.store.database import make_engine, upgrade
 from fenqi.store.schema import LoanEventRow, LoanRow
 from fenqi.wire import present
 from tests.batch_writes import snapshot
+from tests.simulated import simulated_context
 
 START = date(2026, 3, 1)
 DAYS = 40
@@ -54,7 +53,7 @@ def desk_work(shop: Context, day: date) -> None:
 
 def close_days(path: Path, *, checkpoints: bool) -> dict[str, object]:
     engine = make_engine(f"sqlite:///{path}")
-    shop = Context(engine, SimulatedChannel, operator("batch"))
+    shop = simulated_context(engine, actor="batch")
     for k in range(1, DAYS + 1):
         day = START + timedelta(days=k)
         if not checkpoints:
@@ -76,9 +75,7 @@ def test_closing_from_checkpoints_writes_what_replaying_every_loan_from_the_star
     kept = tmp_path / "checkpoints.sqlite3"
     engine = make_engine(f"sqlite:///{kept}")
     upgrade(engine)
-    seeding.seed(
-        Context(engine, SimulatedChannel, operator("seed")), 150, 40, START, 7, processes=1
-    )
+    seeding.seed(simulated_context(engine, actor="seed"), 150, 40, START, 7, processes=1)
     engine.dispose()
     from_start = tmp_path / "from-the-start.sqlite3"
     shutil.copy(kept, from_start)

@@ -12,15 +12,13 @@ import pytest
 from sqlalchemy import Engine, create_engine, func, select
 from sqlalchemy.orm import Session
 
-from fenqi.channels.simulator import SimulatedChannel
 from fenqi.domain.money import Money
 from fenqi.services import books, borrowers, products, servicing
-from fenqi.services.context import Context
 from fenqi.services.errors import ConflictError, InFlightError, RefusedError
-from fenqi.services.policy import operator
 from fenqi.services.servicing import OverpaymentError
 from fenqi.store.schema import LoanEventRow
 from fenqi.wire import present
+from tests.simulated import simulated_context
 
 CLIENTS = 8
 LOANS = 3
@@ -30,7 +28,7 @@ KEYS_PER_LOAN = 12  # each key is sent by two clients
 @pytest.mark.postgres
 @pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
 def test_concurrent_payments_apply_each_key_exactly_once(engine: Engine) -> None:
-    context = Context(engine, SimulatedChannel, operator("load"))
+    context = simulated_context(engine, actor="load")
     products.load_products(context)
     borrower = borrowers.create_borrower(context, "赵六", "13600136000", Money.parse("100000"))
     orders = [
@@ -80,7 +78,7 @@ ATTACKERS = 100
 def test_a_hundred_payments_at_once_never_pay_more_than_the_payoff(
     engine: Engine, database_url: str
 ) -> None:
-    setup = Context(engine, SimulatedChannel, operator("setup"))
+    setup = simulated_context(engine, actor="setup")
     products.load_products(setup)
     borrower = borrowers.create_borrower(setup, "钱七", "13500135000", Money.parse("100000"))
     order = servicing.Order(borrower["id"], "RACE-1", "m", Money.parse("10000"), "cash", 12,
@@ -91,7 +89,7 @@ def test_a_hundred_payments_at_once_never_pay_more_than_the_payoff(
     each = Money(-(-2 * payoff // ATTACKERS))  # together: twice what pays the plan off
     # Ten transactions truly at once (the server is shared: its connections are not all ours).
     crowd = create_engine(database_url, pool_size=10, max_overflow=0, pool_timeout=300)
-    context = Context(crowd, SimulatedChannel, operator("attacker"))
+    context = simulated_context(crowd, actor="attacker")
     start = threading.Barrier(ATTACKERS)
 
     def attack(n: int) -> Money | None:

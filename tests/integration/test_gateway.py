@@ -5,21 +5,26 @@ import time
 import uuid
 from collections.abc import Iterator
 from datetime import date, timedelta
+from typing import NamedTuple
 
 import httpx
 import pytest
-from sqlalchemy import Engine
+from sqlalchemy import Engine, select
+from sqlalchemy.orm import Session
 
 from fenqi.channels.gateway_http import HttpGateway, SignedClient
 from fenqi.channels.signing import Signer
+from fenqi.channels.simulator import SimulatedChannel
 from fenqi.domain.events import Channel
 from fenqi.domain.money import Money
 from fenqi.domain.withholding import DebitRequest, Kind, Outcome, Status
 from fenqi.ports import Gateways
-from fenqi.services import withholding
+from fenqi.services import borrowers, products, servicing, withholding
 from fenqi.services.context import Context, run
 from fenqi.services.policy import operator
 from fenqi.store.debit_requests import find_request
+from fenqi.store.schema import LoanEventRow, PaymentMethodRow
+from fenqi.wire import present
 from tests.e2e.serving import serving
 from tests.gateway_sim import SIGNER, Sim, gateway_sim
 
@@ -42,19 +47,50 @@ def _token(sim: Sim, balance: int = 100_000, **switches: bool | float) -> str:
 
 def _context(engine: Engine, sim: Sim, notify: str = NOWHERE) -> Context:
     gateways = Gateways({Channel.BANK_CARD: sim.gateway}, notify)
-    return Context(engine, lambda _session: None, operator("ops"), gateways=gateways)  # type: ignore[arg-type,return-value]
+    return Context(engine, SimulatedChannel, operator("ops"), gateways=gateways)
 
 
-def _request(token: str, amount: int = 30_000, key: str | None = None) -> DebitRequest:
-    key = key or f"pay:7:{uuid.uuid4().hex}"
-    return DebitRequest(7, withholding.order_id(7, key), Kind.PAY, Money(amount),
-                        Channel.BANK_CARD, 3, token, key, date(2026, 3, 1))  # fmt: skip
+class Plan(NamedTuple):
+    loan_id: int
+    method_id: int
+    token: str
+
+
+def _plan(context: Context, sim: Sim, balance: int = 100_000, **switches: bool | float) -> Plan:
+    """A cash plan of 10,000.00 from 2026-01-15 whose borrower's card the simulator holds
+    ``balance`` for, with ``switches``."""
+    products.load_products(context)
+    phone = f"139{uuid.uuid4().int % 10**8:08d}"
+    who = borrowers.create_borrower(context, "测试", phone, Money.parse("50000"))
+    card = borrowers.bind_method(context, who["id"], "bank_card", "6222020000001234567")
+    order = servicing.Order(who["id"], f"G-{phone}", "m", Money.parse("10000"), "cash", 12,
+                            date(2026, 1, 15))  # fmt: skip
+    loan = present(servicing.checkout(context, order))["id"]
+    with Session(context.engine) as session:
+        token = session.get(PaymentMethodRow, card["id"]).token_ref
+    sim.controls.set_balance(token, Money(balance))
+    sim.controls.switch(token, **switches)
+    return Plan(loan, card["id"], token)
+
+
+def _request(plan: Plan, amount: int = 30_000, key: str | None = None) -> DebitRequest:
+    key = key or f"pay:{plan.loan_id}:{uuid.uuid4().hex}"
+    return DebitRequest(plan.loan_id, withholding.order_id(plan.loan_id, key), Kind.PAY,
+                        Money(amount), Channel.BANK_CARD, plan.method_id, plan.token, key,
+                        date(2026, 3, 1))  # fmt: skip
 
 
 def _stored(context: Context, request: DebitRequest) -> DebitRequest:
-    found = run(context, lambda session: find_request(session, 7, request.order_id))
+    found = run(context, lambda session: find_request(session, request.loan_id, request.order_id))
     assert found is not None
     return found
+
+
+def _payments(context: Context, loan_id: int) -> list[str]:
+    with Session(context.engine) as session:
+        query = select(LoanEventRow.kind).where(LoanEventRow.loan_id == loan_id,
+                                                LoanEventRow.kind == "payment")  # fmt: skip
+        return list(session.scalars(query))
 
 
 def _until(context: Context, request: DebitRequest, status: Status) -> DebitRequest:
@@ -125,22 +161,27 @@ def test_a_refund_pays_back_at_most_what_the_debit_took(sim):
 
 def test_a_debit_is_committed_pending_then_asked_then_recorded_and_a_retry_sends_nothing(
         engine, sim):  # fmt: skip
-    context, token = _context(engine, sim), _token(sim)
-    request = _request(token)
+    context = _context(engine, sim)
+    plan = _plan(context, sim)
+    request = _request(plan)
     recorded = withholding.debit(context, request)
     assert (recorded.before.status, recorded.after.status) == (Status.PENDING, Status.SUCCEEDED)
     assert recorded.settled_now
+    assert recorded.after.booked is Status.SUCCEEDED
     assert _stored(context, request) == recorded.after
     retried = withholding.debit(context, request)
     assert retried.after == recorded.after
     assert not retried.settled_now
-    assert sim.controls.account(token)["debits"] == 1
+    assert sim.controls.account(plan.token)["debits"] == 1
+    assert _payments(context, plan.loan_id) == ["payment"]  # booked once
 
 
 def test_a_declined_debit_is_recorded_failed_with_the_gateways_reason(engine, sim):
     context = _context(engine, sim)
-    recorded = withholding.debit(context, _request(_token(sim, balance=5)))
+    plan = _plan(context, sim, balance=5)
+    recorded = withholding.debit(context, _request(plan))
     assert (recorded.after.status, recorded.after.reason) == (Status.FAILED, "insufficient funds")
+    assert _payments(context, plan.loan_id) == []
 
 
 # -- notifications through the API ----------------------------------------------------------------
@@ -162,7 +203,8 @@ def api(database_url: str, engine: Engine, sim: Sim, monkeypatch) -> Iterator[st
 ])  # fmt: skip
 def test_a_notification_records_the_outcome_once_whatever_follows_it(engine, sim, api, switches):
     context = _context(engine, sim, f"{api}/api/gateway/notify")
-    request = _request(_token(sim, **switches))
+    plan = _plan(context, sim, **switches)
+    request = _request(plan)
     recorded = withholding.debit(context, request)
     # "processing": the notification tells, and on a busy machine it may come in before the
     # call's own answer is recorded (which then changes nothing): pending or already settled.
@@ -176,19 +218,21 @@ def test_a_notification_records_the_outcome_once_whatever_follows_it(engine, sim
         switches.get("out_of_order")
     )  # the call's answer and every notification, counted
     assert sim.controls.account(request.token_ref)["debits"] == 1
+    assert _payments(context, plan.loan_id) == ["payment"]  # however many answers came
 
 
 def test_a_notification_after_a_timeout_records_the_payment(engine, sim, api):
     context = _context(engine, sim, f"{api}/api/gateway/notify")
-    token = _token(sim, timeout=True, timeout_seconds=1.5, late_notify_seconds=3)
-    request = _request(token)
+    plan = _plan(context, sim, timeout=True, timeout_seconds=1.5, late_notify_seconds=3)
+    request = _request(plan)
     assert withholding.debit(context, request).after.status is Status.UNKNOWN
     assert _until(context, request, Status.SUCCEEDED).reference.startswith("SIM")
+    assert _payments(context, plan.loan_id) == ["payment"]
 
 
 def test_a_forged_or_unsigned_notification_is_refused_and_changes_nothing(engine, sim, api):
     context = _context(engine, sim)
-    request = withholding.open_request(context, _request(_token(sim)))
+    request = withholding.open_request(context, _request(_plan(context, sim)))
     body = f'{{"order_id": "{request.order_id}", "outcome": "succeeded"}}'.encode()
     forged = Signer(b"f" * 32).message_headers(body)
     for headers in (forged, {}):
@@ -209,10 +253,12 @@ def test_a_forged_or_unsigned_notification_is_refused_and_changes_nothing(engine
 
 
 def test_the_reconciler_settles_what_a_crash_left_pending_and_moves_no_money_twice(engine, sim):
-    context, token = _context(engine, sim), _token(sim)
-    asked = withholding.open_request(context, _request(token))
+    context = _context(engine, sim)
+    plan = _plan(context, sim)
+    token = plan.token
+    asked = withholding.open_request(context, _request(plan))
     withholding.ask(context, asked)  # the gateway took it; the process died before recording
-    never_sent = withholding.open_request(context, _request(token))  # died before asking
+    never_sent = withholding.open_request(context, _request(plan))  # died before asking
     assert withholding.reconcile(context, older_than=timedelta(hours=1))["examined"] == 0
     figures = withholding.reconcile(context, older_than=timedelta(0))
     assert figures == {"examined": 2, "pending": 0, "unknown": 0, "succeeded": 1, "failed": 1}
@@ -220,23 +266,27 @@ def test_the_reconciler_settles_what_a_crash_left_pending_and_moves_no_money_twi
     assert _stored(context, never_sent).status is Status.FAILED
     assert sim.controls.account(token) == {"token": token, "balance": 70_000, "debits": 1}
     assert withholding.reconcile(context, older_than=timedelta(0))["examined"] == 0
+    assert _payments(context, plan.loan_id) == ["payment"]
 
 
 def test_a_request_reaching_the_gateway_after_the_reconciler_failed_it_is_still_booked(
         engine, sim):  # fmt: skip
     context = _context(engine, sim)
-    late = withholding.open_request(context, _request(_token(sim)))
+    plan = _plan(context, sim)
+    late = withholding.open_request(context, _request(plan))
     withholding.reconcile(context, older_than=timedelta(0))
     assert _stored(context, late).status is Status.FAILED
     recorded = withholding.record(context, withholding.ask(context, late))
     assert recorded.settled_now
     assert recorded.after.status is Status.SUCCEEDED
+    assert _payments(context, plan.loan_id) == ["payment"]  # the money came: it is booked
 
 
 def test_a_request_the_gateway_is_still_processing_stays_open(engine, sim):
     context = _context(engine, sim)
-    token = _token(sim, processing=True, no_notify=True)
-    request = withholding.open_request(context, _request(token))
+    plan = _plan(context, sim, processing=True, no_notify=True)
+    token = plan.token
+    request = withholding.open_request(context, _request(plan))
     sim.controls.switch(token, processing=True, no_notify=True, timeout=True, timeout_seconds=3)
     withholding.record(context, withholding.ask(context, request))  # no answer in time
     figures = withholding.reconcile(context, older_than=timedelta(0))

@@ -13,25 +13,24 @@ import pytest
 from sqlalchemy import Engine, func, select
 from sqlalchemy.orm import Session
 
-from fenqi.channels.simulator import SimulatedChannel
 from fenqi.clock import stamp
 from fenqi.domain.money import Money
 from fenqi.loans.booking import book
 from fenqi.services import books, borrowers, context, products, servicing
 from fenqi.services.context import Context, run
 from fenqi.services.errors import ConflictError
-from fenqi.services.policy import operator
 from fenqi.store.errors import StaleError
 from fenqi.store.loans import load_loan, save_bookings
 from fenqi.store.schema import LoanEventRow
 from fenqi.wire import present
+from tests.simulated import simulated_context
 
 DAY = date(2026, 2, 10)
 WRITERS = 16
 
 
 def one_loan(engine: Engine) -> tuple[Context, int]:
-    shop = Context(engine, SimulatedChannel, operator("lock-test"))
+    shop = simulated_context(engine, actor="lock-test")
     products.load_products(shop)
     who = borrowers.create_borrower(shop, "周杰", "13700137000", Money.parse("50000"))
     order = servicing.Order(who["id"], "L-1", "m", Money.parse("10000"), "cash", 12,

@@ -10,7 +10,6 @@ import pytest
 from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
 
-from fenqi.channels.simulator import SimulatedChannel
 from fenqi.clock import stamp
 from fenqi.domain.events import Channel, CreditRefund, PrepayMode, Refund, WaiverKind
 from fenqi.domain.money import Money
@@ -39,6 +38,7 @@ from fenqi.store.schema import (
     SimAccountRow,
 )
 from fenqi.wire import present
+from tests.simulated import simulated_context
 
 START = date(2026, 1, 15)
 # Paying ahead is not allowed by this product, so what a payment brings beyond the bill now
@@ -57,7 +57,7 @@ allocation = ["past-due:penalty", "past-due:fee", "past-due:interest", "past-due
 
 @pytest.fixture
 def context(engine: Engine) -> Context:
-    shop = Context(engine, SimulatedChannel, operator("desk"))
+    shop = simulated_context(engine, actor="desk")
     products.load_products(shop)
     return shop
 

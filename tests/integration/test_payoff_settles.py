@@ -13,10 +13,11 @@ from hypothesis import HealthCheck, given, note, settings
 from hypothesis import strategies as st
 from sqlalchemy import Engine
 
-from fenqi.channels.simulator import SimulatedChannel
+from fenqi.channels.gateways import DEBITED
+from fenqi.channels.simulator import SimulatedChannel, SimulatedGateway
 from fenqi.domain.events import PrepayMode
 from fenqi.domain.money import Money
-from fenqi.ports import Debit
+from fenqi.ports import GatewayAnswer, Gateways
 from fenqi.services import books, borrowers, products, servicing
 from fenqi.services.context import Context, Document
 from fenqi.services.errors import RefusedError
@@ -28,21 +29,24 @@ START = date(2026, 3, 1)  # cash 1,000.00 at 12% in 3 installments: 340.02 due 0
 AFTER = timedelta(days=120)  # past the last due date: a plan still open would be overdue
 
 
-class CountingChannel(SimulatedChannel):
-    """The simulator, noting every amount it is asked to debit."""
+class CountingGateway(SimulatedGateway):
+    """The gateway simulator, noting every amount it is asked to debit."""
 
     asked: ClassVar[list[Money]] = []
 
-    def debit(self, token_ref: str, amount: Money, idempotency_key: str) -> Debit:
-        CountingChannel.asked.append(amount)
-        return super().debit(token_ref, amount, idempotency_key)
+    def request_debit(self, order_id: str, token_ref: str, amount: Money,
+                      notify_url: str) -> GatewayAnswer:  # fmt: skip
+        CountingGateway.asked.append(amount)
+        return super().request_debit(order_id, token_ref, amount, notify_url)
 
 
 @pytest.fixture
 def context(engine: Engine) -> Context:
-    shop = Context(engine, CountingChannel, operator("desk"))
+    counting = CountingGateway(engine)
+    gateways = Gateways(dict.fromkeys(DEBITED, counting), "http://127.0.0.1:9/notify")
+    shop = Context(engine, SimulatedChannel, operator("desk"), gateways=gateways)
     products.load_products(shop)
-    CountingChannel.asked = []
+    CountingGateway.asked = []
     return shop
 
 
@@ -152,11 +156,11 @@ def test_a_plan_paid_ahead_to_a_quote_of_nothing_is_paid_off_with_nothing_to_pay
     with pytest.raises(OverpaymentError, match="a full payoff settles it with nothing to pay"):
         servicing.pay(context, loan, Money.parse("0.01"), Source(), START)
 
-    asked = len(CountingChannel.asked)
+    asked = len(CountingGateway.asked)
     paid = present(servicing.prepay(context, loan, None, mode=PrepayMode.REDUCE_INSTALLMENT,
-                            source=Source(method_id=card), day=START))  # fmt: skip
+                                    source=Source(method_id=card), day=START))  # fmt: skip
     assert (paid["kind"], paid["amount"], paid["to_credit"]) == ("prepayment", "0.00", "0.00")
-    assert len(CountingChannel.asked) == asked  # nothing to take: the channel was not asked
+    assert len(CountingGateway.asked) == asked  # nothing to take: the channel was not asked
     receipt_adds_up(paid)
     assert_settled(context, loan, START)
     with pytest.raises(RefusedError, match="settled; nothing is owed"):

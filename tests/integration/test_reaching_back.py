@@ -9,16 +9,15 @@ import pytest
 from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
 
-from fenqi.channels.simulator import SimulatedChannel
 from fenqi.domain.events import PrepayMode
 from fenqi.domain.money import Money
 from fenqi.services import books, borrowers, products, servicing
 from fenqi.services import close_of_business as cob
 from fenqi.services.context import Context, Document
 from fenqi.services.errors import ConfirmationNeededError
-from fenqi.services.policy import operator
 from fenqi.store.schema import JournalEntryRow, LoanEventRow
 from fenqi.wire import present
+from tests.simulated import simulated_context
 
 DECEMBER = date(2026, 12, 10)
 
@@ -26,7 +25,7 @@ DECEMBER = date(2026, 12, 10)
 @pytest.fixture
 def shop(engine: Engine, monkeypatch: pytest.MonkeyPatch) -> Context:
     monkeypatch.setenv("FENQI_TODAY", "2026-12-31")  # the batch closes no day that has not come
-    context = Context(engine, SimulatedChannel, operator("admin"))
+    context = simulated_context(engine, actor="admin")
     products.load_products(context)
     return context
 

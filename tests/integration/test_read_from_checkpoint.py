@@ -16,19 +16,18 @@ from hypothesis import strategies as st
 from sqlalchemy import update
 from sqlalchemy.orm import Session
 
-from fenqi.channels.simulator import SimulatedChannel
 from fenqi.domain.events import PrepayMode
 from fenqi.domain.loan import Checkpoint, replay
 from fenqi.domain.money import Money
 from fenqi.services import borrowers, products, servicing
 from fenqi.services.context import Context
 from fenqi.services.errors import RefusedError
-from fenqi.services.policy import operator
 from fenqi.services.views import LoanView
 from fenqi.store.database import make_engine, upgrade
 from fenqi.store.loans import load_loan, read_loan
 from fenqi.store.schema import LoanRow
 from fenqi.wire import present
+from tests.simulated import simulated_context
 
 START = date(2026, 1, 10)
 HORIZON = 420  # days: past the last due date of a 12-period plan
@@ -50,7 +49,7 @@ def shop(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Context]:
     folder: Path = tmp_path_factory.mktemp("read-from-checkpoint")
     engine = make_engine(f"sqlite:///{folder / 'fenqi.sqlite3'}")
     upgrade(engine)
-    context = Context(engine, SimulatedChannel, operator("test"))
+    context = simulated_context(engine, actor="test")
     products.load_products(context)
     yield context
     engine.dispose()

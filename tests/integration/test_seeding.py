@@ -12,7 +12,6 @@ from sqlalchemy.orm import Session
 
 from fenqi import seeding
 from fenqi.catalog import shipped_catalog_text
-from fenqi.channels.simulator import SimulatedChannel
 from fenqi.domain.events import Event, WriteOff
 from fenqi.domain.loan import LoanStatus, replay_to_checkpoint
 from fenqi.domain.money import Money
@@ -21,7 +20,6 @@ from fenqi.services import books, borrowers, products, servicing
 from fenqi.services import close_of_business as cob
 from fenqi.services.context import Context, Document, run
 from fenqi.services.errors import NotFoundError, RefusedError
-from fenqi.services.policy import operator
 from fenqi.store.database import make_engine, upgrade
 from fenqi.store.loans import load_loan
 from fenqi.store.schema import (
@@ -34,13 +32,14 @@ from fenqi.store.schema import (
     PaymentMethodRow,
 )
 from fenqi.wire import present
+from tests.simulated import simulated_context
 
 DAY = date(2026, 6, 1)
 
 
 @pytest.fixture
 def shop(engine: Engine) -> Context:
-    context = Context(engine, SimulatedChannel, operator("seed"))
+    context = simulated_context(engine, actor="seed")
     products.seed_products(context)
     return context
 
@@ -165,7 +164,7 @@ def test_a_second_seed_and_a_checkout_take_new_ids(shop: Context, seeded: Docume
 
 
 def test_a_bare_database_gets_the_shipped_products(engine: Engine) -> None:
-    bare = Context(engine, SimulatedChannel, operator("seed"))  # migrated, but no catalog loaded
+    bare = simulated_context(engine, actor="seed")  # migrated, but no catalog loaded
     assert seeding.seed(bare, 5, 1, DAY, 1)["loans"] == 5
     assert {"mall-3", "mall-6", "mall-12", "mall-24", "cash"} <= {
         product["code"] for product in present(products.list_products(bare))
@@ -173,7 +172,7 @@ def test_a_bare_database_gets_the_shipped_products(engine: Engine) -> None:
 
 
 def test_a_catalog_without_the_seeded_plans_or_no_loans_is_refused(engine: Engine) -> None:
-    own = Context(engine, SimulatedChannel, operator("seed"))
+    own = simulated_context(engine, actor="seed")
     only_mall_3 = shipped_catalog_text().split("[[product]]")[1]
     products.load_catalog(own, f"[[product]]{only_mall_3}")  # an operator's own catalog
     with pytest.raises(NotFoundError, match='unknown product "mall-6"; choose one of: mall-3'):
@@ -192,7 +191,7 @@ def test_the_same_seed_makes_the_same_portfolio_in_one_process_or_several(
     for processes in (1, 2):
         engine = make_engine(f"sqlite:///{tmp_path / f'p{processes}.sqlite3'}")
         upgrade(engine)
-        context = Context(engine, SimulatedChannel, operator("seed"))
+        context = simulated_context(engine, actor="seed")
         products.seed_products(context)
         summary = seeding.seed(context, 200, 40, DAY, 11, processes=processes)
         with Session(engine) as session:

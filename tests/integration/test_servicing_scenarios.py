@@ -8,22 +8,21 @@ import pytest
 from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
 
-from fenqi.channels.simulator import SimulatedChannel
 from fenqi.domain.events import PrepayMode, WaiverKind
 from fenqi.domain.money import Money
 from fenqi.services import books, borrowers, products, servicing
 from fenqi.services.context import Context, Replayed
 from fenqi.services.errors import DeclinedError, RefusedError
-from fenqi.services.policy import operator
 from fenqi.store.schema import AuditLogRow, JournalEntryRow, PostingRow
 from fenqi.wire import present
+from tests.simulated import simulated_context
 
 Step = tuple[str, str, dict[str, Any], dict[str, Any]]  # day, action, arguments, expected
 
 
 @pytest.fixture
 def context(engine: Engine) -> Context:
-    shop = Context(engine, SimulatedChannel, operator("test"))
+    shop = simulated_context(engine, actor="test")
     products.load_products(shop)
     return shop
 

@@ -17,18 +17,16 @@ from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, pr
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from fenqi.channels.simulator import SimulatedChannel
 from fenqi.domain.events import PrepayMode
 from fenqi.domain.ledger import RECEIVABLES
 from fenqi.domain.money import Money
 from fenqi.services import books, borrowers, products, servicing
-from fenqi.services.context import Context
 from fenqi.services.errors import RefusedError
-from fenqi.services.policy import operator
 from fenqi.store.database import make_engine, upgrade
 from fenqi.store.loans import book_balances
 from fenqi.store.schema import LoanRow
 from fenqi.wire import present
+from tests.simulated import simulated_context
 
 LIMIT = Money.parse("30000")
 START = date(2026, 1, 10)
@@ -51,7 +49,7 @@ class Servicing(RuleBasedStateMachine):
         self.folder = tempfile.TemporaryDirectory()
         self.engine = make_engine(f"sqlite:///{Path(self.folder.name) / 'fenqi.sqlite3'}")
         upgrade(self.engine)
-        self.context = Context(self.engine, SimulatedChannel, operator("machine"))
+        self.context = simulated_context(self.engine, actor="machine")
         self.today = START
         self.loans: list[int] = []
         self.payments: list[str] = []

@@ -18,14 +18,14 @@ import pytest
 from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
 
-from fenqi.channels.simulator import SimulatedChannel
 from fenqi.domain.money import Money
 from fenqi.services import borrowers, credentials
 from fenqi.services.context import Context
 from fenqi.services.errors import NotFoundError, RefusedError
-from fenqi.services.policy import Role, UnauthenticatedError, operator
+from fenqi.services.policy import Role, UnauthenticatedError
 from fenqi.services.throttles import Limit, TooManyAttemptsError
 from fenqi.store.schema import SignInCodeRow, SignInThrottleRow, SmsSentRow
+from tests.simulated import simulated_context
 
 PHONE = "13800000001"
 PASSWORD = "a long password"
@@ -35,7 +35,7 @@ START = datetime(2026, 3, 2, 2, 0, tzinfo=UTC)
 
 @pytest.fixture
 def context(engine: Engine) -> Context:
-    made = Context(engine, SimulatedChannel, operator("setup"))
+    made = simulated_context(engine, actor="setup")
     borrowers.create_borrower(made, "王芳", PHONE, Money.parse("1000"))
     credentials.create_user(made, "agent", PASSWORD, Role.AGENT)
     return made

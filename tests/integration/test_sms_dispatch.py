@@ -12,14 +12,13 @@ import pytest
 from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
 
-from fenqi.channels.simulator import SimulatedChannel
 from fenqi.channels.sms_simulator import SimulatedSms
 from fenqi.services import credentials, sms
 from fenqi.services.context import Context
 from fenqi.services.errors import RefusedError
-from fenqi.services.policy import operator
 from fenqi.services.sms import dispatch, outbox
 from fenqi.store.schema import BorrowerRow, SmsOutboxRow, SmsSentRow
+from tests.simulated import simulated_context
 
 DAY = date(2026, 2, 19)
 CREATED = datetime(2026, 1, 1, tzinfo=UTC)
@@ -44,7 +43,7 @@ def context(engine: Engine) -> Context:
         queue(session, 1, 5, date(2026, 2, 18), "reminder")
         queue(session, 1, 4, DAY, "reminder")
         queue(session, 2, 2, DAY, "due")
-    return Context(engine, SimulatedChannel, operator("test"), sms=SimulatedSms)
+    return simulated_context(engine, "test", sms=SimulatedSms)
 
 
 def queue(session: Session, borrower: int, loan: int, day: date, stage: str) -> None:
@@ -141,7 +140,7 @@ def test_the_outbox_shows_what_was_sent_and_when(context: Context) -> None:
 
 
 def test_without_a_gateway_nothing_is_sent(context: Context) -> None:
-    bare = Context(context.engine, SimulatedChannel, operator("test"))
+    bare = simulated_context(context.engine, "test")
     with pytest.raises(RefusedError, match="no SMS gateway"):
         dispatch(bare, at(DAY, 10))
 
@@ -168,7 +167,7 @@ def test_dispatchers_running_at_once_keep_every_borrower_under_the_cap(
                                     credit_limit=0, created_at=CREATED))  # fmt: skip
             for k in range(per_borrower):  # loan ids interleave the borrowers in the outbox
                 queue(session, borrower, k * 100 + borrower, DAY, "overdue")
-    context = Context(engine, SimulatedChannel, operator("test"), sms=SimulatedSms)
+    context = simulated_context(engine, "test", sms=SimulatedSms)
     monkeypatch.setattr(sms, "CHUNK", 3)
     with ThreadPoolExecutor(4) as dispatchers:
         reports = list(dispatchers.map(lambda _: dispatch(context, at(DAY, 9)), range(4)))
@@ -201,7 +200,7 @@ def six_for_one(engine: Engine, day: date) -> Context:
         borrower(session, 7)
         for loan in range(1, 7):
             queue(session, 7, loan, day, "overdue")
-    return Context(engine, SimulatedChannel, operator("test"), sms=SimulatedSms)
+    return simulated_context(engine, "test", sms=SimulatedSms)
 
 
 def test_a_dispatch_before_the_latest_send_is_refused_so_a_days_cap_is_not_used_again(
@@ -257,7 +256,7 @@ def test_dispatchers_at_once_at_different_times_never_send_out_of_order(engine: 
         borrower(session, 7)
         for loan in range(1, 13):
             queue(session, 7, loan, day, "overdue")
-    context = Context(engine, SimulatedChannel, operator("test"), sms=SimulatedSms)
+    context = simulated_context(engine, "test", sms=SimulatedSms)
     times = [at(day + timedelta(days=k // 4), 9 + k % 4) for k in range(8)]
 
     def send(moment: datetime) -> int:

@@ -34,7 +34,7 @@ from fenqi.store.schema import (
     PostingRow,
 )
 
-HEAD = "0012"
+HEAD = "0013"
 CHART = {
     "principal_receivable": "asset",
     "interest_receivable": "asset",

@@ -1,15 +1,29 @@
-"""The built-in payment channel: a balance per bound method, kept in the same database so that
-a debit commits or rolls back with the payment it pays for. A debit beyond the balance is
-declined, so tests and demos can show a failed auto-debit on purpose."""
+"""The built-in payment simulator: a balance per bound method, kept in the database's
+``sim_accounts``. A debit beyond the balance is declined, so tests and demos can show a failed
+auto-debit on purpose.
+
+``SimulatedGateway`` is the withholding gateway of tests, demos and simulation mode: it runs in
+the process but stands apart from the lender as a bank does, each call one short transaction of
+its own (never the lender's), keeping its orders (``sim_orders``) so that an order sent twice
+takes the money once and a query finds it. ``SimulatedChannel`` pays money back (credit refunds,
+reversals) within the lender's transaction and lets staff set balances in simulation mode.
+"""
 
 from __future__ import annotations
 
-from sqlalchemy import bindparam, select, update
+from collections.abc import Callable, Mapping
+from typing import TypeVar
+
+from sqlalchemy import Engine, bindparam, select, update
 from sqlalchemy.orm import Session
 
 from fenqi.domain.money import Money
-from fenqi.ports import Debit
-from fenqi.store.schema import Base, SimAccountRow
+from fenqi.domain.withholding import Outcome
+from fenqi.ports import Debit, GatewayAnswer, UnverifiedError
+from fenqi.store.database import turn
+from fenqi.store.schema import Base, SimAccountRow, SimOrderRow
+
+T = TypeVar("T")
 
 _ACCOUNTS = Base.metadata.tables[SimAccountRow.__tablename__]
 # A debit is one conditional statement that takes the money if it is there (the batch debits by
@@ -56,3 +70,57 @@ class SimulatedChannel:
             account = SimAccountRow(token_ref=token_ref, balance=0)
             self.session.add(account)
         return account
+
+
+class SimulatedGateway:
+    """A ``WithholdingGateway`` in this process over the simulator's balances: it answers every
+    debit at once (taken, or declined for want of funds) and sends no notification."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+
+    def request_debit(self, order_id: str, token_ref: str, amount: Money,
+                      notify_url: str) -> GatewayAnswer:  # noqa: ARG002 - it answers at once  # fmt: skip
+        def take(session: Session) -> GatewayAnswer:
+            known = session.get(SimOrderRow, order_id)
+            if known is not None:
+                return _answer(known)
+            debit = SimulatedChannel(session).debit(token_ref, amount, order_id)
+            outcome = Outcome.FAILED if debit.declined else Outcome.SUCCEEDED
+            order = SimOrderRow(order_id=order_id, token_ref=token_ref, amount=int(amount),
+                                outcome=outcome.value, reason=debit.declined)  # fmt: skip
+            session.add(order)
+            return _answer(order)
+
+        return self._own(take)
+
+    def query(self, order_id: str) -> GatewayAnswer:
+        def find(session: Session) -> GatewayAnswer:
+            known = session.get(SimOrderRow, order_id)
+            return GatewayAnswer(order_id, Outcome.NOT_FOUND) if known is None else _answer(known)
+
+        return self._own(find)
+
+    def refund(self, refund_id: str, order_id: str,  # noqa: ARG002 - it takes none
+               amount: Money) -> GatewayAnswer:  # noqa: ARG002  # fmt: skip
+        """Money goes back through ``SimulatedChannel.pay_back`` in the lender's transaction;
+        this gateway takes no refund orders."""
+        return GatewayAnswer(refund_id, Outcome.FAILED, reason="refunds are paid back directly")
+
+    def query_refund(self, refund_id: str) -> GatewayAnswer:
+        return GatewayAnswer(refund_id, Outcome.NOT_FOUND)
+
+    def read_notification(self, headers: Mapping[str, str],  # noqa: ARG002 - it sends none
+                          body: bytes) -> GatewayAnswer:  # noqa: ARG002  # fmt: skip
+        raise UnverifiedError("the in-process simulator sends no notifications")
+
+    def _own(self, work: Callable[[Session], T]) -> T:
+        """``work`` in a transaction of the simulator's own (on SQLite, in this process's turn
+        at the database, which a caller still in a transaction would be holding)."""
+        with turn(self.engine), Session(self.engine) as session, session.begin():
+            return work(session)
+
+
+def _answer(order: SimOrderRow) -> GatewayAnswer:
+    return GatewayAnswer(order.order_id, Outcome(order.outcome), f"sim:{order.order_id}",
+                         order.reason)  # fmt: skip

@@ -84,7 +84,7 @@ def context_on(engine: Engine) -> Context:
         SimulatedChannel,
         operator(actor()),
         sms=SimulatedSms,
-        gateways=gateways.from_settings(settings.simulation(True)),
+        gateways=gateways.from_settings(engine, settings.simulation(True)),
     )
 
 

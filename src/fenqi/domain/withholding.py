@@ -20,7 +20,7 @@ from dataclasses import dataclass, replace
 from datetime import date
 from enum import StrEnum
 
-from fenqi.domain.events import Channel
+from fenqi.domain.events import Channel, PrepayMode
 from fenqi.domain.money import Money
 
 
@@ -88,6 +88,20 @@ class DebitRequest:
     reason: str | None = None
     refers_to: str | None = None  # a refund: the debit it pays back
     attempts: int = 0  # how many answers came: the call's, notifications, queries
+    mode: PrepayMode | None = None  # a prepayment: how it repays
+    due_date: date | None = None  # the batch's debit: the installment it is for
+    debit_attempt: int | None = None  # the batch's debit: its attempt at that installment
+    booked: Status | None = None  # the outcome booked on the loan, once one is
+    booked_seq: int | None = None  # the loan's event that booked it
+
+    def to_book(self) -> bool:
+        """Whether the loan has an outcome of this request still to book: money the gateway
+        took, once; a failure of the batch's debit (dunning and the retries follow it), once
+        and never after a success. A declined payment of the borrower's books nothing: she is
+        told at once."""
+        if self.status is Status.SUCCEEDED:
+            return self.booked is not Status.SUCCEEDED
+        return self.status is Status.FAILED and self.kind is Kind.COB and self.booked is None
 
     def answered(self, outcome: Outcome, reference: str | None,
                  reason: str | None) -> DebitRequest:  # fmt: skip

@@ -11,6 +11,7 @@ from typing import Any, NamedTuple, Protocol, TypeVar
 
 from fenqi.domain.money import Money
 from fenqi.domain.products import Product
+from fenqi.domain.withholding import DebitRequest
 from fenqi.loans.aggregate import Loan
 from fenqi.loans.booking import Booking
 from fenqi.loans.methods import PaymentMethod
@@ -189,6 +190,25 @@ class UnitOfWork(Protocol):
         ...
 
     def remember(self, scope: str, key: str, fingerprint: str, result: Document) -> None: ...
+
+    def debit_request(self, loan_id: int, order_id: str, *,
+                      for_update: bool = False) -> DebitRequest | None:  # fmt: skip
+        """A withholding request by its order id (``for_update``: its row held, so answers
+        arriving together are applied one after the other)."""
+        ...
+
+    def add_debit_request(self, request: DebitRequest) -> DebitRequest:
+        """Records ``request`` pending, or gives the one recorded under its order id already."""
+        ...
+
+    def save_debit_request(self, request: DebitRequest) -> None:
+        """Stores a request as an answer or a booking left it."""
+        ...
+
+    def in_flight(self, loan_id: int) -> Money:
+        """What the loan's payments still in the gateways' hands come to: requested, and not
+        failed nor booked yet."""
+        ...
 
 
 class Units(Protocol):

@@ -3,13 +3,18 @@ docs/domain.md#close-of-business).
 
 A run closes one business day. Only loans whose next action date has come, and whose watermark
 is behind the day, are read. They are split into chunks by loan-id range; each chunk is a job
-that one worker takes (``SKIP LOCKED`` on PostgreSQL; one at a time on SQLite) and does in one
-transaction: load the chunk's loans and events in two queries, let the domain decide each loan's
-day (write-off, auto-debit or its retry, late fee, penalty, dunning messages), and write the
+that one worker takes (``SKIP LOCKED`` on PostgreSQL; one at a time on SQLite) and does in
+three phases, as every debit is (``fenqi.services.withholding``): a transaction leases the job
+and commits the day's auto-debit requests (the loans the domain finds owing one); the gateway
+is asked for each with no transaction open and no loan locked; a last transaction loads the
+chunk's loans and events in a few queries, lets the domain decide each loan's day (write-off,
+the auto-debit's outcome or its retry, late fee, penalty, dunning messages), and writes the
 events, journal entries, receipts, outbox messages, bucket moves, watermarks and next action
 dates with bulk statements, marking the job done in the same commit. A worker that dies loses
-only its open transaction: the job goes back to the queue and the rerun does exactly what the
-lost one would have. A day already closed for a loan is never closed again.
+only its open transaction: the job goes back to the queue (its requests kept, under order ids
+made of the loan, the installment and the attempt, so the gateway moves no money twice) and the
+rerun does exactly what the lost one would have. A day already closed for a loan is never closed
+again.
 
 A chunk that raises is recorded with its error and tried again, a bounded number of times.
 Whoever settles a run's last chunk — done, or failed for good — settles the run in the same
@@ -26,22 +31,23 @@ import socket
 import time
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import date, timedelta
 from functools import partial
 from typing import NamedTuple, TypeVar
 
 from fenqi import clock, wire
-from fenqi.domain.collection import DebitPlan, debit_due, write_off_due
+from fenqi.domain.collection import debit_due, write_off_due
 from fenqi.domain.dunning import Recipient, message, notices
 from fenqi.domain.errors import InvariantError
 from fenqi.domain.events import DebitFailed, Event, Payment, WriteOff
 from fenqi.domain.loan import LoanState, LoanStatus, bucket
+from fenqi.domain.withholding import SETTLED, DebitRequest, Kind, Status
 from fenqi.loans.aggregate import Loan
 from fenqi.loans.booking import Booking, book
-from fenqi.loans.methods import PaymentMethod
 from fenqi.loans.ports import Borrower
-from fenqi.ports import PaymentChannel
+from fenqi.ports import GatewayAnswer
+from fenqi.services import withholding
 from fenqi.services.context import Context, Document, permitted, run
 from fenqi.services.errors import NotFoundError, RefusedError
 from fenqi.services.policy import Permission
@@ -50,6 +56,10 @@ from fenqi.store.batch import BatchStore, JobRecord, in_batch
 CHUNK_SIZE = 500
 MAX_ATTEMPTS = 3  # tries that raise, since a chunk was queued, before it fails for good
 WAIT_SECONDS = 0.3  # between looks at a run whose last chunks other workers hold
+# How long a chunk's gateway calls may run before another worker may take the chunk up (its
+# worker presumed dead): a chunk of slow answers, each within the HTTP adapter's timeout.
+LEASE = timedelta(minutes=10)
+NO_METHOD = "no repayment method bound"
 T = TypeVar("T")
 ERROR_LENGTH = 300  # characters of a failure kept with its chunk and run
 _BUCKET_ORDER = {f"M{n}": n for n in range(8)}
@@ -255,8 +265,7 @@ def work(context: Context, run_id: int | None = None,
     while True:
         taken: list[tuple[int, int]] = []
         try:
-            counts = _in_batch(context, partial(_one_job, context, run_id=run_id, today=today,
-                                                taken=taken))  # fmt: skip
+            counts = _one_job(context, run_id=run_id, today=today, taken=taken)
         except Exception as error:  # whatever a chunk raised is its failure
             if not taken:  # before any chunk was taken: the queue itself cannot be read
                 raise
@@ -355,27 +364,90 @@ def _run_error(failed: list[JobRecord], chunks: int) -> str:
 # -- a chunk --------------------------------------------------------------------------------------
 
 
-def _one_job(context: Context, batch: BatchStore, *, run_id: int | None, today: date,
+_Asked = tuple[JobRecord, list[DebitRequest]]  # a chunk leased, and its requests committed
+
+
+def _one_job(context: Context, *, run_id: int | None, today: date,
              taken: list[tuple[int, int]]) -> Document | None:  # fmt: skip
-    """Takes the next queued chunk and closes it, in this transaction; ``taken`` is told which
-    before any of its work, so that a failure can be recorded against it."""
-    job = batch.take_job(run_id, today)
+    """Takes the next queued chunk and closes it in its three phases; ``taken`` is told which
+    before any of its work, so that a failure can be recorded against it. None when no chunk
+    is left. A chunk another worker took up while this one's gateway calls ran (its lease out)
+    is left to it, and the next one taken."""
+    while True:
+        asked = _in_batch(context, partial(_request_debits, run_id=run_id, today=today,
+                                           taken=taken))  # fmt: skip
+        if asked is None:
+            return None
+        job, requests = asked
+        answers = {request.order_id: withholding.ask(context, request)
+                   for request in requests if request.status not in SETTLED}  # fmt: skip
+        _in_batch(context, partial(BatchStore.release, job=job))
+        counts = _in_batch(context, partial(_book_job, job=job, answers=answers))
+        if counts is not None:
+            return counts
+
+
+def _request_debits(batch: BatchStore, *, run_id: int | None, today: date,
+                    taken: list[tuple[int, int]]) -> _Asked | None:  # fmt: skip
+    """Phase 1: leases the next queued chunk and commits its auto-debit requests: one for each
+    loan whose day owes a debit (``_debit_wanted``), as they stand if recorded already."""
+    job = batch.take_job(run_id, today, worker_name(), LEASE)
     if job is None:
         return None
     taken.append((job.run_id, job.chunk_no))
-    counts = _close_chunk(context, batch, job.business_date, job.first_loan_id, job.last_loan_id)
+    day = job.business_date
+    loans = batch.chunk(day, job.first_loan_id, job.last_loan_id)
+    people = batch.borrowers({loan.borrower_id for loan in loans})
+    wanted = [_debit_wanted(loan, people.get(loan.borrower_id), day) for loan in loans]
+    return job, batch.add_requests([request for request in wanted if request is not None])
+
+
+def _debit_wanted(loan: Loan, person: Borrower | None, day: date) -> DebitRequest | None:
+    """The auto-debit of the loan's day from its borrower's default method, if it owes one and
+    is not written off that day. Its key names the loan, the installment and the attempt, so a
+    rerun never debits twice."""
+    method = None if person is None else person.default_method
+    before = loan.state_on(day)
+    if method is None or write_off_due(before, loan.policy, loan.next_seq) is not None:
+        return None
+    plan = debit_due(before, loan.policy, day)
+    if plan is None:
+        return None
+    key = f"cob:{loan.id}:{plan.due_date.isoformat()}:{plan.attempt}"
+    return DebitRequest(loan.id, withholding.order_id(loan.id, key), Kind.COB, plan.amount,
+                        method.channel, method.id, method.token_ref, key, day,
+                        due_date=plan.due_date, debit_attempt=plan.attempt)  # fmt: skip
+
+
+def _book_job(batch: BatchStore, *, job: JobRecord,
+              answers: dict[str, GatewayAnswer]) -> Document | None:  # fmt: skip
+    """Phase 3: closes the chunk, the gateway's answers booked, in this transaction; None when
+    another worker holds the chunk or did it meanwhile."""
+    if not batch.hold(job):
+        return None
+    counts = _close_chunk(
+        batch, job.business_date, job.first_loan_id, job.last_loan_id, answers=answers
+    )
     batch.job_done(job, counts, worker_name())
     batch.settle_run(job.run_id, _outcome)
     return counts
 
 
-def _close_chunk(context: Context, batch: BatchStore, day: date, first: int,
-                 last: int) -> Document:  # fmt: skip
+def _close_chunk(batch: BatchStore, day: date, first: int, last: int, *,
+                 answers: dict[str, GatewayAnswer]) -> Document:  # fmt: skip
+    requests: dict[int, list[DebitRequest]] = {}
+    for request in batch.requests(day, first, last):  # locked before the loans, as every writer
+        answer = answers.get(request.order_id)
+        answered = request if answer is None else request.answered(
+            answer.outcome, answer.reference, answer.reason
+        )  # fmt: skip
+        requests.setdefault(request.loan_id, []).append(answered)
     loans = batch.chunk(day, first, last)
     people = batch.borrowers({loan.borrower_id for loan in loans})
-    chunk = _Chunk(batch.channel(context.channel), day)
+    chunk = _Chunk(day, requests)
     for loan in loans:
         chunk.close_loan(loan, people.get(loan.borrower_id))
+    batch.save_requests(chunk.answered)
     chunk.tally.rows = batch.save(chunk.booked, chunk.outbox, chunk.moves)
     return chunk.tally.document()
 
@@ -383,29 +455,38 @@ def _close_chunk(context: Context, batch: BatchStore, day: date, first: int,
 @dataclass
 class _Chunk:
     """One chunk's business day: its loans are closed one by one, their bookings and notices
-    gathered, so that each table gets one bulk statement."""
+    gathered, so that each table gets one bulk statement. ``requests`` are its loans' auto-debit
+    requests of the day, with the gateway's answers applied."""
 
-    channel: PaymentChannel
     day: date
+    requests: dict[int, list[DebitRequest]]
     tally: Tally = field(default_factory=Tally)
     booked: list[tuple[Loan, Booking]] = field(default_factory=list)
     outbox: list[Document] = field(default_factory=list)
     moves: list[Document] = field(default_factory=list)
+    answered: list[DebitRequest] = field(default_factory=list)
 
     def close_loan(self, loan: Loan, person: Borrower | None) -> None:
-        """One loan's business day: its write-off once its DPD has reached the product's
-        write-off DPD, else the debit it is owed (if any); its books brought to the day, its
-        messages, its bucket, and its next action date."""
+        """One loan's business day: its auto-debit's outcome if one was asked for, else its
+        write-off once its DPD has reached the product's write-off DPD, else the debit it is
+        owed with no method to take it from; its books brought to the day, its messages, its
+        bucket, and its next action date."""
         day = self.day
         self.tally.loans += 1
-        before = loan.state_on(day)
         method = None if person is None else person.default_method
         added: list[Event] = []
-        if (written_off := write_off_due(before, loan.policy, loan.next_seq)) is not None:
-            added.append(written_off)
-            self.tally.write_offs += 1
-        elif (plan := debit_due(before, loan.policy, day)) is not None:
-            added.append(self.debit(loan, plan, method))
+        asked = self.requests.get(loan.id, [])
+        if asked:
+            added += self.outcomes(loan, asked)
+        else:
+            before = loan.state_on(day)
+            if (written_off := write_off_due(before, loan.policy, loan.next_seq)) is not None:
+                added.append(written_off)
+                self.tally.write_offs += 1
+            elif method is None and (plan := debit_due(before, loan.policy, day)) is not None:
+                self.count(plan.amount, Status.FAILED)
+                added.append(DebitFailed(loan.next_seq, day, plan.due_date, plan.attempt,
+                                         NO_METHOD))  # fmt: skip
         memo = "write-off" if added and isinstance(added[-1], WriteOff) else "auto-debit"
         booking = book(loan, added, day, memo=memo, accrual=f"close of business {day.isoformat()}",
                        issued=clock.stamp(), paid_with=method, closing=True)  # fmt: skip
@@ -413,24 +494,35 @@ class _Chunk:
         self.messages(loan, booking.state, person)
         self.bucket(loan, booking.state)
 
-    def debit(self, loan: Loan, plan: DebitPlan, method: PaymentMethod | None) -> Event:
-        """Tries the auto-debit: a payment if the channel takes it, a failed debit otherwise.
-        Its key names the loan, the installment and the attempt, so a rerun never debits
-        twice."""
-        seq, tally, day = loan.next_seq, self.tally, self.day
+    def outcomes(self, loan: Loan, asked: list[DebitRequest]) -> list[Event]:
+        """The events the gateway's answers book: a payment for money taken, a failed debit
+        for a decline; nothing yet for a debit not answered (a notification or the reconciler
+        books it), nor for one booked already (by a notification that came first)."""
+        events: list[Event] = []
+        for request in asked:
+            self.count(request.amount, request.status)
+            if not request.to_book():
+                self.answered.append(request)
+                continue
+            seq = loan.next_seq + len(events)
+            if request.status is Status.SUCCEEDED:
+                events.append(Payment(seq, self.day, request.amount, request.channel))
+            else:
+                events.append(DebitFailed(seq, self.day, request.due_date or self.day,
+                                          request.debit_attempt or 1,
+                                          request.reason or "declined"))  # fmt: skip
+            self.answered.append(replace(request, booked=request.status, booked_seq=seq))
+        return events
+
+    def count(self, amount: int, status: Status) -> None:
+        tally = self.tally
         tally.debits_tried += 1
-        declined = "no repayment method bound"
-        if method is not None:
-            key = f"cob:{loan.id}:{plan.due_date.isoformat()}:{plan.attempt}"
-            result = self.channel.debit(method.token_ref, plan.amount, key)
-            if not result.declined:
-                tally.debits_succeeded += 1
-                tally.debited += plan.amount
-                return Payment(seq, day, plan.amount, method.channel)
-            declined = result.declined
-        tally.debits_failed += 1
-        tally.failed_amount += plan.amount
-        return DebitFailed(seq, day, plan.due_date, plan.attempt, declined)
+        if status is Status.SUCCEEDED:
+            tally.debits_succeeded += 1
+            tally.debited += amount
+        elif status is Status.FAILED:
+            tally.debits_failed += 1
+            tally.failed_amount += amount
 
     def messages(self, loan: Loan, state: LoanState, person: Borrower | None) -> None:
         if person is None:

@@ -216,27 +216,41 @@ def transact_once(
 
     if key is None:
         return transact(context, guarded)
-    plain_text("the idempotency key", key)
-    fingerprint = hashlib.sha256(json.dumps(request, sort_keys=True).encode()).hexdigest()
+    printed = fingerprint_of(request)
 
     def keyed(unit: UnitOfWork) -> T | Replayed:
         if guard is not None:
             guard(unit)
-        if not unit.hold(scope, key):
-            raise InFlightError(f"a request with idempotency key {key!r} is still being worked out")
-        seen = unit.recall(scope, key)
+        seen = held(unit, scope, key, printed)
         if seen is not None:
-            if seen[0] != fingerprint:
-                raise IdempotencyKeyReusedError(
-                    f"idempotency key {key!r} was already used for a different request; "
-                    "use a new key for a new request"
-                )
-            return Replayed(seen[1])
+            return seen
         result = work(unit)
-        unit.remember(scope, key, fingerprint, present(result))
+        unit.remember(scope, key, printed, present(result))
         return result
 
     return transact(context, keyed)
+
+
+def fingerprint_of(request: Document) -> str:
+    """What tells a retry of a request from another request under the same key."""
+    return hashlib.sha256(json.dumps(request, sort_keys=True).encode()).hexdigest()
+
+
+def held(unit: UnitOfWork, scope: str, key: str, fingerprint: str) -> Replayed | None:
+    """Holds idempotency ``key`` for this unit of work and gives the result stored with it, if
+    any; refuses a twin still in flight (409) and the key sent with another request."""
+    plain_text("the idempotency key", key)
+    if not unit.hold(scope, key):
+        raise InFlightError(f"a request with idempotency key {key!r} is still being worked out")
+    seen = unit.recall(scope, key)
+    if seen is None:
+        return None
+    if seen[0] != fingerprint:
+        raise IdempotencyKeyReusedError(
+            f"idempotency key {key!r} was already used for a different request; "
+            "use a new key for a new request"
+        )
+    return Replayed(seen[1])
 
 
 def audit(

@@ -2,14 +2,15 @@
 loan from the ``Loans`` port, lets the domain decide, books the event (``fenqi.loans.booking``:
 its journal entries, receipt and the loan's new summary) and saves the booking.
 
-Money moves through the channel in a step of its own (``_debit``, ``pay_back``), after the
-domain has agreed to the operation and before its booking is saved.
+Money taken from a bound method goes through the withholding gateway in phases of their own
+(``fenqi.services.withholding.collect``): the request is committed, the gateway asked with no
+transaction open, and its answer booked. Money taken by hand is booked in one unit of work;
+money paid back goes through the channel (``pay_back``) before the booking is saved.
 """
 
 from __future__ import annotations
 
 import re
-import uuid
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -36,11 +37,13 @@ from fenqi.domain.loan import LoanState, LoanStatus, payoff_on, payoff_quote, re
 from fenqi.domain.money import Money
 from fenqi.domain.quote import Quote, quote
 from fenqi.domain.schedule import Method
+from fenqi.domain.withholding import Kind
 from fenqi.loans.aggregate import MAX_ID, Loan
 from fenqi.loans.booking import book
 from fenqi.loans.methods import PaymentMethod
 from fenqi.loans.ports import UnitOfWork
 from fenqi.loans.receipts import Receipt
+from fenqi.services import withholding
 from fenqi.services.context import (
     Context,
     Replayed,
@@ -52,7 +55,6 @@ from fenqi.services.context import (
 )
 from fenqi.services.errors import (
     ConfirmationNeededError,
-    DeclinedError,
     NotFoundError,
     RefusedError,
     plain_text,
@@ -258,35 +260,35 @@ def pay(context: Context, loan_id: int, amount: Money, source: Source, day: date
     admin (``policy.takes_money``: who may pay which plan, how, on which day).
 
     A payment that reaches the payoff amount of its day while installments are still to fall
-    due pays the plan off (``_pays_off``): it is booked as a full prepayment, so that, as the
-    payoff quote says, no interest of a period not yet run is charged and the plan is settled
-    (an approved excess is a credit balance). Allocated as an ordinary payment, the same money
-    would pay the later installments' scheduled interest ahead and leave principal owed that
-    the quote no longer counts."""
+    due pays the plan off (``withholding.pays_off``): it is booked as a full prepayment, so
+    that, as the payoff quote says, no interest of a period not yet run is charged and the plan
+    is settled (an approved excess is a credit balance). Allocated as an ordinary payment, the
+    same money would pay the later installments' scheduled interest ahead and leave principal
+    owed that the quote no longer counts."""
     if amount <= 0:
         raise RefusedError(f"payment amount {amount} must be more than 0")
     request = {"op": "pay", "loan": loan_id, "amount": int(amount), "day": day.isoformat(),
                "method": source.method_id, "manual": source.manual,
                "overpayment": allow_overpayment}  # fmt: skip
-    key = idempotency_key or uuid.uuid4().hex
     allowed = _money_in_allowed(context, loan_id, source, day, allow_overpayment)
 
-    def work(unit: UnitOfWork) -> PaymentTaken:
+    def decide(unit: UnitOfWork) -> PaymentTaken | withholding.Wanted:
         record = _open_loan(unit, loan_id, day)
         may = allowed(unit, record.borrower_id)
         payoff = _within_payoff(unit, record, amount, day=day, may=may)
         method = _method(unit, record, source, may)
-        _debit(unit, method, amount=amount, key=f"pay:{loan_id}:{key}")
-        channel, seq = _channel_of(method), record.next_seq
+        if method is not None:
+            return withholding.Wanted(Kind.PAY, amount, method, day)
+        seq = record.next_seq
         event: Payment | Prepayment = (
-            Prepayment(seq, day, amount, channel, PrepayMode.REDUCE_INSTALLMENT, full=True)
-            if _pays_off(record, amount, payoff, day)
-            else Payment(seq, day, amount, channel)
+            Prepayment(seq, day, amount, Channel.MANUAL, PrepayMode.REDUCE_INSTALLMENT, full=True)
+            if withholding.pays_off(record, amount, payoff, day)
+            else Payment(seq, day, amount, Channel.MANUAL)
         )
-        return _money_in(unit, record, event, method)
+        return withholding.money_in(unit, record, event, None)
 
-    return _once(context, f"loan:{loan_id}", idempotency_key, request, work,
-                 guard=lambda unit: allowed(unit, unit.loans.borrower_of(loan_id)))  # fmt: skip
+    return withholding.collect(context, loan_id, request, decide, key=idempotency_key,
+                               guard=_paying(allowed, loan_id))  # fmt: skip
 
 
 def prepay(context: Context, loan_id: int, amount: Money | None, *, mode: PrepayMode,
@@ -304,10 +306,9 @@ def prepay(context: Context, loan_id: int, amount: Money | None, *, mode: Prepay
     request = {"op": "prepay", "loan": loan_id, "amount": None if amount is None else int(amount),
                "mode": mode.value, "day": day.isoformat(), "method": source.method_id,
                "manual": source.manual, "overpayment": allow_overpayment}  # fmt: skip
-    key = idempotency_key or uuid.uuid4().hex
     allowed = _money_in_allowed(context, loan_id, source, day, allow_overpayment)
 
-    def work(unit: UnitOfWork) -> PaymentTaken:
+    def decide(unit: UnitOfWork) -> PaymentTaken | withholding.Wanted:
         record = _open_loan(unit, loan_id, day)
         may = allowed(unit, record.borrower_id)
         if mode is PrepayMode.SHORTEN_TERM and record.terms.method in (
@@ -321,12 +322,13 @@ def prepay(context: Context, loan_id: int, amount: Money | None, *, mode: Prepay
         due = _within_payoff(unit, record, amount, day=day, may=may)
         paying = due if amount is None else amount
         method = _method(unit, record, source, may)
-        _debit(unit, method, amount=paying, key=f"prepay:{loan_id}:{key}")
+        if method is not None and paying > 0:
+            return withholding.Wanted(Kind.PREPAY, paying, method, day, mode)
         event = Prepayment(record.next_seq, day, paying, _channel_of(method), mode, paying >= due)
-        return _money_in(unit, record, event, method)
+        return withholding.money_in(unit, record, event, method)
 
-    return _once(context, f"loan:{loan_id}", idempotency_key, request, work,
-                 guard=lambda unit: allowed(unit, unit.loans.borrower_of(loan_id)))  # fmt: skip
+    return withholding.collect(context, loan_id, request, decide, key=idempotency_key,
+                               guard=_paying(allowed, loan_id))  # fmt: skip
 
 
 def _money_in_allowed(context: Context, loan_id: int, source: Source, day: date,
@@ -341,6 +343,12 @@ def _money_in_allowed(context: Context, loan_id: int, source: Source, day: date,
     return allowed
 
 
+def _paying(allowed: Callable[[UnitOfWork, int], MoneyIn],
+            loan_id: int) -> Callable[[UnitOfWork], MoneyIn]:  # fmt: skip
+    """A guard: refuses a principal who may not pay ``loan_id`` at all, before a replay."""
+    return lambda unit: allowed(unit, unit.loans.borrower_of(loan_id))
+
+
 def _needs(context: Context, permission: Permission) -> Callable[[UnitOfWork], Principal]:
     """A guard: the acting principal, refused unless she holds ``permission``."""
 
@@ -350,14 +358,6 @@ def _needs(context: Context, permission: Permission) -> Callable[[UnitOfWork], P
         return who
 
     return guard
-
-
-def _pays_off(record: Loan, amount: Money, payoff: Money, day: date) -> bool:
-    """Whether a payment of ``amount`` on ``day`` is the payoff: it reaches the payoff amount
-    while installments are still to fall due. Once none is, the plan has run its course, and
-    paying what is owed is an ordinary payment (allocated the same way), not an early one."""
-    to_come = any(row.due_date > day for row in record.state_on(day).installments)
-    return amount >= payoff and to_come
 
 
 def _within_payoff(unit: UnitOfWork, record: Loan, amount: Money | None, *, day: date,
@@ -372,6 +372,8 @@ def _within_payoff(unit: UnitOfWork, record: Loan, amount: Money | None, *, day:
     if booked != day:
         most = min(most, payoff_on(record.terms, record.policy, record.events, booked,
                                    record.cap).amount)  # fmt: skip
+    # Payments from her methods that a gateway still holds pay it off too, once booked.
+    most = Money(max(most - unit.in_flight(record.id), 0))
     if amount is None or amount <= most:
         return payoff
     overpayment: OverpaymentApproval | None = may.overpayment
@@ -390,27 +392,6 @@ def _within_payoff(unit: UnitOfWork, record: Loan, amount: Money | None, *, day:
                "overpayment approved", after={"amount": str(amount), "payoff": str(most),
                                               "taken_by": overpayment.approver})  # fmt: skip
     return payoff
-
-
-def _money_in(unit: UnitOfWork, record: Loan, event: Payment | Prepayment,
-              method: PaymentMethod | None) -> PaymentTaken:  # fmt: skip
-    kind = "prepayment" if isinstance(event, Prepayment) else "payment"
-    memo = f"{kind} {_payment_id(record, event.seq)}"
-    booking = book(record, [event], event.effective, memo=memo, issued=stamp(), paid_with=method)
-    unit.loans.save(record, booking)
-    return PaymentTaken(booking.receipts[0], LoanSummary.of(record, booking.state))
-
-
-def _debit(unit: UnitOfWork, method: PaymentMethod | None, *, amount: Money, key: str) -> None:
-    """Takes the money through the channel (not when it came in by hand). Nothing to take (a
-    payoff that what was paid ahead covers) asks the channel for nothing."""
-    if method is None or amount == 0:
-        return
-    debit = unit.channel().debit(method.token_ref, amount, key)
-    if debit.declined:
-        raise DeclinedError(
-            f"{method.kind} {method.masked_account} declined: {debit.declined}"
-        ).coded("payment-declined", channel=method.kind, account=method.masked_account)
 
 
 def _method(unit: UnitOfWork, record: Loan, source: Source,
@@ -765,10 +746,6 @@ def _open_loan(unit: UnitOfWork, loan_id: int, day: date) -> Loan:
 def _check_day(record: Loan, day: date) -> None:
     if day < record.terms.start:
         raise RefusedError(f"{day} is before loan {record.id} began on {record.terms.start}")
-
-
-def _payment_id(record: Loan, seq: int) -> str:
-    return f"P{record.id}-{seq}"
 
 
 def parse_id(text: str, prefix: str, what: str) -> tuple[int, int]:

@@ -6,11 +6,16 @@ transaction while the gateway is asked:
    money once;
 2. ``ask``: the gateway is called with no transaction open (a slow bank holds no lock);
 3. ``record``: its answer, whenever and however it comes (at once, in a notification that may be
-   duplicated, late or out of order, or to the reconciler's query), is applied to the request in
-   a short transaction of its own, by the rules of ``fenqi.domain.withholding``.
+   duplicated, late or out of order, or to the reconciler's query), is applied to the request by
+   the rules of ``fenqi.domain.withholding`` and its outcome booked on the loan through the one
+   booking path, in one short transaction: money taken is the payment (or prepayment, or the
+   batch's auto-debit), once; the batch's debit that failed is its ``DebitFailed``. A booking
+   retried on a stale version re-runs this phase only: the gateway is never asked again.
 
-``reconcile`` asks the gateway about requests left open (a crash between the phases, an answer
-that timed out, a notification that never came) and records what it says.
+``collect`` is the three phases of a borrower's payment from a bound method (``pay``,
+``prepay``); the nightly batch runs them a chunk at a time. ``reconcile`` asks the gateway
+about requests left open (a crash between the phases, an answer that timed out, a notification
+that never came) and records what it says.
 """
 
 from __future__ import annotations
@@ -19,21 +24,40 @@ import hashlib
 import json
 import logging
 import re
+import uuid
 from collections import Counter
-from collections.abc import Mapping
-from dataclasses import dataclass
-from datetime import timedelta
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, replace
+from datetime import date, timedelta
+from itertools import count
 
-from sqlalchemy.orm import Session
-
-from fenqi.domain.events import Channel
+from fenqi.clock import stamp
+from fenqi.domain.events import Channel, DebitFailed, Payment, Prepayment, PrepayMode
+from fenqi.domain.loan import payoff_on
+from fenqi.domain.money import Money
 from fenqi.domain.withholding import SETTLED, DebitRequest, Kind, Status
+from fenqi.loans.aggregate import Loan
+from fenqi.loans.booking import book
+from fenqi.loans.methods import PaymentMethod
+from fenqi.loans.ports import UnitOfWork
 from fenqi.ports import GatewayAnswer, Gateways, UnverifiedError, WithholdingGateway
-from fenqi.services.context import Context, Document, permitted, run
-from fenqi.services.errors import NotFoundError, RefusedError
+from fenqi.services.context import (
+    Context,
+    Document,
+    IdempotencyKeyReusedError,
+    Replayed,
+    fingerprint_of,
+    held,
+    permitted,
+    run,
+    transact,
+)
+from fenqi.services.errors import DeclinedError, NotFoundError, RefusedError
 from fenqi.services.policy import Permission
-from fenqi.store.debit_requests import add_request, find_request, open_requests, save_answer
+from fenqi.services.views import LoanSummary, PaymentTaken
+from fenqi.store.debit_requests import open_requests
 from fenqi.store.loans import now
+from fenqi.wire import present
 
 log = logging.getLogger("fenqi.withholding")
 # A merchant order id: its loan, then 16 hex digits of its idempotency key's SHA-256 (at most 29
@@ -60,6 +84,7 @@ class Recorded:
 
     before: DebitRequest
     after: DebitRequest
+    paid: PaymentTaken | None = None  # the payment it booked, if it booked one
 
     @property
     def settled_now(self) -> bool:
@@ -70,7 +95,7 @@ class Recorded:
 def open_request(context: Context, request: DebitRequest) -> DebitRequest:
     """Phase 1: commits ``request`` pending, or finds the one already committed by its order id
     (a retry: it is that request, as it stands, that goes on)."""
-    return run(context, lambda session: add_request(session, request, now()))
+    return transact(context, lambda unit: unit.add_debit_request(request))
 
 
 def ask(context: Context, request: DebitRequest) -> GatewayAnswer:
@@ -85,23 +110,224 @@ def ask(context: Context, request: DebitRequest) -> GatewayAnswer:
 
 
 def record(context: Context, answer: GatewayAnswer) -> Recorded:
-    """Phase 3: applies the gateway's ``answer`` to its request, under the request's row lock,
-    so answers arriving together are applied one after the other."""
-    loan_id = _loan_of(answer.order_id)
-
-    def work(session: Session) -> Recorded:
-        request = find_request(session, loan_id, answer.order_id, for_update=True)
-        if request is None:
-            raise NotFoundError(f"no debit request {answer.order_id}")
-        answered = request.answered(answer.outcome, answer.reference, answer.reason)
-        save_answer(session, answered, now())
-        return Recorded(request, answered)
-
-    recorded = run(context, work)
+    """Phase 3: applies the gateway's ``answer`` to its request and books its outcome on the
+    loan (``settle``), under the request's row lock, so answers arriving together are applied
+    one after the other."""
+    recorded = _record(context, answer.order_id, answer)
     log.info(json.dumps({"event": "gateway-answer", "order_id": answer.order_id,
                          "outcome": answer.outcome.value, "was": recorded.before.status.value,
                          "now": recorded.after.status.value}))  # fmt: skip
     return recorded
+
+
+def _record(
+    context: Context,
+    order: str,
+    answer: GatewayAnswer | None,
+    *,
+    then: Callable[[UnitOfWork, Recorded], Recorded] | None = None,
+) -> Recorded:
+    """``record`` of ``answer`` (None: nothing new, the request's outcome only booked if it is
+    not yet) to the request ``order``; ``then`` does more in the same unit of work."""
+    loan_id = _loan_of(order)
+
+    def work(unit: UnitOfWork) -> Recorded:
+        request = unit.debit_request(loan_id, order, for_update=True)
+        if request is None:
+            raise NotFoundError(f"no debit request {order}")
+        recorded = settle(unit, request, answer)
+        return recorded if then is None else then(unit, recorded)
+
+    return transact(context, work)
+
+
+def settle(unit: UnitOfWork, request: DebitRequest, answer: GatewayAnswer | None) -> Recorded:
+    """Applies ``answer`` (None: none new) to ``request``, held by this unit of work, books
+    what the loan has still to book of its outcome, and stores the request."""
+    answered = request if answer is None else request.answered(answer.outcome, answer.reference,
+                                                               answer.reason)  # fmt: skip
+    booked, paid = _book_outcome(unit, answered)
+    if booked != request:
+        unit.save_debit_request(booked)
+    return Recorded(request, booked, paid)
+
+
+def _book_outcome(unit: UnitOfWork,
+                  request: DebitRequest) -> tuple[DebitRequest, PaymentTaken | None]:  # fmt: skip
+    """Books the request's outcome on its loan if it has one still to book (``to_book``): the
+    payment, prepayment or auto-debit the money taken pays for, or the batch's failed debit."""
+    if not request.to_book():
+        return request, None
+    loan = unit.loans.get(request.loan_id, for_update=True)
+    method = None if request.method_id is None else unit.method(request.method_id)
+    seq = loan.next_seq
+    if request.status is Status.FAILED:
+        failed = DebitFailed(seq, request.day, request.due_date or request.day,
+                             request.debit_attempt or 1, request.reason or "declined")  # fmt: skip
+        unit.loans.save(loan, book(loan, [failed], request.day, memo="auto-debit",
+                                   issued=stamp()))  # fmt: skip
+        return replace(request, booked=Status.FAILED, booked_seq=seq), None
+    paid = money_in(unit, loan, money_event(loan, request, seq), method)
+    return replace(request, booked=Status.SUCCEEDED, booked_seq=seq), paid
+
+
+def money_event(loan: Loan, request: DebitRequest, seq: int) -> Payment | Prepayment:
+    """The event money taken for ``request`` is booked as, on the loan as it is now: a
+    prepayment's in its mode (full when it reaches the payoff), a payment that reaches the
+    payoff while installments are still to fall due a full prepayment (``pays_off``), else a
+    payment."""
+    amount, day, channel = request.amount, request.day, request.channel
+    if request.kind is Kind.PREPAY:
+        payoff = payoff_on(loan.terms, loan.policy, loan.events, day, loan.cap).amount
+        mode = request.mode or PrepayMode.REDUCE_INSTALLMENT
+        return Prepayment(seq, day, amount, channel, mode, amount >= payoff)
+    if request.kind is Kind.PAY:
+        payoff = payoff_on(loan.terms, loan.policy, loan.events, day, loan.cap).amount
+        if pays_off(loan, amount, payoff, day):
+            return Prepayment(seq, day, amount, channel, PrepayMode.REDUCE_INSTALLMENT, full=True)
+    return Payment(seq, day, amount, channel)
+
+
+def pays_off(record: Loan, amount: Money, payoff: Money, day: date) -> bool:
+    """Whether a payment of ``amount`` on ``day`` is the payoff: it reaches the payoff amount
+    while installments are still to fall due. Once none is, the plan has run its course, and
+    paying what is owed is an ordinary payment (allocated the same way), not an early one."""
+    to_come = any(row.due_date > day for row in record.state_on(day).installments)
+    return amount >= payoff and to_come
+
+
+def money_in(unit: UnitOfWork, record: Loan, event: Payment | Prepayment,
+             method: PaymentMethod | None) -> PaymentTaken:  # fmt: skip
+    """Books money in (a payment or prepayment) and gives its receipt, with the loan after."""
+    kind = "prepayment" if isinstance(event, Prepayment) else "payment"
+    memo = f"{kind} P{record.id}-{event.seq}"
+    booking = book(record, [event], event.effective, memo=memo, issued=stamp(), paid_with=method)
+    unit.loans.save(record, booking)
+    return PaymentTaken(booking.receipts[0], LoanSummary.of(record, booking.state))
+
+
+# -- a borrower's payment from a bound method -----------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Wanted:
+    """What phase 1 of a payment decided to take from a bound method."""
+
+    kind: Kind
+    amount: Money
+    method: PaymentMethod
+    day: date
+    mode: PrepayMode | None = None
+
+
+class PaymentPendingError(RefusedError):
+    """The gateway has not said yet whether it took the money: nothing is booked until it does
+    (a notification, or the reconciler's query), and sending the payment again with the same
+    idempotency key asks about the same order, never for the money twice."""
+
+
+def collect(context: Context, loan_id: int, request: Document,
+            decide: Callable[[UnitOfWork], PaymentTaken | Wanted], *,
+            key: str | None,
+            guard: Callable[[UnitOfWork], object]) -> PaymentTaken | Replayed:  # fmt: skip
+    """A payment in its phases. ``decide`` runs in the first unit of work (the loan locked):
+    it books money taken by hand at once and returns the payment taken (one transaction, as any
+    other write), or says what to take from a bound method (``Wanted``): that request is
+    committed pending, the gateway asked with no transaction open, and the answer recorded and
+    booked in a last unit of work. With an idempotency ``key``, the same key and request give
+    the first result back, and a request still open under it is asked about, never sent anew.
+    ``guard`` (who may pay) runs first in that unit, before any stored result is looked at."""
+    scope, client_key = f"loan:{loan_id}", key
+    key = key or uuid.uuid4().hex
+    printed = fingerprint_of(request)
+
+    def first(unit: UnitOfWork) -> PaymentTaken | Replayed | tuple[DebitRequest, PaymentMethod]:
+        guard(unit)
+        if client_key is not None:
+            seen = held(unit, scope, client_key, printed)
+            if seen is not None:
+                return seen
+        wanted = decide(unit)
+        if not isinstance(wanted, Wanted):
+            if client_key is not None:
+                unit.remember(scope, client_key, printed, present(wanted))
+            return wanted
+        return _request_for(unit, loan_id, key, wanted), wanted.method
+
+    opened = transact(context, first)
+    if not isinstance(opened, tuple):
+        return opened
+    asking, method = opened
+    answer = None if asking.status in SETTLED else ask(context, asking)
+    return _paid(context, asking, answer, method, scope=scope, key=client_key, printed=printed)
+
+
+def _request_for(unit: UnitOfWork, loan_id: int, key: str, wanted: Wanted) -> DebitRequest:
+    """The request under the idempotency ``key``: the one recorded already (a retry, to be
+    asked about), or a new one. A request under the key the gateway declined is followed by a
+    new order (``<key>#2``, …): the borrower may pay again once her method holds the money."""
+    for attempt in count(1):
+        named = key if attempt == 1 else f"{key}#{attempt}"
+        order = order_id(loan_id, f"{wanted.kind.value}:{loan_id}:{named}")
+        known = unit.debit_request(loan_id, order)
+        if known is not None and known.status is Status.FAILED and known.booked is None:
+            continue
+        if known is not None:
+            if (known.amount, known.method_id, known.day) != (wanted.amount, wanted.method.id,
+                                                              wanted.day):  # fmt: skip
+                raise IdempotencyKeyReusedError(
+                    f"idempotency key {key!r} was already used for a different request; "
+                    "use a new key for a new request"
+                )
+            return known
+        method = wanted.method
+        return unit.add_debit_request(DebitRequest(
+            loan_id, order, wanted.kind, wanted.amount, method.channel, method.id,
+            method.token_ref, f"{wanted.kind.value}:{loan_id}:{named}", wanted.day,
+            mode=wanted.mode,
+        ))  # fmt: skip
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+def _paid(context: Context, opened: DebitRequest, answer: GatewayAnswer | None,
+          method: PaymentMethod, *, scope: str, key: str | None,
+          printed: str) -> PaymentTaken:  # fmt: skip
+    """Phase 3 of a payment: the answer recorded and booked, and the receipt remembered under
+    the idempotency key; a decline, or no answer yet, is said."""
+
+    def remember(unit: UnitOfWork, recorded: Recorded) -> Recorded:
+        paid = recorded.paid
+        if paid is None and recorded.after.booked is Status.SUCCEEDED:
+            paid = _receipt_of(unit, recorded.after)  # booked before: by a notification
+            recorded = replace(recorded, paid=paid)
+        if paid is not None and key is not None and unit.recall(scope, key) is None:
+            unit.remember(scope, key, printed, present(paid))
+        return recorded
+
+    recorded = _record(context, opened.order_id, answer, then=remember)
+    after = recorded.after
+    if recorded.paid is not None:
+        return recorded.paid
+    if after.status is Status.FAILED:
+        raise DeclinedError(
+            f"{method.kind} {method.masked_account} declined: {after.reason or 'declined'}"
+        ).coded("payment-declined", channel=method.kind, account=method.masked_account)
+    raise PaymentPendingError(
+        f"the gateway has not said yet whether it took {after.amount} (order {after.order_id}); "
+        "it is booked when it does: send the payment again with the same idempotency key to ask"
+    ).coded("payment-pending", amount=after.amount)
+
+
+def _receipt_of(unit: UnitOfWork, request: DebitRequest) -> PaymentTaken | None:
+    """The payment a request booked earlier: its receipt, with the loan as it is now."""
+    if request.booked_seq is None:
+        return None
+    receipt = unit.loans.receipt(request.loan_id, request.booked_seq)
+    if receipt is None:
+        return None
+    loan = unit.loans.get(request.loan_id)
+    state = loan.state_on(loan.booking_day(request.day))
+    return PaymentTaken(receipt, LoanSummary.of(loan, state))
 
 
 def debit(context: Context, request: DebitRequest) -> Recorded:

@@ -17,11 +17,12 @@ from sqlalchemy.orm import Session, undefer
 
 from fenqi.domain.events import Event
 from fenqi.domain.loan import Checkpoint, resumable
+from fenqi.domain.withholding import DebitRequest
 from fenqi.loans.aggregate import Loan
 from fenqi.loans.booking import Booking
 from fenqi.loans.ports import Borrower
-from fenqi.ports import PaymentChannel
 from fenqi.store.bulk import insert_rows
+from fenqi.store.debit_requests import add_requests, chunk_requests, save_answer
 from fenqi.store.documents import Document, event_from
 from fenqi.store.errors import MissingError
 from fenqi.store.loans import journal_balances_of, loan_of, now, save_bookings
@@ -204,10 +205,6 @@ class BatchStore:
     def __init__(self, session: Session) -> None:
         self.session = session
 
-    def channel(self, make: Callable[[Session], PaymentChannel]) -> PaymentChannel:
-        """The payment channel, within this transaction."""
-        return make(self.session)
-
     # -- the portfolio --------------------------------------------------------------------------
 
     def first_behind(self, day: date) -> date | None:
@@ -234,6 +231,20 @@ class BatchStore:
     def chunk(self, day: date, first: int, last: int) -> list[Loan]:
         return chunk_loans(self.session, day, first, last)
 
+    def add_requests(self, requests: list[DebitRequest]) -> list[DebitRequest]:
+        """The chunk's debit requests committed pending (those recorded already, as they
+        stand: a chunk taken again after its worker died)."""
+        return add_requests(self.session, requests, now())
+
+    def requests(self, day: date, first: int, last: int) -> list[DebitRequest]:
+        """The chunk's debit requests of ``day``, locked (before its loans are)."""
+        return chunk_requests(self.session, day, first, last)
+
+    def save_requests(self, requests: Sequence[DebitRequest]) -> None:
+        at = now()
+        for request in requests:
+            save_answer(self.session, request, at)
+
     def borrowers(self, borrower_ids: set[int]) -> dict[int, Borrower]:
         return borrowers(self.session, borrower_ids)
 
@@ -254,10 +265,11 @@ class BatchStore:
     # -- runs -----------------------------------------------------------------------------------
 
     def take_up(self, day: date, caught_up_from: date | None) -> int | None:
-        """The run of ``day`` that is not done, if any, running once more: its chunks that
-        failed for good queued afresh (``failures`` back to 0; their ``attempts`` keep
-        counting) — whether it was recorded failed or was left running (its coordinator died
-        and no one settled it). Locked first: a worker settling it meanwhile is waited for."""
+        """The run of ``day`` that is not done, if any, running once more: its chunks' leases
+        ended, its chunks that failed for good queued afresh (``failures`` back to 0; their
+        ``attempts`` keep counting) — whether it was recorded failed or was left running (its
+        coordinator died and no one settled it). Locked first: a worker settling it meanwhile
+        is waited for."""
         open_run = self.session.scalars(
             select(CobRunRow)
             .where(CobRunRow.business_date == day, CobRunRow.status != "done")
@@ -265,6 +277,15 @@ class BatchStore:
         ).first()
         if open_run is None:
             return None
+        # Whoever starts the day again takes its chunks up now, as a worker that died would
+        # have left them: a lease still running is ended (were its worker alive after all, the
+        # two ask the gateway under the same order ids, and it moves the money once).
+        self.session.execute(
+            update(CobJobRow)
+            .where(CobJobRow.run_id == open_run.id, CobJobRow.status == "queued")
+            .values(leased_until=None)
+            .execution_options(synchronize_session=False)
+        )
         requeued = self.session.execute(
             update(CobJobRow)
             .where(CobJobRow.run_id == open_run.id, CobJobRow.status == "failed")
@@ -305,9 +326,14 @@ class BatchStore:
         query = select(CobRunRow.business_date).where(CobRunRow.id == run_id)
         return self.session.scalar(query)
 
-    def take_job(self, run_id: int | None, today: date) -> JobRecord | None:
-        """The next queued chunk (of ``run_id``, or of any run) of a day up to ``today``;
-        on PostgreSQL one no other worker holds (``SKIP LOCKED``), held until commit."""
+    def take_job(self, run_id: int | None, today: date, worker: str,
+                 lease: timedelta) -> JobRecord | None:  # fmt: skip
+        """The next queued chunk (of ``run_id``, or of any run) of a day up to ``today``,
+        leased to ``worker`` for ``lease`` while its gateway calls run with no transaction open.
+        On PostgreSQL, one no other worker holds (``SKIP LOCKED``) or has leased: a worker
+        that died leaves its chunk to others when its lease runs out. SQLite runs its chunks
+        one at a time in one process, which leases nothing: a chunk left leased by a process
+        that died is taken again at once."""
         query = select(CobJobRow).where(
             CobJobRow.status == "queued", CobJobRow.business_date <= today
         )
@@ -315,16 +341,41 @@ class BatchStore:
             query = query.where(CobJobRow.run_id == run_id)
         query = query.order_by(CobJobRow.run_id, CobJobRow.chunk_no).limit(1)
         if self.session.get_bind().dialect.name == "postgresql":
-            query = query.with_for_update(skip_locked=True)
+            free = or_(CobJobRow.leased_until.is_(None), CobJobRow.leased_until < now())
+            query = query.where(free).with_for_update(skip_locked=True)
         job = self.session.scalars(query).first()
-        return None if job is None else _job(job)
+        if job is None:
+            return None
+        job.worker, job.leased_until = worker, now() + lease
+        return _job(job)
+
+    def release(self, job: JobRecord) -> None:
+        """Ends the chunk's lease: its gateway calls are over, and from now on its row lock
+        keeps other workers off it (a worker that dies then leaves it to them at once)."""
+        self.session.execute(
+            update(CobJobRow)
+            .where(CobJobRow.run_id == job.run_id, CobJobRow.chunk_no == job.chunk_no)
+            .values(leased_until=None)
+            .execution_options(synchronize_session=False)
+        )
+
+    def hold(self, job: JobRecord) -> bool:
+        """Whether the chunk is still to do and this transaction holds it (on PostgreSQL, its
+        row locked unless another worker holds it: one that took it up meanwhile)."""
+        query = select(CobJobRow.status).where(
+            CobJobRow.run_id == job.run_id, CobJobRow.chunk_no == job.chunk_no
+        )
+        if self.session.get_bind().dialect.name == "postgresql":
+            query = query.with_for_update(skip_locked=True)
+        return self.session.scalar(query) == "queued"
 
     def job_done(self, job: JobRecord, counts: Document, worker: str) -> None:
         self.session.execute(
             update(CobJobRow)
             .where(CobJobRow.run_id == job.run_id, CobJobRow.chunk_no == job.chunk_no)
             .values(status="done", worker=worker, finished_at=now(), counts=counts,
-                    attempts=CobJobRow.attempts + 1, error=None)  # done: no failure stands
+                    attempts=CobJobRow.attempts + 1, error=None,  # done: no failure stands
+                    leased_until=None)
             .execution_options(synchronize_session=False)
         )  # fmt: skip
 
@@ -339,7 +390,7 @@ class BatchStore:
             .where(CobJobRow.run_id == run_id, CobJobRow.chunk_no == chunk_no,
                    CobJobRow.status == "queued")
             .values(attempts=CobJobRow.attempts + 1, failures=failures, error=said,
-                    worker=worker, finished_at=now(),
+                    worker=worker, finished_at=now(), leased_until=None,
                     status=case((failures >= max_attempts, "failed"), else_="queued"))
             .returning(CobJobRow.status)
             .execution_options(synchronize_session=False)

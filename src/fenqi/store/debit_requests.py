@@ -3,12 +3,12 @@ the ones left open are found for the reconciler. Rows go in and come out as ``De
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime
 
-from sqlalchemy import func, select, update
+from sqlalchemy import and_, func, or_, select, update
 from sqlalchemy.orm import Session
 
-from fenqi.domain.events import Channel
+from fenqi.domain.events import Channel, PrepayMode
 from fenqi.domain.money import Money
 from fenqi.domain.withholding import SETTLED, DebitRequest, Kind, Status
 from fenqi.store.schema import DebitRequestRow
@@ -22,16 +22,23 @@ def add_request(session: Session, request: DebitRequest, at: datetime) -> DebitR
     known = find_request(session, request.loan_id, request.order_id)
     if known is not None:
         return known
+    _insert(session, request, at)
+    session.flush()
+    return request
+
+
+def _insert(session: Session, request: DebitRequest, at: datetime) -> None:
     session.add(DebitRequestRow(
         loan_id=request.loan_id, order_id=request.order_id, kind=request.kind.value,
         amount=int(request.amount), channel=request.channel.value, method_id=request.method_id,
         token_ref=request.token_ref, idempotency_key=request.idempotency_key, day=request.day,
         status=request.status.value, reference=request.reference, reason=request.reason,
         refers_to=request.refers_to, attempts=request.attempts, created_at=at, updated_at=at,
-        settled_at=None,
+        settled_at=None, mode=None if request.mode is None else request.mode.value,
+        due_date=request.due_date, debit_attempt=request.debit_attempt,
+        booked=None if request.booked is None else request.booked.value,
+        booked_seq=request.booked_seq,
     ))  # fmt: skip
-    session.flush()
-    return request
 
 
 def find_request(session: Session, loan_id: int, order_id: str, *,
@@ -60,6 +67,8 @@ def save_answer(session: Session, request: DebitRequest, at: datetime) -> None:
             reference=request.reference,
             reason=request.reason,
             attempts=request.attempts,
+            booked=None if request.booked is None else request.booked.value,
+            booked_seq=request.booked_seq,
             updated_at=at,
             settled_at=settled_at,
         )
@@ -78,11 +87,57 @@ def open_requests(session: Session, untouched_since: datetime, limit: int) -> li
     return [_request(row) for row in session.scalars(query)]
 
 
+def in_flight(session: Session, loan_id: int) -> Money:
+    """What the loan's debits of the borrower's own (not the batch's) still in a gateway's hands
+    come to: open, or taken and not booked yet."""
+    query = select(func.coalesce(func.sum(DebitRequestRow.amount), 0)).where(
+        DebitRequestRow.loan_id == loan_id,
+        DebitRequestRow.kind.in_((Kind.PAY.value, Kind.PREPAY.value)),
+        or_(DebitRequestRow.status.in_(_OPEN),
+            and_(DebitRequestRow.status == Status.SUCCEEDED.value,
+                 DebitRequestRow.booked.is_(None))),
+    )  # fmt: skip
+    return Money(int(session.scalar(query) or 0))
+
+
+def chunk_requests(session: Session, day: date, first: int, last: int) -> list[DebitRequest]:
+    """The batch's debit requests of ``day`` for the loans of ids ``first`` to ``last``, their
+    rows locked (before the loans': the order every writer of both takes them in)."""
+    query = select(DebitRequestRow).where(
+        DebitRequestRow.loan_id.between(first, last),
+        DebitRequestRow.kind == Kind.COB.value,
+        DebitRequestRow.day == day,
+    )
+    locked = query.order_by(DebitRequestRow.loan_id, DebitRequestRow.order_id).with_for_update()
+    return [
+        _request(row) for row in session.scalars(locked.execution_options(populate_existing=True))
+    ]
+
+
+def add_requests(
+    session: Session, requests: list[DebitRequest], at: datetime
+) -> list[DebitRequest]:
+    """``add_request`` for a chunk's requests, with one query for those recorded already."""
+    if not requests:
+        return []
+    orders = [request.order_id for request in requests]
+    known = {row.order_id: _request(row) for row in session.scalars(
+        select(DebitRequestRow).where(DebitRequestRow.order_id.in_(orders))
+    )}  # fmt: skip
+    for request in requests:
+        if request.order_id not in known:
+            _insert(session, request, at)
+    session.flush()
+    return [known.get(request.order_id, request) for request in requests]
+
+
 def _request(row: DebitRequestRow) -> DebitRequest:
     return DebitRequest(
         loan_id=row.loan_id, order_id=row.order_id, kind=Kind(row.kind), amount=Money(row.amount),
         channel=Channel(row.channel), method_id=row.method_id, token_ref=row.token_ref,
         idempotency_key=row.idempotency_key, day=row.day, status=Status(row.status),
         reference=row.reference, reason=row.reason, refers_to=row.refers_to,
-        attempts=row.attempts,
+        attempts=row.attempts, mode=None if row.mode is None else PrepayMode(row.mode),
+        due_date=row.due_date, debit_attempt=row.debit_attempt,
+        booked=None if row.booked is None else Status(row.booked), booked_seq=row.booked_seq,
     )  # fmt: skip

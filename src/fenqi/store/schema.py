@@ -136,6 +136,19 @@ class SimAccountRow(Base):
     balance: Mapped[int] = mapped_column(BigInteger)  # fen
 
 
+class SimOrderRow(Base):
+    """An order the in-process gateway simulator answered, kept as a gateway keeps its own: the
+    same order id sent again gets the same answer, and a query finds it."""
+
+    __tablename__ = "sim_orders"
+
+    order_id: Mapped[str] = mapped_column(primary_key=True)
+    token_ref: Mapped[str]
+    amount: Mapped[int] = mapped_column(BigInteger)  # fen
+    outcome: Mapped[str]  # succeeded | failed
+    reason: Mapped[str | None]
+
+
 # Loans: every table below is keyed by the loan -------------------------------------------------
 
 
@@ -282,6 +295,11 @@ class DebitRequestRow(Base):
     reason: Mapped[str | None]  # why it failed
     refers_to: Mapped[str | None]  # a refund: the order id of the debit it pays back
     attempts: Mapped[int]  # how many answers came: the call's, notifications, queries
+    mode: Mapped[str | None]  # a prepayment's mode
+    due_date: Mapped[date | None]  # the batch's debit: the installment it is for
+    debit_attempt: Mapped[int | None]  # the batch's debit: its attempt at that installment
+    booked: Mapped[str | None]  # the outcome booked on the loan: succeeded | failed
+    booked_seq: Mapped[int | None]  # the loan's event that booked it
     created_at: Mapped[datetime] = mapped_column(Timestamp)
     updated_at: Mapped[datetime] = mapped_column(Timestamp)
     settled_at: Mapped[datetime | None] = mapped_column(Timestamp)
@@ -364,6 +382,7 @@ class CobJobRow(Base):
     attempts: Mapped[int] = mapped_column(server_default="0")  # tries in all, done or raised
     failures: Mapped[int] = mapped_column(server_default="0")  # raised since last queued
     error: Mapped[str | None]  # the last failure's, while not done: its class and first line
+    leased_until: Mapped[datetime | None] = mapped_column(Timestamp)  # its gateway calls run
 
 
 class BucketMoveRow(Base):

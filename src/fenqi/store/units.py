@@ -12,12 +12,19 @@ from sqlalchemy.orm import Session
 
 from fenqi.domain.money import Money
 from fenqi.domain.products import Product, parse_definition
+from fenqi.domain.withholding import DebitRequest
 from fenqi.loans.aggregate import Loan
 from fenqi.loans.booking import Booking
 from fenqi.loans.methods import PaymentMethod
 from fenqi.loans.ports import AuditEntry, History, StoredEntry, StoredEvent, StoredLine
 from fenqi.loans.receipts import Receipt, parse_stored
 from fenqi.ports import PaymentChannel
+from fenqi.store.debit_requests import (
+    add_request,
+    find_request,
+    in_flight,
+    save_answer,
+)
 from fenqi.store.documents import Document
 from fenqi.store.errors import MissingError
 from fenqi.store.loans import (
@@ -234,3 +241,16 @@ class DatabaseUnitOfWork:
     def remember(self, scope: str, key: str, fingerprint: str, result: Document) -> None:
         self.session.add(IdempotencyKeyRow(scope=scope, key=key, fingerprint=fingerprint,
                                            result=result, created_at=now()))  # fmt: skip
+
+    def debit_request(self, loan_id: int, order_id: str, *,
+                      for_update: bool = False) -> DebitRequest | None:  # fmt: skip
+        return find_request(self.session, loan_id, order_id, for_update=for_update)
+
+    def add_debit_request(self, request: DebitRequest) -> DebitRequest:
+        return add_request(self.session, request, now())
+
+    def save_debit_request(self, request: DebitRequest) -> None:
+        save_answer(self.session, request, now())
+
+    def in_flight(self, loan_id: int) -> Money:
+        return in_flight(self.session, loan_id)

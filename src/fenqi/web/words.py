@@ -69,6 +69,11 @@ WORDS: dict[str, dict[str, str]] = {
         "zh-CN": "{channel}（{account}）未能扣款，请检查余额或换一个支付方式。",
         "en": "{channel} ({account}) declined the debit; check its balance or use another method.",
     },
+    "refusal.payment-pending": {
+        "zh-CN": "扣款 {amount} 元已提交，支付机构尚未答复；答复后自动入账，请勿重复付款。",
+        "en": "The debit of {amount} was sent and the payment provider has not answered yet; "
+        "it is booked when it does: do not pay again.",
+    },
     "refusal.nothing-owed": {
         "zh-CN": "这笔分期{status}，没有需要还的款项。",
         "en": "This plan is {status}; nothing is owed on it.",
