@@ -376,3 +376,33 @@ def test_a_refused_reversal_says_what_went_where_in_positive_amounts(
     assert "-" not in said, said
     assert "manual" not in said, said
     assert (balance(engine, card), events(engine, loan)) == (held, recorded)
+
+
+def test_a_credit_refund_behind_a_reversed_payment_no_longer_holds_back_the_credit(
+    context: Context, engine: Engine
+) -> None:
+    """Paid 76.30 by hand, then a merchant refund of 99% of the price pays her credit back by
+    hand, then the payment is reversed (what the credit refund had not sent goes back with it).
+    Once she overpays by hand again, the whole credit balance goes back by hand: the earlier
+    credit refund counts for what it pays back as the loan now stands (nothing), not for what it
+    was written for."""
+    loan, card = plan(context, "6426.24", "cash", 12)
+    paid = present(servicing.pay(context, loan, Money.parse("76.30"), Source(manual=True), START))
+    refunded = present(servicing.refund(context, loan, Money.parse("6361.97"), START))
+    assert [(to["channel"], to["amount"]) for to in refunded["paid_to"]] == [("manual", "70.59")]
+    reversed_ = present(servicing.reverse(context, paid["payment_id"], "mistake", START,
+                                          confirm=True))  # fmt: skip
+    assert reversed_["paid_back"] == "5.71"
+    prepaid = present(servicing.prepay(context, loan, Money.parse("100"),
+                                       mode=PrepayMode.REDUCE_INSTALLMENT,
+                                       source=Source(manual=True), day=START,
+                                       allow_overpayment=True))  # fmt: skip
+    credit = prepaid["loan"]["credit_balance"]
+    assert credit == "35.73"  # more than the 100.00 less the 70.59 the credit refund was for
+    held = balance(engine, card)
+    back = present(servicing.refund_credit(context, loan, None, START))
+    assert [(to["channel"], to["amount"]) for to in back["paid_to"]] == [("manual", credit)]
+    assert back["loan"]["credit_balance"] == "0.00"
+    assert balance(engine, card) == held
+    assert present(books.check_books(context))["consistent"]
+    assert present(books.trial_balance(context))["balanced"]

@@ -28,6 +28,8 @@ from fenqi.domain.loan import (
     InstallmentStatus,
     LoanState,
     LoanStatus,
+    Payer,
+    paying_back,
     payoff_on,
     replay,
     replay_to_checkpoint,
@@ -367,3 +369,38 @@ def test_a_receipt_accounts_for_every_fen_of_its_payment(
     for seq, allocation in state.allocations.items():
         applied = sum(part.amount for part in allocation.applied)
         assert applied + allocation.to_credit == paid[seq], allocation
+
+
+@settings(max_examples=300, deadline=None)
+@given(histories(), st.integers(0, 900), st.data())
+def test_the_whole_credit_balance_can_go_back_and_only_to_payers_that_still_stand(
+    history: tuple[Terms, Product, list[Event]], offset: int, data: st.DataObject
+) -> None:
+    """Whoever paid each payment and whoever each credit refund went to, and whatever was
+    reversed since: the whole credit balance can go back, never more, each payer getting no
+    more than what it paid in and still stands less what the fold has credit refunds already
+    pay back to it; a payer whose payments were all reversed gets nothing."""
+    terms, policy, written = history
+    payers: st.SearchStrategy[Payer] = st.sampled_from([None, 1, 2])
+    events = [
+        dataclasses.replace(e, method_id=data.draw(payers)) if isinstance(e, CreditRefund) else e
+        for e in written
+    ]
+    paid_with = {e.seq: data.draw(payers) for e in events if isinstance(e, Payment | Prepayment)}
+    state = replay(terms, policy, events, terms.start + timedelta(days=offset), CAP)
+    credit = int(state.credit_balance)
+    shares, short = paying_back(events, state, paid_with, credit + 1)
+    assert (sum(shares.values()), short) == (credit, 1)
+
+    known = [e for e in events if e.effective <= state.as_of]
+    reversed_ = {e.payment_seq for e in known if isinstance(e, Reversal)}
+    standing: dict[Payer, int] = {}
+    for e in known:
+        if isinstance(e, Payment | Prepayment) and e.seq not in reversed_:
+            standing[paid_with[e.seq]] = standing.get(paid_with[e.seq], 0) + int(e.amount)
+    for e in known:
+        if isinstance(e, CreditRefund) and (e.method_id is not None or e.channel is Channel.MANUAL):
+            back = int(state.credit_refunds.get(e.seq, 0))
+            standing[e.method_id] = standing.get(e.method_id, 0) - back
+    for payer, share in shares.items():
+        assert 0 < share <= standing.get(payer, 0), (payer, share, standing)

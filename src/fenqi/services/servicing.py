@@ -11,7 +11,6 @@ money paid back goes through the channel (``pay_back``) before the booking is sa
 from __future__ import annotations
 
 import re
-from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date
@@ -33,7 +32,7 @@ from fenqi.domain.events import (
     Waiver,
     WaiverKind,
 )
-from fenqi.domain.loan import LoanState, LoanStatus, payoff_on, payoff_quote, replay
+from fenqi.domain.loan import LoanState, LoanStatus, paying_back, payoff_on, payoff_quote, replay
 from fenqi.domain.money import Money
 from fenqi.domain.quote import Quote, quote
 from fenqi.domain.schedule import Method
@@ -497,7 +496,7 @@ def _pay_credit_back(unit: UnitOfWork, record: Loan, paying: Money, *,
     if paying <= 0:
         return (), state
     loan_id = record.id
-    for method, share in _payees(unit, record, paying):
+    for method, share in _payees(unit, record, paying, state):
         channel = _channel_of(method)
         event = CreditRefund(record.next_seq, day, share, channel,
                              None if method is None else method.id)  # fmt: skip
@@ -516,41 +515,23 @@ def _pay_credit_back(unit: UnitOfWork, record: Loan, paying: Money, *,
     return tuple(paid_to), state
 
 
-def _payees(unit: UnitOfWork, record: Loan,
-            paying: Money) -> list[tuple[PaymentMethod | None, Money]]:  # fmt: skip
-    """Where ``paying`` goes back to: the money-in events not reversed, the most recent first,
-    each method (None: by hand) given at most what it paid in less what credit refunds already
-    sent it. A payment whose method is not known (one seeded without a receipt) goes back by
-    hand. Refuses when what came in cannot account for ``paying``."""
-    taken_back = {e.payment_seq for e in record.events if isinstance(e, Reversal)}
-    money_in = [e for e in record.events
-                if isinstance(e, Payment | Prepayment) and e.seq not in taken_back]  # fmt: skip
+def _payees(unit: UnitOfWork, record: Loan, paying: Money,
+            state: LoanState) -> list[tuple[PaymentMethod | None, Money]]:  # fmt: skip
+    """Where ``paying`` goes back to (``paying_back``, with ``state`` the loan as its events
+    now stand): each method (None: by hand) given at most what it paid in and still stands,
+    less what already went back to it. A payment whose method is not known (one seeded
+    without a receipt) goes back by hand. Refuses when what came in cannot account for
+    ``paying``."""
     paid_with = {receipt.seq: None if receipt.method is None else receipt.method.id
                  for receipt in unit.loans.receipts(record.id)}  # fmt: skip
-    room: Counter[int | None] = Counter()
-    for event in money_in:
-        room[paid_with.get(event.seq)] += event.amount
-    for sent in record.events:  # earlier ones to a method, or by hand, count against it
-        if isinstance(sent, CreditRefund) and (
-            sent.method_id is not None or sent.channel is Channel.MANUAL
-        ):
-            room[sent.method_id] -= sent.amount
-    shares: Counter[int | None] = Counter()
-    left = int(paying)
-    for event in sorted(money_in, key=lambda e: (e.effective, e.seq), reverse=True):
-        payee = paid_with.get(event.seq)
-        share = min(int(event.amount), room[payee], left)
-        if share > 0:
-            shares[payee] += share
-            room[payee] -= share
-            left -= share
-    if left > 0:
+    shares, short = paying_back(record.events, state, paid_with, int(paying))
+    if short > 0:
         raise RefusedError(
-            f"only {Money(int(paying) - left)} of loan {record.id}'s credit balance can go "
+            f"only {Money(int(paying) - short)} of loan {record.id}'s credit balance can go "
             "back to the methods that paid it in"
         )
-    return [(None if payee is None else unit.method(payee), Money(share))
-            for payee, share in shares.items()]  # fmt: skip
+    return [(None if payer is None else unit.method(payer), Money(share))
+            for payer, share in shares.items()]  # fmt: skip
 
 
 def reverse(context: Context, payment_id: str, reason: str, day: date | None = None, *,

@@ -14,6 +14,7 @@ Outside the package, fenqi imports these names from the package itself, not from
 from fenqi.domain.loan.checkpoint import CHECKPOINT_VERSION, Checkpoint, resumable
 from fenqi.domain.loan.fold import replay, replay_to_checkpoint
 from fenqi.domain.loan.payoff import VALID_DAYS_AT_MOST, PayoffQuote, payoff_on, payoff_quote
+from fenqi.domain.loan.refund import Payer, paying_back
 from fenqi.domain.loan.state import (
     BUCKET_DAYS,
     LAST_BUCKET,
@@ -40,10 +41,12 @@ __all__ = [
     "InstallmentStatus",
     "LoanState",
     "LoanStatus",
+    "Payer",
     "PayoffBreakdown",
     "PayoffQuote",
     "WrittenOff",
     "bucket",
+    "paying_back",
     "payoff_on",
     "payoff_quote",
     "replay",

@@ -18,7 +18,7 @@ from fenqi.domain.products import Product
 from fenqi.domain.rates import Rate
 from fenqi.domain.schedule import Terms
 
-CHECKPOINT_VERSION = 2  # bumped whenever the fold's working state or its rules change
+CHECKPOINT_VERSION = 3  # bumped whenever the fold's working state or its rules change
 
 
 @dataclass(frozen=True)
@@ -69,6 +69,7 @@ def saved(loan: WorkingLoan) -> dict[str, object]:
         "first_open": loan.first_open,
         "failed_debits": [[due.toordinal(), n] for due, n in loan.failed_debits.items()],
         "recovered": loan.recovered,
+        "credit_refunds": [[seq, amount] for seq, amount in loan.credit_refunds.items()],
     }
 
 
@@ -89,6 +90,7 @@ def restore(
     loan.first_open = fold["first_open"]
     loan.failed_debits = {date.fromordinal(due): n for due, n in fold["failed_debits"]}
     loan.recovered = fold["recovered"]
+    loan.credit_refunds = dict(fold["credit_refunds"])
     return loan
 
 

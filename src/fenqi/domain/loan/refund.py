@@ -7,10 +7,13 @@ goes back to her.
 
 from __future__ import annotations
 
+from collections import Counter
+from collections.abc import Mapping, Sequence
 from dataclasses import replace
 
-from fenqi.domain.events import CreditRefund, Refund
+from fenqi.domain.events import Channel, CreditRefund, Event, Payment, Prepayment, Refund, Reversal
 from fenqi.domain.loan.allocation import allocate
+from fenqi.domain.loan.state import LoanState
 from fenqi.domain.loan.working import PAID, SCHEDULED, WorkingLoan
 from fenqi.domain.money import Money
 from fenqi.domain.products import Component
@@ -49,7 +52,50 @@ def on_credit_refund(loan: WorkingLoan, event: CreditRefund) -> None:
     """Pays back up to the amount of the credit balance (never more than there is)."""
     paid_back = min(int(event.amount), loan.credit)
     loan.credit -= paid_back
+    loan.credit_refunds[event.seq] = paid_back
     loan.pay_out(event.channel, paid_back)
+
+
+Payer = int | None
+"""Who paid money in, and so may get the credit balance back: the id of a bound payment method,
+or None for money taken by hand."""
+
+
+def paying_back(events: Sequence[Event], state: LoanState, paid_with: Mapping[int, Payer],
+                paying: int) -> tuple[dict[Payer, int], int]:  # fmt: skip
+    """Where ``paying`` of the credit balance goes back: to the payers of the payments and
+    prepayments that stand (not reversed), the most recent first, each given at most what it
+    paid in less what credit refunds already paid back to it, and never more than the credit
+    balance of ``state`` (the loan as its ``events`` now stand). A credit refund counts for what
+    the fold has it pay back (``state.credit_refunds``), not for what it was written for: once
+    the payment behind it is reversed, the reversal sent that money back, and the credit refund
+    counts for no more than what the loan's credit balance still paid. ``paid_with`` gives each
+    payment's payer by its seq (missing: by hand). Returns the share of each payer and what none
+    of them can take."""
+    known = [e for e in events if e.effective <= state.as_of]  # the ones ``state`` holds
+    taken_back = {e.payment_seq for e in known if isinstance(e, Reversal)}
+    money_in = [e for e in known
+                if isinstance(e, Payment | Prepayment) and e.seq not in taken_back]  # fmt: skip
+    room: Counter[Payer] = Counter()
+    for event in money_in:
+        room[paid_with.get(event.seq)] += int(event.amount)
+    for sent in known:
+        # One by hand or to a known method counts against it; one written before methods were
+        # kept (no method, not by hand) went to a method no longer known, so to no one here.
+        if isinstance(sent, CreditRefund) and (
+            sent.method_id is not None or sent.channel is Channel.MANUAL
+        ):
+            room[sent.method_id] -= int(state.credit_refunds.get(sent.seq, 0))
+    shares: Counter[Payer] = Counter()
+    left = min(paying, int(state.credit_balance))
+    for event in sorted(money_in, key=lambda e: (e.effective, e.seq), reverse=True):
+        payer = paid_with.get(event.seq)
+        share = min(int(event.amount), room[payer], left)
+        if share > 0:
+            shares[payer] += share
+            room[payer] -= share
+            left -= share
+    return dict(shares), paying - sum(shares.values())
 
 
 def _cancel(loan: WorkingLoan) -> None:

@@ -27,6 +27,7 @@ def snapshot(loan: WorkingLoan, as_of: date) -> LoanState:
         failed_debits=dict(loan.failed_debits),
         write_off=loan.write_off,
         recovered=fen(loan.recovered),
+        credit_refunds={seq: Money(amount) for seq, amount in loan.credit_refunds.items()},
     )
 
 

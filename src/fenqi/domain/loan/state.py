@@ -154,6 +154,9 @@ class LoanState:
     failed_debits: Mapping[date, int] = field(default_factory=dict)  # due date -> attempts
     write_off: WrittenOff | None = None
     recovered: Money = ZERO  # applied to the loan after it was written off
+    # By the seq of each credit refund, what it paid back as the loan now stands: once the
+    # payment behind it is reversed, less than it was written for (nothing, or only part).
+    credit_refunds: Mapping[int, Money] = field(default_factory=dict)
 
     # Cached: the batch, the books and the pages ask these of one state many times.
     @cached_property

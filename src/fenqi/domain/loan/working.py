@@ -120,6 +120,7 @@ class WorkingLoan:
     first_open: int  # see oldest_open
     failed_debits: dict[date, int]
     recovered: int
+    credit_refunds: dict[int, int]  # by the seq of each credit refund, what it paid back
 
     def __init__(self, terms: Terms, policy: Product, penalty_rate: Rate) -> None:
         self.terms, self.policy = terms, policy
@@ -205,4 +206,5 @@ def start(terms: Terms, policy: Product, penalty_rate: Rate) -> WorkingLoan:
     loan.first_open = 0
     loan.failed_debits = {}
     loan.recovered = 0
+    loan.credit_refunds = {}
     return loan
