@@ -203,14 +203,10 @@ def borrower(row: _Borrower, available: Money, methods: list[dict[str, Any]]) ->
 
 
 def method(row: _Method) -> dict[str, Any]:
-    return {
-        "id": row.id,
-        "borrower_id": row.borrower_id,
-        "kind": row.kind,
-        "masked_account": row.masked_account,
-        "default": row.is_default,
-        "status": row.status,
-    }
+    """A bound method as the borrower sees it (never its token): the same document a receipt
+    names the method that paid with."""
+    return paid_with(MethodView(row.id, row.borrower_id, row.kind, row.masked_account,
+                                row.is_default, row.status))  # fmt: skip
 
 
 def loan_installment(row: InstallmentState) -> dict[str, Any]:
