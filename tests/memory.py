@@ -124,7 +124,7 @@ class MemoryLoans:
     def __init__(self, world: World) -> None:
         self.world = world
 
-    def get(self, loan_id: int, *, for_update: bool = False) -> Loan:
+    def get(self, loan_id: int, *, for_update: bool = False, as_of: date | None = None) -> Loan:
         if loan_id not in self.world.loans:
             raise NotFoundError(f"no loan {loan_id}")
         return copy.deepcopy(self.world.loans[loan_id])

@@ -7,7 +7,8 @@ read is the one a replay from the first event gives."""
 
 import itertools
 from collections.abc import Iterator
-from datetime import date, timedelta
+from dataclasses import replace
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -16,9 +17,10 @@ from hypothesis import strategies as st
 from sqlalchemy import update
 from sqlalchemy.orm import Session
 
-from fenqi.domain.events import PrepayMode
-from fenqi.domain.loan import Checkpoint, replay
+from fenqi.domain.events import Channel, Payment, PrepayMode
+from fenqi.domain.loan import Checkpoint, LoanState, replay
 from fenqi.domain.money import Money
+from fenqi.loans.booking import book
 from fenqi.services import borrowers, products, servicing
 from fenqi.services.context import Context
 from fenqi.services.errors import RefusedError
@@ -136,3 +138,41 @@ def test_a_bill_read_from_the_checkpoint_is_the_bill_replayed_from_the_first_eve
         assert after.events == []
     if before is not None:
         assert before.since is None, "a day before the checkpoint is replayed from the first event"
+
+
+@settings(max_examples=25, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])  # fmt: skip
+@given(history=operations, pay_on=st.integers(0, HORIZON), amount=st.integers(1, 4_000_00))
+def test_a_payment_booked_from_the_checkpoint_books_what_one_from_the_first_event_does(
+    shop: Context, history: list[tuple[str, int, int]], pay_on: int, amount: int
+) -> None:
+    """A payment's unit of work reads its loan from the checkpoint when one serves the payment's
+    day; what it books (entries, receipt, the loan after, its payoff, the next checkpoint) is
+    what booking the same payment on the loan read from its first event gives (earlier
+    payments' allocations are history, which a checkpoint does not keep)."""
+    who = borrowers.create_borrower(shop, "孙七", str(next(PHONES)), Money(10**9))
+    order = servicing.Order(who["id"], f"W{who['id']}", "m", Money(20_000_00), "cash", 12, START)
+    loan = present(servicing.checkout(shop, order))["id"]
+    paid: list[str] = []
+    for operation in history:
+        apply(shop, loan, operation, paid)
+    day = START + timedelta(days=pay_on)
+    with Session(shop.engine) as session:
+        resumed = load_loan(session, loan, as_of=day)
+        whole = load_loan(session, loan)
+    stamped = datetime(2026, 12, 1, tzinfo=UTC)
+    made = []
+    for record in (resumed, whole):
+        event = Payment(record.next_seq, day, Money(amount), Channel.MANUAL)
+        payoff = record.payoff_on(record.booking_day(day))
+        booking = book(record, [event], day, memo="payment", issued=stamped)
+        made.append((payoff, booking.entries, booking.receipts, since(booking.state, event.seq),
+                     booking.books, booking.next_action, booking.checkpoint))  # fmt: skip
+    note(f"read from {resumed.since}, {len(resumed.events)} of {len(whole.events)} events")
+    assert made[0] == made[1]
+
+
+def since(state: LoanState, seq: int) -> LoanState:
+    """``state`` with the allocations and payoffs of events from ``seq`` on only."""
+    return replace(state, allocations={k: v for k, v in state.allocations.items() if k >= seq},
+                   payoffs={k: v for k, v in state.payoffs.items() if k >= seq})  # fmt: skip

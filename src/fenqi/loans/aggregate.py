@@ -14,7 +14,8 @@ from typing import Any
 
 from fenqi.domain.events import Event
 from fenqi.domain.ledger import Balances
-from fenqi.domain.loan import Checkpoint, LoanState, LoanStatus, replay_to_checkpoint
+from fenqi.domain.loan import Checkpoint, LoanState, LoanStatus, payoff_on, replay_to_checkpoint
+from fenqi.domain.money import Money
 from fenqi.domain.products import Product
 from fenqi.domain.rates import Rate
 from fenqi.domain.schedule import Terms
@@ -52,6 +53,7 @@ class Loan:
     _replayed: dict[tuple[int, date], tuple[LoanState, Checkpoint | None]] = field(
         default_factory=dict, repr=False, compare=False
     )
+    _payoffs: dict[tuple[int, date], Money] = field(default_factory=dict, repr=False, compare=False)
 
     @property
     def next_seq(self) -> int:
@@ -71,6 +73,15 @@ class Loan:
     def checkpoint_on(self, day: date) -> Checkpoint | None:
         """Where the next replay can start: the fold on ``day`` with the events it has now."""
         return self._replay(day)[1]
+
+    def payoff_on(self, day: date) -> Money:
+        """What paying the plan off on ``day`` costs, with the events it has now."""
+        key = (len(self.events), day)
+        if key not in self._payoffs:
+            self._payoffs[key] = payoff_on(
+                self.terms, self.policy, self.events, day, self.cap, since=self.since
+            ).amount
+        return self._payoffs[key]
 
     def _replay(self, day: date) -> tuple[LoanState, Checkpoint | None]:
         key = (len(self.events), day)

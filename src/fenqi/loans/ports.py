@@ -76,9 +76,11 @@ class AuditEntry(NamedTuple):
 class Loans(Protocol):
     """The loans' repository: a loan read whole, and saved one booking at a time."""
 
-    def get(self, loan_id: int, *, for_update: bool = False) -> Loan:
+    def get(self, loan_id: int, *, for_update: bool = False, as_of: date | None = None) -> Loan:
         """The loan with its events (``NotFoundError`` if there is none). A unit of work that
-        will write it asks ``for_update``: writers of one loan then take turns."""
+        will write it asks ``for_update``: writers of one loan then take turns. One that only
+        replays it to ``as_of`` or later days (a payment on ``as_of``) may get it from a
+        checkpoint (``Loan.since``), with only the events after it, not its history."""
         ...
 
     def read(self, loan_id: int, as_of: date) -> Loan:

@@ -32,7 +32,7 @@ from fenqi.domain.events import (
     Waiver,
     WaiverKind,
 )
-from fenqi.domain.loan import LoanState, LoanStatus, paying_back, payoff_on, payoff_quote, replay
+from fenqi.domain.loan import LoanState, LoanStatus, paying_back, payoff_quote, replay
 from fenqi.domain.money import Money
 from fenqi.domain.quote import Quote, quote
 from fenqi.domain.schedule import Method
@@ -366,11 +366,10 @@ def _within_payoff(unit: UnitOfWork, record: Loan, amount: Money | None, *, day:
     off counting every payment already booked (a backdated payment may come after later ones).
     Beyond it, money would only sit as a credit balance to be paid out again, so it takes an
     admin's approval, which the audit log keeps with the amounts."""
-    payoff = payoff_on(record.terms, record.policy, record.events, day, record.cap).amount
+    payoff = record.payoff_on(day)
     booked, most = record.booking_day(day), payoff
     if booked != day:
-        most = min(most, payoff_on(record.terms, record.policy, record.events, booked,
-                                   record.cap).amount)  # fmt: skip
+        most = min(most, record.payoff_on(booked))
     # Payments from her methods that a gateway still holds pay it off too, once booked.
     most = Money(max(most - unit.in_flight(record.id), 0))
     if amount is None or amount <= most:
@@ -713,8 +712,9 @@ def _book(unit: UnitOfWork, record: Loan, event: Event, memo: str) -> LoanState:
 
 
 def _open_loan(unit: UnitOfWork, loan_id: int, day: date) -> Loan:
-    """The loan a payment or prepayment will write, locked for the write."""
-    record = unit.loans.get(loan_id, for_update=True)
+    """The loan a payment or prepayment on ``day`` will write, locked for the write (from its
+    checkpoint, when one serves: such a write replays it to ``day`` and later days only)."""
+    record = unit.loans.get(loan_id, for_update=True, as_of=day)
     _check_day(record, day)
     state = record.state_on(record.booking_day(day))
     if state.status in CLOSED:

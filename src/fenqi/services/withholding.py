@@ -33,7 +33,6 @@ from itertools import count
 
 from fenqi.clock import stamp
 from fenqi.domain.events import Channel, DebitFailed, Payment, Prepayment, PrepayMode
-from fenqi.domain.loan import payoff_on
 from fenqi.domain.money import Money
 from fenqi.domain.withholding import SETTLED, DebitRequest, Kind, Status
 from fenqi.loans.aggregate import Loan
@@ -158,7 +157,7 @@ def _book_outcome(unit: UnitOfWork,
     payment, prepayment or auto-debit the money taken pays for, or the batch's failed debit."""
     if not request.to_book():
         return request, None
-    loan = unit.loans.get(request.loan_id, for_update=True)
+    loan = unit.loans.get(request.loan_id, for_update=True, as_of=request.day)
     method = None if request.method_id is None else unit.method(request.method_id)
     seq = loan.next_seq
     if request.status is Status.FAILED:
@@ -178,11 +177,11 @@ def money_event(loan: Loan, request: DebitRequest, seq: int) -> Payment | Prepay
     payment."""
     amount, day, channel = request.amount, request.day, request.channel
     if request.kind is Kind.PREPAY:
-        payoff = payoff_on(loan.terms, loan.policy, loan.events, day, loan.cap).amount
+        payoff = loan.payoff_on(day)
         mode = request.mode or PrepayMode.REDUCE_INSTALLMENT
         return Prepayment(seq, day, amount, channel, mode, amount >= payoff)
     if request.kind is Kind.PAY:
-        payoff = payoff_on(loan.terms, loan.policy, loan.events, day, loan.cap).amount
+        payoff = loan.payoff_on(day)
         if pays_off(loan, amount, payoff, day):
             return Prepayment(seq, day, amount, channel, PrepayMode.REDUCE_INSTALLMENT, full=True)
     return Payment(seq, day, amount, channel)

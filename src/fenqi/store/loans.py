@@ -17,10 +17,10 @@ from collections.abc import Sequence
 from datetime import date, datetime
 from fractions import Fraction
 from functools import lru_cache
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
-from sqlalchemy import bindparam, func, insert, select, update
-from sqlalchemy.orm import Session, undefer
+from sqlalchemy import Row, bindparam, func, insert, select, update
+from sqlalchemy.orm import Session
 
 from fenqi.clock import stamp
 from fenqi.domain.events import Event
@@ -46,8 +46,17 @@ from fenqi.store.schema import (
 
 now = stamp  # the moment a row is written
 
+_LOANS = LoanRow.__table__
+# A loan is read with a Core statement: the ORM's identity map and change tracking would only
+# cost a request that builds the aggregate from the values and never writes the row object.
+_LOAN_COLUMNS = tuple(_LOANS.c[name] for name in (
+    "id", "borrower_id", "order_id", "merchant", "item", "product_code", "terms", "policy",
+    "status", "outstanding_principal", "dpd", "version", "booked_through", "opened",
+    "next_action_date", "closed_through", "checkpoint", "journal_balances",
+))  # fmt: skip
 
-def loan_of(row: LoanRow, events: list[Event], *, since: Checkpoint | None = None,
+
+def loan_of(row: LoanRow | Row[Any], events: list[Event], *, since: Checkpoint | None = None,
             journal: Balances | None = None) -> Loan:  # fmt: skip
     """The aggregate of a loan's row and its events (those after ``since``, if given)."""
     return Loan(
@@ -61,7 +70,7 @@ def loan_of(row: LoanRow, events: list[Event], *, since: Checkpoint | None = Non
     )  # fmt: skip
 
 
-def journal_balances_of(row: LoanRow) -> Balances | None:
+def journal_balances_of(row: LoanRow | Row[Any]) -> Balances | None:
     """What the row says its journal adds up to, if nothing has been written since it said so."""
     kept = row.journal_balances
     if not kept or kept.get("version") != row.version:
@@ -70,37 +79,36 @@ def journal_balances_of(row: LoanRow) -> Balances | None:
     return balances
 
 
-def load_loan(session: Session, loan_id: int, *, for_update: bool = False) -> Loan:
+def load_loan(session: Session, loan_id: int, *, for_update: bool = False,
+              as_of: date | None = None) -> Loan:  # fmt: skip
     """The loan with its events. A unit of work that will write the loan asks ``for_update``:
     on PostgreSQL its row is locked (``SELECT … FOR UPDATE``) before anything is read, so
     writers of one loan wait their turn in order and each reads what the one before it wrote,
     instead of all reading the same version and all but one failing the version check. SQLite
-    has one writer at a time already (``BEGIN IMMEDIATE``). Readers take no lock."""
-    row = session.get(LoanRow, loan_id, with_for_update=True if for_update else None,
-                      populate_existing=True)  # fmt: skip
+    has one writer at a time already (``BEGIN IMMEDIATE``). Readers take no lock.
+
+    With ``as_of``, the loan is read from the checkpoint its row keeps, with only the events
+    recorded after it, when a replay to ``as_of`` (or any later day) may start there
+    (``resumable``: ``as_of`` is on or after the checkpoint's day, and no later event reaches
+    back before it or takes a payment back); otherwise from its first event. Its ``events``
+    are then only those after the checkpoint: enough for its state, not its history."""
+    query = select(*_LOAN_COLUMNS).where(_LOANS.c.id == loan_id)
+    row = session.execute(query.with_for_update() if for_update else query).one_or_none()
     if row is None:
         raise MissingError(f"no loan {loan_id}")
-    return loan_of(row, _events(session, loan_id))
+    journal = journal_balances_of(row)
+    kept = None if as_of is None else Checkpoint.from_document(row.checkpoint)
+    if kept is not None and as_of is not None and as_of >= kept.day:
+        later = _events(session, loan_id, after=kept.seq)
+        if resumable(kept, later, as_of):
+            return loan_of(row, later, since=kept, journal=journal)
+    return loan_of(row, _events(session, loan_id), journal=journal)
 
 
 def read_loan(session: Session, loan_id: int, as_of: date) -> Loan:
     """The loan for reading its state on ``as_of`` (no lock; nothing is written with it): from
-    the checkpoint its row keeps, with only the events recorded after it, when a replay to
-    ``as_of`` may start there (``resumable``: ``as_of`` is on or after the checkpoint's day, and
-    no later event reaches back before it or takes a payment back). Otherwise, for an earlier
-    day, a loan without a checkpoint or a correction reaching back, from its first event. Its
-    ``events`` are then only those after the checkpoint: enough for its state, not its
-    history."""
-    row = session.get(LoanRow, loan_id, options=[undefer(LoanRow.checkpoint)],
-                      populate_existing=True)  # fmt: skip
-    if row is None:
-        raise MissingError(f"no loan {loan_id}")
-    kept = Checkpoint.from_document(row.checkpoint)
-    if kept is not None and as_of >= kept.day:
-        later = _events(session, loan_id, after=kept.seq)
-        if resumable(kept, later, as_of):
-            return loan_of(row, later, since=kept)
-    return loan_of(row, _events(session, loan_id))
+    its checkpoint when one serves (``load_loan`` with ``as_of``)."""
+    return load_loan(session, loan_id, as_of=as_of)
 
 
 def _events(session: Session, loan_id: int, after: int = 0) -> list[Event]:
@@ -119,7 +127,7 @@ def policy_of(definition: Document) -> Product:
     return _policy(json.dumps(definition, sort_keys=True))
 
 
-def cap_of(row: LoanRow) -> Rate | None:
+def cap_of(row: LoanRow | Row[Any]) -> Rate | None:
     """The APR cap fixed at the loan's contract date (penalty interest stays under it)."""
     cap = row.terms.get("apr_cap")
     return None if cap is None else Fraction(cap)
@@ -255,8 +263,8 @@ def _write_rows(session: Session, booked: Sequence[tuple[Loan, Booking]], *, bul
     for mapped, rows in tables:
         if bulk:
             insert_rows(session, mapped.__tablename__, rows)
-        elif rows:
-            session.execute(insert(mapped), rows)
+        elif rows:  # a Core insert: the ORM's bulk path costs more than the statement
+            session.execute(insert(Base.metadata.tables[mapped.__tablename__]), rows)
     return sum(len(rows) for _, rows in tables)
 
 

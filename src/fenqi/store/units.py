@@ -84,8 +84,8 @@ class DatabaseLoans:
 
     session: Session
 
-    def get(self, loan_id: int, *, for_update: bool = False) -> Loan:
-        return load_loan(self.session, loan_id, for_update=for_update)
+    def get(self, loan_id: int, *, for_update: bool = False, as_of: date | None = None) -> Loan:
+        return load_loan(self.session, loan_id, for_update=for_update, as_of=as_of)
 
     def read(self, loan_id: int, as_of: date) -> Loan:
         return read_loan(self.session, loan_id, as_of)

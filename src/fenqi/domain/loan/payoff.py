@@ -7,6 +7,7 @@ from datetime import date, timedelta
 from typing import NamedTuple
 
 from fenqi.domain.events import Channel, Event, Prepayment, PrepayMode
+from fenqi.domain.loan.checkpoint import Checkpoint
 from fenqi.domain.loan.fold import run
 from fenqi.domain.loan.state import NO_PAYOFF, PayoffBreakdown
 from fenqi.domain.money import Money
@@ -31,16 +32,25 @@ class PayoffQuote(NamedTuple):
 
 
 def payoff_on(
-    terms: Terms, policy: Product, events: Sequence[Event], day: date, cap: Rate | None = None
+    terms: Terms,
+    policy: Product,
+    events: Sequence[Event],
+    day: date,
+    cap: Rate | None = None,
+    *,
+    since: Checkpoint | None = None,
 ) -> PayoffBreakdown:
-    """What a full prepayment on ``day`` would settle.
+    """What a full prepayment on ``day`` would settle (from ``since``, if given, with the
+    events after it).
 
     It is worked out by the very fold that applies a real payoff (a probe prepayment of more than
     any plan can owe), so the quote and the payoff agree to the fen.
     """
-    seq = max((event.seq for event in events), default=0) + 1
+    last = 0 if since is None else since.seq
+    seq = max((event.seq for event in events), default=last) + 1
     probe = Prepayment(seq, day, _UNLIMITED, Channel.MANUAL, PrepayMode.REDUCE_INSTALLMENT, True)
-    return run(terms, policy, [*events, probe], day, cap).payoffs.get(seq, NO_PAYOFF)
+    loan = run(terms, policy, [*events, probe], day, cap, since=since)
+    return loan.payoffs.get(seq, NO_PAYOFF)
 
 
 def payoff_quote(
