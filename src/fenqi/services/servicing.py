@@ -287,7 +287,7 @@ def pay(context: Context, loan_id: int, amount: Money, source: Source, day: date
         return withholding.money_in(unit, record, event, None)
 
     return withholding.collect(context, loan_id, request, decide, key=idempotency_key,
-                               guard=_paying(allowed, loan_id))  # fmt: skip
+                               guard=_paying(allowed, loan_id, day))  # fmt: skip
 
 
 def prepay(context: Context, loan_id: int, amount: Money | None, *, mode: PrepayMode,
@@ -327,7 +327,7 @@ def prepay(context: Context, loan_id: int, amount: Money | None, *, mode: Prepay
         return withholding.money_in(unit, record, event, method)
 
     return withholding.collect(context, loan_id, request, decide, key=idempotency_key,
-                               guard=_paying(allowed, loan_id))  # fmt: skip
+                               guard=_paying(allowed, loan_id, day))  # fmt: skip
 
 
 def _money_in_allowed(context: Context, loan_id: int, source: Source, day: date,
@@ -342,10 +342,12 @@ def _money_in_allowed(context: Context, loan_id: int, source: Source, day: date,
     return allowed
 
 
-def _paying(allowed: Callable[[UnitOfWork, int], MoneyIn],
-            loan_id: int) -> Callable[[UnitOfWork], MoneyIn]:  # fmt: skip
-    """A guard: refuses a principal who may not pay ``loan_id`` at all, before a replay."""
-    return lambda unit: allowed(unit, unit.loans.borrower_of(loan_id))
+def _paying(allowed: Callable[[UnitOfWork, int], MoneyIn], loan_id: int,
+            day: date) -> Callable[[UnitOfWork], MoneyIn]:  # fmt: skip
+    """A guard: refuses a principal who may not pay ``loan_id`` at all, before a replay. It
+    reads the loan the payment on ``day`` writes, locked, which the payment then works on."""
+    return lambda unit: allowed(unit, unit.loans.get(loan_id, for_update=True,
+                                                     as_of=day).borrower_id)  # fmt: skip
 
 
 def _needs(context: Context, permission: Permission) -> Callable[[UnitOfWork], Principal]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from datetime import date, datetime
 
-from sqlalchemy import and_, func, or_, select, update
+from sqlalchemy import and_, bindparam, func, or_, select, update
 from sqlalchemy.orm import Session
 
 from fenqi.domain.events import Channel, PrepayMode
@@ -90,14 +90,17 @@ def open_requests(session: Session, untouched_since: datetime, limit: int) -> li
 def in_flight(session: Session, loan_id: int) -> Money:
     """What the loan's debits of the borrower's own (not the batch's) still in a gateway's hands
     come to: open, or taken and not booked yet."""
-    query = select(func.coalesce(func.sum(DebitRequestRow.amount), 0)).where(
-        DebitRequestRow.loan_id == loan_id,
-        DebitRequestRow.kind.in_((Kind.PAY.value, Kind.PREPAY.value)),
-        or_(DebitRequestRow.status.in_(_OPEN),
-            and_(DebitRequestRow.status == Status.SUCCEEDED.value,
-                 DebitRequestRow.booked.is_(None))),
-    )  # fmt: skip
-    return Money(int(session.scalar(query) or 0))
+    return Money(int(session.scalar(_IN_FLIGHT, {"loan_id": loan_id}) or 0))
+
+
+_REQUESTS = DebitRequestRow.__table__.c
+# Built once: asked by every payment, before its limit is known.
+_IN_FLIGHT = select(func.coalesce(func.sum(_REQUESTS.amount), 0)).where(
+    _REQUESTS.loan_id == bindparam("loan_id"),
+    _REQUESTS.kind.in_((Kind.PAY.value, Kind.PREPAY.value)),
+    or_(_REQUESTS.status.in_(_OPEN),
+        and_(_REQUESTS.status == Status.SUCCEEDED.value, _REQUESTS.booked.is_(None))),
+)  # fmt: skip
 
 
 def chunk_requests(session: Session, day: date, first: int, last: int) -> list[DebitRequest]:

@@ -113,13 +113,17 @@ def read_loan(session: Session, loan_id: int, as_of: date) -> Loan:
 
 def _events(session: Session, loan_id: int, after: int = 0) -> list[Event]:
     """The loan's events numbered after ``after``, in the order they were recorded."""
-    columns = (LoanEventRow.kind, LoanEventRow.seq, LoanEventRow.effective, LoanEventRow.payload)
-    query = (
-        select(*columns)
-        .where(LoanEventRow.loan_id == loan_id, LoanEventRow.seq > after)
-        .order_by(LoanEventRow.seq)
-    )
-    return [event_from(*event) for event in session.execute(query)]
+    found = session.execute(_EVENTS, {"loan_id": loan_id, "after": after})
+    return [event_from(*event) for event in found]
+
+
+_EVENT_COLUMNS = LoanEventRow.__table__.c
+_EVENTS = (
+    select(_EVENT_COLUMNS.kind, _EVENT_COLUMNS.seq, _EVENT_COLUMNS.effective,
+           _EVENT_COLUMNS.payload)
+    .where(_EVENT_COLUMNS.loan_id == bindparam("loan_id"), _EVENT_COLUMNS.seq > bindparam("after"))
+    .order_by(_EVENT_COLUMNS.seq)
+)  # fmt: skip
 
 
 def policy_of(definition: Document) -> Product:

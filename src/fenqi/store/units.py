@@ -4,10 +4,10 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date
 
-from sqlalchemy import func, select, text
+from sqlalchemy import bindparam, func, insert, select, text
 from sqlalchemy.orm import Session
 
 from fenqi.domain.money import Money
@@ -39,6 +39,7 @@ from fenqi.store.loans import (
 )
 from fenqi.store.schema import (
     AuditLogRow,
+    Base,
     BorrowerRow,
     ConsentRow,
     IdempotencyKeyRow,
@@ -73,19 +74,41 @@ def product_named(session: Session, code: str) -> tuple[Product, Document]:
     return parse_definition(row.definition, code), row.definition
 
 
+def _serves(loan: Loan, as_of: date | None) -> bool:
+    """Whether ``loan``, as read, serves replays to ``as_of`` and later days (None: any day)."""
+    return loan.since is None or (as_of is not None and as_of >= loan.since.day)
+
+
 def method_of(row: PaymentMethodRow) -> PaymentMethod:
     return PaymentMethod(row.id, row.borrower_id, row.kind, row.masked_account, row.token_ref,
                          row.is_default, row.status)  # fmt: skip
 
 
+_KEYS = Base.metadata.tables[IdempotencyKeyRow.__tablename__]
+# Core statements built once: every keyed request asks the first and writes the second.
+_RECALL = select(_KEYS.c.fingerprint, _KEYS.c.result).where(
+    _KEYS.c.scope == bindparam("scope"), _KEYS.c.key == bindparam("key")
+)
+_REMEMBER = insert(_KEYS)
+
+
 @dataclass(frozen=True)
 class DatabaseLoans:
-    """The loans' repository in a session's transaction."""
+    """The loans' repository in a session's transaction. A loan read for update is kept for
+    the rest of the transaction (its row lock is held until then): asked for again, as a
+    payment's guard and then its decision do, it is the same aggregate, not another read."""
 
     session: Session
+    locked: dict[int, Loan] = field(default_factory=dict)
 
     def get(self, loan_id: int, *, for_update: bool = False, as_of: date | None = None) -> Loan:
-        return load_loan(self.session, loan_id, for_update=for_update, as_of=as_of)
+        kept = self.locked.get(loan_id)
+        if kept is not None and for_update and _serves(kept, as_of):
+            return kept
+        loan = load_loan(self.session, loan_id, for_update=for_update, as_of=as_of)
+        if for_update:
+            self.locked[loan_id] = loan
+        return loan
 
     def read(self, loan_id: int, as_of: date) -> Loan:
         return read_loan(self.session, loan_id, as_of)
@@ -232,15 +255,12 @@ class DatabaseUnitOfWork:
         return bool(held)
 
     def recall(self, scope: str, key: str) -> tuple[str, Document] | None:
-        query = select(IdempotencyKeyRow).where(
-            IdempotencyKeyRow.scope == scope, IdempotencyKeyRow.key == key
-        )
-        seen = self.session.scalars(query).one_or_none()
+        seen = self.session.execute(_RECALL, {"scope": scope, "key": key}).one_or_none()
         return None if seen is None else (seen.fingerprint, seen.result)
 
     def remember(self, scope: str, key: str, fingerprint: str, result: Document) -> None:
-        self.session.add(IdempotencyKeyRow(scope=scope, key=key, fingerprint=fingerprint,
-                                           result=result, created_at=now()))  # fmt: skip
+        self.session.execute(_REMEMBER, {"scope": scope, "key": key, "fingerprint": fingerprint,
+                                         "result": result, "created_at": now()})  # fmt: skip
 
     def debit_request(self, loan_id: int, order_id: str, *,
                       for_update: bool = False) -> DebitRequest | None:  # fmt: skip
