@@ -11,17 +11,19 @@ from datetime import date
 
 import pytest
 from sqlalchemy import Engine, func, select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from fenqi.clock import stamp
+from fenqi.domain.events import Channel, Payment
 from fenqi.domain.money import Money
 from fenqi.loans.booking import book
 from fenqi.services import books, borrowers, context, products, servicing
 from fenqi.services.context import Context, run
 from fenqi.services.errors import ConflictError
-from fenqi.store.errors import StaleError
-from fenqi.store.loans import load_loan, save_bookings
-from fenqi.store.schema import LoanEventRow
+from fenqi.store.errors import StaleError, is_known_conflict
+from fenqi.store.loans import book_balances, load_loan, save_bookings
+from fenqi.store.schema import JournalEntryRow, LoanEventRow
 from fenqi.wire import present
 from tests.simulated import simulated_context
 
@@ -114,3 +116,33 @@ def test_a_chunk_saved_with_one_loan_changed_since_it_was_read_is_refused_whole(
         save_bookings(session, bookings)
     with Session(engine) as session:
         assert load_loan(session, first).booked_through == date(2026, 1, 15)  # nothing kept
+
+
+def test_a_booking_saved_after_its_loan_changed_is_refused_and_writes_nothing(
+    engine: Engine,
+) -> None:
+    """One loan's booking (on PostgreSQL a single statement with its history's rows) is saved
+    only while the loan is at the version it was worked out from: written after another
+    payment, it is refused as a conflict to run again on fresh state (the other payment took
+    its event's number, or its version moved), and nothing of it is kept."""
+    shop, loan_id = one_loan(engine)
+    with Session(engine) as session, session.begin():
+        loan = load_loan(session, loan_id)
+    pay(shop, loan_id, "meanwhile")
+    before = written(engine, loan_id)
+    paid = Payment(loan.next_seq, DAY, Money.parse("100"), Channel.MANUAL)
+    booking = book(loan, [paid], DAY, memo="late", issued=stamp())
+    refusal = pytest.raises((StaleError, IntegrityError))
+    with refusal as refused, Session(engine) as session, session.begin():
+        save_bookings(session, [(loan, booking)])
+    assert is_known_conflict(refused.value)  # the event's number was taken: run again, fresh
+    assert written(engine, loan_id) == before
+
+
+def written(engine: Engine, loan_id: int) -> tuple[int, int, int, dict[str, int]]:
+    """The loan's version, how many events and journal entries it has, and its books."""
+    with Session(engine) as session:
+        loan = load_loan(session, loan_id)
+        entries = session.scalar(select(func.count()).select_from(JournalEntryRow)
+                                 .where(JournalEntryRow.loan_id == loan_id))  # fmt: skip
+        return loan.version, len(loan.events), int(entries or 0), book_balances(session, loan_id)

@@ -19,7 +19,7 @@ from fractions import Fraction
 from functools import lru_cache
 from typing import Any, NamedTuple
 
-from sqlalchemy import Row, bindparam, func, insert, select, update
+from sqlalchemy import Row, TextClause, bindparam, func, insert, select, text, update
 from sqlalchemy.orm import Session
 
 from fenqi.clock import stamp
@@ -240,20 +240,46 @@ def _save_in_one_statement(session: Session, loan: Loan, booking: Booking) -> in
     its version moved) with the rows of its history inserted by the statement's ``WITH``
     clauses. One round trip for the server to parse and run, not five; the balance trigger
     still checks every entry at commit."""
-    loans = Base.metadata.tables[LoanRow.__tablename__]
-    history = [(name, rows) for name, rows in _history_rows([(loan, booking)]) if rows]
-    adds = [insert(Base.metadata.tables[name]).values(rows).cte(f"add_{name}")
-            for name, rows in history]  # fmt: skip
-    statement = (
-        update(loans)
-        .where(loans.c.id == loan.id, loans.c.version == booking.version)
-        .values(_summary(booking))
-        .add_cte(*adds)
-    )
-    if session.execute(statement).rowcount != 1:  # type: ignore[attr-defined]
+    history = tuple((name, rows) for name, rows in _history_rows([(loan, booking)]) if rows)
+    summary = _summary(booking)
+    shape = (tuple((name, tuple(rows[0]), len(rows)) for name, rows in history), tuple(summary))
+    values = {f"new_{column}": value for column, value in summary.items()}
+    values |= {f"{name}_{n}_{column}": value for name, rows in history
+               for n, row in enumerate(rows) for column, value in row.items()}  # fmt: skip
+    done = session.execute(_one_statement(shape),
+                           {"loan_id": loan.id, "expected": booking.version, **values})  # fmt: skip
+    if done.rowcount != 1:  # type: ignore[attr-defined]
         raise StaleError(f"loan {loan.id} changed while this request was being worked out")
     saved(loan, booking)
     return 1 + sum(len(rows) for _, rows in history)
+
+
+_Shape = tuple[tuple[tuple[str, tuple[str, ...], int], ...], tuple[str, ...]]
+
+
+@lru_cache(maxsize=64)
+def _one_statement(shape: _Shape) -> TextClause:
+    """The statement of ``_save_in_one_statement`` for bookings of one shape (how many rows of
+    which columns it adds to which table, which summary columns it sets), made once. It is
+    text: SQLAlchemy compiles an INSERT of several rows anew at every execution."""
+    adds, summary = shape
+    typed = []
+    ctes = []
+    for name, columns, count in adds:
+        table = Base.metadata.tables[name]
+        rows = ", ".join(
+            "(" + ", ".join(f":{name}_{n}_{column}" for column in columns) + ")"
+            for n in range(count)
+        )
+        ctes.append(f"add_{name} AS (INSERT INTO {name} ({', '.join(columns)}) VALUES {rows})")
+        typed += [bindparam(f"{name}_{n}_{column}", type_=table.c[column].type)
+                  for n in range(count) for column in columns]  # fmt: skip
+    loans = Base.metadata.tables[LoanRow.__tablename__]
+    typed += [bindparam(f"new_{column}", type_=loans.c[column].type) for column in summary]
+    sets = ", ".join(f"{column} = :new_{column}" for column in summary)
+    statement = (f"{'WITH ' + ', '.join(ctes) if ctes else ''} UPDATE loans SET {sets} "
+                 "WHERE id = :loan_id AND version = :expected")  # fmt: skip
+    return text(statement).bindparams(*typed)
 
 
 def _summary(booking: Booking) -> Document:
