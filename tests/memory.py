@@ -257,8 +257,8 @@ class MemoryUnitOfWork:
         self.world.audit.append({"actor": actor, "action": action, "target": target,
                                  "reason": reason, "before": before, "after": after})  # fmt: skip
 
-    def hold(self, scope: str, key: str) -> bool:
-        return True  # one unit of work at a time
+    def hold(self, scope: str, key: str) -> tuple[bool, tuple[str, Document] | None]:
+        return True, self.recall(scope, key)  # one unit of work at a time
 
     def recall(self, scope: str, key: str) -> tuple[str, Document] | None:
         return self.world.keys.get((scope, key))

@@ -182,9 +182,11 @@ class UnitOfWork(Protocol):
         """Records who did what to which thing, why, and what it was before and after."""
         ...
 
-    def hold(self, scope: str, key: str) -> bool:
-        """Holds an idempotency key for this unit of work: False when another unit of work
-        holds it now."""
+    def hold(self, scope: str, key: str) -> tuple[bool, tuple[str, Document] | None]:
+        """Holds an idempotency key for this unit of work (False when another unit of work
+        holds it now), and gives the fingerprint and result stored with it, if any. A result
+        stored by a unit that let go of the key just as this one took it may be missed; the
+        key's row, written once, then refuses this unit as a conflict, to run again."""
         ...
 
     def recall(self, scope: str, key: str) -> tuple[str, Document] | None:

@@ -240,9 +240,9 @@ def held(unit: UnitOfWork, scope: str, key: str, fingerprint: str) -> Replayed |
     """Holds idempotency ``key`` for this unit of work and gives the result stored with it, if
     any; refuses a twin still in flight (409) and the key sent with another request."""
     plain_text("the idempotency key", key)
-    if not unit.hold(scope, key):
+    holding, seen = unit.hold(scope, key)
+    if not holding:
         raise InFlightError(f"a request with idempotency key {key!r} is still being worked out")
-    seen = unit.recall(scope, key)
     if seen is None:
         return None
     if seen[0] != fingerprint:

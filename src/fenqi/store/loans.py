@@ -54,6 +54,8 @@ _LOAN_COLUMNS = tuple(_LOANS.c[name] for name in (
     "status", "outstanding_principal", "dpd", "version", "booked_through", "opened",
     "next_action_date", "closed_through", "checkpoint", "journal_balances",
 ))  # fmt: skip
+_LOAN = select(*_LOAN_COLUMNS).where(_LOANS.c.id == bindparam("loan_id"))
+_LOAN_LOCKED = _LOAN.with_for_update()
 
 
 def loan_of(row: LoanRow | Row[Any], events: list[Event], *, since: Checkpoint | None = None,
@@ -92,8 +94,8 @@ def load_loan(session: Session, loan_id: int, *, for_update: bool = False,
     (``resumable``: ``as_of`` is on or after the checkpoint's day, and no later event reaches
     back before it or takes a payment back); otherwise from its first event. Its ``events``
     are then only those after the checkpoint: enough for its state, not its history."""
-    query = select(*_LOAN_COLUMNS).where(_LOANS.c.id == loan_id)
-    row = session.execute(query.with_for_update() if for_update else query).one_or_none()
+    query = _LOAN_LOCKED if for_update else _LOAN
+    row = session.execute(query, {"loan_id": loan_id}).one_or_none()
     if row is None:
         raise MissingError(f"no loan {loan_id}")
     journal = journal_balances_of(row)

@@ -7,7 +7,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import date
 
-from sqlalchemy import bindparam, func, insert, select, text
+from sqlalchemy import JSON, Boolean, String, bindparam, func, insert, select, text
 from sqlalchemy.orm import Session
 
 from fenqi.domain.money import Money
@@ -90,6 +90,13 @@ _RECALL = select(_KEYS.c.fingerprint, _KEYS.c.result).where(
     _KEYS.c.scope == bindparam("scope"), _KEYS.c.key == bindparam("key")
 )
 _REMEMBER = insert(_KEYS)
+# One round trip: the lock, and the key's row (its snapshot may just miss a row committed as
+# the lock was let go; inserting the key again then fails as a known conflict, and is retried).
+_HOLD = text(
+    "SELECT pg_try_advisory_xact_lock(hashtextextended(:name, 0)) AS held, "
+    "k.fingerprint, k.result FROM (SELECT 1) AS one "
+    "LEFT JOIN idempotency_keys AS k ON k.scope = :scope AND k.key = :key"
+).columns(held=Boolean, fingerprint=String, result=JSON)
 
 
 @dataclass(frozen=True)
@@ -243,16 +250,16 @@ class DatabaseUnitOfWork:
         self.session.add(AuditLogRow(at=now(), actor=actor, action=action, target=target,
                                      reason=reason, before=before, after=after))  # fmt: skip
 
-    def hold(self, scope: str, key: str) -> bool:
-        """On PostgreSQL, an advisory lock for the transaction; SQLite runs one writer at a
-        time, so a second request simply finds the first's result."""
+    def hold(self, scope: str, key: str) -> tuple[bool, tuple[str, Document] | None]:
+        """On PostgreSQL, an advisory lock for the transaction, taken by the statement that
+        reads the key's row; SQLite runs one writer at a time, so a second request simply
+        finds the first's result."""
         if self.session.get_bind().dialect.name != "postgresql":
-            return True
-        held = self.session.scalar(
-            text("SELECT pg_try_advisory_xact_lock(hashtextextended(:name, 0))"),
-            {"name": f"{scope}\x1f{key}"},
-        )
-        return bool(held)
+            return True, self.recall(scope, key)
+        found = self.session.execute(_HOLD, {"name": f"{scope}\x1f{key}", "scope": scope,
+                                             "key": key}).one()  # fmt: skip
+        seen = None if found.fingerprint is None else (found.fingerprint, found.result)
+        return bool(found.held), seen
 
     def recall(self, scope: str, key: str) -> tuple[str, Document] | None:
         seen = self.session.execute(_RECALL, {"scope": scope, "key": key}).one_or_none()
