@@ -262,6 +262,23 @@ def turn(engine: Engine) -> Iterator[None]:
         lock.release()
 
 
+_READERS: weakref.WeakKeyDictionary[Engine, Engine] = weakref.WeakKeyDictionary()
+
+
+def for_reading(engine: Engine) -> Engine:
+    """``engine`` for a unit of work that only reads. On PostgreSQL its statements run without
+    a transaction around them (``AUTOCOMMIT``): at read committed, each statement of a
+    transaction sees what was committed when it began anyway, so the BEGIN and COMMIT were two
+    round trips that bought nothing. SQLite's readers keep their transaction (and their
+    ``turn``)."""
+    if engine.dialect.name != "postgresql":
+        return engine
+    reader = _READERS.get(engine)
+    if reader is None:
+        reader = _READERS[engine] = engine.execution_options(isolation_level="AUTOCOMMIT")
+    return reader
+
+
 def upgrade(engine: Engine) -> None:
     """Brings the database to the newest revision (creating the schema on an empty one), in one
     transaction; a database already there is left as it is. A migration may rewrite a big table,
