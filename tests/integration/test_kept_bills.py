@@ -70,6 +70,15 @@ def test_a_repeat_view_is_the_bill_kept_after_one_row(shop: Context, engine: Eng
     assert again is first
     assert again == fresh(shop, loan, START)
     assert shown == [loan]  # worked out once
+    credentials.create_user(shop, "agent", "agent password", Role.AGENT)
+    by_key = replace(shop, principal=None,
+                     credential=Presented(credentials.create_api_key(shop, "agent")["api_key"]))  # fmt: skip
+    servicing.view_loan(by_key, loan, START, counted)  # notes the key's use (once an hour)
+    said.clear()
+    assert servicing.view_loan(by_key, loan, START, counted) is first
+    asked = [text.split()[:3] for text in said if not text.startswith("BEGIN")]
+    assert asked == [["SELECT", "api_keys.secret_hash,", "api_keys.revoked,"]]  # and the plan's
+    assert shown == [loan]
 
 
 def test_a_payment_a_reversal_the_batch_and_a_new_day_each_show_the_plan_afresh(

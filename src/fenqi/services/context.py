@@ -28,7 +28,7 @@ from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import Session
 
 from fenqi.domain.errors import InvariantError
-from fenqi.loans.ports import UnitOfWork, Units
+from fenqi.loans.ports import Stamp, UnitOfWork, Units
 from fenqi.ports import Gateways, PaymentChannel, SmsGateway
 from fenqi.services.bills import KeptBills
 from fenqi.services.errors import (
@@ -103,6 +103,19 @@ def caller(context: Context, on: UnitOfWork | Session) -> Principal:
     if context.credential is None:
         raise UnauthenticatedError("no credentials: give an API key, or sign in")
     return context.credential.principal(on)
+
+
+def caller_and_stamp(context: Context, unit: UnitOfWork, loan_id: int) -> tuple[Principal, Stamp]:
+    """Who is acting (``caller``) and the owner and version of plan ``loan_id``
+    (``NotFoundError`` if there is none): a credential to check in the database is read in the
+    same statement as the plan's row, so a bill view asks the database one thing."""
+    credential = context.credential
+    if context.principal is None and credential is not None:
+        who, stamp = credential.principal_and_stamp(unit, loan_id)
+        if stamp is None:
+            raise NotFoundError(f"no loan {loan_id}")
+        return who, stamp
+    return caller(context, unit), unit.loans.stamp(loan_id)
 
 
 def permitted(context: Context, permission: Permission) -> Principal:

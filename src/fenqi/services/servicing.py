@@ -48,6 +48,7 @@ from fenqi.services.context import (
     Replayed,
     authenticated,
     caller,
+    caller_and_stamp,
     permitted,
     transact,
     transact_once,
@@ -195,13 +196,12 @@ def view_loan(context: Context, loan_id: int, as_of: date, render: Callable[[Loa
     """``show_loan`` shown by ``render`` (a module's function, as a route's presenter), from
     the bills the context keeps (``Context.bills``) when the plan is still at the version and on
     the day one was kept for: then the caller is checked and the plan's owner and version read
-    (one indexed row), and nothing is replayed. Otherwise the plan is read and shown, and kept
-    for the version it was read at."""
+    (one statement, ``caller_and_stamp``), and nothing is replayed. Otherwise the plan is read
+    and shown, and kept for the version it was read at."""
     kept = context.bills
 
     def show(unit: UnitOfWork) -> T:
-        who = caller(context, unit)
-        stamp = unit.loans.stamp(loan_id)
+        who, stamp = caller_and_stamp(context, unit, loan_id)
         sees(who, stamp.borrower_id, f"loan {loan_id}")
         if kept is not None:
             shown = kept.get(render, loan_id, stamp.version, as_of)
