@@ -156,14 +156,15 @@ def run(context: Context, work: Callable[[Session], T], *, reading: bool = False
     database (``turn``). Work that only reads (``reading``: no more than a credential's hourly
     note of its use besides) runs on PostgreSQL with no transaction around its statements
     (``for_reading``)."""
-    engine = for_reading(context.engine) if reading else context.engine
     for attempt in range(1, ATTEMPTS + 1):
         try:
             with (
                 turn(context.engine),
-                Session(engine, expire_on_commit=False) as session,
+                Session(context.engine, expire_on_commit=False) as session,
                 session.begin(),
             ):
+                if reading:
+                    for_reading(session)
                 return work(session)
         except MissingError as missing:
             raise NotFoundError(str(missing)) from None
