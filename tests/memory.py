@@ -22,7 +22,15 @@ from fenqi.domain.withholding import SETTLED, DebitRequest, Kind, Outcome
 from fenqi.loans.aggregate import Loan
 from fenqi.loans.booking import Booking, saved
 from fenqi.loans.methods import PaymentMethod
-from fenqi.loans.ports import AuditEntry, History, StoredEntry, StoredEvent, StoredLine, UnitOfWork
+from fenqi.loans.ports import (
+    AuditEntry,
+    History,
+    Stamp,
+    StoredEntry,
+    StoredEvent,
+    StoredLine,
+    UnitOfWork,
+)
 from fenqi.loans.receipts import Receipt, parse_stored, stored
 from fenqi.ports import Debit, GatewayAnswer, Gateways
 from fenqi.services.context import Context
@@ -167,6 +175,12 @@ class MemoryLoans:
 
     def borrower_of(self, loan_id: int) -> int:
         return self.get(loan_id).borrower_id
+
+    def stamp(self, loan_id: int) -> Stamp:
+        if loan_id not in self.world.loans:
+            raise NotFoundError(f"no loan {loan_id}")
+        loan = self.world.loans[loan_id]
+        return Stamp(loan.borrower_id, loan.version)
 
     def for_order(self, order_id: str) -> int | None:
         return self.world.orders.get(order_id)

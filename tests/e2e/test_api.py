@@ -9,6 +9,7 @@ from typing import Any
 from urllib.parse import quote
 
 import pytest
+from fastapi.responses import JSONResponse
 from fastapi.testclient import TestClient
 from pydantic import ValidationError
 from sqlalchemy import Engine, select
@@ -638,3 +639,37 @@ def _bodies(model: type[Body]) -> list[type[Body]]:
     for kind in model.__subclasses__():
         found += [kind, *_bodies(kind)]
     return found
+
+
+def test_a_bill_kept_for_repeat_views_is_what_fastapi_would_write_and_never_a_stale_one(
+    shop: Shop, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("FENQI_TODAY", "2026-01-15")
+    _, loan = open_loan(shop, "13800000011", "API-11")
+    viewer = shop.as_("viewer")
+
+    def bill() -> Any:
+        answer = shop.client.get(f"/api/loans/{loan}", headers=viewer)
+        assert answer.status_code == 200, answer.text
+        assert answer.headers["content-type"] == "application/json"
+        assert answer.content == JSONResponse(answer.json()).body  # as FastAPI writes a dict
+        return answer.json()
+
+    first = bill()
+    assert bill() == first
+    assert first["as_of"] == "2026-01-15"
+    token = borrower_token(shop, "13800000011")
+    her = {"Authorization": f"Bearer {token}"}
+    assert shop.client.get(f"/api/loans/{loan}", headers=her).json() == first
+    _, other = open_loan(shop, "13800000012", "API-12")
+    shop.client.get(f"/api/loans/{other}", headers=viewer)  # kept for the viewer's eyes
+    assert shop.client.get(f"/api/loans/{other}", headers=her).status_code == 404
+    paid = shop.post(f"/api/loans/{loan}/payments", "agent", {"amount": "100"}, key="kept-1")
+    assert paid.status_code == 201, paid.text
+    assert bill()["installments"][0]["paid"] == "100.00"
+    monkeypatch.setenv("FENQI_TODAY", "2026-03-01")  # a new day: installment 1 fell due unpaid
+    later = bill()
+    assert (later["as_of"], later["status"], later["dpd"]) == ("2026-03-01", "overdue", 14)
+    key_id = shop.keys["viewer"].split("_")[1]
+    credentials.revoke_api_key(simulated_context(shop.engine, actor="setup"), key_id)
+    assert shop.client.get(f"/api/loans/{loan}", headers=viewer).status_code == 401

@@ -4,6 +4,7 @@ do what is the services' to decide (``services/policy.py``)."""
 
 from __future__ import annotations
 
+import json
 from datetime import date
 from typing import Annotated
 
@@ -36,6 +37,7 @@ from fenqi.services.days import booking_day
 from fenqi.services.errors import NotFoundError
 from fenqi.services.policy import NO_SIMULATION
 from fenqi.services.quoting import FieldError
+from fenqi.services.views import LoanView
 from fenqi.wire import document, documents
 
 router = APIRouter(prefix="/api", responses=problems.RESPONSES, route_class=StrictJsonRoute)
@@ -223,8 +225,19 @@ def checkout(response: Response, context: Caller, body: models.CheckoutIn,
 
 
 @router.get("/loans/{loan_id}", tags=["loans"], **answers(responses.Loan))
-def show_loan(context: Caller, loan_id: Id, as_of: AsOf = None) -> Document:
-    return document(servicing.show_loan(context, loan_id, _today(as_of)))
+def show_loan(context: Caller, loan_id: Id, as_of: AsOf = None) -> Response:
+    """The plan on a day (default: today), every installment with what it owes that day. The
+    service keeps the answer it wrote for the plan's version and the day, so that opening the
+    same bill again does not work it out again."""
+    body = servicing.view_loan(context, loan_id, _today(as_of), _loan_json)
+    return Response(body, media_type="application/json")
+
+
+def _loan_json(view: LoanView) -> bytes:
+    """A plan's document, written out byte for byte as FastAPI writes the other answers
+    (``JSONResponse``)."""
+    shown = document(view)
+    return json.dumps(shown, ensure_ascii=False, allow_nan=False, separators=(",", ":")).encode()
 
 
 @router.get("/loans/{loan_id}/history", tags=["loans"], **answers(responses.History))

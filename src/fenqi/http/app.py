@@ -43,6 +43,7 @@ from fenqi.channels.simulator import SimulatedChannel
 from fenqi.channels.sms_simulator import SimulatedSms
 from fenqi.http import hardening, problems
 from fenqi.services import close_of_business as cob
+from fenqi.services.bills import KeptBills
 from fenqi.services.context import Context
 from fenqi.services.policy import Principal, Role
 from fenqi.settings import SettingError
@@ -191,7 +192,8 @@ def create_app(url: str | None = None, *, simulation: bool | None = None) -> Fas
     app.state.simulation = settings.simulation(False) if simulation is None else simulation
     # Nobody yet: each request's context carries its caller's credential (http/security.py).
     chosen = gateways.from_settings(engine, app.state.simulation)
-    app.state.context = Context(engine, SimulatedChannel, sms=SimulatedSms, gateways=chosen)
+    app.state.context = Context(engine, SimulatedChannel, sms=SimulatedSms, gateways=chosen,
+                                bills=KeptBills())  # fmt: skip
     app.state.metrics = metrics = Metrics(replace(app.state.context, principal=OBSERVER))
     problems.install(app)
     app.include_router(routes.router)

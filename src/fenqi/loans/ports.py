@@ -53,6 +53,14 @@ class History(NamedTuple):
     account_names: dict[str, str]
 
 
+class Stamp(NamedTuple):
+    """Whose a loan is and the version it is at (every write to the loan moves it on): what
+    tells a bill kept for the loan from a stale one."""
+
+    borrower_id: int
+    version: int
+
+
 class Borrower(NamedTuple):
     """A borrower as the batch writes to her: her name and phone, and her default method."""
 
@@ -107,6 +115,11 @@ class Loans(Protocol):
 
     def borrower_of(self, loan_id: int) -> int:
         """Whose the loan is (``NotFoundError`` if there is none)."""
+        ...
+
+    def stamp(self, loan_id: int) -> Stamp:
+        """Whose the loan is and its version, from its row alone (``NotFoundError`` if there
+        is none)."""
         ...
 
     def for_order(self, order_id: str) -> int | None:

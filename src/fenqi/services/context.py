@@ -28,8 +28,9 @@ from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import Session
 
 from fenqi.domain.errors import InvariantError
-from fenqi.loans.ports import UnitOfWork, Units
+from fenqi.loans.ports import Stamp, UnitOfWork, Units
 from fenqi.ports import Gateways, PaymentChannel, SmsGateway
+from fenqi.services.bills import KeptBills
 from fenqi.services.errors import (
     ConflictError,
     InFlightError,
@@ -44,7 +45,7 @@ from fenqi.services.policy import (
     UnauthenticatedError,
     require,
 )
-from fenqi.store.database import turn
+from fenqi.store.database import for_reading, turn
 from fenqi.store.errors import (
     BrokenConstraintError,
     BusyError,
@@ -81,7 +82,8 @@ class Context:
     Who is acting is the ``principal`` the entry point authenticated (the command line's
     operator, a page's signed-in person), or a ``credential`` not checked yet (an API request's
     key or session token), which each service checks in its own unit of work (``caller``); with
-    neither, every service refuses (401)."""
+    neither, every service refuses (401). ``bills``: the bills the process keeps for repeat
+    views (the HTTP service's; a command keeps none)."""
 
     engine: Engine
     channel: Callable[[Session], PaymentChannel]
@@ -90,6 +92,7 @@ class Context:
     gateways: Gateways | None = None  # the withholding gateways, when debits go over HTTP
     units: Units | None = None
     credential: Credential | None = None
+    bills: KeptBills | None = None
 
 
 def caller(context: Context, on: UnitOfWork | Session) -> Principal:
@@ -100,6 +103,19 @@ def caller(context: Context, on: UnitOfWork | Session) -> Principal:
     if context.credential is None:
         raise UnauthenticatedError("no credentials: give an API key, or sign in")
     return context.credential.principal(on)
+
+
+def caller_and_stamp(context: Context, unit: UnitOfWork, loan_id: int) -> tuple[Principal, Stamp]:
+    """Who is acting (``caller``) and the owner and version of plan ``loan_id``
+    (``NotFoundError`` if there is none): a credential to check in the database is read in the
+    same statement as the plan's row, so a bill view asks the database one thing."""
+    credential = context.credential
+    if context.principal is None and credential is not None:
+        who, stamp = credential.principal_and_stamp(unit, loan_id)
+        if stamp is None:
+            raise NotFoundError(f"no loan {loan_id}")
+        return who, stamp
+    return caller(context, unit), unit.loans.stamp(loan_id)
 
 
 def permitted(context: Context, permission: Permission) -> Principal:
@@ -118,15 +134,16 @@ def authenticated(context: Context) -> Principal:
     return transact(context, lambda unit: caller(context, unit))
 
 
-def transact(context: Context, work: Callable[[UnitOfWork], T]) -> T:
+def transact(context: Context, work: Callable[[UnitOfWork], T], *, reading: bool = False) -> T:
     """Runs ``work`` in one unit of work: in the context's ``units``, else in a database
-    transaction (``run``)."""
+    transaction (``run``; ``reading``: work that writes nothing of its own, see ``run``)."""
     if context.units is not None:
         return context.units(work)
-    return run(context, lambda session: work(DatabaseUnitOfWork(session, context.channel)))
+    return run(context, lambda session: work(DatabaseUnitOfWork(session, context.channel)),
+               reading=reading)  # fmt: skip
 
 
-def run(context: Context, work: Callable[[Session], T]) -> T:
+def run(context: Context, work: Callable[[Session], T], *, reading: bool = False) -> T:
     """Runs ``work`` in one transaction, again on fresh state if another writer got there first
     (a known conflict, ``store.errors.is_known_conflict``: a stale version, a key another writer
     took; on PostgreSQL, a deadlock or a serialization failure). Writers that collided wait a
@@ -136,7 +153,9 @@ def run(context: Context, work: Callable[[Session], T]) -> T:
     (``BrokenConstraintError``), logged and raised at once. The store's own errors are said as
     the services say them (a missing row is a ``NotFoundError``, a database busy past the lock
     timeout a ``ConflictError``). On SQLite the unit first waits for its process's turn at the
-    database (``turn``)."""
+    database (``turn``). Work that only reads (``reading``: no more than a credential's hourly
+    note of its use besides) runs on PostgreSQL with no transaction around its statements
+    (``for_reading``)."""
     for attempt in range(1, ATTEMPTS + 1):
         try:
             with (
@@ -144,6 +163,8 @@ def run(context: Context, work: Callable[[Session], T]) -> T:
                 Session(context.engine, expire_on_commit=False) as session,
                 session.begin(),
             ):
+                if reading:
+                    for_reading(session)
                 return work(session)
         except MissingError as missing:
             raise NotFoundError(str(missing)) from None

@@ -17,10 +17,12 @@ import re
 import secrets
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
-from sqlalchemy import delete, or_, select, update
+from sqlalchemy import Row, Select, bindparam, delete, or_, select, true, update
 from sqlalchemy.orm import Session
 
+from fenqi.loans.ports import Stamp
 from fenqi.services import throttles
 from fenqi.services.context import Context, Document, audit, caller, run
 from fenqi.services.errors import NotFoundError, RefusedError
@@ -29,7 +31,9 @@ from fenqi.services.throttles import Limit, TooManyAttemptsError
 from fenqi.store.schema import (
     NO_LOAN,
     ApiKeyRow,
+    Base,
     BorrowerRow,
+    LoanRow,
     SessionRow,
     SignInCodeRow,
     SmsSentRow,
@@ -212,25 +216,77 @@ def _api_key(row: ApiKeyRow) -> Document:
 
 def principal_for_key(context: Context, api_key: str) -> Principal:
     """The operator an API key belongs to, in a transaction of its own."""
-    return run(context, lambda session: _key_holder(session, api_key))
+    return run(context, lambda session: _key_holder(session, api_key)[0])
 
 
-def _key_holder(session: Session, api_key: str) -> Principal:
-    """Checks an API key: refused if unknown, revoked, or its operator disabled; its use is
-    noted at most once an hour."""
+_KEYS, _USERS, _SESSIONS, _LOANS = (
+    Base.metadata.tables[row.__tablename__] for row in (ApiKeyRow, UserRow, SessionRow, LoanRow)
+)
+# Core statements, compiled once: every API request asks one of them. A key with its operator;
+# a session with its operator, if it is an operator's.
+_KEY_HOLDER = select(
+    _KEYS.c.secret_hash, _KEYS.c.revoked, _KEYS.c.last_used_at, _USERS.c.username,
+    _USERS.c.role, _USERS.c.disabled_at,
+).join_from(_KEYS, _USERS, _KEYS.c.username == _USERS.c.username).where(
+    _KEYS.c.key_id == bindparam("key_id")
+)  # fmt: skip
+_SESSION_HOLDER = select(
+    _SESSIONS.c.kind, _SESSIONS.c.subject, _SESSIONS.c.csrf, _SESSIONS.c.expires_at,
+    _USERS.c.username, _USERS.c.role, _USERS.c.disabled_at,
+).outerjoin_from(
+    _SESSIONS, _USERS,
+    (_SESSIONS.c.kind == "operator") & (_SESSIONS.c.subject == _USERS.c.username),
+).where(_SESSIONS.c.token_hash == bindparam("token_hash"))  # fmt: skip
+# The same, with the owner and version of the plan a bill view asks for (none: no such plan),
+# so that the view checks who asks and whether its kept bill is current in one round trip.
+_STAMP = (
+    select(_LOANS.c.borrower_id.label("plan_owner"), _LOANS.c.version.label("plan_version"))
+    .where(_LOANS.c.id == bindparam("loan_id"))
+    .subquery("plan")
+)
+_KEY_HOLDER_AND_STAMP, _SESSION_HOLDER_AND_STAMP = (
+    holder.add_columns(_STAMP.c.plan_owner, _STAMP.c.plan_version).outerjoin(_STAMP, true())
+    for holder in (_KEY_HOLDER, _SESSION_HOLDER)
+)
+
+
+def _key_holder(
+    session: Session, api_key: str, loan_id: int | None = None
+) -> tuple[Principal, Stamp | None]:
+    """Checks an API key, with its operator, in one statement (reading the stamp of plan
+    ``loan_id`` too, if asked): refused if unknown, revoked, or its operator disabled; its use
+    is noted at most once an hour."""
     _, _, rest = api_key.partition("fq_")
     key_id, _, secret = rest.partition("_")
     at = now()
-    row = session.get(ApiKeyRow, key_id)
+    row = _holder(session, (_KEY_HOLDER, _KEY_HOLDER_AND_STAMP), {"key_id": key_id}, loan_id)
     if row is None or row.revoked or not hmac.compare_digest(row.secret_hash, _digest(secret)):
         raise UnauthenticatedError("that API key is not valid")
-    user = session.get(UserRow, row.username)
-    assert user is not None  # a key cannot outlive its user (foreign key)
-    if user.disabled_at is not None:
+    if row.disabled_at is not None:
         raise UnauthenticatedError("that API key is not valid")
     if row.last_used_at is None or row.last_used_at <= at - KEY_USE_NOTED:
         _note_use(session, key_id, at)
-    return Principal(user.username, Role(user.role))
+    return Principal(row.username, Role(row.role)), _stamp(row, loan_id)
+
+
+def _holder(
+    session: Session,
+    statements: tuple[Select[Any], Select[Any]],
+    keys: Document,
+    loan_id: int | None,
+) -> Row[Any] | None:
+    """The credential's row by ``keys``: with the plan's stamp (the second statement) when a
+    plan is asked about."""
+    if loan_id is None:
+        return session.connection().execute(statements[0], keys).first()
+    return session.connection().execute(statements[1], {**keys, "loan_id": loan_id}).first()
+
+
+def _stamp(row: Row[Any], loan_id: int | None) -> Stamp | None:
+    """The plan's stamp in a credential's row, when a plan was asked about and there is one."""
+    if loan_id is None or row.plan_version is None:
+        return None
+    return Stamp(row.plan_owner, row.plan_version)
 
 
 def _note_use(session: Session, key_id: str, at: datetime) -> None:
@@ -401,19 +457,25 @@ def _open_session(session: Session, kind: str, subject: str) -> tuple[str, str]:
 
 def principal_for_session(context: Context, token: str) -> tuple[Principal, str]:
     """Who a session token belongs to, with the session's CSRF token."""
-    return run(context, lambda session: _session_holder(session, token))
+    return run(context, lambda session: _session_holder(session, token)[:2])
 
 
-def _session_holder(session: Session, token: str) -> tuple[Principal, str]:
-    row = session.get(SessionRow, _digest(token))
+def _session_holder(
+    session: Session, token: str, loan_id: int | None = None
+) -> tuple[Principal, str, Stamp | None]:
+    """Checks a session token, with the operator it is for if it is an operator's, in one
+    statement (with the stamp of plan ``loan_id``, if asked, as ``_key_holder``): refused if
+    unknown or expired, or its operator disabled."""
+    statements = (_SESSION_HOLDER, _SESSION_HOLDER_AND_STAMP)
+    row = _holder(session, statements, {"token_hash": _digest(token)}, loan_id)
     if row is None or row.expires_at < now():
         raise UnauthenticatedError("please sign in again")
+    stamp = _stamp(row, loan_id)
     if row.kind == "borrower":
-        return Principal(f"borrower:{row.subject}", borrower_id=int(row.subject)), row.csrf
-    user = session.get(UserRow, row.subject)
-    if user is None or user.disabled_at is not None:
+        return Principal(f"borrower:{row.subject}", borrower_id=int(row.subject)), row.csrf, stamp
+    if row.username is None or row.disabled_at is not None:
         raise UnauthenticatedError("please sign in again")
-    return Principal(user.username, Role(user.role)), row.csrf
+    return Principal(row.username, Role(row.role)), row.csrf, stamp
 
 
 @dataclass(frozen=True)
@@ -427,17 +489,30 @@ class Presented:
     token: str
 
     def principal(self, on: object) -> Principal:
-        session = on.session if isinstance(on, DatabaseUnitOfWork) else on
-        assert isinstance(session, Session), "a credential is checked in the database"
+        session = _session_of(on)
         checked = session.info.get(self)
         if not isinstance(checked, Principal):
-            checked = (
-                _key_holder(session, self.token)
-                if self.token.startswith("fq_")
-                else _session_holder(session, self.token)[0]
-            )
-            session.info[self] = checked
+            checked = self._check(session, None)[0]
         return checked
+
+    def principal_and_stamp(self, on: object, loan_id: int) -> tuple[Principal, Stamp | None]:
+        """Who it belongs to, and the owner and version of plan ``loan_id`` (None: there is
+        no such plan), read in the same statement: a bill view's one round trip."""
+        return self._check(_session_of(on), loan_id)
+
+    def _check(self, session: Session, loan_id: int | None) -> tuple[Principal, Stamp | None]:
+        if self.token.startswith("fq_"):
+            checked, stamp = _key_holder(session, self.token, loan_id)
+        else:
+            checked, _, stamp = _session_holder(session, self.token, loan_id)
+        session.info[self] = checked
+        return checked, stamp
+
+
+def _session_of(on: object) -> Session:
+    session = on.session if isinstance(on, DatabaseUnitOfWork) else on
+    assert isinstance(session, Session), "a credential is checked in the database"
+    return session
 
 
 def sign_out(context: Context, token: str) -> None:

@@ -16,6 +16,7 @@ from typing import Protocol
 
 from fenqi.domain.errors import InputError
 from fenqi.domain.money import Money
+from fenqi.loans.ports import Stamp
 from fenqi.services.errors import NotFoundError
 from fenqi.services.quoting import FieldError
 
@@ -105,6 +106,11 @@ class Credential(Protocol):
     def principal(self, on: object) -> Principal:
         """Who it belongs to, checked on ``on`` (the unit of work or its database session);
         ``UnauthenticatedError`` when it is not (or no longer) valid."""
+        ...
+
+    def principal_and_stamp(self, on: object, loan_id: int) -> tuple[Principal, Stamp | None]:
+        """``principal``, and the owner and version of plan ``loan_id`` (None: no such plan)
+        read with it, in one statement."""
         ...
 
 

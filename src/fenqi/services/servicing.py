@@ -48,6 +48,7 @@ from fenqi.services.context import (
     Replayed,
     authenticated,
     caller,
+    caller_and_stamp,
     permitted,
     transact,
     transact_once,
@@ -186,9 +187,37 @@ def show_loan(context: Context, loan_id: int, as_of: date) -> LoanView:
     def show(unit: UnitOfWork) -> LoanView:
         loan = unit.loans.read(loan_id, as_of)
         sees(caller(context, unit), loan.borrower_id, f"loan {loan_id}")
-        return LoanView.of(loan, loan.state_on(as_of), unit.loans.consent(loan_id))
+        return _view(unit, loan, as_of)
 
     return transact(context, show)
+
+
+def view_loan(context: Context, loan_id: int, as_of: date, render: Callable[[LoanView], T]) -> T:
+    """``show_loan`` shown by ``render`` (a module's function, as a route's presenter), from
+    the bills the context keeps (``Context.bills``) when the plan is still at the version and on
+    the day one was kept for: then the caller is checked and the plan's owner and version read
+    (one statement, ``caller_and_stamp``), and nothing is replayed. Otherwise the plan is read
+    and shown, and kept for the version it was read at."""
+    kept = context.bills
+
+    def show(unit: UnitOfWork) -> T:
+        who, stamp = caller_and_stamp(context, unit, loan_id)
+        sees(who, stamp.borrower_id, f"loan {loan_id}")
+        if kept is not None:
+            shown = kept.get(render, loan_id, stamp.version, as_of)
+            if shown is not None:
+                return shown
+        loan = unit.loans.read(loan_id, as_of)
+        shown = render(_view(unit, loan, as_of))
+        if kept is not None:
+            kept.keep(render, loan_id, loan.version, as_of, shown)
+        return shown
+
+    return transact(context, show, reading=True)
+
+
+def _view(unit: UnitOfWork, loan: Loan, as_of: date) -> LoanView:
+    return LoanView.of(loan, loan.state_on(as_of), unit.loans.consent(loan.id))
 
 
 def list_loans(context: Context, borrower_id: int, as_of: date) -> list[LoanSummary]:

@@ -16,7 +16,7 @@ from fenqi.domain.withholding import DebitRequest
 from fenqi.loans.aggregate import Loan
 from fenqi.loans.booking import Booking
 from fenqi.loans.methods import PaymentMethod
-from fenqi.loans.ports import AuditEntry, History, StoredEntry, StoredEvent, StoredLine
+from fenqi.loans.ports import AuditEntry, History, Stamp, StoredEntry, StoredEvent, StoredLine
 from fenqi.loans.receipts import Receipt, parse_stored
 from fenqi.ports import PaymentChannel
 from fenqi.store.debit_requests import (
@@ -52,6 +52,10 @@ from fenqi.store.schema import (
     ProductRow,
     ReceiptRow,
 )
+
+_LOANS = Base.metadata.tables[LoanRow.__tablename__]
+# A Core statement, compiled once: a bill view asks it on every request.
+_STAMP = select(_LOANS.c.borrower_id, _LOANS.c.version).where(_LOANS.c.id == bindparam("loan_id"))
 
 
 def available_limit(session: Session, borrower_id: int, credit_limit: int) -> Money:
@@ -140,6 +144,12 @@ class DatabaseLoans:
         if owner is None:
             raise MissingError(f"no loan {loan_id}")
         return owner
+
+    def stamp(self, loan_id: int) -> Stamp:
+        row = self.session.connection().execute(_STAMP, {"loan_id": loan_id}).first()
+        if row is None:
+            raise MissingError(f"no loan {loan_id}")
+        return Stamp(row.borrower_id, row.version)
 
     def for_order(self, order_id: str) -> int | None:
         existing = self.session.get(OrderRow, order_id)
