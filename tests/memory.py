@@ -10,7 +10,7 @@ from __future__ import annotations
 import copy
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from typing import Any, NamedTuple, TypeVar
 
 from fenqi.catalog import shipped_catalog_text
@@ -61,6 +61,7 @@ class World:
     keys: dict[tuple[str, str], tuple[str, Document]] = field(default_factory=dict)
     requests: dict[str, DebitRequest] = field(default_factory=dict)  # by order id
     gateway_orders: dict[str, GatewayAnswer] = field(default_factory=dict)  # the gateway's own
+    windows: dict[str, tuple[int, datetime]] = field(default_factory=dict)  # throttles: by key
 
     def books(self, loan_id: int) -> dict[str, int]:
         """What the loan's accounts hold in its journal (debit minus credit)."""
@@ -118,6 +119,29 @@ class MemoryGateway:
 
     def read_notification(self, headers: Mapping[str, str], body: bytes) -> GatewayAnswer:
         raise AssertionError("it sends no notifications")
+
+
+class MemoryCounters:
+    """The throttles' windows: one unit of work at a time, so each hit is atomic here."""
+
+    def __init__(self, world: World) -> None:
+        self.world = world
+
+    def hit(self, key: str, at: datetime, seconds: int) -> tuple[int, datetime]:
+        hits, started = self.world.windows.get(key, (0, at))
+        if started <= at - timedelta(seconds=seconds):
+            hits, started = 0, at
+        self.world.windows[key] = (hits + 1, started)
+        return self.world.windows[key]
+
+    def give_back(self, key: str) -> None:
+        if key in self.world.windows and self.world.windows[key][0] > 0:
+            hits, started = self.world.windows[key]
+            self.world.windows[key] = (hits - 1, started)
+
+    def prune(self, before: datetime) -> None:
+        self.world.windows = {key: (hits, started) for key, (hits, started)
+                              in self.world.windows.items() if started >= before}  # fmt: skip
 
 
 class MemoryLoans:
@@ -280,6 +304,10 @@ class MemoryUnitOfWork:
         return Money(sum(request.amount for request in self.world.requests.values()
                          if request.loan_id == loan_id and request.kind is not Kind.COB
                          and (request.status not in SETTLED or request.to_book())))  # fmt: skip
+
+    @property
+    def counters(self) -> MemoryCounters:
+        return MemoryCounters(self.world)
 
 
 class MemoryUnits:

@@ -128,6 +128,26 @@ class Loans(Protocol):
         ...
 
 
+class Counters(Protocol):
+    """The throttles' counters of tries, each in a fixed window (``services/throttles.py``),
+    shared by every server process: each one is moved by one atomic statement, so tries that
+    arrive together are all counted."""
+
+    def hit(self, key: str, at: datetime, seconds: int) -> tuple[int, datetime]:
+        """One more try under ``key``: a new window starting ``at`` if the last one started
+        ``seconds`` or more before it, else one more in the current window. Returns the count
+        and when its window started."""
+        ...
+
+    def give_back(self, key: str) -> None:
+        """One try fewer under ``key`` (never below none)."""
+        ...
+
+    def prune(self, before: datetime) -> None:
+        """Forgets the windows that started before ``before``."""
+        ...
+
+
 class UnitOfWork(Protocol):
     """One transaction: what it changes is kept when the work returns, and none of it when the
     work raises."""
@@ -208,6 +228,11 @@ class UnitOfWork(Protocol):
     def in_flight(self, loan_id: int) -> Money:
         """What the loan's payments still in the gateways' hands come to: requested, and not
         failed nor booked yet."""
+        ...
+
+    @property
+    def counters(self) -> Counters:
+        """The throttles' counters, in this transaction."""
         ...
 
 

@@ -51,6 +51,7 @@ from fenqi.store.schema import (
     ProductRow,
     ReceiptRow,
 )
+from fenqi.store.throttles import DatabaseCounters
 
 
 def available_limit(session: Session, borrower_id: int, credit_limit: int) -> Money:
@@ -254,3 +255,7 @@ class DatabaseUnitOfWork:
 
     def in_flight(self, loan_id: int) -> Money:
         return in_flight(self.session, loan_id)
+
+    @property
+    def counters(self) -> DatabaseCounters:
+        return DatabaseCounters(self.session)
