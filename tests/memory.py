@@ -22,7 +22,16 @@ from fenqi.domain.withholding import SETTLED, DebitRequest, Kind, Outcome
 from fenqi.loans.aggregate import Loan
 from fenqi.loans.booking import Booking, saved
 from fenqi.loans.methods import PaymentMethod
-from fenqi.loans.ports import AuditEntry, History, StoredEntry, StoredEvent, StoredLine, UnitOfWork
+from fenqi.loans.ports import (
+    AuditEntry,
+    History,
+    QueuedSms,
+    SentSms,
+    StoredEntry,
+    StoredEvent,
+    StoredLine,
+    UnitOfWork,
+)
 from fenqi.loans.receipts import Receipt, parse_stored, stored
 from fenqi.ports import Debit, GatewayAnswer, Gateways
 from fenqi.services.context import Context
@@ -62,6 +71,9 @@ class World:
     requests: dict[str, DebitRequest] = field(default_factory=dict)  # by order id
     gateway_orders: dict[str, GatewayAnswer] = field(default_factory=dict)  # the gateway's own
     windows: dict[str, tuple[int, datetime]] = field(default_factory=dict)  # throttles: by key
+    outbox: dict[tuple[date, int, str], QueuedSms] = field(default_factory=dict)  # in its order
+    sent: list[SentSms] = field(default_factory=list)  # the contact log, oldest first
+    handed: list[tuple[str, str]] = field(default_factory=list)  # what the SMS gateway took
 
     def books(self, loan_id: int) -> dict[str, int]:
         """What the loan's accounts hold in its journal (debit minus credit)."""
@@ -142,6 +154,66 @@ class MemoryCounters:
     def prune(self, before: datetime) -> None:
         self.world.windows = {key: (hits, started) for key, (hits, started)
                               in self.world.windows.items() if started >= before}  # fmt: skip
+
+
+class MemoryOutbox:
+    """The outbox by (day, loan, stage), the order messages are sent in, and the contact log."""
+
+    def __init__(self, world: World) -> None:
+        self.world = world
+
+    def take_turn(self) -> datetime | None:
+        sent = [m.sent_at for m in self.world.outbox.values() if m.sent_at is not None]
+        return max(sent, default=None)
+
+    def expire(self, before: date) -> int:
+        gone = [key for key, m in self.world.outbox.items()
+                if m.status == "pending" and m.day < before]  # fmt: skip
+        for key in gone:
+            self.world.outbox[key] = self.world.outbox[key]._replace(status="expired")
+        return len(gone)
+
+    def due(self, through: date, after: tuple[date, int, str] | None,
+            limit: int) -> list[QueuedSms]:  # fmt: skip
+        return [self.world.outbox[key] for key in sorted(self.world.outbox)
+                if self.world.outbox[key].status == "pending" and key[0] <= through
+                and (after is None or key > after)][:limit]  # fmt: skip
+
+    def sent_between(self, borrowers: set[int], start: datetime, end: datetime) -> dict[int, int]:
+        counts: dict[int, int] = {}
+        for text in self.world.sent:
+            if text.borrower_id in borrowers and text.loan_id and start <= text.sent_at < end:
+                counts[text.borrower_id] = counts.get(text.borrower_id, 0) + 1
+        return counts
+
+    def mark_sent(self, message: QueuedSms, sent_at: datetime) -> None:
+        key = (message.day, message.loan_id, message.stage)
+        self.world.outbox[key] = message._replace(status="sent", sent_at=sent_at)
+        self.world.sent.append(SentSms(message.loan_id, message.borrower_id, message.phone,
+                                       message.text, sent_at))  # fmt: skip
+
+    def pending(self, through: date) -> tuple[int, int]:
+        pending = [m for m in self.world.outbox.values() if m.status == "pending"]
+        return sum(1 for m in pending if m.day <= through), len(pending)
+
+    def messages(self, status: str | None, limit: int) -> list[QueuedSms]:
+        return [self.world.outbox[key] for key in sorted(self.world.outbox)
+                if status is None or self.world.outbox[key].status == status][:limit]  # fmt: skip
+
+    def delivered(self, phone: str | None, limit: int) -> list[SentSms]:
+        return [text for text in reversed(self.world.sent)
+                if phone is None or text.phone == phone][:limit]  # fmt: skip
+
+
+class MemorySms:
+    """A gateway that keeps what it was handed, by phone, in the order it came."""
+
+    def __init__(self, world: World) -> None:
+        self.world = world
+
+    def send(self, phone: str, text: str) -> str:
+        self.world.handed.append((phone, text))
+        return f"mem-sms:{len(self.world.handed)}"
 
 
 class MemoryLoans:
@@ -309,6 +381,13 @@ class MemoryUnitOfWork:
     def counters(self) -> MemoryCounters:
         return MemoryCounters(self.world)
 
+    @property
+    def outbox(self) -> MemoryOutbox:
+        return MemoryOutbox(self.world)
+
+    def sms(self) -> MemorySms:
+        return MemorySms(self.world)
+
 
 class MemoryUnits:
     """Runs units of work one at a time on ``world``, undoing one that raises."""
@@ -329,7 +408,8 @@ class MemoryUnits:
         """A context whose units of work run here (it has no database), acting as the operator
         ``actor``."""
         gateways = Gateways(dict.fromkeys(DEBITED, MemoryGateway(self)), "memory:")
-        return Context(None, _no_session, operator(actor), gateways=gateways, units=self)  # type: ignore[arg-type]
+        return Context(None, _no_session, operator(actor), sms=_no_session,  # type: ignore[arg-type]
+                       gateways=gateways, units=self)  # fmt: skip
 
     def borrower(self, borrower_id: int, limit: str, *, card: str | None = None) -> int | None:
         """A borrower with a credit ``limit``; with a funded default card holding ``card``."""

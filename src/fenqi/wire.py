@@ -20,12 +20,13 @@ from fenqi.domain.products import Product
 from fenqi.domain.quote import Quote
 from fenqi.domain.rates import Rate, format_rate
 from fenqi.domain.schedule import Installment
-from fenqi.loans.ports import AuditEntry
+from fenqi.loans.ports import AuditEntry, QueuedSms, SentSms
 from fenqi.loans.receipts import MethodView, Receipt
 from fenqi.services.views import (
     BookCheck,
     BookDifference,
     CreditPaidBack,
+    Dispatched,
     ListedReceipt,
     LoanHistory,
     LoanSummary,
@@ -529,6 +530,31 @@ def audit_entry(row: AuditEntry) -> dict[str, Any]:
     }
 
 
+def dispatched(done: Dispatched) -> dict[str, Any]:
+    return {"now": done.now.isoformat(), "sent": done.sent, "expired": done.expired,
+            "held_window": done.held_window, "held_cap": done.held_cap,
+            "pending": done.pending}  # fmt: skip
+
+
+def queued_sms(message: QueuedSms) -> dict[str, Any]:
+    """A message in the outbox, its time as the service gave it (China's)."""
+    return {
+        "loan_id": message.loan_id,
+        "day": message.day.isoformat(),
+        "stage": message.stage,
+        "borrower_id": message.borrower_id,
+        "phone": message.phone,
+        "text": message.text,
+        "status": message.status,
+        "sent_at": None if message.sent_at is None else message.sent_at.isoformat(),
+    }
+
+
+def sent_sms(text: SentSms) -> dict[str, Any]:
+    return {"phone": text.phone, "borrower_id": text.borrower_id, "text": text.text,
+            "sent_at": text.sent_at.isoformat()}  # fmt: skip
+
+
 # -- any answer -----------------------------------------------------------------------------------
 
 
@@ -557,6 +583,7 @@ _PRESENTERS: Sequence[tuple[type[Any], Any]] = (
     (PaymentTaken, payment_taken), (Refunded, refunded), (CreditPaidBack, credit_paid_back),
     (Reversed, reversed_payment), (Waived, waived), (LoanHistory, history),
     (TrialBalance, trial_balance), (BookCheck, book_check), (AuditEntry, audit_entry),
+    (Dispatched, dispatched), (QueuedSms, queued_sms), (SentSms, sent_sms),
 )  # fmt: skip
 for _kind, _presenter in _PRESENTERS:
     present.register(_kind, _presenter)

@@ -391,7 +391,7 @@ def aging(context: Caller,
 def outbox(context: Caller,
            status: Annotated[str | None, Query(pattern="^(pending|sent|expired)$")] = None
            ) -> list[Document]:  # fmt: skip
-    return sms.outbox(context, status)
+    return documents(sms.outbox(context, status))
 
 
 @router.get("/audit", tags=["audit"], **answers(list[responses.AuditEntry]))

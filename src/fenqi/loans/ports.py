@@ -16,7 +16,7 @@ from fenqi.loans.aggregate import Loan
 from fenqi.loans.booking import Booking
 from fenqi.loans.methods import PaymentMethod
 from fenqi.loans.receipts import Receipt
-from fenqi.ports import PaymentChannel
+from fenqi.ports import PaymentChannel, SmsGateway
 
 T = TypeVar("T")
 Document = dict[str, Any]
@@ -148,6 +148,72 @@ class Counters(Protocol):
         ...
 
 
+class QueuedSms(NamedTuple):
+    """A message in the outbox: what the batch queued for a loan on a day at a dunning stage,
+    and whether it was sent (``status``: pending, sent or expired; ``sent_at`` when)."""
+
+    loan_id: int
+    day: date
+    stage: str
+    borrower_id: int
+    phone: str
+    text: str
+    status: str
+    sent_at: datetime | None
+
+
+class SentSms(NamedTuple):
+    """A text handed to the SMS gateway, as the contact log keeps it (``loan_id`` 0: a sign-in
+    code, which names no loan)."""
+
+    loan_id: int
+    borrower_id: int
+    phone: str
+    text: str
+    sent_at: datetime
+
+
+class Outbox(Protocol):
+    """The SMS outbox the batch fills and the dispatcher empties, and the contact log of every
+    text handed to the gateway."""
+
+    def take_turn(self) -> datetime | None:
+        """Waits for this unit of work's turn among dispatchers (it keeps it until it ends), and
+        says when messages were last sent."""
+        ...
+
+    def expire(self, before: date) -> int:
+        """Marks expired the pending messages of days before ``before``; how many."""
+        ...
+
+    def due(self, through: date, after: tuple[date, int, str] | None,
+            limit: int) -> list[QueuedSms]:  # fmt: skip
+        """Up to ``limit`` pending messages of ``through`` and the days before, after the
+        (day, loan, stage) ``after``, oldest day first; held for this unit of work."""
+        ...
+
+    def sent_between(self, borrowers: set[int], start: datetime, end: datetime) -> dict[int, int]:
+        """How many texts naming a loan (no sign-in codes) each borrower was sent from
+        ``start`` to before ``end``."""
+        ...
+
+    def mark_sent(self, message: QueuedSms, sent_at: datetime) -> None:
+        """Marks a message sent at ``sent_at`` and records it in the contact log."""
+        ...
+
+    def pending(self, through: date) -> tuple[int, int]:
+        """The pending messages: those of ``through`` and before, and all of them."""
+        ...
+
+    def messages(self, status: str | None, limit: int) -> list[QueuedSms]:
+        """Up to ``limit`` messages (only those of ``status``) in the order they are sent."""
+        ...
+
+    def delivered(self, phone: str | None, limit: int) -> list[SentSms]:
+        """The latest texts handed to the gateway (only those to ``phone``), newest first."""
+        ...
+
+
 class UnitOfWork(Protocol):
     """One transaction: what it changes is kept when the work returns, and none of it when the
     work raises."""
@@ -233,6 +299,15 @@ class UnitOfWork(Protocol):
     @property
     def counters(self) -> Counters:
         """The throttles' counters, in this transaction."""
+        ...
+
+    @property
+    def outbox(self) -> Outbox:
+        """The SMS outbox and the contact log, in this transaction."""
+        ...
+
+    def sms(self) -> SmsGateway:
+        """The SMS gateway, within this transaction."""
         ...
 
 

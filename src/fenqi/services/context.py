@@ -123,7 +123,9 @@ def transact(context: Context, work: Callable[[UnitOfWork], T]) -> T:
     transaction (``run``)."""
     if context.units is not None:
         return context.units(work)
-    return run(context, lambda session: work(DatabaseUnitOfWork(session, context.channel)))
+    return run(
+        context, lambda session: work(DatabaseUnitOfWork(session, context.channel, context.sms))
+    )
 
 
 def run(context: Context, work: Callable[[Session], T]) -> T:

@@ -5,7 +5,7 @@ days as ``date``, states as their enums). How they are written out (JSON for the
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import date
+from datetime import date, datetime
 from typing import Any
 
 from fenqi.domain.corrections import Consequences
@@ -216,3 +216,16 @@ class BookDifference:
 class BookCheck:
     loans_checked: int
     differences: tuple[BookDifference, ...]
+
+
+@dataclass(frozen=True)
+class Dispatched:
+    """What an SMS dispatch did at ``now`` (China's time): messages sent and expired, pending
+    ones the contact window or the daily cap held over, and how many are pending now."""
+
+    now: datetime
+    sent: int
+    expired: int
+    held_window: int
+    held_cap: int
+    pending: int

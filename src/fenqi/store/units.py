@@ -18,7 +18,7 @@ from fenqi.loans.booking import Booking
 from fenqi.loans.methods import PaymentMethod
 from fenqi.loans.ports import AuditEntry, History, StoredEntry, StoredEvent, StoredLine
 from fenqi.loans.receipts import Receipt, parse_stored
-from fenqi.ports import PaymentChannel
+from fenqi.ports import PaymentChannel, SmsGateway
 from fenqi.store.debit_requests import (
     add_request,
     find_request,
@@ -51,6 +51,7 @@ from fenqi.store.schema import (
     ProductRow,
     ReceiptRow,
 )
+from fenqi.store.sms import DatabaseOutbox
 from fenqi.store.throttles import DatabaseCounters
 
 
@@ -152,10 +153,12 @@ class DatabaseLoans:
 class DatabaseUnitOfWork:
     """One database transaction (``session``'s), with the payment channel built for it."""
 
-    def __init__(self, session: Session, channel: Callable[[Session], PaymentChannel]) -> None:
+    def __init__(self, session: Session, channel: Callable[[Session], PaymentChannel],
+                 sms: Callable[[Session], SmsGateway] | None = None) -> None:  # fmt: skip
         self.session = session
         self.loans = DatabaseLoans(session)
         self._channel = channel
+        self._sms = sms
 
     def channel(self) -> PaymentChannel:
         return self._channel(self.session)
@@ -259,3 +262,12 @@ class DatabaseUnitOfWork:
     @property
     def counters(self) -> DatabaseCounters:
         return DatabaseCounters(self.session)
+
+    @property
+    def outbox(self) -> DatabaseOutbox:
+        return DatabaseOutbox(self.session)
+
+    def sms(self) -> SmsGateway:
+        if self._sms is None:
+            raise MissingError("no SMS gateway is configured")
+        return self._sms(self.session)
