@@ -24,6 +24,7 @@ from fenqi.loans.booking import Booking, saved
 from fenqi.loans.methods import PaymentMethod
 from fenqi.loans.ports import (
     AuditEntry,
+    BorrowerAccount,
     History,
     QueuedSms,
     SentSms,
@@ -74,6 +75,7 @@ class World:
     outbox: dict[tuple[date, int, str], QueuedSms] = field(default_factory=dict)  # in its order
     sent: list[SentSms] = field(default_factory=list)  # the contact log, oldest first
     handed: list[tuple[str, str]] = field(default_factory=list)  # what the SMS gateway took
+    people: dict[int, BorrowerAccount] = field(default_factory=dict)  # borrowers by id
 
     def books(self, loan_id: int) -> dict[str, int]:
         """What the loan's accounts hold in its journal (debit minus credit)."""
@@ -85,7 +87,8 @@ class World:
 
 
 class MemoryChannel:
-    """Debits take from a balance (declined beyond it); payouts add to it."""
+    """Debits take from a balance (declined beyond it); payouts add to it; tests set it, as
+    the simulator's are set."""
 
     def __init__(self, world: World) -> None:
         self.world = world
@@ -100,6 +103,12 @@ class MemoryChannel:
     def pay_back(self, token_ref: str, amount: Money, idempotency_key: str) -> str:
         self.world.balances[token_ref] = Money(self.world.balances.get(token_ref, 0) + amount)
         return f"mem:{idempotency_key}"
+
+    def set_balance(self, token_ref: str, balance: Money) -> None:
+        self.world.balances[token_ref] = balance
+
+    def balance(self, token_ref: str) -> Money:
+        return self.world.balances.get(token_ref, Money(0))
 
 
 class MemoryGateway:
@@ -203,6 +212,54 @@ class MemoryOutbox:
     def delivered(self, phone: str | None, limit: int) -> list[SentSms]:
         return [text for text in reversed(self.world.sent)
                 if phone is None or text.phone == phone][:limit]  # fmt: skip
+
+
+class MemoryBorrowers:
+    """Borrowers' accounts (a borrower given only a limit, ``MemoryUnits.borrower``, has a name
+    and phone of her id) and the methods kept by id."""
+
+    def __init__(self, world: World) -> None:
+        self.world = world
+
+    def get(self, borrower_id: int) -> BorrowerAccount | None:
+        if borrower_id not in self.world.limits:
+            return None
+        return self.world.people.get(borrower_id, BorrowerAccount(
+            borrower_id, f"borrower {borrower_id}", f"1{borrower_id:010d}",
+            self.world.limits[borrower_id]))  # fmt: skip
+
+    def _all(self) -> list[BorrowerAccount]:
+        return [account for borrower in sorted(self.world.limits)
+                if (account := self.get(borrower)) is not None]  # fmt: skip
+
+    def with_phone(self, phone: str) -> int | None:
+        return next((account.id for account in self._all() if account.phone == phone), None)
+
+    def add(self, name: str, phone: str, credit_limit: Money) -> BorrowerAccount:
+        account = BorrowerAccount(max(self.world.limits, default=0) + 1, name, phone, credit_limit)
+        self.world.limits[account.id] = credit_limit
+        self.world.people[account.id] = account
+        return account
+
+    def find(self, text: str, limit: int) -> list[BorrowerAccount]:
+        loans = {loan.borrower_id for loan in self.world.loans.values()
+                 if text in (loan.order_id, str(loan.id))}  # fmt: skip
+        return [account for account in self._all() if account.phone == text
+                or text in account.name or account.id in loans][:limit]  # fmt: skip
+
+    def methods(self, borrower_id: int) -> list[PaymentMethod]:
+        return [method for _, method in sorted(self.world.methods.items())
+                if method.borrower_id == borrower_id and method.status == "active"]  # fmt: skip
+
+    def add_method(self, borrower_id: int, kind: str, masked_account: str, token_ref: str, *,
+                   is_default: bool) -> PaymentMethod:  # fmt: skip
+        method = PaymentMethod(max(self.world.methods, default=0) + 1, borrower_id, kind,
+                               masked_account, token_ref, is_default, "active")  # fmt: skip
+        self.world.methods[method.id] = method
+        return method
+
+    def save_method(self, method: PaymentMethod) -> None:
+        self.world.methods[method.id] = method
 
 
 class MemorySms:
@@ -380,6 +437,10 @@ class MemoryUnitOfWork:
     @property
     def counters(self) -> MemoryCounters:
         return MemoryCounters(self.world)
+
+    @property
+    def borrowers(self) -> MemoryBorrowers:
+        return MemoryBorrowers(self.world)
 
     @property
     def outbox(self) -> MemoryOutbox:

@@ -25,12 +25,14 @@ from fenqi.loans.receipts import MethodView, Receipt
 from fenqi.services.views import (
     BookCheck,
     BookDifference,
+    BorrowerView,
     CreditPaidBack,
     Dispatched,
     ListedReceipt,
     LoanHistory,
     LoanSummary,
     LoanView,
+    MethodChanged,
     PaymentTaken,
     Payoff,
     Payout,
@@ -208,6 +210,16 @@ def method(row: _Method) -> dict[str, Any]:
     names the method that paid with."""
     return paid_with(MethodView(row.id, row.borrower_id, row.kind, row.masked_account,
                                 row.is_default, row.status))  # fmt: skip
+
+
+def borrower_view(view: BorrowerView) -> dict[str, Any]:
+    return borrower(view, view.available_limit, [method(m) for m in view.methods])
+
+
+def method_changed(changed: MethodChanged) -> dict[str, Any]:
+    """A method as a change left it (with the simulator's balance, when there is one)."""
+    balance = {} if changed.sim_balance is None else {"sim_balance": money(changed.sim_balance)}
+    return {**method(changed.method), **balance}
 
 
 def loan_installment(row: InstallmentState) -> dict[str, Any]:
@@ -563,7 +575,7 @@ def present(answer: object) -> Any:
     """The document for a service's answer: a typed value by its presenter above, a list item
     by item. A document (``dict``) is given as it is: a replayed idempotent answer (the first
     one, as it was sent), and the answers of the services that still build their documents
-    themselves (the batch's reports, sign-in, borrowers and methods)."""
+    themselves (the batch's reports, sign-in)."""
     raise TypeError(f"no presenter for {type(answer).__name__}")
 
 
@@ -584,6 +596,7 @@ _PRESENTERS: Sequence[tuple[type[Any], Any]] = (
     (Reversed, reversed_payment), (Waived, waived), (LoanHistory, history),
     (TrialBalance, trial_balance), (BookCheck, book_check), (AuditEntry, audit_entry),
     (Dispatched, dispatched), (QueuedSms, queued_sms), (SentSms, sent_sms),
+    (BorrowerView, borrower_view), (MethodChanged, method_changed),
 )  # fmt: skip
 for _kind, _presenter in _PRESENTERS:
     present.register(_kind, _presenter)

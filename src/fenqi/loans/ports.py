@@ -148,6 +148,47 @@ class Counters(Protocol):
         ...
 
 
+class BorrowerAccount(NamedTuple):
+    """A borrower as her account keeps her: her name, her phone and her credit limit."""
+
+    id: int
+    name: str
+    phone: str
+    credit_limit: Money
+
+
+class Borrowers(Protocol):
+    """The borrowers' repository, with their bound payment methods."""
+
+    def get(self, borrower_id: int) -> BorrowerAccount | None: ...
+
+    def with_phone(self, phone: str) -> int | None:
+        """The borrower whose phone it is, if any."""
+        ...
+
+    def add(self, name: str, phone: str, credit_limit: Money) -> BorrowerAccount:
+        """A new borrower, given her id."""
+        ...
+
+    def find(self, text: str, limit: int) -> list[BorrowerAccount]:
+        """The borrowers whose phone it is, whose name holds it, or with a loan whose order id
+        or loan id it is; by id."""
+        ...
+
+    def methods(self, borrower_id: int) -> list[PaymentMethod]:
+        """Her active methods, oldest first."""
+        ...
+
+    def add_method(self, borrower_id: int, kind: str, masked_account: str, token_ref: str, *,
+                   is_default: bool) -> PaymentMethod:  # fmt: skip
+        """A method bound now, active, given its id."""
+        ...
+
+    def save_method(self, method: PaymentMethod) -> None:
+        """Stores whether a method is the default, and its status."""
+        ...
+
+
 class QueuedSms(NamedTuple):
     """A message in the outbox: what the batch queued for a loan on a day at a dunning stage,
     and whether it was sent (``status``: pending, sent or expired; ``sent_at`` when)."""
@@ -299,6 +340,11 @@ class UnitOfWork(Protocol):
     @property
     def counters(self) -> Counters:
         """The throttles' counters, in this transaction."""
+        ...
+
+    @property
+    def borrowers(self) -> Borrowers:
+        """The borrowers and their methods, in this transaction."""
         ...
 
     @property

@@ -14,6 +14,7 @@ from fenqi.domain.loan import InstallmentState, LoanState, LoanStatus, PayoffQuo
 from fenqi.domain.money import Money
 from fenqi.domain.schedule import Method
 from fenqi.loans.aggregate import Loan
+from fenqi.loans.methods import PaymentMethod
 from fenqi.loans.ports import History
 from fenqi.loans.receipts import Receipt
 
@@ -229,3 +230,23 @@ class Dispatched:
     held_window: int
     held_cap: int
     pending: int
+
+
+@dataclass(frozen=True)
+class BorrowerView:
+    """A borrower, her limit, what of it is available and her active methods, oldest first."""
+
+    id: int
+    name: str
+    phone: str
+    credit_limit: Money
+    available_limit: Money
+    methods: list[PaymentMethod]
+
+
+@dataclass(frozen=True)
+class MethodChanged:
+    """A method as a change left it; with the payment simulator, the balance it holds there."""
+
+    method: PaymentMethod
+    sim_balance: Money | None = None

@@ -19,6 +19,7 @@ from fenqi.loans.methods import PaymentMethod
 from fenqi.loans.ports import AuditEntry, History, StoredEntry, StoredEvent, StoredLine
 from fenqi.loans.receipts import Receipt, parse_stored
 from fenqi.ports import PaymentChannel, SmsGateway
+from fenqi.store.borrowers import DatabaseBorrowers
 from fenqi.store.debit_requests import (
     add_request,
     find_request,
@@ -262,6 +263,10 @@ class DatabaseUnitOfWork:
     @property
     def counters(self) -> DatabaseCounters:
         return DatabaseCounters(self.session)
+
+    @property
+    def borrowers(self) -> DatabaseBorrowers:
+        return DatabaseBorrowers(self.session)
 
     @property
     def outbox(self) -> DatabaseOutbox:
