@@ -73,11 +73,9 @@ def prepare(url: str, loans: int, service_loans: int, age: int) -> tuple[str, li
         who = borrowers.create_borrower(
             context, f"压测{number}", f"1300000{number:04d}", Money(10**10)
         )
-        borrowers.bind_method(context, who["id"], "bank_card", f"62220200{number:011d}",
+        borrowers.bind_method(context, who.id, "bank_card", f"62220200{number:011d}",
                               sim_balance=Money(10**12))  # fmt: skip
-        order = servicing.Order(
-            who["id"], f"B-{number}", "m", Money.parse("10000"), "cash", 12, start
-        )
+        order = servicing.Order(who.id, f"B-{number}", "m", Money.parse("10000"), "cash", 12, start)
         plan = present(servicing.checkout(context, order))
         for bill in plan["installments"]:
             due = date.fromisoformat(bill["due_date"])

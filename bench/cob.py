@@ -48,7 +48,6 @@ from fenqi.domain.loan import LoanState, bucket
 from fenqi.loans.aggregate import Loan
 from fenqi.services import books, products
 from fenqi.services import close_of_business as cob
-from fenqi.services.borrowers import default_method
 from fenqi.services.context import Context
 from fenqi.services.policy import operator
 from fenqi.store import schema
@@ -180,6 +179,14 @@ def naive_close(context: Context, loan_ids: list[int], day: date) -> float:
         with Session(context.engine) as session, session.begin():
             naive_close_loan(context, session, loan_id, day)
     return time.perf_counter() - began
+
+
+def default_method(session: Session, borrower_id: int) -> schema.PaymentMethodRow | None:
+    """The borrower's active default method, as the ORM reads it."""
+    method = schema.PaymentMethodRow
+    query = select(method).where(method.borrower_id == borrower_id, method.status == "active",
+                                 method.is_default)  # fmt: skip
+    return session.scalars(query.order_by(method.id)).first()
 
 
 def naive_close_loan(context: Context, session: Session, loan_id: int, day: date) -> None:

@@ -150,15 +150,15 @@ def make_loans(context: Context, count: int, sim: SimulatorControls | None) -> l
     for _ in range(count):
         number = next(BORROWERS)
         who = borrowers.create_borrower(context, "压测", f"1300{number:07d}", Money(10**12))
-        card = borrowers.bind_method(context, who["id"], "bank_card", f"6222020{number:012d}",
+        card = borrowers.bind_method(context, who.id, "bank_card", f"6222020{number:012d}",
                                      sim_balance=Money(10**12))  # fmt: skip
-        token = _token(context.engine, card["id"])
+        token = _token(context.engine, card.method.id)
         if sim is not None:
             sim.set_balance(token, Money(10**12))
-        order = servicing.Order(who["id"], f"B{os.getpid()}-{number}-{time.time_ns()}", "m",
+        order = servicing.Order(who.id, f"B{os.getpid()}-{number}-{time.time_ns()}", "m",
                                 Money(1_000_000), "cash", 24, START)  # fmt: skip
         loan = present(servicing.checkout(context, order))["id"]
-        made.append(Loan(loan, 1, 2, 1, card["id"], token))
+        made.append(Loan(loan, 1, 2, 1, card.method.id, token))
     return made
 
 

@@ -72,9 +72,9 @@ def loans_with_work(shop: Context, count: int) -> list[int]:
     for number in range(count):
         who = borrowers.create_borrower(shop, f"客户{number}", f"1350013{number:04d}",
                                         Money.parse("50000"))  # fmt: skip
-        borrowers.bind_method(shop, who["id"], "bank_card", f"62220200000{number:08d}",
+        borrowers.bind_method(shop, who.id, "bank_card", f"62220200000{number:08d}",
                               sim_balance=Money.parse("20000"))  # fmt: skip
-        order = servicing.Order(who["id"], f"F-{number}", "京东", Money.parse("6000"), "cash", 12,
+        order = servicing.Order(who.id, f"F-{number}", "京东", Money.parse("6000"), "cash", 12,
                                 OPENED)  # fmt: skip
         loans.append(int(present(servicing.checkout(shop, order))["id"]))
     return loans

@@ -10,7 +10,7 @@ from __future__ import annotations
 import copy
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from typing import Any, NamedTuple, TypeVar
 
 from fenqi.catalog import shipped_catalog_text
@@ -24,7 +24,10 @@ from fenqi.loans.booking import Booking, saved
 from fenqi.loans.methods import PaymentMethod
 from fenqi.loans.ports import (
     AuditEntry,
+    BorrowerAccount,
     History,
+    QueuedSms,
+    SentSms,
     Stamp,
     StoredEntry,
     StoredEvent,
@@ -69,6 +72,11 @@ class World:
     keys: dict[tuple[str, str], tuple[str, Document]] = field(default_factory=dict)
     requests: dict[str, DebitRequest] = field(default_factory=dict)  # by order id
     gateway_orders: dict[str, GatewayAnswer] = field(default_factory=dict)  # the gateway's own
+    windows: dict[str, tuple[int, datetime]] = field(default_factory=dict)  # throttles: by key
+    outbox: dict[tuple[date, int, str], QueuedSms] = field(default_factory=dict)  # in its order
+    sent: list[SentSms] = field(default_factory=list)  # the contact log, oldest first
+    handed: list[tuple[str, str]] = field(default_factory=list)  # what the SMS gateway took
+    people: dict[int, BorrowerAccount] = field(default_factory=dict)  # borrowers by id
 
     def books(self, loan_id: int) -> dict[str, int]:
         """What the loan's accounts hold in its journal (debit minus credit)."""
@@ -80,7 +88,8 @@ class World:
 
 
 class MemoryChannel:
-    """Debits take from a balance (declined beyond it); payouts add to it."""
+    """Debits take from a balance (declined beyond it); payouts add to it; tests set it, as
+    the simulator's are set."""
 
     def __init__(self, world: World) -> None:
         self.world = world
@@ -95,6 +104,12 @@ class MemoryChannel:
     def pay_back(self, token_ref: str, amount: Money, idempotency_key: str) -> str:
         self.world.balances[token_ref] = Money(self.world.balances.get(token_ref, 0) + amount)
         return f"mem:{idempotency_key}"
+
+    def set_balance(self, token_ref: str, balance: Money) -> None:
+        self.world.balances[token_ref] = balance
+
+    def balance(self, token_ref: str) -> Money:
+        return self.world.balances.get(token_ref, Money(0))
 
 
 class MemoryGateway:
@@ -126,6 +141,137 @@ class MemoryGateway:
 
     def read_notification(self, headers: Mapping[str, str], body: bytes) -> GatewayAnswer:
         raise AssertionError("it sends no notifications")
+
+
+class MemoryCounters:
+    """The throttles' windows: one unit of work at a time, so each hit is atomic here."""
+
+    def __init__(self, world: World) -> None:
+        self.world = world
+
+    def hit(self, key: str, at: datetime, seconds: int) -> tuple[int, datetime]:
+        hits, started = self.world.windows.get(key, (0, at))
+        if started <= at - timedelta(seconds=seconds):
+            hits, started = 0, at
+        self.world.windows[key] = (hits + 1, started)
+        return self.world.windows[key]
+
+    def give_back(self, key: str) -> None:
+        if key in self.world.windows and self.world.windows[key][0] > 0:
+            hits, started = self.world.windows[key]
+            self.world.windows[key] = (hits - 1, started)
+
+    def prune(self, before: datetime) -> None:
+        self.world.windows = {key: (hits, started) for key, (hits, started)
+                              in self.world.windows.items() if started >= before}  # fmt: skip
+
+
+class MemoryOutbox:
+    """The outbox by (day, loan, stage), the order messages are sent in, and the contact log."""
+
+    def __init__(self, world: World) -> None:
+        self.world = world
+
+    def take_turn(self) -> datetime | None:
+        sent = [m.sent_at for m in self.world.outbox.values() if m.sent_at is not None]
+        return max(sent, default=None)
+
+    def expire(self, before: date) -> int:
+        gone = [key for key, m in self.world.outbox.items()
+                if m.status == "pending" and m.day < before]  # fmt: skip
+        for key in gone:
+            self.world.outbox[key] = self.world.outbox[key]._replace(status="expired")
+        return len(gone)
+
+    def due(self, through: date, after: tuple[date, int, str] | None,
+            limit: int) -> list[QueuedSms]:  # fmt: skip
+        return [self.world.outbox[key] for key in sorted(self.world.outbox)
+                if self.world.outbox[key].status == "pending" and key[0] <= through
+                and (after is None or key > after)][:limit]  # fmt: skip
+
+    def sent_between(self, borrowers: set[int], start: datetime, end: datetime) -> dict[int, int]:
+        counts: dict[int, int] = {}
+        for text in self.world.sent:
+            if text.borrower_id in borrowers and text.loan_id and start <= text.sent_at < end:
+                counts[text.borrower_id] = counts.get(text.borrower_id, 0) + 1
+        return counts
+
+    def mark_sent(self, message: QueuedSms, sent_at: datetime) -> None:
+        key = (message.day, message.loan_id, message.stage)
+        self.world.outbox[key] = message._replace(status="sent", sent_at=sent_at)
+        self.world.sent.append(SentSms(message.loan_id, message.borrower_id, message.phone,
+                                       message.text, sent_at))  # fmt: skip
+
+    def pending(self, through: date) -> tuple[int, int]:
+        pending = [m for m in self.world.outbox.values() if m.status == "pending"]
+        return sum(1 for m in pending if m.day <= through), len(pending)
+
+    def messages(self, status: str | None, limit: int) -> list[QueuedSms]:
+        return [self.world.outbox[key] for key in sorted(self.world.outbox)
+                if status is None or self.world.outbox[key].status == status][:limit]  # fmt: skip
+
+    def delivered(self, phone: str | None, limit: int) -> list[SentSms]:
+        return [text for text in reversed(self.world.sent)
+                if phone is None or text.phone == phone][:limit]  # fmt: skip
+
+
+class MemoryBorrowers:
+    """Borrowers' accounts (a borrower given only a limit, ``MemoryUnits.borrower``, has a name
+    and phone of her id) and the methods kept by id."""
+
+    def __init__(self, world: World) -> None:
+        self.world = world
+
+    def get(self, borrower_id: int) -> BorrowerAccount | None:
+        if borrower_id not in self.world.limits:
+            return None
+        return self.world.people.get(borrower_id, BorrowerAccount(
+            borrower_id, f"borrower {borrower_id}", f"1{borrower_id:010d}",
+            self.world.limits[borrower_id]))  # fmt: skip
+
+    def _all(self) -> list[BorrowerAccount]:
+        return [account for borrower in sorted(self.world.limits)
+                if (account := self.get(borrower)) is not None]  # fmt: skip
+
+    def with_phone(self, phone: str) -> int | None:
+        return next((account.id for account in self._all() if account.phone == phone), None)
+
+    def add(self, name: str, phone: str, credit_limit: Money) -> BorrowerAccount:
+        account = BorrowerAccount(max(self.world.limits, default=0) + 1, name, phone, credit_limit)
+        self.world.limits[account.id] = credit_limit
+        self.world.people[account.id] = account
+        return account
+
+    def find(self, text: str, limit: int) -> list[BorrowerAccount]:
+        loans = {loan.borrower_id for loan in self.world.loans.values()
+                 if text in (loan.order_id, str(loan.id))}  # fmt: skip
+        return [account for account in self._all() if account.phone == text
+                or text in account.name or account.id in loans][:limit]  # fmt: skip
+
+    def methods(self, borrower_id: int) -> list[PaymentMethod]:
+        return [method for _, method in sorted(self.world.methods.items())
+                if method.borrower_id == borrower_id and method.status == "active"]  # fmt: skip
+
+    def add_method(self, borrower_id: int, kind: str, masked_account: str, token_ref: str, *,
+                   is_default: bool) -> PaymentMethod:  # fmt: skip
+        method = PaymentMethod(max(self.world.methods, default=0) + 1, borrower_id, kind,
+                               masked_account, token_ref, is_default, "active")  # fmt: skip
+        self.world.methods[method.id] = method
+        return method
+
+    def save_method(self, method: PaymentMethod) -> None:
+        self.world.methods[method.id] = method
+
+
+class MemorySms:
+    """A gateway that keeps what it was handed, by phone, in the order it came."""
+
+    def __init__(self, world: World) -> None:
+        self.world = world
+
+    def send(self, phone: str, text: str) -> str:
+        self.world.handed.append((phone, text))
+        return f"mem-sms:{len(self.world.handed)}"
 
 
 class MemoryLoans:
@@ -295,6 +441,21 @@ class MemoryUnitOfWork:
                          if request.loan_id == loan_id and request.kind is not Kind.COB
                          and (request.status not in SETTLED or request.to_book())))  # fmt: skip
 
+    @property
+    def counters(self) -> MemoryCounters:
+        return MemoryCounters(self.world)
+
+    @property
+    def borrowers(self) -> MemoryBorrowers:
+        return MemoryBorrowers(self.world)
+
+    @property
+    def outbox(self) -> MemoryOutbox:
+        return MemoryOutbox(self.world)
+
+    def sms(self) -> MemorySms:
+        return MemorySms(self.world)
+
 
 class MemoryUnits:
     """Runs units of work one at a time on ``world``, undoing one that raises."""
@@ -315,7 +476,8 @@ class MemoryUnits:
         """A context whose units of work run here (it has no database), acting as the operator
         ``actor``."""
         gateways = Gateways(dict.fromkeys(DEBITED, MemoryGateway(self)), "memory:")
-        return Context(None, _no_session, operator(actor), gateways=gateways, units=self)  # type: ignore[arg-type]
+        return Context(None, _no_session, operator(actor), sms=_no_session,  # type: ignore[arg-type]
+                       gateways=gateways, units=self)  # fmt: skip
 
     def borrower(self, borrower_id: int, limit: str, *, card: str | None = None) -> int | None:
         """A borrower with a credit ``limit``; with a funded default card holding ``card``."""

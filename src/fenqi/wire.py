@@ -20,16 +20,19 @@ from fenqi.domain.products import Product
 from fenqi.domain.quote import Quote
 from fenqi.domain.rates import Rate, format_rate
 from fenqi.domain.schedule import Installment
-from fenqi.loans.ports import AuditEntry
+from fenqi.loans.ports import AuditEntry, QueuedSms, SentSms
 from fenqi.loans.receipts import MethodView, Receipt
 from fenqi.services.views import (
     BookCheck,
     BookDifference,
+    BorrowerView,
     CreditPaidBack,
+    Dispatched,
     ListedReceipt,
     LoanHistory,
     LoanSummary,
     LoanView,
+    MethodChanged,
     PaymentTaken,
     Payoff,
     Payout,
@@ -207,6 +210,16 @@ def method(row: _Method) -> dict[str, Any]:
     names the method that paid with."""
     return paid_with(MethodView(row.id, row.borrower_id, row.kind, row.masked_account,
                                 row.is_default, row.status))  # fmt: skip
+
+
+def borrower_view(view: BorrowerView) -> dict[str, Any]:
+    return borrower(view, view.available_limit, [method(m) for m in view.methods])
+
+
+def method_changed(changed: MethodChanged) -> dict[str, Any]:
+    """A method as a change left it (with the simulator's balance, when there is one)."""
+    balance = {} if changed.sim_balance is None else {"sim_balance": money(changed.sim_balance)}
+    return {**method(changed.method), **balance}
 
 
 def loan_installment(row: InstallmentState) -> dict[str, Any]:
@@ -529,6 +542,31 @@ def audit_entry(row: AuditEntry) -> dict[str, Any]:
     }
 
 
+def dispatched(done: Dispatched) -> dict[str, Any]:
+    return {"now": done.now.isoformat(), "sent": done.sent, "expired": done.expired,
+            "held_window": done.held_window, "held_cap": done.held_cap,
+            "pending": done.pending}  # fmt: skip
+
+
+def queued_sms(message: QueuedSms) -> dict[str, Any]:
+    """A message in the outbox, its time as the service gave it (China's)."""
+    return {
+        "loan_id": message.loan_id,
+        "day": message.day.isoformat(),
+        "stage": message.stage,
+        "borrower_id": message.borrower_id,
+        "phone": message.phone,
+        "text": message.text,
+        "status": message.status,
+        "sent_at": None if message.sent_at is None else message.sent_at.isoformat(),
+    }
+
+
+def sent_sms(text: SentSms) -> dict[str, Any]:
+    return {"phone": text.phone, "borrower_id": text.borrower_id, "text": text.text,
+            "sent_at": text.sent_at.isoformat()}  # fmt: skip
+
+
 # -- any answer -----------------------------------------------------------------------------------
 
 
@@ -537,7 +575,7 @@ def present(answer: object) -> Any:
     """The document for a service's answer: a typed value by its presenter above, a list item
     by item. A document (``dict``) is given as it is: a replayed idempotent answer (the first
     one, as it was sent), and the answers of the services that still build their documents
-    themselves (the batch's reports, sign-in, borrowers and methods)."""
+    themselves (the batch's reports, sign-in)."""
     raise TypeError(f"no presenter for {type(answer).__name__}")
 
 
@@ -557,6 +595,8 @@ _PRESENTERS: Sequence[tuple[type[Any], Any]] = (
     (PaymentTaken, payment_taken), (Refunded, refunded), (CreditPaidBack, credit_paid_back),
     (Reversed, reversed_payment), (Waived, waived), (LoanHistory, history),
     (TrialBalance, trial_balance), (BookCheck, book_check), (AuditEntry, audit_entry),
+    (Dispatched, dispatched), (QueuedSms, queued_sms), (SentSms, sent_sms),
+    (BorrowerView, borrower_view), (MethodChanged, method_changed),
 )  # fmt: skip
 for _kind, _presenter in _PRESENTERS:
     present.register(_kind, _presenter)

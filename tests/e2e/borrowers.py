@@ -36,12 +36,12 @@ def open_plan(context: Context, phone: str, order: str, *, due_days_ago: int = 1
     bill fell due ``due_days_ago`` days ago (the first two before it, all unpaid)."""
     third_due = today() - timedelta(days=due_days_ago)
     who = borrowers.create_borrower(context, "王芳", phone, Money.parse("50000"))
-    card = borrowers.bind_method(context, who["id"], "bank_card", CARD,
+    card = borrowers.bind_method(context, who.id, "bank_card", CARD,
                                  sim_balance=Money.parse(balance))  # fmt: skip
-    order_ = servicing.Order(who["id"], order, "华为商城", Money.parse("10000"), "cash", 12,
+    order_ = servicing.Order(who.id, order, "华为商城", Money.parse("10000"), "cash", 12,
                              add_months(third_due, -3), item="华为 Mate 70")  # fmt: skip
     made = present(servicing.checkout(context, order_))
-    return Plan(who["id"], card["id"], made["id"], order, made["consent"])
+    return Plan(who.id, card.method.id, made["id"], order, made["consent"])
 
 
 def pay_on_time(context: Context, plan: Plan, periods: int) -> None:

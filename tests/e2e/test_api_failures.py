@@ -46,7 +46,7 @@ def agent_key(engine: Engine) -> str:
 def open_loan(engine: Engine) -> int:
     context = simulated_context(engine, actor="setup")
     who = borrowers.create_borrower(context, "李雷", "13800000001", Money.parse("50000"))
-    order = servicing.Order(who["id"], "F-1", "m", Money.parse("1000"), "cash", 12,
+    order = servicing.Order(who.id, "F-1", "m", Money.parse("1000"), "cash", 12,
                             date(2026, 1, 15))  # fmt: skip
     return int(present(servicing.checkout(context, order))["id"])
 

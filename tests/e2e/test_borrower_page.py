@@ -339,12 +339,12 @@ def paying_ahead(engine: Engine, database_url: str,
     context = simulated_context(engine, actor="setup")
     products.load_products(context)
     who = borrowers.create_borrower(context, "王芳", HER, Money.parse("50000"))
-    card = borrowers.bind_method(context, who["id"], "bank_card", "6222020000001234567",
+    card = borrowers.bind_method(context, who.id, "bank_card", "6222020000001234567",
                                  sim_balance=Money.parse("20000"))  # fmt: skip
-    order = servicing.Order(who["id"], "JD-AHEAD", "华为商城", Money.parse("1000"), "cash", 3,
+    order = servicing.Order(who.id, "JD-AHEAD", "华为商城", Money.parse("1000"), "cash", 3,
                             date(2026, 2, 20))  # fmt: skip
     loan = present(servicing.checkout(context, order))
-    mine = Plan(who["id"], card["id"], loan["id"], "JD-AHEAD", loan["consent"])
+    mine = Plan(who.id, card.method.id, loan["id"], "JD-AHEAD", loan["consent"])
     with TestClient(create_app(database_url)) as client:
         sign_in(client, engine, HER)
         yield Home(client, engine, context, mine, mine)

@@ -49,9 +49,9 @@ def prepare(url: str) -> tuple[int, str]:
     credentials.create_user(context, "agent", PASSWORD, Role.AGENT)
     credentials.create_user(context, "admin", PASSWORD, Role.ADMIN)
     who = borrowers.create_borrower(context, "王芳", PHONE, Money.parse("30000"))
-    borrowers.bind_method(context, who["id"], "alipay", "wangfang@example.com")
+    borrowers.bind_method(context, who.id, "alipay", "wangfang@example.com")
     began = today() - timedelta(days=80)  # the server's day: China's
-    order = servicing.Order(who["id"], "TM-2026-0815", "天猫", Money.parse("6000"), "cash", 12,
+    order = servicing.Order(who.id, "TM-2026-0815", "天猫", Money.parse("6000"), "cash", 12,
                             began)  # fmt: skip
     loan = present(servicing.checkout(context, order))["id"]
     penalty = present(servicing.show_loan(context, loan, today()))["outstanding_penalty"]

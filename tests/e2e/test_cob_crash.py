@@ -45,10 +45,10 @@ def portfolio(tmp_path_factory: pytest.TempPathFactory) -> Path:
     for number in range(LOANS):
         who = borrowers.create_borrower(shop, f"测试{number}", f"1390000{number:04d}", Money(10**9))
         balance = "100000" if number % 2 else "10"
-        borrowers.bind_method(shop, who["id"], "bank_card", f"62220200000{number:08d}",
+        borrowers.bind_method(shop, who.id, "bank_card", f"62220200000{number:08d}",
                               sim_balance=Money.parse(balance))  # fmt: skip
         product, periods = ("cash", 12) if number % 3 else ("mall-6", None)
-        order = servicing.Order(who["id"], f"C-{number}", "m", Money.parse("6000"), product,
+        order = servicing.Order(who.id, f"C-{number}", "m", Money.parse("6000"), product,
                                 periods, date(2026, 1, 15))  # fmt: skip
         servicing.checkout(shop, order)
     cob.close(shop, DAY - timedelta(days=1))  # the reminders: only DAY's work is left to close

@@ -76,15 +76,15 @@ def desk(engine: Engine, database_url: str, monkeypatch: pytest.MonkeyPatch) -> 
     for role in Role:
         credentials.create_user(context, role.value, PASSWORD, role)
     who = borrowers.create_borrower(context, "张三", PHONE, Money.parse("20000"))
-    borrowers.bind_method(context, who["id"], "bank_card", "6222020000001234567",
+    borrowers.bind_method(context, who.id, "bank_card", "6222020000001234567",
                           sim_balance=Money.parse("1000"))  # fmt: skip
-    order = servicing.Order(who["id"], ORDER, "华为商城", Money.parse("10000"), "cash", 12,
+    order = servicing.Order(who.id, ORDER, "华为商城", Money.parse("10000"), "cash", 12,
                             date(2026, 1, 15))  # fmt: skip
     loan = present(servicing.checkout(context, order))["id"]
     servicing.pay(context, loan, Money.parse("888.49"), servicing.Source(), date(2026, 2, 15))
     app = create_app(database_url)
     with TestClient(app):  # runs the app's startup once
-        yield Desk(app, context, engine, who["id"], loan)
+        yield Desk(app, context, engine, who.id, loan)
 
 
 def form(page: str, name: str) -> dict[str, str]:

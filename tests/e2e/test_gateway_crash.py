@@ -61,15 +61,15 @@ def _plan(engine: Engine, sim: Sim) -> tuple[int, int, str]:
     shop = simulated_context(engine, "setup")
     products.load_products(shop)
     who = borrowers.create_borrower(shop, "王小明", "13500135000", Money.parse("50000"))
-    card = borrowers.bind_method(shop, who["id"], "bank_card", "6222020000009876543")
-    order = servicing.Order(who["id"], "JD-1", "京东", Money.parse("6000"), "cash", 12,
+    card = borrowers.bind_method(shop, who.id, "bank_card", "6222020000009876543")
+    order = servicing.Order(who.id, "JD-1", "京东", Money.parse("6000"), "cash", 12,
                             date(2026, 1, 15))  # fmt: skip
     loan = int(present(servicing.checkout(shop, order))["id"])
     cob.close(shop, DAY - timedelta(days=1), today=DAY)
     with Session(engine) as session:
-        token = session.get(PaymentMethodRow, card["id"]).token_ref
+        token = session.get(PaymentMethodRow, card.method.id).token_ref
     sim.controls.set_balance(token, Money(100_000_00))
-    return loan, int(card["id"]), token
+    return loan, int(card.method.id), token
 
 
 def _environment(sim: Sim) -> dict[str, str]:

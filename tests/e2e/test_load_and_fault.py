@@ -75,12 +75,12 @@ def open_shop(server: PrivatePostgres) -> Shop:
     for number in range(LOANS):
         name, phone, account = f"韩梅梅{number}", f"1391234{number:04d}", f"62170031{number:011d}"
         who = borrowers.create_borrower(context, name, phone, Money.parse("50000"))
-        card = borrowers.bind_method(context, who["id"], "bank_card", account,
+        card = borrowers.bind_method(context, who.id, "bank_card", account,
                                      sim_balance=BALANCE)  # fmt: skip
-        order = servicing.Order(who["id"], f"LF-{number}", "华为商城", Money.parse("10000"),
+        order = servicing.Order(who.id, f"LF-{number}", "华为商城", Money.parse("10000"),
                                 "cash", 12, date(2026, 1, 15))  # fmt: skip
         loans.append(present(servicing.checkout(context, order))["id"])
-        methods[loans[-1]] = card["id"]
+        methods[loans[-1]] = card.method.id
         secrets += [name, phone, account]
     return Shop(server.url, engine, agent, admin, loans, methods, secrets)
 

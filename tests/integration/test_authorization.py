@@ -30,8 +30,8 @@ def context(engine: Engine) -> Context:
 
 def plan(context: Context, phone: str, order: str) -> tuple[int, int]:
     who = borrowers.create_borrower(context, "张三", phone, Money.parse("50000"))
-    made = servicing.Order(who["id"], order, "华为商城", Money.parse("1000"), "cash", 3, START)
-    return who["id"], present(servicing.checkout(context, made))["id"]
+    made = servicing.Order(who.id, order, "华为商城", Money.parse("1000"), "cash", 3, START)
+    return who.id, present(servicing.checkout(context, made))["id"]
 
 
 def presenting(context: Context, token: str) -> Context:
@@ -85,7 +85,7 @@ def test_a_borrower_sees_and_pays_only_her_own(context: Context) -> None:
         with pytest.raises(NotFoundError):
             look()
     with pytest.raises(NotFoundError):  # another's card is no method of hers
-        servicing.pay(her, loan, Money.parse("10"), servicing.Source(method_id=card["id"]),
+        servicing.pay(her, loan, Money.parse("10"), servicing.Source(method_id=card.method.id),
                       today())  # fmt: skip
     with pytest.raises(ForbiddenError):  # only staff take money by hand
         servicing.pay(her, loan, Money.parse("10"), servicing.Source(manual=True), today())

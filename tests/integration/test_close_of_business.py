@@ -33,9 +33,9 @@ def shop(engine: Engine) -> Context:
 def short_card_loan(shop: Context, balance: str = "100") -> int:
     """10,000 over 12 months at 12% (the cash product), on a card holding ``balance``."""
     who = borrowers.create_borrower(shop, "王小明", "13500135000", Money.parse("50000"))
-    borrowers.bind_method(shop, who["id"], "bank_card", "6222020000009876543",
+    borrowers.bind_method(shop, who.id, "bank_card", "6222020000009876543",
                           sim_balance=Money.parse(balance))  # fmt: skip
-    order = servicing.Order(who["id"], "JD-9", "京东", Money.parse("10000"), "cash", 12,
+    order = servicing.Order(who.id, "JD-9", "京东", Money.parse("10000"), "cash", 12,
                             date(2026, 1, 15))  # fmt: skip
     return int(present(servicing.checkout(shop, order))["id"])
 

@@ -33,7 +33,7 @@ def test_concurrent_payments_apply_each_key_exactly_once(engine: Engine) -> None
     borrower = borrowers.create_borrower(context, "赵六", "13600136000", Money.parse("100000"))
     orders = [
         servicing.Order(
-            borrower["id"], f"C-{n}", "m", Money.parse("10000"), "cash", 12, date(2026, 1, 15)
+            borrower.id, f"C-{n}", "m", Money.parse("10000"), "cash", 12, date(2026, 1, 15)
         )
         for n in range(LOANS)
     ]
@@ -81,7 +81,7 @@ def test_a_hundred_payments_at_once_never_pay_more_than_the_payoff(
     setup = simulated_context(engine, actor="setup")
     products.load_products(setup)
     borrower = borrowers.create_borrower(setup, "钱七", "13500135000", Money.parse("100000"))
-    order = servicing.Order(borrower["id"], "RACE-1", "m", Money.parse("10000"), "cash", 12,
+    order = servicing.Order(borrower.id, "RACE-1", "m", Money.parse("10000"), "cash", 12,
                             date(2026, 1, 15))  # fmt: skip
     loan = present(servicing.checkout(setup, order))["id"]
     day = date(2026, 2, 15)

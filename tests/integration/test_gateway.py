@@ -62,15 +62,15 @@ def _plan(context: Context, sim: Sim, balance: int = 100_000, **switches: bool |
     products.load_products(context)
     phone = f"139{uuid.uuid4().int % 10**8:08d}"
     who = borrowers.create_borrower(context, "测试", phone, Money.parse("50000"))
-    card = borrowers.bind_method(context, who["id"], "bank_card", "6222020000001234567")
-    order = servicing.Order(who["id"], f"G-{phone}", "m", Money.parse("10000"), "cash", 12,
+    card = borrowers.bind_method(context, who.id, "bank_card", "6222020000001234567")
+    order = servicing.Order(who.id, f"G-{phone}", "m", Money.parse("10000"), "cash", 12,
                             date(2026, 1, 15))  # fmt: skip
     loan = present(servicing.checkout(context, order))["id"]
     with Session(context.engine) as session:
-        token = session.get(PaymentMethodRow, card["id"]).token_ref
+        token = session.get(PaymentMethodRow, card.method.id).token_ref
     sim.controls.set_balance(token, Money(balance))
     sim.controls.switch(token, **switches)
-    return Plan(loan, card["id"], token)
+    return Plan(loan, card.method.id, token)
 
 
 def _request(plan: Plan, amount: int = 30_000, key: str | None = None) -> DebitRequest:

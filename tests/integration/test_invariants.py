@@ -35,9 +35,9 @@ def context(engine: Engine) -> Context:
 
 def plan(context: Context) -> int:
     who = borrowers.create_borrower(context, "张三", "13800138000", Money.parse("50000"))
-    borrowers.bind_method(context, who["id"], "bank_card", "6222020000001234567",
+    borrowers.bind_method(context, who.id, "bank_card", "6222020000001234567",
                           sim_balance=Money.parse("100000"))  # fmt: skip
-    order = servicing.Order(who["id"], "JD-1", "华为商城", Money.parse("1000"), "cash", 3, START)
+    order = servicing.Order(who.id, "JD-1", "华为商城", Money.parse("1000"), "cash", 3, START)
     return int(present(servicing.checkout(context, order))["id"])
 
 

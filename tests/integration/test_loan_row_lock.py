@@ -35,7 +35,7 @@ def one_loan(engine: Engine) -> tuple[Context, int]:
     shop = simulated_context(engine, actor="lock-test")
     products.load_products(shop)
     who = borrowers.create_borrower(shop, "周杰", "13700137000", Money.parse("50000"))
-    order = servicing.Order(who["id"], "L-1", "m", Money.parse("10000"), "cash", 12,
+    order = servicing.Order(who.id, "L-1", "m", Money.parse("10000"), "cash", 12,
                             date(2026, 1, 15))  # fmt: skip
     return shop, int(present(servicing.checkout(shop, order))["id"])
 
@@ -104,7 +104,7 @@ def test_a_chunk_saved_with_one_loan_changed_since_it_was_read_is_refused_whole(
     on fresh state), and nothing of it is kept."""
     shop, first = one_loan(engine)
     order = servicing.Order(borrowers.create_borrower(shop, "王五", "13700137001",
-                                                      Money.parse("50000"))["id"],
+                                                      Money.parse("50000")).id,
                             "L-2", "m", Money.parse("10000"), "cash", 12, date(2026, 1, 15))  # fmt: skip
     second = int(present(servicing.checkout(shop, order))["id"])
     with Session(engine) as session, session.begin():

@@ -66,11 +66,11 @@ def plan(context: Context, amount: str = "1000", product: str = "cash",
          periods: int = 3) -> tuple[int, int]:  # fmt: skip
     """A borrower with a card holding 100,000.00 and a plan from 2026-01-15: (loan, card)."""
     who = borrowers.create_borrower(context, "张三", "13800138000", Money.parse("50000"))
-    card = borrowers.bind_method(context, who["id"], "bank_card", "6222020000001234567",
+    card = borrowers.bind_method(context, who.id, "bank_card", "6222020000001234567",
                                  sim_balance=Money.parse("100000"))  # fmt: skip
-    order = servicing.Order(who["id"], "JD-1", "华为商城", Money.parse(amount), product, periods,
+    order = servicing.Order(who.id, "JD-1", "华为商城", Money.parse(amount), product, periods,
                             START)  # fmt: skip
-    return present(servicing.checkout(context, order))["id"], card["id"]
+    return present(servicing.checkout(context, order))["id"], card.method.id
 
 
 def events(engine: Engine, loan: int) -> int:
@@ -177,7 +177,7 @@ def test_a_credit_balance_goes_back_to_the_methods_that_paid_it_in(
     loan, card = plan(context, "10000", "no-advance", 12)
     who = present(servicing.show_loan(context, loan, START))["borrower_id"]
     alipay = borrowers.bind_method(context, who, "alipay", "zhang@example.com",
-                                   sim_balance=Money.parse("1000"))["id"]  # fmt: skip
+                                   sim_balance=Money.parse("1000")).method.id  # fmt: skip
     servicing.pay(context, loan, Money.parse("1000"), Source(method_id=card), date(2026, 1, 20))
     servicing.pay(context, loan, Money.parse("200"), Source(method_id=alipay), date(2026, 1, 21))
     servicing.pay(context, loan, Money.parse("100"), Source(manual=True), date(2026, 1, 22))
@@ -274,7 +274,7 @@ def test_a_search_takes_like_wildcards_literally(context: Context) -> None:
     percent = borrowers.create_borrower(context, "百分%之_百", "13900139001", Money.parse("1"))
     for typed in ("%", "_", "%之_"):
         found = borrowers.find_borrowers(context, typed)
-        assert [who["id"] for who in found] == [percent["id"]], typed
+        assert [who.id for who in found] == [percent.id], typed
 
 
 def test_a_catalog_nested_too_deeply_or_holding_a_nul_is_refused(context: Context) -> None:
@@ -318,7 +318,7 @@ def test_a_merchant_refund_pays_back_the_method_that_paid_not_a_new_default(
     paid = present(servicing.pay(context, loan, Money.parse("300"), Source(method_id=card),
                          date(2026, 2, 1)))  # fmt: skip
     alipay = borrowers.bind_method(context, who, "alipay", "zhang@example.com", default=True,
-                                   sim_balance=Money(0))["id"]  # fmt: skip
+                                   sim_balance=Money(0)).method.id  # fmt: skip
     returned = present(servicing.refund(context, loan, Money.parse("1000"), date(2026, 2, 2)))
     assert (returned["channel"], returned["paid_back"]) == ("bank_card", "300.00")
     assert [(to["method_id"], to["amount"]) for to in returned["paid_to"]] == [(card, "300.00")]

@@ -57,11 +57,11 @@ def plan(context: Context, start: date = START) -> tuple[int, int]:
     """A borrower with a card holding 100,000.00 and a cash plan of 1,000.00 in 3 from
     ``start``: (loan, card)."""
     who = borrowers.create_borrower(context, "张三", str(next(_phones)), Money.parse("50000"))
-    card = borrowers.bind_method(context, who["id"], "bank_card", "6222020000001234567",
+    card = borrowers.bind_method(context, who.id, "bank_card", "6222020000001234567",
                                  sim_balance=Money.parse("100000"))  # fmt: skip
-    order = servicing.Order(who["id"], f"O-{who['id']}", "m", Money.parse("1000"), "cash", 3,
+    order = servicing.Order(who.id, f"O-{who.id}", "m", Money.parse("1000"), "cash", 3,
                             start)  # fmt: skip
-    return present(servicing.checkout(context, order))["id"], card["id"]
+    return present(servicing.checkout(context, order))["id"], card.method.id
 
 
 def quote(context: Context, loan: int, day: date) -> Money:

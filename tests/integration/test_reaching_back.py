@@ -34,9 +34,9 @@ def settled_in_april(shop: Context) -> tuple[int, str, int]:
     """10,000.00 over 12 months at 12%: three installments paid, then paid off on 30 April,
     by card (the loan, the payoff, the card)."""
     who = borrowers.create_borrower(shop, "赵敏", "13700137000", Money.parse("50000"))
-    card = borrowers.bind_method(shop, who["id"], "bank_card", "6222020000004444555",
+    card = borrowers.bind_method(shop, who.id, "bank_card", "6222020000004444555",
                                  sim_balance=Money.parse("20000"))  # fmt: skip
-    order = servicing.Order(who["id"], "JD-77", "京东", Money.parse("10000"), "cash", 12,
+    order = servicing.Order(who.id, "JD-77", "京东", Money.parse("10000"), "cash", 12,
                             date(2026, 1, 15))  # fmt: skip
     loan = int(present(servicing.checkout(shop, order))["id"])
     for month in (2, 3, 4):
@@ -44,7 +44,7 @@ def settled_in_april(shop: Context) -> tuple[int, str, int]:
     payoff = present(servicing.prepay(shop, loan, None, mode=PrepayMode.REDUCE_INSTALLMENT,
                               source=servicing.Source(), day=date(2026, 4, 30)))  # fmt: skip
     assert payoff["loan"]["status"] == "settled"
-    return loan, str(payoff["payment_id"]), int(card["id"])
+    return loan, str(payoff["payment_id"]), int(card.method.id)
 
 
 def kinds(engine: Engine, loan: int) -> list[tuple[str, date]]:

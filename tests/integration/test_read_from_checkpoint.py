@@ -105,7 +105,7 @@ def test_a_bill_read_from_the_checkpoint_is_the_bill_replayed_from_the_first_eve
     """``stale_after``: the checkpoint kept after that many operations is put back at the end,
     as if the later writes had left it as it was."""
     who = borrowers.create_borrower(shop, "赵六", str(next(PHONES)), Money(10**9))
-    order = servicing.Order(who["id"], f"R{who['id']}", "m", Money(20_000_00), "cash", 12, START)
+    order = servicing.Order(who.id, f"R{who.id}", "m", Money(20_000_00), "cash", 12, START)
     loan = present(servicing.checkout(shop, order))["id"]
     paid: list[str] = []
     kept = None
@@ -121,7 +121,7 @@ def test_a_bill_read_from_the_checkpoint_is_the_bill_replayed_from_the_first_eve
         expected = replayed_from_the_first_event(shop, loan, as_of)
         shown = servicing.show_loan(shop, loan, as_of)
         assert (shown.summary, shown.installments) == (expected.summary, expected.installments)
-        assert servicing.list_loans(shop, who["id"], as_of) == [expected.summary]
+        assert servicing.list_loans(shop, who.id, as_of) == [expected.summary]
 
     with Session(shop.engine) as session:
         written = load_loan(session, loan)

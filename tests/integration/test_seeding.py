@@ -157,8 +157,8 @@ def test_a_second_seed_and_a_checkout_take_new_ids(shop: Context, seeded: Docume
     again = seeding.seed(shop, 40, 10, DAY, 7)  # the same seed: new people, new numbers
     assert (again["first_loan_id"], again["last_loan_id"]) == (301, 340)
     who = borrowers.create_borrower(shop, "周杰", "13912345678", Money.parse("20000"))
-    assert who["id"] == 71
-    order = servicing.Order(who["id"], "TM-NEW-1", "天猫", Money.parse("3999"), "mall-6", None, DAY)
+    assert who.id == 71
+    order = servicing.Order(who.id, "TM-NEW-1", "天猫", Money.parse("3999"), "mall-6", None, DAY)
     assert present(servicing.checkout(shop, order))["id"] == 341
     assert present(books.check_books(shop))["consistent"]
 

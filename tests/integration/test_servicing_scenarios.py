@@ -31,11 +31,11 @@ def open_plan(context: Context, product: str = "cash", amount: str = "10000", pe
               balance: str = "100000") -> tuple[int, int]:  # fmt: skip
     """A borrower with a funded card and a plan checked out on 2026-01-15."""
     borrower = borrowers.create_borrower(context, "李四", "13900139000", Money.parse("50000"))
-    borrowers.bind_method(context, borrower["id"], "bank_card", "6222020000000000001",
+    borrowers.bind_method(context, borrower.id, "bank_card", "6222020000000000001",
                           sim_balance=Money.parse(balance))  # fmt: skip
-    order = servicing.Order(borrower["id"], "ORD-1", "华为商城", Money.parse(amount), product,
+    order = servicing.Order(borrower.id, "ORD-1", "华为商城", Money.parse(amount), product,
                             periods, date(2026, 1, 15))  # fmt: skip
-    return borrower["id"], present(servicing.checkout(context, order))["id"]
+    return borrower.id, present(servicing.checkout(context, order))["id"]
 
 
 def act(
@@ -235,9 +235,9 @@ def test_a_payment_posts_cash_against_the_receivables_it_pays(
 
 def test_the_credit_line_is_reserved_and_restored(context: Context) -> None:
     borrower, loan = open_plan(context)
-    assert borrowers.show_borrower(context, borrower)["available_limit"] == "40000.00"
+    assert present(borrowers.show_borrower(context, borrower))["available_limit"] == "40000.00"
     servicing.pay(context, loan, Money.parse("888.49"), servicing.Source(), date(2026, 2, 15))
-    assert borrowers.show_borrower(context, borrower)["available_limit"] == "40788.49"
+    assert present(borrowers.show_borrower(context, borrower))["available_limit"] == "40788.49"
     order = servicing.Order(borrower, "ORD-2", "华为商城", Money.parse("40788.50"), "cash", 12,
                             date(2026, 2, 16))  # fmt: skip
     with pytest.raises(RefusedError, match=r"available limit of 40788\.49"):
@@ -246,7 +246,7 @@ def test_the_credit_line_is_reserved_and_restored(context: Context) -> None:
         servicing.checkout(context, servicing.Order(borrower, "ORD-1", "m", Money(100), "cash", 3,
                                                     date(2026, 2, 16)))  # fmt: skip
     servicing.refund(context, loan, Money.parse("10000"), date(2026, 2, 20))  # returned in full
-    assert borrowers.show_borrower(context, borrower)["available_limit"] == "50000.00"
+    assert present(borrowers.show_borrower(context, borrower))["available_limit"] == "50000.00"
 
 
 def test_reversing_a_payoff_whose_limit_was_lent_again_leaves_nothing_available(
@@ -263,7 +263,7 @@ def test_reversing_a_payoff_whose_limit_was_lent_again_leaves_nothing_available(
     )  # a settled plan reopened: confirmed
     # 55,000 is now held against a 50,000 line: the debt is real, so the reversal stands, and
     # the borrower can borrow nothing more until she is back under her limit.
-    assert borrowers.show_borrower(context, borrower)["available_limit"] == "0.00"
+    assert present(borrowers.show_borrower(context, borrower))["available_limit"] == "0.00"
     with pytest.raises(RefusedError, match=r"available limit of 0\.00"):
         servicing.checkout(context, servicing.Order(borrower, "ORD-3", "m", Money.parse("1"),
                                                     "cash", 3, date(2026, 1, 22)))  # fmt: skip

@@ -63,7 +63,7 @@ class Servicing(RuleBasedStateMachine):
     def open_the_shop(self) -> None:
         products.load_products(self.context)
         made = borrowers.create_borrower(self.context, "王五", "13700137000", LIMIT)
-        self.borrower = made["id"]
+        self.borrower = made.id
 
     @rule(days=st.integers(0, 40))
     def time_passes(self, days: int) -> None:
@@ -149,7 +149,7 @@ class Servicing(RuleBasedStateMachine):
                 booked = book_balances(session, loan.id)
                 assert all(booked.get(account, 0) >= 0 for account in RECEIVABLES), booked
                 held += loan.outstanding_principal
-        available = borrowers.show_borrower(self.context, self.borrower)["available_limit"]
+        available = present(borrowers.show_borrower(self.context, self.borrower))["available_limit"]
         assert Money.parse(available) == max(LIMIT - held, 0)
 
 

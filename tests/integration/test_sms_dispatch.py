@@ -7,6 +7,7 @@ otherwise: the dispatches are dated in 2026."""
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, date, datetime, timedelta
+from typing import Any
 
 import pytest
 from sqlalchemy import Engine, select
@@ -16,12 +17,21 @@ from fenqi.channels.sms_simulator import SimulatedSms
 from fenqi.services import credentials, sms
 from fenqi.services.context import Context
 from fenqi.services.errors import RefusedError
-from fenqi.services.sms import dispatch, outbox
 from fenqi.store.schema import BorrowerRow, SmsOutboxRow, SmsSentRow
+from fenqi.wire import Document, document, documents
 from tests.simulated import simulated_context
 
 DAY = date(2026, 2, 19)
 CREATED = datetime(2026, 1, 1, tzinfo=UTC)
+
+
+def dispatch(context: Context, now: datetime, **options: Any) -> Document:
+    """A dispatch's answer as the CLI's --json shows it."""
+    return document(sms.dispatch(context, now, **options))
+
+
+def outbox(context: Context, status: str | None = None, limit: int = 200) -> list[Document]:
+    return documents(sms.outbox(context, status, limit))
 
 
 @pytest.fixture(autouse=True)

@@ -60,11 +60,11 @@ def shop(engine: Engine) -> Context:
 
 def _plan(shop: Context, balance: str = "20000") -> tuple[int, int]:
     who = borrowers.create_borrower(shop, "王小明", "13500135000", Money.parse("50000"))
-    card = borrowers.bind_method(shop, who["id"], "bank_card", "6222020000009876543",
+    card = borrowers.bind_method(shop, who.id, "bank_card", "6222020000009876543",
                                  sim_balance=Money.parse(balance))  # fmt: skip
-    order = servicing.Order(who["id"], "JD-1", "京东", Money.parse("6000"), "cash", 12,
+    order = servicing.Order(who.id, "JD-1", "京东", Money.parse("6000"), "cash", 12,
                             date(2026, 1, 15))  # fmt: skip
-    return int(present(servicing.checkout(shop, order))["id"]), int(card["id"])
+    return int(present(servicing.checkout(shop, order))["id"]), int(card.method.id)
 
 
 def _count(engine: Engine, table: Any, **where: object) -> int:

@@ -142,7 +142,7 @@ def quote(context: Caller, body: models.QuoteIn) -> Document:
 @router.post("/borrowers", tags=["borrowers"], **answers(responses.Borrower, 201))
 def create_borrower(context: Caller, body: models.BorrowerIn) -> Document:
     limit = _money("credit_limit", body.credit_limit)
-    return borrowers.create_borrower(context, body.name, body.phone, limit)
+    return document(borrowers.create_borrower(context, body.name, body.phone, limit))
 
 
 @router.get("/borrowers", tags=["borrowers"], **answers(list[responses.Borrower]))
@@ -150,12 +150,12 @@ def find_borrowers(
     context: Caller, q: Annotated[str, Query(min_length=1, max_length=100)]
 ) -> list[Document]:
     """Borrowers by phone, name, order id or loan id (staff)."""
-    return borrowers.find_borrowers(context, q)
+    return documents(borrowers.find_borrowers(context, q))
 
 
 @router.get("/borrowers/{borrower_id}", tags=["borrowers"], **answers(responses.Borrower))
 def show_borrower(context: Caller, borrower_id: Id) -> Document:
-    return borrowers.show_borrower(context, borrower_id)
+    return document(borrowers.show_borrower(context, borrower_id))
 
 
 @router.get(
@@ -176,18 +176,18 @@ def bind_method(request: Request, context: Caller, borrower_id: Id,
         if not _simulating(request):
             raise FieldError("sim_balance", NO_SIMULATION)
         balance = _money("sim_balance", body.sim_balance)
-    return borrowers.bind_method(context, borrower_id, body.kind, body.account,
-                                 default=body.default, sim_balance=balance)  # fmt: skip
+    return document(borrowers.bind_method(context, borrower_id, body.kind, body.account,
+                                          default=body.default, sim_balance=balance))  # fmt: skip
 
 
 @router.post("/methods/{method_id}/default", tags=["borrowers"], **answers(responses.MethodChanged))
 def default_method(context: Caller, method_id: Id) -> Document:
-    return borrowers.set_default_method(context, method_id)
+    return document(borrowers.set_default_method(context, method_id))
 
 
 @router.delete("/methods/{method_id}", tags=["borrowers"], **answers(responses.MethodChanged))
 def unbind_method(context: Caller, method_id: Id) -> Document:
-    return borrowers.unbind_method(context, method_id)
+    return document(borrowers.unbind_method(context, method_id))
 
 
 @router.put(
@@ -199,7 +199,7 @@ def fund_method(request: Request, context: Caller, method_id: Id, body: models.F
     if not _simulating(request):
         raise NotFoundError("the service does not run in simulation mode: no simulated balances")
     balance = _money("sim_balance", body.sim_balance)
-    return borrowers.fund_method(context, method_id, balance)
+    return document(borrowers.fund_method(context, method_id, balance))
 
 
 # -- checkout and loans ---------------------------------------------------------------------------
@@ -404,7 +404,7 @@ def aging(context: Caller,
 def outbox(context: Caller,
            status: Annotated[str | None, Query(pattern="^(pending|sent|expired)$")] = None
            ) -> list[Document]:  # fmt: skip
-    return sms.outbox(context, status)
+    return documents(sms.outbox(context, status))
 
 
 @router.get("/audit", tags=["audit"], **answers(list[responses.AuditEntry]))

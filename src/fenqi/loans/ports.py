@@ -16,7 +16,7 @@ from fenqi.loans.aggregate import Loan
 from fenqi.loans.booking import Booking
 from fenqi.loans.methods import PaymentMethod
 from fenqi.loans.receipts import Receipt
-from fenqi.ports import PaymentChannel
+from fenqi.ports import PaymentChannel, SmsGateway
 
 T = TypeVar("T")
 Document = dict[str, Any]
@@ -143,6 +143,133 @@ class Loans(Protocol):
         ...
 
 
+class Counters(Protocol):
+    """The throttles' counters of tries, each in a fixed window (``services/throttles.py``),
+    shared by every server process: each one is moved by one atomic statement, so tries that
+    arrive together are all counted."""
+
+    def hit(self, key: str, at: datetime, seconds: int) -> tuple[int, datetime]:
+        """One more try under ``key``: a new window starting ``at`` if the last one started
+        ``seconds`` or more before it, else one more in the current window. Returns the count
+        and when its window started."""
+        ...
+
+    def give_back(self, key: str) -> None:
+        """One try fewer under ``key`` (never below none)."""
+        ...
+
+    def prune(self, before: datetime) -> None:
+        """Forgets the windows that started before ``before``."""
+        ...
+
+
+class BorrowerAccount(NamedTuple):
+    """A borrower as her account keeps her: her name, her phone and her credit limit."""
+
+    id: int
+    name: str
+    phone: str
+    credit_limit: Money
+
+
+class Borrowers(Protocol):
+    """The borrowers' repository, with their bound payment methods."""
+
+    def get(self, borrower_id: int) -> BorrowerAccount | None: ...
+
+    def with_phone(self, phone: str) -> int | None:
+        """The borrower whose phone it is, if any."""
+        ...
+
+    def add(self, name: str, phone: str, credit_limit: Money) -> BorrowerAccount:
+        """A new borrower, given her id."""
+        ...
+
+    def find(self, text: str, limit: int) -> list[BorrowerAccount]:
+        """The borrowers whose phone it is, whose name holds it, or with a loan whose order id
+        or loan id it is; by id."""
+        ...
+
+    def methods(self, borrower_id: int) -> list[PaymentMethod]:
+        """Her active methods, oldest first."""
+        ...
+
+    def add_method(self, borrower_id: int, kind: str, masked_account: str, token_ref: str, *,
+                   is_default: bool) -> PaymentMethod:  # fmt: skip
+        """A method bound now, active, given its id."""
+        ...
+
+    def save_method(self, method: PaymentMethod) -> None:
+        """Stores whether a method is the default, and its status."""
+        ...
+
+
+class QueuedSms(NamedTuple):
+    """A message in the outbox: what the batch queued for a loan on a day at a dunning stage,
+    and whether it was sent (``status``: pending, sent or expired; ``sent_at`` when)."""
+
+    loan_id: int
+    day: date
+    stage: str
+    borrower_id: int
+    phone: str
+    text: str
+    status: str
+    sent_at: datetime | None
+
+
+class SentSms(NamedTuple):
+    """A text handed to the SMS gateway, as the contact log keeps it (``loan_id`` 0: a sign-in
+    code, which names no loan)."""
+
+    loan_id: int
+    borrower_id: int
+    phone: str
+    text: str
+    sent_at: datetime
+
+
+class Outbox(Protocol):
+    """The SMS outbox the batch fills and the dispatcher empties, and the contact log of every
+    text handed to the gateway."""
+
+    def take_turn(self) -> datetime | None:
+        """Waits for this unit of work's turn among dispatchers (it keeps it until it ends), and
+        says when messages were last sent."""
+        ...
+
+    def expire(self, before: date) -> int:
+        """Marks expired the pending messages of days before ``before``; how many."""
+        ...
+
+    def due(self, through: date, after: tuple[date, int, str] | None,
+            limit: int) -> list[QueuedSms]:  # fmt: skip
+        """Up to ``limit`` pending messages of ``through`` and the days before, after the
+        (day, loan, stage) ``after``, oldest day first; held for this unit of work."""
+        ...
+
+    def sent_between(self, borrowers: set[int], start: datetime, end: datetime) -> dict[int, int]:
+        """How many texts naming a loan (no sign-in codes) each borrower was sent from
+        ``start`` to before ``end``."""
+        ...
+
+    def mark_sent(self, message: QueuedSms, sent_at: datetime) -> None:
+        """Marks a message sent at ``sent_at`` and records it in the contact log."""
+        ...
+
+    def pending(self, through: date) -> tuple[int, int]:
+        """The pending messages: those of ``through`` and before, and all of them."""
+        ...
+
+    def messages(self, status: str | None, limit: int) -> list[QueuedSms]:
+        """Up to ``limit`` messages (only those of ``status``) in the order they are sent."""
+        ...
+
+    def delivered(self, phone: str | None, limit: int) -> list[SentSms]:
+        """The latest texts handed to the gateway (only those to ``phone``), newest first."""
+        ...
+
+
 class UnitOfWork(Protocol):
     """One transaction: what it changes is kept when the work returns, and none of it when the
     work raises."""
@@ -225,6 +352,25 @@ class UnitOfWork(Protocol):
     def in_flight(self, loan_id: int) -> Money:
         """What the loan's payments still in the gateways' hands come to: requested, and not
         failed nor booked yet."""
+        ...
+
+    @property
+    def counters(self) -> Counters:
+        """The throttles' counters, in this transaction."""
+        ...
+
+    @property
+    def borrowers(self) -> Borrowers:
+        """The borrowers and their methods, in this transaction."""
+        ...
+
+    @property
+    def outbox(self) -> Outbox:
+        """The SMS outbox and the contact log, in this transaction."""
+        ...
+
+    def sms(self) -> SmsGateway:
+        """The SMS gateway, within this transaction."""
         ...
 
 

@@ -139,7 +139,8 @@ def transact(context: Context, work: Callable[[UnitOfWork], T], *, reading: bool
     transaction (``run``; ``reading``: work that writes nothing of its own, see ``run``)."""
     if context.units is not None:
         return context.units(work)
-    return run(context, lambda session: work(DatabaseUnitOfWork(session, context.channel)),
+    return run(context,
+               lambda session: work(DatabaseUnitOfWork(session, context.channel, context.sms)),
                reading=reading)  # fmt: skip
 
 

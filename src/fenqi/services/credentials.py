@@ -39,6 +39,7 @@ from fenqi.store.schema import (
     SmsSentRow,
     UserRow,
 )
+from fenqi.store.throttles import DatabaseCounters, upsert
 from fenqi.store.units import DatabaseUnitOfWork
 
 SESSION_HOURS = 12
@@ -314,7 +315,7 @@ def sign_in_operator(
     tries = [(PASSWORD_TRIES, username), (ADDRESS_TRIES, address)]
 
     def take_a_try(session: Session) -> str | None:
-        throttles.count(session, at, tries)
+        throttles.count(DatabaseCounters(session), at, tries)
         user = session.get(UserRow, username)
         return user.password_hash if user is not None and user.disabled_at is None else None
 
@@ -327,7 +328,7 @@ def sign_in_operator(
         user = session.get(UserRow, username)
         if user is None or user.disabled_at is not None:  # disabled while the hash was checked
             raise UnauthenticatedError(WRONG_PASSWORD)
-        throttles.give_back(session, tries)
+        throttles.give_back(DatabaseCounters(session), tries)
         return _open_session(session, "operator", username)
 
     return run(context, open_session)
@@ -350,7 +351,7 @@ def send_sign_in_code(context: Context, phone: str, address: str | None = None) 
     at = now()
 
     def send(session: Session) -> Document:
-        throttles.count(session, at, [(CODE_REQUESTS, address)])
+        throttles.count(DatabaseCounters(session), at, [(CODE_REQUESTS, address)])
         borrower_id = session.scalar(select(BorrowerRow.id).where(BorrowerRow.phone == phone))
         code = f"{secrets.randbelow(10**6):06d}"
         if _may_text_code(session, phone, at):
@@ -370,22 +371,23 @@ def _may_text_code(session: Session, phone: str, at: datetime) -> bool:
     """A new code resets the attempts against the last one: without a limit on new codes,
     guessing would have no limit either (and the phone would be flooded with texts). Both
     counts are atomic, so simultaneous requests cannot all slip under them."""
-    return throttles.within(session, at, RESEND, phone) and throttles.within(
-        session, at, CODES_PER_DAY, phone
+    counters = DatabaseCounters(session)
+    return throttles.within(counters, at, RESEND, phone) and throttles.within(
+        counters, at, CODES_PER_DAY, phone
     )
 
 
 def _store_code(session: Session, phone: str, code: str, at: datetime) -> None:
     values = {"code_hash": _digest(f"{phone}:{code}"), "attempts": 0,
               "expires_at": at + timedelta(minutes=CODE_MINUTES)}  # fmt: skip
-    statement = throttles.upsert(session, SignInCodeRow).values(phone=phone, **values)
+    statement = upsert(session, SignInCodeRow).values(phone=phone, **values)
     session.execute(statement.on_conflict_do_update(index_elements=["phone"], set_=values))
 
 
 def _prune(session: Session, at: datetime) -> None:
     """Forgets codes that expired and throttle windows long over (rows another request is
     deleting are skipped, not waited for)."""
-    throttles.prune(session, at)
+    throttles.prune(DatabaseCounters(session), at)
     dead = select(SignInCodeRow.phone).where(SignInCodeRow.expires_at < at)
     session.execute(delete(SignInCodeRow).where(
         SignInCodeRow.phone.in_(dead.with_for_update(skip_locked=True))))  # fmt: skip
@@ -404,7 +406,7 @@ def sign_in_borrower(
     tries = [(ADDRESS_TRIES, address)]
 
     def take_a_try(session: Session) -> str | None:
-        throttles.count(session, at, tries)
+        throttles.count(DatabaseCounters(session), at, tries)
         code_row = SignInCodeRow
         won = session.scalar(
             update(code_row)
@@ -428,7 +430,7 @@ def sign_in_borrower(
         borrower_id = session.scalar(select(BorrowerRow.id).where(BorrowerRow.phone == phone))
         if used is None or borrower_id is None:  # used by a twin request a moment ago
             raise UnauthenticatedError(WRONG_CODE)
-        throttles.give_back(session, tries)
+        throttles.give_back(DatabaseCounters(session), tries)
         return _open_session(session, "borrower", str(borrower_id))
 
     return run(context, open_session)

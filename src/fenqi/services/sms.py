@@ -18,22 +18,18 @@ marked expired, never sent.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from datetime import UTC, date, datetime, time, timedelta
 from enum import StrEnum
 from functools import partial
-from typing import Any, NamedTuple, cast
+from typing import NamedTuple
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import CursorResult, func, select, text, tuple_, update
-from sqlalchemy.orm import Session
-
 from fenqi import clock
-from fenqi.ports import SmsGateway
-from fenqi.services.context import Context, Document, permitted, run
+from fenqi.loans.ports import QueuedSms, SentSms, UnitOfWork
+from fenqi.services.context import Context, permitted, transact
 from fenqi.services.errors import RefusedError
 from fenqi.services.policy import Permission
-from fenqi.store.schema import NO_LOAN, SmsOutboxRow, SmsSentRow
+from fenqi.services.views import Dispatched
 
 LOCAL = ZoneInfo("Asia/Shanghai")
 # docs/domain.md#quiet-hours-and-daily-cap: 08:00-21:00 local, the stricter reading: 21:00 is out.
@@ -42,7 +38,6 @@ DAILY_CAP = 2  # SMS a borrower may receive on one local date
 SLACK = timedelta(minutes=1)  # how far a dispatch time may be off the clock (clock skew)
 FRESH_DAYS = 1  # a message goes on its day or the next (the window or the cap held it over)
 CHUNK = 500  # messages sent per transaction
-_ORDER = (SmsOutboxRow.day, SmsOutboxRow.loan_id, SmsOutboxRow.stage)  # oldest day first
 
 
 class SmsStatus(StrEnum):
@@ -84,7 +79,7 @@ def _stamp(moment: datetime) -> str:
 
 
 def dispatch(context: Context, now: datetime, *, clock_now: datetime | None = None,
-             simulation: bool | None = None) -> Document:  # fmt: skip
+             simulation: bool | None = None) -> Dispatched:  # fmt: skip
     """Expires the pending messages whose day is more than ``FRESH_DAYS`` before ``now``'s
     local date, then sends those of that date and before, oldest day first, if ``now`` is
     inside the contact window: each borrower gets at most ``DAILY_CAP`` on that date, and the
@@ -108,26 +103,18 @@ def dispatch(context: Context, now: datetime, *, clock_now: datetime | None = No
             "now and are recorded as sent now; leave --now out (an earlier time is for "
             "simulations, with FENQI_TODAY set)"
         )
-    expired = run(context, partial(_expire, local=local))
-    sent, held_cap = _send_due(context, context.sms, local) if in_window(local) else (0, 0)
-    due, pending = run(context, partial(_pending, today=local.date()))
-    return {
-        "now": local.isoformat(),
-        "sent": sent,
-        "expired": expired,
-        "held_window": 0 if in_window(local) else due,
-        "held_cap": held_cap,
-        "pending": pending,
-    }
+    expired = transact(context, partial(_expire, local=local))
+    sent, held_cap = _send_due(context, local) if in_window(local) else (0, 0)
+    due, pending = transact(context, lambda unit: unit.outbox.pending(local.date()))
+    held_window = 0 if in_window(local) else due
+    return Dispatched(local, sent, expired, held_window, held_cap, pending)
 
 
-def _take_turn(session: Session, local: datetime) -> None:
+def _take_turn(unit: UnitOfWork, local: datetime) -> None:
     """Dispatchers take turns, a transaction at a time (on PostgreSQL a lock held to its
     commit; SQLite writes one at a time), and each turn refuses a time before the latest
     message sent: two dispatchers at once cannot send at times out of order."""
-    if session.get_bind().dialect.name == "postgresql":
-        session.execute(text("SELECT pg_advisory_xact_lock(hashtextextended('fenqi sms', 0))"))
-    latest = session.scalar(select(func.max(SmsOutboxRow.sent_at)))
+    latest = unit.outbox.take_turn()
     if latest is not None and local < latest:
         raise BeforeLastSentError(
             f"{_stamp(local)} is before {_stamp(latest)}, when messages were last sent: time "
@@ -136,30 +123,26 @@ def _take_turn(session: Session, local: datetime) -> None:
         )
 
 
-def _expire(session: Session, local: datetime) -> int:
+def _expire(unit: UnitOfWork, local: datetime) -> int:
     """Marks expired the pending messages whose day is more than ``FRESH_DAYS`` before
     ``local``'s date: what they say (the amount due, the days overdue) is no longer true."""
-    _take_turn(session, local)
-    gone = local.date() - timedelta(days=FRESH_DAYS)
-    expired = session.execute(
-        update(SmsOutboxRow)
-        .where(SmsOutboxRow.status == SmsStatus.PENDING, SmsOutboxRow.day < gone)
-        .values(status=SmsStatus.EXPIRED)
-        .execution_options(synchronize_session=False)
-    )
-    return int(cast(CursorResult[Any], expired).rowcount)
+    _take_turn(unit, local)
+    return unit.outbox.expire(local.date() - timedelta(days=FRESH_DAYS))
 
 
-def outbox(context: Context, status: str | None = None, limit: int = 200) -> list[Document]:
-    """The queued messages (``status`` pending or sent, else all) in the order they are sent."""
+def outbox(context: Context, status: str | None = None, limit: int = 200) -> list[QueuedSms]:
+    """The queued messages (``status`` pending, sent or expired, else all) in the order they
+    are sent, their times China's."""
     permitted(context, Permission.READ)
     if limit < 1:
         raise RefusedError(f"limit {limit} is not a number of messages; give 1 or more")
-    query = select(SmsOutboxRow)
-    if status is not None:
-        query = query.where(SmsOutboxRow.status == _status(status))
-    rows = run(context, lambda session: list(session.scalars(query.order_by(*_ORDER).limit(limit))))
-    return [_message(row) for row in rows]
+    chosen = None if status is None else _status(status).value
+    messages = transact(context, lambda unit: unit.outbox.messages(chosen, limit))
+    return [message._replace(sent_at=_local(message.sent_at)) for message in messages]
+
+
+def _local(moment: datetime | None) -> datetime | None:
+    return None if moment is None else moment.astimezone(LOCAL)
 
 
 def _status(text: str) -> SmsStatus:
@@ -170,15 +153,13 @@ def _status(text: str) -> SmsStatus:
         raise RefusedError(f'"{text}" is not a message status; accepted: {accepted}') from None
 
 
-def _send_due(
-    context: Context, gateway: Callable[[Session], SmsGateway], local: datetime
-) -> tuple[int, int]:
+def _send_due(context: Context, local: datetime) -> tuple[int, int]:
     """Sends what is due, a chunk per transaction; returns how many were sent and how many
     held over the daily cap."""
     sent = held = 0
     after: tuple[date, int, str] | None = None
     while True:
-        chunk = run(context, partial(_send_chunk, gateway=gateway, local=local, after=after))
+        chunk = transact(context, partial(_send_chunk, local=local, after=after))
         sent, held = sent + chunk.sent, held + chunk.held
         if chunk.last is None:
             return sent, held
@@ -191,95 +172,33 @@ class _Chunk(NamedTuple):
     last: tuple[date, int, str] | None  # where the next chunk starts, or None: nothing is left
 
 
-def _send_chunk(
-    session: Session,
-    gateway: Callable[[Session], SmsGateway],
-    local: datetime,
-    after: tuple[date, int, str] | None,
-) -> _Chunk:
+def _send_chunk(unit: UnitOfWork, local: datetime, after: tuple[date, int, str] | None) -> _Chunk:
     """Sends the next ``CHUNK`` pending messages after ``after``, in one transaction with the
     record of each, in this dispatcher's turn: a dispatcher running at the same time waits, and
-    then counts what this one sent."""
-    _take_turn(session, local)
-    query = select(SmsOutboxRow).where(
-        SmsOutboxRow.status == SmsStatus.PENDING, SmsOutboxRow.day <= local.date()
-    )
-    if after is not None:
-        query = query.where(tuple_(*_ORDER) > tuple_(*after))
-    rows = session.scalars(query.order_by(*_ORDER).limit(CHUNK).with_for_update()).all()
-    counts = _sent_on(session, {row.borrower_id for row in rows}, local.date())
-    sender, sent_at, sent = gateway(session), local.astimezone(UTC), 0
-    for row in rows:
-        if counts.get(row.borrower_id, 0) >= DAILY_CAP:
+    then counts what this one sent. (The gateway's reference is not kept: no table has a column
+    for it yet.)"""
+    _take_turn(unit, local)
+    messages = unit.outbox.due(local.date(), after, CHUNK)
+    start = datetime.combine(local.date(), time(), LOCAL)
+    counts = unit.outbox.sent_between({message.borrower_id for message in messages}, start,
+                                      start + timedelta(days=1))  # fmt: skip
+    sender, sent_at, sent = unit.sms(), local.astimezone(UTC), 0
+    for message in messages:
+        if counts.get(message.borrower_id, 0) >= DAILY_CAP:
             continue
-        _deliver(session, sender, row, sent_at)
-        counts[row.borrower_id] = counts.get(row.borrower_id, 0) + 1
+        sender.send(message.phone, message.text)
+        unit.outbox.mark_sent(message, sent_at)
+        counts[message.borrower_id] = counts.get(message.borrower_id, 0) + 1
         sent += 1
-    last = (rows[-1].day, rows[-1].loan_id, rows[-1].stage) if len(rows) == CHUNK else None
-    return _Chunk(sent, len(rows) - sent, last)
+    last = messages[-1] if len(messages) == CHUNK else None
+    return _Chunk(sent, len(messages) - sent,
+                  None if last is None else (last.day, last.loan_id, last.stage))  # fmt: skip
 
 
-def _sent_on(session: Session, borrowers: set[int], day: date) -> dict[int, int]:
-    """How many dunning messages each borrower was sent on the local date ``day``."""
-    if not borrowers:
-        return {}
-    start = datetime.combine(day, time(), LOCAL)
-    query = (
-        select(SmsSentRow.borrower_id, func.count())
-        .where(
-            SmsSentRow.borrower_id.in_(borrowers),
-            SmsSentRow.loan_id != NO_LOAN,  # a sign-in code is no reminder
-            SmsSentRow.sent_at >= start,
-            SmsSentRow.sent_at < start + timedelta(days=1),
-        )
-        .group_by(SmsSentRow.borrower_id)
-    )
-    return dict(session.execute(query).all())
-
-
-def _deliver(session: Session, gateway: SmsGateway, row: SmsOutboxRow, sent_at: datetime) -> None:
-    """Hands one message to the gateway, records it and marks it sent. (The gateway's reference
-    is not kept: no table has a column for it yet.)"""
-    gateway.send(row.phone, row.text)
-    row.status, row.sent_at = SmsStatus.SENT, sent_at
-    session.add(SmsSentRow(loan_id=row.loan_id, borrower_id=row.borrower_id, phone=row.phone,
-                           text=row.text, sent_at=sent_at))  # fmt: skip
-
-
-def _pending(session: Session, today: date) -> tuple[int, int]:
-    """Pending messages: those of ``today`` and before (due to go), and all of them."""
-    pending = SmsOutboxRow.status == SmsStatus.PENDING
-    count = select(func.count()).select_from(SmsOutboxRow)
-    due = session.scalar(count.where(pending, SmsOutboxRow.day <= today)) or 0
-    return due, session.scalar(count.where(pending)) or 0
-
-
-def _message(row: SmsOutboxRow) -> Document:
-    return {
-        "loan_id": row.loan_id,
-        "day": row.day.isoformat(),
-        "stage": row.stage,
-        "borrower_id": row.borrower_id,
-        "phone": row.phone,
-        "text": row.text,
-        "status": row.status,
-        "sent_at": None if row.sent_at is None else row.sent_at.astimezone(LOCAL).isoformat(),
-    }
-
-
-def delivered(context: Context, phone: str | None = None, limit: int = 20) -> list[Document]:
-    """What the SMS gateway simulator delivered, newest first (sign-in codes included): where a
-    tester or a demo reads the code a borrower would receive. Admins only."""
+def delivered(context: Context, phone: str | None = None, limit: int = 20) -> list[SentSms]:
+    """What the SMS gateway simulator delivered, newest first (sign-in codes included), their
+    times China's: where a tester or a demo reads the code a borrower would receive. Admins
+    only."""
     permitted(context, Permission.ADMINISTER)
-
-    def read(session: Session) -> list[Document]:
-        query = select(SmsSentRow).order_by(SmsSentRow.id.desc()).limit(limit)
-        if phone is not None:
-            query = query.where(SmsSentRow.phone == phone)
-        return [
-            {"phone": row.phone, "borrower_id": row.borrower_id, "text": row.text,
-             "sent_at": row.sent_at.astimezone(LOCAL).isoformat()}
-            for row in session.scalars(query)
-        ]  # fmt: skip
-
-    return run(context, read)
+    texts = transact(context, lambda unit: unit.outbox.delivered(phone, limit))
+    return [text._replace(sent_at=text.sent_at.astimezone(LOCAL)) for text in texts]

@@ -15,14 +15,9 @@ import math
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
-
-from sqlalchemy import case, delete, literal, select, update
-from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.orm import Session
 
 from fenqi.domain.errors import InputError
-from fenqi.store.schema import Base, SignInThrottleRow, Timestamp
+from fenqi.loans.ports import Counters
 
 PRUNE_AFTER = timedelta(days=2)  # longer than any limit's window
 
@@ -53,64 +48,39 @@ class TooManyAttemptsError(InputError):
 Tries = Iterable[tuple[Limit, str | None]]  # each limit with its subject; None: not known here
 
 
-def upsert(session: Session, model: type[Base]) -> Any:
-    """``INSERT … ON CONFLICT`` for the session's database (SQLite and PostgreSQL spell it the
-    same way, through different constructs)."""
-    dialect = postgresql if session.get_bind().dialect.name == "postgresql" else sqlite
-    return dialect.insert(model)
-
-
-def count(session: Session, at: datetime, tries: Tries) -> None:
+def count(counters: Counters, at: datetime, tries: Tries) -> None:
     """Counts a try against every limit whose subject is known; refuses it, in the transaction
     (so the counts it took are undone), when any limit is over."""
     waits = [wait for limit, subject in tries if subject is not None
-             if (wait := _hit(session, at, limit, subject)) is not None]  # fmt: skip
+             if (wait := _hit(counters, at, limit, subject)) is not None]  # fmt: skip
     if waits:
         raise TooManyAttemptsError(max(waits))
 
 
-def within(session: Session, at: datetime, limit: Limit, subject: str) -> bool:
+def within(counters: Counters, at: datetime, limit: Limit, subject: str) -> bool:
     """Counts a try and says whether it is within the limit (the caller decides the answer)."""
-    return _hit(session, at, limit, subject) is None
+    return _hit(counters, at, limit, subject) is None
 
 
-def give_back(session: Session, tries: Tries) -> None:
+def give_back(counters: Counters, tries: Tries) -> None:
     """Returns the tries counted before a check that succeeded: the limits count failures."""
     for limit, subject in tries:
         if subject is not None:
-            row = SignInThrottleRow
-            session.execute(update(row).where(row.key == _key(limit, subject), row.hits > 0)
-                            .values(hits=row.hits - 1))  # fmt: skip
+            counters.give_back(_key(limit, subject))
 
 
-def prune(session: Session, at: datetime) -> None:
-    """Forgets windows that ended long ago (rows another request holds are left for later, not
-    waited for)."""
-    row = SignInThrottleRow
-    old = select(row.key).where(row.window_start < at - PRUNE_AFTER)
-    session.execute(delete(row).where(row.key.in_(old.with_for_update(skip_locked=True))))
+def prune(counters: Counters, at: datetime) -> None:
+    """Forgets windows that ended long ago."""
+    counters.prune(at - PRUNE_AFTER)
 
 
-def _hit(session: Session, at: datetime, limit: Limit, subject: str) -> int | None:
+def _hit(counters: Counters, at: datetime, limit: Limit, subject: str) -> int | None:
     """One more try in the subject's window (a new window if the last one ended): None when the
     count is within the limit, else the seconds until the window ends."""
-    row = SignInThrottleRow
-    ended = row.window_start <= at - timedelta(seconds=limit.seconds)
-    statement = (
-        upsert(session, row)
-        .values(key=_key(limit, subject), window_start=at, hits=1)
-        .on_conflict_do_update(
-            index_elements=[row.key],
-            set_={"hits": case((ended, 1), else_=row.hits + 1),
-                  "window_start": case((ended, literal(at, Timestamp())),
-                                       else_=row.window_start)},
-        )
-        .returning(row.hits, row.window_start)
-    )  # fmt: skip
-    hits, started = session.execute(statement).one()
-    if int(hits) <= limit.times:
+    hits, started = counters.hit(_key(limit, subject), at, limit.seconds)
+    if hits <= limit.times:
         return None
-    ends: datetime = started + timedelta(seconds=limit.seconds)
+    ends = started + timedelta(seconds=limit.seconds)
     return max(1, math.ceil((ends - at).total_seconds()))
 
 

@@ -5,7 +5,7 @@ days as ``date``, states as their enums). How they are written out (JSON for the
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import date
+from datetime import date, datetime
 from typing import Any
 
 from fenqi.domain.corrections import Consequences
@@ -14,6 +14,7 @@ from fenqi.domain.loan import InstallmentState, LoanState, LoanStatus, PayoffQuo
 from fenqi.domain.money import Money
 from fenqi.domain.schedule import Method
 from fenqi.loans.aggregate import Loan
+from fenqi.loans.methods import PaymentMethod
 from fenqi.loans.ports import History
 from fenqi.loans.receipts import Receipt
 
@@ -216,3 +217,36 @@ class BookDifference:
 class BookCheck:
     loans_checked: int
     differences: tuple[BookDifference, ...]
+
+
+@dataclass(frozen=True)
+class Dispatched:
+    """What an SMS dispatch did at ``now`` (China's time): messages sent and expired, pending
+    ones the contact window or the daily cap held over, and how many are pending now."""
+
+    now: datetime
+    sent: int
+    expired: int
+    held_window: int
+    held_cap: int
+    pending: int
+
+
+@dataclass(frozen=True)
+class BorrowerView:
+    """A borrower, her limit, what of it is available and her active methods, oldest first."""
+
+    id: int
+    name: str
+    phone: str
+    credit_limit: Money
+    available_limit: Money
+    methods: list[PaymentMethod]
+
+
+@dataclass(frozen=True)
+class MethodChanged:
+    """A method as a change left it; with the payment simulator, the balance it holds there."""
+
+    method: PaymentMethod
+    sim_balance: Money | None = None

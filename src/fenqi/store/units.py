@@ -18,7 +18,8 @@ from fenqi.loans.booking import Booking
 from fenqi.loans.methods import PaymentMethod
 from fenqi.loans.ports import AuditEntry, History, Stamp, StoredEntry, StoredEvent, StoredLine
 from fenqi.loans.receipts import Receipt, parse_stored
-from fenqi.ports import PaymentChannel
+from fenqi.ports import PaymentChannel, SmsGateway
+from fenqi.store.borrowers import DatabaseBorrowers
 from fenqi.store.debit_requests import (
     add_request,
     find_request,
@@ -52,6 +53,8 @@ from fenqi.store.schema import (
     ProductRow,
     ReceiptRow,
 )
+from fenqi.store.sms import DatabaseOutbox
+from fenqi.store.throttles import DatabaseCounters
 
 _LOANS = Base.metadata.tables[LoanRow.__tablename__]
 # A Core statement, compiled once: a bill view asks it on every request.
@@ -191,10 +194,12 @@ class DatabaseLoans:
 class DatabaseUnitOfWork:
     """One database transaction (``session``'s), with the payment channel built for it."""
 
-    def __init__(self, session: Session, channel: Callable[[Session], PaymentChannel]) -> None:
+    def __init__(self, session: Session, channel: Callable[[Session], PaymentChannel],
+                 sms: Callable[[Session], SmsGateway] | None = None) -> None:  # fmt: skip
         self.session = session
         self.loans = DatabaseLoans(session)
         self._channel = channel
+        self._sms = sms
 
     def channel(self) -> PaymentChannel:
         return self._channel(self.session)
@@ -291,3 +296,20 @@ class DatabaseUnitOfWork:
 
     def in_flight(self, loan_id: int) -> Money:
         return in_flight(self.session, loan_id)
+
+    @property
+    def counters(self) -> DatabaseCounters:
+        return DatabaseCounters(self.session)
+
+    @property
+    def borrowers(self) -> DatabaseBorrowers:
+        return DatabaseBorrowers(self.session)
+
+    @property
+    def outbox(self) -> DatabaseOutbox:
+        return DatabaseOutbox(self.session)
+
+    def sms(self) -> SmsGateway:
+        if self._sms is None:
+            raise MissingError("no SMS gateway is configured")
+        return self._sms(self.session)

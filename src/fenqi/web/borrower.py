@@ -350,7 +350,7 @@ def _plan(request: Request, visit: Visit, plan: int, status_code: int = 200,
         still_open=still_open,
         payoff=document(servicing.quote_payoff(visit.context, plan, today)) if still_open else None,
         prefill=_prefill(loan),
-        methods=borrowers.show_borrower(visit.context, visit.borrower_id)["methods"],
+        methods=document(borrowers.show_borrower(visit.context, visit.borrower_id))["methods"],
         receipts=documents(servicing.list_receipts(visit.context, plan)),
         names=_product_names(visit.context),
         pay_key=_key(),
@@ -390,7 +390,7 @@ def bind_method(request: Request, form: Annotated[MethodForm, Form()]) -> Respon
     """Binds a card, Alipay or WeChat Pay account of hers (the service masks and checks it)."""
     visit = _posted(request, form)
 
-    def bind() -> Document:
+    def bind() -> object:
         return borrowers.bind_method(visit.context, visit.borrower_id, form.kind, form.account,
                                      default=bool(form.default))  # fmt: skip
 
@@ -410,12 +410,12 @@ def unbind_method(request: Request, method_id: str,
 
 
 def _on_her_method(request: Request, method_id: str, form: CsrfForm,
-                   change: Callable[[Context, int], Document]) -> Response:  # fmt: skip
+                   change: Callable[[Context, int], object]) -> Response:  # fmt: skip
     visit = _posted(request, form)
     return _change_methods(request, visit, lambda: change(visit.context, _id(method_id)))
 
 
-def _change_methods(request: Request, visit: Visit, change: Callable[[], Document]) -> Response:
+def _change_methods(request: Request, visit: Visit, change: Callable[[], object]) -> Response:
     try:
         change()
     except InputError as refusal:
@@ -425,7 +425,7 @@ def _change_methods(request: Request, visit: Visit, change: Callable[[], Documen
 
 def _methods(request: Request, visit: Visit, status_code: int = 200,
              problem: Problem | None = None) -> HTMLResponse:  # fmt: skip
-    her = borrowers.show_borrower(visit.context, visit.borrower_id)
+    her = document(borrowers.show_borrower(visit.context, visit.borrower_id))
     return _page(request, "methods.html", visit, status_code, methods=her["methods"],
                  kinds=_KINDS, problem=problem)  # fmt: skip
 

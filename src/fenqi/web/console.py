@@ -166,7 +166,7 @@ def logout(request: Request, desk: Operator, csrf: FormText = "") -> Response:
 def search(request: Request, desk: Operator,
            q: Annotated[str, Query(max_length=100)] = "") -> HTMLResponse:  # fmt: skip
     """Borrowers by phone, name, order id or loan id: what an agent types when someone calls."""
-    found = borrowers.find_borrowers(desk.context, q) if q.strip() else None
+    found = documents(borrowers.find_borrowers(desk.context, q)) if q.strip() else None
     return render(request, "console/search.html", desk=desk, q=q, found=found)
 
 
@@ -175,7 +175,7 @@ def borrower(request: Request, desk: Operator, borrower_id: Id,
              as_of: Day | None = None) -> HTMLResponse:  # fmt: skip
     """The borrower, her limit, her methods and her plans as of a day."""
     day = _today(as_of)
-    shown = borrowers.show_borrower(desk.context, borrower_id)
+    shown = document(borrowers.show_borrower(desk.context, borrower_id))
     plans = documents(servicing.list_loans(desk.context, borrower_id, day))
     return render(request, "console/borrower.html", desk=desk, borrower=shown, plans=plans, day=day)
 
@@ -197,7 +197,7 @@ def _loan_page(request: Request, desk: Desk, loan_id: int, day: date, status_cod
     context = desk.context
     plan = document(servicing.show_loan(context, loan_id, day))
     history = document(servicing.loan_history(context, loan_id))
-    owner = borrowers.show_borrower(context, plan["borrower_id"])
+    owner = document(borrowers.show_borrower(context, plan["borrower_id"]))
     events = history["events"]
     methods = {method["id"]: method["masked_account"] for method in owner["methods"]}
     shown_events = [{**event, "details": _details(loan_id, event["payload"], methods)}
