@@ -45,8 +45,8 @@ def shop(engine: Engine) -> Context:
 
 def plan(context: Context, phone: str, order: str) -> tuple[int, int]:
     who = borrowers.create_borrower(context, "张三", phone, Money.parse("50000"))
-    made = servicing.Order(who["id"], order, "华为商城", Money.parse("1200"), "cash", 3, START)
-    return who["id"], present(servicing.checkout(context, made))["id"]
+    made = servicing.Order(who.id, order, "华为商城", Money.parse("1200"), "cash", 3, START)
+    return who.id, present(servicing.checkout(context, made))["id"]
 
 
 def statements(engine: Engine) -> list[str]:

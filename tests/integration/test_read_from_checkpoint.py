@@ -151,7 +151,7 @@ def test_a_payment_booked_from_the_checkpoint_books_what_one_from_the_first_even
     what booking the same payment on the loan read from its first event gives (earlier
     payments' allocations are history, which a checkpoint does not keep)."""
     who = borrowers.create_borrower(shop, "孙七", str(next(PHONES)), Money(10**9))
-    order = servicing.Order(who["id"], f"W{who['id']}", "m", Money(20_000_00), "cash", 12, START)
+    order = servicing.Order(who.id, f"W{who.id}", "m", Money(20_000_00), "cash", 12, START)
     loan = present(servicing.checkout(shop, order))["id"]
     paid: list[str] = []
     for operation in history:
