@@ -16,7 +16,6 @@ from fenqi.loans.aggregate import Loan
 from fenqi.loans.booking import Booking
 from fenqi.loans.methods import PaymentMethod
 from fenqi.loans.receipts import Receipt
-from fenqi.ports import PaymentChannel
 
 T = TypeVar("T")
 Document = dict[str, Any]
@@ -137,10 +136,6 @@ class UnitOfWork(Protocol):
     @property
     def loans(self) -> Loans: ...
 
-    def channel(self) -> PaymentChannel:
-        """The payment channel, within this transaction."""
-        ...
-
     def trial_balance(self) -> list[tuple[str, int, int]]:
         """Each account's debits and credits over every posting, by account code."""
         ...
@@ -207,6 +202,10 @@ class UnitOfWork(Protocol):
 
     def save_debit_request(self, request: DebitRequest) -> None:
         """Stores a request as an answer or a booking left it."""
+        ...
+
+    def debit_requests(self, loan_id: int) -> list[DebitRequest]:
+        """Every request of the loan: its debits and its refunds."""
         ...
 
     def in_flight(self, loan_id: int) -> Money:

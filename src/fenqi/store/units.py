@@ -23,6 +23,7 @@ from fenqi.store.debit_requests import (
     add_request,
     find_request,
     in_flight,
+    loan_requests,
     save_answer,
 )
 from fenqi.store.documents import Document
@@ -281,3 +282,6 @@ class DatabaseUnitOfWork:
 
     def in_flight(self, loan_id: int) -> Money:
         return in_flight(self.session, loan_id)
+
+    def debit_requests(self, loan_id: int) -> list[DebitRequest]:
+        return loan_requests(self.session, loan_id)
