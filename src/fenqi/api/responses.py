@@ -283,9 +283,10 @@ class Payout(Answer):
     account: str | None
     amount: Yuan
     status: Literal["pending", "succeeded", "failed"] | None = Field(
-        description="The gateway's word on a payout to a bound method (null: paid by hand)"
+        default=None,
+        description="The gateway's word on a payout to a bound method (null: paid by hand)",
     )
-    reason: str | None = Field(description="Why the gateway declined it, if it did")
+    reason: str | None = Field(default=None, description="Why the gateway declined it, if it did")
 
 
 class Refunded(Answer):
@@ -327,7 +328,7 @@ class Reversed(Answer):
     date: Day
     consequences: Consequences
     loan: LoanSummary
-    paid_to: list[Payout]
+    paid_to: list[Payout] = Field(default_factory=list)
 
 
 class Waived(Answer):
