@@ -16,6 +16,7 @@ from collections.abc import Callable, Mapping
 from typing import TypeVar
 
 from sqlalchemy import Engine, bindparam, func, select, update
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from fenqi.domain.money import Money
@@ -142,9 +143,17 @@ class SimulatedGateway:
 
     def _own(self, work: Callable[[Session], T]) -> T:
         """``work`` in a transaction of the simulator's own (on SQLite, in this process's turn
-        at the database, which a caller still in a transaction would be holding)."""
-        with turn(self.engine), Session(self.engine) as session, session.begin():
-            return work(session)
+        at the database, which a caller still in a transaction would be holding). The same
+        order sent twice at once (a retry racing the first call) is kept by whichever commits
+        first: the other, refused its insert and rolled back, runs again and finds it."""
+        for attempt in (1, 2):
+            try:
+                with turn(self.engine), Session(self.engine) as session, session.begin():
+                    return work(session)
+            except IntegrityError:
+                if attempt == 2:
+                    raise
+        raise AssertionError("unreachable")  # pragma: no cover
 
 
 def _answer(order: SimOrderRow) -> GatewayAnswer:
