@@ -88,8 +88,8 @@ class World:
 
 
 class MemoryChannel:
-    """Debits take from a balance (declined beyond it); payouts add to it; tests set it, as
-    the simulator's are set."""
+    """Debits take from a balance (declined beyond it); tests set it, as the simulator's are
+    set."""
 
     def __init__(self, world: World) -> None:
         self.world = world
@@ -100,10 +100,6 @@ class MemoryChannel:
             return Debit(f"mem:{idempotency_key}", declined=f"insufficient funds: {held}")
         self.world.balances[token_ref] = Money(held - amount)
         return Debit(f"mem:{idempotency_key}")
-
-    def pay_back(self, token_ref: str, amount: Money, idempotency_key: str) -> str:
-        self.world.balances[token_ref] = Money(self.world.balances.get(token_ref, 0) + amount)
-        return f"mem:{idempotency_key}"
 
     def set_balance(self, token_ref: str, balance: Money) -> None:
         self.world.balances[token_ref] = balance
@@ -134,10 +130,21 @@ class MemoryGateway:
                                                    GatewayAnswer(order_id, Outcome.NOT_FOUND))  # fmt: skip
 
     def refund(self, refund_id: str, order_id: str, amount: Money) -> GatewayAnswer:
-        raise AssertionError("money goes back through the channel")
+        """Puts ``amount`` back on the balance the debit ``order_id`` took it from, once."""
+        world = self.units.world
+        if refund_id not in world.gateway_orders:
+            debit, taken = world.gateway_orders.get(order_id), world.requests.get(order_id)
+            if debit is None or taken is None or debit.outcome is not Outcome.SUCCEEDED:
+                answer = GatewayAnswer(refund_id, Outcome.FAILED, reason="no such debit")
+            else:
+                held = world.balances.get(taken.token_ref, Money(0))
+                world.balances[taken.token_ref] = Money(held + amount)
+                answer = GatewayAnswer(refund_id, Outcome.SUCCEEDED, f"mem:{refund_id}")
+            world.gateway_orders[refund_id] = answer
+        return world.gateway_orders[refund_id]
 
     def query_refund(self, refund_id: str) -> GatewayAnswer:
-        raise AssertionError("money goes back through the channel")
+        return self.query(refund_id)
 
     def read_notification(self, headers: Mapping[str, str], body: bytes) -> GatewayAnswer:
         raise AssertionError("it sends no notifications")
@@ -436,9 +443,14 @@ class MemoryUnitOfWork:
     def save_debit_request(self, request: DebitRequest) -> None:
         self.world.requests[request.order_id] = request
 
+    def debit_requests(self, loan_id: int) -> list[DebitRequest]:
+        return sorted((request for request in self.world.requests.values()
+                       if request.loan_id == loan_id), key=lambda request: request.order_id)  # fmt: skip
+
     def in_flight(self, loan_id: int) -> Money:
         return Money(sum(request.amount for request in self.world.requests.values()
-                         if request.loan_id == loan_id and request.kind is not Kind.COB
+                         if request.loan_id == loan_id and request.kind in (Kind.PAY,
+                                                                            Kind.PREPAY)
                          and (request.status not in SETTLED or request.to_book())))  # fmt: skip
 
     @property

@@ -1,5 +1,5 @@
-"""The services' context as tests and demos build it: payments paid back through the simulator's
-channel, and every debit through the in-process gateway simulator (the composition root's),
+"""The services' context as tests and demos build it: the simulator's balances, and every debit
+and refund through the in-process gateway simulator (the composition root's),
 acting as the operator at the machine (``policy.operator``, an admin named ``actor``)."""
 
 from sqlalchemy import Engine

@@ -19,12 +19,10 @@ class Debit(NamedTuple):
 
 
 class PaymentChannel(Protocol):
-    """Pays money back to a borrower's bound method, within the lender's transaction (money
-    taken from it goes through a ``WithholdingGateway``, outside any transaction)."""
-
-    def pay_back(self, token_ref: str, amount: Money, idempotency_key: str) -> str:
-        """Returns ``amount`` to the method (a refund or a reversed payment)."""
-        ...
+    """The payment channel as a transaction sees it. It moves no money: money taken from a
+    bound method, and money paid back to it, goes through a ``WithholdingGateway``, outside any
+    transaction (``fenqi.services.withholding``, ``fenqi.services.payouts``); the simulator's
+    keeps the balances of simulation mode (``SimulatedBalances``)."""
 
 
 @runtime_checkable

@@ -352,7 +352,8 @@ def payment_taken(taken: PaymentTaken) -> dict[str, Any]:
 
 def payout(paid: Payout) -> dict[str, Any]:
     return {"id": paid.id, "channel": paid.channel.value, "method_id": paid.method_id,
-            "account": paid.account, "amount": money(paid.amount)}  # fmt: skip
+            "account": paid.account, "amount": money(paid.amount), "status": paid.status,
+            "reason": paid.reason}  # fmt: skip
 
 
 def refunded(done: Refunded) -> dict[str, Any]:
@@ -374,7 +375,8 @@ def reversed_payment(done: Reversed) -> dict[str, Any]:
             "amount": money(done.amount), "paid_back": money(done.paid_back),
             "reason": done.reason, "date": done.date.isoformat(),
             "consequences": consequences(done.consequences),
-            "loan": loan_summary(done.loan)}  # fmt: skip
+            "loan": loan_summary(done.loan),
+            "paid_to": [payout(paid) for paid in done.paid_to]}  # fmt: skip
 
 
 def waived(done: Waived) -> dict[str, Any]:

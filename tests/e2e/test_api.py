@@ -443,7 +443,8 @@ def test_only_an_admin_pays_a_credit_balance_back_and_it_goes_where_it_came_from
     back = shop.post(path, "admin", {}, key="admin-refund")
     assert back.status_code == 201, back.text
     assert back.json()["paid_to"] == [{"id": back.json()["id"], "channel": "manual",
-                                       "method_id": None, "account": None, "amount": credit}]  # fmt: skip
+                                       "method_id": None, "account": None, "amount": credit,
+                                       "status": None, "reason": None}]  # fmt: skip
 
 
 def test_simulated_balances_are_for_staff_in_simulation_mode_only(

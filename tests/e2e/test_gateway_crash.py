@@ -2,7 +2,9 @@
 auto-debit, killed (SIGKILL) after the request was committed and while the gateway, slow to
 answer, was taking the money; ``fenqi gateway reconcile``, run afterwards as an operator runs
 it, asks the gateway and books the payment exactly once, and a rerun of the batch books nothing
-more for it. A request committed but never sent is found failed, and nothing moves."""
+more for it. A request committed but never sent is found failed, and nothing moves. A payout
+(``fenqi reverse``) killed the same way, after its refund was committed with the reversal and
+while the gateway was paying it, is settled by the reconciler: paid back exactly once."""
 
 import os
 import signal
@@ -150,3 +152,50 @@ def test_a_request_never_sent_is_found_failed_and_nothing_moves(
     assert (report["examined"], report["failed"]) == (1, 1)
     assert _payments(engine, loan) == 0
     assert sim.controls.account(token)["debits"] == 0
+
+
+def _refunds(engine: Engine) -> list[str]:
+    """The statuses of the refund requests, oldest first."""
+    with Session(engine) as session:
+        query = select(DebitRequestRow.status).where(DebitRequestRow.kind == Kind.REFUND.value)
+        return list(session.scalars(query.order_by(DebitRequestRow.created_at)))
+
+
+def test_a_payout_killed_between_its_phases_is_settled_by_the_reconciler_once(
+        database_url: str, engine: Engine, sim: Sim):  # fmt: skip
+    loan, card, token = _plan(engine, sim)
+    paid = fenqi("pay", str(loan), "--amount", "600", "--method", str(card), "--date",
+                 DAY.isoformat(), "--db", database_url, "--json", env=_environment(sim)).json()  # fmt: skip
+    held = sim.controls.account(token)["balance"]
+    sim.controls.switch(token, timeout=True, timeout_seconds=5)  # pays it back, answers late
+    environment = {**os.environ, **_environment(sim)}
+    environment.pop("FENQI_GATEWAY_SECRET", None)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "fenqi", "reverse", paid["payment_id"], "--reason", "mistake",
+         "--yes", "--db", database_url], env=environment,
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+    deadline = time.monotonic() + 60
+    while not _refunds(engine) or sim.controls.account(token)["refunds"] == 0:
+        assert process.poll() is None, "it ended before the gateway paid the money back"
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
+    os.kill(process.pid, signal.SIGKILL)
+    assert process.wait(timeout=30) == -signal.SIGKILL
+    assert _refunds(engine) == ["pending"]  # the reversal and its refund committed, no answer
+    listed = fenqi("gateway", "payouts", "--db", database_url, "--json",
+                   env=_environment(sim)).json()  # fmt: skip
+    assert [(p["loan_id"], p["amount"], p["status"]) for p in listed] == [
+        (loan, "600.00", "pending")
+    ]
+
+    sim.controls.switch(token)
+    report = _reconcile(database_url, sim)
+    assert (report["examined"], report["succeeded"]) == (1, 1)
+    assert _refunds(engine) == ["succeeded"]
+    assert _reconcile(database_url, sim)["examined"] == 0
+    account = sim.controls.account(token)
+    assert (account["refunds"], account["balance"]) == (1, held + 600_00)
+    assert fenqi("gateway", "payouts", "--db", database_url, "--json",
+                 env=_environment(sim)).json() == []  # fmt: skip
+    ledger = fenqi("ledger", "check", "--db", database_url, "--json", env=_environment(sim))
+    assert ledger.code == 0, ledger.err

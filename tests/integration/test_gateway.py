@@ -110,7 +110,12 @@ def test_an_order_id_sent_twice_takes_the_money_once(sim):
     again = sim.gateway.request_debit("FQ7-A1", token, Money(30_000), NOWHERE)
     assert first.outcome is Outcome.SUCCEEDED
     assert again == first
-    assert sim.controls.account(token) == {"token": token, "balance": 70_000, "debits": 1}
+    assert sim.controls.account(token) == {
+        "token": token,
+        "balance": 70_000,
+        "debits": 1,
+        "refunds": 0,
+    }
     assert sim.gateway.query("FQ7-A1") == first
 
 
@@ -264,7 +269,12 @@ def test_the_reconciler_settles_what_a_crash_left_pending_and_moves_no_money_twi
     assert figures == {"examined": 2, "pending": 0, "unknown": 0, "succeeded": 1, "failed": 1}
     assert _stored(context, asked).status is Status.SUCCEEDED
     assert _stored(context, never_sent).status is Status.FAILED
-    assert sim.controls.account(token) == {"token": token, "balance": 70_000, "debits": 1}
+    assert sim.controls.account(token) == {
+        "token": token,
+        "balance": 70_000,
+        "debits": 1,
+        "refunds": 0,
+    }
     assert withholding.reconcile(context, older_than=timedelta(0))["examined"] == 0
     assert _payments(context, plan.loan_id) == ["payment"]
 

@@ -10,7 +10,7 @@ not name is a failed test, not an undocumented field)."""
 from __future__ import annotations
 
 import datetime as dt
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -282,6 +282,11 @@ class Payout(Answer):
     method_id: int | None
     account: str | None
     amount: Yuan
+    status: Literal["pending", "succeeded", "failed"] | None = Field(
+        default=None,
+        description="The gateway's word on a payout to a bound method (null: paid by hand)",
+    )
+    reason: str | None = Field(default=None, description="Why the gateway declined it, if it did")
 
 
 class Refunded(Answer):
@@ -323,6 +328,7 @@ class Reversed(Answer):
     date: Day
     consequences: Consequences
     loan: LoanSummary
+    paid_to: list[Payout] = Field(default_factory=list)
 
 
 class Waived(Answer):

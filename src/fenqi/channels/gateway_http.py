@@ -123,7 +123,8 @@ class SimulatorControls:
         self.client.call("PUT", f"/admin/accounts/{token_ref}", {"balance": int(balance)})
 
     def account(self, token_ref: str) -> dict[str, Any]:
-        """``balance`` (fen) and ``debits`` (how many debits it took) of the method."""
+        """``balance`` (fen), ``debits`` (how many debits it took) and ``refunds`` (how many
+        refunds it paid back) of the method."""
         return self.client.call("GET", f"/admin/accounts/{token_ref}")
 
     def switch(self, scope: str = "*", **switches: bool | float) -> None:

@@ -7,11 +7,12 @@ no money moves twice), answers queries by order id, refunds, and sends signed no
 the ``notify_url`` of each debit (retried until they are acknowledged, as gateways do).
 
 Switches, for every token or one, set on its own admin endpoints (never on fenqi's API):
-``decline`` refuses every debit; ``timeout`` takes the money and then answers only after
-``timeout_seconds`` (past the client's patience); ``processing`` answers "processing" and leaves
-the outcome to the notification and the query; ``duplicate_notify`` sends each notification
-twice; ``late_notify_seconds`` holds it back; ``out_of_order`` sends a stale "processing"
-notification after the final one; ``no_notify`` sends none.
+``decline`` refuses every debit and refund; ``timeout`` takes the money (or pays the refund)
+and then answers only after ``timeout_seconds`` (past the client's patience); ``processing``
+answers "processing" and leaves the outcome to the notification and the query;
+``duplicate_notify`` sends each notification twice; ``late_notify_seconds`` holds it back;
+``out_of_order`` sends a stale "processing" notification after the final one; ``no_notify``
+sends none.
 
 Every request, the admin ones included, must be signed with the shared secret, and every answer
 and notification is (``fenqi.channels.signing``).
@@ -130,7 +131,11 @@ class Ledger:
             found = balance.fetchone()
             taken = db.execute("SELECT count(*) FROM orders WHERE token = ? AND outcome = ?",
                                (token, Outcome.SUCCEEDED.value)).fetchone()  # fmt: skip
-        return {"token": token, "balance": found[0] if found else 0, "debits": taken[0]}
+            paid = db.execute("SELECT count(*) FROM refunds JOIN orders USING (order_id) "
+                              "WHERE orders.token = ? AND refunds.outcome = ?",
+                              (token, Outcome.SUCCEEDED.value)).fetchone()  # fmt: skip
+        return {"token": token, "balance": found[0] if found else 0, "debits": taken[0],
+                "refunds": paid[0]}  # fmt: skip
 
     def debit(self, order_id: str, token: str, amount: int,
               decline: bool) -> tuple[dict[str, Any], bool]:  # fmt: skip
@@ -167,7 +172,14 @@ class Ledger:
             return {"order_id": refund_id, "outcome": Outcome.NOT_FOUND.value}
         return _refund_answer(known)
 
-    def refund(self, refund_id: str, order_id: str, amount: int) -> dict[str, Any]:
+    def token_of(self, order_id: str) -> str:
+        """The token a debit order took money from ("" for an order it never had)."""
+        with self.transaction() as db:
+            known = _order(db, order_id)
+        return "" if known is None else str(known["token"])
+
+    def refund(self, refund_id: str, order_id: str, amount: int,
+               decline: bool = False) -> dict[str, Any]:  # fmt: skip
         with self.transaction() as db:
             known = _refund(db, refund_id)
             if known is not None:
@@ -176,7 +188,9 @@ class Ledger:
                 return _refund_answer(known)
             order = _order(db, order_id)
             outcome, reason = Outcome.SUCCEEDED, None
-            if order is None or order["outcome"] != Outcome.SUCCEEDED.value:
+            if decline:
+                outcome, reason = Outcome.FAILED, "declined by the issuer"
+            elif order is None or order["outcome"] != Outcome.SUCCEEDED.value:
                 outcome, reason = Outcome.FAILED, "no debit taken by that order id"
             elif order["refunded"] + amount > order["amount"]:
                 outcome, reason = Outcome.FAILED, "more than is left of the debit to refund"
@@ -243,6 +257,15 @@ class Simulator:
         if switches.processing:
             return {**answer(order), "outcome": Outcome.PROCESSING.value, "reason": None}
         return answer(order)
+
+    def refund(self, body: dict[str, Any]) -> dict[str, Any]:
+        refund_id, order_id = _text(body, "refund_id"), _text(body, "order_id")
+        amount = _amount(body)
+        switches = self.ledger.switches(self.ledger.token_of(order_id))
+        said = self.ledger.refund(refund_id, order_id, amount, switches.decline)
+        if switches.timeout:
+            time.sleep(switches.timeout_seconds)
+        return said
 
     def notify(self, url: str, said: dict[str, Any], switches: Switches) -> None:
         """Sends the order's outcome to ``url``: held back, twice, or followed by a stale
@@ -332,9 +355,7 @@ class Handler(BaseHTTPRequestHandler):
             case ("GET", "v1", "debits", order_id):
                 return HTTPStatus.OK, answer(ledger.query(order_id))
             case ("POST", "v1", "refunds"):
-                refund = ledger.refund(_text(body, "refund_id"), _text(body, "order_id"),
-                                       _amount(body))  # fmt: skip
-                return HTTPStatus.OK, refund
+                return HTTPStatus.OK, simulator.refund(body)
             case ("GET", "v1", "refunds", refund_id):
                 return HTTPStatus.OK, ledger.refund_of(refund_id)
         return self._admin(route, body)

@@ -5,8 +5,9 @@ auto-debit on purpose.
 ``SimulatedGateway`` is the withholding gateway of tests, demos and simulation mode: it runs in
 the process but stands apart from the lender as a bank does, each call one short transaction of
 its own (never the lender's), keeping its orders (``sim_orders``) so that an order sent twice
-takes the money once and a query finds it. ``SimulatedChannel`` pays money back (credit refunds,
-reversals) within the lender's transaction and lets staff set balances in simulation mode.
+takes the money once and a query finds it; a refund of one of its debits puts the money back
+on the method's balance, once per refund id, and never more than the debit took.
+``SimulatedChannel`` keeps the balances, which staff set in simulation mode.
 """
 
 from __future__ import annotations
@@ -14,7 +15,8 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import TypeVar
 
-from sqlalchemy import Engine, bindparam, select, update
+from sqlalchemy import Engine, bindparam, func, select, update
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from fenqi.domain.money import Money
@@ -52,9 +54,9 @@ class SimulatedChannel:
         short = f"insufficient funds: the method holds {Money(balance or 0)}"
         return Debit(f"sim:{idempotency_key}", declined=f"{short}, {amount} was asked")
 
-    def pay_back(self, token_ref: str, amount: Money, idempotency_key: str) -> str:
+    def deposit(self, token_ref: str, amount: Money) -> None:
+        """Puts ``amount`` on the method's balance (a refund of a debit)."""
         self._account(token_ref).balance += int(amount)
-        return f"sim:{idempotency_key}"
 
     def set_balance(self, token_ref: str, balance: Money) -> None:
         self._account(token_ref).balance = int(balance)
@@ -101,14 +103,39 @@ class SimulatedGateway:
 
         return self._own(find)
 
-    def refund(self, refund_id: str, order_id: str,  # noqa: ARG002 - it takes none
-               amount: Money) -> GatewayAnswer:  # noqa: ARG002  # fmt: skip
-        """Money goes back through ``SimulatedChannel.pay_back`` in the lender's transaction;
-        this gateway takes no refund orders."""
-        return GatewayAnswer(refund_id, Outcome.FAILED, reason="refunds are paid back directly")
+    def refund(self, refund_id: str, order_id: str, amount: Money) -> GatewayAnswer:
+        """Pays ``amount`` of the debit ``order_id`` back to its method, at once: declined when
+        no debit took money by that order id, or when it would pay back more than the debit
+        took. The same refund id again gets the first answer, and moves nothing more."""
+
+        def give(session: Session) -> GatewayAnswer:
+            known = session.get(SimOrderRow, refund_id)
+            if known is not None:
+                return _answer(known)
+            debit = session.get(SimOrderRow, order_id, with_for_update=True) if order_id else None
+            took = Outcome.SUCCEEDED.value
+            reason = None
+            if debit is None or debit.refers_to is not None or debit.outcome != took:
+                reason = "no debit taken by that order id"
+            else:
+                refunded = session.scalar(select(func.coalesce(func.sum(SimOrderRow.amount), 0))
+                                          .where(SimOrderRow.refers_to == order_id,
+                                                 SimOrderRow.outcome == took))  # fmt: skip
+                if int(refunded or 0) + int(amount) > debit.amount:
+                    reason = "more than is left of the debit to refund"
+            outcome = Outcome.FAILED if reason else Outcome.SUCCEEDED
+            if debit is not None and reason is None:
+                SimulatedChannel(session).deposit(debit.token_ref, amount)
+            refund = SimOrderRow(order_id=refund_id, amount=int(amount), outcome=outcome.value,
+                                 token_ref="" if debit is None else debit.token_ref,
+                                 reason=reason, refers_to=order_id)  # fmt: skip
+            session.add(refund)
+            return _answer(refund)
+
+        return self._own(give)
 
     def query_refund(self, refund_id: str) -> GatewayAnswer:
-        return GatewayAnswer(refund_id, Outcome.NOT_FOUND)
+        return self.query(refund_id)
 
     def read_notification(self, headers: Mapping[str, str],  # noqa: ARG002 - it sends none
                           body: bytes) -> GatewayAnswer:  # noqa: ARG002  # fmt: skip
@@ -116,9 +143,17 @@ class SimulatedGateway:
 
     def _own(self, work: Callable[[Session], T]) -> T:
         """``work`` in a transaction of the simulator's own (on SQLite, in this process's turn
-        at the database, which a caller still in a transaction would be holding)."""
-        with turn(self.engine), Session(self.engine) as session, session.begin():
-            return work(session)
+        at the database, which a caller still in a transaction would be holding). The same
+        order sent twice at once (a retry racing the first call) is kept by whichever commits
+        first: the other, refused its insert and rolled back, runs again and finds it."""
+        for attempt in (1, 2):
+            try:
+                with turn(self.engine), Session(self.engine) as session, session.begin():
+                    return work(session)
+            except IntegrityError:
+                if attempt == 2:
+                    raise
+        raise AssertionError("unreachable")  # pragma: no cover
 
 
 def _answer(order: SimOrderRow) -> GatewayAnswer:

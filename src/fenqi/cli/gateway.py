@@ -1,6 +1,8 @@
 """``fenqi gateway-sim`` runs the withholding gateway simulator, a server of its own that the
-HTTP adapter talks to as to a real gateway; ``fenqi gateway reconcile`` settles the debit
-requests a crash or a lost answer left open, by asking the gateway about each."""
+HTTP adapter talks to as to a real gateway; ``fenqi gateway reconcile`` settles the debit and
+refund requests a crash or a lost answer left open, by asking the gateway about each;
+``fenqi gateway payouts`` lists the payouts the gateway has not paid, and ``fenqi gateway
+retry-payout`` sends a failed one again."""
 
 from __future__ import annotations
 
@@ -19,9 +21,9 @@ from fenqi.cli.context import DatabaseOption, respond
 from fenqi.cli.groups import command_group
 from fenqi.cli.options import JsonOption
 from fenqi.cli.serve import listening_socket
-from fenqi.services import withholding
+from fenqi.services import payouts, withholding
 
-gateway_app = command_group("Debits through the withholding gateway.")
+gateway_app = command_group("Debits and payouts through the withholding gateway.")
 
 
 def gateway_sim_command(
@@ -62,7 +64,31 @@ def reconcile_command(
     db: DatabaseOption = None,
     as_json: JsonOption = False,
 ) -> None:
-    """Ask the gateway about each debit request still pending or unknown and record its answer:
-    a debit it took is recorded as the payment, one it never had as failed."""
+    """Ask the gateway about each debit or refund request still pending or unknown and record
+    its answer: a debit it took is recorded as the payment, a refund it paid as paid, one it
+    never had as failed."""
     respond(db, as_json, render.key_values, withholding.reconcile,
             older_than=timedelta(seconds=older_than))  # fmt: skip
+
+
+@gateway_app.command("payouts")
+def payouts_command(db: DatabaseOption = None, as_json: JsonOption = False) -> None:
+    """List the payouts to bound methods the gateway has not paid: pending (the reconciler
+    settles them) or failed (with the gateway's reason: retry-payout sends one again)."""
+    respond(db, as_json, _payouts, payouts.unpaid)
+
+
+@gateway_app.command("retry-payout")
+def retry_payout_command(
+    payout: Annotated[str, typer.Argument(metavar="PAYOUT_ID", help="C12-5 or V12-6.")],
+    db: DatabaseOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Send a failed payout (a credit refund's, a merchant refund's or a reversal's) to the
+    gateway again, under a new refund id, and say what it answered."""
+    respond(db, as_json, render.key_values, payouts.retry, payout)
+
+
+def _payouts(documents: list[dict[str, object]]) -> None:
+    columns = ["id", "loan_id", "amount", "channel", "method_id", "status", "reason"]
+    render.show(render.table(documents, columns, title="Payouts not paid"))

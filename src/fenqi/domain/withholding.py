@@ -86,7 +86,7 @@ class DebitRequest:
     status: Status = Status.PENDING
     reference: str | None = None
     reason: str | None = None
-    refers_to: str | None = None  # a refund: the debit it pays back
+    refers_to: str | None = None  # a refund: the debit order it pays back (None: none took it)
     attempts: int = 0  # how many answers came: the call's, notifications, queries
     mode: PrepayMode | None = None  # a prepayment: how it repays
     due_date: date | None = None  # the batch's debit: the installment it is for
@@ -98,7 +98,10 @@ class DebitRequest:
         """Whether the loan has an outcome of this request still to book: money the gateway
         took, once; a failure of the batch's debit (dunning and the retries follow it), once
         and never after a success. A declined payment of the borrower's books nothing: she is
-        told at once."""
+        told at once. A refund books nothing either: the payout it pays was booked when the
+        request was committed (``fenqi.services.payouts``)."""
+        if self.kind is Kind.REFUND:
+            return False
         if self.status is Status.SUCCEEDED:
             return self.booked is not Status.SUCCEEDED
         return self.status is Status.FAILED and self.kind is Kind.COB and self.booked is None

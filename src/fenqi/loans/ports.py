@@ -278,7 +278,8 @@ class UnitOfWork(Protocol):
     def loans(self) -> Loans: ...
 
     def channel(self) -> PaymentChannel:
-        """The payment channel, within this transaction."""
+        """The payment channel, within this transaction: it moves no money (the simulator's
+        keeps simulation mode's balances)."""
         ...
 
     def trial_balance(self) -> list[tuple[str, int, int]]:
@@ -347,6 +348,10 @@ class UnitOfWork(Protocol):
 
     def save_debit_request(self, request: DebitRequest) -> None:
         """Stores a request as an answer or a booking left it."""
+        ...
+
+    def debit_requests(self, loan_id: int) -> list[DebitRequest]:
+        """Every request of the loan: its debits and its refunds."""
         ...
 
     def in_flight(self, loan_id: int) -> Money:

@@ -4,15 +4,17 @@ its journal entries, receipt and the loan's new summary) and saves the booking.
 
 Money taken from a bound method goes through the withholding gateway in phases of their own
 (``fenqi.services.withholding.collect``): the request is committed, the gateway asked with no
-transaction open, and its answer booked. Money taken by hand is booked in one unit of work;
-money paid back goes through the channel (``pay_back``) before the booking is saved.
+transaction open, and its answer booked. Money taken by hand is booked in one unit of work.
+Money paid back to a bound method goes the same way (``fenqi.services.payouts``): the unit of
+work that books the credit refund or the reversal commits a pending refund request with it,
+and the gateway is asked once it has committed, never inside it.
 """
 
 from __future__ import annotations
 
 import re
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import date
 from typing import Any, TypeVar
 
@@ -36,13 +38,13 @@ from fenqi.domain.loan import LoanState, LoanStatus, paying_back, payoff_quote, 
 from fenqi.domain.money import Money
 from fenqi.domain.quote import Quote, quote
 from fenqi.domain.schedule import Method
-from fenqi.domain.withholding import Kind
+from fenqi.domain.withholding import DebitRequest, Kind
 from fenqi.loans.aggregate import MAX_ID, Loan
 from fenqi.loans.booking import book
 from fenqi.loans.methods import PaymentMethod
 from fenqi.loans.ports import UnitOfWork
 from fenqi.loans.receipts import Receipt
-from fenqi.services import withholding
+from fenqi.services import payouts, withholding
 from fenqi.services.context import (
     Context,
     Replayed,
@@ -455,8 +457,10 @@ def refund(context: Context, loan_id: int, amount: Money, day: date, *,
     her default."""
     if amount <= 0:
         raise RefusedError(f"refund amount {amount} must be more than 0")
+    opened: list[DebitRequest] = []  # the payouts' refund requests the unit committed
 
     def work(unit: UnitOfWork) -> Refunded:
+        opened.clear()  # a unit run again on fresh state opens them anew
         record = unit.loans.get(loan_id, for_update=True)
         _check_day(record, day)
         priced = record.terms.principal - sum(
@@ -469,16 +473,19 @@ def refund(context: Context, loan_id: int, amount: Money, day: date, *,
         event = Refund(record.next_seq, day, amount, Channel.MANUAL, to_credit=True)
         state = _book(unit, record, event, f"merchant refund of {amount}")
         payout = Money(max(state.credit_balance - credit_before, 0))
-        paid_to, state = _pay_credit_back(unit, record, payout, day=day, state=state)
+        paid_to, state = _pay_credit_back(unit, record, payout, day=day, state=state, opened=opened)
         unit.audit(caller(context, unit).name, "loan.refund", f"loan:{loan_id}", "merchant refund",
                    after={"amount": str(amount), "paid_back": str(payout),
-                          "paid_to": [payout_document(paid) for paid in paid_to]})  # fmt: skip
+                          "paid_to": [_booked(paid) for paid in paid_to]})  # fmt: skip
         return Refunded(f"F{loan_id}-{event.seq}", loan_id, amount, payout, paid_to, day,
                         LoanSummary.of(record, state))  # fmt: skip
 
     request = {"op": "refund", "loan": loan_id, "amount": int(amount), "day": day.isoformat()}
-    return _once(context, f"loan:{loan_id}", idempotency_key, request, work,
+    done = _once(context, f"loan:{loan_id}", idempotency_key, request, work,
                  guard=_needs(context, Permission.SERVE))  # fmt: skip
+    if isinstance(done, Replayed):
+        return payouts.replayed(context, done)
+    return replace(done, paid_to=payouts.paid_out(context, done.paid_to, opened))
 
 
 def refund_credit(context: Context, loan_id: int, amount: Money | None, day: date, *,
@@ -489,8 +496,10 @@ def refund_credit(context: Context, loan_id: int, amount: Money | None, day: dat
     credit refund event of its own, and the answer lists them (``paid_to``)."""
     if amount is not None and amount <= 0:
         raise RefusedError(f"amount {amount} must be more than 0")
+    opened: list[DebitRequest] = []  # the payouts' refund requests the unit committed
 
     def work(unit: UnitOfWork) -> CreditPaidBack:
+        opened.clear()  # a unit run again on fresh state opens them anew
         record = unit.loans.get(loan_id, for_update=True)
         _check_day(record, day)
         before = record.state_on(record.booking_day(day))
@@ -498,12 +507,14 @@ def refund_credit(context: Context, loan_id: int, amount: Money | None, day: dat
         paying = credit if amount is None else amount
         if paying <= 0 or paying > credit:
             raise RefusedError(f"loan {loan_id} holds a credit balance of {credit} on {day}")
-        paid_to, state = _pay_credit_back(unit, record, paying, day=day, state=before)
+        paid_to, state = _pay_credit_back(
+            unit, record, paying, day=day, state=before, opened=opened
+        )
         unit.audit(caller(context, unit).name, "loan.refund_credit", f"loan:{loan_id}",
                    "credit paid back",
                    before={"credit_balance": str(credit)},
                    after={"credit_balance": str(state.credit_balance),
-                          "paid_to": [payout_document(paid) for paid in paid_to]})  # fmt: skip
+                          "paid_to": [_booked(paid) for paid in paid_to]})  # fmt: skip
         return CreditPaidBack(loan_id, paying, day, paid_to, LoanSummary.of(record, state))
 
     request = {
@@ -512,16 +523,21 @@ def refund_credit(context: Context, loan_id: int, amount: Money | None, day: dat
         "amount": None if amount is None else int(amount),
         "day": day.isoformat(),
     }
-    return _once(context, f"loan:{loan_id}", idempotency_key, request, work,
+    done = _once(context, f"loan:{loan_id}", idempotency_key, request, work,
                  guard=_needs(context, Permission.PAY_OUT))  # fmt: skip
+    if isinstance(done, Replayed):
+        return payouts.replayed(context, done)
+    return replace(done, paid_to=payouts.paid_out(context, done.paid_to, opened))
 
 
-def _pay_credit_back(unit: UnitOfWork, record: Loan, paying: Money, *,
-                     day: date,
-                     state: LoanState) -> tuple[tuple[Payout, ...], LoanState]:  # fmt: skip
+def _pay_credit_back(unit: UnitOfWork, record: Loan, paying: Money, *, day: date,
+                     state: LoanState, opened: list[DebitRequest],
+                     ) -> tuple[tuple[Payout, ...], LoanState]:  # fmt: skip
     """Pays ``paying`` of the credit balance back where it came from (``_payees``): a credit
-    refund event and a payout for each payee. Returns what went where, and the loan's state
-    after the last of them (``state``, the one before, when there was nothing to pay)."""
+    refund event and a payout for each payee, a payout to a bound method with its refund
+    requests (``payouts.open_payout``, added to ``opened``) for the gateway to be asked once
+    the unit has committed. Returns what went where, and the loan's state after the last of
+    them (``state``, the one before, when there was nothing to pay)."""
     paid_to: list[Payout] = []
     if paying <= 0:
         return (), state
@@ -531,18 +547,28 @@ def _pay_credit_back(unit: UnitOfWork, record: Loan, paying: Money, *,
         event = CreditRefund(record.next_seq, day, share, channel,
                              None if method is None else method.id)  # fmt: skip
         state = _book(unit, record, event, f"credit balance of {share} paid back")
+        payout_id = f"C{loan_id}-{event.seq}"
         if method is not None:
-            unit.channel().pay_back(method.token_ref, share, f"credit:{loan_id}:{event.seq}")
+            opened.extend(
+                payouts.open_payout(unit, loan_id, payout_id, method, amount=share, day=day)
+            )
         paid_to.append(
             Payout(
-                f"C{loan_id}-{event.seq}",
+                payout_id,
                 channel,
                 None if method is None else method.id,
                 None if method is None else method.masked_account,
                 share,
             )
         )
-    return tuple(paid_to), state
+    return payouts.with_status(paid_to, opened), state
+
+
+def _booked(paid: Payout) -> dict[str, Any]:
+    """A payout as the audit log keeps it: where the money was booked to go (what the gateway
+    said of it is the refund request's)."""
+    shown = payout_document(paid)
+    return {key: shown[key] for key in ("id", "channel", "method_id", "account", "amount")}
 
 
 def _payees(unit: UnitOfWork, record: Loan, paying: Money,
@@ -580,8 +606,10 @@ def reverse(context: Context, payment_id: str, reason: str, day: date | None = N
     payment_id = f"P{loan_id}-{seq}"  # the canonical id: the audit log and the key's scope
     if not plain_text("the reason", reason).strip():
         raise RefusedError("a reversal needs a reason")
+    opened: list[DebitRequest] = []  # the payout's refund requests the unit committed
 
     def work(unit: UnitOfWork) -> Reversed:
+        opened.clear()  # a unit run again on fresh state opens them anew
         record = unit.loans.get(loan_id, for_update=True)
         paid = next((e for e in record.events if e.seq == seq), None)
         if not isinstance(paid, Payment | Prepayment):
@@ -600,14 +628,23 @@ def reverse(context: Context, payment_id: str, reason: str, day: date | None = N
         receipt = unit.loans.receipt(loan_id, seq)
         method_id = None if receipt is None or receipt.method is None else receipt.method.id
         method = None if method_id is None else unit.method(method_id)
-        if method is not None and back > 0:
-            unit.channel().pay_back(method.token_ref, back, f"reverse:{payment_id}")
+        reversal_id = f"V{loan_id}-{event.seq}"
+        paid_to: tuple[Payout, ...] = ()
+        if back > 0:
+            if method is not None:
+                opened.extend(payouts.open_payout(unit, loan_id, reversal_id, method, amount=back,
+                                                  day=on, paid_by=seq))  # fmt: skip
+            paid_to = payouts.with_status([Payout(
+                reversal_id, paid.channel, None if method is None else method.id,
+                None if method is None else method.masked_account, back,
+            )], opened)  # fmt: skip
         unit.audit(caller(context, unit).name, "payment.reverse", payment_id, reason,
                    before={"amount": str(paid.amount), "status": effect.status_before.value},
                    after={"paid_back": str(back), "status": effect.status_after.value,
-                          "dpd": effect.dpd, "confirmed": effect.needs_confirmation})  # fmt: skip
-        return Reversed(f"V{loan_id}-{event.seq}", payment_id, loan_id, paid.amount, back, reason,
-                        on, effect, LoanSummary.of(record, state))  # fmt: skip
+                          "dpd": effect.dpd, "confirmed": effect.needs_confirmation,
+                          "paid_to": [_booked(out) for out in paid_to]})  # fmt: skip
+        return Reversed(reversal_id, payment_id, loan_id, paid.amount, back, reason, on, effect,
+                        LoanSummary.of(record, state), paid_to)  # fmt: skip
 
     request = {
         "op": "reverse",
@@ -615,8 +652,11 @@ def reverse(context: Context, payment_id: str, reason: str, day: date | None = N
         "reason": reason,
         "day": None if day is None else day.isoformat(),
     }
-    return _once(context, f"payment:{payment_id}", idempotency_key, request, work,
+    done = _once(context, f"payment:{payment_id}", idempotency_key, request, work,
                  guard=_needs(context, Permission.PAY_OUT))  # fmt: skip
+    if isinstance(done, Replayed):
+        return payouts.replayed(context, done)
+    return replace(done, paid_to=payouts.paid_out(context, done.paid_to, opened))
 
 
 def _paid_back_by(paid: Payment | Prepayment, before: LoanState, after: LoanState) -> Money:

@@ -107,14 +107,18 @@ class PaymentTaken:
 
 @dataclass(frozen=True)
 class Payout:
-    """Money paid back from a credit balance: to a bound method (``method_id``, ``account``)
-    or by hand."""
+    """Money paid back (from a credit balance, or a reversed payment): to a bound method
+    (``method_id``, ``account``) through its gateway, or by hand. ``status`` is the gateway's
+    word on it (``fenqi.services.payouts``): pending, succeeded or failed (with its ``reason``);
+    None for money paid back by hand."""
 
-    id: str  # the credit refund, C<loan>-<seq>
+    id: str  # the credit refund, C<loan>-<seq>, or the reversal, V<loan>-<seq>
     channel: Channel
     method_id: int | None
     account: str | None
     amount: Money
+    status: str | None = None
+    reason: str | None = None
 
 
 @dataclass(frozen=True)
@@ -159,6 +163,7 @@ class Reversed:
     date: date
     consequences: Consequences
     loan: LoanSummary
+    paid_to: tuple[Payout, ...] = ()  # what went back where: the payout, if anything went back
 
 
 @dataclass(frozen=True)

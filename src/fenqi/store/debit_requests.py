@@ -1,5 +1,6 @@
 """The one writer of ``debit_requests``: a request is added pending, its answers recorded, and
-the ones left open are found for the reconciler. Rows go in and come out as ``DebitRequest``."""
+the ones left open are found for the reconciler, and a loan's refunds for its payouts. Rows go
+in and come out as ``DebitRequest``."""
 
 from __future__ import annotations
 
@@ -85,6 +86,30 @@ def open_requests(session: Session, untouched_since: datetime, limit: int) -> li
         .limit(limit)
     )
     return [_request(row) for row in session.scalars(query)]
+
+
+def loan_requests(session: Session, loan_id: int) -> list[DebitRequest]:
+    """Every request of a loan (its debits and its refunds), in the order of their order ids."""
+    query = select(DebitRequestRow).where(DebitRequestRow.loan_id == loan_id)
+    return [_request(row) for row in session.scalars(query.order_by(DebitRequestRow.order_id))]
+
+
+def unpaid_refunds(session: Session, limit: int) -> list[DebitRequest]:
+    """The refund requests of every loan that has a refund not paid (pending, unknown or
+    failed), up to ``limit`` such loans, oldest first: what an operator looks at."""
+    loans = (
+        select(DebitRequestRow.loan_id)
+        .where(DebitRequestRow.kind == Kind.REFUND.value,
+               DebitRequestRow.status != Status.SUCCEEDED.value)
+        .group_by(DebitRequestRow.loan_id)
+        .order_by(func.min(DebitRequestRow.created_at))
+        .limit(limit)
+    )  # fmt: skip
+    query = select(DebitRequestRow).where(
+        DebitRequestRow.kind == Kind.REFUND.value, DebitRequestRow.loan_id.in_(loans)
+    )
+    ordered = query.order_by(DebitRequestRow.created_at, DebitRequestRow.order_id)
+    return [_request(row) for row in session.scalars(ordered)]
 
 
 def in_flight(session: Session, loan_id: int) -> Money:

@@ -138,7 +138,8 @@ class SimAccountRow(Base):
 
 class SimOrderRow(Base):
     """An order the in-process gateway simulator answered, kept as a gateway keeps its own: the
-    same order id sent again gets the same answer, and a query finds it."""
+    same order id sent again gets the same answer, and a query finds it. A refund is an order
+    too, under its refund id, that ``refers_to`` the debit it pays back."""
 
     __tablename__ = "sim_orders"
 
@@ -147,6 +148,7 @@ class SimOrderRow(Base):
     amount: Mapped[int] = mapped_column(BigInteger)  # fen
     outcome: Mapped[str]  # succeeded | failed
     reason: Mapped[str | None]
+    refers_to: Mapped[str | None]  # a refund: the debit order it pays back
 
 
 # Loans: every table below is keyed by the loan -------------------------------------------------

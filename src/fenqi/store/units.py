@@ -24,6 +24,7 @@ from fenqi.store.debit_requests import (
     add_request,
     find_request,
     in_flight,
+    loan_requests,
     save_answer,
 )
 from fenqi.store.documents import Document
@@ -313,3 +314,6 @@ class DatabaseUnitOfWork:
         if self._sms is None:
             raise MissingError("no SMS gateway is configured")
         return self._sms(self.session)
+
+    def debit_requests(self, loan_id: int) -> list[DebitRequest]:
+        return loan_requests(self.session, loan_id)
