@@ -112,11 +112,11 @@ def plan(context: Context, amount: str = "1200", product: str = "cash",
          periods: int = 3) -> tuple[int, int]:  # fmt: skip
     """A borrower with a card holding 100,000.00 and a plan from 2026-01-15."""
     who = borrowers.create_borrower(context, "张三", "13800138000", Money.parse("50000"))
-    card = borrowers.bind_method(context, who["id"], "bank_card", "6222020000001234567",
+    card = borrowers.bind_method(context, who.id, "bank_card", "6222020000001234567",
                                  sim_balance=Money.parse("100000"))  # fmt: skip
-    order = servicing.Order(who["id"], "JD-1", "华为商城", Money.parse(amount), product, periods,
+    order = servicing.Order(who.id, "JD-1", "华为商城", Money.parse(amount), product, periods,
                             START)  # fmt: skip
-    return present(servicing.checkout(context, order))["id"], card["id"]
+    return present(servicing.checkout(context, order))["id"], card.method.id
 
 
 def balance(engine: Engine, method: int) -> Money:
