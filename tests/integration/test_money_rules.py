@@ -34,10 +34,9 @@ from fenqi.store.schema import (
     AuditLogRow,
     IdempotencyKeyRow,
     LoanEventRow,
-    PaymentMethodRow,
-    SimAccountRow,
 )
 from fenqi.wire import present
+from tests.funded import balance, funded_plan
 from tests.simulated import simulated_context
 
 START = date(2026, 1, 15)
@@ -64,27 +63,12 @@ def context(engine: Engine) -> Context:
 
 def plan(context: Context, amount: str = "1000", product: str = "cash",
          periods: int = 3) -> tuple[int, int]:  # fmt: skip
-    """A borrower with a card holding 100,000.00 and a plan from 2026-01-15: (loan, card)."""
-    who = borrowers.create_borrower(context, "张三", "13800138000", Money.parse("50000"))
-    card = borrowers.bind_method(context, who.id, "bank_card", "6222020000001234567",
-                                 sim_balance=Money.parse("100000"))  # fmt: skip
-    order = servicing.Order(who.id, "JD-1", "华为商城", Money.parse(amount), product, periods,
-                            START)  # fmt: skip
-    return present(servicing.checkout(context, order))["id"], card.method.id
+    return funded_plan(context, amount, product, periods)
 
 
 def events(engine: Engine, loan: int) -> int:
     with Session(engine) as session:
         return len(session.scalars(select(LoanEventRow).where(LoanEventRow.loan_id == loan)).all())
-
-
-def balance(engine: Engine, method: int) -> Money:
-    """What the simulator holds for a bound method."""
-    with Session(engine) as session:
-        row = session.get(PaymentMethodRow, method)
-        assert row is not None
-        query = select(SimAccountRow.balance).where(SimAccountRow.token_ref == row.token_ref)
-        return Money(session.scalar(query) or 0)
 
 
 def test_a_payment_beyond_the_payoff_is_refused_and_says_the_most_that_can_be_taken(

@@ -20,14 +20,15 @@ from fenqi.channels.simulator import SimulatedGateway
 from fenqi.domain.money import Money
 from fenqi.domain.withholding import Kind, Outcome, Status
 from fenqi.ports import GatewayAnswer, Gateways
-from fenqi.services import books, borrowers, payouts, products, servicing, withholding
+from fenqi.services import books, payouts, products, servicing, withholding
 from fenqi.services.context import Context, Replayed
 from fenqi.services.errors import ConflictError, NotFoundError, RefusedError
 from fenqi.services.servicing import Source
 from fenqi.store import units
 from fenqi.store.errors import StaleError
-from fenqi.store.schema import DebitRequestRow, PaymentMethodRow, SimAccountRow, SimOrderRow
+from fenqi.store.schema import DebitRequestRow, SimOrderRow
 from fenqi.wire import present
+from tests.funded import balance, funded_plan
 from tests.simulated import simulated_context
 
 START = date(2026, 1, 15)
@@ -110,21 +111,7 @@ def context(engine: Engine, gateway: Watching) -> Context:
 
 def plan(context: Context, amount: str = "1200", product: str = "cash",
          periods: int = 3) -> tuple[int, int]:  # fmt: skip
-    """A borrower with a card holding 100,000.00 and a plan from 2026-01-15."""
-    who = borrowers.create_borrower(context, "张三", "13800138000", Money.parse("50000"))
-    card = borrowers.bind_method(context, who.id, "bank_card", "6222020000001234567",
-                                 sim_balance=Money.parse("100000"))  # fmt: skip
-    order = servicing.Order(who.id, "JD-1", "华为商城", Money.parse(amount), product, periods,
-                            START)  # fmt: skip
-    return present(servicing.checkout(context, order))["id"], card.method.id
-
-
-def balance(engine: Engine, method: int) -> Money:
-    with Session(engine) as session:
-        row = session.get(PaymentMethodRow, method)
-        assert row is not None
-        query = select(SimAccountRow.balance).where(SimAccountRow.token_ref == row.token_ref)
-        return Money(session.scalar(query) or 0)
+    return funded_plan(context, amount, product, periods)
 
 
 def refunds_paid(engine: Engine) -> list[tuple[str, int]]:
