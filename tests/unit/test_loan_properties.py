@@ -6,7 +6,7 @@ import json
 from datetime import date, timedelta
 from fractions import Fraction
 
-from hypothesis import assume, given, note, settings
+from hypothesis import assume, example, given, note, settings
 from hypothesis import strategies as st
 
 from fenqi.domain.events import (
@@ -46,6 +46,7 @@ from fenqi.domain.products import (
 )
 from fenqi.domain.schedule import Method, Terms
 from tests.plans import any_terms
+from tests.plans import plan as plan_terms
 
 
 @st.composite
@@ -325,8 +326,25 @@ def test_a_borrower_who_pays_every_installment_by_its_due_date_is_never_overdue(
 # -- the payoff quote and the plan agree --------------------------------------------------------
 
 
+def _repriced_onto_a_paid_installment() -> tuple[Terms, Product, list[Event]]:
+    """Found by a random run: a merchant refund of 0.01 re-prices 1.20 in 20 equal-principal
+    installments to 1.19, whose rounding remainder (0.19, first) lands on installment 1, paid
+    in full already; it owes again, and a payoff that passed it by left the plan open."""
+    terms = dataclasses.replace(plan_terms("equal-principal", "1.20", 20, start=date(2000, 1, 1)),
+                                remainder_first=True)  # fmt: skip
+    policy = Product(code="p", name="any", method=terms.method, periods=(20,),
+                     penalty=Penalty(mode=PenaltyMode.RATE_MULTIPLIER),
+                     prepayment_interest=PrepaymentInterest.ACCRUED)  # fmt: skip
+    card = Channel.BANK_CARD
+    events: list[Event] = [Payment(1, date(2000, 2, 1), Money(1), card)]
+    events += [Payment(seq, date(2000, 1, 1), Money(1), card) for seq in range(2, 12)]
+    events.append(Refund(12, date(2000, 1, 1), Money(1), card, to_credit=False))
+    return terms, policy, events
+
+
 @settings(max_examples=300, deadline=None)
 @given(histories(), st.integers(0, 60), st.integers(1, 400))
+@example(_repriced_onto_a_paid_installment(), 0, 1)
 def test_paying_the_payoff_quote_settles_the_plan_whatever_came_before(
     history: tuple[Terms, Product, list[Event]], after: int, later: int
 ) -> None:

@@ -123,6 +123,11 @@ def _reprice(loan: WorkingLoan, principal: int) -> None:
                 loan.credit += paid - due
                 setattr(bill, PAID[component], due)
         bill.waived_fee = min(bill.waived_fee, max(fee_k + bill.late_fee - bill.paid_fee, 0))
+        if bill.scheduled_unpaid() > 0:
+            # Re-priced to owe again (the new schedule's rounding remainder may fall on an
+            # installment already paid): it is open, and what pays the plan pays it too.
+            bill.cleared_on = None
+            bill.done = False
 
 
 def _reduce_principal(loan: WorkingLoan, amount: int) -> int:
