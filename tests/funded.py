@@ -15,6 +15,19 @@ from fenqi.wire import present
 
 START = date(2026, 1, 15)
 
+# Paying ahead is not allowed by this product, so what a payment brings beyond the bill now
+# due waits as a credit balance, to be paid back (by the method or methods that paid it in).
+NO_PAYING_AHEAD = """
+[[product]]
+code = "no-advance"
+name = "Pays the current bill only"
+method = "equal-installment"
+periods = [12]
+annual_rate = "12%"
+allocation = ["past-due:penalty", "past-due:fee", "past-due:interest", "past-due:principal",
+              "due:penalty", "due:fee", "due:interest", "due:principal"]
+"""
+
 
 def funded_plan(context: Context, amount: str, product: str, periods: int) -> tuple[int, int]:
     """A borrower with a card holding 100,000.00 and a plan from 2026-01-15: (loan, card)."""

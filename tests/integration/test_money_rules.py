@@ -36,22 +36,10 @@ from fenqi.store.schema import (
     LoanEventRow,
 )
 from fenqi.wire import present
-from tests.funded import balance, funded_plan
+from tests.funded import NO_PAYING_AHEAD, balance, funded_plan
 from tests.simulated import simulated_context
 
 START = date(2026, 1, 15)
-# Paying ahead is not allowed by this product, so what a payment brings beyond the bill now
-# due waits as a credit balance: payments by several methods can each leave some.
-NO_PAYING_AHEAD = """
-[[product]]
-code = "no-advance"
-name = "Pays the current bill only"
-method = "equal-installment"
-periods = [12]
-annual_rate = "12%"
-allocation = ["past-due:penalty", "past-due:fee", "past-due:interest", "past-due:principal",
-              "due:penalty", "due:fee", "due:interest", "due:principal"]
-"""
 
 
 @pytest.fixture

@@ -28,23 +28,11 @@ from fenqi.store import units
 from fenqi.store.errors import StaleError
 from fenqi.store.schema import DebitRequestRow, SimOrderRow
 from fenqi.wire import present
-from tests.funded import balance, funded_plan
+from tests.funded import NO_PAYING_AHEAD, balance, funded_plan
 from tests.simulated import simulated_context
 
 START = date(2026, 1, 15)
 DAY = date(2026, 2, 15)  # the first due date
-# Paying ahead is not allowed by this product, so what a payment brings beyond the bill now
-# due waits as a credit balance, to be paid back.
-NO_PAYING_AHEAD = """
-[[product]]
-code = "no-advance"
-name = "Pays the current bill only"
-method = "equal-installment"
-periods = [12]
-annual_rate = "12%"
-allocation = ["past-due:penalty", "past-due:fee", "past-due:interest", "past-due:principal",
-              "due:penalty", "due:fee", "due:interest", "due:principal"]
-"""
 
 
 @dataclass
