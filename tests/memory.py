@@ -75,7 +75,6 @@ class World:
     windows: dict[str, tuple[int, datetime]] = field(default_factory=dict)  # throttles: by key
     outbox: dict[tuple[date, int, str], QueuedSms] = field(default_factory=dict)  # in its order
     sent: list[SentSms] = field(default_factory=list)  # the contact log, oldest first
-    handed: list[tuple[str, str]] = field(default_factory=list)  # what the SMS gateway took
     people: dict[int, BorrowerAccount] = field(default_factory=dict)  # borrowers by id
 
     def books(self, loan_id: int) -> dict[str, int]:
@@ -203,11 +202,32 @@ class MemoryOutbox:
                 counts[text.borrower_id] = counts.get(text.borrower_id, 0) + 1
         return counts
 
-    def mark_sent(self, message: QueuedSms, sent_at: datetime) -> None:
+    def claim(self, message: QueuedSms, at: datetime) -> None:
         key = (message.day, message.loan_id, message.stage)
-        self.world.outbox[key] = message._replace(status="sent", sent_at=sent_at)
+        self.world.outbox[key] = message._replace(status="sending", sent_at=at, reason=None)
         self.world.sent.append(SentSms(message.loan_id, message.borrower_id, message.phone,
-                                       message.text, sent_at))  # fmt: skip
+                                       message.text, at))  # fmt: skip
+
+    def settle(self, message: QueuedSms, status: str, reference: str | None,
+               reason: str | None) -> bool:  # fmt: skip
+        key = (message.day, message.loan_id, message.stage)
+        known = self.world.outbox[key]
+        if known.status != "sending":
+            return False
+        settled = known._replace(status=status, reference=reference, reason=reason)
+        if status == "pending":
+            assert known.sent_at is not None, "a message sending was claimed at a time"
+            self.world.sent.remove(
+                SentSms(known.loan_id, known.borrower_id, known.phone, known.text, known.sent_at)
+            )
+            settled = settled._replace(sent_at=None)
+        self.world.outbox[key] = settled
+        return True
+
+    def stale(self, claimed_before: datetime) -> list[QueuedSms]:
+        return [self.world.outbox[key] for key in sorted(self.world.outbox)
+                if self.world.outbox[key].status == "sending"
+                and (self.world.outbox[key].sent_at or claimed_before) < claimed_before]  # fmt: skip
 
     def pending(self, through: date) -> tuple[int, int]:
         pending = [m for m in self.world.outbox.values() if m.status == "pending"]
@@ -271,14 +291,19 @@ class MemoryBorrowers:
 
 
 class MemorySms:
-    """A gateway that keeps what it was handed, by phone, in the order it came."""
+    """A gateway that keeps what it was handed, by phone, in the order it came, outside any unit
+    of work (a unit undone does not take back what went): ``failing`` says, by phone, what it
+    does instead of sending (raises that exception)."""
 
-    def __init__(self, world: World) -> None:
-        self.world = world
+    def __init__(self) -> None:
+        self.handed: list[tuple[str, str]] = []
+        self.failing: dict[str, BaseException] = {}
 
     def send(self, phone: str, text: str) -> str:
-        self.world.handed.append((phone, text))
-        return f"mem-sms:{len(self.world.handed)}"
+        if phone in self.failing:
+            raise self.failing[phone]
+        self.handed.append((phone, text))
+        return f"mem-sms:{len(self.handed)}"
 
 
 class MemoryLoans:
@@ -465,9 +490,6 @@ class MemoryUnitOfWork:
     def outbox(self) -> MemoryOutbox:
         return MemoryOutbox(self.world)
 
-    def sms(self) -> MemorySms:
-        return MemorySms(self.world)
-
 
 class MemoryUnits:
     """Runs units of work one at a time on ``world``, undoing one that raises."""
@@ -475,6 +497,7 @@ class MemoryUnits:
     def __init__(self) -> None:
         self.world = World()
         self.products = dict(catalog_definitions(shipped_catalog_text()))
+        self.sms = MemorySms()
 
     def __call__(self, work: Callable[[UnitOfWork], T]) -> T:
         before = copy.deepcopy(self.world)
@@ -488,7 +511,7 @@ class MemoryUnits:
         """A context whose units of work run here (it has no database), acting as the operator
         ``actor``."""
         gateways = Gateways(dict.fromkeys(DEBITED, MemoryGateway(self)), "memory:")
-        return Context(None, _no_session, operator(actor), sms=_no_session,  # type: ignore[arg-type]
+        return Context(None, _no_session, operator(actor), sms=self.sms,  # type: ignore[arg-type]
                        gateways=gateways, units=self)  # fmt: skip
 
     def borrower(self, borrower_id: int, limit: str, *, card: str | None = None) -> int | None:

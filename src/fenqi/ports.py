@@ -39,8 +39,15 @@ class SmsGateway(Protocol):
     real gateway does: what was sent to whom and when is the dispatcher's own record."""
 
     def send(self, phone: str, text: str) -> str:
-        """Hands the message over for delivery; returns the gateway's reference for it."""
+        """Hands the message over for delivery; returns the gateway's reference for it. Raises
+        ``SmsRefusedError`` when the gateway answers that it will not carry it (the message may
+        be sent again later); any other failure (no answer in time, the connection lost) leaves
+        it unknown whether the message went."""
         ...
+
+
+class SmsRefusedError(Exception):
+    """The SMS gateway answered that it did not take the message: nothing was sent."""
 
 
 @dataclass(frozen=True)

@@ -547,7 +547,7 @@ def audit_entry(row: AuditEntry) -> dict[str, Any]:
 def dispatched(done: Dispatched) -> dict[str, Any]:
     return {"now": done.now.isoformat(), "sent": done.sent, "expired": done.expired,
             "held_window": done.held_window, "held_cap": done.held_cap,
-            "pending": done.pending}  # fmt: skip
+            "pending": done.pending, "refused": done.refused, "unknown": done.unknown}  # fmt: skip
 
 
 def queued_sms(message: QueuedSms) -> dict[str, Any]:
@@ -561,6 +561,8 @@ def queued_sms(message: QueuedSms) -> dict[str, Any]:
         "text": message.text,
         "status": message.status,
         "sent_at": None if message.sent_at is None else message.sent_at.isoformat(),
+        "reference": message.reference,
+        "reason": message.reason,
     }
 
 

@@ -6,6 +6,7 @@ otherwise: the dispatches are dated in 2026."""
 
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
@@ -14,6 +15,7 @@ from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
 
 from fenqi.channels.sms_simulator import SimulatedSms
+from fenqi.ports import SmsRefusedError
 from fenqi.services import credentials, sms
 from fenqi.services.context import Context
 from fenqi.services.errors import RefusedError
@@ -53,7 +55,7 @@ def context(engine: Engine) -> Context:
         queue(session, 1, 5, date(2026, 2, 18), "reminder")
         queue(session, 1, 4, DAY, "reminder")
         queue(session, 2, 2, DAY, "due")
-    return simulated_context(engine, "test", sms=SimulatedSms)
+    return simulated_context(engine, "test", sms=SimulatedSms())
 
 
 def queue(session: Session, borrower: int, loan: int, day: date, stage: str) -> None:
@@ -139,13 +141,15 @@ def test_the_outbox_shows_what_was_sent_and_when(context: Context) -> None:
     assert [(row["loan_id"], row["stage"]) for row in sent] == [(5, "reminder"), (1, "due"),
                                                                 (2, "due")]  # fmt: skip
     assert {row["sent_at"] for row in sent} == {"2026-02-19T08:30:00+08:00"}
+    assert sent[0]["reference"].startswith("sim-sms:")  # the gateway's own
     assert sent[0] == {"loan_id": 5, "day": "2026-02-18", "stage": "reminder", "borrower_id": 1,
                        "phone": "13800000001", "text": "loan 5 reminder 2026-02-18",
-                       "status": "sent", "sent_at": "2026-02-19T08:30:00+08:00"}  # fmt: skip
+                       "status": "sent", "sent_at": "2026-02-19T08:30:00+08:00",
+                       "reference": sent[0]["reference"], "reason": None}  # fmt: skip
     assert [row["loan_id"] for row in outbox(context, "pending")] == [3, 4]
     assert len(outbox(context)) == 5
     assert len(outbox(context, limit=2)) == 2
-    with pytest.raises(RefusedError, match="pending, sent"):
+    with pytest.raises(RefusedError, match="pending, sending, sent, unknown, expired"):
         outbox(context, "failed")
 
 
@@ -177,7 +181,7 @@ def test_dispatchers_running_at_once_keep_every_borrower_under_the_cap(
                                     credit_limit=0, created_at=CREATED))  # fmt: skip
             for k in range(per_borrower):  # loan ids interleave the borrowers in the outbox
                 queue(session, borrower, k * 100 + borrower, DAY, "overdue")
-    context = simulated_context(engine, "test", sms=SimulatedSms)
+    context = simulated_context(engine, "test", sms=SimulatedSms())
     monkeypatch.setattr(sms, "CHUNK", 3)
     with ThreadPoolExecutor(4) as dispatchers:
         reports = list(dispatchers.map(lambda _: dispatch(context, at(DAY, 9)), range(4)))
@@ -210,7 +214,7 @@ def six_for_one(engine: Engine, day: date) -> Context:
         borrower(session, 7)
         for loan in range(1, 7):
             queue(session, 7, loan, day, "overdue")
-    return simulated_context(engine, "test", sms=SimulatedSms)
+    return simulated_context(engine, "test", sms=SimulatedSms())
 
 
 def test_a_dispatch_before_the_latest_send_is_refused_so_a_days_cap_is_not_used_again(
@@ -266,7 +270,7 @@ def test_dispatchers_at_once_at_different_times_never_send_out_of_order(engine: 
         borrower(session, 7)
         for loan in range(1, 13):
             queue(session, 7, loan, day, "overdue")
-    context = simulated_context(engine, "test", sms=SimulatedSms)
+    context = simulated_context(engine, "test", sms=SimulatedSms())
     times = [at(day + timedelta(days=k // 4), 9 + k % 4) for k in range(8)]
 
     def send(moment: datetime) -> int:
@@ -282,3 +286,45 @@ def test_dispatchers_at_once_at_different_times_never_send_out_of_order(engine: 
     stamps = [entry[3] for entry in log]
     assert stamps == sorted(stamps)  # in the order they were sent, time never went back
     assert max(Counter(stamp.astimezone(sms.LOCAL).date() for stamp in stamps).values()) <= 2
+
+
+class Stops:
+    """An SMS gateway in a process killed while it hands messages over: the first message
+    stops it (KeyboardInterrupt, as a signal would)."""
+
+    def send(self, phone: str, text: str) -> str:
+        raise KeyboardInterrupt
+
+
+class Refuses:
+    def send(self, phone: str, text: str) -> str:
+        raise SmsRefusedError("blacklisted number")
+
+
+def test_a_dispatcher_killed_while_handing_over_never_texts_anyone_twice(
+    context: Context, engine: Engine
+) -> None:
+    """The claim is committed before the gateway is called: the messages a killed dispatcher
+    claimed count against the cap, stay sending while it might still record them, and are then
+    marked unknown, never sent again."""
+    with pytest.raises(KeyboardInterrupt):
+        dispatch(replace(context, sms=Stops()), at(DAY, 8, 0))
+    assert [row["status"] for row in outbox(context, "sending")] == ["sending"] * 3
+    assert len(sent_log(engine)) == 3  # the contact log holds what may have gone
+    soon = dispatch(context, at(DAY, 8, 5))
+    assert (soon["sent"], soon["unknown"], soon["held_cap"]) == (0, 0, 2)
+    later = dispatch(context, at(DAY, 8, 11))
+    assert (later["sent"], later["unknown"], later["held_cap"]) == (0, 3, 2)
+    unknown = outbox(context, "unknown")
+    assert [row["reason"] for row in unknown] == [sms.NO_OUTCOME] * 3
+    assert len(sent_log(engine)) == 3
+
+
+def test_a_message_the_gateway_refuses_goes_back_to_pending_and_out_of_the_contact_log(
+    context: Context, engine: Engine
+) -> None:
+    refused = dispatch(replace(context, sms=Refuses()), at(DAY, 8, 0))
+    assert (refused["sent"], refused["refused"], refused["pending"]) == (0, 3, 5)
+    assert sent_log(engine) == []
+    assert {row["reason"] for row in outbox(context, "pending")} == {None, "blacklisted number"}
+    assert counts(dispatch(context, at(DAY, 8, 1))) == (3, 0, 2, 2)  # the cap was not used

@@ -83,7 +83,7 @@ def context_on(engine: Engine) -> Context:
         engine,
         SimulatedChannel,
         operator(actor()),
-        sms=SimulatedSms,
+        sms=SimulatedSms(),
         gateways=gateways.from_settings(engine, settings.simulation(True)),
     )
 

@@ -192,7 +192,7 @@ def create_app(url: str | None = None, *, simulation: bool | None = None) -> Fas
     app.state.simulation = settings.simulation(False) if simulation is None else simulation
     # Nobody yet: each request's context carries its caller's credential (http/security.py).
     chosen = gateways.from_settings(engine, app.state.simulation)
-    app.state.context = Context(engine, SimulatedChannel, sms=SimulatedSms, gateways=chosen,
+    app.state.context = Context(engine, SimulatedChannel, sms=SimulatedSms(), gateways=chosen,
                                 bills=KeptBills())  # fmt: skip
     app.state.metrics = metrics = Metrics(replace(app.state.context, principal=OBSERVER))
     problems.install(app)

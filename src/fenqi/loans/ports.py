@@ -16,7 +16,7 @@ from fenqi.loans.aggregate import Loan
 from fenqi.loans.booking import Booking
 from fenqi.loans.methods import PaymentMethod
 from fenqi.loans.receipts import Receipt
-from fenqi.ports import PaymentChannel, SmsGateway
+from fenqi.ports import PaymentChannel
 
 T = TypeVar("T")
 Document = dict[str, Any]
@@ -206,7 +206,9 @@ class Borrowers(Protocol):
 
 class QueuedSms(NamedTuple):
     """A message in the outbox: what the batch queued for a loan on a day at a dunning stage,
-    and whether it was sent (``status``: pending, sent or expired; ``sent_at`` when)."""
+    and where it is (``status``: pending, sending, sent, unknown or expired; ``sent_at`` when it
+    was handed to the gateway; the gateway's ``reference`` for it; ``reason``: why the last
+    try did not send it, or why its outcome is not known)."""
 
     loan_id: int
     day: date
@@ -216,6 +218,8 @@ class QueuedSms(NamedTuple):
     text: str
     status: str
     sent_at: datetime | None
+    reference: str | None = None
+    reason: str | None = None
 
 
 class SentSms(NamedTuple):
@@ -253,8 +257,23 @@ class Outbox(Protocol):
         ``start`` to before ``end``."""
         ...
 
-    def mark_sent(self, message: QueuedSms, sent_at: datetime) -> None:
-        """Marks a message sent at ``sent_at`` and records it in the contact log."""
+    def claim(self, message: QueuedSms, at: datetime) -> None:
+        """Marks a pending message sending from ``at`` and records it in the contact log: it
+        is about to be handed to the gateway, outside this unit of work, and counts against its
+        borrower's cap from now."""
+        ...
+
+    def settle(self, message: QueuedSms, status: str, reference: str | None,
+               reason: str | None) -> bool:  # fmt: skip
+        """Records what came of handing a sending message over: ``sent`` (with the gateway's
+        ``reference``) or ``unknown`` (no answer: it may have gone, and stays in the contact
+        log); ``pending`` (the gateway refused it, ``reason``) takes it out of the contact log
+        and puts it back for a later dispatch. False, and nothing done, if it is not sending."""
+        ...
+
+    def stale(self, claimed_before: datetime) -> list[QueuedSms]:
+        """The messages still sending that were claimed before ``claimed_before``: a dispatcher
+        stopped between handing them over and recording the outcome."""
         ...
 
     def pending(self, through: date) -> tuple[int, int]:
@@ -372,10 +391,6 @@ class UnitOfWork(Protocol):
     @property
     def outbox(self) -> Outbox:
         """The SMS outbox and the contact log, in this transaction."""
-        ...
-
-    def sms(self) -> SmsGateway:
-        """The SMS gateway, within this transaction."""
         ...
 
 

@@ -88,7 +88,7 @@ class Context:
     engine: Engine
     channel: Callable[[Session], PaymentChannel]
     principal: Principal | None = None
-    sms: Callable[[Session], SmsGateway] | None = None
+    sms: SmsGateway | None = None
     gateways: Gateways | None = None  # the withholding gateways, when debits go over HTTP
     units: Units | None = None
     credential: Credential | None = None
@@ -140,7 +140,7 @@ def transact(context: Context, work: Callable[[UnitOfWork], T], *, reading: bool
     if context.units is not None:
         return context.units(work)
     return run(context,
-               lambda session: work(DatabaseUnitOfWork(session, context.channel, context.sms)),
+               lambda session: work(DatabaseUnitOfWork(session, context.channel)),
                reading=reading)  # fmt: skip
 
 

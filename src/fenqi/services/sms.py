@@ -14,10 +14,22 @@ unless the clock is a simulation's (``FENQI_TODAY``), never before the clock eit
 says what was true on its day (the amount due, the days overdue): one whose day is more than
 ``FRESH_DAYS`` gone — a batch that caught up on past days queued it, or no dispatch ran — is
 marked expired, never sent.
+
+The gateway is called outside any transaction, in phases as every call out of fenqi is: a chunk
+of messages is claimed (``sending``, counted against each borrower's cap from then) and
+committed; each is handed to the gateway with no transaction open; what came of it is recorded
+in a last transaction: sent (with the gateway's reference, and in the contact log), refused
+(pending again, with the gateway's reason, for a later dispatch while it is fresh), or unknown
+(no answer: it may have gone, so it is logged as sent and never sent again). A dispatcher that
+stopped between claiming and recording leaves messages sending; the next dispatch marks those
+claimed more than ``STALE_AFTER`` before its time unknown: a borrower is never texted twice.
 """
 
 from __future__ import annotations
 
+import json
+import logging
+from collections import Counter
 from datetime import UTC, date, datetime, time, timedelta
 from enum import StrEnum
 from functools import partial
@@ -26,23 +38,31 @@ from zoneinfo import ZoneInfo
 
 from fenqi import clock
 from fenqi.loans.ports import QueuedSms, SentSms, UnitOfWork
+from fenqi.ports import SmsGateway, SmsRefusedError
 from fenqi.services.context import Context, permitted, transact
 from fenqi.services.errors import RefusedError
 from fenqi.services.policy import Permission
 from fenqi.services.views import Dispatched
 
+log = logging.getLogger("fenqi")
 LOCAL = ZoneInfo("Asia/Shanghai")
 # docs/domain.md#quiet-hours-and-daily-cap: 08:00-21:00 local, the stricter reading: 21:00 is out.
 WINDOW_OPENS, WINDOW_CLOSES = time(8), time(21)
 DAILY_CAP = 2  # SMS a borrower may receive on one local date
 SLACK = timedelta(minutes=1)  # how far a dispatch time may be off the clock (clock skew)
 FRESH_DAYS = 1  # a message goes on its day or the next (the window or the cap held it over)
-CHUNK = 500  # messages sent per transaction
+CHUNK = 500  # messages claimed per transaction, then handed over one by one
+# A message claimed this long before a dispatch and still sending was left by a dispatcher that
+# stopped: far longer than a gateway takes to answer one message.
+STALE_AFTER = timedelta(minutes=10)
+NO_OUTCOME = "no outcome was recorded: the dispatcher stopped while handing it over"
 
 
 class SmsStatus(StrEnum):
     PENDING = "pending"  # queued by the batch, not sent yet
+    SENDING = "sending"  # being handed to the gateway
     SENT = "sent"
+    UNKNOWN = "unknown"  # handed over with no answer: it may have gone, and is never sent again
     EXPIRED = "expired"  # its day more than FRESH_DAYS gone before it could be sent: never sent
 
 
@@ -88,7 +108,8 @@ def dispatch(context: Context, now: datetime, *, clock_now: datetime | None = No
     ``SLACK``; earlier than it beyond ``SLACK`` unless this is a ``simulation`` (default:
     ``FENQI_TODAY`` is set); earlier than the latest message sent. Admins only."""
     permitted(context, Permission.ADMINISTER)
-    if context.sms is None:
+    gateway = context.sms
+    if gateway is None:
         raise RefusedError("no SMS gateway is configured; nothing can be sent")
     local = local_time(now)
     present = local_time(clock.now() if clock_now is None else clock_now)
@@ -103,11 +124,12 @@ def dispatch(context: Context, now: datetime, *, clock_now: datetime | None = No
             "now and are recorded as sent now; leave --now out (an earlier time is for "
             "simulations, with FENQI_TODAY set)"
         )
-    expired = transact(context, partial(_expire, local=local))
-    sent, held_cap = _send_due(context, local) if in_window(local) else (0, 0)
+    expired, unknown = transact(context, partial(_expire, local=local))
+    handed = _send_due(context, gateway, local) if in_window(local) else _Handed()
     due, pending = transact(context, lambda unit: unit.outbox.pending(local.date()))
     held_window = 0 if in_window(local) else due
-    return Dispatched(local, sent, expired, held_window, held_cap, pending)
+    return Dispatched(local, handed.sent, expired, held_window, handed.held, pending,
+                      handed.refused, unknown + handed.unknown)  # fmt: skip
 
 
 def _take_turn(unit: UnitOfWork, local: datetime) -> None:
@@ -123,11 +145,15 @@ def _take_turn(unit: UnitOfWork, local: datetime) -> None:
         )
 
 
-def _expire(unit: UnitOfWork, local: datetime) -> int:
+def _expire(unit: UnitOfWork, local: datetime) -> tuple[int, int]:
     """Marks expired the pending messages whose day is more than ``FRESH_DAYS`` before
-    ``local``'s date: what they say (the amount due, the days overdue) is no longer true."""
+    ``local``'s date (what they say, the amount due and the days overdue, is no longer true),
+    and unknown those a dispatcher that stopped left sending; how many of each."""
     _take_turn(unit, local)
-    return unit.outbox.expire(local.date() - timedelta(days=FRESH_DAYS))
+    left = unit.outbox.stale(local.astimezone(UTC) - STALE_AFTER)
+    for message in left:
+        unit.outbox.settle(message, SmsStatus.UNKNOWN, None, NO_OUTCOME)
+    return unit.outbox.expire(local.date() - timedelta(days=FRESH_DAYS)), len(left)
 
 
 def outbox(context: Context, status: str | None = None, limit: int = 200) -> list[QueuedSms]:
@@ -153,46 +179,84 @@ def _status(text: str) -> SmsStatus:
         raise RefusedError(f'"{text}" is not a message status; accepted: {accepted}') from None
 
 
-def _send_due(context: Context, local: datetime) -> tuple[int, int]:
-    """Sends what is due, a chunk per transaction; returns how many were sent and how many
-    held over the daily cap."""
-    sent = held = 0
+class _Handed(NamedTuple):
+    """What handing messages over came to."""
+
+    sent: int = 0
+    refused: int = 0  # by the gateway: pending again
+    unknown: int = 0  # no answer
+    held: int = 0  # over the daily cap, not handed over
+
+
+class _Outcome(NamedTuple):
+    message: QueuedSms
+    status: SmsStatus  # sent, pending (refused) or unknown
+    reference: str | None
+    reason: str | None
+
+
+def _send_due(context: Context, gateway: SmsGateway, local: datetime) -> _Handed:
+    """Sends what is due, a chunk at a time: claimed in one transaction, handed over with none
+    open, the outcomes recorded in another."""
+    counted: Counter[SmsStatus] = Counter()
+    held = 0
     after: tuple[date, int, str] | None = None
     while True:
-        chunk = transact(context, partial(_send_chunk, local=local, after=after))
-        sent, held = sent + chunk.sent, held + chunk.held
+        chunk = transact(context, partial(_claim_chunk, local=local, after=after))
+        outcomes = [_hand_over(gateway, message) for message in chunk.claimed]
+        transact(context, partial(_record, outcomes=outcomes))
+        counted.update(outcome.status for outcome in outcomes)
+        held += chunk.held
         if chunk.last is None:
-            return sent, held
+            return _Handed(counted[SmsStatus.SENT], counted[SmsStatus.PENDING],
+                           counted[SmsStatus.UNKNOWN], held)  # fmt: skip
         after = chunk.last
 
 
 class _Chunk(NamedTuple):
-    sent: int
+    claimed: list[QueuedSms]
     held: int  # over the daily cap
     last: tuple[date, int, str] | None  # where the next chunk starts, or None: nothing is left
 
 
-def _send_chunk(unit: UnitOfWork, local: datetime, after: tuple[date, int, str] | None) -> _Chunk:
-    """Sends the next ``CHUNK`` pending messages after ``after``, in one transaction with the
-    record of each, in this dispatcher's turn: a dispatcher running at the same time waits, and
-    then counts what this one sent. (The gateway's reference is not kept: no table has a column
-    for it yet.)"""
+def _claim_chunk(unit: UnitOfWork, local: datetime,
+                 after: tuple[date, int, str] | None) -> _Chunk:  # fmt: skip
+    """Claims the next ``CHUNK`` pending messages after ``after`` that their borrowers' caps
+    allow, in this dispatcher's turn: a dispatcher running at the same time waits, and then
+    counts these against the caps."""
     _take_turn(unit, local)
     messages = unit.outbox.due(local.date(), after, CHUNK)
     start = datetime.combine(local.date(), time(), LOCAL)
     counts = unit.outbox.sent_between({message.borrower_id for message in messages}, start,
                                       start + timedelta(days=1))  # fmt: skip
-    sender, sent_at, sent = unit.sms(), local.astimezone(UTC), 0
+    claimed, at = [], local.astimezone(UTC)
     for message in messages:
         if counts.get(message.borrower_id, 0) >= DAILY_CAP:
             continue
-        sender.send(message.phone, message.text)
-        unit.outbox.mark_sent(message, sent_at)
+        unit.outbox.claim(message, at)
+        claimed.append(message)
         counts[message.borrower_id] = counts.get(message.borrower_id, 0) + 1
-        sent += 1
     last = messages[-1] if len(messages) == CHUNK else None
-    return _Chunk(sent, len(messages) - sent,
+    return _Chunk(claimed, len(messages) - len(claimed),
                   None if last is None else (last.day, last.loan_id, last.stage))  # fmt: skip
+
+
+def _hand_over(gateway: SmsGateway, message: QueuedSms) -> _Outcome:
+    """One message handed to the gateway, no transaction open. A failure that is not the
+    gateway's refusal leaves it unknown whether the message went."""
+    try:
+        return _Outcome(message, SmsStatus.SENT, gateway.send(message.phone, message.text), None)
+    except SmsRefusedError as refused:
+        return _Outcome(message, SmsStatus.PENDING, None, str(refused) or "refused")
+    except Exception as failure:  # any other failure: the outcome is not known
+        log.warning(json.dumps({"event": "sms-no-answer", "loan_id": message.loan_id,
+                                "error": type(failure).__name__}))  # fmt: skip
+        return _Outcome(message, SmsStatus.UNKNOWN, None, type(failure).__name__)
+
+
+def _record(unit: UnitOfWork, outcomes: list[_Outcome]) -> None:
+    for outcome in outcomes:
+        unit.outbox.settle(outcome.message, outcome.status, outcome.reference, outcome.reason)
 
 
 def delivered(context: Context, phone: str | None = None, limit: int = 20) -> list[SentSms]:

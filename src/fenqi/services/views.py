@@ -227,7 +227,9 @@ class BookCheck:
 @dataclass(frozen=True)
 class Dispatched:
     """What an SMS dispatch did at ``now`` (China's time): messages sent and expired, pending
-    ones the contact window or the daily cap held over, and how many are pending now."""
+    ones the contact window or the daily cap held over, how many are pending now, how many the
+    gateway refused (pending again) and how many were handed over with no outcome (unknown:
+    never sent again)."""
 
     now: datetime
     sent: int
@@ -235,6 +237,8 @@ class Dispatched:
     held_window: int
     held_cap: int
     pending: int
+    refused: int = 0
+    unknown: int = 0
 
 
 @dataclass(frozen=True)

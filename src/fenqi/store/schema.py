@@ -415,8 +415,12 @@ class SmsOutboxRow(Base):
     borrower_id: Mapped[int]
     phone: Mapped[str]
     text: Mapped[str]
-    status: Mapped[str]  # pending | sent | expired (its day long gone, never sent)
-    sent_at: Mapped[datetime | None] = mapped_column(Timestamp)
+    # pending | sending (being handed to the gateway) | sent | unknown (no outcome came: it may
+    # have gone) | expired (its day long gone, never sent)
+    status: Mapped[str]
+    sent_at: Mapped[datetime | None] = mapped_column(Timestamp)  # handed to the gateway
+    reference: Mapped[str | None]  # the gateway's, once it took the message
+    reason: Mapped[str | None]  # why the last try did not send it, or its outcome is unknown
 
 
 NO_LOAN = 0  # ``sms_sent.loan_id`` of a text about no loan: a sign-in code (loan ids start at 1)

@@ -8,19 +8,25 @@ from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any, cast
 
-from sqlalchemy import CursorResult, func, select, text, tuple_, update
+from sqlalchemy import CursorResult, delete, func, select, text, tuple_, update
 from sqlalchemy.orm import Session
 
 from fenqi.loans.ports import QueuedSms, SentSms
 from fenqi.store.schema import NO_LOAN, SmsOutboxRow, SmsSentRow
 
-PENDING, SENT, EXPIRED = "pending", "sent", "expired"  # an outbox message's status
+# An outbox message's status: sending while a dispatcher hands it to the gateway, outside any
+# transaction; unknown when no outcome came (it may have gone, so it is never sent again).
+PENDING, SENDING, SENT, UNKNOWN, EXPIRED = "pending", "sending", "sent", "unknown", "expired"
 _ORDER = (SmsOutboxRow.day, SmsOutboxRow.loan_id, SmsOutboxRow.stage)  # oldest day first
 
 
 def _queued(row: SmsOutboxRow) -> QueuedSms:
     return QueuedSms(row.loan_id, row.day, row.stage, row.borrower_id, row.phone, row.text,
-                     row.status, row.sent_at)  # fmt: skip
+                     row.status, row.sent_at, row.reference, row.reason)  # fmt: skip
+
+
+def _key(message: QueuedSms) -> tuple[int, date, str]:
+    return message.loan_id, message.day, message.stage
 
 
 @dataclass(frozen=True)
@@ -71,12 +77,38 @@ class DatabaseOutbox:
         )
         return {borrower: int(count) for borrower, count in self.session.execute(query)}
 
-    def mark_sent(self, message: QueuedSms, sent_at: datetime) -> None:
-        row = self.session.get(SmsOutboxRow, (message.loan_id, message.day, message.stage))
-        assert row is not None, "a message due was read in this transaction, its row locked"
-        row.status, row.sent_at = SENT, sent_at
+    def claim(self, message: QueuedSms, at: datetime) -> None:
+        row = self._row(message)
+        assert row.status == PENDING, "a message due was read in this transaction, its row locked"
+        row.status, row.sent_at, row.reason = SENDING, at, None
         self.session.add(SmsSentRow(loan_id=row.loan_id, borrower_id=row.borrower_id,
-                                    phone=row.phone, text=row.text, sent_at=sent_at))  # fmt: skip
+                                    phone=row.phone, text=row.text, sent_at=at))  # fmt: skip
+
+    def settle(self, message: QueuedSms, status: str, reference: str | None,
+               reason: str | None) -> bool:  # fmt: skip
+        row = self.session.get(SmsOutboxRow, _key(message), with_for_update=True,
+                               populate_existing=True)  # fmt: skip
+        if row is None or row.status != SENDING:
+            return False
+        if status == PENDING:  # refused: nothing went, and the claim's contact is taken back
+            self.session.execute(delete(SmsSentRow).where(
+                SmsSentRow.loan_id == row.loan_id, SmsSentRow.borrower_id == row.borrower_id,
+                SmsSentRow.text == row.text, SmsSentRow.sent_at == row.sent_at,
+            ))  # fmt: skip
+            row.sent_at = None
+        row.status, row.reference, row.reason = status, reference, reason
+        return True
+
+    def stale(self, claimed_before: datetime) -> list[QueuedSms]:
+        query = select(SmsOutboxRow).where(
+            SmsOutboxRow.status == SENDING, SmsOutboxRow.sent_at < claimed_before
+        )
+        return [_queued(row) for row in self.session.scalars(query.order_by(*_ORDER))]
+
+    def _row(self, message: QueuedSms) -> SmsOutboxRow:
+        row = self.session.get(SmsOutboxRow, _key(message))
+        assert row is not None, "an outbox message is never deleted"
+        return row
 
     def pending(self, through: date) -> tuple[int, int]:
         pending = SmsOutboxRow.status == PENDING

@@ -18,7 +18,7 @@ from fenqi.loans.booking import Booking
 from fenqi.loans.methods import PaymentMethod
 from fenqi.loans.ports import AuditEntry, History, Stamp, StoredEntry, StoredEvent, StoredLine
 from fenqi.loans.receipts import Receipt, parse_stored
-from fenqi.ports import PaymentChannel, SmsGateway
+from fenqi.ports import PaymentChannel
 from fenqi.store.borrowers import DatabaseBorrowers
 from fenqi.store.debit_requests import (
     add_request,
@@ -195,12 +195,10 @@ class DatabaseLoans:
 class DatabaseUnitOfWork:
     """One database transaction (``session``'s), with the payment channel built for it."""
 
-    def __init__(self, session: Session, channel: Callable[[Session], PaymentChannel],
-                 sms: Callable[[Session], SmsGateway] | None = None) -> None:  # fmt: skip
+    def __init__(self, session: Session, channel: Callable[[Session], PaymentChannel]) -> None:
         self.session = session
         self.loans = DatabaseLoans(session)
         self._channel = channel
-        self._sms = sms
 
     def channel(self) -> PaymentChannel:
         return self._channel(self.session)
@@ -309,11 +307,6 @@ class DatabaseUnitOfWork:
     @property
     def outbox(self) -> DatabaseOutbox:
         return DatabaseOutbox(self.session)
-
-    def sms(self) -> SmsGateway:
-        if self._sms is None:
-            raise MissingError("no SMS gateway is configured")
-        return self._sms(self.session)
 
     def debit_requests(self, loan_id: int) -> list[DebitRequest]:
         return loan_requests(self.session, loan_id)
