@@ -13,7 +13,8 @@ from sqlalchemy.orm import Session
 from fenqi.store.schema import BorrowerRow, SmsOutboxRow
 from tests.e2e.cli import fenqi, on, refused
 
-MESSAGE_KEYS = {"loan_id", "day", "stage", "borrower_id", "phone", "text", "status", "sent_at"}
+MESSAGE_KEYS = {"loan_id", "day", "stage", "borrower_id", "phone", "text", "status", "sent_at",
+                "reference", "reason"}  # fmt: skip
 
 
 def queued(path: Path, day: date, stages: Sequence[tuple[int, str]]) -> str:
@@ -55,7 +56,8 @@ def test_the_outbox_is_dispatched_under_the_daily_cap(url: str) -> None:
     report = fenqi("sms", "dispatch", "--now", "2026-02-19T10:00", "--db", url, "--json",
                    env=on("2026-02-20")).json()  # fmt: skip
     assert report == {"now": "2026-02-19T10:00:00+08:00", "sent": 2, "expired": 0,
-                      "held_window": 0, "held_cap": 1, "pending": 1}  # fmt: skip
+                      "held_window": 0, "held_cap": 1, "pending": 1, "refused": 0,
+                      "unknown": 0}  # fmt: skip
 
     sent = fenqi("sms", "outbox", "--status", "sent", "--db", url, "--json").json()
     assert [(row["loan_id"], row["sent_at"]) for row in sent] == [
@@ -102,7 +104,7 @@ def test_outside_a_simulation_a_dispatch_is_not_dated_in_the_past(tmp_path: Path
         (("sms", "dispatch", "--now", "tomorrow"), '--now: "tomorrow" is not a time'),
         (("sms", "dispatch", "--now", "2026-02-19"), "write YYYY-MM-DDTHH:MM"),
         (("sms", "dispatch", "--now", "2026-02-19T25:00"), "--now"),
-        (("sms", "outbox", "--status", "lost"), '"lost" is not one of: pending, sent, expired'),
+        (("sms", "outbox", "--status", "lost"), '"lost" is not one of: pending, sending, sent, unknown, expired'),
     ],
 )
 def test_bad_input_is_one_line_and_exit_code_2(url: str, args: tuple[str, ...], says: str) -> None:

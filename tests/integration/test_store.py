@@ -34,7 +34,7 @@ from fenqi.store.schema import (
     PostingRow,
 )
 
-HEAD = "0014"
+HEAD = "0015"
 CHART = {
     "principal_receivable": "asset",
     "interest_receivable": "asset",

@@ -446,8 +446,12 @@ class SmsMessage(Answer):
     borrower_id: int
     phone: str
     text: str
-    status: str = Field(examples=["pending", "sent", "expired"])
-    sent_at: Moment | None
+    status: str = Field(examples=["pending", "sending", "sent", "unknown", "expired"])
+    sent_at: Moment | None = Field(description="When it was handed to the gateway.")
+    reference: str | None = Field(description="The SMS gateway's own id for it, once sent.")
+    reason: str | None = Field(
+        description="Why the last try did not send it, or why its outcome is not known."
+    )
 
 
 class AuditEntry(Answer):
