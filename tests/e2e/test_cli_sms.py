@@ -104,7 +104,10 @@ def test_outside_a_simulation_a_dispatch_is_not_dated_in_the_past(tmp_path: Path
         (("sms", "dispatch", "--now", "tomorrow"), '--now: "tomorrow" is not a time'),
         (("sms", "dispatch", "--now", "2026-02-19"), "write YYYY-MM-DDTHH:MM"),
         (("sms", "dispatch", "--now", "2026-02-19T25:00"), "--now"),
-        (("sms", "outbox", "--status", "lost"), '"lost" is not one of: pending, sending, sent, unknown, expired'),
+        (
+            ("sms", "outbox", "--status", "lost"),
+            '"lost" is not one of: pending, sending, sent, unknown, expired',
+        ),
     ],
 )
 def test_bad_input_is_one_line_and_exit_code_2(url: str, args: tuple[str, ...], says: str) -> None:
