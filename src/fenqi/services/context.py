@@ -131,7 +131,9 @@ def authenticated(context: Context) -> Principal:
     context's principal, or its credential checked in a unit of its own."""
     if context.principal is not None:
         return context.principal
-    return transact(context, lambda unit: caller(context, unit))
+    # A credential's check reads (and notes its use at most once an hour): no BEGIN and COMMIT
+    # around it, two round trips before every write of the API.
+    return transact(context, lambda unit: caller(context, unit), reading=True)
 
 
 def transact(context: Context, work: Callable[[UnitOfWork], T], *, reading: bool = False) -> T:
