@@ -6,6 +6,7 @@ the tests also on plain memory."""
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any, NamedTuple, Protocol, TypeVar
 
@@ -269,6 +270,150 @@ class Outbox(Protocol):
         """The latest texts handed to the gateway (only those to ``phone``), newest first."""
         ...
 
+    def log_sign_in_code(self, borrower_id: int, phone: str, text: str, sent_at: datetime) -> None:
+        """Records in the contact log a sign-in code texted at once (it names no loan, so the
+        dunning daily cap does not count it)."""
+        ...
+
+
+@dataclass(frozen=True)
+class User:
+    """An operator as the console lists her (never her password's hash)."""
+
+    username: str
+    role: str
+    created_at: datetime
+    disabled_at: datetime | None
+
+
+@dataclass(frozen=True)
+class ApiKey:
+    """An API key as it is listed: its id and dates, never its secret nor the secret's hash."""
+
+    key_id: str
+    username: str
+    revoked: bool
+    created_at: datetime
+    last_used_at: datetime | None
+    revoked_at: datetime | None
+
+
+@dataclass(frozen=True)
+class KeyHolder:
+    """An API key as a request is checked against it: its secret's hash, its operator, and the
+    stamp of the plan asked about with it (None: none asked about, or no such plan)."""
+
+    secret_hash: str
+    revoked: bool
+    last_used_at: datetime | None
+    username: str
+    role: str
+    disabled_at: datetime | None
+    stamp: Stamp | None
+
+
+@dataclass(frozen=True)
+class SessionHolder:
+    """A session as a request is checked against it: whose it is (``kind`` operator or
+    borrower, ``subject`` her user name or borrower id), its CSRF token and expiry, the
+    operator's row when it is an operator's (None: no such operator), and the stamp of the plan
+    asked about with it (None: none asked about, or no such plan)."""
+
+    kind: str
+    subject: str
+    csrf: str
+    expires_at: datetime
+    username: str | None
+    role: str | None
+    disabled_at: datetime | None
+    stamp: Stamp | None
+
+
+class Credentials(Protocol):
+    """Operators, their API keys, sessions and borrowers' one-time sign-in codes, as hashes
+    (``services/credentials.py`` hashes; a secret is never kept). The writes that guard against
+    guessing are single atomic statements, so that requests arriving together are all counted."""
+
+    @property
+    def checked(self) -> dict[str, object]:
+        """Who each credential checked in this unit of work belongs to, by its token: a
+        service may ask again at no cost."""
+        ...
+
+    def user(self, username: str, *, for_update: bool = False) -> User | None:
+        """An operator (``for_update``: her row held for the rest of the unit of work)."""
+        ...
+
+    def users(self) -> list[User]:
+        """Every operator, by name."""
+        ...
+
+    def password_hash(self, username: str) -> str | None:
+        """An operator's password hash, unless there is no such operator or she is disabled."""
+        ...
+
+    def add_user(self, username: str, password_hash: str, role: str, at: datetime) -> None: ...
+
+    def disable_user(self, username: str, at: datetime) -> int:
+        """Marks an operator disabled ``at`` and ends her sessions; how many it ended."""
+        ...
+
+    def add_key(self, key_id: str, secret_hash: str, username: str, at: datetime) -> None: ...
+
+    def key(self, key_id: str, *, for_update: bool = False) -> ApiKey | None: ...
+
+    def keys(self, username: str | None) -> list[ApiKey]:
+        """The keys (all, or one operator's), oldest first."""
+        ...
+
+    def revoke_key(self, key_id: str, at: datetime) -> ApiKey:
+        """Marks a key (read in this unit of work) revoked ``at``; the key as it now is."""
+        ...
+
+    def key_holder(self, key_id: str, loan_id: int | None) -> KeyHolder | None:
+        """A key with its operator, and the stamp of plan ``loan_id`` if one is asked about:
+        one statement (a bill view's one round trip)."""
+        ...
+
+    def note_key_use(self, key_id: str, at: datetime, noted_before: datetime) -> None:
+        """Writes the key's last use ``at``, unless it was last noted after ``noted_before``
+        (by a request at the same time): one conditional statement."""
+        ...
+
+    def add_session(self, token_hash: str, kind: str, subject: str, csrf: str,
+                    expires_at: datetime) -> None: ...  # fmt: skip
+
+    def session_holder(self, token_hash: str, loan_id: int | None) -> SessionHolder | None:
+        """A session with its operator if it is an operator's, and the stamp of plan
+        ``loan_id`` if one is asked about: one statement, as ``key_holder``."""
+        ...
+
+    def end_session(self, token_hash: str) -> None: ...
+
+    def keep_code(self, phone: str, code_hash: str, expires_at: datetime) -> None:
+        """The phone's new code, replacing the last one, with no tries made against it."""
+        ...
+
+    def try_code(self, phone: str, at: datetime, attempts: int) -> str | None:
+        """Takes one try at the phone's code, if it is live at ``at`` and fewer than
+        ``attempts`` were made: one atomic statement, so that however many tries arrive at
+        once, at most ``attempts`` get one. The code's hash, to the try that got one."""
+        ...
+
+    def code_expires(self, phone: str) -> datetime | None:
+        """When the phone's code expires, if it has one."""
+        ...
+
+    def use_code(self, phone: str, code_hash: str) -> bool:
+        """Forgets the phone's code if it is still ``code_hash``; whether it was (a twin
+        request may have used it a moment ago)."""
+        ...
+
+    def prune_codes(self, at: datetime) -> None:
+        """Forgets the codes expired at ``at`` (rows another request holds are left for later,
+        not waited for)."""
+        ...
+
 
 class UnitOfWork(Protocol):
     """One transaction: what it changes is kept when the work returns, and none of it when the
@@ -372,6 +517,11 @@ class UnitOfWork(Protocol):
     @property
     def outbox(self) -> Outbox:
         """The SMS outbox and the contact log, in this transaction."""
+        ...
+
+    @property
+    def credentials(self) -> Credentials:
+        """Operators, API keys, sessions and sign-in codes, in this transaction."""
         ...
 
     def sms(self) -> SmsGateway:

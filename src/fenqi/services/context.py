@@ -95,9 +95,9 @@ class Context:
     bills: KeptBills | None = None
 
 
-def caller(context: Context, on: UnitOfWork | Session) -> Principal:
-    """Who is acting, checked in the unit of work ``on`` (or on its session): the context's
-    principal, else whoever its credential belongs to (refused if it is not valid now)."""
+def caller(context: Context, on: UnitOfWork) -> Principal:
+    """Who is acting, checked in the unit of work ``on``: the context's principal, else whoever
+    its credential belongs to (refused if it is not valid now)."""
     if context.principal is not None:
         return context.principal
     if context.credential is None:

@@ -20,6 +20,7 @@ from fenqi.loans.ports import AuditEntry, History, Stamp, StoredEntry, StoredEve
 from fenqi.loans.receipts import Receipt, parse_stored
 from fenqi.ports import PaymentChannel, SmsGateway
 from fenqi.store.borrowers import DatabaseBorrowers
+from fenqi.store.credentials import DatabaseCredentials
 from fenqi.store.debit_requests import (
     add_request,
     find_request,
@@ -199,6 +200,7 @@ class DatabaseUnitOfWork:
                  sms: Callable[[Session], SmsGateway] | None = None) -> None:  # fmt: skip
         self.session = session
         self.loans = DatabaseLoans(session)
+        self.credentials = DatabaseCredentials(session)  # one, for the credentials it checked
         self._channel = channel
         self._sms = sms
 
