@@ -18,7 +18,7 @@ from fenqi.channels.gateways import DEBITED
 from fenqi.domain.ledger import Line
 from fenqi.domain.money import Money
 from fenqi.domain.products import Product, catalog_definitions, parse_definition
-from fenqi.domain.withholding import SETTLED, DebitRequest, Kind, Outcome
+from fenqi.domain.withholding import SETTLED, DebitRequest, Kind, Outcome, Status
 from fenqi.loans.aggregate import Loan
 from fenqi.loans.booking import Booking, saved
 from fenqi.loans.methods import PaymentMethod
@@ -571,6 +571,22 @@ class MemoryUnitOfWork:
     def debit_requests(self, loan_id: int) -> list[DebitRequest]:
         return sorted((request for request in self.world.requests.values()
                        if request.loan_id == loan_id), key=lambda request: request.order_id)  # fmt: skip
+
+    def open_debit_requests(self, untouched_since: datetime, limit: int) -> list[DebitRequest]:
+        """Every open request: kept without when it was last touched, each is stale here."""
+        return [request for request in self.world.requests.values()
+                if request.status in (Status.PENDING, Status.UNKNOWN)][:limit]  # fmt: skip
+
+    def unpaid_refunds(self, limit: int) -> list[DebitRequest]:
+        refunds = [request for request in self.world.requests.values()
+                   if request.kind is Kind.REFUND]  # fmt: skip
+        unpaid = list(dict.fromkeys(request.loan_id for request in refunds
+                                    if request.status is not Status.SUCCEEDED))[:limit]  # fmt: skip
+        return [request for request in refunds if request.loan_id in unpaid]
+
+    @property
+    def batch(self) -> Any:
+        raise AssertionError("the batch runs on the database only")
 
     def in_flight(self, loan_id: int) -> Money:
         return Money(sum(request.amount for request in self.world.requests.values()

@@ -5,9 +5,9 @@ the tests also on plain memory."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from typing import Any, NamedTuple, Protocol, TypeVar
 
 from fenqi.domain.money import Money
@@ -415,6 +415,129 @@ class Credentials(Protocol):
         ...
 
 
+@dataclass(frozen=True)
+class RunRecord:
+    """A run as stored."""
+
+    id: int
+    business_date: date
+    status: str  # running | done | failed
+    started_at: datetime
+    finished_at: datetime | None
+    counts: Document
+    error: str | None
+    caught_up_from: date | None
+
+
+@dataclass(frozen=True)
+class JobRecord:
+    """A chunk of a run as stored."""
+
+    run_id: int
+    chunk_no: int
+    business_date: date
+    first_loan_id: int
+    last_loan_id: int
+    status: str  # queued | done | failed
+    worker: str | None
+    finished_at: datetime | None
+    counts: Document | None
+    attempts: int
+    error: str | None
+
+
+ChunkFigures = dict[str, int]
+# What a run whose chunks are all settled comes to: its status, its error and its counts.
+RunOutcome = Callable[[list[JobRecord], ChunkFigures], tuple[str, str | None, Document]]
+
+
+class Batch(Protocol):
+    """What the nightly batch reads and writes (``services/close_of_business.py``): its runs
+    and their chunks (the job queue, shared by every worker), and a chunk of loans read and
+    written whole, a statement per table. The batch runs on the database only."""
+
+    def first_behind(self, day: date) -> date | None:
+        """The first day before ``day`` on which a loan has work not closed yet, if any."""
+        ...
+
+    def first_opened_if_idle(self, day: date) -> date | None:
+        """When nothing is due on ``day``, the day the first loan was opened."""
+        ...
+
+    def chunk(self, day: date, first: int, last: int) -> list[Loan]:
+        """The loans from ``first`` to ``last`` with work on ``day``, from their checkpoints."""
+        ...
+
+    def add_requests(self, requests: list[DebitRequest]) -> list[DebitRequest]:
+        """The chunk's debit requests, recorded pending (those recorded already, as they
+        stand)."""
+        ...
+
+    def requests(self, day: date, first: int, last: int) -> list[DebitRequest]:
+        """The chunk's debit requests of ``day``, held for this unit of work."""
+        ...
+
+    def save_requests(self, requests: Sequence[DebitRequest]) -> None: ...
+
+    def borrowers(self, borrower_ids: set[int]) -> dict[int, Borrower]: ...
+
+    def save(self, booked: Sequence[tuple[Loan, Booking]], outbox: Sequence[Document],
+             moves: Sequence[Document]) -> int:  # fmt: skip
+        """A chunk's bookings, notices and bucket moves; the rows written."""
+        ...
+
+    def aging(self, day: date) -> tuple[list[tuple[int, int, str]], int]:
+        """Each loan opened by ``day``: its DPD, outstanding principal and status; and how many
+        loans still await the batch for ``day``."""
+        ...
+
+    def take_up(self, day: date, caught_up_from: date | None) -> int | None:
+        """The run of ``day`` that is not done, if any, running once more."""
+        ...
+
+    def new_run(self, day: date, chunk_size: int, caught_up_from: date | None) -> int | None:
+        """A run for ``day`` with its chunks queued; None, and no run, when nothing is due."""
+        ...
+
+    def business_date(self, run_id: int) -> date | None: ...
+
+    def take_job(self, run_id: int | None, today: date, worker: str,
+                 lease: timedelta) -> JobRecord | None:  # fmt: skip
+        """The next queued chunk (of ``run_id``, or of any run) of a day up to ``today``,
+        leased to ``worker`` for ``lease``."""
+        ...
+
+    def release(self, job: JobRecord) -> None:
+        """Ends the chunk's lease: its gateway calls are over."""
+        ...
+
+    def hold(self, job: JobRecord) -> bool:
+        """Whether the chunk is still to do and this unit of work holds it."""
+        ...
+
+    def job_done(self, job: JobRecord, counts: Document, worker: str) -> None: ...
+
+    def job_failed(self, run_id: int, chunk_no: int, said: str, worker: str,
+                   max_attempts: int) -> str | None:  # fmt: skip
+        """Records a chunk's failed try, queueing it again or failing it for good at the
+        ``max_attempts``th; the chunk's status (None: it was not queued)."""
+        ...
+
+    def settle_run(self, run_id: int, outcome: RunOutcome) -> RunRecord:
+        """Once no chunk of the run is queued, records what ``outcome`` makes of its chunks."""
+        ...
+
+    def chunk_figures(self, run_ids: Sequence[int]) -> dict[int, ChunkFigures]:
+        """Each run's chunks, done, failed and queued, as they stand."""
+        ...
+
+    def runs(self, limit: int) -> list[RunRecord]: ...
+
+    def run(self, run_id: int) -> RunRecord | None: ...
+
+    def jobs(self, run_id: int) -> list[JobRecord]: ...
+
+
 class UnitOfWork(Protocol):
     """One transaction: what it changes is kept when the work returns, and none of it when the
     work raises."""
@@ -499,6 +622,16 @@ class UnitOfWork(Protocol):
         """Every request of the loan: its debits and its refunds."""
         ...
 
+    def open_debit_requests(self, untouched_since: datetime, limit: int) -> list[DebitRequest]:
+        """Requests still pending or unknown that no answer has touched since
+        ``untouched_since``, oldest first: what the reconciler asks the gateways about."""
+        ...
+
+    def unpaid_refunds(self, limit: int) -> list[DebitRequest]:
+        """The refund requests of every loan that has a refund not paid (pending, unknown or
+        failed), up to ``limit`` such loans, oldest first."""
+        ...
+
     def in_flight(self, loan_id: int) -> Money:
         """What the loan's payments still in the gateways' hands come to: requested, and not
         failed nor booked yet."""
@@ -522,6 +655,11 @@ class UnitOfWork(Protocol):
     @property
     def credentials(self) -> Credentials:
         """Operators, API keys, sessions and sign-in codes, in this transaction."""
+        ...
+
+    @property
+    def batch(self) -> Batch:
+        """The nightly batch's runs, chunks and bulk reads and writes, in this transaction."""
         ...
 
     def sms(self) -> SmsGateway:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import date
+from datetime import date, datetime
 
 from sqlalchemy import JSON, Boolean, String, bindparam, func, insert, select, text
 from sqlalchemy.orm import Session
@@ -19,14 +19,17 @@ from fenqi.loans.methods import PaymentMethod
 from fenqi.loans.ports import AuditEntry, History, Stamp, StoredEntry, StoredEvent, StoredLine
 from fenqi.loans.receipts import Receipt, parse_stored
 from fenqi.ports import PaymentChannel, SmsGateway
-from fenqi.store.borrowers import DatabaseBorrowers
+from fenqi.store.batch import BatchStore
+from fenqi.store.borrowers import DatabaseBorrowers, method_of
 from fenqi.store.credentials import DatabaseCredentials
 from fenqi.store.debit_requests import (
     add_request,
     find_request,
     in_flight,
     loan_requests,
+    open_requests,
     save_answer,
+    unpaid_refunds,
 )
 from fenqi.store.documents import Document
 from fenqi.store.errors import MissingError
@@ -86,11 +89,6 @@ def product_named(session: Session, code: str) -> tuple[Product, Document]:
 def _serves(loan: Loan, as_of: date | None) -> bool:
     """Whether ``loan``, as read, serves replays to ``as_of`` and later days (None: any day)."""
     return loan.since is None or (as_of is not None and as_of >= loan.since.day)
-
-
-def method_of(row: PaymentMethodRow) -> PaymentMethod:
-    return PaymentMethod(row.id, row.borrower_id, row.kind, row.masked_account, row.token_ref,
-                         row.is_default, row.status)  # fmt: skip
 
 
 _KEYS = Base.metadata.tables[IdempotencyKeyRow.__tablename__]
@@ -312,6 +310,10 @@ class DatabaseUnitOfWork:
     def outbox(self) -> DatabaseOutbox:
         return DatabaseOutbox(self.session)
 
+    @property
+    def batch(self) -> BatchStore:
+        return BatchStore(self.session)
+
     def sms(self) -> SmsGateway:
         if self._sms is None:
             raise MissingError("no SMS gateway is configured")
@@ -319,3 +321,9 @@ class DatabaseUnitOfWork:
 
     def debit_requests(self, loan_id: int) -> list[DebitRequest]:
         return loan_requests(self.session, loan_id)
+
+    def open_debit_requests(self, untouched_since: datetime, limit: int) -> list[DebitRequest]:
+        return open_requests(self.session, untouched_since, limit)
+
+    def unpaid_refunds(self, limit: int) -> list[DebitRequest]:
+        return unpaid_refunds(self.session, limit)
