@@ -617,7 +617,7 @@ class MemoryUnits:
         self.world = World()
         self.products = dict(catalog_definitions(shipped_catalog_text()))
 
-    def __call__(self, work: Callable[[UnitOfWork], T]) -> T:
+    def __call__(self, work: Callable[[UnitOfWork], T], *, reading: bool = False) -> T:
         before = copy.deepcopy(self.world)
         try:
             return work(MemoryUnitOfWork(self.world, self.products))

@@ -669,6 +669,7 @@ class UnitOfWork(Protocol):
 
 class Units(Protocol):
     """Where units of work run: ``work`` in one, again on fresh state when another writer got
-    there first (as far as the store can tell), its result returned."""
+    there first (as far as the store can tell), its result returned. ``reading``: work that
+    writes nothing of its own, which a database may run without a transaction around it."""
 
-    def __call__(self, work: Callable[[UnitOfWork], T]) -> T: ...
+    def __call__(self, work: Callable[[UnitOfWork], T], *, reading: bool = False) -> T: ...

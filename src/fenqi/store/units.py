@@ -1,13 +1,18 @@
 """The loans' repository and the unit of work on a database session (the ports in
-``fenqi.loans.ports``): rows are read and written here, and only values leave."""
+``fenqi.loans.ports``): rows are read and written here, and only values leave. ``DatabaseUnits``
+runs units of work on a database: a session in one transaction, run again on a known conflict."""
 
 from __future__ import annotations
 
+import random
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import date, datetime
+from typing import TypeVar
 
-from sqlalchemy import JSON, Boolean, String, bindparam, func, insert, select, text
+from sqlalchemy import JSON, Boolean, Engine, String, bindparam, func, insert, select, text
+from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import Session
 
 from fenqi.domain.money import Money
@@ -16,12 +21,21 @@ from fenqi.domain.withholding import DebitRequest
 from fenqi.loans.aggregate import Loan
 from fenqi.loans.booking import Booking
 from fenqi.loans.methods import PaymentMethod
-from fenqi.loans.ports import AuditEntry, History, Stamp, StoredEntry, StoredEvent, StoredLine
+from fenqi.loans.ports import (
+    AuditEntry,
+    History,
+    Stamp,
+    StoredEntry,
+    StoredEvent,
+    StoredLine,
+    UnitOfWork,
+)
 from fenqi.loans.receipts import Receipt, parse_stored
 from fenqi.ports import PaymentChannel, SmsGateway
 from fenqi.store.batch import BatchStore
 from fenqi.store.borrowers import DatabaseBorrowers, method_of
 from fenqi.store.credentials import DatabaseCredentials
+from fenqi.store.database import for_reading, turn
 from fenqi.store.debit_requests import (
     add_request,
     find_request,
@@ -32,7 +46,13 @@ from fenqi.store.debit_requests import (
     unpaid_refunds,
 )
 from fenqi.store.documents import Document
-from fenqi.store.errors import MissingError
+from fenqi.store.errors import (
+    BrokenConstraintError,
+    ContendedError,
+    MissingError,
+    StaleError,
+    is_known_conflict,
+)
 from fenqi.store.loans import (
     NewLoan,
     account_names,
@@ -61,6 +81,14 @@ from fenqi.store.schema import (
 from fenqi.store.sms import DatabaseOutbox
 from fenqi.store.throttles import DatabaseCounters
 
+T = TypeVar("T")
+# What a ``Context`` names to have its units of work run here, without knowing the database's
+# own types: the engine, and the payment channel and SMS gateway built per transaction.
+Database = Engine
+ChannelFactory = Callable[[Session], PaymentChannel]
+SmsFactory = Callable[[Session], SmsGateway]
+ATTEMPTS = 12
+BACKOFF_SECONDS = 0.002
 _LOANS = Base.metadata.tables[LoanRow.__tablename__]
 # A Core statement, compiled once: a bill view asks it on every request.
 _STAMP = select(_LOANS.c.borrower_id, _LOANS.c.version).where(_LOANS.c.id == bindparam("loan_id"))
@@ -194,8 +222,8 @@ class DatabaseLoans:
 class DatabaseUnitOfWork:
     """One database transaction (``session``'s), with the payment channel built for it."""
 
-    def __init__(self, session: Session, channel: Callable[[Session], PaymentChannel],
-                 sms: Callable[[Session], SmsGateway] | None = None) -> None:  # fmt: skip
+    def __init__(self, session: Session, channel: ChannelFactory,
+                 sms: SmsFactory | None = None) -> None:  # fmt: skip
         self.session = session
         self.loans = DatabaseLoans(session)
         self.credentials = DatabaseCredentials(session)  # one, for the credentials it checked
@@ -327,3 +355,60 @@ class DatabaseUnitOfWork:
 
     def unpaid_refunds(self, limit: int) -> list[DebitRequest]:
         return unpaid_refunds(self.session, limit)
+
+
+@dataclass(frozen=True)
+class DatabaseUnits:
+    """Units of work (``fenqi.loans.ports.Units``) on ``engine``'s database, each with the
+    payment channel and the SMS gateway built for its transaction."""
+
+    engine: Engine
+    channel: ChannelFactory
+    sms: SmsFactory | None = None
+
+    def __call__(self, work: Callable[[UnitOfWork], T], *, reading: bool = False) -> T:
+        return self.on_session(
+            lambda session: work(DatabaseUnitOfWork(session, self.channel, self.sms)),
+            reading=reading,
+        )
+
+    def on_session(self, work: Callable[[Session], T], *, reading: bool = False) -> T:
+        """Runs ``work`` in one transaction, again on fresh state if another writer got there
+        first (a known conflict, ``is_known_conflict``: a stale version, a key another writer
+        took; on PostgreSQL, a deadlock or a serialization failure). Writers that collided wait
+        a random, growing while before trying again, so that they stop colliding; after
+        ``ATTEMPTS`` it raises ``ContendedError``, having changed nothing. Nothing else is
+        retried: a constraint the database refused for another reason is a broken invariant
+        (``BrokenConstraintError``), raised at once. On SQLite the unit first waits for its
+        process's turn at the database (``turn``). Work that only reads (``reading``: no more
+        than a credential's hourly note of its use besides) runs on PostgreSQL with no
+        transaction around its statements (``for_reading``)."""
+        for attempt in range(1, ATTEMPTS + 1):
+            try:
+                with (
+                    turn(self.engine),
+                    Session(self.engine, expire_on_commit=False) as session,
+                    session.begin(),
+                ):
+                    if reading:
+                        for_reading(session)
+                    return work(session)
+            except (StaleError, IntegrityError, OperationalError) as error:
+                if not is_known_conflict(error):
+                    if isinstance(error, IntegrityError):
+                        raise BrokenConstraintError.of(error) from error
+                    raise
+                if attempt == ATTEMPTS:
+                    raise ContendedError(
+                        f"other requests kept changing the same records through {ATTEMPTS} "
+                        "tries; this one changed nothing: send it again in a moment"
+                    ) from error
+                time.sleep(random.uniform(0, BACKOFF_SECONDS * 2 ** min(attempt, 6)))
+        raise AssertionError("unreachable")  # pragma: no cover
+
+
+def session_of(unit: UnitOfWork) -> Session:
+    """The session a unit of work on the database runs in, for work written in rows on the
+    database only (the seeder's bulk rows)."""
+    assert isinstance(unit, DatabaseUnitOfWork), "this work runs on the database only"
+    return unit.session
