@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, timedelta
 from typing import Any, NamedTuple, TypeVar
 
@@ -18,21 +18,25 @@ from fenqi.channels.gateways import DEBITED
 from fenqi.domain.ledger import Line
 from fenqi.domain.money import Money
 from fenqi.domain.products import Product, catalog_definitions, parse_definition
-from fenqi.domain.withholding import SETTLED, DebitRequest, Kind, Outcome
+from fenqi.domain.withholding import SETTLED, DebitRequest, Kind, Outcome, Status
 from fenqi.loans.aggregate import Loan
 from fenqi.loans.booking import Booking, saved
 from fenqi.loans.methods import PaymentMethod
 from fenqi.loans.ports import (
+    ApiKey,
     AuditEntry,
     BorrowerAccount,
     History,
+    KeyHolder,
     QueuedSms,
     SentSms,
+    SessionHolder,
     Stamp,
     StoredEntry,
     StoredEvent,
     StoredLine,
     UnitOfWork,
+    User,
 )
 from fenqi.loans.receipts import Receipt, parse_stored, stored
 from fenqi.ports import Debit, GatewayAnswer, Gateways
@@ -76,6 +80,10 @@ class World:
     outbox: dict[tuple[date, int, str], QueuedSms] = field(default_factory=dict)  # in its order
     sent: list[SentSms] = field(default_factory=list)  # the contact log, oldest first
     people: dict[int, BorrowerAccount] = field(default_factory=dict)  # borrowers by id
+    users: dict[str, tuple[User, str]] = field(default_factory=dict)  # with the password hash
+    api_keys: dict[str, tuple[ApiKey, str]] = field(default_factory=dict)  # with the secret hash
+    sessions: dict[str, tuple[str, str, str, datetime]] = field(default_factory=dict)  # by hash
+    codes: dict[str, tuple[str, int, datetime]] = field(default_factory=dict)  # by phone
 
     def books(self, loan_id: int) -> dict[str, int]:
         """What the loan's accounts hold in its journal (debit minus credit)."""
@@ -241,6 +249,122 @@ class MemoryOutbox:
         return [text for text in reversed(self.world.sent)
                 if phone is None or text.phone == phone][:limit]  # fmt: skip
 
+    def log_sign_in_code(self, borrower_id: int, phone: str, text: str, sent_at: datetime) -> None:
+        self.world.sent.append(SentSms(0, borrower_id, phone, text, sent_at))
+
+
+class MemoryCredentials:
+    """Operators and keys kept with their hashes, sessions (kind, subject, CSRF token, expiry)
+    by their token's hash, and codes (hash, tries, expiry) by phone: one unit of work at a time,
+    so each try is atomic here."""
+
+    def __init__(self, world: World) -> None:
+        self.world = world
+        self.checked: dict[str, object] = {}
+
+    def user(self, username: str, *, for_update: bool = False) -> User | None:
+        kept = self.world.users.get(username)
+        return None if kept is None else kept[0]
+
+    def users(self) -> list[User]:
+        return [user for _, (user, _) in sorted(self.world.users.items())]
+
+    def password_hash(self, username: str) -> str | None:
+        kept = self.world.users.get(username)
+        return kept[1] if kept is not None and kept[0].disabled_at is None else None
+
+    def add_user(self, username: str, password_hash: str, role: str, at: datetime) -> None:
+        self.world.users[username] = (User(username, role, at, None), password_hash)
+
+    def disable_user(self, username: str, at: datetime) -> int:
+        user, password_hash = self.world.users[username]
+        self.world.users[username] = (replace(user, disabled_at=at), password_hash)
+        ended = [token for token, (kind, subject, _, _) in self.world.sessions.items()
+                 if (kind, subject) == ("operator", username)]  # fmt: skip
+        for token in ended:
+            del self.world.sessions[token]
+        return len(ended)
+
+    def add_key(self, key_id: str, secret_hash: str, username: str, at: datetime) -> None:
+        self.world.api_keys[key_id] = (ApiKey(key_id, username, False, at, None, None),
+                                       secret_hash)  # fmt: skip
+
+    def key(self, key_id: str, *, for_update: bool = False) -> ApiKey | None:
+        kept = self.world.api_keys.get(key_id)
+        return None if kept is None else kept[0]
+
+    def keys(self, username: str | None) -> list[ApiKey]:
+        listed = [key for key, _ in self.world.api_keys.values()
+                  if username is None or key.username == username]  # fmt: skip
+        return sorted(listed, key=lambda key: (key.created_at, key.key_id))
+
+    def revoke_key(self, key_id: str, at: datetime) -> ApiKey:
+        key, secret_hash = self.world.api_keys[key_id]
+        self.world.api_keys[key_id] = (replace(key, revoked=True, revoked_at=at), secret_hash)
+        return self.world.api_keys[key_id][0]
+
+    def key_holder(self, key_id: str, loan_id: int | None) -> KeyHolder | None:
+        if key_id not in self.world.api_keys:
+            return None
+        key, secret_hash = self.world.api_keys[key_id]
+        user = self.world.users[key.username][0]
+        return KeyHolder(secret_hash, key.revoked, key.last_used_at, user.username, user.role,
+                         user.disabled_at, self._stamp(loan_id))  # fmt: skip
+
+    def note_key_use(self, key_id: str, at: datetime, noted_before: datetime) -> None:
+        key, secret_hash = self.world.api_keys[key_id]
+        if key.last_used_at is None or key.last_used_at <= noted_before:
+            self.world.api_keys[key_id] = (replace(key, last_used_at=at), secret_hash)
+
+    def add_session(self, token_hash: str, kind: str, subject: str, csrf: str,
+                    expires_at: datetime) -> None:  # fmt: skip
+        self.world.sessions[token_hash] = (kind, subject, csrf, expires_at)
+
+    def session_holder(self, token_hash: str, loan_id: int | None) -> SessionHolder | None:
+        if token_hash not in self.world.sessions:
+            return None
+        kind, subject, csrf, expires_at = self.world.sessions[token_hash]
+        kept = self.world.users.get(subject) if kind == "operator" else None
+        user = None if kept is None else kept[0]
+        return SessionHolder(kind, subject, csrf, expires_at,
+                             None if user is None else user.username,
+                             None if user is None else user.role,
+                             None if user is None else user.disabled_at,
+                             self._stamp(loan_id))  # fmt: skip
+
+    def end_session(self, token_hash: str) -> None:
+        self.world.sessions.pop(token_hash, None)
+
+    def keep_code(self, phone: str, code_hash: str, expires_at: datetime) -> None:
+        self.world.codes[phone] = (code_hash, 0, expires_at)
+
+    def try_code(self, phone: str, at: datetime, attempts: int) -> str | None:
+        if phone not in self.world.codes:
+            return None
+        code_hash, tried, expires_at = self.world.codes[phone]
+        if tried >= attempts or expires_at <= at:
+            return None
+        self.world.codes[phone] = (code_hash, tried + 1, expires_at)
+        return code_hash
+
+    def code_expires(self, phone: str) -> datetime | None:
+        kept = self.world.codes.get(phone)
+        return None if kept is None else kept[2]
+
+    def use_code(self, phone: str, code_hash: str) -> bool:
+        if phone not in self.world.codes or self.world.codes[phone][0] != code_hash:
+            return False
+        del self.world.codes[phone]
+        return True
+
+    def prune_codes(self, at: datetime) -> None:
+        self.world.codes = {phone: kept for phone, kept in self.world.codes.items()
+                            if kept[2] >= at}  # fmt: skip
+
+    def _stamp(self, loan_id: int | None) -> Stamp | None:
+        loan = None if loan_id is None else self.world.loans.get(loan_id)
+        return None if loan is None else Stamp(loan.borrower_id, loan.version)
+
 
 class MemoryBorrowers:
     """Borrowers' accounts (a borrower given only a limit, ``MemoryUnits.borrower``, has a name
@@ -394,6 +518,7 @@ class MemoryUnitOfWork:
     def __init__(self, world: World, products: dict[str, tuple[Product, Document]]) -> None:
         self.world = world
         self.loans = MemoryLoans(world)
+        self.credentials = MemoryCredentials(world)  # one, for the credentials it checked
         self.products_kept = products
 
     def channel(self) -> MemoryChannel:
@@ -472,6 +597,22 @@ class MemoryUnitOfWork:
         return sorted((request for request in self.world.requests.values()
                        if request.loan_id == loan_id), key=lambda request: request.order_id)  # fmt: skip
 
+    def open_debit_requests(self, untouched_since: datetime, limit: int) -> list[DebitRequest]:
+        """Every open request: kept without when it was last touched, each is stale here."""
+        return [request for request in self.world.requests.values()
+                if request.status in (Status.PENDING, Status.UNKNOWN)][:limit]  # fmt: skip
+
+    def unpaid_refunds(self, limit: int) -> list[DebitRequest]:
+        refunds = [request for request in self.world.requests.values()
+                   if request.kind is Kind.REFUND]  # fmt: skip
+        unpaid = list(dict.fromkeys(request.loan_id for request in refunds
+                                    if request.status is not Status.SUCCEEDED))[:limit]  # fmt: skip
+        return [request for request in refunds if request.loan_id in unpaid]
+
+    @property
+    def batch(self) -> Any:
+        raise AssertionError("the batch runs on the database only")
+
     def in_flight(self, loan_id: int) -> Money:
         return Money(sum(request.amount for request in self.world.requests.values()
                          if request.loan_id == loan_id and request.kind in (Kind.PAY,
@@ -499,7 +640,7 @@ class MemoryUnits:
         self.products = dict(catalog_definitions(shipped_catalog_text()))
         self.sms = MemorySms()
 
-    def __call__(self, work: Callable[[UnitOfWork], T]) -> T:
+    def __call__(self, work: Callable[[UnitOfWork], T], *, reading: bool = False) -> T:
         before = copy.deepcopy(self.world)
         try:
             return work(MemoryUnitOfWork(self.world, self.products))

@@ -47,12 +47,13 @@ from fenqi.domain.quote import Quote, quote
 from fenqi.loans.aggregate import Loan
 from fenqi.loans.booking import book
 from fenqi.services.borrowers import mask
-from fenqi.services.context import Context, Document, run, transact
+from fenqi.services.context import Context, Document, transact
 from fenqi.services.errors import RefusedError
 from fenqi.services.products import seed_products
 from fenqi.store.bulk import insert_tables
 from fenqi.store.loans import NewLoan, new_loan_rows
 from fenqi.store.seeding import move_sequences, next_ids, phones_taken
+from fenqi.store.units import session_of
 
 LOANS_PER_TRANSACTION = 1_000
 HISTORY_DAYS = 730  # loans start over the two years before the seeding day
@@ -184,22 +185,28 @@ def seed(context: Context, loans: int, borrowers: int, start: date, rng_seed: in
         raise RefusedError(f"seed at least 1 loan and 1 borrower, not {loans} and {borrowers}")
     seed_products(context)  # a database without products gets the shipped ones, as at db init
     shop = _shop(context)
-    taken = run(context, phones_taken)
+    taken = _in_rows(context, phones_taken)
     rng = Random(rng_seed)
     people = _people(rng, borrowers, shop.first_borrower, taken, start)
     plans = _plans(rng, loans, people, shop.first_loan, start)
-    run(context, partial(insert_tables, rows=_people_rows(people, plans, start)))
+    _in_rows(context, partial(insert_tables, rows=_people_rows(people, plans, start)))
     batches = [plans[first : first + LOANS_PER_TRANSACTION]
                for first in range(0, loans, LOANS_PER_TRANSACTION)]  # fmt: skip
     build = partial(_loan_batch, shop=shop, day=start, rng_seed=rng_seed)
     tally: Counter[str] = Counter()
     for rows, counts in _ahead(build, batches, processes or os.cpu_count() or 1):
-        run(context, partial(insert_tables, rows=rows))
+        _in_rows(context, partial(insert_tables, rows=rows))
         tally.update(counts)
         if progress is not None:
             progress(tally["loans"])
-    run(context, move_sequences)
+    _in_rows(context, move_sequences)
     return _summary(start, rng_seed, people, plans, tally)
+
+
+def _in_rows(context: Context, work: Callable[..., T]) -> T:
+    """``work`` on the store's rows, given the session of one unit of work: the seeder writes
+    its rows in bulk, on the database only."""
+    return transact(context, lambda unit: work(session_of(unit)))
 
 
 def _ahead(work: Callable[[T], R], items: Sequence[T], processes: int) -> Iterator[R]:
@@ -258,7 +265,7 @@ def _shop(context: Context) -> Shop:
                 f"seeding needs product {code} with {periods} periods; it offers {offered} "
                 "(the shipped catalog has it: fenqi product load)"
             )
-    first_borrower, first_loan = run(context, next_ids)
+    first_borrower, first_loan = _in_rows(context, next_ids)
     return Shop(products, read_lpr_table(), first_borrower, first_loan)
 
 

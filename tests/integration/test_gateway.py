@@ -20,13 +20,14 @@ from fenqi.domain.money import Money
 from fenqi.domain.withholding import DebitRequest, Kind, Outcome, Status
 from fenqi.ports import Gateways
 from fenqi.services import borrowers, products, servicing, withholding
-from fenqi.services.context import Context, run
+from fenqi.services.context import Context
 from fenqi.services.policy import operator
 from fenqi.store.debit_requests import find_request
 from fenqi.store.schema import LoanEventRow, PaymentMethodRow
 from fenqi.wire import present
 from tests.e2e.serving import serving
 from tests.gateway_sim import SIGNER, Sim, gateway_sim
+from tests.simulated import on_session
 
 NOWHERE = "http://127.0.0.1:9/notify"  # nothing listens: notifications go unanswered
 
@@ -81,7 +82,9 @@ def _request(plan: Plan, amount: int = 30_000, key: str | None = None) -> DebitR
 
 
 def _stored(context: Context, request: DebitRequest) -> DebitRequest:
-    found = run(context, lambda session: find_request(session, request.loan_id, request.order_id))
+    found = on_session(
+        context, lambda session: find_request(session, request.loan_id, request.order_id)
+    )
     assert found is not None
     return found
 

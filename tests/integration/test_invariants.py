@@ -18,10 +18,11 @@ from fenqi.domain.money import Money
 from fenqi.http.app import create_app
 from fenqi.loans import booking
 from fenqi.services import borrowers, close_of_business, credentials, products, servicing
-from fenqi.services.context import Context, run
+from fenqi.services.context import Context
 from fenqi.services.policy import Role, operator
 from fenqi.store.errors import BrokenConstraintError, StaleError
 from fenqi.wire import present
+from tests.simulated import on_session
 
 START = date(2026, 1, 15)
 
@@ -92,7 +93,7 @@ def test_a_constraint_no_race_explains_is_broken_at_once_and_a_stale_version_is_
 
     calls, work = counted(null_name)
     with pytest.raises(BrokenConstraintError, match="a constraint broken") as broken:
-        run(context, work)
+        on_session(context, work)
     assert calls == [1]
     assert "13900000000" not in str(broken.value)  # the values stay out of what is said
 
@@ -103,7 +104,7 @@ def test_a_constraint_no_race_explains_is_broken_at_once_and_a_stale_version_is_
             raise stale.pop()
 
     calls, work = counted(first_stale)
-    run(context, work)
+    on_session(context, work)
     assert calls == [1, 1]
 
 

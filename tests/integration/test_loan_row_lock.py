@@ -18,14 +18,15 @@ from fenqi.clock import stamp
 from fenqi.domain.events import Channel, Payment
 from fenqi.domain.money import Money
 from fenqi.loans.booking import book
-from fenqi.services import books, borrowers, context, products, servicing
-from fenqi.services.context import Context, run
+from fenqi.services import books, borrowers, products, servicing
+from fenqi.services.context import Context
 from fenqi.services.errors import ConflictError
+from fenqi.store import units
 from fenqi.store.errors import StaleError, is_known_conflict
 from fenqi.store.loans import book_balances, load_loan, save_bookings
 from fenqi.store.schema import JournalEntryRow, LoanEventRow
 from fenqi.wire import present
-from tests.simulated import simulated_context
+from tests.simulated import on_session, simulated_context
 
 DAY = date(2026, 2, 10)
 WRITERS = 16
@@ -52,7 +53,7 @@ def test_sixteen_writers_of_one_loan_all_go_through_without_a_retry(
     engine: Engine, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     shop, loan = one_loan(engine)
-    monkeypatch.setattr(context, "ATTEMPTS", 1)  # a writer that lost a race would fail
+    monkeypatch.setattr(units, "ATTEMPTS", 1)  # a writer that lost a race would fail
     with ThreadPoolExecutor(WRITERS) as writers:
         paid = list(writers.map(lambda n: pay(shop, loan, f"w-{n}"), range(WRITERS * 2)))
     assert len(set(paid)) == WRITERS * 2
@@ -84,7 +85,7 @@ def test_a_unit_of_work_whose_retries_run_out_is_a_conflict(
     engine: Engine, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     shop, _ = one_loan(engine)
-    monkeypatch.setattr(context, "BACKOFF_SECONDS", 0.0)
+    monkeypatch.setattr(units, "BACKOFF_SECONDS", 0.0)
     tries = []
 
     def always_stale(_session: Session) -> None:
@@ -92,8 +93,8 @@ def test_a_unit_of_work_whose_retries_run_out_is_a_conflict(
         raise StaleError("another writer got there first")
 
     with pytest.raises(ConflictError, match="send it again"):
-        run(shop, always_stale)
-    assert len(tries) == context.ATTEMPTS
+        on_session(shop, always_stale)
+    assert len(tries) == units.ATTEMPTS
 
 
 def test_a_chunk_saved_with_one_loan_changed_since_it_was_read_is_refused_whole(

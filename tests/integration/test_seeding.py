@@ -18,7 +18,7 @@ from fenqi.domain.money import Money
 from fenqi.loans.aggregate import Loan
 from fenqi.services import books, borrowers, products, servicing
 from fenqi.services import close_of_business as cob
-from fenqi.services.context import Context, Document, run
+from fenqi.services.context import Context, Document
 from fenqi.services.errors import NotFoundError, RefusedError
 from fenqi.store.database import make_engine, upgrade
 from fenqi.store.loans import load_loan
@@ -32,7 +32,7 @@ from fenqi.store.schema import (
     PaymentMethodRow,
 )
 from fenqi.wire import present
-from tests.simulated import simulated_context
+from tests.simulated import on_session, simulated_context
 
 DAY = date(2026, 6, 1)
 
@@ -120,7 +120,7 @@ def test_a_loan_is_written_off_on_the_night_the_batch_would_have_found_it_past_t
     its DPD reached the product's write-off DPD is the day of its seeded write-off; a loan that
     never got there has none."""
     for loan_id in range(seeded["first_loan_id"], seeded["last_loan_id"] + 1):
-        record = run(shop, lambda session, loan=loan_id: load_loan(session, loan))
+        record = on_session(shop, lambda session, loan=loan_id: load_loan(session, loan))
         events = [event for event in record.events if not isinstance(event, WriteOff)]
         recorded = [event.effective for event in record.events if isinstance(event, WriteOff)]
         night = night_past_write_off_dpd(record, events)

@@ -11,7 +11,6 @@ from collections import Counter
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import suppress
-from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -25,12 +24,12 @@ from fenqi.services.errors import NotFoundError, RefusedError
 from fenqi.services.policy import Role, UnauthenticatedError
 from fenqi.services.throttles import Limit, TooManyAttemptsError
 from fenqi.store.schema import SignInCodeRow, SignInThrottleRow, SmsSentRow
+from tests.sign_in_clock import Clock
 from tests.simulated import simulated_context
 
 PHONE = "13800000001"
 PASSWORD = "a long password"
 AT_ONCE = 40  # simultaneous requests, each from its own thread
-START = datetime(2026, 3, 2, 2, 0, tzinfo=UTC)
 
 
 @pytest.fixture
@@ -39,17 +38,6 @@ def context(engine: Engine) -> Context:
     borrowers.create_borrower(made, "王芳", PHONE, Money.parse("1000"))
     credentials.create_user(made, "agent", PASSWORD, Role.AGENT)
     return made
-
-
-class Clock:
-    """``credentials.now`` held still, moved on by hand: the same moment in every thread."""
-
-    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
-        self.moment = START
-        monkeypatch.setattr(credentials, "now", lambda: self.moment)
-
-    def advance(self, **delta: float) -> None:
-        self.moment += timedelta(**delta)
 
 
 @pytest.fixture

@@ -101,12 +101,7 @@ def test_the_check_sees_the_domain() -> None:
 
 
 # The middle floor: services get and save loans through the ports in fenqi.loans, and table rows
-# stay in the store. The services below still work on sessions themselves, until they too are
-# moved onto ports; no other may join them.
-ON_SESSIONS_STILL = {
-    "services/credentials.py", "services/context.py",
-    "services/withholding.py", "channels/simulator.py",
-}  # fmt: skip
+# stay in the store.
 
 
 def _relative(path: Path) -> str:
@@ -130,21 +125,14 @@ def row_classes(path: Path) -> list[str]:
     return found
 
 
-@pytest.mark.parametrize(
-    "path",
-    [path for path in _outside_the_store() if _relative(path) not in ON_SESSIONS_STILL],
-    ids=_relative,
-)
+@pytest.mark.parametrize("path", _outside_the_store(), ids=_relative)
 def test_no_row_class_is_used_outside_the_store(path: Path) -> None:
     assert row_classes(path) == [], f"{_relative(path)} imports rows; take values from the store"
 
 
 @pytest.mark.parametrize(
-    "path",
-    [path for path in [*modules("services"), *modules("loans"), SOURCE / "seeding.py"]
-     if _relative(path) not in ON_SESSIONS_STILL],
-    ids=_relative,
-)  # fmt: skip
+    "path", [*modules("services"), *modules("loans"), SOURCE / "seeding.py"], ids=_relative
+)
 def test_services_the_loans_and_the_seeder_work_through_ports(path: Path) -> None:
     """No SQLAlchemy and no table schema: the store is reached through the ports (and the
     store's own functions, which take and give values)."""
@@ -162,7 +150,3 @@ def test_the_loan_aggregate_and_its_ports_know_no_store() -> None:
 def test_the_seeder_lives_outside_the_services() -> None:
     assert not (SOURCE / "services" / "seeding.py").exists()
     assert (SOURCE / "seeding.py").exists()
-
-
-def test_the_list_of_services_still_on_sessions_names_only_modules_there_are() -> None:
-    assert all((SOURCE / name).exists() for name in ON_SESSIONS_STILL)

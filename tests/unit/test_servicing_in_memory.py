@@ -10,7 +10,7 @@ from fenqi.catalog import shipped_catalog_text
 from fenqi.domain.events import PrepayMode, WaiverKind
 from fenqi.domain.ledger import balances
 from fenqi.domain.money import Money
-from fenqi.services import audit, books, products, servicing
+from fenqi.services import audit, books, payouts, products, servicing, withholding
 from fenqi.services.context import Context, Replayed
 from fenqi.services.errors import DeclinedError, NotFoundError, RefusedError
 from fenqi.wire import present
@@ -126,6 +126,8 @@ def test_a_merchant_refund_pays_back_what_was_paid_beyond_the_repriced_plan(
     assert [p["method_id"] for p in refunded["paid_to"]] == [method]
     assert units.world.balances["tok_1"] == held + paid_back
     assert units.world.audit[-1]["action"] == "loan.refund"
+    assert payouts.unpaid(context) == []  # paid at once: nothing left to retry or reconcile
+    assert withholding.reconcile(context)["examined"] == 0
     assert books_agree(units, loan_id)
 
 

@@ -5,8 +5,9 @@ the tests also on plain memory."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
-from datetime import date, datetime
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta
 from typing import Any, NamedTuple, Protocol, TypeVar
 
 from fenqi.domain.money import Money
@@ -288,6 +289,273 @@ class Outbox(Protocol):
         """The latest texts handed to the gateway (only those to ``phone``), newest first."""
         ...
 
+    def log_sign_in_code(self, borrower_id: int, phone: str, text: str, sent_at: datetime) -> None:
+        """Records in the contact log a sign-in code texted at once (it names no loan, so the
+        dunning daily cap does not count it)."""
+        ...
+
+
+@dataclass(frozen=True)
+class User:
+    """An operator as the console lists her (never her password's hash)."""
+
+    username: str
+    role: str
+    created_at: datetime
+    disabled_at: datetime | None
+
+
+@dataclass(frozen=True)
+class ApiKey:
+    """An API key as it is listed: its id and dates, never its secret nor the secret's hash."""
+
+    key_id: str
+    username: str
+    revoked: bool
+    created_at: datetime
+    last_used_at: datetime | None
+    revoked_at: datetime | None
+
+
+@dataclass(frozen=True)
+class KeyHolder:
+    """An API key as a request is checked against it: its secret's hash, its operator, and the
+    stamp of the plan asked about with it (None: none asked about, or no such plan)."""
+
+    secret_hash: str
+    revoked: bool
+    last_used_at: datetime | None
+    username: str
+    role: str
+    disabled_at: datetime | None
+    stamp: Stamp | None
+
+
+@dataclass(frozen=True)
+class SessionHolder:
+    """A session as a request is checked against it: whose it is (``kind`` operator or
+    borrower, ``subject`` her user name or borrower id), its CSRF token and expiry, the
+    operator's row when it is an operator's (None: no such operator), and the stamp of the plan
+    asked about with it (None: none asked about, or no such plan)."""
+
+    kind: str
+    subject: str
+    csrf: str
+    expires_at: datetime
+    username: str | None
+    role: str | None
+    disabled_at: datetime | None
+    stamp: Stamp | None
+
+
+class Credentials(Protocol):
+    """Operators, their API keys, sessions and borrowers' one-time sign-in codes, as hashes
+    (``services/credentials.py`` hashes; a secret is never kept). The writes that guard against
+    guessing are single atomic statements, so that requests arriving together are all counted."""
+
+    @property
+    def checked(self) -> dict[str, object]:
+        """Who each credential checked in this unit of work belongs to, by its token: a
+        service may ask again at no cost."""
+        ...
+
+    def user(self, username: str, *, for_update: bool = False) -> User | None:
+        """An operator (``for_update``: her row held for the rest of the unit of work)."""
+        ...
+
+    def users(self) -> list[User]:
+        """Every operator, by name."""
+        ...
+
+    def password_hash(self, username: str) -> str | None:
+        """An operator's password hash, unless there is no such operator or she is disabled."""
+        ...
+
+    def add_user(self, username: str, password_hash: str, role: str, at: datetime) -> None: ...
+
+    def disable_user(self, username: str, at: datetime) -> int:
+        """Marks an operator disabled ``at`` and ends her sessions; how many it ended."""
+        ...
+
+    def add_key(self, key_id: str, secret_hash: str, username: str, at: datetime) -> None: ...
+
+    def key(self, key_id: str, *, for_update: bool = False) -> ApiKey | None: ...
+
+    def keys(self, username: str | None) -> list[ApiKey]:
+        """The keys (all, or one operator's), oldest first."""
+        ...
+
+    def revoke_key(self, key_id: str, at: datetime) -> ApiKey:
+        """Marks a key (read in this unit of work) revoked ``at``; the key as it now is."""
+        ...
+
+    def key_holder(self, key_id: str, loan_id: int | None) -> KeyHolder | None:
+        """A key with its operator, and the stamp of plan ``loan_id`` if one is asked about:
+        one statement (a bill view's one round trip)."""
+        ...
+
+    def note_key_use(self, key_id: str, at: datetime, noted_before: datetime) -> None:
+        """Writes the key's last use ``at``, unless it was last noted after ``noted_before``
+        (by a request at the same time): one conditional statement."""
+        ...
+
+    def add_session(self, token_hash: str, kind: str, subject: str, csrf: str,
+                    expires_at: datetime) -> None: ...  # fmt: skip
+
+    def session_holder(self, token_hash: str, loan_id: int | None) -> SessionHolder | None:
+        """A session with its operator if it is an operator's, and the stamp of plan
+        ``loan_id`` if one is asked about: one statement, as ``key_holder``."""
+        ...
+
+    def end_session(self, token_hash: str) -> None: ...
+
+    def keep_code(self, phone: str, code_hash: str, expires_at: datetime) -> None:
+        """The phone's new code, replacing the last one, with no tries made against it."""
+        ...
+
+    def try_code(self, phone: str, at: datetime, attempts: int) -> str | None:
+        """Takes one try at the phone's code, if it is live at ``at`` and fewer than
+        ``attempts`` were made: one atomic statement, so that however many tries arrive at
+        once, at most ``attempts`` get one. The code's hash, to the try that got one."""
+        ...
+
+    def code_expires(self, phone: str) -> datetime | None:
+        """When the phone's code expires, if it has one."""
+        ...
+
+    def use_code(self, phone: str, code_hash: str) -> bool:
+        """Forgets the phone's code if it is still ``code_hash``; whether it was (a twin
+        request may have used it a moment ago)."""
+        ...
+
+    def prune_codes(self, at: datetime) -> None:
+        """Forgets the codes expired at ``at`` (rows another request holds are left for later,
+        not waited for)."""
+        ...
+
+
+@dataclass(frozen=True)
+class RunRecord:
+    """A run as stored."""
+
+    id: int
+    business_date: date
+    status: str  # running | done | failed
+    started_at: datetime
+    finished_at: datetime | None
+    counts: Document
+    error: str | None
+    caught_up_from: date | None
+
+
+@dataclass(frozen=True)
+class JobRecord:
+    """A chunk of a run as stored."""
+
+    run_id: int
+    chunk_no: int
+    business_date: date
+    first_loan_id: int
+    last_loan_id: int
+    status: str  # queued | done | failed
+    worker: str | None
+    finished_at: datetime | None
+    counts: Document | None
+    attempts: int
+    error: str | None
+
+
+ChunkFigures = dict[str, int]
+# What a run whose chunks are all settled comes to: its status, its error and its counts.
+RunOutcome = Callable[[list[JobRecord], ChunkFigures], tuple[str, str | None, Document]]
+
+
+class Batch(Protocol):
+    """What the nightly batch reads and writes (``services/close_of_business.py``): its runs
+    and their chunks (the job queue, shared by every worker), and a chunk of loans read and
+    written whole, a statement per table. The batch runs on the database only."""
+
+    def first_behind(self, day: date) -> date | None:
+        """The first day before ``day`` on which a loan has work not closed yet, if any."""
+        ...
+
+    def first_opened_if_idle(self, day: date) -> date | None:
+        """When nothing is due on ``day``, the day the first loan was opened."""
+        ...
+
+    def chunk(self, day: date, first: int, last: int) -> list[Loan]:
+        """The loans from ``first`` to ``last`` with work on ``day``, from their checkpoints."""
+        ...
+
+    def add_requests(self, requests: list[DebitRequest]) -> list[DebitRequest]:
+        """The chunk's debit requests, recorded pending (those recorded already, as they
+        stand)."""
+        ...
+
+    def requests(self, day: date, first: int, last: int) -> list[DebitRequest]:
+        """The chunk's debit requests of ``day``, held for this unit of work."""
+        ...
+
+    def save_requests(self, requests: Sequence[DebitRequest]) -> None: ...
+
+    def borrowers(self, borrower_ids: set[int]) -> dict[int, Borrower]: ...
+
+    def save(self, booked: Sequence[tuple[Loan, Booking]], outbox: Sequence[Document],
+             moves: Sequence[Document]) -> int:  # fmt: skip
+        """A chunk's bookings, notices and bucket moves; the rows written."""
+        ...
+
+    def aging(self, day: date) -> tuple[list[tuple[int, int, str]], int]:
+        """Each loan opened by ``day``: its DPD, outstanding principal and status; and how many
+        loans still await the batch for ``day``."""
+        ...
+
+    def take_up(self, day: date, caught_up_from: date | None) -> int | None:
+        """The run of ``day`` that is not done, if any, running once more."""
+        ...
+
+    def new_run(self, day: date, chunk_size: int, caught_up_from: date | None) -> int | None:
+        """A run for ``day`` with its chunks queued; None, and no run, when nothing is due."""
+        ...
+
+    def business_date(self, run_id: int) -> date | None: ...
+
+    def take_job(self, run_id: int | None, today: date, worker: str,
+                 lease: timedelta) -> JobRecord | None:  # fmt: skip
+        """The next queued chunk (of ``run_id``, or of any run) of a day up to ``today``,
+        leased to ``worker`` for ``lease``."""
+        ...
+
+    def release(self, job: JobRecord) -> None:
+        """Ends the chunk's lease: its gateway calls are over."""
+        ...
+
+    def hold(self, job: JobRecord) -> bool:
+        """Whether the chunk is still to do and this unit of work holds it."""
+        ...
+
+    def job_done(self, job: JobRecord, counts: Document, worker: str) -> None: ...
+
+    def job_failed(self, run_id: int, chunk_no: int, said: str, worker: str,
+                   max_attempts: int) -> str | None:  # fmt: skip
+        """Records a chunk's failed try, queueing it again or failing it for good at the
+        ``max_attempts``th; the chunk's status (None: it was not queued)."""
+        ...
+
+    def settle_run(self, run_id: int, outcome: RunOutcome) -> RunRecord:
+        """Once no chunk of the run is queued, records what ``outcome`` makes of its chunks."""
+        ...
+
+    def chunk_figures(self, run_ids: Sequence[int]) -> dict[int, ChunkFigures]:
+        """Each run's chunks, done, failed and queued, as they stand."""
+        ...
+
+    def runs(self, limit: int) -> list[RunRecord]: ...
+
+    def run(self, run_id: int) -> RunRecord | None: ...
+
+    def jobs(self, run_id: int) -> list[JobRecord]: ...
+
 
 class UnitOfWork(Protocol):
     """One transaction: what it changes is kept when the work returns, and none of it when the
@@ -373,6 +641,16 @@ class UnitOfWork(Protocol):
         """Every request of the loan: its debits and its refunds."""
         ...
 
+    def open_debit_requests(self, untouched_since: datetime, limit: int) -> list[DebitRequest]:
+        """Requests still pending or unknown that no answer has touched since
+        ``untouched_since``, oldest first: what the reconciler asks the gateways about."""
+        ...
+
+    def unpaid_refunds(self, limit: int) -> list[DebitRequest]:
+        """The refund requests of every loan that has a refund not paid (pending, unknown or
+        failed), up to ``limit`` such loans, oldest first."""
+        ...
+
     def in_flight(self, loan_id: int) -> Money:
         """What the loan's payments still in the gateways' hands come to: requested, and not
         failed nor booked yet."""
@@ -393,9 +671,20 @@ class UnitOfWork(Protocol):
         """The SMS outbox and the contact log, in this transaction."""
         ...
 
+    @property
+    def credentials(self) -> Credentials:
+        """Operators, API keys, sessions and sign-in codes, in this transaction."""
+        ...
+
+    @property
+    def batch(self) -> Batch:
+        """The nightly batch's runs, chunks and bulk reads and writes, in this transaction."""
+        ...
+
 
 class Units(Protocol):
     """Where units of work run: ``work`` in one, again on fresh state when another writer got
-    there first (as far as the store can tell), its result returned."""
+    there first (as far as the store can tell), its result returned. ``reading``: work that
+    writes nothing of its own, which a database may run without a transaction around it."""
 
-    def __call__(self, work: Callable[[UnitOfWork], T]) -> T: ...
+    def __call__(self, work: Callable[[UnitOfWork], T], *, reading: bool = False) -> T: ...

@@ -34,6 +34,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import date, timedelta
 from functools import partial
+from operator import methodcaller
 from typing import NamedTuple, TypeVar
 
 from fenqi import clock, wire
@@ -45,13 +46,12 @@ from fenqi.domain.loan import LoanState, LoanStatus, bucket
 from fenqi.domain.withholding import SETTLED, DebitRequest, Kind, Status
 from fenqi.loans.aggregate import Loan
 from fenqi.loans.booking import Booking, book
-from fenqi.loans.ports import Borrower
+from fenqi.loans.ports import Batch, Borrower, JobRecord
 from fenqi.ports import GatewayAnswer
 from fenqi.services import withholding
-from fenqi.services.context import Context, Document, permitted, run
+from fenqi.services.context import Context, Document, permitted, transact
 from fenqi.services.errors import NotFoundError, RefusedError
 from fenqi.services.policy import Permission
-from fenqi.store.batch import BatchStore, JobRecord, in_batch
 
 CHUNK_SIZE = 500
 MAX_ATTEMPTS = 3  # tries that raise, since a chunk was queued, before it fails for good
@@ -187,7 +187,7 @@ def days_to_close(context: Context, through: date, *, today: date | None = None)
     Refuses a day after ``today`` (default: the clock's) or before any loan was opened."""
     _refuse_future(through, today)
 
-    def first(batch: BatchStore) -> date | None:
+    def first(batch: Batch) -> date | None:
         start = batch.first_behind(through) if through > date.min else None
         if start is None:
             opened = batch.first_opened_if_idle(through)
@@ -204,9 +204,9 @@ def days_to_close(context: Context, through: date, *, today: date | None = None)
     return [start + timedelta(days=k) for k in range((through - start).days + 1)]
 
 
-def _in_batch(context: Context, work: Callable[[BatchStore], T]) -> T:
-    """``work`` on the batch's store, in one unit of work (``run``)."""
-    return run(context, in_batch(work))
+def _in_batch(context: Context, work: Callable[[Batch], T]) -> T:
+    """``work`` on the batch's store, in one unit of work."""
+    return transact(context, lambda unit: work(unit.batch))
 
 
 def _refuse_future(day: date, today: date | None) -> None:
@@ -232,7 +232,7 @@ def start_run(
     permitted(context, Permission.ADMINISTER)
     _refuse_future(day, today)
 
-    def plan(batch: BatchStore) -> int | None:
+    def plan(batch: Batch) -> int | None:
         taken_up = batch.take_up(day, caught_up_from)
         if taken_up is not None:
             return taken_up
@@ -294,7 +294,7 @@ def _chunk_failed(context: Context, run_id: int, chunk_no: int, error: Exception
     said = failure(error)
     tries = 1 if isinstance(error, InvariantError) else MAX_ATTEMPTS
 
-    def record(batch: BatchStore) -> str | None:
+    def record(batch: Batch) -> str | None:
         status = batch.job_failed(run_id, chunk_no, said, worker_name(), tries)
         if status != "failed":
             return None
@@ -333,7 +333,7 @@ def finish_run(context: Context, run_id: int) -> Document:
     """The run as it stands, settled first if every chunk is (``settle_run``: the worker that
     settled the last chunk has done so already, unless the run was left from before)."""
 
-    def finish(batch: BatchStore) -> Document:
+    def finish(batch: Batch) -> Document:
         run_row = batch.settle_run(run_id, _outcome)
         return wire.cob_run(run_row, _settled(batch.chunk_figures([run_id])[run_id]))
 
@@ -381,13 +381,13 @@ def _one_job(context: Context, *, run_id: int | None, today: date,
         job, requests = asked
         answers = {request.order_id: withholding.ask(context, request)
                    for request in requests if request.status not in SETTLED}  # fmt: skip
-        _in_batch(context, partial(BatchStore.release, job=job))
+        _in_batch(context, methodcaller("release", job))
         counts = _in_batch(context, partial(_book_job, job=job, answers=answers))
         if counts is not None:
             return counts
 
 
-def _request_debits(batch: BatchStore, *, run_id: int | None, today: date,
+def _request_debits(batch: Batch, *, run_id: int | None, today: date,
                     taken: list[tuple[int, int]]) -> _Asked | None:  # fmt: skip
     """Phase 1: leases the next queued chunk and commits its auto-debit requests: one for each
     loan whose day owes a debit (``_debit_wanted``), as they stand if recorded already."""
@@ -419,7 +419,7 @@ def _debit_wanted(loan: Loan, person: Borrower | None, day: date) -> DebitReques
                         due_date=plan.due_date, debit_attempt=plan.attempt)  # fmt: skip
 
 
-def _book_job(batch: BatchStore, *, job: JobRecord,
+def _book_job(batch: Batch, *, job: JobRecord,
               answers: dict[str, GatewayAnswer]) -> Document | None:  # fmt: skip
     """Phase 3: closes the chunk, the gateway's answers booked, in this transaction; None when
     another worker holds the chunk or did it meanwhile."""
@@ -433,7 +433,7 @@ def _book_job(batch: BatchStore, *, job: JobRecord,
     return counts
 
 
-def _close_chunk(batch: BatchStore, day: date, first: int, last: int, *,
+def _close_chunk(batch: Batch, day: date, first: int, last: int, *,
                  answers: dict[str, GatewayAnswer]) -> Document:  # fmt: skip
     requests: dict[int, list[DebitRequest]] = {}
     for request in batch.requests(day, first, last):  # locked before the loans, as every writer
@@ -555,7 +555,7 @@ class _Chunk:
 def runs(context: Context, limit: int = 20) -> list[Document]:
     permitted(context, Permission.READ)
 
-    def listing(batch: BatchStore) -> list[Document]:
+    def listing(batch: Batch) -> list[Document]:
         rows = batch.runs(limit)
         figures = batch.chunk_figures([row.id for row in rows])
         return [wire.cob_run(row, _settled(figures[row.id])) for row in rows]
@@ -566,7 +566,7 @@ def runs(context: Context, limit: int = 20) -> list[Document]:
 def run_report(context: Context, run_id: int) -> Document:
     permitted(context, Permission.READ)
 
-    def report(batch: BatchStore) -> Document:
+    def report(batch: Batch) -> Document:
         row = batch.run(run_id)
         if row is None:
             raise NotFoundError(f"no close-of-business run {run_id}")
@@ -581,7 +581,7 @@ def aging(context: Context, day: date) -> Document:
     """Loans and their outstanding principal by delinquency bucket, as the batch closed them."""
     permitted(context, Permission.READ)
 
-    def report(batch: BatchStore) -> Document:
+    def report(batch: Batch) -> Document:
         rows, unclosed = batch.aging(day)
         counts: Counter[str] = Counter()
         principal: Counter[str] = Counter()

@@ -15,21 +15,15 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import random
-import time
 import traceback
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
-from sqlalchemy import Engine
-from sqlalchemy.exc import IntegrityError, OperationalError
-from sqlalchemy.orm import Session
-
 from fenqi.domain.errors import InvariantError
 from fenqi.loans.ports import Stamp, UnitOfWork, Units
-from fenqi.ports import Gateways, PaymentChannel, SmsGateway
+from fenqi.ports import Gateways, SmsGateway
 from fenqi.services.bills import KeptBills
 from fenqi.services.errors import (
     ConflictError,
@@ -45,23 +39,12 @@ from fenqi.services.policy import (
     UnauthenticatedError,
     require,
 )
-from fenqi.store.database import for_reading, turn
-from fenqi.store.errors import (
-    BrokenConstraintError,
-    BusyError,
-    MissingError,
-    StaleError,
-    is_known_conflict,
-)
-from fenqi.store.loans import now
-from fenqi.store.schema import AuditLogRow
-from fenqi.store.units import DatabaseUnitOfWork
+from fenqi.store.errors import BrokenConstraintError, BusyError, ContendedError, MissingError
+from fenqi.store.units import ChannelFactory, Database, DatabaseUnits
 
 T = TypeVar("T")
 Document = dict[str, Any]
-ATTEMPTS = 12
 log = logging.getLogger("fenqi")
-BACKOFF_SECONDS = 0.002
 
 
 class IdempotencyKeyReusedError(RefusedError):
@@ -75,9 +58,10 @@ class Replayed(dict[str, Any]):
 
 @dataclass(frozen=True)
 class Context:
-    """The engine, the payment channel (built per transaction), the withholding gateways and
-    who is acting; ``units``, where units of work run when not in the engine's database (the
-    fast tests keep them in memory).
+    """The engine, the payment channel and the SMS gateway (built per transaction), the
+    withholding gateways and who is acting; ``units``, where units of work run when not in the
+    engine's database (the fast tests keep them in memory). The store runs them on the engine
+    (``store.units.DatabaseUnits``): this module knows no database.
 
     Who is acting is the ``principal`` the entry point authenticated (the command line's
     operator, a page's signed-in person), or a ``credential`` not checked yet (an API request's
@@ -85,8 +69,8 @@ class Context:
     neither, every service refuses (401). ``bills``: the bills the process keeps for repeat
     views (the HTTP service's; a command keeps none)."""
 
-    engine: Engine
-    channel: Callable[[Session], PaymentChannel]
+    engine: Database
+    channel: ChannelFactory
     principal: Principal | None = None
     sms: SmsGateway | None = None
     gateways: Gateways | None = None  # the withholding gateways, when debits go over HTTP
@@ -95,9 +79,9 @@ class Context:
     bills: KeptBills | None = None
 
 
-def caller(context: Context, on: UnitOfWork | Session) -> Principal:
-    """Who is acting, checked in the unit of work ``on`` (or on its session): the context's
-    principal, else whoever its credential belongs to (refused if it is not valid now)."""
+def caller(context: Context, on: UnitOfWork) -> Principal:
+    """Who is acting, checked in the unit of work ``on``: the context's principal, else whoever
+    its credential belongs to (refused if it is not valid now)."""
     if context.principal is not None:
         return context.principal
     if context.credential is None:
@@ -138,58 +122,27 @@ def authenticated(context: Context) -> Principal:
 
 def transact(context: Context, work: Callable[[UnitOfWork], T], *, reading: bool = False) -> T:
     """Runs ``work`` in one unit of work: in the context's ``units``, else in a database
-    transaction (``run``; ``reading``: work that writes nothing of its own, see ``run``)."""
-    if context.units is not None:
-        return context.units(work)
-    return run(context,
-               lambda session: work(DatabaseUnitOfWork(session, context.channel)),
-               reading=reading)  # fmt: skip
-
-
-def run(context: Context, work: Callable[[Session], T], *, reading: bool = False) -> T:
-    """Runs ``work`` in one transaction, again on fresh state if another writer got there first
-    (a known conflict, ``store.errors.is_known_conflict``: a stale version, a key another writer
-    took; on PostgreSQL, a deadlock or a serialization failure). Writers that collided wait a
-    random, growing while before trying again, so that they stop colliding; after ``ATTEMPTS``
-    the request is refused with ``ConflictError``, having changed nothing. Nothing else is
-    retried: a constraint the database refused for another reason is a broken invariant
-    (``BrokenConstraintError``), logged and raised at once. The store's own errors are said as
-    the services say them (a missing row is a ``NotFoundError``, a database busy past the lock
-    timeout a ``ConflictError``). On SQLite the unit first waits for its process's turn at the
-    database (``turn``). Work that only reads (``reading``: no more than a credential's hourly
-    note of its use besides) runs on PostgreSQL with no transaction around its statements
-    (``for_reading``)."""
-    for attempt in range(1, ATTEMPTS + 1):
-        try:
-            with (
-                turn(context.engine),
-                Session(context.engine, expire_on_commit=False) as session,
-                session.begin(),
-            ):
-                if reading:
-                    for_reading(session)
-                return work(session)
-        except MissingError as missing:
-            raise NotFoundError(str(missing)) from None
-        except BusyError as busy:
-            raise ConflictError(str(busy)) from None
-        except InvariantError as broken:
-            _log_broken(broken, broken)
-            raise
-        except (StaleError, IntegrityError, OperationalError) as error:
-            if not is_known_conflict(error):
-                if isinstance(error, IntegrityError):
-                    refused = BrokenConstraintError.of(error)
-                    _log_broken(refused, error)
-                    raise refused from error
-                raise
-            if attempt == ATTEMPTS:
-                raise ConflictError(
-                    f"other requests kept changing the same records through {ATTEMPTS} tries; "
-                    "this one changed nothing: send it again in a moment"
-                ) from error
-            time.sleep(random.uniform(0, BACKOFF_SECONDS * 2 ** min(attempt, 6)))
-    raise AssertionError("unreachable")  # pragma: no cover
+    transaction on its engine (``reading``: work that writes nothing of its own). The store's
+    own errors are said as the services say them: a missing row is a ``NotFoundError``; a
+    database busy past the lock timeout, or other writers that kept getting there first
+    through every retry, a ``ConflictError``, nothing changed. A broken invariant is logged and
+    raised as it is."""
+    units = context.units
+    if units is None:
+        units = DatabaseUnits(context.engine, context.channel)
+    try:
+        return units(work, reading=reading)
+    except MissingError as missing:
+        raise NotFoundError(str(missing)) from None
+    except BusyError as busy:
+        raise ConflictError(str(busy)) from None
+    except ContendedError as contended:
+        raise ConflictError(str(contended)) from contended.__cause__
+    except InvariantError as broken:
+        # A constraint the database refused is told where the database refused it.
+        cause = broken.__cause__ if isinstance(broken, BrokenConstraintError) else None
+        _log_broken(broken, cause or broken)
+        raise
 
 
 def _log_broken(error: InvariantError, raised: BaseException) -> None:
@@ -198,22 +151,6 @@ def _log_broken(error: InvariantError, raised: BaseException) -> None:
     frames = traceback.extract_tb(raised.__traceback__)
     where = f"{Path(frames[-1].filename).name}:{frames[-1].lineno}" if frames else ""
     log.error(json.dumps({"invariant": type(error).__name__, "where": where}))
-
-
-def once(
-    context: Context,
-    scope: str,
-    key: str | None,
-    request: Document,
-    work: Callable[[Session], Document],
-) -> Document:
-    """``transact_once`` for work on the database session itself that answers a document."""
-
-    def on_session(unit: UnitOfWork) -> Document:
-        assert isinstance(unit, DatabaseUnitOfWork), "work on a session runs in the database"
-        return work(unit.session)
-
-    return transact_once(context, scope, key, request, on_session, present=dict)
 
 
 def transact_once(
@@ -275,27 +212,3 @@ def held(unit: UnitOfWork, scope: str, key: str, fingerprint: str) -> Replayed |
             "use a new key for a new request"
         )
     return Replayed(seen[1])
-
-
-def audit(
-    session: Session,
-    actor: str,
-    action: str,
-    target: str,
-    reason: str,
-    *,
-    before: Document | None = None,
-    after: Document | None = None,
-) -> None:
-    """Records who did what to which thing, why, and what it was before and after."""
-    session.add(
-        AuditLogRow(
-            at=now(),
-            actor=actor,
-            action=action,
-            target=target,
-            reason=reason,
-            before=before,
-            after=after,
-        )
-    )

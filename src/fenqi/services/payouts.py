@@ -40,11 +40,10 @@ from fenqi.domain.withholding import SETTLED, DebitRequest, Kind, Status
 from fenqi.loans.methods import PaymentMethod
 from fenqi.loans.ports import UnitOfWork
 from fenqi.services import withholding
-from fenqi.services.context import Context, Document, Replayed, caller, permitted, run, transact
+from fenqi.services.context import Context, Document, Replayed, caller, permitted, transact
 from fenqi.services.errors import NotFoundError, RefusedError
 from fenqi.services.policy import Permission, require
 from fenqi.services.views import Payout
-from fenqi.store.debit_requests import unpaid_refunds
 from fenqi.wire import money
 
 log = logging.getLogger("fenqi.payouts")
@@ -253,7 +252,7 @@ def unpaid(context: Context, *, limit: int = UNPAID_AT_MOST) -> list[Document]:
     """The payouts the gateway has not paid (pending or failed), oldest first: what an
     operator retries, pays by hand, or leaves to the reconciler. Admins only."""
     permitted(context, Permission.ADMINISTER)
-    requests = run(context, lambda session: unpaid_refunds(session, limit))
+    requests = transact(context, lambda unit: unit.unpaid_refunds(limit))
     by_payout: dict[str, list[DebitRequest]] = {}
     for (payout, _), request in _latest(requests).items():
         by_payout.setdefault(payout, []).append(request)

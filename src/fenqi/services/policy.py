@@ -16,7 +16,7 @@ from typing import Protocol
 
 from fenqi.domain.errors import InputError
 from fenqi.domain.money import Money
-from fenqi.loans.ports import Stamp
+from fenqi.loans.ports import Stamp, UnitOfWork
 from fenqi.services.errors import NotFoundError
 from fenqi.services.quoting import FieldError
 
@@ -103,12 +103,12 @@ class Credential(Protocol):
     checks it in its own unit of work (``services/credentials.py``), so authenticating,
     authorizing and the work itself are one transaction."""
 
-    def principal(self, on: object) -> Principal:
-        """Who it belongs to, checked on ``on`` (the unit of work or its database session);
-        ``UnauthenticatedError`` when it is not (or no longer) valid."""
+    def principal(self, on: UnitOfWork) -> Principal:
+        """Who it belongs to, checked in the unit of work ``on``; ``UnauthenticatedError``
+        when it is not (or no longer) valid."""
         ...
 
-    def principal_and_stamp(self, on: object, loan_id: int) -> tuple[Principal, Stamp | None]:
+    def principal_and_stamp(self, on: UnitOfWork, loan_id: int) -> tuple[Principal, Stamp | None]:
         """``principal``, and the owner and version of plan ``loan_id`` (None: no such plan)
         read with it, in one statement."""
         ...

@@ -48,13 +48,11 @@ from fenqi.services.context import (
     fingerprint_of,
     held,
     permitted,
-    run,
     transact,
 )
 from fenqi.services.errors import DeclinedError, NotFoundError, RefusedError
 from fenqi.services.policy import Permission
 from fenqi.services.views import LoanSummary, PaymentTaken
-from fenqi.store.debit_requests import open_requests
 from fenqi.store.loans import now
 from fenqi.wire import present
 
@@ -368,7 +366,7 @@ def reconcile(context: Context, *, older_than: timedelta = RECONCILE_AFTER,
     permitted(context, Permission.ADMINISTER)
     gateways = _gateways(context)
     cutoff = now() - older_than
-    stale = run(context, lambda session: open_requests(session, cutoff, limit))
+    stale = transact(context, lambda unit: unit.open_debit_requests(cutoff, limit))
     statuses: Counter[Status] = Counter()
     for request in stale:
         gateway = _gateway(gateways, request.channel)

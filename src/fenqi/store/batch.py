@@ -6,9 +6,8 @@ transaction, for the batch's service, which sees values only."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
-from datetime import date, datetime, timedelta
+from collections.abc import Sequence
+from datetime import date, timedelta
 from itertools import groupby
 from typing import Any, TypeVar
 
@@ -20,7 +19,8 @@ from fenqi.domain.loan import Checkpoint, resumable
 from fenqi.domain.withholding import DebitRequest
 from fenqi.loans.aggregate import Loan
 from fenqi.loans.booking import Booking
-from fenqi.loans.ports import Borrower
+from fenqi.loans.ports import Borrower, ChunkFigures, JobRecord, RunOutcome, RunRecord
+from fenqi.store.borrowers import method_of
 from fenqi.store.bulk import insert_rows
 from fenqi.store.debit_requests import add_requests, chunk_requests, save_answer
 from fenqi.store.documents import Document, event_from
@@ -37,7 +37,6 @@ from fenqi.store.schema import (
     PostingRow,
     SmsOutboxRow,
 )
-from fenqi.store.units import method_of
 
 T = TypeVar("T")
 
@@ -147,37 +146,6 @@ def write_notices(session: Session, outbox: Sequence[Document], moves: Sequence[
     return len(outbox) + len(moves)
 
 
-@dataclass(frozen=True)
-class RunRecord:
-    """A run as stored."""
-
-    id: int
-    business_date: date
-    status: str  # running | done | failed
-    started_at: datetime
-    finished_at: datetime | None
-    counts: Document
-    error: str | None
-    caught_up_from: date | None
-
-
-@dataclass(frozen=True)
-class JobRecord:
-    """A chunk of a run as stored."""
-
-    run_id: int
-    chunk_no: int
-    business_date: date
-    first_loan_id: int
-    last_loan_id: int
-    status: str  # queued | done | failed
-    worker: str | None
-    finished_at: datetime | None
-    counts: Document | None
-    attempts: int
-    error: str | None
-
-
 def _run(row: CobRunRow) -> RunRecord:
     return RunRecord(row.id, row.business_date, row.status, row.started_at, row.finished_at,
                      dict(row.counts), row.error, row.caught_up_from)  # fmt: skip
@@ -187,16 +155,6 @@ def _job(row: CobJobRow) -> JobRecord:
     return JobRecord(row.run_id, row.chunk_no, row.business_date, row.first_loan_id,
                      row.last_loan_id, row.status, row.worker, row.finished_at, row.counts,
                      row.attempts, row.error)  # fmt: skip
-
-
-ChunkFigures = dict[str, int]
-# What a run whose chunks are all settled comes to: its status, its error and its counts.
-Outcome = Callable[[list[JobRecord], ChunkFigures], tuple[str, str | None, Document]]
-
-
-def in_batch(work: Callable[[BatchStore], T]) -> Callable[[Session], T]:
-    """``work`` on the batch's store, as a unit of work on a session."""
-    return lambda session: work(BatchStore(session))
 
 
 class BatchStore:
@@ -396,7 +354,7 @@ class BatchStore:
             .execution_options(synchronize_session=False)
         ).scalar()  # fmt: skip
 
-    def settle_run(self, run_id: int, outcome: Outcome) -> RunRecord:
+    def settle_run(self, run_id: int, outcome: RunOutcome) -> RunRecord:
         """Once no chunk of the run is queued, records what ``outcome`` makes of its chunks:
         its status, error and counts. The run's row is locked first, and the chunks are counted
         after: of two workers settling the last two chunks at once, the second waits for the

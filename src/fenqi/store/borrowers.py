@@ -17,7 +17,7 @@ from fenqi.store.schema import MAX_ID, BorrowerRow, LoanRow, PaymentMethodRow
 ACTIVE = "active"
 
 
-def _method(row: PaymentMethodRow) -> PaymentMethod:
+def method_of(row: PaymentMethodRow) -> PaymentMethod:
     return PaymentMethod(row.id, row.borrower_id, row.kind, row.masked_account, row.token_ref,
                          row.is_default, row.status)  # fmt: skip
 
@@ -63,7 +63,7 @@ class DatabaseBorrowers:
         query = select(PaymentMethodRow).where(
             PaymentMethodRow.borrower_id == borrower_id, PaymentMethodRow.status == ACTIVE
         )
-        return [_method(row) for row in self.session.scalars(query.order_by(PaymentMethodRow.id))]
+        return [method_of(row) for row in self.session.scalars(query.order_by(PaymentMethodRow.id))]
 
     def add_method(self, borrower_id: int, kind: str, masked_account: str, token_ref: str, *,
                    is_default: bool) -> PaymentMethod:  # fmt: skip
@@ -72,7 +72,7 @@ class DatabaseBorrowers:
                                created_at=now())  # fmt: skip
         self.session.add(row)
         self.session.flush()
-        return _method(row)
+        return method_of(row)
 
     def save_method(self, method: PaymentMethod) -> None:
         row = self.session.get(PaymentMethodRow, method.id)

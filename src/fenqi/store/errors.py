@@ -1,9 +1,10 @@
 """What the store raises about itself, in its own words: the services translate these into what
-a caller is told (``services/context.py``, ``run``), so the store depends on no service.
+a caller is told (``services/context.py``, ``transact``), so the store depends on no service.
 
 - ``StaleError``: another writer changed a loan first (a known conflict: the unit is run again).
 - ``MissingError``: a row asked for by its id is not there (a 404 once translated).
 - ``BusyError``: the database stayed busy with other writers past the lock timeout (a 409).
+- ``ContendedError``: other writers kept changing the same records through every retry (a 409).
 - ``BrokenConstraintError``: the database refused a write for a constraint that is not one of
   the known keys another writer may take first: an invariant broken, never retried.
 """
@@ -25,6 +26,11 @@ class MissingError(Exception):
 
 class BusyError(Exception):
     """Other writers held the database past the lock timeout; nothing was changed."""
+
+
+class ContendedError(Exception):
+    """A unit of work found another writer first on every try (``store/units.py``); it changed
+    nothing."""
 
 
 class BrokenConstraintError(InvariantError):

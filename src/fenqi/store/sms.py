@@ -128,3 +128,7 @@ class DatabaseOutbox:
             query = query.where(SmsSentRow.phone == phone)
         return [SentSms(row.loan_id, row.borrower_id, row.phone, row.text, row.sent_at)
                 for row in self.session.scalars(query)]  # fmt: skip
+
+    def log_sign_in_code(self, borrower_id: int, phone: str, text: str, sent_at: datetime) -> None:
+        self.session.add(SmsSentRow(loan_id=NO_LOAN, borrower_id=borrower_id, phone=phone,
+                                    text=text, sent_at=sent_at))  # fmt: skip

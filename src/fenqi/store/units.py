@@ -1,13 +1,18 @@
 """The loans' repository and the unit of work on a database session (the ports in
-``fenqi.loans.ports``): rows are read and written here, and only values leave."""
+``fenqi.loans.ports``): rows are read and written here, and only values leave. ``DatabaseUnits``
+runs units of work on a database: a session in one transaction, run again on a known conflict."""
 
 from __future__ import annotations
 
+import random
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import date
+from datetime import date, datetime
+from typing import TypeVar
 
-from sqlalchemy import JSON, Boolean, String, bindparam, func, insert, select, text
+from sqlalchemy import JSON, Boolean, Engine, String, bindparam, func, insert, select, text
+from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import Session
 
 from fenqi.domain.money import Money
@@ -16,19 +21,38 @@ from fenqi.domain.withholding import DebitRequest
 from fenqi.loans.aggregate import Loan
 from fenqi.loans.booking import Booking
 from fenqi.loans.methods import PaymentMethod
-from fenqi.loans.ports import AuditEntry, History, Stamp, StoredEntry, StoredEvent, StoredLine
+from fenqi.loans.ports import (
+    AuditEntry,
+    History,
+    Stamp,
+    StoredEntry,
+    StoredEvent,
+    StoredLine,
+    UnitOfWork,
+)
 from fenqi.loans.receipts import Receipt, parse_stored
 from fenqi.ports import PaymentChannel
-from fenqi.store.borrowers import DatabaseBorrowers
+from fenqi.store.batch import BatchStore
+from fenqi.store.borrowers import DatabaseBorrowers, method_of
+from fenqi.store.credentials import DatabaseCredentials
+from fenqi.store.database import for_reading, turn
 from fenqi.store.debit_requests import (
     add_request,
     find_request,
     in_flight,
     loan_requests,
+    open_requests,
     save_answer,
+    unpaid_refunds,
 )
 from fenqi.store.documents import Document
-from fenqi.store.errors import MissingError
+from fenqi.store.errors import (
+    BrokenConstraintError,
+    ContendedError,
+    MissingError,
+    StaleError,
+    is_known_conflict,
+)
 from fenqi.store.loans import (
     NewLoan,
     account_names,
@@ -57,6 +81,13 @@ from fenqi.store.schema import (
 from fenqi.store.sms import DatabaseOutbox
 from fenqi.store.throttles import DatabaseCounters
 
+T = TypeVar("T")
+# What a ``Context`` names to have its units of work run here, without knowing the database's
+# own types: the engine, and the payment channel built per transaction.
+Database = Engine
+ChannelFactory = Callable[[Session], PaymentChannel]
+ATTEMPTS = 12
+BACKOFF_SECONDS = 0.002
 _LOANS = Base.metadata.tables[LoanRow.__tablename__]
 # A Core statement, compiled once: a bill view asks it on every request.
 _STAMP = select(_LOANS.c.borrower_id, _LOANS.c.version).where(_LOANS.c.id == bindparam("loan_id"))
@@ -85,11 +116,6 @@ def product_named(session: Session, code: str) -> tuple[Product, Document]:
 def _serves(loan: Loan, as_of: date | None) -> bool:
     """Whether ``loan``, as read, serves replays to ``as_of`` and later days (None: any day)."""
     return loan.since is None or (as_of is not None and as_of >= loan.since.day)
-
-
-def method_of(row: PaymentMethodRow) -> PaymentMethod:
-    return PaymentMethod(row.id, row.borrower_id, row.kind, row.masked_account, row.token_ref,
-                         row.is_default, row.status)  # fmt: skip
 
 
 _KEYS = Base.metadata.tables[IdempotencyKeyRow.__tablename__]
@@ -195,9 +221,10 @@ class DatabaseLoans:
 class DatabaseUnitOfWork:
     """One database transaction (``session``'s), with the payment channel built for it."""
 
-    def __init__(self, session: Session, channel: Callable[[Session], PaymentChannel]) -> None:
+    def __init__(self, session: Session, channel: ChannelFactory) -> None:
         self.session = session
         self.loans = DatabaseLoans(session)
+        self.credentials = DatabaseCredentials(session)  # one, for the credentials it checked
         self._channel = channel
 
     def channel(self) -> PaymentChannel:
@@ -308,5 +335,70 @@ class DatabaseUnitOfWork:
     def outbox(self) -> DatabaseOutbox:
         return DatabaseOutbox(self.session)
 
+    @property
+    def batch(self) -> BatchStore:
+        return BatchStore(self.session)
+
     def debit_requests(self, loan_id: int) -> list[DebitRequest]:
         return loan_requests(self.session, loan_id)
+
+    def open_debit_requests(self, untouched_since: datetime, limit: int) -> list[DebitRequest]:
+        return open_requests(self.session, untouched_since, limit)
+
+    def unpaid_refunds(self, limit: int) -> list[DebitRequest]:
+        return unpaid_refunds(self.session, limit)
+
+
+@dataclass(frozen=True)
+class DatabaseUnits:
+    """Units of work (``fenqi.loans.ports.Units``) on ``engine``'s database, each with the
+    payment channel built for its transaction."""
+
+    engine: Engine
+    channel: ChannelFactory
+
+    def __call__(self, work: Callable[[UnitOfWork], T], *, reading: bool = False) -> T:
+        return self.on_session(
+            lambda session: work(DatabaseUnitOfWork(session, self.channel)), reading=reading
+        )
+
+    def on_session(self, work: Callable[[Session], T], *, reading: bool = False) -> T:
+        """Runs ``work`` in one transaction, again on fresh state if another writer got there
+        first (a known conflict, ``is_known_conflict``: a stale version, a key another writer
+        took; on PostgreSQL, a deadlock or a serialization failure). Writers that collided wait
+        a random, growing while before trying again, so that they stop colliding; after
+        ``ATTEMPTS`` it raises ``ContendedError``, having changed nothing. Nothing else is
+        retried: a constraint the database refused for another reason is a broken invariant
+        (``BrokenConstraintError``), raised at once. On SQLite the unit first waits for its
+        process's turn at the database (``turn``). Work that only reads (``reading``: no more
+        than a credential's hourly note of its use besides) runs on PostgreSQL with no
+        transaction around its statements (``for_reading``)."""
+        for attempt in range(1, ATTEMPTS + 1):
+            try:
+                with (
+                    turn(self.engine),
+                    Session(self.engine, expire_on_commit=False) as session,
+                    session.begin(),
+                ):
+                    if reading:
+                        for_reading(session)
+                    return work(session)
+            except (StaleError, IntegrityError, OperationalError) as error:
+                if not is_known_conflict(error):
+                    if isinstance(error, IntegrityError):
+                        raise BrokenConstraintError.of(error) from error
+                    raise
+                if attempt == ATTEMPTS:
+                    raise ContendedError(
+                        f"other requests kept changing the same records through {ATTEMPTS} "
+                        "tries; this one changed nothing: send it again in a moment"
+                    ) from error
+                time.sleep(random.uniform(0, BACKOFF_SECONDS * 2 ** min(attempt, 6)))
+        raise AssertionError("unreachable")  # pragma: no cover
+
+
+def session_of(unit: UnitOfWork) -> Session:
+    """The session a unit of work on the database runs in, for work written in rows on the
+    database only (the seeder's bulk rows)."""
+    assert isinstance(unit, DatabaseUnitOfWork), "this work runs on the database only"
+    return unit.session
