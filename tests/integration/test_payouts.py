@@ -20,7 +20,7 @@ from fenqi.channels.simulator import SimulatedGateway
 from fenqi.domain.money import Money
 from fenqi.domain.withholding import Kind, Outcome, Status
 from fenqi.ports import GatewayAnswer, Gateways
-from fenqi.services import books, payouts, products, servicing, withholding
+from fenqi.services import audit, books, payouts, products, servicing, withholding
 from fenqi.services.context import Context, Replayed
 from fenqi.services.errors import ConflictError, NotFoundError, RefusedError
 from fenqi.services.servicing import Source
@@ -28,6 +28,7 @@ from fenqi.store import units
 from fenqi.store.errors import StaleError
 from fenqi.store.schema import DebitRequestRow, SimOrderRow
 from fenqi.wire import present
+from tests.e2e.cli import fenqi, refused
 from tests.funded import NO_PAYING_AHEAD, balance, funded_plan
 from tests.simulated import simulated_context
 
@@ -260,6 +261,61 @@ def test_money_paid_in_through_no_debit_order_is_a_failed_payout_to_pay_back_by_
     assert gateway.refunds == []
     with pytest.raises(RefusedError, match="by hand"):
         payouts.retry(context, done["id"])
+
+
+def test_a_failed_payout_paid_by_hand_is_recorded_audited_and_never_sent(
+    context: Context, engine: Engine, gateway: Watching
+) -> None:
+    """An operator who paid a failed payout back by bank transfer says so, with the transfer's
+    reference and why: the payout is no longer unpaid, the gateway is never asked again, and a
+    second try, a payout not failed, a bad reference or no reason is refused."""
+    loan, card = plan(context)
+    start = balance(engine, card)
+    paid = present(servicing.pay(context, loan, Money.parse("420"), Source(method_id=card), DAY))
+    gateway.decline = 1
+    done = present(servicing.reverse(context, paid["payment_id"], "mistake"))
+    for reference, reason, says in (("转账123", "paid", "not a transfer reference"),
+                                    ("TX 1", "paid", "not a transfer reference"),
+                                    ("TX-1", "  ", "say why")):  # fmt: skip
+        with pytest.raises(RefusedError, match=says):
+            payouts.paid_by_hand(context, done["id"], reference, reason)
+    settled = payouts.paid_by_hand(context, done["id"].lower(), "BOC-2026-0042",
+                                   "card closed; paid by bank transfer")  # fmt: skip
+    assert settled == {"id": done["id"], "loan_id": loan, "amount": "420.00",
+                       "status": "succeeded", "reason": None,
+                       "reference": "by-hand:BOC-2026-0042"}  # fmt: skip
+    assert present(payouts.unpaid(context)) == []
+    assert len(gateway.refunds) == 1  # the declined first try only
+    assert balance(engine, card) == start - Money.parse("420")  # the transfer went elsewhere
+    for again in (payouts.retry, lambda c, p: payouts.paid_by_hand(c, p, "X", "again")):
+        with pytest.raises(RefusedError, match="succeeded"):
+            again(context, done["id"])
+    entry = present(audit.audit_log(context, f"payout:{done['id']}"))[0]
+    assert (entry["action"], entry["reason"]) == ("payout.paid_by_hand",
+                                                  "card closed; paid by bank transfer")  # fmt: skip
+    assert entry["after"]["reference"] == "BOC-2026-0042"
+    assert withholding.reconcile(context, older_than=timedelta(0))["examined"] == 0
+    assert present(books.check_books(context))["consistent"]
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+def test_an_operator_records_a_payout_paid_by_hand_from_the_command_line(
+    context: Context, engine: Engine, gateway: Watching, database_url: str
+) -> None:
+    loan, card = plan(context)
+    paid = present(servicing.pay(context, loan, Money.parse("420"), Source(method_id=card), DAY))
+    with Session(engine) as session, session.begin():  # as if taken before debits had requests
+        session.query(DebitRequestRow).delete()
+    done = present(servicing.reverse(context, paid["payment_id"], "mistake"))
+    listed = fenqi("gateway", "payouts", "--db", database_url, "--json").json()
+    assert [(p["id"], p["status"]) for p in listed] == [(done["id"], "failed")]
+    refused(fenqi("gateway", "paid-by-hand", done["id"], "--reference", "BOC 1", "--reason",
+                  "transfer", "--db", database_url), "not a transfer reference")  # fmt: skip
+    settled = fenqi("gateway", "paid-by-hand", done["id"], "--reference", "BOC-1", "--reason",
+                    "no debit order: paid by transfer", "--db", database_url, "--json").json()  # fmt: skip
+    assert (settled["status"], settled["reference"]) == ("succeeded", "by-hand:BOC-1")
+    assert fenqi("gateway", "payouts", "--db", database_url, "--json").json() == []
+    assert gateway.refunds == []
 
 
 ATTACKERS = 100

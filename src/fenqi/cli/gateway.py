@@ -2,7 +2,7 @@
 HTTP adapter talks to as to a real gateway; ``fenqi gateway reconcile`` settles the debit and
 refund requests a crash or a lost answer left open, by asking the gateway about each;
 ``fenqi gateway payouts`` lists the payouts the gateway has not paid, and ``fenqi gateway
-retry-payout`` sends a failed one again."""
+retry-payout`` sends a failed one again, ``paid-by-hand`` records one paid outside the gateway."""
 
 from __future__ import annotations
 
@@ -87,6 +87,19 @@ def retry_payout_command(
     """Send a failed payout (a credit refund's, a merchant refund's or a reversal's) to the
     gateway again, under a new refund id, and say what it answered."""
     respond(db, as_json, render.key_values, payouts.retry, payout)
+
+
+@gateway_app.command("paid-by-hand")
+def paid_by_hand_command(
+    payout: Annotated[str, typer.Argument(metavar="PAYOUT_ID", help="C12-5 or V12-6.")],
+    reference: Annotated[str, typer.Option(help="The transfer's own reference (ASCII).")],
+    reason: Annotated[str, typer.Option(help="Why it was paid outside the gateway.")],
+    db: DatabaseOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Record that a failed payout was paid back outside the gateway (a bank transfer, at a
+    counter): it is no longer listed as unpaid, and the gateway is never asked to pay it."""
+    respond(db, as_json, render.key_values, payouts.paid_by_hand, payout, reference, reason)
 
 
 def _payouts(documents: list[dict[str, object]]) -> None:

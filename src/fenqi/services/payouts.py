@@ -15,7 +15,8 @@ A crash between the phases leaves the request pending, and ``withholding.reconci
 gateway reconcile``) asks the gateway about the refund and records what it says. The payout's
 ``status`` in the answer is the gateway's word so far: pending, succeeded, or failed with the
 gateway's reason. A failed payout stays on the books as paid back and is listed
-(``unpaid``) until an operator sends it again (``retry``, under a new refund id).
+(``unpaid``) until an operator sends it again (``retry``, under a new refund id) or records
+that it was paid back outside the gateway (``paid_by_hand``, with the transfer's reference).
 
 Which debit orders: a gateway refunds a debit it took, never more than it took. The payout's
 money goes back against the method's debit orders on the loan that took money, the reversed
@@ -41,7 +42,7 @@ from fenqi.loans.methods import PaymentMethod
 from fenqi.loans.ports import UnitOfWork
 from fenqi.services import withholding
 from fenqi.services.context import Context, Document, Replayed, caller, permitted, transact
-from fenqi.services.errors import NotFoundError, RefusedError
+from fenqi.services.errors import NotFoundError, RefusedError, plain_text
 from fenqi.services.policy import Permission, require
 from fenqi.services.views import Payout
 from fenqi.wire import money
@@ -52,6 +53,8 @@ NO_ORDER = "no debit order took this money through the gateway: pay it back by h
 _PAYOUT_ID = re.compile(r"([CV])([0-9]{1,10})-([0-9]{1,10})", re.ASCII | re.IGNORECASE)
 _PART = re.compile(r"refund:([CV][0-9]+-[0-9]+):([0-9]+)(?:#([0-9]+))?", re.ASCII)
 UNPAID_AT_MOST = 200
+BY_HAND = "by-hand:"  # the reference of a part paid outside the gateway, before the transfer's
+_REFERENCE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:/-]{0,63}", re.ASCII)
 
 
 def open_payout(unit: UnitOfWork, loan_id: int, payout_id: str, method: PaymentMethod, *,
@@ -213,14 +216,7 @@ def retry(context: Context, payout_id: str) -> Document:
     def again(unit: UnitOfWork) -> list[DebitRequest]:
         who = caller(context, unit)
         require(who, Permission.PAY_OUT)
-        parts = [request for (payout, _), request in sorted(_latest(
-            unit.debit_requests(loan_id)).items()) if payout == payout_id]  # fmt: skip
-        if not parts:
-            raise NotFoundError(f"no payout {payout_id} through a gateway")
-        status, _ = status_of(parts)
-        if status != Status.FAILED.value:
-            raise RefusedError(f"payout {payout_id} is {status}; only a failed payout is sent "
-                               "again")  # fmt: skip
+        parts = _failed_parts(unit, loan_id, payout_id, "sent again")
         failed = [part for part in parts if part.status is Status.FAILED]
         if any(part.refers_to is None for part in failed):
             raise RefusedError(f"payout {payout_id} cannot go through the gateway: {NO_ORDER}")
@@ -237,15 +233,76 @@ def retry(context: Context, payout_id: str) -> Document:
             "reason": reason}  # fmt: skip
 
 
-def _again(unit: UnitOfWork, failed: DebitRequest) -> DebitRequest:
-    """A failed part of a payout as a new request, under the next refund id."""
+def _again(unit: UnitOfWork, failed: DebitRequest, *,
+           by_hand: str | None = None) -> DebitRequest:  # fmt: skip
+    """A failed part of a payout as a new request, under the next refund id: pending, to send
+    to the gateway; or, paid ``by_hand`` (the reference of the transfer), recorded succeeded
+    without the gateway ever being asked."""
     named = _PART.fullmatch(failed.idempotency_key)
     assert named is not None, "a payout's part is named by open_payout"
     name = f"refund:{named[1]}:{named[2]}#{int(named[3] or 1) + 1}"
+    status, reference = Status.PENDING, None
+    if by_hand is not None:
+        status, reference = Status.SUCCEEDED, f"{BY_HAND}{by_hand}"
     return unit.add_debit_request(replace(
         failed, order_id=withholding.order_id(failed.loan_id, name), idempotency_key=name,
-        status=Status.PENDING, reference=None, reason=None, attempts=0,
+        status=status, reference=reference, reason=None, attempts=0,
     ))  # fmt: skip
+
+
+def paid_by_hand(context: Context, payout_id: str, reference: str, reason: str) -> Document:
+    """Records that the failed parts of a payout were paid back outside the gateway (a bank
+    transfer, cash at a counter): each under its next refund id, succeeded, its ``reference``
+    the transfer's (``by-hand:<reference>``), and the payout no longer listed as unpaid. The
+    gateway is never asked: nothing is sent, so the borrower is never paid twice. Only a
+    failed payout; a reason is required, and the audit log keeps who said so. Admins and staff
+    who pay out."""
+    payout_id = payout_id.strip().upper()
+    loan_id = _loan_of(payout_id)
+    reference = _transfer_reference(reference)
+    reason = plain_text("the reason", reason).strip()
+    if not reason:
+        raise RefusedError("say why the payout was paid by hand (--reason)")
+
+    def settle(unit: UnitOfWork) -> list[DebitRequest]:
+        who = caller(context, unit)
+        require(who, Permission.PAY_OUT)
+        parts = _failed_parts(unit, loan_id, payout_id, "paid by hand")
+        done = [_again(unit, part, by_hand=reference) for part in parts
+                if part.status is Status.FAILED]  # fmt: skip
+        unit.audit(who.name, "payout.paid_by_hand", f"payout:{payout_id}", reason,
+                   before={"reasons": [part.reason for part in parts
+                                       if part.status is Status.FAILED]},
+                   after={"reference": reference,
+                          "orders": [part.order_id for part in done]})  # fmt: skip
+        return [*(part for part in parts if part.status is not Status.FAILED), *done]
+
+    parts = transact(context, settle)
+    status, why = status_of(parts)
+    amount = Money(sum(int(part.amount) for part in parts))
+    return {"id": payout_id, "loan_id": loan_id, "amount": money(amount), "status": status,
+            "reason": why, "reference": f"{BY_HAND}{reference}"}  # fmt: skip
+
+
+def _failed_parts(unit: UnitOfWork, loan_id: int, payout_id: str, doing: str) -> list[DebitRequest]:
+    """The latest attempt at each part of payout ``payout_id``, refused unless it failed."""
+    parts = [request for (payout, _), request in sorted(_latest(
+        unit.debit_requests(loan_id)).items()) if payout == payout_id]  # fmt: skip
+    if not parts:
+        raise NotFoundError(f"no payout {payout_id} through a gateway")
+    status, _ = status_of(parts)
+    if status != Status.FAILED.value:
+        raise RefusedError(f"payout {payout_id} is {status}; only a failed payout is {doing}")
+    return parts
+
+
+def _transfer_reference(reference: str) -> str:
+    """A transfer's reference as an id: plain ASCII letters, digits and ``.-_:/``."""
+    given = reference.strip()
+    if _REFERENCE.fullmatch(given) is None:
+        raise RefusedError(f"{reference[:40]!r} is not a transfer reference: give up to 64 "
+                           "ASCII letters, digits and . - _ : /")  # fmt: skip
+    return given
 
 
 def unpaid(context: Context, *, limit: int = UNPAID_AT_MOST) -> list[Document]:
