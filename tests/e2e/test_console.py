@@ -98,6 +98,13 @@ def form(page: str, name: str) -> dict[str, str]:
     return fields
 
 
+def section(page: str, name: str) -> str:
+    """The card with id ``name`` as the page drew it."""
+    found = re.search(rf'<div[^>]*id="{name}".*?</div>', page, re.S)
+    assert found is not None, f"no card {name}"
+    return found[0]
+
+
 def alert(page: str) -> str:
     found = re.search(r'role="alert">([^<]*)<', page)
     return found[1] if found else ""
@@ -272,6 +279,8 @@ def test_only_an_admin_sees_and_can_use_reversal(desk: Desk) -> None:
     assert done.status_code == 200, alert(done.text)
     assert f"已冲正 P{desk.loan}-1" in done.text
     assert "没有可冲正的还款" in done.text  # the one payment is taken back: nothing left to offer
+    payouts = section(done.text, "payouts")  # its money went back to the card it came from
+    assert all(shown in payouts for shown in (f"V{desk.loan}-", "888.49", "4567", "已退回", "sim:"))
     assert (
         present(audit.audit_log(desk.context, f"P{desk.loan}-1"))[0]["action"] == "payment.reverse"
     )

@@ -285,6 +285,11 @@ def test_a_failed_payout_paid_by_hand_is_recorded_audited_and_never_sent(
                        "status": "succeeded", "reason": None,
                        "reference": "by-hand:BOC-2026-0042"}  # fmt: skip
     assert present(payouts.unpaid(context)) == []
+    assert payouts.of_loan(context, loan) == [{
+        "id": done["id"], "loan_id": loan, "amount": "420.00", "channel": "bank_card",
+        "method_id": card, "status": "succeeded", "reason": None,
+        "references": ["by-hand:BOC-2026-0042"],
+    }]  # fmt: skip
     assert len(gateway.refunds) == 1  # the declined first try only
     assert balance(engine, card) == start - Money.parse("420")  # the transfer went elsewhere
     for again in (payouts.retry, lambda c, p: payouts.paid_by_hand(c, p, "X", "again")):

@@ -43,7 +43,7 @@ from fenqi.loans.ports import UnitOfWork
 from fenqi.services import withholding
 from fenqi.services.context import Context, Document, Replayed, caller, permitted, transact
 from fenqi.services.errors import NotFoundError, RefusedError, plain_text
-from fenqi.services.policy import Permission, require
+from fenqi.services.policy import Permission, require, sees
 from fenqi.services.views import Payout
 from fenqi.wire import money
 
@@ -305,23 +305,47 @@ def _transfer_reference(reference: str) -> str:
     return given
 
 
+def of_loan(context: Context, loan_id: int) -> list[Document]:
+    """Every payout of plan ``loan_id`` to a bound method, in the order of their ids, each
+    where it stands now by the latest attempt at each of its parts (succeeded, pending, or
+    failed with the gateway's reason), with the references the gateway, or a transfer paid by
+    hand, gave: what the console shows beside a plan's reversals and refunds. Its borrower, or
+    any operator."""
+
+    def listing(unit: UnitOfWork) -> list[DebitRequest]:
+        sees(caller(context, unit), unit.loans.stamp(loan_id).borrower_id, f"loan {loan_id}")
+        return unit.debit_requests(loan_id)
+
+    shown = _shown(_latest(transact(context, listing)))
+    return sorted(shown, key=lambda payout: int(str(payout["id"]).split("-")[1]))
+
+
+def _shown(latest: dict[tuple[str, int], DebitRequest]) -> list[Document]:
+    """The payouts the latest attempts at their parts make, each once, in the order their
+    first part comes in ``latest``."""
+    by_payout: dict[str, list[DebitRequest]] = {}
+    for (payout, _), request in sorted(latest.items(), key=lambda item: item[0][1]):
+        by_payout.setdefault(payout, []).append(request)
+    listed = []
+    for payout, parts in by_payout.items():
+        status, reason = status_of(parts)
+        listed.append({"id": payout, "loan_id": parts[0].loan_id,
+                       "amount": money(Money(sum(int(part.amount) for part in parts))),
+                       "channel": parts[0].channel.value, "method_id": parts[0].method_id,
+                       "status": status, "reason": reason,
+                       "references": [part.reference for part in parts
+                                      if part.reference]})  # fmt: skip
+    return listed
+
+
 def unpaid(context: Context, *, limit: int = UNPAID_AT_MOST) -> list[Document]:
     """The payouts the gateway has not paid (pending or failed), oldest first: what an
     operator retries, pays by hand, or leaves to the reconciler. Admins only."""
     permitted(context, Permission.ADMINISTER)
     requests = transact(context, lambda unit: unit.unpaid_refunds(limit))
-    by_payout: dict[str, list[DebitRequest]] = {}
-    for (payout, _), request in _latest(requests).items():
-        by_payout.setdefault(payout, []).append(request)
-    listed = []
-    for payout, parts in by_payout.items():
-        status, reason = status_of(parts)
-        if status != Status.SUCCEEDED.value:
-            listed.append({"id": payout, "loan_id": parts[0].loan_id,
-                           "amount": money(Money(sum(int(part.amount) for part in parts))),
-                           "channel": parts[0].channel.value, "method_id": parts[0].method_id,
-                           "status": status, "reason": reason})  # fmt: skip
-    return listed
+    return [{key: value for key, value in payout.items() if key != "references"}
+            for payout in _shown(_latest(requests))
+            if payout["status"] != Status.SUCCEEDED.value]  # fmt: skip
 
 
 def _loan_of(payout_id: str) -> int:

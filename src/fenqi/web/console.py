@@ -30,7 +30,7 @@ from fenqi.domain.money import AMOUNT_AT_MOST, Money
 from fenqi.http.fields import Day, Id, fits
 from fenqi.http.problems import status_of
 from fenqi.http.security import SESSION_COOKIE, base_context, client_address
-from fenqi.services import audit, borrowers, credentials, policy, servicing
+from fenqi.services import audit, borrowers, credentials, payouts, policy, servicing
 from fenqi.services import close_of_business as cob
 from fenqi.services.context import Context, Document, Replayed
 from fenqi.services.days import booking_day
@@ -192,8 +192,8 @@ def loan(request: Request, desk: Operator, loan_id: Id, as_of: Day | None = None
 
 def _loan_page(request: Request, desk: Desk, loan_id: int, day: date, status_code: int = 200,
                **shown: Any) -> HTMLResponse:  # fmt: skip
-    """The plan, its events and journal, and the forms the operator's roles allow, each with a
-    new idempotency key."""
+    """The plan, its events, its payouts and where each stands, its journal, and the forms the
+    operator's roles allow, each with a new idempotency key."""
     context = desk.context
     plan = document(servicing.show_loan(context, loan_id, day))
     history = document(servicing.loan_history(context, loan_id))
@@ -204,6 +204,7 @@ def _loan_page(request: Request, desk: Desk, loan_id: int, day: date, status_cod
                     for event in events]  # fmt: skip
     return render(request, "console/loan.html", status_code, desk=desk, loan=plan, day=day,
                   borrower=owner, events=shown_events, entries=history["entries"],
+                  payouts=payouts.of_loan(context, loan_id), methods=methods,
                   reversible=_reversible(loan_id, events), waiver_limit=desk.offer.waiver_limit,
                   keys={form: uuid.uuid4().hex for form in FORMS}, **shown)  # fmt: skip
 
