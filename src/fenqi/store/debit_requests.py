@@ -5,111 +5,111 @@ in and come out as ``DebitRequest``."""
 from __future__ import annotations
 
 from datetime import date, datetime
+from functools import lru_cache
+from typing import Any
 
-from sqlalchemy import and_, bindparam, func, or_, select, update
+from sqlalchemy import Insert, Row, and_, bindparam, func, insert, or_, select, update
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from fenqi.domain.events import Channel, PrepayMode
 from fenqi.domain.money import Money
 from fenqi.domain.withholding import SETTLED, DebitRequest, Kind, Status
-from fenqi.store.schema import DebitRequestRow
+from fenqi.store.schema import Base, DebitRequestRow
 
 _OPEN = (Status.PENDING.value, Status.UNKNOWN.value)
 
 
 def add_request(session: Session, request: DebitRequest, at: datetime) -> DebitRequest:
     """Records ``request`` as pending, unless a request by its order id is recorded already (a
-    retry after a crash): then that one, as it stands, is the answer."""
+    retry after a crash, or the same request at the same moment): then that one, as it stands,
+    is the answer. One statement when it is new: the insert gives way to a row already there
+    (waiting for its writer's commit) instead of failing the unit of work."""
+    added = session.execute(_adding(session.get_bind().dialect.name), _row(request, at)).first()
+    if added is not None:
+        return request
     known = find_request(session, request.loan_id, request.order_id)
-    if known is not None:
-        return known
-    _insert(session, request, at)
-    session.flush()
-    return request
+    assert known is not None, "the insert gave way to a row by its order id"
+    return known
 
 
-def _insert(session: Session, request: DebitRequest, at: datetime) -> None:
-    session.add(DebitRequestRow(
-        loan_id=request.loan_id, order_id=request.order_id, kind=request.kind.value,
-        amount=int(request.amount), channel=request.channel.value, method_id=request.method_id,
-        token_ref=request.token_ref, idempotency_key=request.idempotency_key, day=request.day,
-        status=request.status.value, reference=request.reference, reason=request.reason,
-        refers_to=request.refers_to, attempts=request.attempts, created_at=at, updated_at=at,
-        settled_at=None, mode=None if request.mode is None else request.mode.value,
-        due_date=request.due_date, debit_attempt=request.debit_attempt,
-        booked=None if request.booked is None else request.booked.value,
-        booked_seq=request.booked_seq,
-    ))  # fmt: skip
+@lru_cache(maxsize=2)
+def _adding(dialect: str) -> Insert:
+    """An insert that does nothing when the order id is taken, and says whether it wrote."""
+    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    return (insert(_TABLE)
+            .on_conflict_do_nothing(index_elements=[_REQUESTS.loan_id, _REQUESTS.order_id])
+            .returning(_REQUESTS.order_id))  # fmt: skip
+
+
+def _row(request: DebitRequest, at: datetime) -> dict[str, object]:
+    return {
+        "loan_id": request.loan_id, "order_id": request.order_id, "kind": request.kind.value,
+        "amount": int(request.amount), "channel": request.channel.value,
+        "method_id": request.method_id, "token_ref": request.token_ref,
+        "idempotency_key": request.idempotency_key, "day": request.day,
+        "status": request.status.value, "reference": request.reference,
+        "reason": request.reason, "refers_to": request.refers_to, "attempts": request.attempts,
+        "created_at": at, "updated_at": at, "settled_at": None,
+        "mode": None if request.mode is None else request.mode.value,
+        "due_date": request.due_date, "debit_attempt": request.debit_attempt,
+        "booked": None if request.booked is None else request.booked.value,
+        "booked_seq": request.booked_seq,
+    }  # fmt: skip
 
 
 def find_request(session: Session, loan_id: int, order_id: str, *,
                  for_update: bool = False) -> DebitRequest | None:  # fmt: skip
-    query = select(DebitRequestRow).where(
-        DebitRequestRow.loan_id == loan_id, DebitRequestRow.order_id == order_id
-    )
-    if for_update:
-        query = query.with_for_update()
-    row = session.scalars(query.execution_options(populate_existing=True)).one_or_none()
-    return None if row is None else _request(row)
+    found = session.execute(_FIND_LOCKED if for_update else _FIND,
+                            {"loan_id": loan_id, "order_id": order_id}).first()  # fmt: skip
+    return None if found is None else _request(found)
 
 
 def save_answer(session: Session, request: DebitRequest, at: datetime) -> None:
     """Stores ``request`` as an answer left it (its status, reference, reason, attempts);
     ``settled_at`` keeps when it was first settled."""
-    settled = request.status in SETTLED
-    settled_at = func.coalesce(DebitRequestRow.settled_at, at) if settled else None
-    session.execute(
-        update(DebitRequestRow)
-        .where(
-            DebitRequestRow.loan_id == request.loan_id, DebitRequestRow.order_id == request.order_id
-        )
-        .values(
-            status=request.status.value,
-            reference=request.reference,
-            reason=request.reason,
-            attempts=request.attempts,
-            booked=None if request.booked is None else request.booked.value,
-            booked_seq=request.booked_seq,
-            updated_at=at,
-            settled_at=settled_at,
-        )
-    )
+    session.execute(_SAVE_SETTLED if request.status in SETTLED else _SAVE_OPEN, {
+        "the_loan": request.loan_id, "the_order": request.order_id,
+        "new_status": request.status.value, "new_reference": request.reference,
+        "new_reason": request.reason, "new_attempts": request.attempts,
+        "new_booked": None if request.booked is None else request.booked.value,
+        "new_booked_seq": request.booked_seq, "at": at,
+    })  # fmt: skip
 
 
 def open_requests(session: Session, untouched_since: datetime, limit: int) -> list[DebitRequest]:
     """Requests still pending or unknown that no answer has touched since ``untouched_since``,
     oldest first."""
     query = (
-        select(DebitRequestRow)
-        .where(DebitRequestRow.status.in_(_OPEN), DebitRequestRow.updated_at < untouched_since)
-        .order_by(DebitRequestRow.updated_at)
+        select(_TABLE)
+        .where(_REQUESTS.status.in_(_OPEN), _REQUESTS.updated_at < untouched_since)
+        .order_by(_REQUESTS.updated_at)
         .limit(limit)
     )
-    return [_request(row) for row in session.scalars(query)]
+    return [_request(row) for row in session.execute(query)]
 
 
 def loan_requests(session: Session, loan_id: int) -> list[DebitRequest]:
     """Every request of a loan (its debits and its refunds), in the order of their order ids."""
-    query = select(DebitRequestRow).where(DebitRequestRow.loan_id == loan_id)
-    return [_request(row) for row in session.scalars(query.order_by(DebitRequestRow.order_id))]
+    query = select(_TABLE).where(_REQUESTS.loan_id == loan_id).order_by(_REQUESTS.order_id)
+    return [_request(row) for row in session.execute(query)]
 
 
 def unpaid_refunds(session: Session, limit: int) -> list[DebitRequest]:
     """The refund requests of every loan that has a refund not paid (pending, unknown or
     failed), up to ``limit`` such loans, oldest first: what an operator looks at."""
     loans = (
-        select(DebitRequestRow.loan_id)
-        .where(DebitRequestRow.kind == Kind.REFUND.value,
-               DebitRequestRow.status != Status.SUCCEEDED.value)
-        .group_by(DebitRequestRow.loan_id)
-        .order_by(func.min(DebitRequestRow.created_at))
+        select(_REQUESTS.loan_id)
+        .where(_REQUESTS.kind == Kind.REFUND.value, _REQUESTS.status != Status.SUCCEEDED.value)
+        .group_by(_REQUESTS.loan_id)
+        .order_by(func.min(_REQUESTS.created_at))
         .limit(limit)
-    )  # fmt: skip
-    query = select(DebitRequestRow).where(
-        DebitRequestRow.kind == Kind.REFUND.value, DebitRequestRow.loan_id.in_(loans)
     )
-    ordered = query.order_by(DebitRequestRow.created_at, DebitRequestRow.order_id)
-    return [_request(row) for row in session.scalars(ordered)]
+    query = select(_TABLE).where(
+        _REQUESTS.kind == Kind.REFUND.value, _REQUESTS.loan_id.in_(loans.scalar_subquery())
+    )
+    ordered = query.order_by(_REQUESTS.created_at, _REQUESTS.order_id)
+    return [_request(row) for row in session.execute(ordered)]
 
 
 def in_flight(session: Session, loan_id: int) -> Money:
@@ -118,7 +118,24 @@ def in_flight(session: Session, loan_id: int) -> Money:
     return Money(int(session.scalar(_IN_FLIGHT, {"loan_id": loan_id}) or 0))
 
 
-_REQUESTS = DebitRequestRow.__table__.c
+_TABLE = Base.metadata.tables[DebitRequestRow.__tablename__]
+_REQUESTS = _TABLE.c
+# Built once (Core, not the ORM): every debit asks them, some twice.
+_ONE = (_REQUESTS.loan_id == bindparam("loan_id")) & (_REQUESTS.order_id == bindparam("order_id"))
+_FIND = select(_TABLE).where(_ONE)
+_FIND_LOCKED = _FIND.with_for_update()
+_AT = bindparam("at", type_=_REQUESTS.updated_at.type)
+_SAVE = update(_TABLE).where(
+    _REQUESTS.loan_id == bindparam("the_loan"), _REQUESTS.order_id == bindparam("the_order")
+)
+_ANSWERED = {
+    "status": bindparam("new_status"), "reference": bindparam("new_reference"),
+    "reason": bindparam("new_reason"), "attempts": bindparam("new_attempts"),
+    "booked": bindparam("new_booked"), "booked_seq": bindparam("new_booked_seq"),
+    "updated_at": _AT,
+}  # fmt: skip
+_SAVE_SETTLED = _SAVE.values(**_ANSWERED, settled_at=func.coalesce(_REQUESTS.settled_at, _AT))
+_SAVE_OPEN = _SAVE.values(**_ANSWERED, settled_at=None)
 # Built once: asked by every payment, before its limit is known.
 _IN_FLIGHT = select(func.coalesce(func.sum(_REQUESTS.amount), 0)).where(
     _REQUESTS.loan_id == bindparam("loan_id"),
@@ -131,35 +148,33 @@ _IN_FLIGHT = select(func.coalesce(func.sum(_REQUESTS.amount), 0)).where(
 def chunk_requests(session: Session, day: date, first: int, last: int) -> list[DebitRequest]:
     """The batch's debit requests of ``day`` for the loans of ids ``first`` to ``last``, their
     rows locked (before the loans': the order every writer of both takes them in)."""
-    query = select(DebitRequestRow).where(
-        DebitRequestRow.loan_id.between(first, last),
-        DebitRequestRow.kind == Kind.COB.value,
-        DebitRequestRow.day == day,
+    query = select(_TABLE).where(
+        _REQUESTS.loan_id.between(first, last),
+        _REQUESTS.kind == Kind.COB.value,
+        _REQUESTS.day == day,
     )
-    locked = query.order_by(DebitRequestRow.loan_id, DebitRequestRow.order_id).with_for_update()
-    return [
-        _request(row) for row in session.scalars(locked.execution_options(populate_existing=True))
-    ]
+    locked = query.order_by(_REQUESTS.loan_id, _REQUESTS.order_id).with_for_update()
+    return [_request(row) for row in session.execute(locked)]
 
 
 def add_requests(
     session: Session, requests: list[DebitRequest], at: datetime
 ) -> list[DebitRequest]:
-    """``add_request`` for a chunk's requests, with one query for those recorded already."""
+    """``add_request`` for a chunk's requests, with one query for those recorded already and
+    one insert of the others."""
     if not requests:
         return []
     orders = [request.order_id for request in requests]
-    known = {row.order_id: _request(row) for row in session.scalars(
-        select(DebitRequestRow).where(DebitRequestRow.order_id.in_(orders))
+    known = {row.order_id: _request(row) for row in session.execute(
+        select(_TABLE).where(_REQUESTS.order_id.in_(orders))
     )}  # fmt: skip
-    for request in requests:
-        if request.order_id not in known:
-            _insert(session, request, at)
-    session.flush()
+    new = [_row(request, at) for request in requests if request.order_id not in known]
+    if new:
+        session.execute(insert(_TABLE), new)
     return [known.get(request.order_id, request) for request in requests]
 
 
-def _request(row: DebitRequestRow) -> DebitRequest:
+def _request(row: Row[Any]) -> DebitRequest:
     return DebitRequest(
         loan_id=row.loan_id, order_id=row.order_id, kind=Kind(row.kind), amount=Money(row.amount),
         channel=Channel(row.channel), method_id=row.method_id, token_ref=row.token_ref,
