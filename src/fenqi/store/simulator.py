@@ -6,9 +6,9 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TypeVar
+from typing import Any, TypeVar
 
-from sqlalchemy import Engine, bindparam, func, select, update
+from sqlalchemy import Engine, Row, bindparam, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -19,6 +19,10 @@ from fenqi.store.schema import Base, SimAccountRow, SimOrderRow
 T = TypeVar("T")
 
 _ACCOUNTS = Base.metadata.tables[SimAccountRow.__tablename__]
+_ORDERS = Base.metadata.tables[SimOrderRow.__tablename__]
+# Built once (Core, not the ORM): every simulated debit asks it.
+_ORDER = select(_ORDERS).where(_ORDERS.c.order_id == bindparam("order_id"))
+_ORDER_LOCKED = _ORDER.with_for_update()
 # A debit is one conditional statement that takes the money if it is there (the batch debits by
 # the thousand). It writes the table, not the session's objects: ``_account`` reads afresh.
 _TAKE = (
@@ -41,7 +45,7 @@ class SimOrder:
     refers_to: str | None = None
 
 
-def _order(row: SimOrderRow) -> SimOrder:
+def _order(row: Row[Any]) -> SimOrder:
     return SimOrder(row.order_id, row.token_ref, row.amount, Outcome(row.outcome), row.reason,
                     row.refers_to)  # fmt: skip
 
@@ -81,18 +85,20 @@ class SimulatorTables:
         return account
 
     def order(self, order_id: str, *, for_update: bool = False) -> SimOrder | None:
-        row = self.session.get(SimOrderRow, order_id, with_for_update=for_update)
-        return None if row is None else _order(row)
+        found = self.session.execute(_ORDER_LOCKED if for_update else _ORDER,
+                                     {"order_id": order_id}).first()  # fmt: skip
+        return None if found is None else _order(found)
 
     def add_order(self, order: SimOrder) -> None:
-        self.session.add(SimOrderRow(order_id=order.order_id, token_ref=order.token_ref,
-                                     amount=order.amount, outcome=order.outcome.value,
-                                     reason=order.reason, refers_to=order.refers_to))  # fmt: skip
+        self.session.execute(insert(_ORDERS), {
+            "order_id": order.order_id, "token_ref": order.token_ref, "amount": order.amount,
+            "outcome": order.outcome.value, "reason": order.reason, "refers_to": order.refers_to,
+        })  # fmt: skip
 
     def refunded(self, order_id: str) -> int:
         """What refunds of the debit ``order_id`` paid back."""
-        query = select(func.coalesce(func.sum(SimOrderRow.amount), 0)).where(
-            SimOrderRow.refers_to == order_id, SimOrderRow.outcome == Outcome.SUCCEEDED.value
+        query = select(func.coalesce(func.sum(_ORDERS.c.amount), 0)).where(
+            _ORDERS.c.refers_to == order_id, _ORDERS.c.outcome == Outcome.SUCCEEDED.value
         )
         return int(self.session.scalar(query) or 0)
 
