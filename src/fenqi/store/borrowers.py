@@ -4,8 +4,9 @@ transaction."""
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import Row, select
 from sqlalchemy.orm import Session
 
 from fenqi.domain.money import Money
@@ -17,7 +18,7 @@ from fenqi.store.schema import MAX_ID, BorrowerRow, LoanRow, PaymentMethodRow
 ACTIVE = "active"
 
 
-def method_of(row: PaymentMethodRow) -> PaymentMethod:
+def method_of(row: PaymentMethodRow | Row[Any]) -> PaymentMethod:
     return PaymentMethod(row.id, row.borrower_id, row.kind, row.masked_account, row.token_ref,
                          row.is_default, row.status)  # fmt: skip
 

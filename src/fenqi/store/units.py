@@ -91,6 +91,16 @@ BACKOFF_SECONDS = 0.002
 _LOANS = Base.metadata.tables[LoanRow.__tablename__]
 # A Core statement, compiled once: a bill view asks it on every request.
 _STAMP = select(_LOANS.c.borrower_id, _LOANS.c.version).where(_LOANS.c.id == bindparam("loan_id"))
+# Core statements, compiled once: every payment from a bound method asks one, its answer another.
+_METHODS = Base.metadata.tables[PaymentMethodRow.__tablename__]
+_METHOD = select(_METHODS).where(_METHODS.c.id == bindparam("method_id"))
+_DEFAULT_METHOD = (
+    select(_METHODS)
+    .where(_METHODS.c.borrower_id == bindparam("borrower_id"), _METHODS.c.status == "active",
+           _METHODS.c.is_default)
+    .order_by(_METHODS.c.id)
+    .limit(1)
+)  # fmt: skip
 
 
 def available_limit(session: Session, borrower_id: int, credit_limit: int) -> Money:
@@ -243,16 +253,11 @@ class DatabaseUnitOfWork:
         return account_names(self.session)
 
     def method(self, method_id: int) -> PaymentMethod | None:
-        row = self.session.get(PaymentMethodRow, method_id)
+        row = self.session.execute(_METHOD, {"method_id": method_id}).first()
         return None if row is None else method_of(row)
 
     def default_method(self, borrower_id: int) -> PaymentMethod | None:
-        query = select(PaymentMethodRow).where(
-            PaymentMethodRow.borrower_id == borrower_id,
-            PaymentMethodRow.status == "active",
-            PaymentMethodRow.is_default,
-        )
-        row = self.session.scalars(query.order_by(PaymentMethodRow.id)).first()
+        row = self.session.execute(_DEFAULT_METHOD, {"borrower_id": borrower_id}).first()
         return None if row is None else method_of(row)
 
     def available_limit(self, borrower_id: int, *, lock: bool = False) -> Money:
