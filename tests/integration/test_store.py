@@ -89,6 +89,15 @@ def test_upgrade_creates_every_table(engine: Engine) -> None:
     assert current_revision(engine) == HEAD
 
 
+def test_the_head_every_command_checks_is_alembics_own() -> None:
+    """``schema_is_current`` reads the head from the migrations' numbers, without Alembic:
+    it is the revision Alembic itself finds at the end of the chain."""
+    from alembic.script import ScriptDirectory  # noqa: PLC0415 - the check this test is about
+
+    script = ScriptDirectory.from_config(database._alembic_config())
+    assert database.head() == script.get_current_head() == HEAD
+
+
 def test_upgrade_again_changes_nothing(engine: Engine) -> None:
     upgrade(engine)
     upgrade(engine)

@@ -10,7 +10,6 @@ from __future__ import annotations
 from sqlalchemy import Engine
 
 from fenqi import settings
-from fenqi.channels.gateway_http import HttpGateway, SignedClient
 from fenqi.channels.signing import Signer
 from fenqi.channels.simulator import SimulatedGateway
 from fenqi.domain.events import Channel
@@ -28,6 +27,9 @@ def from_settings(engine: Engine, simulating: bool) -> Gateways:
     simulator = SimulatedGateway(engine)
     by_channel: dict[Channel, WithholdingGateway] = dict.fromkeys(DEBITED, simulator)
     if chosen:
+        # The HTTP client loads only when a gateway is named: every command builds gateways.
+        from fenqi.channels.gateway_http import HttpGateway, SignedClient  # noqa: PLC0415
+
         signer = Signer(settings.gateway_secret(simulating))
         clients = {url: HttpGateway(SignedClient(url, signer)) for url in set(chosen.values())}
         by_channel.update({channel: clients[url] for channel, url in chosen.items()})

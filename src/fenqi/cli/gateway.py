@@ -14,7 +14,6 @@ from typing import Annotated
 import typer
 
 from fenqi import settings
-from fenqi.channels import gateway_sim
 from fenqi.channels.signing import Signer
 from fenqi.cli import render
 from fenqi.cli.context import DatabaseOption, respond
@@ -36,6 +35,8 @@ def gateway_sim_command(
     """Run the withholding gateway simulator until interrupted. It signs and checks every
     message with FENQI_GATEWAY_SECRET (unset: the development secret of simulation mode);
     its balances and switches are set on its own /admin endpoints, never on fenqi's API."""
+    from fenqi.channels import gateway_sim  # noqa: PLC0415 - loads for this command only
+
     signer = Signer(settings.gateway_secret(simulating=True))
     listener = listening_socket(host, port)  # refuses a bad --host or a taken --port in a line
     listener.close()

@@ -18,15 +18,11 @@ import weakref
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from functools import partial
+from functools import cache, partial
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
-from alembic import command
-from alembic.config import Config
-from alembic.runtime.migration import MigrationContext
-from alembic.script import ScriptDirectory
-from sqlalchemy import URL, Connection, Engine, create_engine, event, make_url, text
+from sqlalchemy import URL, Connection, Engine, create_engine, event, inspect, make_url, text
 from sqlalchemy.engine import Dialect
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
@@ -36,9 +32,13 @@ from sqlalchemy.pool import ConnectionPoolEntry, PoolProxiedConnection
 from fenqi.settings import SettingError
 from fenqi.store.errors import BusyError
 
+if TYPE_CHECKING:
+    from alembic.config import Config
+
 DEFAULT_URL = "sqlite:///fenqi.sqlite3"
 URL_VARIABLE = "FENQI_DATABASE_URL"
 MIGRATIONS = Path(__file__).with_name("migrations")
+VERSION_TABLE = "alembic_version"  # where Alembic keeps the revision a database is at
 UPGRADE_LOCK = int.from_bytes(b"fenqi")  # the PostgreSQL advisory lock held while migrating
 
 # Checked foreign keys; readers that never block the writer; fsync at checkpoints only, which WAL
@@ -277,6 +277,8 @@ def upgrade(engine: Engine) -> None:
     """Brings the database to the newest revision (creating the schema on an empty one), in one
     transaction; a database already there is left as it is. A migration may rewrite a big table,
     so it runs without the engine's statement and lock limits."""
+    from alembic import command  # noqa: PLC0415 - Alembic loads to migrate, not for every command
+
     config = _alembic_config()
     with engine.begin() as connection:
         if connection.dialect.name == "postgresql":
@@ -299,15 +301,24 @@ def _wait_for_answers(connection: Connection) -> None:
 def current_revision(engine: Engine) -> str | None:
     """The revision the database is at, or None when it has no fenqi schema."""
     with engine.connect() as connection:
-        return MigrationContext.configure(connection).get_current_revision()
+        if not inspect(connection).has_table(VERSION_TABLE):
+            return None
+        return connection.execute(text(f"SELECT version_num FROM {VERSION_TABLE}")).scalar()
 
 
 def schema_is_current(engine: Engine) -> bool:
-    """Whether the database is at the newest revision this fenqi ships."""
-    heads = ScriptDirectory.from_config(_alembic_config()).get_heads()
-    with engine.connect() as connection:
-        applied = MigrationContext.configure(connection).get_current_heads()
-    return set(applied) == set(heads)
+    """Whether the database is at the newest revision this fenqi ships (``head``). Every
+    command asks, so it reads the version table itself: Alembic, and the migrations it would
+    import to find its head, load only to migrate."""
+    return current_revision(engine) == head()
+
+
+@cache
+def head() -> str:
+    """The newest revision this fenqi ships. Migrations are numbered in order, each revising
+    the one before (``0015_sms_in_phases.py`` is revision 0015); a test checks that this is
+    Alembic's own head."""
+    return max(path.name.split("_", 1)[0] for path in (MIGRATIONS / "versions").glob("[0-9]*_*.py"))
 
 
 def require_current(engine: Engine) -> None:
@@ -327,6 +338,8 @@ def _sqlite_file_exists(engine: Engine) -> bool:
 
 
 def _alembic_config() -> Config:
+    from alembic.config import Config  # noqa: PLC0415 - Alembic loads to migrate
+
     config = Config()
     # Config values pass through configparser interpolation, where "%" is special.
     config.set_main_option("script_location", str(MIGRATIONS).replace("%", "%%"))
