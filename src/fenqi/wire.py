@@ -28,6 +28,7 @@ from fenqi.services.views import (
     BorrowerView,
     CreditPaidBack,
     Dispatched,
+    ListedPayout,
     ListedReceipt,
     LoanHistory,
     LoanSummary,
@@ -36,6 +37,8 @@ from fenqi.services.views import (
     PaymentTaken,
     Payoff,
     Payout,
+    PayoutSentAgain,
+    PayoutStanding,
     Refunded,
     Reversed,
     TrialBalance,
@@ -356,6 +359,23 @@ def payout(paid: Payout) -> dict[str, Any]:
             "reason": paid.reason}  # fmt: skip
 
 
+def payout_standing(standing: PayoutStanding) -> dict[str, Any]:
+    return {"id": standing.id, "loan_id": standing.loan_id, "amount": money(standing.amount),
+            "channel": standing.channel.value, "method_id": standing.method_id,
+            "status": standing.status, "reason": standing.reason}  # fmt: skip
+
+
+def listed_payout(listed: ListedPayout) -> dict[str, Any]:
+    return {**payout_standing(listed.payout), "references": list(listed.references)}
+
+
+def payout_sent_again(sent: PayoutSentAgain) -> dict[str, Any]:
+    """A payout sent again, or paid by hand (then with the transfer's reference)."""
+    reference = {} if sent.reference is None else {"reference": sent.reference}
+    return {"id": sent.id, "loan_id": sent.loan_id, "amount": money(sent.amount),
+            "status": sent.status, "reason": sent.reason, **reference}  # fmt: skip
+
+
 def refunded(done: Refunded) -> dict[str, Any]:
     return {"id": done.id, "loan_id": done.loan_id, "amount": money(done.amount),
             "paid_back": money(done.paid_back),
@@ -601,6 +621,8 @@ _PRESENTERS: Sequence[tuple[type[Any], Any]] = (
     (TrialBalance, trial_balance), (BookCheck, book_check), (AuditEntry, audit_entry),
     (Dispatched, dispatched), (QueuedSms, queued_sms), (SentSms, sent_sms),
     (BorrowerView, borrower_view), (MethodChanged, method_changed),
+    (PayoutStanding, payout_standing), (ListedPayout, listed_payout),
+    (PayoutSentAgain, payout_sent_again),
 )  # fmt: skip
 for _kind, _presenter in _PRESENTERS:
     present.register(_kind, _presenter)

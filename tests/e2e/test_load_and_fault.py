@@ -293,8 +293,8 @@ def check_store(shop: Shop, payments: dict[str, Answer], reversals: set[str]) ->
     context = simulated_context(shop.engine, actor="load")
     withholding.reconcile(context, older_than=timedelta(0))
     for payout in payouts.unpaid(context):
-        if payout["status"] == "failed":
-            payouts.retry(context, payout["id"])
+        if payout.status == "failed":
+            payouts.retry(context, payout.id)
     assert payouts.unpaid(context) == []
     with Session(shop.engine) as session:
         events = session.execute(select(LoanEventRow.loan_id, LoanEventRow.seq,

@@ -214,7 +214,7 @@ def test_a_declined_payout_is_said_listed_and_paid_when_sent_again(
     with pytest.raises(NotFoundError, match="not a payout id"):
         payouts.retry(context, "P1-2")
 
-    sent = payouts.retry(context, done["id"])
+    sent = present(payouts.retry(context, done["id"]))
     assert (sent["status"], sent["amount"]) == ("succeeded", "420.00")
     assert balance(engine, card) == start
     assert present(payouts.unpaid(context)) == []
@@ -279,13 +279,13 @@ def test_a_failed_payout_paid_by_hand_is_recorded_audited_and_never_sent(
                                     ("TX-1", "  ", "say why")):  # fmt: skip
         with pytest.raises(RefusedError, match=says):
             payouts.paid_by_hand(context, done["id"], reference, reason)
-    settled = payouts.paid_by_hand(context, done["id"].lower(), "BOC-2026-0042",
-                                   "card closed; paid by bank transfer")  # fmt: skip
+    settled = present(payouts.paid_by_hand(context, done["id"].lower(), "BOC-2026-0042",
+                                           "card closed; paid by bank transfer"))  # fmt: skip
     assert settled == {"id": done["id"], "loan_id": loan, "amount": "420.00",
                        "status": "succeeded", "reason": None,
                        "reference": "by-hand:BOC-2026-0042"}  # fmt: skip
     assert present(payouts.unpaid(context)) == []
-    assert payouts.of_loan(context, loan) == [{
+    assert present(payouts.of_loan(context, loan)) == [{
         "id": done["id"], "loan_id": loan, "amount": "420.00", "channel": "bank_card",
         "method_id": card, "status": "succeeded", "reason": None,
         "references": ["by-hand:BOC-2026-0042"],

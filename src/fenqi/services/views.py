@@ -122,6 +122,42 @@ class Payout:
 
 
 @dataclass(frozen=True)
+class PayoutStanding:
+    """A payout to a bound method where the latest attempt at each of its parts leaves it
+    (``fenqi.services.payouts``): pending, succeeded, or failed with the gateway's reason."""
+
+    id: str
+    loan_id: int
+    amount: Money
+    channel: Channel
+    method_id: int | None
+    status: str
+    reason: str | None
+
+
+@dataclass(frozen=True)
+class ListedPayout:
+    """A payout in a plan's list, with the references the gateway, or a transfer paid by hand,
+    gave its parts."""
+
+    payout: PayoutStanding
+    references: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class PayoutSentAgain:
+    """A failed payout sent to the gateway again, or paid by hand (``reference``, the transfer's
+    as recorded: ``by-hand:…``; None when it went through the gateway)."""
+
+    id: str
+    loan_id: int
+    amount: Money
+    status: str
+    reason: str | None
+    reference: str | None = None
+
+
+@dataclass(frozen=True)
 class Refunded:
     """A merchant's refund and what of it went back to the borrower."""
 

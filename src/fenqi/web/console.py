@@ -204,7 +204,7 @@ def _loan_page(request: Request, desk: Desk, loan_id: int, day: date, status_cod
                     for event in events]  # fmt: skip
     return render(request, "console/loan.html", status_code, desk=desk, loan=plan, day=day,
                   borrower=owner, events=shown_events, entries=history["entries"],
-                  payouts=payouts.of_loan(context, loan_id), methods=methods,
+                  payouts=documents(payouts.of_loan(context, loan_id)), methods=methods,
                   reversible=_reversible(loan_id, events), waiver_limit=desk.offer.waiver_limit,
                   keys={form: uuid.uuid4().hex for form in FORMS}, **shown)  # fmt: skip
 
