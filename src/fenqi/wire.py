@@ -20,12 +20,14 @@ from fenqi.domain.products import Product
 from fenqi.domain.quote import Quote
 from fenqi.domain.rates import Rate, format_rate
 from fenqi.domain.schedule import Installment
-from fenqi.loans.ports import AuditEntry, QueuedSms, SentSms
+from fenqi.loans.ports import ApiKey, AuditEntry, QueuedSms, SentSms, User
 from fenqi.loans.receipts import MethodView, Receipt
 from fenqi.services.views import (
+    ApiKeyCreated,
     BookCheck,
     BookDifference,
     BorrowerView,
+    CodeSent,
     CreditPaidBack,
     Dispatched,
     ListedPayout,
@@ -34,6 +36,8 @@ from fenqi.services.views import (
     LoanSummary,
     LoanView,
     MethodChanged,
+    OperatorCreated,
+    OperatorDisabled,
     PaymentTaken,
     Payoff,
     Payout,
@@ -125,7 +129,8 @@ def rate(value: Rate) -> str:
     return format_rate(value, 6)
 
 
-def _day(value: date | None) -> str | None:
+def _iso(value: date | None) -> str | None:
+    """A day, or a moment (a ``datetime`` is a ``date``), in ISO 8601; None as it is."""
     return None if value is None else value.isoformat()
 
 
@@ -260,7 +265,7 @@ def loan_summary(view: LoanSummary) -> dict[str, Any]:
         "outstanding_penalty": money(view.outstanding_penalty),
         "credit_balance": money(view.credit_balance),
         "amount_due": money(view.amount_due),
-        "written_off_on": _day(view.written_off_on),
+        "written_off_on": _iso(view.written_off_on),
         "recovered": money(view.recovered),
     }
 
@@ -591,6 +596,41 @@ def sent_sms(text: SentSms) -> dict[str, Any]:
             "sent_at": text.sent_at.isoformat()}  # fmt: skip
 
 
+def operator_created(made: OperatorCreated) -> dict[str, Any]:
+    return {"username": made.username, "role": made.role.value}
+
+
+def user(row: User) -> dict[str, Any]:
+    """An operator as she is listed (never her password's hash)."""
+    return {
+        "username": row.username,
+        "role": row.role,
+        "status": "active" if row.disabled_at is None else "disabled",
+        "created_at": row.created_at.isoformat(),
+        "disabled_at": _iso(row.disabled_at),
+    }
+
+
+def operator_disabled(done: OperatorDisabled) -> dict[str, Any]:
+    return {**user(done.user), "sessions_ended": done.sessions_ended}
+
+
+def api_key_created(made: ApiKeyCreated) -> dict[str, Any]:
+    """The one document that carries a key's secret."""
+    return {"username": made.username, "key_id": made.key_id, "api_key": made.api_key}
+
+
+def api_key(key: ApiKey) -> dict[str, Any]:
+    """A key as it is listed: its id and dates, never its secret."""
+    return {"key_id": key.key_id, "username": key.username, "revoked": key.revoked,
+            "created_at": key.created_at.isoformat(), "last_used_at": _iso(key.last_used_at),
+            "revoked_at": _iso(key.revoked_at)}  # fmt: skip
+
+
+def code_sent(answer: CodeSent) -> dict[str, Any]:
+    return {"sent": answer.sent, "expires_in_minutes": answer.expires_in_minutes}
+
+
 # -- any answer -----------------------------------------------------------------------------------
 
 
@@ -622,7 +662,9 @@ _PRESENTERS: Sequence[tuple[type[Any], Any]] = (
     (Dispatched, dispatched), (QueuedSms, queued_sms), (SentSms, sent_sms),
     (BorrowerView, borrower_view), (MethodChanged, method_changed),
     (PayoutStanding, payout_standing), (ListedPayout, listed_payout),
-    (PayoutSentAgain, payout_sent_again),
+    (PayoutSentAgain, payout_sent_again), (OperatorCreated, operator_created), (User, user),
+    (OperatorDisabled, operator_disabled), (ApiKeyCreated, api_key_created), (ApiKey, api_key),
+    (CodeSent, code_sent),
 )  # fmt: skip
 for _kind, _presenter in _PRESENTERS:
     present.register(_kind, _presenter)

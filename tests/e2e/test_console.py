@@ -550,6 +550,6 @@ def test_the_common_refusals_are_said_in_chinese_on_the_console(desk: Desk) -> N
     assert not ENGLISH_WORD.search(re.sub(r"<[^>]+>", " ", card[1]).replace("P1-", ""))
     api = desk.client().post(f"/api/loans/{desk.loan}/payments",
                              json={"amount": "1", "date": "2026-01-01"},
-                             headers={"X-API-Key": credentials.create_api_key(desk.context, "agent")["api_key"],
+                             headers={"X-API-Key": credentials.create_api_key(desk.context, "agent").api_key,
                                       "Idempotency-Key": "en"})  # fmt: skip
     assert "is over 31 days before today" in api.json()["detail"]

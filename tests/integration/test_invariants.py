@@ -113,7 +113,7 @@ def test_the_api_answers_an_invariant_broken_with_a_500_problem_and_no_trace(
 ) -> None:
     loan = plan(context)
     credentials.create_user(context, "agent", "agent password", Role.AGENT)
-    key = credentials.create_api_key(context, "agent")["api_key"]
+    key = credentials.create_api_key(context, "agent").api_key
     unbalanced.start()
     with TestClient(create_app(database_url), raise_server_exceptions=False) as client:
         answer = client.post(f"/api/loans/{loan}/payments", headers={"X-API-Key": key,

@@ -86,7 +86,8 @@ def _simulating(request: Request) -> bool:
 def send_code(request: Request, body: models.CodeIn) -> Document:
     """Texts a one-time sign-in code to a borrower's phone. The answer is the same for any
     phone; too many requests from one address are refused (429, ``Retry-After``)."""
-    return credentials.send_sign_in_code(base_context(request), body.phone, client_address(request))
+    sent = credentials.send_sign_in_code(base_context(request), body.phone, client_address(request))
+    return document(sent)
 
 
 @router.post("/auth/session", tags=["sign-in"], **answers(responses.Session))

@@ -4,7 +4,7 @@ days as ``date``, states as their enums). How they are written out (JSON for the
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import Any
 
@@ -15,8 +15,9 @@ from fenqi.domain.money import Money
 from fenqi.domain.schedule import Method
 from fenqi.loans.aggregate import Loan
 from fenqi.loans.methods import PaymentMethod
-from fenqi.loans.ports import History
+from fenqi.loans.ports import History, User
 from fenqi.loans.receipts import Receipt
+from fenqi.services.policy import Role
 
 # What the borrower was shown when she agreed to a plan, kept as it was shown then.
 Shown = dict[str, Any]
@@ -295,3 +296,35 @@ class MethodChanged:
 
     method: PaymentMethod
     sim_balance: Money | None = None
+
+
+@dataclass(frozen=True)
+class OperatorCreated:
+    username: str
+    role: Role
+
+
+@dataclass(frozen=True)
+class OperatorDisabled:
+    """An operator as disabling her left her, and how many of her sessions it ended."""
+
+    user: User
+    sessions_ended: int
+
+
+@dataclass(frozen=True)
+class ApiKeyCreated:
+    """A new API key: the one answer that carries its secret (kept out of ``repr``, so a log
+    line or a traceback never shows it)."""
+
+    username: str
+    key_id: str
+    api_key: str = field(repr=False)
+
+
+@dataclass(frozen=True)
+class CodeSent:
+    """The answer to a request for a sign-in code: the same whoever's phone it is."""
+
+    sent: bool
+    expires_in_minutes: int
