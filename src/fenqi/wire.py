@@ -20,6 +20,7 @@ from fenqi.domain.products import Product
 from fenqi.domain.quote import Quote
 from fenqi.domain.rates import Rate, format_rate
 from fenqi.domain.schedule import Installment
+from fenqi.domain.withholding import Status
 from fenqi.loans.ports import ApiKey, AuditEntry, QueuedSms, SentSms, User
 from fenqi.loans.receipts import MethodView, Receipt
 from fenqi.services.views import (
@@ -36,6 +37,7 @@ from fenqi.services.views import (
     LoanSummary,
     LoanView,
     MethodChanged,
+    Notified,
     OperatorCreated,
     OperatorDisabled,
     PaymentTaken,
@@ -43,6 +45,7 @@ from fenqi.services.views import (
     Payout,
     PayoutSentAgain,
     PayoutStanding,
+    Reconciled,
     Refunded,
     Reversed,
     TrialBalance,
@@ -631,6 +634,18 @@ def code_sent(answer: CodeSent) -> dict[str, Any]:
     return {"sent": answer.sent, "expires_in_minutes": answer.expires_in_minutes}
 
 
+def notified(recorded: Notified) -> dict[str, Any]:
+    return {"order_id": recorded.order_id, "status": recorded.status.value,
+            "settled_now": recorded.settled_now}  # fmt: skip
+
+
+def reconciled(done: Reconciled) -> dict[str, Any]:
+    """How many requests were asked about, then how many stand in each status, in the order
+    the statuses are declared."""
+    return {"examined": done.examined,
+            **{status.value: done.statuses.get(status, 0) for status in Status}}  # fmt: skip
+
+
 # -- any answer -----------------------------------------------------------------------------------
 
 
@@ -664,7 +679,7 @@ _PRESENTERS: Sequence[tuple[type[Any], Any]] = (
     (PayoutStanding, payout_standing), (ListedPayout, listed_payout),
     (PayoutSentAgain, payout_sent_again), (OperatorCreated, operator_created), (User, user),
     (OperatorDisabled, operator_disabled), (ApiKeyCreated, api_key_created), (ApiKey, api_key),
-    (CodeSent, code_sent),
+    (CodeSent, code_sent), (Notified, notified), (Reconciled, reconciled),
 )  # fmt: skip
 for _kind, _presenter in _PRESENTERS:
     present.register(_kind, _presenter)

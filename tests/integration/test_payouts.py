@@ -237,7 +237,7 @@ def test_a_payout_whose_answer_is_lost_is_pending_until_the_reconciler_settles_i
     assert balance(engine, card) == start
     assert [p["status"] for p in present(payouts.unpaid(context))] == ["pending"]
 
-    report = withholding.reconcile(context, older_than=timedelta(0))
+    report = present(withholding.reconcile(context, older_than=timedelta(0)))
     assert (report["examined"], report["succeeded"]) == (1, 1)
     assert [row.status for row in refund_requests(engine)] == [Status.SUCCEEDED.value]
     assert present(payouts.unpaid(context)) == []
@@ -299,7 +299,7 @@ def test_a_failed_payout_paid_by_hand_is_recorded_audited_and_never_sent(
     assert (entry["action"], entry["reason"]) == ("payout.paid_by_hand",
                                                   "card closed; paid by bank transfer")  # fmt: skip
     assert entry["after"]["reference"] == "BOC-2026-0042"
-    assert withholding.reconcile(context, older_than=timedelta(0))["examined"] == 0
+    assert present(withholding.reconcile(context, older_than=timedelta(0)))["examined"] == 0
     assert present(books.check_books(context))["consistent"]
 
 

@@ -4,6 +4,7 @@ days as ``date``, states as their enums). How they are written out (JSON for the
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import Any
@@ -13,6 +14,7 @@ from fenqi.domain.events import Channel, WaiverKind
 from fenqi.domain.loan import InstallmentState, LoanState, LoanStatus, PayoffQuote
 from fenqi.domain.money import Money
 from fenqi.domain.schedule import Method
+from fenqi.domain.withholding import Status
 from fenqi.loans.aggregate import Loan
 from fenqi.loans.methods import PaymentMethod
 from fenqi.loans.ports import History, User
@@ -328,3 +330,22 @@ class CodeSent:
 
     sent: bool
     expires_in_minutes: int
+
+
+@dataclass(frozen=True)
+class Notified:
+    """A gateway's notification recorded: where its order now stands, and whether this
+    notification is what settled it."""
+
+    order_id: str
+    status: Status
+    settled_now: bool
+
+
+@dataclass(frozen=True)
+class Reconciled:
+    """What a round of the reconciler did: how many open requests it asked about, and how many
+    of them stand where (a status no request reached counts none)."""
+
+    examined: int
+    statuses: Mapping[Status, int]
