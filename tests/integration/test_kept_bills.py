@@ -100,7 +100,7 @@ def test_a_payment_a_reversal_the_batch_and_a_new_day_each_show_the_plan_afresh(
     assert overdue == fresh(shop, loan, late)
     assert overdue["dpd"] > 0
     assert overdue["status"] == "overdue"
-    closed = cob.close(shop, late)  # the batch books the days up to it: a new version
+    closed = document(cob.close(shop, late))  # the batch books the days up to it: a new version
     assert closed["status"] == "done", closed
     assert servicing.view_loan(shop, loan, late, counted) == fresh(shop, loan, late)
     assert shown == [loan] * 5

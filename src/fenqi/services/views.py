@@ -17,7 +17,7 @@ from fenqi.domain.schedule import Method
 from fenqi.domain.withholding import Status
 from fenqi.loans.aggregate import Loan
 from fenqi.loans.methods import PaymentMethod
-from fenqi.loans.ports import History, User
+from fenqi.loans.ports import History, JobRecord, RunRecord, User
 from fenqi.loans.receipts import Receipt
 from fenqi.services.policy import Role
 
@@ -349,3 +349,54 @@ class Reconciled:
 
     examined: int
     statuses: Mapping[Status, int]
+
+
+@dataclass(frozen=True)
+class CobRun:
+    """A close-of-business run as stored, with its chunks' figures as they stand now
+    (``chunks``, ``chunks_done``, ``chunks_failed``): they replace those it was settled with,
+    and are all a run still running has."""
+
+    record: RunRecord
+    chunks: Mapping[str, int]
+
+    @property
+    def failed(self) -> bool:
+        return self.record.status == "failed"
+
+
+@dataclass(frozen=True)
+class CobRunReport:
+    """A run with its chunks, in order."""
+
+    run: CobRun
+    jobs: tuple[JobRecord, ...]
+
+
+@dataclass(frozen=True)
+class NothingToClose:
+    """A business day on which no loan had work the batch had not closed: no run was recorded.
+    ``caught_up_from``: the first earlier day closed before it, if any were."""
+
+    business_date: date
+    caught_up_from: date | None = None
+
+
+@dataclass(frozen=True)
+class CobClosed:
+    """A business day closed (its run, or nothing to close), after the earlier days on which
+    loans were behind, closed first (``caught_up``, oldest first)."""
+
+    day: CobRun | NothingToClose
+    caught_up: tuple[CobRun | NothingToClose, ...]
+
+
+@dataclass(frozen=True)
+class Aging:
+    """Loans and their outstanding principal (fen) by delinquency bucket on ``day``, as the
+    batch closed them; ``unclosed`` loans still await the batch for the day."""
+
+    day: date
+    loans: Mapping[str, int]
+    principal: Mapping[str, int]
+    unclosed: int

@@ -260,7 +260,7 @@ def close_of_business(
 ) -> HTMLResponse:
     """The nightly batch's runs, and the portfolio by delinquency bucket as it closed them."""
     day = _today(on)
-    runs, aging = cob.runs(desk.context), cob.aging(desk.context, day)
+    runs, aging = documents(cob.runs(desk.context)), document(cob.aging(desk.context, day))
     return render(request, "console/cob.html", desk=desk, runs=runs, aging=aging, day=day)
 
 
