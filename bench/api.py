@@ -77,7 +77,7 @@ def prepare(url: str, loans: int, service_loans: int, age: int) -> tuple[str, li
     context = Context(engine, SimulatedChannel, operator("bench"), gateways=simulated(engine))
     products.load_products(context)
     credentials.create_user(context, "bench", "bench password", Role.AGENT)
-    key = credentials.create_api_key(context, "bench")["api_key"]
+    key = credentials.create_api_key(context, "bench").api_key
     start = date.today() - timedelta(days=age)
     made = []
     for number in range(loans + service_loans):

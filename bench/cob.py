@@ -161,7 +161,7 @@ def close_days(context: Context, workers: Pool, count: int, days: list[date]) ->
         taking = [workers.apply_async(take_chunks, (run_id,)) for _ in range(count)]
         for victims, cpu in (taken.get() for taken in taking):
             deadlocks, worker_cpu = deadlocks + victims, worker_cpu + cpu
-        counts = cob.finish_run(context, run_id)
+        counts = wire.document(cob.finish_run(context, run_id))
         assert counts["status"] == "done", counts
         loans, rows = loans + counts["loans"], rows + counts["rows"]
     seconds, busy_now = time.perf_counter() - began, machine_busy()

@@ -9,7 +9,7 @@ The documents' keys and their order are a contract (the API's response models in
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from datetime import date, datetime
+from datetime import date
 from functools import singledispatch
 from typing import Any, Protocol
 
@@ -20,22 +20,37 @@ from fenqi.domain.products import Product
 from fenqi.domain.quote import Quote
 from fenqi.domain.rates import Rate, format_rate
 from fenqi.domain.schedule import Installment
-from fenqi.loans.ports import AuditEntry, QueuedSms, SentSms
+from fenqi.domain.withholding import Status
+from fenqi.loans.ports import ApiKey, AuditEntry, JobRecord, QueuedSms, SentSms, User
 from fenqi.loans.receipts import MethodView, Receipt
 from fenqi.services.views import (
+    Aging,
+    ApiKeyCreated,
     BookCheck,
     BookDifference,
     BorrowerView,
+    CobClosed,
+    CobRun,
+    CobRunReport,
+    CodeSent,
     CreditPaidBack,
     Dispatched,
+    ListedPayout,
     ListedReceipt,
     LoanHistory,
     LoanSummary,
     LoanView,
     MethodChanged,
+    NothingToClose,
+    Notified,
+    OperatorCreated,
+    OperatorDisabled,
     PaymentTaken,
     Payoff,
     Payout,
+    PayoutSentAgain,
+    PayoutStanding,
+    Reconciled,
     Refunded,
     Reversed,
     TrialBalance,
@@ -74,46 +89,6 @@ class _Method(Protocol):
     def status(self) -> str: ...
 
 
-class _CobRun(Protocol):
-    @property
-    def id(self) -> int: ...
-    @property
-    def business_date(self) -> date: ...
-    @property
-    def status(self) -> str: ...
-    @property
-    def started_at(self) -> datetime: ...
-    @property
-    def finished_at(self) -> datetime | None: ...
-    @property
-    def error(self) -> str | None: ...
-    @property
-    def caught_up_from(self) -> date | None: ...
-    @property
-    def counts(self) -> dict[str, Any]: ...
-
-
-class _CobJob(Protocol):
-    @property
-    def chunk_no(self) -> int: ...
-    @property
-    def first_loan_id(self) -> int: ...
-    @property
-    def last_loan_id(self) -> int: ...
-    @property
-    def status(self) -> str: ...
-    @property
-    def worker(self) -> str | None: ...
-    @property
-    def finished_at(self) -> datetime | None: ...
-    @property
-    def counts(self) -> dict[str, Any] | None: ...
-    @property
-    def attempts(self) -> int: ...
-    @property
-    def error(self) -> str | None: ...
-
-
 def money(amount: Money) -> str:
     return str(amount)
 
@@ -122,7 +97,8 @@ def rate(value: Rate) -> str:
     return format_rate(value, 6)
 
 
-def _day(value: date | None) -> str | None:
+def _iso(value: date | None) -> str | None:
+    """A day, or a moment (a ``datetime`` is a ``date``), in ISO 8601; None as it is."""
     return None if value is None else value.isoformat()
 
 
@@ -257,7 +233,7 @@ def loan_summary(view: LoanSummary) -> dict[str, Any]:
         "outstanding_penalty": money(view.outstanding_penalty),
         "credit_balance": money(view.credit_balance),
         "amount_due": money(view.amount_due),
-        "written_off_on": _day(view.written_off_on),
+        "written_off_on": _iso(view.written_off_on),
         "recovered": money(view.recovered),
     }
 
@@ -356,6 +332,23 @@ def payout(paid: Payout) -> dict[str, Any]:
             "reason": paid.reason}  # fmt: skip
 
 
+def payout_standing(standing: PayoutStanding) -> dict[str, Any]:
+    return {"id": standing.id, "loan_id": standing.loan_id, "amount": money(standing.amount),
+            "channel": standing.channel.value, "method_id": standing.method_id,
+            "status": standing.status, "reason": standing.reason}  # fmt: skip
+
+
+def listed_payout(listed: ListedPayout) -> dict[str, Any]:
+    return {**payout_standing(listed.payout), "references": list(listed.references)}
+
+
+def payout_sent_again(sent: PayoutSentAgain) -> dict[str, Any]:
+    """A payout sent again, or paid by hand (then with the transfer's reference)."""
+    reference = {} if sent.reference is None else {"reference": sent.reference}
+    return {"id": sent.id, "loan_id": sent.loan_id, "amount": money(sent.amount),
+            "status": sent.status, "reason": sent.reason, **reference}  # fmt: skip
+
+
 def refunded(done: Refunded) -> dict[str, Any]:
     return {"id": done.id, "loan_id": done.loan_id, "amount": money(done.amount),
             "paid_back": money(done.paid_back),
@@ -419,10 +412,9 @@ def book_check(report: BookCheck) -> dict[str, Any]:
             "consistent": not report.differences}  # fmt: skip
 
 
-def cob_run(row: _CobRun, chunks: Mapping[str, int] | None = None) -> dict[str, Any]:
-    """A run; ``chunks``, its chunk figures as they stand, replace those it was settled with
-    (a run still running has none)."""
-    counts = {**row.counts, **(chunks or {})}
+def cob_run(run: CobRun) -> dict[str, Any]:
+    row = run.record
+    counts = {**row.counts, **run.chunks}
     for amount in ("debited", "failed_amount"):
         if amount in counts:
             counts[amount] = money(Money(counts[amount]))
@@ -431,9 +423,9 @@ def cob_run(row: _CobRun, chunks: Mapping[str, int] | None = None) -> dict[str, 
         "business_date": row.business_date.isoformat(),
         "status": row.status,
         "started_at": row.started_at.isoformat(),
-        "finished_at": None if row.finished_at is None else row.finished_at.isoformat(),
+        "finished_at": _iso(row.finished_at),
         "error": row.error,
-        "caught_up_from": None if row.caught_up_from is None else row.caught_up_from.isoformat(),
+        "caught_up_from": _iso(row.caught_up_from),
         **counts,
     }
 
@@ -441,49 +433,56 @@ def cob_run(row: _CobRun, chunks: Mapping[str, int] | None = None) -> dict[str, 
 COB_NOTHING_TO_DO = "nothing_to_do"
 
 
-def cob_nothing_to_do(day: date, caught_up_from: date | None = None) -> dict[str, Any]:
-    """A business day on which no loan had work the batch had not closed: no run was recorded,
-    so it has no id, no times and no counts (the keys of a run, for a reader of either); the
-    first earlier day closed before it, if any were."""
+def nothing_to_close(day: NothingToClose) -> dict[str, Any]:
+    """No run, so no id, no times and no counts: the keys of a run, for a reader of either."""
     figures = ("loans", "debits_tried", "debits_succeeded", "debits_failed", "sms_queued",
                "write_offs", "rows", "chunks", "chunks_done", "chunks_failed")  # fmt: skip
+    on = day.business_date.isoformat()
     return {
         "id": None,
-        "business_date": day.isoformat(),
+        "business_date": on,
         "status": COB_NOTHING_TO_DO,
         "started_at": None,
         "finished_at": None,
         "error": None,
-        "caught_up_from": None if caught_up_from is None else caught_up_from.isoformat(),
+        "caught_up_from": _iso(day.caught_up_from),
         **dict.fromkeys(figures, 0),
         "debited": money(Money(0)),
         "failed_amount": money(Money(0)),
         "newly_overdue": {},
-        "detail": f"nothing to do: no loan has work on {day.isoformat()} that the batch has not "
-        "closed; no run was recorded",
+        "detail": f"nothing to do: no loan has work on {on} that the batch has not closed; no "
+        "run was recorded",
     }
 
 
-def cob_job(row: _CobJob) -> dict[str, Any]:
+def cob_closed(closed: CobClosed) -> dict[str, Any]:
+    return {**document(closed.day), "caught_up": documents(closed.caught_up)}
+
+
+def cob_job(row: JobRecord) -> dict[str, Any]:
     return {
         "chunk_no": row.chunk_no,
         "first_loan_id": row.first_loan_id,
         "last_loan_id": row.last_loan_id,
         "status": row.status,
         "worker": row.worker,
-        "finished_at": None if row.finished_at is None else row.finished_at.isoformat(),
+        "finished_at": _iso(row.finished_at),
         "loans": (row.counts or {}).get("loans", 0),
         "attempts": row.attempts,
         "error": row.error,
     }
 
 
-def aging(day: date, counts: Mapping[str, int], principal: Mapping[str, int],
-          unclosed: int) -> dict[str, Any]:  # fmt: skip
-    """Loans and outstanding principal per bucket; ``unclosed`` loans still await the batch."""
+def cob_run_report(report: CobRunReport) -> dict[str, Any]:
+    return {**cob_run(report.run), "chunks": [cob_job(job) for job in report.jobs]}
+
+
+def aging(report: Aging) -> dict[str, Any]:
+    """Loans and outstanding principal per bucket, M0 … M7 then written off."""
+    counts, principal = report.loans, report.principal
     names = [f"M{n}" for n in range(8)] + ["written_off"]
     return {
-        "date": day.isoformat(),
+        "date": report.day.isoformat(),
         "buckets": [
             {"bucket": name, "loans": counts.get(name, 0),
              "outstanding_principal": money(Money(principal.get(name, 0)))}
@@ -491,7 +490,7 @@ def aging(day: date, counts: Mapping[str, int], principal: Mapping[str, int],
         ],
         "total_loans": sum(counts.values()),
         "total_outstanding_principal": money(Money(sum(principal.values()))),
-        "loans_not_yet_closed": unclosed,
+        "loans_not_yet_closed": report.unclosed,
     }  # fmt: skip
 
 
@@ -571,6 +570,53 @@ def sent_sms(text: SentSms) -> dict[str, Any]:
             "sent_at": text.sent_at.isoformat()}  # fmt: skip
 
 
+def operator_created(made: OperatorCreated) -> dict[str, Any]:
+    return {"username": made.username, "role": made.role.value}
+
+
+def user(row: User) -> dict[str, Any]:
+    """An operator as she is listed (never her password's hash)."""
+    return {
+        "username": row.username,
+        "role": row.role,
+        "status": "active" if row.disabled_at is None else "disabled",
+        "created_at": row.created_at.isoformat(),
+        "disabled_at": _iso(row.disabled_at),
+    }
+
+
+def operator_disabled(done: OperatorDisabled) -> dict[str, Any]:
+    return {**user(done.user), "sessions_ended": done.sessions_ended}
+
+
+def api_key_created(made: ApiKeyCreated) -> dict[str, Any]:
+    """The one document that carries a key's secret."""
+    return {"username": made.username, "key_id": made.key_id, "api_key": made.api_key}
+
+
+def api_key(key: ApiKey) -> dict[str, Any]:
+    """A key as it is listed: its id and dates, never its secret."""
+    return {"key_id": key.key_id, "username": key.username, "revoked": key.revoked,
+            "created_at": key.created_at.isoformat(), "last_used_at": _iso(key.last_used_at),
+            "revoked_at": _iso(key.revoked_at)}  # fmt: skip
+
+
+def code_sent(answer: CodeSent) -> dict[str, Any]:
+    return {"sent": answer.sent, "expires_in_minutes": answer.expires_in_minutes}
+
+
+def notified(recorded: Notified) -> dict[str, Any]:
+    return {"order_id": recorded.order_id, "status": recorded.status.value,
+            "settled_now": recorded.settled_now}  # fmt: skip
+
+
+def reconciled(done: Reconciled) -> dict[str, Any]:
+    """How many requests were asked about, then how many stand in each status, in the order
+    the statuses are declared."""
+    return {"examined": done.examined,
+            **{status.value: done.statuses.get(status, 0) for status in Status}}  # fmt: skip
+
+
 # -- any answer -----------------------------------------------------------------------------------
 
 
@@ -578,8 +624,7 @@ def sent_sms(text: SentSms) -> dict[str, Any]:
 def present(answer: object) -> Any:
     """The document for a service's answer: a typed value by its presenter above, a list item
     by item. A document (``dict``) is given as it is: a replayed idempotent answer (the first
-    one, as it was sent), and the answers of the services that still build their documents
-    themselves (the batch's reports, sign-in)."""
+    one, as it was sent)."""
     raise TypeError(f"no presenter for {type(answer).__name__}")
 
 
@@ -601,6 +646,12 @@ _PRESENTERS: Sequence[tuple[type[Any], Any]] = (
     (TrialBalance, trial_balance), (BookCheck, book_check), (AuditEntry, audit_entry),
     (Dispatched, dispatched), (QueuedSms, queued_sms), (SentSms, sent_sms),
     (BorrowerView, borrower_view), (MethodChanged, method_changed),
+    (PayoutStanding, payout_standing), (ListedPayout, listed_payout),
+    (PayoutSentAgain, payout_sent_again), (OperatorCreated, operator_created), (User, user),
+    (OperatorDisabled, operator_disabled), (ApiKeyCreated, api_key_created), (ApiKey, api_key),
+    (CodeSent, code_sent), (Notified, notified), (Reconciled, reconciled),
+    (CobRun, cob_run), (CobRunReport, cob_run_report), (NothingToClose, nothing_to_close),
+    (CobClosed, cob_closed), (Aging, aging),
 )  # fmt: skip
 for _kind, _presenter in _PRESENTERS:
     present.register(_kind, _presenter)

@@ -48,7 +48,7 @@ def shop(engine: Engine, database_url: str) -> Iterator[Shop]:
     keys = {}
     for role in Role:
         credentials.create_user(context, role.value, "a long password", role)
-        keys[role.value] = credentials.create_api_key(context, role.value)["api_key"]
+        keys[role.value] = credentials.create_api_key(context, role.value).api_key
     with TestClient(create_app(database_url, simulation=True)) as client:
         yield Shop(client, keys, engine)
 

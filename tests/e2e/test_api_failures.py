@@ -40,7 +40,7 @@ def agent_key(engine: Engine) -> str:
     context = simulated_context(engine, actor="setup")
     products.load_products(context)
     credentials.create_user(context, "agent", "a long password", Role.AGENT)
-    return str(credentials.create_api_key(context, "agent")["api_key"])
+    return str(credentials.create_api_key(context, "agent").api_key)
 
 
 def open_loan(engine: Engine) -> int:

@@ -24,7 +24,7 @@ def client(engine: Engine, database_url: str) -> Iterator[tuple[TestClient, dict
     context = simulated_context(engine, actor="setup")
     products.load_products(context)
     credentials.create_user(context, "admin", "a long password", Role.ADMIN)
-    key = credentials.create_api_key(context, "admin")["api_key"]
+    key = credentials.create_api_key(context, "admin").api_key
     with TestClient(create_app(database_url, simulation=True)) as served:
         yield served, {"X-API-Key": key}
 

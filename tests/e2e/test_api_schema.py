@@ -25,7 +25,7 @@ def _admin_key() -> str:
     context = simulated_context(engine, actor="schemathesis")
     products.load_products(context)
     credentials.create_user(context, "fuzz", "a long password", Role.ADMIN)
-    key = credentials.create_api_key(context, "fuzz")["api_key"]
+    key = credentials.create_api_key(context, "fuzz").api_key
     engine.dispose()
     return str(key)
 

@@ -29,7 +29,7 @@ from fenqi.services.policy import Role
 from fenqi.store.schema import SmsSentRow
 from fenqi.web.pages import beijing
 from fenqi.web.words import WORDS
-from fenqi.wire import present
+from fenqi.wire import document, present
 from tests.batch_faults import MESSAGE, allow_closing, refuse_to_close
 from tests.simulated import simulated_context
 
@@ -323,7 +323,7 @@ def test_the_cob_page_charts_the_aging_report(desk: Desk) -> None:
 
 def test_the_cob_page_shows_a_failed_run_with_its_error(desk: Desk) -> None:
     refuse_to_close(desk.engine, desk.loan)
-    assert cob.close(desk.context, date(2026, 2, 12))["status"] == "failed"
+    assert document(cob.close(desk.context, date(2026, 2, 12)))["status"] == "failed"
     page = desk.client("viewer").get("/console/cob").text
     assert '<td data-status="failed">失败</td>' in page
     failed = re.search(r'data-failed-run="1"><td colspan="10">(.*?)</td>', page, re.S)
@@ -337,7 +337,7 @@ def test_the_cob_page_shows_a_failed_run_with_its_error(desk: Desk) -> None:
     assert "closing that day again takes up its failed chunks" in english
 
     allow_closing(desk.engine)
-    assert cob.close(desk.context, date(2026, 2, 12))["status"] == "done"
+    assert document(cob.close(desk.context, date(2026, 2, 12)))["status"] == "done"
     page = desk.client("viewer").get("/console/cob").text
     assert '<td data-status="done">完成</td>' in page
     assert "data-failed-run" not in page
@@ -550,6 +550,6 @@ def test_the_common_refusals_are_said_in_chinese_on_the_console(desk: Desk) -> N
     assert not ENGLISH_WORD.search(re.sub(r"<[^>]+>", " ", card[1]).replace("P1-", ""))
     api = desk.client().post(f"/api/loans/{desk.loan}/payments",
                              json={"amount": "1", "date": "2026-01-01"},
-                             headers={"X-API-Key": credentials.create_api_key(desk.context, "agent")["api_key"],
+                             headers={"X-API-Key": credentials.create_api_key(desk.context, "agent").api_key,
                                       "Idempotency-Key": "en"})  # fmt: skip
     assert "is over 31 days before today" in api.json()["detail"]

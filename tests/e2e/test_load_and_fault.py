@@ -69,8 +69,8 @@ def open_shop(server: PrivatePostgres) -> Shop:
     products.load_products(context)
     credentials.create_user(context, "agent", "a long password", Role.AGENT)
     credentials.create_user(context, "admin", "a long password", Role.ADMIN)
-    agent = str(credentials.create_api_key(context, "agent")["api_key"])
-    admin = str(credentials.create_api_key(context, "admin")["api_key"])
+    agent = str(credentials.create_api_key(context, "agent").api_key)
+    admin = str(credentials.create_api_key(context, "admin").api_key)
     loans, methods, secrets = [], {}, []
     for number in range(LOANS):
         name, phone, account = f"韩梅梅{number}", f"1391234{number:04d}", f"62170031{number:011d}"
@@ -293,8 +293,8 @@ def check_store(shop: Shop, payments: dict[str, Answer], reversals: set[str]) ->
     context = simulated_context(shop.engine, actor="load")
     withholding.reconcile(context, older_than=timedelta(0))
     for payout in payouts.unpaid(context):
-        if payout["status"] == "failed":
-            payouts.retry(context, payout["id"])
+        if payout.status == "failed":
+            payouts.retry(context, payout.id)
     assert payouts.unpaid(context) == []
     with Session(shop.engine) as session:
         events = session.execute(select(LoanEventRow.loan_id, LoanEventRow.seq,

@@ -170,7 +170,7 @@ def test_a_disabled_operators_key_and_session_stop_at_once(
     client: Client, context: Context
 ) -> None:
     api = client()
-    key = {"X-API-Key": credentials.create_api_key(context, "agent")["api_key"]}
+    key = {"X-API-Key": credentials.create_api_key(context, "agent").api_key}
     pages = client()
     assert pages.post("/console/login", data={"username": "agent", "password": PASSWORD}).is_success
     assert api.get("/api/me", headers=key).json()["name"] == "agent"
@@ -185,9 +185,9 @@ def test_a_disabled_operators_key_and_session_stop_at_once(
 def test_a_revoked_key_stops_at_once(client: Client, context: Context) -> None:
     api = client()
     made = credentials.create_api_key(context, "viewer")
-    assert api.get("/api/me", headers={"X-API-Key": made["api_key"]}).status_code == 200
-    credentials.revoke_api_key(context, made["key_id"])
-    assert api.get("/api/me", headers={"X-API-Key": made["api_key"]}).status_code == 401
+    assert api.get("/api/me", headers={"X-API-Key": made.api_key}).status_code == 200
+    credentials.revoke_api_key(context, made.key_id)
+    assert api.get("/api/me", headers={"X-API-Key": made.api_key}).status_code == 401
 
 
 # -- headers and cookies --------------------------------------------------------------------------
@@ -195,7 +195,7 @@ def test_a_revoked_key_stops_at_once(client: Client, context: Context) -> None:
 
 def test_every_answer_carries_the_security_headers(client: Client, context: Context) -> None:
     api = client()
-    key = {"X-API-Key": credentials.create_api_key(context, "viewer")["api_key"]}
+    key = {"X-API-Key": credentials.create_api_key(context, "viewer").api_key}
     for answer in (api.get("/me/login"), api.get("/console/login"), api.get("/api/me", headers=key),
                    api.get("/api/loans/1"), api.get("/healthz")):  # fmt: skip
         headers = answer.headers
@@ -280,7 +280,7 @@ def test_metrics_can_be_for_staff_only_or_off(client: Client, context: Context) 
     assert client(METRICS="off").get("/metrics").status_code == 404
     staff = client(METRICS="staff")
     assert staff.get("/metrics").status_code == 401
-    key = credentials.create_api_key(context, "viewer")["api_key"]
+    key = credentials.create_api_key(context, "viewer").api_key
     assert staff.get("/metrics", headers={"Authorization": f"Bearer {key}"}).status_code == 200
     assert staff.get("/metrics", headers={"X-API-Key": key}).status_code == 200
     assert staff.post("/console/login", data={"username": "agent", "password": PASSWORD}).is_success

@@ -51,12 +51,12 @@ def test_a_bill_view_by_key_is_one_transaction_and_a_revoked_key_fails_the_next(
     _, loan = plan(context, "13800000001", "AUTH-1")
     credentials.create_user(context, "viewer", "viewer password", Role.VIEWER)
     made = credentials.create_api_key(context, "viewer")
-    request = presenting(context, made["api_key"])
+    request = presenting(context, made.api_key)
     servicing.show_loan(request, loan, START)  # notes the key's use (at most once an hour)
     begun = transactions(engine)
     assert present(servicing.show_loan(request, loan, START))["id"] == loan
     assert len(begun) == 1  # the key, the loan and its consent: one unit of work
-    credentials.revoke_api_key(context, made["key_id"])
+    credentials.revoke_api_key(context, made.key_id)
     with pytest.raises(UnauthenticatedError):
         servicing.show_loan(request, loan, START)
 

@@ -18,7 +18,7 @@ from fenqi.services import books, borrowers, products, servicing
 from fenqi.services import close_of_business as cob
 from fenqi.services.context import Context
 from fenqi.store.schema import BucketMoveRow, CobRunRow, LoanEventRow, LoanRow, SmsOutboxRow
-from fenqi.wire import present
+from fenqi.wire import document, documents, present
 from tests.batch_faults import MESSAGE, allow_closing, loans_with_work, refuse_to_close, tries
 from tests.simulated import simulated_context
 
@@ -44,7 +44,7 @@ def close_days(shop: Context, first: date, last: date) -> list[dict[str, object]
     days = [first + timedelta(days=k) for k in range((last - first).days + 1)]
     results = []
     for day in days:
-        results.append(cob.close(shop, day, chunk_size=7))
+        results.append(document(cob.close(shop, day, chunk_size=7)))
         assert present(books.check_books(shop))["consistent"], day
         assert present(books.trial_balance(shop))["balanced"], day
     return results
@@ -125,7 +125,7 @@ def test_a_rerun_of_a_closed_day_changes_nothing(shop: Context, engine: Engine) 
     loan = short_card_loan(shop)
     close_days(shop, date(2026, 2, 12), date(2026, 2, 20))
     before = (events(engine, loan), outbox(engine, loan), present(books.trial_balance(shop)))
-    again = cob.close(shop, date(2026, 2, 20))
+    again = document(cob.close(shop, date(2026, 2, 20)))
     assert again["loans"] == 0
     assert (
         events(engine, loan),
@@ -199,7 +199,7 @@ def test_the_clock_override_is_the_batchs_today(
     with pytest.raises(cob.BusinessDayError, match=r"2026-02-12 has not come yet \(today is 2026"):
         cob.close(shop, date(2026, 2, 12))
     monkeypatch.setenv("FENQI_TODAY", "2026-02-12")
-    assert cob.close(shop, date(2026, 2, 12))["status"] == "done"
+    assert document(cob.close(shop, date(2026, 2, 12)))["status"] == "done"
 
 
 @pytest.mark.parametrize("day", [date.min, date(2026, 1, 14)])
@@ -207,21 +207,22 @@ def test_a_day_before_the_first_loan_was_opened_is_refused(shop: Context, day: d
     short_card_loan(shop)
     with pytest.raises(cob.BusinessDayError, match="before the first loan was opened"):
         cob.close(shop, day)
-    assert cob.close(shop, date(2026, 1, 15))["status"] == "nothing_to_do"  # opened: no work yet
+    opened = document(cob.close(shop, date(2026, 1, 15)))  # opened: no work yet
+    assert opened["status"] == "nothing_to_do"
 
 
 def test_closing_a_day_catches_up_the_days_loans_are_behind_one_by_one(
     shop: Context, engine: Engine
 ) -> None:
     loan = short_card_loan(shop)
-    closed = cob.close(shop, date(2026, 2, 25))  # nothing closed since the checkout
+    closed = document(cob.close(shop, date(2026, 2, 25)))  # nothing closed since the checkout
     caught_up = closed["caught_up"]
     assert [day["business_date"] for day in caught_up] == [
         (date(2026, 2, 12) + timedelta(days=k)).isoformat() for k in [0, *range(3, 13)]
     ]  # the reminder, then the due date and each day after it: the days without work passed over
     assert all(day["id"] is not None for day in caught_up)
     assert closed["caught_up_from"] == "2026-02-12"
-    assert cob.run_report(shop, closed["id"])["caught_up_from"] == "2026-02-12"
+    assert document(cob.run_report(shop, closed["id"]))["caught_up_from"] == "2026-02-12"
     assert sum(day["debits_failed"] for day in [*caught_up, closed]) == 4
     assert [kind for kind, _, _ in events(engine, loan)] == ["debit_failed"] * 4
     assert [stage for _, stage in outbox(engine, loan)] == [
@@ -235,11 +236,11 @@ def test_closing_a_day_catches_up_the_days_loans_are_behind_one_by_one(
 def test_only_loans_with_work_on_a_day_not_closed_are_behind(shop: Context, engine: Engine) -> None:
     loan = short_card_loan(shop)  # opened 2026-01-15, closed through it; next work 2026-02-12
     assert cob.days_to_close(shop, date(2026, 2, 12)) == [date(2026, 2, 12)]  # idle, not behind
-    assert cob.close(shop, date(2026, 2, 12))["caught_up"] == []
+    assert document(cob.close(shop, date(2026, 2, 12)))["caught_up"] == []
     assert cob.days_to_close(shop, date(2026, 2, 13)) == [date(2026, 2, 13)]  # one day ahead
     # Its next work is the due date: the days before it are not caught up, nor recorded.
     assert cob.days_to_close(shop, date(2026, 2, 16)) == [date(2026, 2, 15), date(2026, 2, 16)]
-    days = [day["business_date"] for day in cob.close_through(shop, date(2026, 2, 16))]
+    days = [day["business_date"] for day in documents(cob.close_through(shop, date(2026, 2, 16)))]
     assert days == ["2026-02-15", "2026-02-16"]
     assert watermark(engine, loan) == date(2026, 2, 16)
     # Overdue from now on, it has work every day: closing a later day catches up each.
@@ -251,9 +252,9 @@ def test_a_rerun_that_closes_nothing_records_no_run(shop: Context, engine: Engin
     cob.close(shop, date(2026, 2, 20))
     runs, before = run_count(engine), present(books.trial_balance(shop))
     for again in (
-        cob.close(shop, date(2026, 2, 20)),
-        *cob.close_through(shop, date(2026, 2, 20)),
-        cob.close(shop, date(2026, 2, 1)),  # long closed
+        document(cob.close(shop, date(2026, 2, 20))),
+        *documents(cob.close_through(shop, date(2026, 2, 20))),
+        document(cob.close(shop, date(2026, 2, 1))),  # long closed
     ):
         assert (again["status"], again["id"], again["loans"]) == ("nothing_to_do", None, 0)
         assert "nothing to do" in again["detail"]
@@ -269,30 +270,30 @@ def test_a_chunk_that_fails_fails_the_run_with_its_error_and_a_rerun_completes_i
 ) -> None:
     loans = loans_with_work(shop, 3)
     refuse_to_close(engine, loans[1])
-    failed = cob.close(shop, date(2026, 2, 12), chunk_size=1)
+    failed = document(cob.close(shop, date(2026, 2, 12), chunk_size=1))
     assert (failed["status"], failed["chunks_done"], failed["chunks_failed"]) == ("failed", 2, 1)
     assert failed["error"].startswith(f"1 of 3 chunks failed; chunk 2 after {tries(engine)} ")
     assert MESSAGE in failed["error"]
     assert "UPDATE" not in failed["error"]  # never the statement
     assert "[SQL" not in failed["error"]
     assert failed["finished_at"] is not None
-    chunks = cob.run_report(shop, failed["id"])["chunks"]
+    chunks = document(cob.run_report(shop, failed["id"]))["chunks"]
     assert [(chunk["status"], chunk["attempts"]) for chunk in chunks] == [
         ("done", 1), ("failed", tries(engine)), ("done", 1)
     ]  # fmt: skip
     assert MESSAGE in chunks[1]["error"]
-    assert cob.runs(shop)[0]["status"] == "failed"
+    assert documents(cob.runs(shop))[0]["status"] == "failed"
     assert [watermark(engine, loan) for loan in loans] == [
         date(2026, 2, 12), date(2026, 1, 15), date(2026, 2, 12)
     ]  # fmt: skip
     # A later day finds the failed day's loan behind, and stops at the failed day again.
-    stopped = cob.close(shop, date(2026, 2, 13), chunk_size=1)
+    stopped = document(cob.close(shop, date(2026, 2, 13), chunk_size=1))
     assert (stopped["business_date"], stopped["status"], stopped["id"]) == (
         "2026-02-12", "failed", failed["id"]
     )  # fmt: skip
 
     allow_closing(engine)
-    completed = cob.close(shop, date(2026, 2, 12), chunk_size=1)
+    completed = document(cob.close(shop, date(2026, 2, 12), chunk_size=1))
     assert (completed["id"], completed["status"], completed["error"]) == (
         failed["id"],
         "done",
@@ -304,7 +305,7 @@ def test_a_chunk_that_fails_fails_the_run_with_its_error_and_a_rerun_completes_i
     assert present(books.check_books(shop))["consistent"]
     # Every chunk is done, with no error, and says how many tries it took: the failed one the
     # three that raised in each of the two runs that stopped at it, and the one that did it.
-    chunks = cob.run_report(shop, failed["id"])["chunks"]
+    chunks = document(cob.run_report(shop, failed["id"]))["chunks"]
     assert [(chunk["status"], chunk["attempts"], chunk["error"]) for chunk in chunks] == [
         ("done", 1, None), ("done", 2 * tries(engine) + 1, None), ("done", 1, None)
     ]  # fmt: skip
@@ -323,10 +324,10 @@ def test_a_chunk_that_fails_once_is_tried_again_and_the_run_is_done(
         return real(*args, **kwargs)
 
     monkeypatch.setattr(cob, "_close_chunk", flaky)
-    closed = cob.close(shop, date(2026, 2, 12), chunk_size=1)
+    closed = document(cob.close(shop, date(2026, 2, 12), chunk_size=1))
     assert (closed["status"], closed["chunks_done"], closed["loans"]) == ("done", 3, 3)
     assert calls == [loans[0], *loans]
-    chunks = cob.run_report(shop, closed["id"])["chunks"]
+    chunks = document(cob.run_report(shop, closed["id"]))["chunks"]
     assert [(chunk["attempts"], chunk["error"]) for chunk in chunks] == [(2, None), (1, None),
                                                                           (1, None)]  # fmt: skip
 
@@ -343,8 +344,8 @@ def test_a_chunk_keeps_the_first_line_of_its_failure_until_it_is_done(
         return real(*args, **kwargs)
 
     monkeypatch.setattr(cob, "_close_chunk", broken)
-    failed = cob.close(shop, date(2026, 2, 12), chunk_size=1)
-    chunk = cob.run_report(shop, failed["id"])["chunks"][0]
+    failed = document(cob.close(shop, date(2026, 2, 12), chunk_size=1))
+    chunk = document(cob.run_report(shop, failed["id"]))["chunks"][0]
     assert (chunk["status"], chunk["attempts"]) == ("failed", cob.MAX_ATTEMPTS)
     assert chunk["error"] == "RuntimeError: the connection dropped"  # the first line only
     assert failed["error"].endswith("after 3 attempts: RuntimeError: the connection dropped")
@@ -360,11 +361,11 @@ def test_the_worker_that_settles_a_runs_last_chunk_settles_the_run(
     refuse_to_close(engine, loans[1])
     run_id = cob.start_run(shop, date(2026, 2, 12), chunk_size=1)
     assert run_id is not None
-    running = cob.runs(shop)[0]  # how far it has got, while it runs
+    running = documents(cob.runs(shop))[0]  # how far it has got, while it runs
     assert (running["status"], running["chunks"], running["chunks_done"]) == ("running", 3, 0)
     worked = cob.work(shop)  # any run's chunks, as `fenqi worker` takes them
     assert (worked.done, len(worked.failed)) == (2, 1)
-    failed = cob.runs(shop)[0]
+    failed = documents(cob.runs(shop))[0]
     assert (failed["status"], failed["chunks"], failed["chunks_done"], failed["chunks_failed"]) \
         == ("failed", 3, 2, 1)  # fmt: skip
     assert failed["error"].startswith(f"1 of 3 chunks failed; chunk 2 after {tries(engine)} ")
@@ -372,7 +373,7 @@ def test_the_worker_that_settles_a_runs_last_chunk_settles_the_run(
     assert (failed["finished_at"] is not None, failed["loans"]) == (True, 2)
 
     allow_closing(engine)
-    completed = cob.close(shop, date(2026, 2, 12), chunk_size=1)
+    completed = document(cob.close(shop, date(2026, 2, 12), chunk_size=1))
     assert (completed["id"], completed["status"], completed["chunks_done"]) == (run_id, "done", 3)
 
 
@@ -380,7 +381,7 @@ def test_a_worker_that_does_a_runs_last_chunk_records_it_done(shop: Context) -> 
     loans_with_work(shop, 3)
     run_id = cob.start_run(shop, date(2026, 2, 12), chunk_size=2)
     assert cob.work(shop, run_id) == cob.Worked(2, [])
-    done = cob.runs(shop)[0]
+    done = documents(cob.runs(shop))[0]
     assert (done["status"], done["error"], done["chunks_done"], done["loans"]) == ("done", None,
                                                                                  2, 3)  # fmt: skip
 
@@ -393,12 +394,12 @@ def test_a_run_left_running_with_its_chunks_settled_is_completed_by_the_first_re
     cause is fixed queues its failed chunks again and completes it."""
     loans = loans_with_work(shop, 3)
     refuse_to_close(engine, loans[2])
-    failed = cob.close(shop, date(2026, 2, 12), chunk_size=1)
+    failed = document(cob.close(shop, date(2026, 2, 12), chunk_size=1))
     with Session(engine) as session, session.begin():
         session.execute(update(CobRunRow).values(status="running", error=None, finished_at=None,
                                                  counts={}))  # fmt: skip
     allow_closing(engine)
-    completed = cob.close(shop, date(2026, 2, 12), chunk_size=1)
+    completed = document(cob.close(shop, date(2026, 2, 12), chunk_size=1))
     assert (completed["id"], completed["status"], completed["chunks_done"]) == (failed["id"],
                                                                               "done", 3)  # fmt: skip
     assert completed["loans"] == 3
@@ -425,7 +426,7 @@ def test_workers_settling_the_last_two_chunks_at_once_settle_the_run(
     with ThreadPoolExecutor(2) as workers:
         worked = list(workers.map(lambda _: cob.work(shop, run_id), range(2)))
     assert [result.done for result in worked] == [1, 1]  # one chunk each, at the same time
-    settled = cob.runs(shop)[0]
+    settled = documents(cob.runs(shop))[0]
     assert (settled["status"], settled["chunks_done"], settled["loans"]) == ("done", 2, 2)
 
 
@@ -434,7 +435,7 @@ def test_runs_started_at_once_for_a_day_share_one_run(shop: Context) -> None:
     with ThreadPoolExecutor(8) as starters:
         started = set(starters.map(lambda _: cob.start_run(shop, date(2026, 2, 12)), range(8)))
     assert len(started) == 1
-    assert [run["business_date"] for run in cob.runs(shop)] == ["2026-02-12"]
+    assert [run["business_date"] for run in documents(cob.runs(shop))] == ["2026-02-12"]
 
 
 def test_a_worker_never_takes_a_chunk_of_a_day_that_has_not_come(shop: Context) -> None:
@@ -444,9 +445,9 @@ def test_a_worker_never_takes_a_chunk_of_a_day_that_has_not_come(shop: Context) 
     with pytest.raises(cob.BusinessDayError, match="has not come yet"):
         cob.work(shop, ahead, today=date(2026, 2, 11))
     assert cob.work(shop, today=date(2026, 2, 11)) == cob.Worked(0, [])
-    assert cob.finish_run(shop, ahead)["status"] == "running"  # its chunks wait for the day
+    assert cob.finish_run(shop, ahead).record.status == "running"  # its chunks wait for the day
     assert cob.work(shop, today=date(2026, 2, 12)).done == 1
-    assert cob.finish_run(shop, ahead)["status"] == "done"
+    assert cob.finish_run(shop, ahead).record.status == "done"
 
 
 def test_a_failure_says_the_drivers_first_line_and_never_the_statement() -> None:

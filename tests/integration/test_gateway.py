@@ -267,8 +267,8 @@ def test_the_reconciler_settles_what_a_crash_left_pending_and_moves_no_money_twi
     asked = withholding.open_request(context, _request(plan))
     withholding.ask(context, asked)  # the gateway took it; the process died before recording
     never_sent = withholding.open_request(context, _request(plan))  # died before asking
-    assert withholding.reconcile(context, older_than=timedelta(hours=1))["examined"] == 0
-    figures = withholding.reconcile(context, older_than=timedelta(0))
+    assert present(withholding.reconcile(context, older_than=timedelta(hours=1)))["examined"] == 0
+    figures = present(withholding.reconcile(context, older_than=timedelta(0)))
     assert figures == {"examined": 2, "pending": 0, "unknown": 0, "succeeded": 1, "failed": 1}
     assert _stored(context, asked).status is Status.SUCCEEDED
     assert _stored(context, never_sent).status is Status.FAILED
@@ -278,7 +278,7 @@ def test_the_reconciler_settles_what_a_crash_left_pending_and_moves_no_money_twi
         "debits": 1,
         "refunds": 0,
     }
-    assert withholding.reconcile(context, older_than=timedelta(0))["examined"] == 0
+    assert present(withholding.reconcile(context, older_than=timedelta(0)))["examined"] == 0
     assert _payments(context, plan.loan_id) == ["payment"]
 
 
@@ -302,5 +302,5 @@ def test_a_request_the_gateway_is_still_processing_stays_open(engine, sim):
     request = withholding.open_request(context, _request(plan))
     sim.controls.switch(token, processing=True, no_notify=True, timeout=True, timeout_seconds=3)
     withholding.record(context, withholding.ask(context, request))  # no answer in time
-    figures = withholding.reconcile(context, older_than=timedelta(0))
+    figures = present(withholding.reconcile(context, older_than=timedelta(0)))
     assert (figures["examined"], figures["succeeded"]) == (1, 1)  # the query knows by now

@@ -21,7 +21,7 @@ from fenqi.services import borrowers, close_of_business, credentials, products, 
 from fenqi.services.context import Context
 from fenqi.services.policy import Role, operator
 from fenqi.store.errors import BrokenConstraintError, StaleError
-from fenqi.wire import present
+from fenqi.wire import document, present
 from tests.simulated import on_session
 
 START = date(2026, 1, 15)
@@ -113,7 +113,7 @@ def test_the_api_answers_an_invariant_broken_with_a_500_problem_and_no_trace(
 ) -> None:
     loan = plan(context)
     credentials.create_user(context, "agent", "agent password", Role.AGENT)
-    key = credentials.create_api_key(context, "agent")["api_key"]
+    key = credentials.create_api_key(context, "agent").api_key
     unbalanced.start()
     with TestClient(create_app(database_url), raise_server_exceptions=False) as client:
         answer = client.post(f"/api/loans/{loan}/payments", headers={"X-API-Key": key,
@@ -151,9 +151,9 @@ def test_a_batch_chunk_that_breaks_an_invariant_fails_at_once(
 ) -> None:
     plan(context)
     unbalanced.start()
-    closed = close_of_business.close(context, date(2026, 2, 16), today=date(2026, 2, 16))
+    closed = document(close_of_business.close(context, date(2026, 2, 16), today=date(2026, 2, 16)))
     assert closed["status"] == "failed"
-    report = close_of_business.run_report(context, closed["id"])
+    report = document(close_of_business.run_report(context, closed["id"]))
     [chunk] = report["chunks"]
     assert (chunk["status"], chunk["attempts"]) == ("failed", 1)
     assert "UnbalancedEntryError" in chunk["error"]

@@ -72,7 +72,7 @@ def test_a_repeat_view_is_the_bill_kept_after_one_row(shop: Context, engine: Eng
     assert shown == [loan]  # worked out once
     credentials.create_user(shop, "agent", "agent password", Role.AGENT)
     by_key = replace(shop, principal=None,
-                     credential=Presented(credentials.create_api_key(shop, "agent")["api_key"]))  # fmt: skip
+                     credential=Presented(credentials.create_api_key(shop, "agent").api_key))  # fmt: skip
     servicing.view_loan(by_key, loan, START, counted)  # notes the key's use (once an hour)
     said.clear()
     assert servicing.view_loan(by_key, loan, START, counted) is first
@@ -100,7 +100,7 @@ def test_a_payment_a_reversal_the_batch_and_a_new_day_each_show_the_plan_afresh(
     assert overdue == fresh(shop, loan, late)
     assert overdue["dpd"] > 0
     assert overdue["status"] == "overdue"
-    closed = cob.close(shop, late)  # the batch books the days up to it: a new version
+    closed = document(cob.close(shop, late))  # the batch books the days up to it: a new version
     assert closed["status"] == "done", closed
     assert servicing.view_loan(shop, loan, late, counted) == fresh(shop, loan, late)
     assert shown == [loan] * 5
@@ -119,12 +119,12 @@ def test_whoever_may_not_see_the_plan_is_refused_though_it_is_kept(shop: Context
         servicing.view_loan(stranger, loan + 100, START, counted)
     credentials.create_user(shop, "viewer", "viewer password", Role.VIEWER)
     made = credentials.create_api_key(shop, "viewer")
-    by_key = replace(shop, principal=None, credential=Presented(made["api_key"]))
+    by_key = replace(shop, principal=None, credential=Presented(made.api_key))
     assert servicing.view_loan(by_key, loan, START, counted) is kept
-    credentials.revoke_api_key(shop, made["key_id"])
+    credentials.revoke_api_key(shop, made.key_id)
     with pytest.raises(UnauthenticatedError):
         servicing.view_loan(by_key, loan, START, counted)
-    forged = replace(shop, principal=None, credential=Presented(made["api_key"][:-1] + "x"))
+    forged = replace(shop, principal=None, credential=Presented(made.api_key[:-1] + "x"))
     with pytest.raises(UnauthenticatedError):
         servicing.view_loan(forged, loan, START, counted)
     with pytest.raises(UnauthenticatedError):
@@ -138,7 +138,7 @@ def test_a_borrower_signed_in_sees_her_plan_kept_and_signed_out_sees_nothing(
     _, loan = plan(shop, "13800000005", "KEPT-5")
     servicing.view_loan(shop, loan, START, counted)
     sent = credentials.send_sign_in_code(shop, "13800000005")
-    assert sent["sent"]
+    assert sent.sent
     token = _signed_in(shop, "13800000005")
     hers = replace(shop, principal=None, credential=Presented(token))
     assert servicing.view_loan(hers, loan, START, counted)["id"] == loan

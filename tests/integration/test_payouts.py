@@ -214,7 +214,7 @@ def test_a_declined_payout_is_said_listed_and_paid_when_sent_again(
     with pytest.raises(NotFoundError, match="not a payout id"):
         payouts.retry(context, "P1-2")
 
-    sent = payouts.retry(context, done["id"])
+    sent = present(payouts.retry(context, done["id"]))
     assert (sent["status"], sent["amount"]) == ("succeeded", "420.00")
     assert balance(engine, card) == start
     assert present(payouts.unpaid(context)) == []
@@ -237,7 +237,7 @@ def test_a_payout_whose_answer_is_lost_is_pending_until_the_reconciler_settles_i
     assert balance(engine, card) == start
     assert [p["status"] for p in present(payouts.unpaid(context))] == ["pending"]
 
-    report = withholding.reconcile(context, older_than=timedelta(0))
+    report = present(withholding.reconcile(context, older_than=timedelta(0)))
     assert (report["examined"], report["succeeded"]) == (1, 1)
     assert [row.status for row in refund_requests(engine)] == [Status.SUCCEEDED.value]
     assert present(payouts.unpaid(context)) == []
@@ -279,13 +279,13 @@ def test_a_failed_payout_paid_by_hand_is_recorded_audited_and_never_sent(
                                     ("TX-1", "  ", "say why")):  # fmt: skip
         with pytest.raises(RefusedError, match=says):
             payouts.paid_by_hand(context, done["id"], reference, reason)
-    settled = payouts.paid_by_hand(context, done["id"].lower(), "BOC-2026-0042",
-                                   "card closed; paid by bank transfer")  # fmt: skip
+    settled = present(payouts.paid_by_hand(context, done["id"].lower(), "BOC-2026-0042",
+                                           "card closed; paid by bank transfer"))  # fmt: skip
     assert settled == {"id": done["id"], "loan_id": loan, "amount": "420.00",
                        "status": "succeeded", "reason": None,
                        "reference": "by-hand:BOC-2026-0042"}  # fmt: skip
     assert present(payouts.unpaid(context)) == []
-    assert payouts.of_loan(context, loan) == [{
+    assert present(payouts.of_loan(context, loan)) == [{
         "id": done["id"], "loan_id": loan, "amount": "420.00", "channel": "bank_card",
         "method_id": card, "status": "succeeded", "reason": None,
         "references": ["by-hand:BOC-2026-0042"],
@@ -299,7 +299,7 @@ def test_a_failed_payout_paid_by_hand_is_recorded_audited_and_never_sent(
     assert (entry["action"], entry["reason"]) == ("payout.paid_by_hand",
                                                   "card closed; paid by bank transfer")  # fmt: skip
     assert entry["after"]["reference"] == "BOC-2026-0042"
-    assert withholding.reconcile(context, older_than=timedelta(0))["examined"] == 0
+    assert present(withholding.reconcile(context, older_than=timedelta(0)))["examined"] == 0
     assert present(books.check_books(context))["consistent"]
 
 

@@ -16,7 +16,7 @@ from fenqi.services import close_of_business as cob
 from fenqi.services.context import Context, Document
 from fenqi.services.errors import ConfirmationNeededError
 from fenqi.store.schema import JournalEntryRow, LoanEventRow
-from fenqi.wire import present
+from fenqi.wire import document, present
 from tests.simulated import simulated_context
 
 DECEMBER = date(2026, 12, 10)
@@ -89,7 +89,7 @@ def test_reversing_an_april_payoff_in_december_is_confirmed_then_written_off_by_
     assert shown == (209, effect["penalty"], effect["amount_due"])
     assert present(books.check_books(shop))["consistent"]
 
-    closed = cob.close(shop, DECEMBER)  # the night's batch acts on the corrected state
+    closed = document(cob.close(shop, DECEMBER))  # the night's batch acts on the corrected state
     assert (closed["loans"], closed["write_offs"]) == (1, 1)
     assert kinds(engine, loan)[-1] == ("write_off", DECEMBER)
     written = present(servicing.show_loan(shop, loan, DECEMBER))
@@ -111,8 +111,8 @@ def test_short_of_the_write_off_dpd_the_batch_writes_off_only_on_the_night_it_is
     assert present(servicing.show_loan(shop, loan, october))["dpd"] == 139
     night = october
     while night < date(2026, 11, 11):  # 180 days after 15 May
-        assert cob.close(shop, night)["write_offs"] == 0, night
+        assert document(cob.close(shop, night))["write_offs"] == 0, night
         night += timedelta(days=1)
-    assert cob.close(shop, night)["write_offs"] == 1
+    assert document(cob.close(shop, night))["write_offs"] == 1
     assert kinds(engine, loan)[-1] == ("write_off", date(2026, 11, 11))
     assert present(books.check_books(shop))["consistent"]

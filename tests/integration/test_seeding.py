@@ -31,7 +31,7 @@ from fenqi.store.schema import (
     OrderRow,
     PaymentMethodRow,
 )
-from fenqi.wire import present
+from fenqi.wire import document, present
 from tests.simulated import on_session, simulated_context
 
 DAY = date(2026, 6, 1)
@@ -144,13 +144,13 @@ def night_past_write_off_dpd(record: Loan, events: list[Event]) -> date | None:
 
 
 def test_the_batch_carries_on_the_next_day(shop: Context, seeded: Document) -> None:
-    closed = cob.close(shop, date(2026, 6, 2))
+    closed = document(cob.close(shop, date(2026, 6, 2)))
     assert closed["status"] == "done"
     assert closed["debits_succeeded"] > 0, closed  # funded cards on their due dates
     assert closed["debits_failed"] > 0, closed  # empty cards, and nothing bound
     assert present(books.check_books(shop))["consistent"]
     assert present(books.trial_balance(shop))["balanced"]
-    assert cob.close(shop, date(2026, 6, 2))["loans"] == 0  # closed once
+    assert document(cob.close(shop, date(2026, 6, 2)))["loans"] == 0  # closed once
 
 
 def test_a_second_seed_and_a_checkout_take_new_ids(shop: Context, seeded: Document) -> None:

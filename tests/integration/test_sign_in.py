@@ -24,6 +24,7 @@ from fenqi.services.errors import NotFoundError, RefusedError
 from fenqi.services.policy import Role, UnauthenticatedError
 from fenqi.services.throttles import Limit, TooManyAttemptsError
 from fenqi.store.schema import SignInCodeRow, SignInThrottleRow, SmsSentRow
+from fenqi.wire import document, present
 from tests.sign_in_clock import Clock
 from tests.simulated import simulated_context
 
@@ -225,11 +226,11 @@ def test_one_address_is_limited_across_accounts(context: Context, clock: Clock) 
 def test_one_address_asks_for_a_limited_number_of_codes(context: Context, clock: Clock) -> None:
     here = "203.0.113.9"
     for n in range(credentials.CODE_REQUESTS.times):
-        assert credentials.send_sign_in_code(context, f"1390000{n:04d}", here)["sent"]
+        assert credentials.send_sign_in_code(context, f"1390000{n:04d}", here).sent
     with pytest.raises(TooManyAttemptsError):
         credentials.send_sign_in_code(context, PHONE, here)
     assert texts(context.engine) == []
-    assert credentials.send_sign_in_code(context, PHONE, "198.51.100.7")["sent"]
+    assert credentials.send_sign_in_code(context, PHONE, "198.51.100.7").sent
 
 
 def test_the_counters_keep_no_phone_name_or_address_in_clear(
@@ -292,12 +293,12 @@ def test_a_known_and_an_unknown_phone_take_the_same_time(context: Context) -> No
 def test_a_disabled_operator_is_stopped_at_once(context: Context, clock: Clock) -> None:
     key = credentials.create_api_key(context, "agent")
     token, _ = credentials.sign_in_operator(context, "agent", PASSWORD)
-    assert credentials.principal_for_key(context, key["api_key"]).name == "agent"
+    assert credentials.principal_for_key(context, key.api_key).name == "agent"
     assert credentials.principal_for_session(context, token)[0].name == "agent"
-    done = credentials.disable_user(context, "agent")
+    done = document(credentials.disable_user(context, "agent"))
     assert (done["status"], done["sessions_ended"]) == ("disabled", 1)
     with pytest.raises(UnauthenticatedError, match="not valid"):
-        credentials.principal_for_key(context, key["api_key"])
+        credentials.principal_for_key(context, key.api_key)
     with pytest.raises(UnauthenticatedError):
         credentials.principal_for_session(context, token)
     with pytest.raises(UnauthenticatedError, match="the user name or the password is wrong"):
@@ -308,7 +309,7 @@ def test_a_disabled_operator_is_stopped_at_once(context: Context, clock: Clock) 
         credentials.create_api_key(context, "agent")
     with pytest.raises(NotFoundError):
         credentials.disable_user(context, "nobody")
-    listed = {user["username"]: user["status"] for user in credentials.list_users(context)}
+    listed = {user["username"]: user["status"] for user in present(credentials.list_users(context))}
     assert listed == {"agent": "disabled"}
 
 
@@ -319,28 +320,26 @@ def test_api_keys_are_listed_without_secrets_and_revoked_at_once(
     first = credentials.create_api_key(context, "agent")
     clock.advance(seconds=1)
     second = credentials.create_api_key(context, "admin")
-    credentials.principal_for_key(context, first["api_key"])
-    listed = credentials.list_api_keys(context)
-    assert [key["key_id"] for key in listed] == [first["key_id"], second["key_id"]]
+    credentials.principal_for_key(context, first.api_key)
+    listed = present(credentials.list_api_keys(context))
+    assert [key["key_id"] for key in listed] == [first.key_id, second.key_id]
     used = clock.moment.isoformat()
     assert listed[0]["last_used_at"] == used
     assert listed[1]["last_used_at"] is None
     # The secret is URL-safe base64 and may itself hold "_": cut the known prefix, not at "_".
-    secret = first["api_key"].removeprefix(f"fq_{first['key_id']}_")
+    secret = first.api_key.removeprefix(f"fq_{first.key_id}_")
     assert not any(secret in str(key) for key in listed)
-    assert [key["key_id"] for key in credentials.list_api_keys(context, "admin")] == [
-        second["key_id"]
-    ]
+    assert [key.key_id for key in credentials.list_api_keys(context, "admin")] == [second.key_id]
     clock.advance(minutes=30)
-    credentials.principal_for_key(context, first["api_key"])  # written once an hour, not each time
-    assert credentials.list_api_keys(context, "agent")[0]["last_used_at"] == used
-    revoked = credentials.revoke_api_key(context, first["key_id"])
+    credentials.principal_for_key(context, first.api_key)  # written once an hour, not each time
+    assert present(credentials.list_api_keys(context, "agent"))[0]["last_used_at"] == used
+    revoked = document(credentials.revoke_api_key(context, first.key_id))
     assert (revoked["revoked"], revoked["revoked_at"]) == (True, clock.moment.isoformat())
     with pytest.raises(UnauthenticatedError):
-        credentials.principal_for_key(context, first["api_key"])
-    assert credentials.principal_for_key(context, second["api_key"]).name == "admin"
+        credentials.principal_for_key(context, first.api_key)
+    assert credentials.principal_for_key(context, second.api_key).name == "admin"
     with pytest.raises(RefusedError, match="already revoked"):
-        credentials.revoke_api_key(context, first["key_id"])
+        credentials.revoke_api_key(context, first.key_id)
     with pytest.raises(NotFoundError):
         credentials.revoke_api_key(context, "0123456789ab")
 

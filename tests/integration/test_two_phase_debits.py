@@ -24,7 +24,7 @@ from fenqi.services.views import PaymentTaken
 from fenqi.store import units
 from fenqi.store.errors import StaleError
 from fenqi.store.schema import DebitRequestRow, LoanEventRow, LoanRow
-from fenqi.wire import present
+from fenqi.wire import document, present
 
 DAY = date(2026, 2, 15)  # the first due date of a plan opened on 2026-01-15
 
@@ -123,7 +123,7 @@ def test_a_declined_payment_books_nothing_and_may_be_sent_again_with_its_key(sho
 
 def test_the_batch_asks_the_gateway_outside_its_chunks_transaction(shop: Context):
     loan, _ = _plan(shop)
-    closed = cob.close(shop, DAY)
+    closed = document(cob.close(shop, DAY))
     assert (closed["debits_tried"], closed["debits_succeeded"]) == (1, 1)
     assert WatchingGateway.asked == 1
     assert _count(shop.engine, LoanEventRow, loan_id=loan, kind="payment") == 1
@@ -150,7 +150,7 @@ def test_a_payment_booked_after_it_was_sent_answers_its_retry_as_one_booked_at_o
     source = servicing.Source(method_id=card)
     with pytest.raises(withholding.PaymentPendingError):
         servicing.pay(shop, loan, Money.parse("500"), source, DAY, idempotency_key="k-3")
-    assert withholding.reconcile(shop, older_than=timedelta(0))["succeeded"] == 1
+    assert present(withholding.reconcile(shop, older_than=timedelta(0)))["succeeded"] == 1
 
     paid = servicing.pay(shop, loan, Money.parse("500"), source, DAY, idempotency_key="k-3")
     assert isinstance(paid, PaymentTaken)  # read back from the receipt the reconciler booked

@@ -14,6 +14,7 @@ from fenqi.services.credentials import Presented
 from fenqi.services.errors import NotFoundError, RefusedError
 from fenqi.services.policy import ForbiddenError, Role, UnauthenticatedError
 from fenqi.services.throttles import TooManyAttemptsError
+from fenqi.wire import document, present
 from tests.memory import MemoryUnits
 from tests.sign_in_clock import START, Clock
 
@@ -54,15 +55,15 @@ def test_operators_are_made_by_admins_with_a_plain_name_and_a_long_password(
         credentials.create_user(admin, "viewer", "short", Role.VIEWER)
     with pytest.raises(RefusedError, match="already exists"):
         credentials.create_user(admin, "agent", PASSWORD, Role.VIEWER)
-    assert credentials.create_user(admin, "viewer", PASSWORD, Role.VIEWER) == {
+    assert present(credentials.create_user(admin, "viewer", PASSWORD, Role.VIEWER)) == {
         "username": "viewer", "role": "viewer"}  # fmt: skip
     token, _ = credentials.sign_in_operator(admin, "agent", PASSWORD)
     with pytest.raises(ForbiddenError):
         credentials.create_user(presenting(units, token), "other", PASSWORD, Role.ADMIN)
-    assert [user["username"] for user in credentials.list_users(admin)] == ["agent", "viewer"]
+    assert [user.username for user in credentials.list_users(admin)] == ["agent", "viewer"]
     assert [entry.action for entry in units(lambda unit: unit.audit_entries(None, 2))] == [
         "user.create", "user.create"]  # fmt: skip
-    assert all("hash" not in key for user in credentials.list_users(admin) for key in user)
+    assert all("hash" not in key for user in present(credentials.list_users(admin)) for key in user)
 
 
 def test_a_wrong_password_is_counted_and_a_right_one_gives_its_try_back(
@@ -104,13 +105,14 @@ def test_disabling_an_operator_ends_her_sessions_only(units: MemoryUnits, clock:
     mine = [credentials.sign_in_operator(admin, "agent", PASSWORD)[0] for _ in range(2)]
     theirs, _ = credentials.sign_in_operator(admin, "other", PASSWORD)
     clock.advance(minutes=1)
-    done = credentials.disable_user(admin, "agent")
+    done = document(credentials.disable_user(admin, "agent"))
     assert (done["disabled_at"], done["sessions_ended"]) == (clock.moment.isoformat(), 2)
     assert credentials.principal_for_session(admin, theirs)[0].name == "other"
     for token in mine:
         with pytest.raises(UnauthenticatedError, match="sign in again"):
             credentials.principal_for_session(admin, token)
-    assert [user["status"] for user in credentials.list_users(admin)] == ["disabled", "active"]
+    assert [user["status"] for user in present(credentials.list_users(admin))] == [
+        "disabled", "active"]  # fmt: skip
 
 
 def test_keys_are_listed_without_secrets_noted_hourly_and_revoked(
@@ -118,29 +120,29 @@ def test_keys_are_listed_without_secrets_noted_hourly_and_revoked(
 ) -> None:
     admin = units.context()
     made = credentials.create_api_key(admin, "agent")
-    assert made["api_key"].startswith(f"fq_{made['key_id']}_")
+    assert made.api_key.startswith(f"fq_{made.key_id}_")
     with pytest.raises(NotFoundError):
         credentials.create_api_key(admin, "nobody")
-    credentials.principal_for_key(admin, made["api_key"])
+    credentials.principal_for_key(admin, made.api_key)
     used = clock.moment.isoformat()
     clock.advance(minutes=59)
-    credentials.principal_for_key(admin, made["api_key"])
-    listed = credentials.list_api_keys(admin, "agent")
-    assert [(key["key_id"], key["last_used_at"]) for key in listed] == [(made["key_id"], used)]
-    secret = made["api_key"].removeprefix(f"fq_{made['key_id']}_")
+    credentials.principal_for_key(admin, made.api_key)
+    listed = present(credentials.list_api_keys(admin, "agent"))
+    assert [(key["key_id"], key["last_used_at"]) for key in listed] == [(made.key_id, used)]
+    secret = made.api_key.removeprefix(f"fq_{made.key_id}_")
     assert not any(secret in str(value) for key in listed for value in key.values())
     clock.advance(minutes=1)
-    credentials.principal_for_key(admin, made["api_key"])
-    assert credentials.list_api_keys(admin)[0]["last_used_at"] == clock.moment.isoformat()
-    last = "y" if made["api_key"].endswith("x") else "x"  # a key one character off
+    credentials.principal_for_key(admin, made.api_key)
+    assert present(credentials.list_api_keys(admin))[0]["last_used_at"] == clock.moment.isoformat()
+    last = "y" if made.api_key.endswith("x") else "x"  # a key one character off
     with pytest.raises(UnauthenticatedError, match="not valid"):
-        credentials.principal_for_key(admin, made["api_key"][:-1] + last)
-    revoked = credentials.revoke_api_key(admin, made["key_id"])
+        credentials.principal_for_key(admin, made.api_key[:-1] + last)
+    revoked = document(credentials.revoke_api_key(admin, made.key_id))
     assert (revoked["revoked"], revoked["revoked_at"]) == (True, clock.moment.isoformat())
     with pytest.raises(UnauthenticatedError, match="not valid"):
-        credentials.principal_for_key(admin, made["api_key"])
+        credentials.principal_for_key(admin, made.api_key)
     with pytest.raises(RefusedError, match="already revoked"):
-        credentials.revoke_api_key(admin, made["key_id"])
+        credentials.revoke_api_key(admin, made.key_id)
     with pytest.raises(NotFoundError):
         credentials.revoke_api_key(admin, "0123456789ab")
     assert credentials.list_api_keys(admin, "nobody") == []
@@ -149,11 +151,11 @@ def test_keys_are_listed_without_secrets_noted_hourly_and_revoked(
 def test_a_presented_credential_is_checked_in_the_unit_of_work_with_the_plans_stamp(
     units: MemoryUnits, clock: Clock
 ) -> None:
-    key = credentials.create_api_key(units.context(), "agent")["api_key"]
+    key = credentials.create_api_key(units.context(), "agent").api_key
     context = presenting(units, key)
     with pytest.raises(NotFoundError, match="no loan 7"):
         units(lambda unit: caller_and_stamp(context, unit, 7))
-    assert credentials.list_users(units.context())[0]["username"] == "agent"
+    assert credentials.list_users(units.context())[0].username == "agent"
     with pytest.raises(ForbiddenError):
         credentials.list_users(context)
     with pytest.raises(UnauthenticatedError):
@@ -165,7 +167,7 @@ def test_a_borrower_signs_in_once_with_the_code_texted_to_her(
 ) -> None:
     context = units.context()
     answer = {"sent": True, "expires_in_minutes": credentials.CODE_MINUTES}
-    assert credentials.send_sign_in_code(context, PHONE) == answer
+    assert present(credentials.send_sign_in_code(context, PHONE)) == answer
     (text,) = units.world.sent
     assert (text.loan_id, text.borrower_id, text.phone, text.sent_at) == (0, 1, PHONE, START)
     code = last_code(units)

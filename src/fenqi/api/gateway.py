@@ -15,6 +15,7 @@ from fenqi.http import problems
 from fenqi.http.security import base_context
 from fenqi.services import withholding
 from fenqi.services.context import Document
+from fenqi.wire import document
 
 router = APIRouter(prefix="/api/gateway", tags=["gateway"], responses=problems.RESPONSES)
 
@@ -24,5 +25,6 @@ async def notify(request: Request, channel: str) -> Document:
     """A gateway's notification of a debit's or refund's outcome, signed with the secret it
     shares with fenqi (``Fenqi-Timestamp``, ``Fenqi-Nonce``, ``Fenqi-Signature``)."""
     body = await request.body()  # verified as sent, byte for byte: never re-encoded
-    return await run_in_threadpool(withholding.notified, base_context(request), channel,
-                                   request.headers, body)  # fmt: skip
+    recorded = await run_in_threadpool(withholding.notified, base_context(request), channel,
+                                       request.headers, body)  # fmt: skip
+    return document(recorded)

@@ -86,7 +86,8 @@ def _simulating(request: Request) -> bool:
 def send_code(request: Request, body: models.CodeIn) -> Document:
     """Texts a one-time sign-in code to a borrower's phone. The answer is the same for any
     phone; too many requests from one address are refused (429, ``Retry-After``)."""
-    return credentials.send_sign_in_code(base_context(request), body.phone, client_address(request))
+    sent = credentials.send_sign_in_code(base_context(request), body.phone, client_address(request))
+    return document(sent)
 
 
 @router.post("/auth/session", tags=["sign-in"], **answers(responses.Session))
@@ -359,12 +360,12 @@ def check_books(context: Caller) -> Document:
 
 @router.get("/cob/runs", tags=["batch"], **answers(list[responses.CobRun]))
 def cob_runs(context: Caller) -> list[Document]:
-    return cob.runs(context)
+    return documents(cob.runs(context))
 
 
 @router.get("/cob/runs/{run_id}", tags=["batch"], **answers(responses.CobRunReport))
 def cob_run(context: Caller, run_id: Id) -> Document:
-    return cob.run_report(context, run_id)
+    return document(cob.run_report(context, run_id))
 
 
 @router.post(
@@ -386,7 +387,7 @@ def close_day(response: Response, context: Caller, body: models.CobIn) -> Docume
     catching up first the days on which loans are behind (listed in ``caught_up``). A day after
     today is refused; a day with nothing to close is a 200 and records no run; a run whose
     chunks failed is a 500 problem naming the run and the error."""
-    closed = cob.close(context, body.date)
+    closed = document(cob.close(context, body.date))
     if closed["status"] == "failed":
         raise cob.RunFailedError(closed)
     if all(document["id"] is None for document in [closed, *closed["caught_up"]]):
@@ -397,7 +398,7 @@ def close_day(response: Response, context: Caller, body: models.CobIn) -> Docume
 @router.get("/reports/aging", tags=["batch"], **answers(responses.Aging))
 def aging(context: Caller,
           on: Annotated[Day | None, Query(alias="date")] = None) -> Document:  # fmt: skip
-    return cob.aging(context, _today(on))
+    return document(cob.aging(context, _today(on)))
 
 
 @router.get("/sms/outbox", tags=["batch"], **answers(list[responses.SmsMessage]))

@@ -23,6 +23,7 @@ from fenqi.cli.options import JsonOption, OptionError, Text, day, whole
 from fenqi.services import close_of_business as cob
 from fenqi.services.context import Context
 from fenqi.wire import COB_NOTHING_TO_DO as NOTHING_TO_DO
+from fenqi.wire import document, documents
 
 cob_app = typer.Typer(help="Close business days: the nightly batch.", invoke_without_command=True)
 report_app = command_group("Reports over the portfolio and the batch.")
@@ -91,7 +92,8 @@ def cob_command(
     with database(db) as shop:
         take = partial(_take, shop, workers, db, as_json)
         try:
-            closed = cob.close_through(shop, business_day, chunk_size=chunk_size, take=take)
+            closed = documents(cob.close_through(shop, business_day, chunk_size=chunk_size,
+                                                 take=take))  # fmt: skip
         except cob.BusinessDayError as error:
             raise OptionError(f"{option}: {error}") from None
     _show(closed, one_day=on is not None, as_json=as_json)
@@ -128,7 +130,7 @@ def _take(shop: Context, workers: int, db: Text, quiet: bool, run_id: int,
           business_day: date) -> None:  # fmt: skip
     """Does a run's chunks with a progress bar: in this process, or in ``workers`` worker
     processes on PostgreSQL."""
-    planned = cob.run_report(shop, run_id)["chunks"]
+    planned = document(cob.run_report(shop, run_id))["chunks"]
     total, done = len(planned), sum(chunk["status"] == "done" for chunk in planned)
     with _bar(f"{business_day}", total, quiet) as bar:
         task = bar.add_task("chunks", total=total, completed=done, loans=0, rate=0.0)
@@ -158,7 +160,7 @@ def _spawn_and_watch(shop: Context, run_id: int, workers: int, db: Text, bar: Pr
         command += ["--db", db]
     processes = [subprocess.Popen(command, stderr=subprocess.DEVNULL) for _ in range(workers)]
     while True:
-        report = cob.run_report(shop, run_id)
+        report = document(cob.run_report(shop, run_id))
         done = [chunk for chunk in report["chunks"] if chunk["status"] == "done"]
         settled = [chunk for chunk in report["chunks"] if chunk["status"] in ("done", "failed")]
         loans = sum(chunk["loans"] for chunk in done)

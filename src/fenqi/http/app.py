@@ -48,6 +48,7 @@ from fenqi.services.context import Context
 from fenqi.services.policy import Principal, Role
 from fenqi.settings import SettingError
 from fenqi.store.database import Limits, database_url, make_engine, schema_is_current
+from fenqi.wire import documents
 
 log = logging.getLogger("fenqi.http")
 Handler = Callable[[Request], Awaitable[Response]]
@@ -117,7 +118,8 @@ class Metrics:
         self.errors = Counter("fenqi_http_errors_total",
                               "Requests that ended in an error no handler answered, by its class",
                               ["status", "error"], registry=self.registry)  # fmt: skip
-        self.latest_run = OneAtATime(lambda: cob.runs(context, limit=1), "fenqi-metrics")
+        self.latest_run = OneAtATime(lambda: documents(cob.runs(context, limit=1)),
+                                     "fenqi-metrics")  # fmt: skip
 
     async def exposition(self) -> bytes:
         """The text Prometheus scrapes: the service's own figures, which are in memory, and the

@@ -37,7 +37,7 @@ from functools import partial
 from operator import methodcaller
 from typing import NamedTuple, TypeVar
 
-from fenqi import clock, wire
+from fenqi import clock
 from fenqi.domain.collection import debit_due, write_off_due
 from fenqi.domain.dunning import Recipient, message, notices
 from fenqi.domain.errors import InvariantError
@@ -52,6 +52,7 @@ from fenqi.services import withholding
 from fenqi.services.context import Context, Document, permitted, transact
 from fenqi.services.errors import NotFoundError, RefusedError
 from fenqi.services.policy import Permission
+from fenqi.services.views import Aging, CobClosed, CobRun, CobRunReport, NothingToClose
 
 CHUNK_SIZE = 500
 MAX_ATTEMPTS = 3  # tries that raise, since a chunk was queued, before it fails for good
@@ -134,14 +135,14 @@ class RunFailedError(Exception):
 
 def close(context: Context, day: date, *, today: date | None = None,
           chunk_size: int = CHUNK_SIZE, take: Take | None = None,
-          progress: Callable[[Document], None] | None = None) -> Document:  # fmt: skip
+          progress: Callable[[Document], None] | None = None) -> CobClosed:  # fmt: skip
     """Closes business day ``day`` in this process (other workers may help), after catching up
-    the days before it on which loans are behind (``days_to_close``): the day's run, or a
-    ``nothing_to_do`` document, with ``caught_up``, what was closed before it."""
+    the days before it on which loans are behind (``days_to_close``): the day's run, or nothing
+    to close, with what was closed before it."""
     *before, last = close_through(
         context, day, today=today, chunk_size=chunk_size, take=take, progress=progress
     )
-    return {**last, "caught_up": before}
+    return CobClosed(last, tuple(before))
 
 
 def close_through(
@@ -152,7 +153,7 @@ def close_through(
     chunk_size: int = CHUNK_SIZE,
     take: Take | None = None,
     progress: Callable[[Document], None] | None = None,
-) -> list[Document]:
+) -> list[CobRun | NothingToClose]:
     """Closes ``through``, after each earlier day on which loans are behind, in order: from the
     first of ``days_to_close(through)``, then each next day on which a loan has work not closed
     yet (the days between, when no loan has any, are passed over), a run each (``take`` does
@@ -160,19 +161,20 @@ def close_through(
     whose run failed: the days after it would find that day's loans behind. Admins only."""
     permitted(context, Permission.ADMINISTER)
     day = first = days_to_close(context, through, today=today)[0]
-    closed: list[Document] = []
+    closed: list[CobRun | NothingToClose] = []
     while True:
         caught_up_from = first if day == through and first < through else None
         run_id = start_run(context, day, chunk_size, today=today, caught_up_from=caught_up_from)
         if run_id is None:
-            closed.append(wire.cob_nothing_to_do(day, caught_up_from))
+            closed.append(NothingToClose(day, caught_up_from))
         else:
             if take is None:
                 work(context, run_id, progress, today=today)
             else:
                 take(run_id, day)
             closed.append(_settle(context, run_id, today))
-        if day == through or closed[-1]["status"] == "failed":
+        last = closed[-1]
+        if day == through or (isinstance(last, CobRun) and last.failed):
             return closed
         behind = _in_batch(context, lambda batch: batch.first_behind(through))
         day = through if behind is None else max(behind, day + timedelta(days=1))
@@ -320,22 +322,22 @@ def failure(error: BaseException) -> str:
     return said[:ERROR_LENGTH]
 
 
-def _settle(context: Context, run_id: int, today: date | None) -> Document:
+def _settle(context: Context, run_id: int, today: date | None) -> CobRun:
     """The run once every chunk is done or failed for good: chunks that other workers still
     hold are waited for, and those they leave (a worker killed mid-chunk) are taken."""
-    while (document := finish_run(context, run_id))["status"] == "running":
+    while (run := finish_run(context, run_id)).record.status == "running":
         time.sleep(WAIT_SECONDS)
         work(context, run_id, today=today)
-    return document
+    return run
 
 
-def finish_run(context: Context, run_id: int) -> Document:
+def finish_run(context: Context, run_id: int) -> CobRun:
     """The run as it stands, settled first if every chunk is (``settle_run``: the worker that
     settled the last chunk has done so already, unless the run was left from before)."""
 
-    def finish(batch: Batch) -> Document:
+    def finish(batch: Batch) -> CobRun:
         run_row = batch.settle_run(run_id, _outcome)
-        return wire.cob_run(run_row, _settled(batch.chunk_figures([run_id])[run_id]))
+        return CobRun(run_row, _settled(batch.chunk_figures([run_id])[run_id]))
 
     return _in_batch(context, finish)
 
@@ -552,36 +554,36 @@ class _Chunk:
 # -- reading runs and the portfolio ---------------------------------------------------------------
 
 
-def runs(context: Context, limit: int = 20) -> list[Document]:
+def runs(context: Context, limit: int = 20) -> list[CobRun]:
+    """The latest runs, newest first."""
     permitted(context, Permission.READ)
 
-    def listing(batch: Batch) -> list[Document]:
+    def listing(batch: Batch) -> list[CobRun]:
         rows = batch.runs(limit)
         figures = batch.chunk_figures([row.id for row in rows])
-        return [wire.cob_run(row, _settled(figures[row.id])) for row in rows]
+        return [CobRun(row, _settled(figures[row.id])) for row in rows]
 
     return _in_batch(context, listing)
 
 
-def run_report(context: Context, run_id: int) -> Document:
+def run_report(context: Context, run_id: int) -> CobRunReport:
     permitted(context, Permission.READ)
 
-    def report(batch: Batch) -> Document:
+    def report(batch: Batch) -> CobRunReport:
         row = batch.run(run_id)
         if row is None:
             raise NotFoundError(f"no close-of-business run {run_id}")
         figures = _settled(batch.chunk_figures([run_id])[run_id])
-        chunks = [wire.cob_job(job) for job in batch.jobs(run_id)]
-        return {**wire.cob_run(row, figures), "chunks": chunks}
+        return CobRunReport(CobRun(row, figures), tuple(batch.jobs(run_id)))
 
     return _in_batch(context, report)
 
 
-def aging(context: Context, day: date) -> Document:
+def aging(context: Context, day: date) -> Aging:
     """Loans and their outstanding principal by delinquency bucket, as the batch closed them."""
     permitted(context, Permission.READ)
 
-    def report(batch: Batch) -> Document:
+    def report(batch: Batch) -> Aging:
         rows, unclosed = batch.aging(day)
         counts: Counter[str] = Counter()
         principal: Counter[str] = Counter()
@@ -591,6 +593,6 @@ def aging(context: Context, day: date) -> Document:
             name = "written_off" if status == LoanStatus.WRITTEN_OFF.value else bucket(dpd)
             counts[name] += 1
             principal[name] += outstanding
-        return wire.aging(day, counts, principal, unclosed)
+        return Aging(day, counts, principal, unclosed)
 
     return _in_batch(context, report)

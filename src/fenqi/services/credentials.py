@@ -20,10 +20,11 @@ from datetime import UTC, datetime, timedelta
 
 from fenqi.loans.ports import ApiKey, Stamp, UnitOfWork, User
 from fenqi.services import throttles
-from fenqi.services.context import Context, Document, caller, transact
+from fenqi.services.context import Context, caller, transact
 from fenqi.services.errors import NotFoundError, RefusedError
 from fenqi.services.policy import Permission, Principal, Role, UnauthenticatedError, require
 from fenqi.services.throttles import Limit, TooManyAttemptsError
+from fenqi.services.views import ApiKeyCreated, CodeSent, OperatorCreated, OperatorDisabled
 
 SESSION_HOURS = 12
 CODE_MINUTES = 5
@@ -75,40 +76,40 @@ def _administrator(context: Context, unit: UnitOfWork) -> str:
     return who.name
 
 
-def create_user(context: Context, username: str, password: str, role: Role) -> Document:
+def create_user(context: Context, username: str, password: str, role: Role) -> OperatorCreated:
     if not USER_NAME.fullmatch(username):
         raise RefusedError(f"{username!r} is not a user name: give 1 to 64 ASCII letters, digits, "
                            "'.', '_' or '-', starting with a letter or a digit")  # fmt: skip
     if len(password) < 8:
         raise RefusedError("a password needs at least 8 characters")
 
-    def create(unit: UnitOfWork) -> Document:
+    def create(unit: UnitOfWork) -> OperatorCreated:
         admin = _administrator(context, unit)
         if unit.credentials.user(username) is not None:
             raise RefusedError(f"user {username} already exists")
         unit.credentials.add_user(username, hash_password(password), role.value, now())
         unit.audit(admin, "user.create", f"user:{username}", "new operator",
                    after={"username": username, "role": role.value})  # fmt: skip
-        return {"username": username, "role": role.value}
+        return OperatorCreated(username, role)
 
     return transact(context, create)
 
 
-def list_users(context: Context) -> list[Document]:
+def list_users(context: Context) -> list[User]:
     """Every operator, by name, with her role and whether she is disabled."""
 
-    def listing(unit: UnitOfWork) -> list[Document]:
+    def listing(unit: UnitOfWork) -> list[User]:
         _administrator(context, unit)
-        return [_user(user) for user in unit.credentials.users()]
+        return unit.credentials.users()
 
     return transact(context, listing)
 
 
-def disable_user(context: Context, username: str) -> Document:
+def disable_user(context: Context, username: str) -> OperatorDisabled:
     """Stops an operator at once: her sessions end, her API keys stop working, and signing in
     is refused as a wrong password is."""
 
-    def disable(unit: UnitOfWork) -> Document:
+    def disable(unit: UnitOfWork) -> OperatorDisabled:
         admin = _administrator(context, unit)
         user = unit.credentials.user(username, for_update=True)
         if user is None:
@@ -119,25 +120,15 @@ def disable_user(context: Context, username: str) -> Document:
         ended = unit.credentials.disable_user(username, at)
         unit.audit(admin, "user.disable", f"user:{username}", "operator disabled",
                    before={"disabled": False}, after={"disabled": True})  # fmt: skip
-        return {**_user(replace(user, disabled_at=at)), "sessions_ended": ended}
+        return OperatorDisabled(replace(user, disabled_at=at), ended)
 
     return transact(context, disable)
 
 
-def _user(user: User) -> Document:
-    return {
-        "username": user.username,
-        "role": user.role,
-        "status": "active" if user.disabled_at is None else "disabled",
-        "created_at": user.created_at.isoformat(),
-        "disabled_at": None if user.disabled_at is None else user.disabled_at.isoformat(),
-    }
-
-
-def create_api_key(context: Context, username: str) -> Document:
+def create_api_key(context: Context, username: str) -> ApiKeyCreated:
     """A new key for ``username``; its secret is in this answer only."""
 
-    def create(unit: UnitOfWork) -> Document:
+    def create(unit: UnitOfWork) -> ApiKeyCreated:
         admin = _administrator(context, unit)
         user = unit.credentials.user(username)
         if user is None:
@@ -148,25 +139,25 @@ def create_api_key(context: Context, username: str) -> Document:
         unit.credentials.add_key(key_id, _digest(secret), username, now())
         unit.audit(admin, "apikey.create", f"user:{username}", "new API key",
                    after={"key_id": key_id})  # fmt: skip
-        return {"username": username, "key_id": key_id, "api_key": f"fq_{key_id}_{secret}"}
+        return ApiKeyCreated(username, key_id, f"fq_{key_id}_{secret}")
 
     return transact(context, create)
 
 
-def list_api_keys(context: Context, username: str | None = None) -> list[Document]:
+def list_api_keys(context: Context, username: str | None = None) -> list[ApiKey]:
     """The keys (all, or one operator's), oldest first: ids and dates, never a secret."""
 
-    def listing(unit: UnitOfWork) -> list[Document]:
+    def listing(unit: UnitOfWork) -> list[ApiKey]:
         _administrator(context, unit)
-        return [_api_key(key) for key in unit.credentials.keys(username)]
+        return unit.credentials.keys(username)
 
     return transact(context, listing)
 
 
-def revoke_api_key(context: Context, key_id: str) -> Document:
+def revoke_api_key(context: Context, key_id: str) -> ApiKey:
     """The key stops working at once; it stays listed, revoked."""
 
-    def revoke(unit: UnitOfWork) -> Document:
+    def revoke(unit: UnitOfWork) -> ApiKey:
         admin = _administrator(context, unit)
         key = unit.credentials.key(key_id, for_update=True)
         if key is None:
@@ -177,18 +168,9 @@ def revoke_api_key(context: Context, key_id: str) -> Document:
         unit.audit(admin, "apikey.revoke", f"user:{key.username}", "API key revoked",
                    before={"key_id": key_id, "revoked": False},
                    after={"key_id": key_id, "revoked": True})  # fmt: skip
-        return _api_key(revoked)
+        return revoked
 
     return transact(context, revoke)
-
-
-def _api_key(key: ApiKey) -> Document:
-    def moment(value: datetime | None) -> str | None:
-        return None if value is None else value.isoformat()
-
-    return {"key_id": key.key_id, "username": key.username, "revoked": key.revoked,
-            "created_at": key.created_at.isoformat(), "last_used_at": moment(key.last_used_at),
-            "revoked_at": moment(key.revoked_at)}  # fmt: skip
 
 
 def principal_for_key(context: Context, api_key: str) -> Principal:
@@ -256,14 +238,14 @@ def _hash_of_nobody() -> str:
 # -- borrowers ------------------------------------------------------------------------------------
 
 
-def send_sign_in_code(context: Context, phone: str, address: str | None = None) -> Document:
+def send_sign_in_code(context: Context, phone: str, address: str | None = None) -> CodeSent:
     """Texts a one-time code to a borrower's phone (through the SMS gateway simulator). The
     answer, and the work done, are the same whether or not the phone is a borrower's and
     whether or not a code went out, so it tells nothing: a phone that is no borrower's gets a
     code that no one is sent. Only too many requests from one address are refused (429)."""
     at = now()
 
-    def send(unit: UnitOfWork) -> Document:
+    def send(unit: UnitOfWork) -> CodeSent:
         throttles.count(unit.counters, at, [(CODE_REQUESTS, address)])
         borrower_id = unit.borrowers.with_phone(phone)
         code = f"{secrets.randbelow(10**6):06d}"
@@ -274,7 +256,7 @@ def send_sign_in_code(context: Context, phone: str, address: str | None = None) 
                 text = SIGN_IN_TEXT.format(code=code, minutes=CODE_MINUTES)
                 unit.outbox.log_sign_in_code(borrower_id, phone, text, at)
         _prune(unit, at)
-        return {"sent": True, "expires_in_minutes": CODE_MINUTES}
+        return CodeSent(True, CODE_MINUTES)
 
     return transact(context, send)
 

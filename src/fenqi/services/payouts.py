@@ -41,11 +41,10 @@ from fenqi.domain.withholding import SETTLED, DebitRequest, Kind, Status
 from fenqi.loans.methods import PaymentMethod
 from fenqi.loans.ports import UnitOfWork
 from fenqi.services import withholding
-from fenqi.services.context import Context, Document, Replayed, caller, permitted, transact
+from fenqi.services.context import Context, Replayed, caller, permitted, transact
 from fenqi.services.errors import NotFoundError, RefusedError, plain_text
 from fenqi.services.policy import Permission, require, sees
-from fenqi.services.views import Payout
-from fenqi.wire import money
+from fenqi.services.views import ListedPayout, Payout, PayoutSentAgain, PayoutStanding
 
 log = logging.getLogger("fenqi.payouts")
 TAKEN = (Kind.PAY, Kind.PREPAY, Kind.COB)  # requests whose money a refund pays back
@@ -205,7 +204,7 @@ def _parts(context: Context, payout_id: str) -> list[DebitRequest]:
             if payout == payout_id]  # fmt: skip
 
 
-def retry(context: Context, payout_id: str) -> Document:
+def retry(context: Context, payout_id: str) -> PayoutSentAgain:
     """Sends a failed payout again: each failed part under a new refund id (``…#2``, …) against
     the same debit order, then asks the gateway as a first payout does. Only a failed payout
     is sent again; a part that no debit order can take is refused, to be paid back by hand.
@@ -229,8 +228,7 @@ def retry(context: Context, payout_id: str) -> Document:
     parts = pay_out(context, transact(context, again))
     status, reason = status_of(parts)
     amount = Money(sum(int(part.amount) for part in parts))
-    return {"id": payout_id, "loan_id": loan_id, "amount": money(amount), "status": status,
-            "reason": reason}  # fmt: skip
+    return PayoutSentAgain(payout_id, loan_id, amount, status, reason)
 
 
 def _again(unit: UnitOfWork, failed: DebitRequest, *,
@@ -250,7 +248,8 @@ def _again(unit: UnitOfWork, failed: DebitRequest, *,
     ))  # fmt: skip
 
 
-def paid_by_hand(context: Context, payout_id: str, reference: str, reason: str) -> Document:
+def paid_by_hand(context: Context, payout_id: str, reference: str,
+                 reason: str) -> PayoutSentAgain:  # fmt: skip
     """Records that the failed parts of a payout were paid back outside the gateway (a bank
     transfer, cash at a counter): each under its next refund id, succeeded, its ``reference``
     the transfer's (``by-hand:<reference>``), and the payout no longer listed as unpaid. The
@@ -280,8 +279,7 @@ def paid_by_hand(context: Context, payout_id: str, reference: str, reason: str) 
     parts = transact(context, settle)
     status, why = status_of(parts)
     amount = Money(sum(int(part.amount) for part in parts))
-    return {"id": payout_id, "loan_id": loan_id, "amount": money(amount), "status": status,
-            "reason": why, "reference": f"{BY_HAND}{reference}"}  # fmt: skip
+    return PayoutSentAgain(payout_id, loan_id, amount, status, why, f"{BY_HAND}{reference}")
 
 
 def _failed_parts(unit: UnitOfWork, loan_id: int, payout_id: str, doing: str) -> list[DebitRequest]:
@@ -305,7 +303,7 @@ def _transfer_reference(reference: str) -> str:
     return given
 
 
-def of_loan(context: Context, loan_id: int) -> list[Document]:
+def of_loan(context: Context, loan_id: int) -> list[ListedPayout]:
     """Every payout of plan ``loan_id`` to a bound method, in the order of their ids, each
     where it stands now by the latest attempt at each of its parts (succeeded, pending, or
     failed with the gateway's reason), with the references the gateway, or a transfer paid by
@@ -317,10 +315,10 @@ def of_loan(context: Context, loan_id: int) -> list[Document]:
         return unit.debit_requests(loan_id)
 
     shown = _shown(_latest(transact(context, listing)))
-    return sorted(shown, key=lambda payout: int(str(payout["id"]).split("-")[1]))
+    return sorted(shown, key=lambda listed: int(listed.payout.id.split("-")[1]))
 
 
-def _shown(latest: dict[tuple[str, int], DebitRequest]) -> list[Document]:
+def _shown(latest: dict[tuple[str, int], DebitRequest]) -> list[ListedPayout]:
     """The payouts the latest attempts at their parts make, each once, in the order their
     first part comes in ``latest``."""
     by_payout: dict[str, list[DebitRequest]] = {}
@@ -329,23 +327,21 @@ def _shown(latest: dict[tuple[str, int], DebitRequest]) -> list[Document]:
     listed = []
     for payout, parts in by_payout.items():
         status, reason = status_of(parts)
-        listed.append({"id": payout, "loan_id": parts[0].loan_id,
-                       "amount": money(Money(sum(int(part.amount) for part in parts))),
-                       "channel": parts[0].channel.value, "method_id": parts[0].method_id,
-                       "status": status, "reason": reason,
-                       "references": [part.reference for part in parts
-                                      if part.reference]})  # fmt: skip
+        standing = PayoutStanding(payout, parts[0].loan_id,
+                                  Money(sum(int(part.amount) for part in parts)),
+                                  parts[0].channel, parts[0].method_id, status, reason)  # fmt: skip
+        listed.append(ListedPayout(standing, tuple(part.reference for part in parts
+                                                   if part.reference)))  # fmt: skip
     return listed
 
 
-def unpaid(context: Context, *, limit: int = UNPAID_AT_MOST) -> list[Document]:
+def unpaid(context: Context, *, limit: int = UNPAID_AT_MOST) -> list[PayoutStanding]:
     """The payouts the gateway has not paid (pending or failed), oldest first: what an
     operator retries, pays by hand, or leaves to the reconciler. Admins only."""
     permitted(context, Permission.ADMINISTER)
     requests = transact(context, lambda unit: unit.unpaid_refunds(limit))
-    return [{key: value for key, value in payout.items() if key != "references"}
-            for payout in _shown(_latest(requests))
-            if payout["status"] != Status.SUCCEEDED.value]  # fmt: skip
+    return [listed.payout for listed in _shown(_latest(requests))
+            if listed.payout.status != Status.SUCCEEDED.value]  # fmt: skip
 
 
 def _loan_of(payout_id: str) -> int:

@@ -4,7 +4,8 @@ days as ``date``, states as their enums). How they are written out (JSON for the
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import Any
 
@@ -13,10 +14,12 @@ from fenqi.domain.events import Channel, WaiverKind
 from fenqi.domain.loan import InstallmentState, LoanState, LoanStatus, PayoffQuote
 from fenqi.domain.money import Money
 from fenqi.domain.schedule import Method
+from fenqi.domain.withholding import Status
 from fenqi.loans.aggregate import Loan
 from fenqi.loans.methods import PaymentMethod
-from fenqi.loans.ports import History
+from fenqi.loans.ports import History, JobRecord, RunRecord, User
 from fenqi.loans.receipts import Receipt
+from fenqi.services.policy import Role
 
 # What the borrower was shown when she agreed to a plan, kept as it was shown then.
 Shown = dict[str, Any]
@@ -119,6 +122,42 @@ class Payout:
     amount: Money
     status: str | None = None
     reason: str | None = None
+
+
+@dataclass(frozen=True)
+class PayoutStanding:
+    """A payout to a bound method where the latest attempt at each of its parts leaves it
+    (``fenqi.services.payouts``): pending, succeeded, or failed with the gateway's reason."""
+
+    id: str
+    loan_id: int
+    amount: Money
+    channel: Channel
+    method_id: int | None
+    status: str
+    reason: str | None
+
+
+@dataclass(frozen=True)
+class ListedPayout:
+    """A payout in a plan's list, with the references the gateway, or a transfer paid by hand,
+    gave its parts."""
+
+    payout: PayoutStanding
+    references: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class PayoutSentAgain:
+    """A failed payout sent to the gateway again, or paid by hand (``reference``, the transfer's
+    as recorded: ``by-hand:…``; None when it went through the gateway)."""
+
+    id: str
+    loan_id: int
+    amount: Money
+    status: str
+    reason: str | None
+    reference: str | None = None
 
 
 @dataclass(frozen=True)
@@ -259,3 +298,105 @@ class MethodChanged:
 
     method: PaymentMethod
     sim_balance: Money | None = None
+
+
+@dataclass(frozen=True)
+class OperatorCreated:
+    username: str
+    role: Role
+
+
+@dataclass(frozen=True)
+class OperatorDisabled:
+    """An operator as disabling her left her, and how many of her sessions it ended."""
+
+    user: User
+    sessions_ended: int
+
+
+@dataclass(frozen=True)
+class ApiKeyCreated:
+    """A new API key: the one answer that carries its secret (kept out of ``repr``, so a log
+    line or a traceback never shows it)."""
+
+    username: str
+    key_id: str
+    api_key: str = field(repr=False)
+
+
+@dataclass(frozen=True)
+class CodeSent:
+    """The answer to a request for a sign-in code: the same whoever's phone it is."""
+
+    sent: bool
+    expires_in_minutes: int
+
+
+@dataclass(frozen=True)
+class Notified:
+    """A gateway's notification recorded: where its order now stands, and whether this
+    notification is what settled it."""
+
+    order_id: str
+    status: Status
+    settled_now: bool
+
+
+@dataclass(frozen=True)
+class Reconciled:
+    """What a round of the reconciler did: how many open requests it asked about, and how many
+    of them stand where (a status no request reached counts none)."""
+
+    examined: int
+    statuses: Mapping[Status, int]
+
+
+@dataclass(frozen=True)
+class CobRun:
+    """A close-of-business run as stored, with its chunks' figures as they stand now
+    (``chunks``, ``chunks_done``, ``chunks_failed``): they replace those it was settled with,
+    and are all a run still running has."""
+
+    record: RunRecord
+    chunks: Mapping[str, int]
+
+    @property
+    def failed(self) -> bool:
+        return self.record.status == "failed"
+
+
+@dataclass(frozen=True)
+class CobRunReport:
+    """A run with its chunks, in order."""
+
+    run: CobRun
+    jobs: tuple[JobRecord, ...]
+
+
+@dataclass(frozen=True)
+class NothingToClose:
+    """A business day on which no loan had work the batch had not closed: no run was recorded.
+    ``caught_up_from``: the first earlier day closed before it, if any were."""
+
+    business_date: date
+    caught_up_from: date | None = None
+
+
+@dataclass(frozen=True)
+class CobClosed:
+    """A business day closed (its run, or nothing to close), after the earlier days on which
+    loans were behind, closed first (``caught_up``, oldest first)."""
+
+    day: CobRun | NothingToClose
+    caught_up: tuple[CobRun | NothingToClose, ...]
+
+
+@dataclass(frozen=True)
+class Aging:
+    """Loans and their outstanding principal (fen) by delinquency bucket on ``day``, as the
+    batch closed them; ``unclosed`` loans still await the batch for the day."""
+
+    day: date
+    loans: Mapping[str, int]
+    principal: Mapping[str, int]
+    unclosed: int

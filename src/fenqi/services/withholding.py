@@ -52,7 +52,7 @@ from fenqi.services.context import (
 )
 from fenqi.services.errors import DeclinedError, NotFoundError, RefusedError
 from fenqi.services.policy import Permission
-from fenqi.services.views import LoanSummary, PaymentTaken
+from fenqi.services.views import LoanSummary, Notified, PaymentTaken, Reconciled
 from fenqi.store.loans import now
 from fenqi.wire import present
 
@@ -336,7 +336,7 @@ def debit(context: Context, request: DebitRequest) -> Recorded:
     return record(context, ask(context, opened))
 
 
-def notified(context: Context, channel: str, headers: Mapping[str, str], body: bytes) -> Document:
+def notified(context: Context, channel: str, headers: Mapping[str, str], body: bytes) -> Notified:
     """A notification from the gateway of ``channel``: verified by its signature, then recorded.
     The same notification again, or a stale one, changes nothing."""
     try:
@@ -350,15 +350,11 @@ def notified(context: Context, channel: str, headers: Mapping[str, str], body: b
             "the notification's signature cannot be verified; nothing was recorded"
         ) from None
     recorded = record(context, answer)
-    return {
-        "order_id": answer.order_id,
-        "status": recorded.after.status.value,
-        "settled_now": recorded.settled_now,
-    }
+    return Notified(answer.order_id, recorded.after.status, recorded.settled_now)
 
 
 def reconcile(context: Context, *, older_than: timedelta = RECONCILE_AFTER,
-              limit: int = RECONCILE_AT_MOST) -> Document:  # fmt: skip
+              limit: int = RECONCILE_AT_MOST) -> Reconciled:  # fmt: skip
     """Asks the gateway about each request still open that no answer has touched for
     ``older_than``, oldest first, and records what it says: a success is booked, an order the
     gateway never had is failed, one it is still processing is left for the next round. Admins
@@ -373,7 +369,7 @@ def reconcile(context: Context, *, older_than: timedelta = RECONCILE_AFTER,
         answer = (gateway.query_refund(request.order_id) if request.kind is Kind.REFUND
                   else gateway.query(request.order_id))  # fmt: skip
         statuses[record(context, answer).after.status] += 1
-    return {"examined": len(stale), **{status.value: statuses[status] for status in Status}}
+    return Reconciled(len(stale), statuses)
 
 
 def _gateways(context: Context) -> Gateways:

@@ -226,7 +226,7 @@ def send_code(request: Request, form: Annotated[PhoneForm, Form()]) -> HTMLRespo
     except TooManyAttemptsError as locked:  # too many requests from her address
         return locked_out(_page(request, "login.html", None, 429, locked=locked.minutes), locked)
     return _page(request, "login.html", None, phone=phone,
-                 minutes=sent["expires_in_minutes"])  # fmt: skip
+                 minutes=sent.expires_in_minutes)  # fmt: skip
 
 
 @router.post("/login")

@@ -204,7 +204,7 @@ def _loan_page(request: Request, desk: Desk, loan_id: int, day: date, status_cod
                     for event in events]  # fmt: skip
     return render(request, "console/loan.html", status_code, desk=desk, loan=plan, day=day,
                   borrower=owner, events=shown_events, entries=history["entries"],
-                  payouts=payouts.of_loan(context, loan_id), methods=methods,
+                  payouts=documents(payouts.of_loan(context, loan_id)), methods=methods,
                   reversible=_reversible(loan_id, events), waiver_limit=desk.offer.waiver_limit,
                   keys={form: uuid.uuid4().hex for form in FORMS}, **shown)  # fmt: skip
 
@@ -260,7 +260,7 @@ def close_of_business(
 ) -> HTMLResponse:
     """The nightly batch's runs, and the portfolio by delinquency bucket as it closed them."""
     day = _today(on)
-    runs, aging = cob.runs(desk.context), cob.aging(desk.context, day)
+    runs, aging = documents(cob.runs(desk.context)), document(cob.aging(desk.context, day))
     return render(request, "console/cob.html", desk=desk, runs=runs, aging=aging, day=day)
 
 
