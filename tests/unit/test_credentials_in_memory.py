@@ -3,6 +3,7 @@ and sessions, borrowers' one-time codes, and what each refusal says. That tries 
 are all counted, and that a bill view's check is one statement, are the database's to show
 (tests/integration/test_sign_in.py, test_kept_bills.py)."""
 
+import threading
 from dataclasses import replace
 
 import pytest
@@ -171,6 +172,9 @@ def test_a_borrower_signs_in_once_with_the_code_texted_to_her(
     (text,) = units.world.sent
     assert (text.loan_id, text.borrower_id, text.phone, text.sent_at) == (0, 1, PHONE, START)
     code = last_code(units)
+    credentials.texts_handed_over()
+    assert units.sms.handed == [(PHONE, text.text)]  # the gateway got it, code and all
+    assert code in text.text
     assert code not in str(units.world.codes)  # kept as a hash only
     token, csrf = credentials.sign_in_borrower(context, PHONE, code)
     assert credentials.principal_for_session(context, token) == (
@@ -189,6 +193,42 @@ def test_a_phone_that_is_no_borrowers_is_answered_alike_and_texted_nothing(
     assert answer == credentials.send_sign_in_code(context, PHONE)
     assert [text.phone for text in units.world.sent] == [PHONE]
     assert set(units.world.codes) == {PHONE, "13911112222"}
+    credentials.texts_handed_over()
+    assert [phone for phone, _ in units.sms.handed] == [PHONE]
+
+
+class Slow:
+    """A gateway that answers only when the test lets it, and then, if told to, fails."""
+
+    def __init__(self, failure: Exception | None = None) -> None:
+        self.go, self.failure = threading.Event(), failure
+        self.handed: list[str] = []
+
+    def send(self, phone: str, text: str) -> str:
+        assert self.go.wait(30), "the test never let the gateway answer"
+        if self.failure is not None:
+            raise self.failure
+        self.handed.append(phone)
+        return "slow:1"
+
+
+@pytest.mark.parametrize("failure", [None, TimeoutError("no answer")])
+def test_the_code_goes_to_the_gateway_after_the_answer_and_a_failing_gateway_stops_nothing(
+    units: MemoryUnits, clock: Clock, failure: Exception | None
+) -> None:
+    """The answer does not wait for the gateway (it would tell by its timing that a phone is a
+    borrower's): the request returns while the gateway still holds the text; a gateway that
+    then fails is logged, and the borrower simply asks again."""
+    gateway = Slow(failure)
+    context = replace(units.context(), sms=gateway)
+    answer = credentials.send_sign_in_code(context, PHONE)
+    assert present(answer) == {"sent": True, "expires_in_minutes": credentials.CODE_MINUTES}
+    assert gateway.handed == []  # answered before the gateway was done
+    gateway.go.set()
+    credentials.texts_handed_over()
+    assert gateway.handed == ([] if failure else [PHONE])
+    clock.advance(minutes=1)
+    assert credentials.send_sign_in_code(context, PHONE) == answer
 
 
 def test_new_codes_come_once_a_minute_and_ten_a_day(units: MemoryUnits, clock: Clock) -> None:

@@ -43,6 +43,7 @@ from fenqi.channels.simulator import SimulatedChannel
 from fenqi.channels.sms_simulator import SimulatedSms
 from fenqi.http import hardening, problems
 from fenqi.services import close_of_business as cob
+from fenqi.services import credentials
 from fenqi.services.bills import KeptBills
 from fenqi.services.context import Context
 from fenqi.services.policy import Principal, Role
@@ -181,6 +182,7 @@ def create_app(url: str | None = None, *, simulation: bool | None = None) -> Fas
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         yield
+        credentials.texts_handed_over()  # a code asked for just before shutdown still goes
         engine.dispose()  # the app's connections close with it, not whenever it is collected
 
     app = FastAPI(

@@ -12,13 +12,17 @@ from __future__ import annotations
 import functools
 import hashlib
 import hmac
+import json
+import logging
 import math
 import re
 import secrets
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 
 from fenqi.loans.ports import ApiKey, Stamp, UnitOfWork, User
+from fenqi.ports import SmsGateway
 from fenqi.services import throttles
 from fenqi.services.context import Context, caller, transact
 from fenqi.services.errors import NotFoundError, RefusedError
@@ -26,6 +30,7 @@ from fenqi.services.policy import Permission, Principal, Role, UnauthenticatedEr
 from fenqi.services.throttles import Limit, TooManyAttemptsError
 from fenqi.services.views import ApiKeyCreated, CodeSent, OperatorCreated, OperatorDisabled
 
+log = logging.getLogger("fenqi")
 SESSION_HOURS = 12
 CODE_MINUTES = 5
 CODE_ATTEMPTS = 5
@@ -239,16 +244,20 @@ def _hash_of_nobody() -> str:
 
 
 def send_sign_in_code(context: Context, phone: str, address: str | None = None) -> CodeSent:
-    """Texts a one-time code to a borrower's phone (through the SMS gateway simulator). The
+    """Texts a one-time code to a borrower's phone through the context's SMS gateway. The
     answer, and the work done, are the same whether or not the phone is a borrower's and
     whether or not a code went out, so it tells nothing: a phone that is no borrower's gets a
-    code that no one is sent. Only too many requests from one address are refused (429)."""
+    code that no one is sent. Only too many requests from one address are refused (429). The
+    code is stored and logged first; the gateway is handed the text once that has committed,
+    by a thread of its own (``text_later``), so the answer never waits for a gateway (nor tells
+    by its timing that one was called)."""
     at = now()
 
-    def send(unit: UnitOfWork) -> CodeSent:
+    def send(unit: UnitOfWork) -> str | None:
         throttles.count(unit.counters, at, [(CODE_REQUESTS, address)])
         borrower_id = unit.borrowers.with_phone(phone)
         code = f"{secrets.randbelow(10**6):06d}"
+        text = None
         if _may_text_code(unit, phone, at):
             known = borrower_id is not None
             _store_code(unit, phone, code if known else secrets.token_urlsafe(16), at)
@@ -256,9 +265,38 @@ def send_sign_in_code(context: Context, phone: str, address: str | None = None) 
                 text = SIGN_IN_TEXT.format(code=code, minutes=CODE_MINUTES)
                 unit.outbox.log_sign_in_code(borrower_id, phone, text, at)
         _prune(unit, at)
-        return CodeSent(True, CODE_MINUTES)
+        return text
 
-    return transact(context, send)
+    text = transact(context, send)
+    if text is not None and context.sms is not None:
+        text_later(context.sms, phone, text)
+    return CodeSent(True, CODE_MINUTES)
+
+
+# Sign-in codes go to the gateway from a thread of their own, one after another: a gateway may
+# take a second to answer, and a request that waited for it would say by its timing alone that
+# the phone is a borrower's.
+_TEXTING = ThreadPoolExecutor(max_workers=1, thread_name_prefix="fenqi-sign-in-codes")
+
+
+def text_later(gateway: SmsGateway, phone: str, text: str) -> None:
+    """Hands ``text`` to ``gateway`` for ``phone`` soon, in the background. A gateway that
+    fails is logged (without the phone or the text); the borrower asks for a new code."""
+    _TEXTING.submit(_text, gateway, phone, text)
+
+
+def texts_handed_over() -> None:
+    """Waits until every code queued so far has been handed to its gateway: a server shutting
+    down, or a test, calls it."""
+    _TEXTING.submit(lambda: None).result()
+
+
+def _text(gateway: SmsGateway, phone: str, text: str) -> None:
+    try:
+        gateway.send(phone, text)
+    except Exception as failure:  # any failure: no code went, and she asks for another
+        log.warning(json.dumps({"event": "sign-in-code-not-sent",
+                                "error": type(failure).__name__}))  # fmt: skip
 
 
 def _may_text_code(unit: UnitOfWork, phone: str, at: datetime) -> bool:
