@@ -27,7 +27,7 @@ from fenqi.services.servicing import Source
 from fenqi.store import units
 from fenqi.store.errors import StaleError
 from fenqi.store.schema import DebitRequestRow, SimOrderRow
-from fenqi.wire import present
+from fenqi.wire import Document, present
 from tests.e2e.cli import fenqi, refused
 from tests.funded import NO_PAYING_AHEAD, balance, funded_plan
 from tests.simulated import simulated_context
@@ -248,14 +248,20 @@ def test_a_payout_whose_answer_is_lost_is_pending_until_the_reconciler_settles_i
     assert balance(engine, card) == start
 
 
+def reversed_without_an_order(context: Context, engine: Engine) -> tuple[int, Document]:
+    """A plan whose 420.00 from the card is reversed, the payment booked as if taken before
+    debits had requests (no debit order to refund against): its loan and the reversal."""
+    loan, card = plan(context)
+    paid = present(servicing.pay(context, loan, Money.parse("420"), Source(method_id=card), DAY))
+    with Session(engine) as session, session.begin():
+        session.query(DebitRequestRow).delete()
+    return loan, present(servicing.reverse(context, paid["payment_id"], "mistake"))
+
+
 def test_money_paid_in_through_no_debit_order_is_a_failed_payout_to_pay_back_by_hand(
     context: Context, engine: Engine, gateway: Watching
 ) -> None:
-    loan, card = plan(context)
-    paid = present(servicing.pay(context, loan, Money.parse("420"), Source(method_id=card), DAY))
-    with Session(engine) as session, session.begin():  # as if taken before debits had requests
-        session.query(DebitRequestRow).delete()
-    done = present(servicing.reverse(context, paid["payment_id"], "mistake"))
+    _, done = reversed_without_an_order(context, engine)
     assert done["paid_to"][0]["status"] == "failed"
     assert "by hand" in done["paid_to"][0]["reason"]
     assert gateway.refunds == []
@@ -307,11 +313,7 @@ def test_a_failed_payout_paid_by_hand_is_recorded_audited_and_never_sent(
 def test_an_operator_records_a_payout_paid_by_hand_from_the_command_line(
     context: Context, engine: Engine, gateway: Watching, database_url: str
 ) -> None:
-    loan, card = plan(context)
-    paid = present(servicing.pay(context, loan, Money.parse("420"), Source(method_id=card), DAY))
-    with Session(engine) as session, session.begin():  # as if taken before debits had requests
-        session.query(DebitRequestRow).delete()
-    done = present(servicing.reverse(context, paid["payment_id"], "mistake"))
+    _, done = reversed_without_an_order(context, engine)
     listed = fenqi("gateway", "payouts", "--db", database_url, "--json").json()
     assert [(p["id"], p["status"]) for p in listed] == [(done["id"], "failed")]
     refused(fenqi("gateway", "paid-by-hand", done["id"], "--reference", "BOC 1", "--reason",
