@@ -372,3 +372,47 @@ def test_a_hundred_reversals_or_credit_refunds_of_one_payment_at_once_pay_it_bac
         assert session.scalar(select(func.count()).select_from(DebitRequestRow).where(
             DebitRequestRow.kind == Kind.REFUND.value)) == 1  # fmt: skip
     assert present(books.check_books(context))["consistent"]
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
+@pytest.mark.parametrize("operation", ["retry", "paid-by-hand"])
+def test_a_hundred_retries_or_payments_by_hand_of_one_failed_payout_at_once_settle_it_once(
+    context: Context, engine: Engine, gateway: Watching, database_url: str, operation: str
+) -> None:
+    """Each takes the payout's next refund id: the first to commit decides, every other is
+    refused (it was just sent again or paid by hand), and the audit log says it once."""
+    loan, card = plan(context)
+    paid = present(servicing.pay(context, loan, Money.parse("420"), Source(method_id=card), DAY))
+    gateway.decline = 1
+    payout = present(servicing.reverse(context, paid["payment_id"], "mistake"))["id"]
+    crowd = create_engine(database_url, pool_size=10, max_overflow=0, pool_timeout=300)
+    racing = Context(crowd, context.channel, context.principal, gateways=context.gateways)
+    begin = threading.Barrier(ATTACKERS)
+
+    def attack(n: int) -> str:
+        begin.wait()
+        while True:
+            try:
+                if operation == "retry":
+                    done = payouts.retry(racing, payout)
+                else:
+                    done = payouts.paid_by_hand(racing, payout, f"TX-{n}", "paid by transfer")
+            except ConflictError:
+                continue
+            except RefusedError:
+                return "refused"
+            return str(present(done)["status"])
+
+    try:
+        with ThreadPoolExecutor(ATTACKERS) as clients:
+            outcomes = list(clients.map(attack, range(ATTACKERS)))
+    finally:
+        crowd.dispose()
+    assert outcomes.count("succeeded") == 1
+    assert set(outcomes) == {"refused", "succeeded"}
+    assert len(gateway.refunds) == (2 if operation == "retry" else 1)  # the declined one, once
+    assert present(payouts.unpaid(context)) == []
+    action = "payout.retry" if operation == "retry" else "payout.paid_by_hand"
+    entries = present(audit.audit_log(context, f"payout:{payout}"))
+    assert [entry["action"] for entry in entries] == [action]

@@ -242,10 +242,10 @@ def _again(unit: UnitOfWork, failed: DebitRequest, *,
     status, reference = Status.PENDING, None
     if by_hand is not None:
         status, reference = Status.SUCCEEDED, f"{BY_HAND}{by_hand}"
-    return unit.add_debit_request(replace(
-        failed, order_id=withholding.order_id(failed.loan_id, name), idempotency_key=name,
-        status=status, reference=reference, reason=None, attempts=0,
-    ))  # fmt: skip
+    wanted = replace(failed, order_id=withholding.order_id(failed.loan_id, name),
+                     idempotency_key=name, status=status, reference=reference, reason=None,
+                     attempts=0)  # fmt: skip
+    return unit.add_debit_request(wanted)
 
 
 def paid_by_hand(context: Context, payout_id: str, reference: str,
@@ -283,11 +283,14 @@ def paid_by_hand(context: Context, payout_id: str, reference: str,
 
 
 def _failed_parts(unit: UnitOfWork, loan_id: int, payout_id: str, doing: str) -> list[DebitRequest]:
-    """The latest attempt at each part of payout ``payout_id``, refused unless it failed."""
+    """The latest attempt at each part of payout ``payout_id``, refused unless it failed. The
+    payout's first request is locked first: simultaneous retries and payments by hand of one
+    payout go one at a time, each reading the attempts the one before it committed."""
+    first = withholding.order_id(loan_id, f"refund:{payout_id}:1")
+    if unit.debit_request(loan_id, first, for_update=True) is None:
+        raise NotFoundError(f"no payout {payout_id} through a gateway")
     parts = [request for (payout, _), request in sorted(_latest(
         unit.debit_requests(loan_id)).items()) if payout == payout_id]  # fmt: skip
-    if not parts:
-        raise NotFoundError(f"no payout {payout_id} through a gateway")
     status, _ = status_of(parts)
     if status != Status.FAILED.value:
         raise RefusedError(f"payout {payout_id} is {status}; only a failed payout is {doing}")
