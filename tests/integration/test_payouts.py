@@ -6,7 +6,7 @@ it pending for the reconciler; and a hundred reversals or credit refunds of one 
 pay it back once."""
 
 import threading
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import date, timedelta
@@ -328,6 +328,31 @@ def test_an_operator_records_a_payout_paid_by_hand_from_the_command_line(
 ATTACKERS = 100
 
 
+def at_once(context: Context, database_url: str,
+            attack: Callable[[Context, int], str]) -> list[str]:  # fmt: skip
+    """``attack`` sent ``ATTACKERS`` times at once, each in a thread with a connection of
+    its own: what each answered, "refused" for a refusal (a conflict is sent again)."""
+    crowd = create_engine(database_url, pool_size=10, max_overflow=0, pool_timeout=300)
+    racing = Context(crowd, context.channel, context.principal, gateways=context.gateways)
+    begin = threading.Barrier(ATTACKERS)
+
+    def attacker(n: int) -> str:
+        begin.wait()
+        while True:
+            try:
+                return attack(racing, n)
+            except ConflictError:
+                continue
+            except RefusedError:
+                return "refused"
+
+    try:
+        with ThreadPoolExecutor(ATTACKERS) as clients:
+            return list(clients.map(attacker, range(ATTACKERS)))
+    finally:
+        crowd.dispose()
+
+
 @pytest.mark.postgres
 @pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
 @pytest.mark.parametrize("operation", ["reverse", "refund-credit"])
@@ -339,29 +364,15 @@ def test_a_hundred_reversals_or_credit_refunds_of_one_payment_at_once_pay_it_bac
     paid = present(servicing.pay(context, loan, Money.parse("1000"), Source(method_id=card),
                                  date(2026, 1, 20)))  # fmt: skip
     back = "1000.00" if operation == "reverse" else "111.51"  # the payment, or its credit
-    crowd = create_engine(database_url, pool_size=10, max_overflow=0, pool_timeout=300)
-    racing = Context(crowd, context.channel, context.principal, gateways=context.gateways)
-    begin = threading.Barrier(ATTACKERS)
 
-    def attack(n: int) -> str:
-        begin.wait()
-        while True:
-            try:
-                if operation == "reverse":
-                    done = servicing.reverse(racing, paid["payment_id"], f"mistake {n}")
-                else:
-                    done = servicing.refund_credit(racing, loan, None, date(2026, 1, 21))
-            except ConflictError:
-                continue
-            except RefusedError:  # reversed already, or no credit balance left
-                return "refused"
-            return str(present(done)["paid_to"][0]["status"])
+    def attack(racing: Context, n: int) -> str:
+        if operation == "reverse":
+            done = servicing.reverse(racing, paid["payment_id"], f"mistake {n}")
+        else:
+            done = servicing.refund_credit(racing, loan, None, date(2026, 1, 21))
+        return str(present(done)["paid_to"][0]["status"])
 
-    try:
-        with ThreadPoolExecutor(ATTACKERS) as clients:
-            outcomes = list(clients.map(attack, range(ATTACKERS)))
-    finally:
-        crowd.dispose()
+    outcomes = at_once(context, database_url, attack)  # refused: reversed, or no credit left
     assert sorted(set(outcomes)) == ["refused", "succeeded"]
     assert outcomes.count("succeeded") == 1
     assert len(gateway.refunds) == 1
@@ -386,29 +397,14 @@ def test_a_hundred_retries_or_payments_by_hand_of_one_failed_payout_at_once_sett
     paid = present(servicing.pay(context, loan, Money.parse("420"), Source(method_id=card), DAY))
     gateway.decline = 1
     payout = present(servicing.reverse(context, paid["payment_id"], "mistake"))["id"]
-    crowd = create_engine(database_url, pool_size=10, max_overflow=0, pool_timeout=300)
-    racing = Context(crowd, context.channel, context.principal, gateways=context.gateways)
-    begin = threading.Barrier(ATTACKERS)
 
-    def attack(n: int) -> str:
-        begin.wait()
-        while True:
-            try:
-                if operation == "retry":
-                    done = payouts.retry(racing, payout)
-                else:
-                    done = payouts.paid_by_hand(racing, payout, f"TX-{n}", "paid by transfer")
-            except ConflictError:
-                continue
-            except RefusedError:
-                return "refused"
-            return str(present(done)["status"])
+    def attack(racing: Context, n: int) -> str:
+        if operation == "retry":
+            return str(present(payouts.retry(racing, payout))["status"])
+        done = payouts.paid_by_hand(racing, payout, f"TX-{n}", "paid by transfer")
+        return str(present(done)["status"])
 
-    try:
-        with ThreadPoolExecutor(ATTACKERS) as clients:
-            outcomes = list(clients.map(attack, range(ATTACKERS)))
-    finally:
-        crowd.dispose()
+    outcomes = at_once(context, database_url, attack)
     assert outcomes.count("succeeded") == 1
     assert set(outcomes) == {"refused", "succeeded"}
     assert len(gateway.refunds) == (2 if operation == "retry" else 1)  # the declined one, once
