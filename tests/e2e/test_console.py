@@ -26,7 +26,7 @@ from fenqi.services import audit, borrowers, credentials, products, servicing
 from fenqi.services import close_of_business as cob
 from fenqi.services.context import Context
 from fenqi.services.policy import Role
-from fenqi.store.schema import SmsSentRow
+from fenqi.store.schema import DebitRequestRow, SmsSentRow
 from fenqi.web.pages import beijing
 from fenqi.web.words import WORDS
 from fenqi.wire import document, present
@@ -553,3 +553,20 @@ def test_the_common_refusals_are_said_in_chinese_on_the_console(desk: Desk) -> N
                              headers={"X-API-Key": credentials.create_api_key(desk.context, "agent").api_key,
                                       "Idempotency-Key": "en"})  # fmt: skip
     assert "is over 31 days before today" in api.json()["detail"]
+
+
+def test_a_payout_that_cannot_go_through_the_gateway_says_why_in_the_pages_language(
+    desk: Desk,
+) -> None:
+    """Money that came in through no debit order cannot be refunded by the gateway: the
+    plan's payouts say so in the page's words, not in fenqi's English."""
+    with Session(desk.engine) as session, session.begin():  # as if paid before debit requests
+        session.execute(DebitRequestRow.__table__.delete())
+    servicing.reverse(desk.context, f"P{desk.loan}-1", "debited twice", today=date(2026, 3, 25))
+    admin = desk.client("admin")
+    chinese = section(desk.loan_page(admin), "payouts")
+    assert "退回失败" in chinese
+    assert "请人工转账退回" in chinese
+    assert "by hand" not in chinese
+    english = section(admin.get(f"/console/loans/{desk.loan}?lang=en").text, "payouts")
+    assert "pay it back by hand" in english

@@ -204,7 +204,9 @@ def _loan_page(request: Request, desk: Desk, loan_id: int, day: date, status_cod
                     for event in events]  # fmt: skip
     return render(request, "console/loan.html", status_code, desk=desk, loan=plan, day=day,
                   borrower=owner, events=shown_events, entries=history["entries"],
-                  payouts=documents(payouts.of_loan(context, loan_id)), methods=methods,
+                  payouts=[{**shown, "why": _payout_reason(shown["reason"])}
+                           for shown in documents(payouts.of_loan(context, loan_id))],
+                  methods=methods,
                   reversible=_reversible(loan_id, events), waiver_limit=desk.offer.waiver_limit,
                   keys={form: uuid.uuid4().hex for form in FORMS}, **shown)  # fmt: skip
 
@@ -242,6 +244,16 @@ def _details(loan_id: int, payload: Document, methods: dict[int, str]) -> list[D
         else:
             shown.append(Detail(field, text=str(value)))
     return shown
+
+
+def _payout_reason(reason: str | None) -> Detail | None:
+    """Why a payout is not paid, in words: fenqi's own reason (no debit order to refund
+    against) from the catalog; a gateway's, which only it knows, as the gateway said it."""
+    if reason is None:
+        return None
+    if reason == payouts.NO_ORDER:
+        return Detail("reason", key="console.payout.no_order")
+    return Detail("reason", key="console.payout.gateway_said", text=reason)
 
 
 def _reversible(loan_id: int, events: list[Document]) -> list[Document]:

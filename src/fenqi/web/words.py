@@ -240,6 +240,15 @@ WORDS: dict[str, dict[str, str]] = {
     "console.payout.succeeded": {"zh-CN": "已退回", "en": "Paid back"},
     "console.payout.pending": {"zh-CN": "处理中", "en": "Pending"},
     "console.payout.failed": {"zh-CN": "退回失败", "en": "Failed"},
+    "console.payout.no_order": {
+        "zh-CN": "这笔钱不是经由代扣订单收到的，渠道无法原路退回：请人工转账退回",
+        "en": "this money came in through no debit order, so the gateway cannot refund it: "
+        "pay it back by hand",
+    },
+    "console.payout.gateway_said": {
+        "zh-CN": "渠道返回：{reason}",
+        "en": "the gateway said: {reason}",
+    },
     "console.payout.none": {
         "zh-CN": "此计划没有退回绑定账户的款项。",
         "en": "No money was paid back to a bound method on this plan.",
