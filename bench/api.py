@@ -105,18 +105,21 @@ def pay_for(url: str, loans: list[int], seconds: float, worker: int, results: An
     context = Context(engine, SimulatedChannel, operator("bench"), gateways=simulated(engine))
     source, today = servicing.Source(), date.today()
     servicing.pay(context, loans[0], Money(100), source, today)  # opens the connection
-    paid, stop = 0, time.perf_counter() + seconds
+    paid, stop, began = 0, time.perf_counter() + seconds, time.process_time()
     while time.perf_counter() < stop:
         servicing.pay(context, loans[paid % len(loans)], Money(100), source, today,
                       idempotency_key=f"service-{worker}-{paid}")  # fmt: skip
         paid += 1
+    used = time.process_time() - began
     engine.dispose()
-    results.put(paid)
+    results.put((paid, used))
 
 
-def service_rate(url: str, loans: list[int], seconds: float, processes: int) -> float:
+def service_rate(url: str, loans: list[int], seconds: float,
+                 processes: int) -> tuple[float, float]:  # fmt: skip
     """Payments/s through the service layer from ``processes`` processes, each on loans of its
-    own: what the HTTP payments are set beside."""
+    own (what the HTTP payments are set beside), and the CPU seconds a payment cost its process
+    (the gateway simulator's transaction included; the database's own work not)."""
     results: Any = multiprocessing.Queue()
     workers = [
         multiprocessing.Process(
@@ -126,10 +129,11 @@ def service_rate(url: str, loans: list[int], seconds: float, processes: int) -> 
     ]
     for worker in workers:
         worker.start()
-    paid = sum(results.get(timeout=seconds + 120) for _ in workers)
+    answers = [results.get(timeout=seconds + 120) for _ in workers]
     for worker in workers:
         worker.join()
-    return paid / seconds
+    paid = sum(count for count, _ in answers)
+    return paid / seconds, sum(used for _, used in answers) / max(paid, 1)
 
 
 def free_port() -> int:
@@ -282,8 +286,9 @@ def report(label: str, timings: dict[str, list[float]], seconds: float,
 def run(label: str, url: str, options: argparse.Namespace) -> None:
     key, loans, own = prepare(url, options.loans, 20 * options.workers, options.age)
     label = f"{label} ×{options.workers}"
-    paid = service_rate(url, own, min(options.seconds, 5.0), options.workers)
-    print(f"{label:<13} service  {paid:8,.0f}/s   payments through the service layer, no HTTP")
+    paid, cpu = service_rate(url, own, min(options.seconds, 5.0), options.workers)
+    print(f"{label:<13} service  {paid:8,.0f}/s   payments through the service layer, no HTTP "
+          f"({cpu * 1000:.1f} ms of CPU each in its process)")  # fmt: skip
     port = free_port()
     server = serve(url, port, options.workers, options.server_log)
     try:
