@@ -157,8 +157,8 @@ def _expire(unit: UnitOfWork, local: datetime) -> tuple[int, int]:
 
 
 def outbox(context: Context, status: str | None = None, limit: int = 200) -> list[QueuedSms]:
-    """The queued messages (``status`` pending, sent or expired, else all) in the order they
-    are sent, their times China's."""
+    """The queued messages (only those of ``status``: pending, sending, sent, unknown or
+    expired) in the order they are sent, their times China's."""
     permitted(context, Permission.READ)
     if limit < 1:
         raise RefusedError(f"limit {limit} is not a number of messages; give 1 or more")
