@@ -225,10 +225,15 @@ def retry(context: Context, payout_id: str) -> PayoutSentAgain:
                    after={"orders": [part.order_id for part in sent]})  # fmt: skip
         return [*(part for part in parts if part.status is not Status.FAILED), *sent]
 
-    parts = pay_out(context, transact(context, again))
+    return _standing(payout_id, loan_id, pay_out(context, transact(context, again)))
+
+
+def _standing(payout_id: str, loan_id: int, parts: Sequence[DebitRequest],
+              reference: str | None = None) -> PayoutSentAgain:  # fmt: skip
+    """Where a payout sent again or paid by hand stands, by the latest attempt at each part."""
     status, reason = status_of(parts)
     amount = Money(sum(int(part.amount) for part in parts))
-    return PayoutSentAgain(payout_id, loan_id, amount, status, reason)
+    return PayoutSentAgain(payout_id, loan_id, amount, status, reason, reference)
 
 
 def _again(unit: UnitOfWork, failed: DebitRequest, *,
@@ -267,19 +272,15 @@ def paid_by_hand(context: Context, payout_id: str, reference: str,
         who = caller(context, unit)
         require(who, Permission.PAY_OUT)
         parts = _failed_parts(unit, loan_id, payout_id, "paid by hand")
-        done = [_again(unit, part, by_hand=reference) for part in parts
-                if part.status is Status.FAILED]  # fmt: skip
+        failed = [part for part in parts if part.status is Status.FAILED]
+        done = [_again(unit, part, by_hand=reference) for part in failed]
         unit.audit(who.name, "payout.paid_by_hand", f"payout:{payout_id}", reason,
-                   before={"reasons": [part.reason for part in parts
-                                       if part.status is Status.FAILED]},
+                   before={"reasons": [part.reason for part in failed]},
                    after={"reference": reference,
                           "orders": [part.order_id for part in done]})  # fmt: skip
         return [*(part for part in parts if part.status is not Status.FAILED), *done]
 
-    parts = transact(context, settle)
-    status, why = status_of(parts)
-    amount = Money(sum(int(part.amount) for part in parts))
-    return PayoutSentAgain(payout_id, loan_id, amount, status, why, f"{BY_HAND}{reference}")
+    return _standing(payout_id, loan_id, transact(context, settle), f"{BY_HAND}{reference}")
 
 
 def _failed_parts(unit: UnitOfWork, loan_id: int, payout_id: str, doing: str) -> list[DebitRequest]:
