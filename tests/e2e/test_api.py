@@ -12,7 +12,7 @@ import pytest
 from fastapi.responses import JSONResponse
 from fastapi.testclient import TestClient
 from pydantic import ValidationError
-from sqlalchemy import Engine, select
+from sqlalchemy import Engine, event, select
 from sqlalchemy.orm import Session
 
 from fenqi.api.models import Body
@@ -671,6 +671,11 @@ def test_a_bill_kept_for_repeat_views_is_what_fastapi_would_write_and_never_a_st
     monkeypatch.setenv("FENQI_TODAY", "2026-03-01")  # a new day: installment 1 fell due unpaid
     later = bill()
     assert (later["as_of"], later["status"], later["dpd"]) == ("2026-03-01", "overdue", 14)
+    served: Engine = shop.client.app.state.context.engine  # type: ignore[attr-defined]
+    said: list[str] = []
+    event.listen(served, "before_cursor_execute", lambda *args: said.append(args[2]))
+    assert bill() == later
+    assert said == []  # asked from the event loop (``QuickReads``), past the units of work
     key_id = shop.keys["viewer"].split("_")[1]
     credentials.revoke_api_key(simulated_context(shop.engine, actor="setup"), key_id)
     assert shop.client.get(f"/api/loans/{loan}", headers=viewer).status_code == 401

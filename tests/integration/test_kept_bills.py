@@ -3,16 +3,20 @@ at the same version on the same day is served as it was shown, after one indexed
 payment, a reversal, the batch or a new day shows it afresh, never a stale one; and who may see
 it is checked on every view, kept or not."""
 
+import asyncio
+import time
 from collections.abc import Callable
 from dataclasses import replace
 from datetime import date, timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import Engine, event, select
+from sqlalchemy import Engine, create_engine, event, select
 from sqlalchemy.orm import Session
 
 from fenqi.domain.money import Money
+from fenqi.loans.ports import UnansweredError
 from fenqi.services import borrowers, credentials, products, servicing
 from fenqi.services import close_of_business as cob
 from fenqi.services.bills import KeptBills
@@ -21,8 +25,11 @@ from fenqi.services.credentials import Presented
 from fenqi.services.errors import NotFoundError
 from fenqi.services.policy import Principal, Role, UnauthenticatedError
 from fenqi.services.views import LoanView
+from fenqi.store.database import Limits
+from fenqi.store.quick import QUICK_SECONDS, PostgresQuickReads, SqliteQuickReads
 from fenqi.store.schema import SmsSentRow
 from fenqi.wire import document, present
+from tests.e2e.cli import free_port
 from tests.simulated import simulated_context
 
 START = date(2026, 1, 15)
@@ -194,3 +201,106 @@ def test_the_least_recently_shown_plans_are_forgotten_first() -> None:
     assert kept.get(render, 2, 1, START) is None
     assert kept.get(render, 1, 1, START) == "a"
     assert kept.get(render, 3, 1, START) == "c"
+
+
+# -- a repeat view from the event loop (``servicing.kept_view``, ``QuickReads``) -----------------
+
+
+def at_once(context: Context, loan: int, day: date = START) -> object:
+    """``kept_view`` on an event loop of its own, with the quick reads the service has."""
+
+    async def view() -> object:
+        quick = quick_reads(context.engine)
+        await quick.open()
+        try:
+            return await servicing.kept_view(replace(context, quick=quick), loan, day, counted)
+        finally:
+            await quick.close()
+
+    return asyncio.run(view())
+
+
+def quick_reads(engine: Engine) -> PostgresQuickReads | SqliteQuickReads:
+    if engine.dialect.name == "postgresql":
+        return PostgresQuickReads(engine, Limits.for_service())
+    return SqliteQuickReads(engine)
+
+
+def test_a_kept_bill_is_served_from_the_event_loop_with_its_caller_checked(
+    shop: Context,
+) -> None:
+    mine, loan = plan(shop, "13800000006", "KEPT-6")
+    other, _ = plan(shop, "13800000007", "KEPT-7")
+    credentials.create_user(shop, "viewer", "viewer password", Role.VIEWER)
+    made = credentials.create_api_key(shop, "viewer")
+    by_key = replace(shop, principal=None, credential=Presented(made.api_key))
+    assert at_once(by_key, loan) is None  # nothing kept yet (and the key's use not noted)
+    kept = servicing.view_loan(by_key, loan, START, counted)  # worked out; the use noted
+    assert at_once(by_key, loan) is kept
+    assert at_once(by_key, loan, START + timedelta(days=1)) is None  # another day: not kept
+    with pytest.raises(NotFoundError):
+        at_once(by_key, loan + 100)
+    assert at_once(shop, loan) is None  # a command's principal: no credential to check
+    sent = credentials.send_sign_in_code(shop, "13800000006")
+    assert sent.sent
+    hers = replace(shop, principal=None, credential=Presented(_signed_in(shop, "13800000006")))
+    assert at_once(hers, loan) is kept
+    credentials.send_sign_in_code(shop, "13800000007")
+    theirs = replace(shop, principal=None, credential=Presented(_signed_in(shop, "13800000007")))
+    with pytest.raises(NotFoundError):  # another borrower's plan, as if there were none
+        at_once(theirs, loan)
+    forged = replace(shop, principal=None, credential=Presented(made.api_key[:-1] + "x"))
+    with pytest.raises(UnauthenticatedError):
+        at_once(forged, loan)
+    credentials.revoke_api_key(shop, made.key_id)
+    with pytest.raises(UnauthenticatedError):  # revoked: refused on the very next view
+        at_once(by_key, loan)
+    paid = servicing.Source(manual=True)
+    servicing.pay(shop, loan, Money.parse("100"), paid, START)
+    assert at_once(hers, loan) is None  # the plan moved on: worked out again, in a thread
+    assert shown == [loan]
+    assert mine != other
+
+
+def test_quick_reads_answer_only_on_their_own_loop_and_never_wait_long(
+    shop: Context, engine: Engine, tmp_path: Path
+) -> None:
+    _, loan = plan(shop, "13800000008", "KEPT-8")
+    if engine.dialect.name == "sqlite":  # no event loop of its own; a file it cannot read
+        unreadable = SqliteQuickReads(create_engine(f"sqlite:///{tmp_path / 'none.sqlite3'}"))
+
+        async def empty() -> None:
+            with pytest.raises(UnansweredError):
+                await unreadable.key_holder("nokey", loan)
+            assert await quick_reads(engine).key_holder("nokey", loan) is None
+
+        asyncio.run(empty())
+        return
+    quick = PostgresQuickReads(engine, Limits.for_service())
+
+    async def unopened() -> None:
+        with pytest.raises(UnansweredError):
+            await quick.key_holder("nokey", loan)
+        await quick.open()
+        assert await quick.key_holder("nokey", loan) is None  # an answer: no such key
+
+    asyncio.run(unopened())
+
+    async def elsewhere() -> None:  # another event loop than the one it was opened on
+        with pytest.raises(UnansweredError):
+            await quick.key_holder("nokey", loan)
+
+    asyncio.run(elsewhere())
+    gone = create_engine(engine.url.set(host="127.0.0.1", port=free_port()))
+    nowhere = PostgresQuickReads(gone, Limits.for_service())
+
+    async def no_server() -> float:
+        await nowhere.open()
+        began = time.monotonic()
+        with pytest.raises(UnansweredError):
+            await nowhere.session_holder("nohash", loan)
+        waited = time.monotonic() - began
+        await nowhere.close()
+        return waited
+
+    assert asyncio.run(no_server()) < QUICK_SECONDS + 1.0

@@ -10,6 +10,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Header, Query, Request, Response
 from pydantic import Field
+from starlette.concurrency import run_in_threadpool
 
 from fenqi import settings
 from fenqi.api import models, responses
@@ -226,11 +227,15 @@ def checkout(response: Response, context: Caller, body: models.CheckoutIn,
 
 
 @router.get("/loans/{loan_id}", tags=["loans"], **answers(responses.Loan))
-def show_loan(context: Caller, loan_id: Id, as_of: AsOf = None) -> Response:
+async def show_loan(context: Caller, loan_id: Id, as_of: AsOf = None) -> Response:
     """The plan on a day (default: today), every installment with what it owes that day. The
     service keeps the answer it wrote for the plan's version and the day, so that opening the
-    same bill again does not work it out again."""
-    body = servicing.view_loan(context, loan_id, _today(as_of), _loan_json)
+    same bill again does not work it out again: that answer is looked up from the event loop,
+    and only a bill not kept is worked out in the thread pool."""
+    day = _today(as_of)
+    body = await servicing.kept_view(context, loan_id, day, _loan_json)
+    if body is None:
+        body = await run_in_threadpool(servicing.view_loan, context, loan_id, day, _loan_json)
     return Response(body, media_type="application/json")
 
 

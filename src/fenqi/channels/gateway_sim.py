@@ -308,6 +308,9 @@ class Handler(BaseHTTPRequestHandler):
     """One request to the simulator: verified, routed, answered signed."""
 
     protocol_version = "HTTP/1.1"  # keeps connections open, as the adapter's client expects
+    # Headers and body go out in two writes; with Nagle's algorithm on, the body waits for the
+    # client's delayed ACK of the headers (about 40 ms on Linux loopback) on every answer.
+    disable_nagle_algorithm = True
     server: SimServer
 
     def do_GET(self) -> None:

@@ -49,6 +49,7 @@ from fenqi.services.context import Context
 from fenqi.services.policy import Principal, Role
 from fenqi.settings import SettingError
 from fenqi.store.database import Limits, database_url, make_engine, schema_is_current
+from fenqi.store.quick import PostgresQuickReads, SqliteQuickReads
 from fenqi.wire import documents
 
 log = logging.getLogger("fenqi.http")
@@ -171,17 +172,32 @@ def _is_ready(engine: Engine) -> bool:
     return schema_is_current(engine)
 
 
+def _quick_reads(engine: Engine, limits: Limits) -> PostgresQuickReads | SqliteQuickReads | None:
+    """Where bill views check their caller and the plan's stamp from the event loop."""
+    if engine.dialect.name == "postgresql":
+        return PostgresQuickReads(engine, limits)
+    if engine.dialect.name == "sqlite":
+        return SqliteQuickReads(engine)
+    return None
+
+
 def create_app(url: str | None = None, *, simulation: bool | None = None) -> FastAPI:
     """The app on the database at ``url`` (default: FENQI_DATABASE_URL or the SQLite file), in
     simulation mode if ``simulation`` (default: ``FENQI_SIMULATION``, else off): only then may
     staff set the payment simulator's balances. A setting that cannot be used (``FENQI_TODAY``,
     …) is refused here, before anything starts: a ``SettingError`` naming it."""
     settings.check()
-    engine = make_engine(database_url(url), Limits.for_service())
+    limits = Limits.for_service()
+    engine = make_engine(database_url(url), limits)
+    quick = _quick_reads(engine, limits)
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        if quick is not None:
+            await quick.open()
         yield
+        if quick is not None:
+            await quick.close()
         credentials.texts_handed_over()  # a code asked for just before shutdown still goes
         engine.dispose()  # the app's connections close with it, not whenever it is collected
 
@@ -197,7 +213,7 @@ def create_app(url: str | None = None, *, simulation: bool | None = None) -> Fas
     # Nobody yet: each request's context carries its caller's credential (http/security.py).
     chosen = gateways.from_settings(engine, app.state.simulation)
     app.state.context = Context(engine, SimulatedChannel, sms=SimulatedSms(), gateways=chosen,
-                                bills=KeptBills())  # fmt: skip
+                                bills=KeptBills(), quick=quick)  # fmt: skip
     app.state.metrics = metrics = Metrics(replace(app.state.context, principal=OBSERVER))
     problems.install(app)
     app.include_router(routes.router)

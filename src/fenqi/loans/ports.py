@@ -348,6 +348,27 @@ class SessionHolder:
     stamp: Stamp | None
 
 
+class UnansweredError(Exception):
+    """A quick read had no answer (the database down or slow, or not reachable from the event
+    loop asking): the caller asks again in a unit of work, where a failure is said as always."""
+
+
+class QuickReads(Protocol):
+    """What every bill view asks first, read on the server's event loop with no thread and no
+    transaction: the credential's holder with the stamp of the plan asked about (the statements
+    of ``Credentials.key_holder`` and ``session_holder``). A view whose bill the process keeps
+    for that stamp is then answered at once. Raises ``UnansweredError`` rather than wait past the
+    limits or fail."""
+
+    async def key_holder(self, key_id: str, loan_id: int) -> KeyHolder | None:
+        """``Credentials.key_holder``, asked about plan ``loan_id``."""
+        ...
+
+    async def session_holder(self, token_hash: str, loan_id: int) -> SessionHolder | None:
+        """``Credentials.session_holder``, asked about plan ``loan_id``."""
+        ...
+
+
 class Credentials(Protocol):
     """Operators, their API keys, sessions and borrowers' one-time sign-in codes, as hashes
     (``services/credentials.py`` hashes; a secret is never kept). The writes that guard against

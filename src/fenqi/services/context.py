@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from fenqi.domain.errors import InvariantError
-from fenqi.loans.ports import Stamp, UnitOfWork, Units
+from fenqi.loans.ports import QuickReads, Stamp, UnitOfWork, Units
 from fenqi.ports import Gateways, SmsGateway
 from fenqi.services.bills import KeptBills
 from fenqi.services.errors import (
@@ -67,7 +67,8 @@ class Context:
     operator, a page's signed-in person), or a ``credential`` not checked yet (an API request's
     key or session token), which each service checks in its own unit of work (``caller``); with
     neither, every service refuses (401). ``bills``: the bills the process keeps for repeat
-    views (the HTTP service's; a command keeps none)."""
+    views (the HTTP service's; a command keeps none); ``quick``: where a repeat view checks its
+    caller and the plan's stamp from the event loop (the HTTP service's, on PostgreSQL)."""
 
     engine: Database
     channel: ChannelFactory
@@ -77,6 +78,7 @@ class Context:
     units: Units | None = None
     credential: Credential | None = None
     bills: KeptBills | None = None
+    quick: QuickReads | None = None
 
 
 def caller(context: Context, on: UnitOfWork) -> Principal:

@@ -21,7 +21,15 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 
-from fenqi.loans.ports import ApiKey, Stamp, UnitOfWork, User
+from fenqi.loans.ports import (
+    ApiKey,
+    KeyHolder,
+    QuickReads,
+    SessionHolder,
+    Stamp,
+    UnitOfWork,
+    User,
+)
 from fenqi.ports import SmsGateway
 from fenqi.services import throttles
 from fenqi.services.context import Context, caller, transact
@@ -189,19 +197,36 @@ def _key_holder(
     """Checks an API key, with its operator, in one statement (reading the stamp of plan
     ``loan_id`` too, if asked): refused if unknown, revoked, or its operator disabled; its use
     is noted at most once an hour."""
+    key_id, secret = _key_parts(api_key)
+    at = now()
+    holder = _valid_key(unit.credentials.key_holder(key_id, loan_id), secret)
+    if _key_use_due(holder, at):
+        # Unless a request at the same time already did: a write an hour, not one a request.
+        unit.credentials.note_key_use(key_id, at, at - KEY_USE_NOTED)
+    return Principal(holder.username, Role(holder.role)), holder.stamp
+
+
+def _key_parts(api_key: str) -> tuple[str, str]:
+    """An API key's id and secret (``fq_<id>_<secret>``)."""
     _, _, rest = api_key.partition("fq_")
     key_id, _, secret = rest.partition("_")
-    at = now()
-    holder = unit.credentials.key_holder(key_id, loan_id)
+    return key_id, secret
+
+
+def _valid_key(holder: KeyHolder | None, secret: str) -> KeyHolder:
+    """The key's holder, refused if there is none, the key is revoked, the secret does not
+    match, or its operator is disabled."""
     if (holder is None or holder.revoked
             or not hmac.compare_digest(holder.secret_hash, _digest(secret))):  # fmt: skip
         raise UnauthenticatedError("that API key is not valid")
     if holder.disabled_at is not None:
         raise UnauthenticatedError("that API key is not valid")
-    if holder.last_used_at is None or holder.last_used_at <= at - KEY_USE_NOTED:
-        # Unless a request at the same time already did: a write an hour, not one a request.
-        unit.credentials.note_key_use(key_id, at, at - KEY_USE_NOTED)
-    return Principal(holder.username, Role(holder.role)), holder.stamp
+    return holder
+
+
+def _key_use_due(holder: KeyHolder, at: datetime) -> bool:
+    """Whether the key's use at ``at`` is to be noted (its last noted use an hour old)."""
+    return holder.last_used_at is None or holder.last_used_at <= at - KEY_USE_NOTED
 
 
 def sign_in_operator(
@@ -386,7 +411,12 @@ def _session_holder(
     """Checks a session token, with the operator it is for if it is an operator's, in one
     statement (with the stamp of plan ``loan_id``, if asked, as ``_key_holder``): refused if
     unknown or expired, or its operator disabled."""
-    holder = unit.credentials.session_holder(_digest(token), loan_id)
+    return _valid_session(unit.credentials.session_holder(_digest(token), loan_id))
+
+
+def _valid_session(holder: SessionHolder | None) -> tuple[Principal, str, Stamp | None]:
+    """Who a session belongs to, its CSRF token and the plan's stamp read with it; refused if
+    there is no such session, it has expired, or its operator is disabled."""
     if holder is None or holder.expires_at < now():
         raise UnauthenticatedError("please sign in again")
     if holder.kind == "borrower":
@@ -417,6 +447,21 @@ class Presented:
         """Who it belongs to, and the owner and version of plan ``loan_id`` (None: there is
         no such plan), read in the same statement: a bill view's one round trip."""
         return self._check(on, loan_id)
+
+    async def principal_and_stamp_at_once(
+        self, reads: QuickReads, loan_id: int
+    ) -> tuple[Principal, Stamp | None] | None:
+        """``principal_and_stamp`` read with no unit of work (``QuickReads``), refused for the
+        same reasons; None when the check has a write to make (a key's hourly note of its use):
+        then it is made in a unit of work. ``UnansweredError`` when the read had no answer."""
+        if self.token.startswith("fq_"):
+            key_id, secret = _key_parts(self.token)
+            holder = _valid_key(await reads.key_holder(key_id, loan_id), secret)
+            if _key_use_due(holder, now()):
+                return None
+            return Principal(holder.username, Role(holder.role)), holder.stamp
+        who, _, stamp = _valid_session(await reads.session_holder(_digest(self.token), loan_id))
+        return who, stamp
 
     def _check(self, unit: UnitOfWork, loan_id: int | None) -> tuple[Principal, Stamp | None]:
         if self.token.startswith("fq_"):

@@ -16,7 +16,7 @@ from typing import Protocol
 
 from fenqi.domain.errors import InputError
 from fenqi.domain.money import Money
-from fenqi.loans.ports import Stamp, UnitOfWork
+from fenqi.loans.ports import QuickReads, Stamp, UnitOfWork
 from fenqi.services.errors import NotFoundError
 from fenqi.services.quoting import FieldError
 
@@ -111,6 +111,13 @@ class Credential(Protocol):
     def principal_and_stamp(self, on: UnitOfWork, loan_id: int) -> tuple[Principal, Stamp | None]:
         """``principal``, and the owner and version of plan ``loan_id`` (None: no such plan)
         read with it, in one statement."""
+        ...
+
+    async def principal_and_stamp_at_once(
+        self, reads: QuickReads, loan_id: int
+    ) -> tuple[Principal, Stamp | None] | None:
+        """``principal_and_stamp`` read on the event loop (``QuickReads``), with no unit of
+        work; None when checking it needs one (it has something to write)."""
         ...
 
 

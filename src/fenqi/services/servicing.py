@@ -42,7 +42,7 @@ from fenqi.domain.withholding import DebitRequest, Kind
 from fenqi.loans.aggregate import MAX_ID, Loan
 from fenqi.loans.booking import book
 from fenqi.loans.methods import PaymentMethod
-from fenqi.loans.ports import UnitOfWork
+from fenqi.loans.ports import UnansweredError, UnitOfWork
 from fenqi.loans.receipts import Receipt
 from fenqi.services import payouts, withholding
 from fenqi.services.context import (
@@ -216,6 +216,33 @@ def view_loan(context: Context, loan_id: int, as_of: date, render: Callable[[Loa
         return shown
 
     return transact(context, show, reading=True)
+
+
+async def kept_view(
+    context: Context, loan_id: int, as_of: date, render: Callable[[LoanView], T]
+) -> T | None:
+    """``view_loan``'s answer when the process keeps it, checked as ``view_loan`` checks it
+    but from the event loop, with no thread and no unit of work: the caller's credential and
+    the plan's stamp read in one statement (``Context.quick``), who may see the plan decided,
+    then the bill kept for that version and day. None when the answer needs ``view_loan``
+    (in a thread): nothing kept for that stamp, no quick reads here, a credential whose check
+    has a write to make, or a read that had no answer (``view_loan`` then says what is wrong).
+    Refusals are ``view_loan``'s: 401 for a credential not valid, 404 for no such plan or one
+    the caller may not see."""
+    kept, quick, credential = context.bills, context.quick, context.credential
+    if kept is None or quick is None or credential is None or context.principal is not None:
+        return None
+    try:
+        checked = await credential.principal_and_stamp_at_once(quick, loan_id)
+    except UnansweredError:
+        return None
+    if checked is None:
+        return None
+    who, stamp = checked
+    if stamp is None:
+        raise NotFoundError(f"no loan {loan_id}")
+    sees(who, stamp.borrower_id, f"loan {loan_id}")
+    return kept.get(render, loan_id, stamp.version, as_of)
 
 
 def _view(unit: UnitOfWork, loan: Loan, as_of: date) -> LoanView:

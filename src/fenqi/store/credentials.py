@@ -41,7 +41,7 @@ _STAMP = (
     .where(_LOANS.c.id == bindparam("loan_id"))
     .subquery("plan")
 )
-_KEY_HOLDER_AND_STAMP, _SESSION_HOLDER_AND_STAMP = (
+KEY_HOLDER_AND_STAMP, SESSION_HOLDER_AND_STAMP = (
     holder.add_columns(_STAMP.c.plan_owner, _STAMP.c.plan_version).outerjoin(_STAMP, true())
     for holder in (_KEY_HOLDER, _SESSION_HOLDER)
 )
@@ -56,7 +56,19 @@ def _key(row: ApiKeyRow) -> ApiKey:
                   row.revoked_at)  # fmt: skip
 
 
-def _stamp(row: Row[Any], loan_id: int | None) -> Stamp | None:
+def key_holder_of(row: Any, loan_id: int | None) -> KeyHolder:
+    """A key's holder from its row (``KEY_HOLDER_AND_STAMP``'s columns, a row of any driver)."""
+    return KeyHolder(row.secret_hash, row.revoked, row.last_used_at, row.username, row.role,
+                     row.disabled_at, _stamp(row, loan_id))  # fmt: skip
+
+
+def session_holder_of(row: Any, loan_id: int | None) -> SessionHolder:
+    """A session's holder from its row (``SESSION_HOLDER_AND_STAMP``'s columns)."""
+    return SessionHolder(row.kind, row.subject, row.csrf, row.expires_at, row.username,
+                         row.role, row.disabled_at, _stamp(row, loan_id))  # fmt: skip
+
+
+def _stamp(row: Any, loan_id: int | None) -> Stamp | None:
     """The plan's stamp in a credential's row, when a plan was asked about and there is one."""
     if loan_id is None or row.plan_version is None:
         return None
@@ -114,11 +126,8 @@ class DatabaseCredentials:
         return _key(row)
 
     def key_holder(self, key_id: str, loan_id: int | None) -> KeyHolder | None:
-        row = self._holder((_KEY_HOLDER, _KEY_HOLDER_AND_STAMP), {"key_id": key_id}, loan_id)
-        if row is None:
-            return None
-        return KeyHolder(row.secret_hash, row.revoked, row.last_used_at, row.username, row.role,
-                         row.disabled_at, _stamp(row, loan_id))  # fmt: skip
+        row = self._holder((_KEY_HOLDER, KEY_HOLDER_AND_STAMP), {"key_id": key_id}, loan_id)
+        return None if row is None else key_holder_of(row, loan_id)
 
     def note_key_use(self, key_id: str, at: datetime, noted_before: datetime) -> None:
         self.session.execute(
@@ -135,12 +144,9 @@ class DatabaseCredentials:
                                     expires_at=expires_at))  # fmt: skip
 
     def session_holder(self, token_hash: str, loan_id: int | None) -> SessionHolder | None:
-        statements = (_SESSION_HOLDER, _SESSION_HOLDER_AND_STAMP)
+        statements = (_SESSION_HOLDER, SESSION_HOLDER_AND_STAMP)
         row = self._holder(statements, {"token_hash": token_hash}, loan_id)
-        if row is None:
-            return None
-        return SessionHolder(row.kind, row.subject, row.csrf, row.expires_at, row.username,
-                             row.role, row.disabled_at, _stamp(row, loan_id))  # fmt: skip
+        return None if row is None else session_holder_of(row, loan_id)
 
     def end_session(self, token_hash: str) -> None:
         self.session.execute(delete(SessionRow).where(SessionRow.token_hash == token_hash))

@@ -15,7 +15,7 @@ import os
 import sqlite3
 import threading
 import weakref
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import cache, partial
@@ -198,16 +198,20 @@ def _connect_postgres(
     """Opens a connection with fenqi's limits; what the URL itself sets wins."""
     from fenqi.store.postgres import AnswerWithin  # noqa: PLC0415 - psycopg loads for PostgreSQL only
 
-    cparams.setdefault("connect_timeout", limits.connect)
-    for name, value in TCP_SETTINGS.items():
-        cparams.setdefault(name, value)
+    connection = AnswerWithin.connect(*cargs, **postgres_parameters(limits, cparams))
+    connection.answer_within = limits.answer
+    return connection
+
+
+def postgres_parameters(limits: Limits, given: Mapping[str, Any]) -> dict[str, Any]:
+    """psycopg's connection parameters: the URL's (``given``), with fenqi's limits (the
+    connect timeout, TCP keepalives, the statement and lock timeouts) where it sets none."""
+    parameters = {"connect_timeout": limits.connect, **TCP_SETTINGS, **given}
     limited = (("statement_timeout", limits.statement), ("lock_timeout", limits.lock))
     server = [f"-c {name}={round(seconds * 1000)}" for name, seconds in limited if seconds]
     # The URL's own options (a search_path, say) come last, so that they win.
-    cparams["options"] = " ".join([*server, *filter(None, [cparams.get("options")])])
-    connection = AnswerWithin.connect(*cargs, **cparams)
-    connection.answer_within = limits.answer
-    return connection
+    parameters["options"] = " ".join([*server, *filter(None, [given.get("options")])])
+    return parameters
 
 
 def _answer_within(
