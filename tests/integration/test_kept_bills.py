@@ -20,7 +20,7 @@ from fenqi.loans.ports import UnansweredError
 from fenqi.services import borrowers, credentials, products, servicing
 from fenqi.services import close_of_business as cob
 from fenqi.services.bills import KeptBills
-from fenqi.services.context import Context
+from fenqi.services.context import Context, authenticated, authenticated_at_once
 from fenqi.services.credentials import Presented
 from fenqi.services.errors import NotFoundError
 from fenqi.services.policy import Principal, Role, UnauthenticatedError
@@ -304,3 +304,34 @@ def test_quick_reads_answer_only_on_their_own_loop_and_never_wait_long(
         return waited
 
     assert asyncio.run(no_server()) < QUICK_SECONDS + 1.0
+
+
+def test_a_writer_is_authenticated_from_the_event_loop_as_in_a_unit_of_work(
+    shop: Context,
+) -> None:
+    credentials.create_user(shop, "agent", "agent password", Role.AGENT)
+    made = credentials.create_api_key(shop, "agent")
+    by_key = replace(shop, principal=None, credential=Presented(made.api_key))
+
+    def at_once_who(context: Context) -> object:
+        async def who() -> object:
+            quick = quick_reads(context.engine)
+            await quick.open()
+            try:
+                return await authenticated_at_once(replace(context, quick=quick))
+            finally:
+                await quick.close()
+
+        return asyncio.run(who())
+
+    assert at_once_who(by_key) is None  # its use is to be noted: a write, in a unit of work
+    assert authenticated(by_key) == Principal("agent", Role.AGENT)
+    assert at_once_who(by_key) == Principal("agent", Role.AGENT)
+    assert asyncio.run(authenticated_at_once(by_key)) is None  # no quick reads: in a thread
+    forged = replace(by_key, credential=Presented(made.api_key[:-1] + "x"))
+    with pytest.raises(UnauthenticatedError):
+        at_once_who(forged)
+    credentials.revoke_api_key(shop, made.key_id)
+    with pytest.raises(UnauthenticatedError):
+        at_once_who(by_key)
+    assert at_once_who(shop) == shop.principal  # a command's operator, as she is

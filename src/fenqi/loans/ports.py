@@ -354,18 +354,19 @@ class UnansweredError(Exception):
 
 
 class QuickReads(Protocol):
-    """What every bill view asks first, read on the server's event loop with no thread and no
-    transaction: the credential's holder with the stamp of the plan asked about (the statements
-    of ``Credentials.key_holder`` and ``session_holder``). A view whose bill the process keeps
-    for that stamp is then answered at once. Raises ``UnansweredError`` rather than wait past the
-    limits or fail."""
+    """What every API request asks first, read on the server's event loop with no thread and
+    no transaction: the credential's holder, with the stamp of the plan a bill view asks about
+    (the statements of ``Credentials.key_holder`` and ``session_holder``). A view whose bill the
+    process keeps for that stamp is then answered at once; a write knows its caller before it
+    goes to the thread pool. Raises ``UnansweredError`` rather than wait past the limits or
+    fail."""
 
-    async def key_holder(self, key_id: str, loan_id: int) -> KeyHolder | None:
-        """``Credentials.key_holder``, asked about plan ``loan_id``."""
+    async def key_holder(self, key_id: str, loan_id: int | None) -> KeyHolder | None:
+        """``Credentials.key_holder``, asked about plan ``loan_id`` (None: about none)."""
         ...
 
-    async def session_holder(self, token_hash: str, loan_id: int) -> SessionHolder | None:
-        """``Credentials.session_holder``, asked about plan ``loan_id``."""
+    async def session_holder(self, token_hash: str, loan_id: int | None) -> SessionHolder | None:
+        """``Credentials.session_holder``, asked about plan ``loan_id`` (None: about none)."""
         ...
 
 

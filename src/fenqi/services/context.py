@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from fenqi.domain.errors import InvariantError
-from fenqi.loans.ports import QuickReads, Stamp, UnitOfWork, Units
+from fenqi.loans.ports import QuickReads, Stamp, UnansweredError, UnitOfWork, Units
 from fenqi.ports import Gateways, SmsGateway
 from fenqi.services.bills import KeptBills
 from fenqi.services.errors import (
@@ -120,6 +120,24 @@ def authenticated(context: Context) -> Principal:
     # A credential's check reads (and notes its use at most once an hour): no BEGIN and COMMIT
     # around it, two round trips before every write of the API.
     return transact(context, lambda unit: caller(context, unit), reading=True)
+
+
+async def authenticated_at_once(context: Context) -> Principal | None:
+    """``authenticated``, from the event loop when the context has quick reads
+    (``Context.quick``): the credential checked in one statement with no thread and no unit of
+    work, refused for the same reasons. None when that cannot be: no quick reads, a check with
+    a write to make (a key's hourly note of use), or a read with no answer; then
+    ``authenticated`` (in a thread) checks it."""
+    if context.principal is not None:
+        return context.principal
+    credential, quick = context.credential, context.quick
+    if credential is None or quick is None:
+        return None
+    try:
+        checked = await credential.principal_and_stamp_at_once(quick, None)
+    except UnansweredError:
+        return None
+    return None if checked is None else checked[0]
 
 
 def transact(context: Context, work: Callable[[UnitOfWork], T], *, reading: bool = False) -> T:

@@ -449,11 +449,12 @@ class Presented:
         return self._check(on, loan_id)
 
     async def principal_and_stamp_at_once(
-        self, reads: QuickReads, loan_id: int
+        self, reads: QuickReads, loan_id: int | None
     ) -> tuple[Principal, Stamp | None] | None:
-        """``principal_and_stamp`` read with no unit of work (``QuickReads``), refused for the
-        same reasons; None when the check has a write to make (a key's hourly note of its use):
-        then it is made in a unit of work. ``UnansweredError`` when the read had no answer."""
+        """``principal_and_stamp`` (``loan_id`` None: ``principal``) read with no unit of work
+        (``QuickReads``), refused for the same reasons; None when the check has a write to make
+        (a key's hourly note of its use): then it is made in a unit of work.
+        ``UnansweredError`` when the read had no answer."""
         if self.token.startswith("fq_"):
             key_id, secret = _key_parts(self.token)
             holder = _valid_key(await reads.key_holder(key_id, loan_id), secret)

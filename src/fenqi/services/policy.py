@@ -114,10 +114,11 @@ class Credential(Protocol):
         ...
 
     async def principal_and_stamp_at_once(
-        self, reads: QuickReads, loan_id: int
+        self, reads: QuickReads, loan_id: int | None
     ) -> tuple[Principal, Stamp | None] | None:
-        """``principal_and_stamp`` read on the event loop (``QuickReads``), with no unit of
-        work; None when checking it needs one (it has something to write)."""
+        """``principal_and_stamp`` (``loan_id`` None: ``principal``) read on the event loop
+        (``QuickReads``), with no unit of work; None when checking it needs one (it has
+        something to write)."""
         ...
 
 

@@ -65,11 +65,11 @@ class PostgresQuickReads:
         self._loop = None
         await self._pool.close()
 
-    async def key_holder(self, key_id: str, loan_id: int) -> KeyHolder | None:
+    async def key_holder(self, key_id: str, loan_id: int | None) -> KeyHolder | None:
         row = await self._first(self._key, {"key_id": key_id, "loan_id": loan_id})
         return None if row is None else key_holder_of(row, loan_id)
 
-    async def session_holder(self, token_hash: str, loan_id: int) -> SessionHolder | None:
+    async def session_holder(self, token_hash: str, loan_id: int | None) -> SessionHolder | None:
         row = await self._first(self._session, {"token_hash": token_hash, "loan_id": loan_id})
         return None if row is None else session_holder_of(row, loan_id)
 
@@ -133,11 +133,11 @@ class SqliteQuickReads:
     async def close(self) -> None:
         self._engine.dispose()
 
-    async def key_holder(self, key_id: str, loan_id: int) -> KeyHolder | None:
+    async def key_holder(self, key_id: str, loan_id: int | None) -> KeyHolder | None:
         row = self._first(KEY_HOLDER_AND_STAMP, {"key_id": key_id, "loan_id": loan_id})
         return None if row is None else key_holder_of(row, loan_id)
 
-    async def session_holder(self, token_hash: str, loan_id: int) -> SessionHolder | None:
+    async def session_holder(self, token_hash: str, loan_id: int | None) -> SessionHolder | None:
         row = self._first(SESSION_HOLDER_AND_STAMP, {"token_hash": token_hash, "loan_id": loan_id})
         return None if row is None else session_holder_of(row, loan_id)
 
