@@ -24,8 +24,11 @@ $(BROWSER):
 
 # One pytest worker per core (pytest-xdist); tests marked with the same xdist_group run on one
 # worker, one after another (a module's costly fixture made once, private servers not at once).
+# The end-to-end tests start `fenqi` hundreds of times: each keeps the bytecode it compiled, even
+# where the environment says not to write any (PYTHONDONTWRITEBYTECODE), or every start compiles
+# the whole package again.
 test: $(STAMP) $(BROWSER)
-	$(BIN)/python -m pytest -n auto --dist loadgroup
+	PYTHONDONTWRITEBYTECODE= $(BIN)/python -m pytest -n auto --dist loadgroup
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests bench
