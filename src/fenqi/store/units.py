@@ -272,7 +272,7 @@ class DatabaseUnitOfWork:
 
     def products(self) -> dict[str, Document]:
         query = select(ProductRow.code, ProductRow.definition).order_by(ProductRow.code)
-        return dict(self.session.execute(query).tuples().all())
+        return dict(self.session.execute(query).all())
 
     def keep_product(self, code: str, name: str, table: Document) -> Document | None:
         row = self.session.get(ProductRow, code)
