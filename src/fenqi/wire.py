@@ -199,13 +199,25 @@ def method_changed(changed: MethodChanged) -> dict[str, Any]:
 
 
 def loan_installment(row: InstallmentState) -> dict[str, Any]:
+    """An installment: what it was charged, what was paid and waived of it and what it still
+    owes, part by part (the plan's ``outstanding_*`` are the sums of its rows fallen due)."""
     return {
         **_bill(row),
         "late_fee": money(row.late_fee),
         "penalty": money(row.penalty),
         "payment": money(row.payment),
         "paid": money(row.paid),
+        "paid_principal": money(row.paid_principal),
+        "paid_interest": money(row.paid_interest),
+        "paid_fee": money(row.paid_fee),
+        "paid_penalty": money(row.paid_penalty),
+        "waived_fee": money(row.waived_fee),
+        "waived_penalty": money(row.waived_penalty),
         "outstanding": money(row.outstanding),
+        "outstanding_principal": money(row.outstanding_principal),
+        "outstanding_interest": money(row.outstanding_interest),
+        "outstanding_fee": money(row.outstanding_fee),
+        "outstanding_penalty": money(row.outstanding_penalty),
         "status": row.status.value,
         "dpd": row.dpd,
     }

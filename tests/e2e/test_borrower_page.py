@@ -192,6 +192,39 @@ def test_her_plan_shows_bills_overdue_in_red_what_is_due_and_the_payoff(home: Ho
         assert fact in calm, fact
 
 
+def test_each_bill_shows_what_it_still_owes_and_the_plan_is_their_sum(home: Home) -> None:
+    """After a payment that clears the penalties, no bill still shows one: each row says what
+    it was charged, what was paid and waived of it and what it still owes, part by part, and
+    the plan's summary is the sum of its rows, as the API and ``loan show`` say."""
+    path = f"/me/loans/{home.mine.loan_id}"
+    before = home.loan(home.mine)["installments"]
+    charged = [row["penalty"] for row in before if row["status"] == "overdue"]
+    assert any(penalty != "0.00" for penalty in charged)
+    paid = home.post(f"{path}/pay", {**home.form(path, "pay"), "amount": "500.00"})
+    assert paid.status_code == 303
+    loan = home.loan(home.mine)
+    rows = loan["installments"]
+    assert loan["outstanding_penalty"] == "0.00"  # the waterfall pays penalties first
+    page = home.page(path).text
+    shown = re.findall(r'<tr class="(overdue|due)">(.*?)</tr>\s*<tr class="detail">(.*?)</details>',
+                       page, re.S)  # fmt: skip
+    owing = [row for row in rows if row["status"] in ("overdue", "due")]
+    assert len(shown) == len(owing) > 0
+    for (status, bill, detail), row in zip(shown, owing, strict=True):
+        if status == "overdue":
+            assert f"罚息¥{row['outstanding_penalty']}" in bill
+        cells = re.findall(r'<td class="num">¥([0-9,.]+)</td>', detail)
+        amounts = [cell.replace(",", "") for cell in cells]
+        assert amounts[-4:] == [row["penalty"], row["paid_penalty"], row["waived_penalty"],
+                                row["outstanding_penalty"]]  # fmt: skip
+        assert amounts[:4] == [row["principal"], row["paid_principal"], "0.00",
+                               row["outstanding_principal"]]  # fmt: skip
+    billed = [row for row in rows if row["status"] != "future"]
+    for part in ("interest", "fee", "penalty"):
+        owed = sum(Money.parse(row[f"outstanding_{part}"]) for row in billed)
+        assert Money(owed) == Money.parse(loan[f"outstanding_{part}"]), part
+
+
 def test_another_borrowers_plan_is_not_found_like_a_missing_one(home: Home) -> None:
     other, missing = f"/me/loans/{home.other.loan_id}", "/me/loans/999999"
     odd = ("/me/loans/abc", "/me/loans/²", "/me/loans/99999999999999999999")

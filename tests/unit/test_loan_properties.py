@@ -45,6 +45,7 @@ from fenqi.domain.products import (
     UnbilledFees,
 )
 from fenqi.domain.schedule import Method, Terms
+from fenqi.wire import loan_installment
 from tests.plans import any_terms
 from tests.plans import plan as plan_terms
 
@@ -422,3 +423,45 @@ def test_the_whole_credit_balance_can_go_back_and_only_to_payers_that_still_stan
             standing[e.method_id] = standing.get(e.method_id, 0) - back
     for payer, share in shares.items():
         assert 0 < share <= standing.get(payer, 0), (payer, share, standing)
+
+
+OWED_PARTS = ("principal", "interest", "fee", "penalty")
+
+
+@settings(max_examples=300, deadline=None)
+@given(histories(), st.integers(0, 900))
+def test_a_plans_rows_add_up_to_its_summary_and_its_payoff_whatever_came_before(
+    history: tuple[Terms, Product, list[Event]], offset: int
+) -> None:
+    """What a page shows of a plan (its document: the rows and the summary) adds up, whatever
+    happened to it: each row's parts make what it still owes and what was paid of it; the
+    summary's parts are the sums of the rows fallen due (principal: of every row); what is due
+    now is what those rows owe less the credit balance; and the payoff quote's penalty is the
+    summary's, its principal the summary's with what was paid ahead taken back."""
+    terms, policy, events = history
+    state = replay(terms, policy, events, terms.start + timedelta(days=offset), CAP)
+    rows = [loan_installment(row) for row in state.installments]
+
+    def owed(row: dict[str, object], part: str) -> Money:
+        return Money.parse(str(row[f"outstanding_{part}"]))
+
+    for row in rows:
+        assert all(owed(row, part) >= 0 for part in OWED_PARTS), row
+        assert sum(owed(row, part) for part in OWED_PARTS) == Money.parse(str(row["outstanding"]))
+        paid = ("paid_principal", "paid_interest", "paid_fee", "paid_penalty")
+        assert sum(Money.parse(str(row[key])) for key in paid) == Money.parse(str(row["paid"]))
+    due = [row for row, kept in zip(rows, state.installments, strict=True) if kept.billed]
+    assert sum(owed(row, "principal") for row in rows) == state.outstanding_principal
+    for part in ("interest", "fee", "penalty"):
+        assert sum(owed(row, part) for row in due) == getattr(state, f"outstanding_{part}"), part
+    assert sum(owed(row, "penalty") for row in rows) == state.outstanding_penalty  # none ahead
+    owed_now = sum(Money.parse(str(row["outstanding"])) for row in due)
+    assert state.amount_due == max(owed_now - state.credit_balance, 0)
+    if state.status in CLOSED or state.write_off is not None:
+        return
+    quote = payoff_on(terms, policy, events, state.as_of, CAP)
+    assert quote.penalty == state.outstanding_penalty
+    # What was paid ahead of a future installment is taken back into the payoff as a credit
+    # (``credit_applied``), so the quote's principal may count it again.
+    assert quote.principal - quote.credit_applied <= state.outstanding_principal
+    assert state.outstanding_principal <= quote.principal

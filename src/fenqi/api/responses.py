@@ -179,7 +179,17 @@ class Installment(Answer):
     penalty: Yuan
     payment: Yuan
     paid: Yuan
+    paid_principal: Yuan
+    paid_interest: Yuan
+    paid_fee: Yuan
+    paid_penalty: Yuan
+    waived_fee: Yuan
+    waived_penalty: Yuan
     outstanding: Yuan
+    outstanding_principal: Yuan
+    outstanding_interest: Yuan
+    outstanding_fee: Yuan = Field(description="Its fee and late fee, less paid and waived.")
+    outstanding_penalty: Yuan
     status: InstallmentStatus
     dpd: int
 

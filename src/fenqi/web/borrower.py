@@ -143,7 +143,7 @@ def _page(request: Request, name: str, visit: Visit | None, status_code: int = 2
     """A page of ``templates/borrower``, with the helpers that format the services' text."""
     csrf = "" if visit is None else visit.csrf
     return render(request, f"borrower/{name}", status_code, csrf=csrf, yuan=yuan,
-                  percent=percent, beijing=beijing, **values)  # fmt: skip
+                  percent=percent, beijing=beijing, plus=plus, **values)  # fmt: skip
 
 
 def _missing(request: Request, visit: Visit) -> HTMLResponse:
@@ -169,6 +169,11 @@ def yuan(text: str) -> str:
     return f"¥{Decimal(text):,.2f}"
 
 
+def plus(*amounts: str) -> str:
+    """The sum of amounts as the service wrote them, to the fen, written the same way."""
+    return str(Money(sum(Money.parse(amount) for amount in amounts)))
+
+
 def percent(text: str) -> str:
     """``"0.126826"`` → ``"12.68%"``: a rate as the service wrote it, in percent."""
     return f"{(Decimal(text) * 100).quantize(Decimal('0.01'), ROUND_HALF_UP)}%"
@@ -181,7 +186,7 @@ def beijing(text: str) -> str:
 
 def _total(documents: Sequence[Document], key: str) -> str:
     """The sum of one amount over her plans, to the fen."""
-    return str(Money(sum(Money.parse(document[key]) for document in documents)))
+    return plus(*(document[key] for document in documents))
 
 
 def _next_bill(loan: Document) -> Document | None:

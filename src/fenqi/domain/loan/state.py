@@ -124,6 +124,25 @@ class InstallmentState(NamedTuple):
     def paid(self) -> Money:
         return fen(sum((self.paid_principal, self.paid_interest, self.paid_fee, self.paid_penalty)))
 
+    # What is still owed of each part: charged, less paid and waived. The four add up to
+    # ``outstanding``, and a plan's summary is their sum over its rows (``LoanState``).
+    @property
+    def outstanding_principal(self) -> Money:
+        return fen(self.principal - self.paid_principal)
+
+    @property
+    def outstanding_interest(self) -> Money:
+        return fen(self.interest - self.paid_interest)
+
+    @property
+    def outstanding_fee(self) -> Money:
+        """The installment's fee and its late fee (滞纳金), less what was paid and waived."""
+        return fen(self.fee + self.late_fee - self.paid_fee - self.waived_fee)
+
+    @property
+    def outstanding_penalty(self) -> Money:
+        return fen(self.penalty - self.paid_penalty - self.waived_penalty)
+
     @property
     def billed(self) -> bool:
         """Whether its interest and fee are receivable yet (its due date has come)."""
@@ -167,30 +186,27 @@ class LoanState:
     def bucket(self) -> str:
         return bucket(self.dpd)
 
+    # The summary is the sum of the rows (what a page shows of each adds up to what it shows of
+    # the plan): principal over every row, the rest over the rows fallen due.
     @cached_property
     def outstanding_principal(self) -> Money:
         """All principal not yet repaid, due or not."""
-        rows = self.installments
-        return fen(sum(row.principal for row in rows) - sum(row.paid_principal for row in rows))
+        return fen(sum(row.outstanding_principal for row in self.installments))
 
     @cached_property
     def outstanding_interest(self) -> Money:
         """Interest fallen due and unpaid."""
-        rows = [row for row in self.installments if row.billed]
-        return fen(sum(row.interest for row in rows) - sum(row.paid_interest for row in rows))
+        return fen(sum(row.outstanding_interest for row in self.installments if row.billed))
 
     @cached_property
     def outstanding_fee(self) -> Money:
         """Fees (late fees included) fallen due and unpaid."""
-        rows = [row for row in self.installments if row.billed]
-        charged = sum(row.fee for row in rows) + sum(row.late_fee for row in rows)
-        return fen(charged - sum(row.paid_fee for row in rows) - sum(r.waived_fee for r in rows))
+        return fen(sum(row.outstanding_fee for row in self.installments if row.billed))
 
     @cached_property
     def outstanding_penalty(self) -> Money:
-        rows = self.installments
-        paid = sum(row.paid_penalty for row in rows) + sum(row.waived_penalty for row in rows)
-        return fen(sum(row.penalty for row in rows) - paid)
+        """Penalty interest charged and neither paid nor waived."""
+        return fen(sum(row.outstanding_penalty for row in self.installments if row.billed))
 
     @cached_property
     def amount_due(self) -> Money:
