@@ -225,6 +225,25 @@ def test_each_bill_shows_what_it_still_owes_and_the_plan_is_their_sum(home: Home
         assert Money(owed) == Money.parse(loan[f"outstanding_{part}"]), part
 
 
+def test_with_nothing_due_now_the_due_card_and_the_pay_form_speak_of_the_next_bill(
+    home: Home,
+) -> None:
+    path = f"/me/loans/{home.mine.loan_id}"
+    due = home.loan(home.mine)["amount_due"]
+    assert home.post(f"{path}/pay", {**home.form(path, "pay"), "amount": due}).status_code == 303
+    loan = home.loan(home.mine)
+    assert loan["amount_due"] == "0.00"
+    upcoming = next(row for row in loan["installments"] if row["status"] != "paid")
+    page = home.page(path).text
+    shown = page.split('id="due">')[1].split("<form")[0]  # the due card
+    assert f"下期应还（{upcoming['due_date']}到期）" in shown
+    assert f"¥{upcoming['outstanding']}" in shown.replace(",", "")
+    assert "现在应还" not in shown
+    assert home.form(path, "pay")["amount"] == upcoming["outstanding"]
+    assert "已填入下期应还的金额" in page
+    assert "已填入现在应还的金额" not in page
+
+
 def test_another_borrowers_plan_is_not_found_like_a_missing_one(home: Home) -> None:
     other, missing = f"/me/loans/{home.other.loan_id}", "/me/loans/999999"
     odd = ("/me/loans/abc", "/me/loans/²", "/me/loans/99999999999999999999")

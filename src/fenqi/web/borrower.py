@@ -194,6 +194,11 @@ def _next_bill(loan: Document) -> Document | None:
     return next((row for row in loan["installments"] if row["status"] != "paid"), None)
 
 
+def _upcoming(loan: Document) -> Document | None:
+    """The next bill, when nothing is due now: what the due card and the pay form speak of."""
+    return None if Money.parse(loan["amount_due"]) > 0 else _next_bill(loan)
+
+
 def _prefill(loan: Document) -> str:
     """What the pay form offers: what is due now, else the next installment."""
     if Money.parse(loan["amount_due"]) > 0:
@@ -355,6 +360,7 @@ def _plan(request: Request, visit: Visit, plan: int, status_code: int = 200,
         still_open=still_open,
         payoff=document(servicing.quote_payoff(visit.context, plan, today)) if still_open else None,
         prefill=_prefill(loan),
+        upcoming=_upcoming(loan),
         methods=document(borrowers.show_borrower(visit.context, visit.borrower_id))["methods"],
         receipts=documents(servicing.list_receipts(visit.context, plan)),
         names=_product_names(visit.context),

@@ -455,6 +455,8 @@ WORDS: dict[str, dict[str, str]] = {
     "me.status.cancelled": {"zh-CN": "已取消", "en": "Cancelled"},
     "me.status.written_off": {"zh-CN": "已核销", "en": "Written off"},
     "me.due.now": {"zh-CN": "现在应还", "en": "Due now"},
+    "me.due.next": {"zh-CN": "下期应还（{date}到期）", "en": "Next bill, due {date}"},
+    "me.due.nothing_now": {"zh-CN": "现在没有应还的金额。", "en": "Nothing is due now."},
     "me.due.overdue": {
         "zh-CN": "已逾期{days}天 · 罚息{penalty} · 费用{fee}",
         "en": "{days} days overdue · penalty interest {penalty} · fees {fee}",
@@ -487,6 +489,10 @@ WORDS: dict[str, dict[str, str]] = {
     "me.pay.hint": {
         "zh-CN": "已填入现在应还的金额，您也可以改成其他金额。",
         "en": "Filled in with what is due now; any other amount is fine too.",
+    },
+    "me.pay.hint_next": {
+        "zh-CN": "已填入下期应还的金额，提前还款，您也可以改成其他金额。",
+        "en": "Filled in with your next bill, paid ahead; any other amount is fine too.",
     },
     "me.pay.method": {"zh-CN": "支付方式", "en": "Pay with"},
     "me.pay.go": {"zh-CN": "确认还款", "en": "Pay now"},
