@@ -344,6 +344,9 @@ def test_she_pays_the_plan_off_and_it_is_settled(home: Home) -> None:
     assert "已结清" in settled
     assert 'id="pay"' not in settled
     assert "已结清" in home.page("/me").text
+    ahead = [row for row in home.loan(home.mine)["installments"] if row["due_date"] > str(today())]
+    assert ahead  # paid off before these fell due: said so, not "paid" on a day to come
+    assert settled.count("已提前还清") == len(ahead)
 
 
 def test_she_binds_and_manages_only_her_own_methods(home: Home) -> None:

@@ -481,6 +481,7 @@ WORDS: dict[str, dict[str, str]] = {
     "me.bills.owed": {"zh-CN": "待还", "en": "Owed"},
     "me.bills.fees": {"zh-CN": "分期手续费及滞纳金", "en": "Installment fee and late fee"},
     "me.bill.paid": {"zh-CN": "已还", "en": "Paid"},
+    "me.bill.paid_ahead": {"zh-CN": "已提前还清", "en": "Paid ahead"},
     "me.bill.due": {"zh-CN": "待还", "en": "Due"},
     "me.bill.overdue": {"zh-CN": "逾期", "en": "Overdue"},
     "me.bill.future": {"zh-CN": "未到期", "en": "Upcoming"},
