@@ -8,7 +8,8 @@ domain works out every number: what is due on a payment day is the loan replayed
 and whether the batch tried a debit on a day is ``debit_due`` of the loan as it stood then. A
 loan's books are one opening entry equal to its state replayed to the seeding day, and its row
 holds that state with the batch's watermark at that day, so ``fenqi ledger check`` agrees and
-``fenqi cob`` carries on from the next day. Seeded payments get no receipts.
+``fenqi cob`` carries on from the next day. Each payment has its receipt, as the services would
+have issued it: what it paid of each part, and the principal left after it.
 
 Rows are built here and written in bulk (``COPY`` on PostgreSQL), a thousand loans per
 transaction; ids are allocated here, so events and postings need no round trip. A run stopped
@@ -46,6 +47,8 @@ from fenqi.domain.products import Product
 from fenqi.domain.quote import Quote, quote
 from fenqi.loans.aggregate import Loan
 from fenqi.loans.booking import book
+from fenqi.loans.methods import PaymentMethod
+from fenqi.loans.receipts import Receipt, receipt_of
 from fenqi.services.borrowers import mask
 from fenqi.services.context import Context, Document, transact
 from fenqi.services.errors import RefusedError
@@ -114,11 +117,22 @@ class Person:
     behaviour: Behaviour
     base_limit: int  # fen; raised to cover what her loans lend
     stopped_on: date | None  # DEFAULTS: the day she stopped paying
+    method_id: int | None  # her bound card's id (only a behaviour with a card has one)
 
     @property
     def token_ref(self) -> str | None:
-        """Her bound card in the payment simulator (only a behaviour with a card has one)."""
-        return f"tok_seed_{self.id}" if self.behaviour in _CARDED else None
+        """Her bound card in the payment simulator."""
+        return None if self.method_id is None else f"tok_seed_{self.id}"
+
+    @property
+    def card(self) -> PaymentMethod | None:
+        """Her bound card, her default method."""
+        if self.method_id is None or self.token_ref is None:
+            return None
+        number = f"{_CARD_BINS[self.id % len(_CARD_BINS)]}{self.id:013d}"
+        masked = mask(Channel.BANK_CARD, number)
+        kind = Channel.BANK_CARD.value
+        return PaymentMethod(self.method_id, self.id, kind, masked, self.token_ref, True, "active")
 
 
 @dataclass(frozen=True, slots=True)
@@ -153,6 +167,7 @@ class Shop:
     lpr: LprTable
     first_borrower: int
     first_loan: int
+    first_method: int
 
 
 @dataclass(frozen=True)
@@ -187,7 +202,7 @@ def seed(context: Context, loans: int, borrowers: int, start: date, rng_seed: in
     shop = _shop(context)
     taken = _in_rows(context, phones_taken)
     rng = Random(rng_seed)
-    people = _people(rng, borrowers, shop.first_borrower, taken, start)
+    people = _people(rng, borrowers, (shop.first_borrower, shop.first_method), taken, start)
     plans = _plans(rng, loans, people, shop.first_loan, start)
     _in_rows(context, partial(insert_tables, rows=_people_rows(people, plans, start)))
     batches = [plans[first : first + LOANS_PER_TRANSACTION]
@@ -265,21 +280,23 @@ def _shop(context: Context) -> Shop:
                 f"seeding needs product {code} with {periods} periods; it offers {offered} "
                 "(the shipped catalog has it: fenqi product load)"
             )
-    first_borrower, first_loan = _in_rows(context, next_ids)
-    return Shop(products, read_lpr_table(), first_borrower, first_loan)
+    return Shop(products, read_lpr_table(), *_in_rows(context, next_ids))
 
 
-def _people(rng: Random, count: int, first_id: int, taken: set[str],
+def _people(rng: Random, count: int, first_ids: tuple[int, int], taken: set[str],
             day: date) -> list[Person]:  # fmt: skip
-    """``count`` borrowers with a behaviour each, and phone numbers no one has yet."""
+    """``count`` borrowers with a behaviour each, phone numbers no one has yet, and a card
+    for those whose behaviour has one (``first_ids``: the first free borrower and method ids)."""
     people = []
+    first_id, methods = first_ids[0], iter(range(first_ids[1], first_ids[1] + count))
     for number, behaviour in enumerate(_behaviours(rng, count)):
         name = rng.choice(SURNAMES) + rng.choice(GIVEN_NAMES)
         phone = _phone(rng, taken)
         stopped = day - timedelta(days=rng.randint(20, 540))
         people.append(Person(first_id + number, name, phone, behaviour,
                              rng.choice(_BASE_LIMITS),
-                             stopped if behaviour is Behaviour.DEFAULTS else None))  # fmt: skip
+                             stopped if behaviour is Behaviour.DEFAULTS else None,
+                             next(methods) if behaviour in _CARDED else None))  # fmt: skip
     return people
 
 
@@ -347,13 +364,12 @@ def _people_rows(people: list[Person], plans: list[Plan], day: date) -> dict[str
         limit = max(person.base_limit, -(-lent[person.id] // LIMIT_STEP) * LIMIT_STEP)
         borrowers.append({"id": person.id, "name": person.name, "phone": person.phone,
                           "credit_limit": limit, "created_at": joined})  # fmt: skip
-        if person.token_ref is None:
+        card = person.card
+        if card is None:
             continue
-        card = f"{_CARD_BINS[person.id % len(_CARD_BINS)]}{person.id:013d}"
-        methods.append({"borrower_id": person.id, "kind": Channel.BANK_CARD.value,
-                        "masked_account": mask(Channel.BANK_CARD, card),
-                        "token_ref": person.token_ref, "is_default": True, "status": "active",
-                        "created_at": joined})  # fmt: skip
+        methods.append({"id": card.id, "borrower_id": person.id, "kind": card.kind,
+                        "masked_account": card.masked_account, "token_ref": card.token_ref,
+                        "is_default": True, "status": "active", "created_at": joined})  # fmt: skip
         funded = person.behaviour is Behaviour.ON_TIME
         balance = 2 * lent[person.id] if funded else 0
         accounts.append({"token_ref": person.token_ref, "balance": balance})
@@ -566,7 +582,24 @@ def _new_loan(contract: Contract, events: list[Event], day: date) -> NewLoan:
     )  # fmt: skip
     opening = book(loan, [], day, memo=MEMO, accrual=MEMO, issued=opened, closing=True)
     booked_at = tuple(_booked_at(event) for event in events)
-    return NewLoan(loan, opening, wire.quote(offer), opened, booked_at)
+    receipts = _receipts(loan, opening.state, plan.person.card, booked_at)
+    return NewLoan(loan, replace(opening, receipts=receipts), wire.quote(offer), opened, booked_at)
+
+
+def _receipts(loan: Loan, state: LoanState, card: PaymentMethod | None,
+              booked_at: tuple[datetime, ...]) -> tuple[Receipt, ...]:  # fmt: skip
+    """Each payment's receipt as the services would have issued it: applied as the loan now
+    stands, the principal left after it being what the payments up to it had not repaid (a
+    seeded loan has no refund)."""
+    receipts, left = [], loan.terms.principal
+    for event, issued in zip(loan.events, booked_at, strict=True):
+        if not isinstance(event, Payment):
+            continue
+        paid_with = None if event.channel is Channel.MANUAL else card
+        receipt = receipt_of(loan, state, event, paid_with, issued)
+        left = Money(left - receipt.principal)
+        receipts.append(replace(receipt, outstanding_principal=left))
+    return tuple(receipts)
 
 
 def _booked_at(event: Event) -> datetime:

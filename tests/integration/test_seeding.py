@@ -153,11 +153,41 @@ def test_the_batch_carries_on_the_next_day(shop: Context, seeded: Document) -> N
     assert document(cob.close(shop, date(2026, 6, 2)))["loans"] == 0  # closed once
 
 
+def test_every_seeded_payment_has_its_receipt_as_the_services_issue_them(
+    shop: Context, seeded: Document, engine: Engine
+) -> None:
+    with Session(engine) as session:
+        loans = session.scalars(select(LoanRow.id).order_by(LoanRow.id)).all()
+    by_card = by_hand = 0
+    for loan in loans:
+        receipts = [present(listed) for listed in servicing.list_receipts(shop, loan)]
+        events = present(servicing.loan_history(shop, loan))["events"]
+        paid = [event for event in events if event["kind"] == "payment"]
+        amounts = [event["payload"]["amount"] for event in paid]
+        assert [receipt["amount"] for receipt in receipts] == amounts
+        left = Money.parse(present(servicing.show_loan(shop, loan, DAY))["principal"])
+        for receipt in receipts:
+            applied = sum(Money.parse(part["amount"]) for part in receipt["allocation"])
+            assert applied + Money.parse(receipt["to_credit"]) == Money.parse(receipt["amount"])
+            left = Money(left - Money.parse(receipt["principal"]))
+            assert Money.parse(receipt["outstanding_principal"]) == left
+            if receipt["channel"] == "manual":
+                by_hand += 1
+                assert receipt["method"] is None
+            else:
+                by_card += 1
+                assert receipt["method"]["masked_account"].startswith("6")
+    assert by_card > 0
+    assert by_hand > 0
+
+
 def test_a_second_seed_and_a_checkout_take_new_ids(shop: Context, seeded: Document) -> None:
     again = seeding.seed(shop, 40, 10, DAY, 7)  # the same seed: new people, new numbers
     assert (again["first_loan_id"], again["last_loan_id"]) == (301, 340)
     who = borrowers.create_borrower(shop, "周杰", "13912345678", Money.parse("20000"))
     assert who.id == 71
+    card = borrowers.bind_method(shop, who.id, "bank_card", "6222020000009876543")  # a free id
+    assert card.method.borrower_id == who.id
     order = servicing.Order(who.id, "TM-NEW-1", "天猫", Money.parse("3999"), "mall-6", None, DAY)
     assert present(servicing.checkout(shop, order))["id"] == 341
     assert present(books.check_books(shop))["consistent"]

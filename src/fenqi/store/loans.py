@@ -30,7 +30,7 @@ from fenqi.domain.products import Product, parse_definition
 from fenqi.domain.rates import Rate
 from fenqi.loans.aggregate import Loan
 from fenqi.loans.booking import Booking, Entry, saved
-from fenqi.loans.receipts import stored
+from fenqi.loans.receipts import Receipt, stored
 from fenqi.store.bulk import insert_rows
 from fenqi.store.documents import Document, event_document, event_from, terms_document, terms_from
 from fenqi.store.errors import MissingError, StaleError
@@ -163,7 +163,8 @@ class NewLoan(NamedTuple):
     booked_at: tuple[datetime, ...] = ()
 
 
-NEW_LOAN_TABLES = ("loans", "orders", "consents", "loan_events", "journal_entries", "postings")
+NEW_LOAN_TABLES = ("loans", "orders", "consents", "loan_events", "journal_entries", "postings",
+                   "receipts")  # fmt: skip
 
 
 def add_loan(session: Session, new: NewLoan) -> None:
@@ -194,6 +195,7 @@ def new_loan_rows(new: Sequence[NewLoan]) -> dict[str, list[Document]]:
         headers, lines = journal_rows(loan.id, opening.version, opening.day, opening.entries)
         rows["journal_entries"] += headers
         rows["postings"] += lines
+        rows["receipts"] += receipt_rows(loan.id, opening.receipts)
     return rows
 
 
@@ -206,6 +208,12 @@ def _new_loan_columns(new: NewLoan) -> Document:
         "policy": dict(loan.definition), "opened": loan.opened, "created_at": new.made_at,
         "closed_through": opening.closed_through, **_summary(opening),
     }  # fmt: skip
+
+
+def receipt_rows(loan_id: int, receipts: Sequence[Receipt]) -> list[Document]:
+    """The rows of a loan's receipts."""
+    return [{"loan_id": loan_id, "seq": receipt.seq, "receipt_no": receipt.receipt_id,
+             "payload": stored(receipt)} for receipt in receipts]  # fmt: skip
 
 
 def save_bookings(session: Session, booked: Sequence[tuple[Loan, Booking]]) -> int:
@@ -324,8 +332,7 @@ def _history_rows(booked: Sequence[tuple[Loan, Booking]]) -> list[tuple[str, lis
         headers, lines = journal_rows(loan.id, booking.version, booking.day, booking.entries)
         entries += headers
         postings += lines
-        receipts += [{"loan_id": loan.id, "seq": receipt.seq, "receipt_no": receipt.receipt_id,
-                      "payload": stored(receipt)} for receipt in booking.receipts]  # fmt: skip
+        receipts += receipt_rows(loan.id, booking.receipts)
     return [(LoanEventRow.__tablename__, events), (JournalEntryRow.__tablename__, entries),
             (PostingRow.__tablename__, postings), (ReceiptRow.__tablename__, receipts)]  # fmt: skip
 

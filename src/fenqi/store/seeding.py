@@ -5,18 +5,19 @@ from __future__ import annotations
 from sqlalchemy import func, select, text
 from sqlalchemy.orm import Session
 
-from fenqi.store.schema import BorrowerRow, LoanRow
+from fenqi.store.schema import BorrowerRow, LoanRow, PaymentMethodRow
 
 
 def phones_taken(session: Session) -> set[str]:
     return set(session.scalars(select(BorrowerRow.phone)))
 
 
-def next_ids(session: Session) -> tuple[int, int]:
-    """The first free borrower id and the first free loan id."""
-    borrower = session.scalar(select(func.coalesce(func.max(BorrowerRow.id), 0)))
-    loan = session.scalar(select(func.coalesce(func.max(LoanRow.id), 0)))
-    return int(borrower or 0) + 1, int(loan or 0) + 1
+def next_ids(session: Session) -> tuple[int, int, int]:
+    """The first free borrower id, loan id and payment method id."""
+    tables = (BorrowerRow, LoanRow, PaymentMethodRow)
+    first = [session.scalar(select(func.coalesce(func.max(row.id), 0))) for row in tables]
+    borrower, loan, method = (int(found or 0) + 1 for found in first)
+    return borrower, loan, method
 
 
 def move_sequences(session: Session) -> None:
@@ -25,7 +26,7 @@ def move_sequences(session: Session) -> None:
     takes the largest id plus one by itself.)"""
     if session.get_bind().dialect.name != "postgresql":
         return
-    for table in ("borrowers", "loans"):
+    for table in ("borrowers", "loans", "payment_methods"):
         session.execute(
             text(f"SELECT setval(pg_get_serial_sequence('{table}', 'id'), max(id)) FROM {table}")
         )
