@@ -120,7 +120,7 @@ def pays_the_overdue_bill(phone: Page, server: Server, loan: dict[str, Any]) -> 
     shot(phone, "03-plans")
 
     plan_card.get_by_role("link", name="查看账单与还款").click()
-    third = phone.locator("#bills tr").nth(3)
+    third = phone.locator("#bills > table > tbody > tr:not(.detail)").nth(3)
     expect(phone.locator("tr.overdue")).to_have_count(1)
     expect(third).to_contain_text(f"逾期{loan['installments'][2]['dpd']}天")
     expect(phone.locator("#amount")).to_have_value(loan["amount_due"])
