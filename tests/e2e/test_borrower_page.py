@@ -16,12 +16,13 @@ from httpx import Response
 from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
 
+from fenqi import seeding
 from fenqi.clock import today
 from fenqi.domain.money import Money
 from fenqi.http.app import create_app
 from fenqi.services import borrowers, products, servicing
 from fenqi.services.context import Context
-from fenqi.store.schema import SignInCodeRow
+from fenqi.store.schema import BorrowerRow, LoanRow, SignInCodeRow
 from fenqi.wire import present
 from tests.e2e.borrowers import MASKED_CARD, Plan, money_held, open_plan, sign_in_code
 from tests.simulated import simulated_context
@@ -242,6 +243,30 @@ def test_with_nothing_due_now_the_due_card_and_the_pay_form_speak_of_the_next_bi
     assert home.form(path, "pay")["amount"] == upcoming["outstanding"]
     assert "已填入下期应还的金额" in page
     assert "已填入现在应还的金额" not in page
+
+
+def test_a_written_off_plan_is_shown_to_her_as_still_owed_with_what_she_can_do(
+    engine: Engine, database_url: str
+) -> None:
+    context = simulated_context(engine, actor="setup")
+    seeding.seed(context, 60, 12, today(), 7)
+    with Session(engine) as session:
+        row = session.execute(
+            select(LoanRow.id, BorrowerRow.phone)
+            .join(BorrowerRow, BorrowerRow.id == LoanRow.borrower_id)
+            .where(LoanRow.status == "written_off")
+        ).first()
+    assert row is not None, "the seeded portfolio has a plan written off"
+    loan, phone = row
+    with TestClient(create_app(database_url)) as client:
+        sign_in(client, engine, phone)
+        page = client.get(f"/me/loans/{loan}").text
+        assert "逾期未还" in page
+        assert "已核销" not in page  # the lender's bookkeeping, which reads as "cancelled"
+        assert "仍需还款" in page
+        assert 'href="/me/hardship"' in page
+        assert 'id="pay"' in page  # she can still pay
+        assert "逾期未还" in client.get("/me").text
 
 
 def test_another_borrowers_plan_is_not_found_like_a_missing_one(home: Home) -> None:

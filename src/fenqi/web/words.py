@@ -453,7 +453,15 @@ WORDS: dict[str, dict[str, str]] = {
     "me.status.overdue": {"zh-CN": "已逾期", "en": "Overdue"},
     "me.status.settled": {"zh-CN": "已结清", "en": "Paid off"},
     "me.status.cancelled": {"zh-CN": "已取消", "en": "Cancelled"},
-    "me.status.written_off": {"zh-CN": "已核销", "en": "Written off"},
+    # Written off is the lender's bookkeeping, not hers: to her the plan is still owed.
+    "me.status.written_off": {"zh-CN": "逾期未还", "en": "Overdue, still owed"},
+    "me.written_off.still_owed": {
+        "zh-CN": "这笔分期已逾期较久，仍需还款。您可以随时还款，也可以申请一个负担得起的还款计划，"
+        "我们会和您一起商量。",
+        "en": "This plan is long overdue and still owed. You can pay at any time, or ask for a "
+        "plan you can keep; we will work it out with you.",
+    },
+    "me.written_off.ask": {"zh-CN": "申请还款计划", "en": "Ask for a plan"},
     "me.due.now": {"zh-CN": "现在应还", "en": "Due now"},
     "me.due.next": {"zh-CN": "下期应还（{date}到期）", "en": "Next bill, due {date}"},
     "me.due.nothing_now": {"zh-CN": "现在没有应还的金额。", "en": "Nothing is due now."},
