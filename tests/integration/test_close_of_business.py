@@ -455,3 +455,42 @@ def test_a_failure_says_the_drivers_first_line_and_never_the_statement() -> None
                        ValueError("value too long\nDETAIL: Failing row contains (13800138000)"))  # fmt: skip
     assert cob.failure(error) == "ValueError: value too long"
     assert cob.failure(KeyError()) == "KeyError"
+
+
+# -- the aging report of a day ---------------------------------------------------------------------
+
+
+def buckets(shop: Context, day: date) -> dict[str, tuple[int, str]]:
+    report = present(cob.aging(shop, day))
+    return {row["bucket"]: (row["loans"], row["outstanding_principal"])
+            for row in report["buckets"] if row["loans"]}  # fmt: skip
+
+
+def test_the_aging_of_a_past_day_is_the_loans_as_they_were_that_day(shop: Context) -> None:
+    """A loan current on a day is in M0 in that day's report though it is in M3 now, and
+    closing later days leaves a past day's report as it was."""
+    loan = short_card_loan(shop, balance="0")
+    paying = short_card_loan_of(shop, "13500135001", "JD-10")
+    cob.close(shop, date(2026, 3, 1))
+    first = buckets(shop, date(2026, 3, 1))
+    owed = present(servicing.show_loan(shop, loan, date(2026, 3, 1)))
+    assert owed["dpd"] == 14
+    assert first["M1"] == (1, owed["outstanding_principal"])
+    cob.close(shop, date(2026, 4, 20))
+    assert buckets(shop, date(2026, 3, 1)) == first  # the days closed since change nothing
+    assert buckets(shop, date(2026, 2, 10)) == {"M0": (2, "20000.00")}  # before anything fell due
+    now = buckets(shop, date(2026, 4, 20))
+    assert now["M3"][0] == 1  # the rows' own day: as the batch left them
+    shown = present(servicing.show_loan(shop, loan, date(2026, 4, 20)))
+    assert now["M3"][1] == shown["outstanding_principal"]
+    assert paying > loan
+
+
+def short_card_loan_of(shop: Context, phone: str, order: str) -> int:
+    """Another borrower's plan as ``short_card_loan``'s, on a card that pays."""
+    who = borrowers.create_borrower(shop, "李小红", phone, Money.parse("50000"))
+    borrowers.bind_method(shop, who.id, "bank_card", "6222020000009876544",
+                          sim_balance=Money.parse("100000"))  # fmt: skip
+    order_ = servicing.Order(who.id, order, "京东", Money.parse("10000"), "cash", 12,
+                             date(2026, 1, 15))  # fmt: skip
+    return int(present(servicing.checkout(shop, order_))["id"])

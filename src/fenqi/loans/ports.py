@@ -528,8 +528,14 @@ class Batch(Protocol):
         ...
 
     def aging(self, day: date) -> tuple[list[tuple[int, int, str]], int]:
-        """Each loan opened by ``day``: its DPD, outstanding principal and status; and how many
-        loans still await the batch for ``day``."""
+        """Each loan opened by ``day`` that the batch has not closed past it: its DPD,
+        outstanding principal and status as its row holds them; and how many loans still await
+        the batch for ``day``."""
+        ...
+
+    def loans_closed_past(self, day: date) -> list[Loan]:
+        """The loans opened by ``day`` that the batch has closed past it, with every event
+        (to replay to ``day``)."""
         ...
 
     def take_up(self, day: date, caught_up_from: date | None) -> int | None:

@@ -580,11 +580,18 @@ def run_report(context: Context, run_id: int) -> CobRunReport:
 
 
 def aging(context: Context, day: date) -> Aging:
-    """Loans and their outstanding principal by delinquency bucket, as the batch closed them."""
+    """Loans and their outstanding principal by delinquency bucket on ``day``: a loan the
+    batch has closed through ``day`` (or not yet) as its row stands, one it has closed past
+    ``day`` replayed to ``day``. So a past day's report is those loans as they were that day
+    (never a bucket a loan reached later), and closing later days does not change it; a
+    correction dated back to it (a reversal, a backdated payment) does, as it does the loan."""
     permitted(context, Permission.READ)
 
     def report(batch: Batch) -> Aging:
         rows, unclosed = batch.aging(day)
+        for loan in batch.loans_closed_past(day):
+            state = loan.state_on(day)
+            rows.append((state.dpd, state.outstanding_principal, state.status.value))
         counts: Counter[str] = Counter()
         principal: Counter[str] = Counter()
         for dpd, outstanding, status in rows:

@@ -25,7 +25,13 @@ from fenqi.store.bulk import insert_rows
 from fenqi.store.debit_requests import add_requests, chunk_requests, save_answer
 from fenqi.store.documents import Document, event_from
 from fenqi.store.errors import MissingError
-from fenqi.store.loans import journal_balances_of, loan_of, now, save_bookings
+from fenqi.store.loans import (
+    journal_balances_of,
+    loan_of,
+    loans_closed_past,
+    now,
+    save_bookings,
+)
 from fenqi.store.schema import (
     BorrowerRow,
     BucketMoveRow,
@@ -212,13 +218,20 @@ class BatchStore:
         return save_bookings(self.session, booked) + write_notices(self.session, outbox, moves)
 
     def aging(self, day: date) -> tuple[list[tuple[int, int, str]], int]:
-        """Each loan opened by ``day``: its DPD, outstanding principal and status; and how many
-        loans still await the batch for ``day``."""
-        query = select(LoanRow.dpd, LoanRow.outstanding_principal, LoanRow.status)
+        """Each loan opened by ``day`` that the batch has not closed past it: its DPD,
+        outstanding principal and status; and how many loans still await the batch for
+        ``day``."""
+        query = select(LoanRow.dpd, LoanRow.outstanding_principal, LoanRow.status).where(
+            LoanRow.opened <= day,
+            or_(LoanRow.closed_through.is_(None), LoanRow.closed_through <= day),
+        )
         rows = [(dpd, outstanding, status) for dpd, outstanding, status
-                in self.session.execute(query.where(LoanRow.opened <= day))]  # fmt: skip
+                in self.session.execute(query)]  # fmt: skip
         unclosed = self.session.scalar(select(func.count()).select_from(due_loans(day).subquery()))
         return rows, int(unclosed or 0)
+
+    def loans_closed_past(self, day: date) -> list[Loan]:
+        return loans_closed_past(self.session, day)
 
     # -- runs -----------------------------------------------------------------------------------
 
