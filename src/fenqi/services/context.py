@@ -68,7 +68,8 @@ class Context:
     key or session token), which each service checks in its own unit of work (``caller``); with
     neither, every service refuses (401). ``bills``: the bills the process keeps for repeat
     views (the HTTP service's; a command keeps none); ``quick``: where a repeat view checks its
-    caller and the plan's stamp from the event loop (the HTTP service's, on PostgreSQL)."""
+    caller and the plan's stamp, and a write its caller, from the event loop (the HTTP
+    service's)."""
 
     engine: Database
     channel: ChannelFactory
