@@ -369,7 +369,15 @@ def test_she_pays_the_plan_off_and_it_is_settled(home: Home) -> None:
     assert "已结清" in settled
     assert 'id="pay"' not in settled
     assert "已结清" in home.page("/me").text
-    ahead = [row for row in home.loan(home.mine)["installments"] if row["due_date"] > str(today())]
+    rows = home.loan(home.mine)["installments"]
+    paid = sum(Money.parse(row[f"paid_{part}"]) for row in rows
+               for part in ("principal", "interest", "fee", "penalty"))  # fmt: skip
+    assert paid == Money.parse(quote["amount"])  # what she paid in all: the payoff, no more
+    summary = settled.split('id="paid">')[1].split("</table>")[0].replace(",", "")
+    for shown in ("结清日期", str(today()), "实际已还", f"¥{Money(paid)}", "其中罚息"):
+        assert shown in summary, shown
+    assert "签约时的年化利率与借款总成本" in settled
+    ahead = [row for row in rows if row["due_date"] > str(today())]
     assert ahead  # paid off before these fell due: said so, not "paid" on a day to come
     assert settled.count("已提前还清") == len(ahead)
 

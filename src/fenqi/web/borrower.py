@@ -194,6 +194,21 @@ def _next_bill(loan: Document) -> Document | None:
     return next((row for row in loan["installments"] if row["status"] != "paid"), None)
 
 
+def _paid(loan: Document) -> dict[str, str]:
+    """What was paid to the plan, part by part and in all (its installments' ``paid_*``; the
+    fee part includes late and early-repayment fees), as a settled plan shows its real cost."""
+    parts = {part: plus(*(row[f"paid_{part}"] for row in loan["installments"]))
+             for part in ("principal", "interest", "fee", "penalty")}  # fmt: skip
+    return {**parts, "total": plus(*parts.values())}
+
+
+def _settled_on(loan: Document, receipts: Sequence[Document]) -> str | None:
+    """The day a settled plan was paid off: its last payment that still stands."""
+    if loan["status"] != "settled":
+        return None
+    return max((receipt["date"] for receipt in receipts if not receipt["reversed"]), default=None)
+
+
 def _upcoming(loan: Document) -> Document | None:
     """The next bill, when nothing is due now: what the due card and the pay form speak of."""
     return None if Money.parse(loan["amount_due"]) > 0 else _next_bill(loan)
@@ -351,6 +366,7 @@ def _plan(request: Request, visit: Visit, plan: int, status_code: int = 200,
     today = clock.today()
     loan = document(servicing.show_loan(visit.context, plan, today))
     still_open = loan["status"] not in servicing.CLOSED
+    receipts = documents(servicing.list_receipts(visit.context, plan))
     return _page(
         request,
         "plan.html",
@@ -362,7 +378,9 @@ def _plan(request: Request, visit: Visit, plan: int, status_code: int = 200,
         prefill=_prefill(loan),
         upcoming=_upcoming(loan),
         methods=document(borrowers.show_borrower(visit.context, visit.borrower_id))["methods"],
-        receipts=documents(servicing.list_receipts(visit.context, plan)),
+        receipts=receipts,
+        paid=_paid(loan),
+        settled_on=_settled_on(loan, receipts),
         names=_product_names(visit.context),
         pay_key=_key(),
         payoff_key=_key(),

@@ -452,6 +452,19 @@ WORDS: dict[str, dict[str, str]] = {
     "me.status.active": {"zh-CN": "还款中", "en": "Repaying"},
     "me.status.overdue": {"zh-CN": "已逾期", "en": "Overdue"},
     "me.status.settled": {"zh-CN": "已结清", "en": "Paid off"},
+    "me.settled.on": {"zh-CN": "结清日期", "en": "Paid off on"},
+    "me.cost.as_agreed": {
+        "zh-CN": "签约时的年化利率与借款总成本（按计划还款）：",
+        "en": "As agreed at checkout, repaid as scheduled:",
+    },
+    "me.settled.paid": {"zh-CN": "实际已还", "en": "Paid in all"},
+    "me.settled.part.principal": {"zh-CN": "其中本金", "en": "of which principal"},
+    "me.settled.part.interest": {"zh-CN": "其中利息", "en": "of which interest"},
+    "me.settled.part.fee": {
+        "zh-CN": "其中费用（分期手续费、滞纳金、提前还款手续费）",
+        "en": "of which fees (installment, late and early-repayment fees)",
+    },
+    "me.settled.part.penalty": {"zh-CN": "其中罚息", "en": "of which penalty interest"},
     "me.status.cancelled": {"zh-CN": "已取消", "en": "Cancelled"},
     # Written off is the lender's bookkeeping, not hers: to her the plan is still owed.
     "me.status.written_off": {"zh-CN": "逾期未还", "en": "Overdue, still owed"},
