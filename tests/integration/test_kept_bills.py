@@ -278,19 +278,16 @@ def test_quick_reads_answer_only_on_their_own_loop_and_never_wait_long(
         return
     quick = PostgresQuickReads(engine, Limits.for_service())
 
-    async def unopened() -> None:
-        with pytest.raises(UnansweredError):
+    async def opened_then_closed() -> None:
+        with pytest.raises(UnansweredError):  # not opened on this event loop
             await quick.key_holder("nokey", loan)
         await quick.open()
         assert await quick.key_holder("nokey", loan) is None  # an answer: no such key
-
-    asyncio.run(unopened())
-
-    async def elsewhere() -> None:  # another event loop than the one it was opened on
+        await quick.close()  # closed with the loop, as the server's lifespan does
         with pytest.raises(UnansweredError):
             await quick.key_holder("nokey", loan)
 
-    asyncio.run(elsewhere())
+    asyncio.run(opened_then_closed())
     gone = create_engine(engine.url.set(host="127.0.0.1", port=free_port()))
     nowhere = PostgresQuickReads(gone, Limits.for_service())
 
@@ -303,7 +300,7 @@ def test_quick_reads_answer_only_on_their_own_loop_and_never_wait_long(
         await nowhere.close()
         return waited
 
-    assert asyncio.run(no_server()) < QUICK_SECONDS + 1.0
+    assert asyncio.run(no_server()) < QUICK_SECONDS + 4.0  # not the 12 s a statement may take
 
 
 def test_a_writer_is_authenticated_from_the_event_loop_as_in_a_unit_of_work(
