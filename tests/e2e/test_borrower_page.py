@@ -22,6 +22,7 @@ from fenqi.domain.money import Money
 from fenqi.http.app import create_app
 from fenqi.services import borrowers, products, servicing
 from fenqi.services.context import Context
+from fenqi.shown import grouped
 from fenqi.store.schema import BorrowerRow, LoanRow, SignInCodeRow
 from fenqi.wire import present
 from tests.e2e.borrowers import MASKED_CARD, Plan, money_held, open_plan, sign_in_code
@@ -342,7 +343,7 @@ def test_refusals_show_on_the_page_and_change_nothing(home: Home) -> None:
     payoff = present(servicing.quote_payoff(home.context, home.mine.loan_id, today()))["amount"]
     beyond = home.post(f"{path}/pay", {**form, "amount": "30000"})
     assert beyond.status_code == 422  # more than pays the plan off: never hers to overpay
-    assert f"最多可付{payoff}元" in beyond.text
+    assert f"最多可付{grouped(payoff)}元" in beyond.text
     declined = home.post(f"{path}/pay", {**form, "amount": "888.49"})
     assert declined.status_code == 402
     assert "扣款未成功" in declined.text
@@ -533,7 +534,7 @@ def test_the_common_refusals_are_said_in_her_language(home: Home) -> None:
     form = home.form(path, "pay")
     borrowers.fund_method(home.context, home.mine.method_id, Money.parse("500"))
     said = {
-        f"最多可付{payoff}元": home.post(f"{path}/pay", {**form, "amount": "30000"}),
+        f"最多可付{grouped(payoff)}元": home.post(f"{path}/pay", {**form, "amount": "30000"}),
         "银行卡（622202*********4567）未能扣款": home.post(f"{path}/pay",
                                                        {**form, "amount": "888.49"}),
     }  # fmt: skip

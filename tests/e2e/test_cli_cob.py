@@ -18,6 +18,7 @@ from sqlalchemy.orm import Session
 
 from fenqi.http.app import create_app
 from fenqi.services import close_of_business as cob
+from fenqi.shown import beijing
 from fenqi.store.database import make_engine
 from fenqi.store.schema import CobJobRow
 from tests.batch_faults import (
@@ -103,6 +104,12 @@ def test_a_short_card_through_the_batch_and_back_to_current(shop: Shop) -> None:
     assert status[0]["status"] == "done"
     report = shop.json("report", "cob", str(status[0]["id"]))
     assert report["loans"] == 1
+    # People read the runs in Beijing time (the JSON keeps UTC), to the second.
+    people = shop.run("cob", "status")
+    assert people.code == 0, people.err
+    assert beijing(status[0]["started_at"]) in people.out
+    assert status[0]["started_at"][:19].replace("T", " ") not in people.out
+    assert "…" not in people.out  # no value cut off
 
 
 def test_cob_needs_a_day(shop: Shop) -> None:

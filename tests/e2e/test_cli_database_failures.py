@@ -56,3 +56,21 @@ def test_a_database_failing_mid_command_is_one_line_and_exit_1(
     assert lines[0].startswith("fenqi: error: ")
     assert says in lines[0]
     assert PHONE not in err
+
+
+def test_a_bug_no_handler_names_is_one_line_and_exit_3_without_its_data(
+    engine: Engine, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    def broken(*_args: Any, **_kwargs: Any) -> None:
+        raise KeyError(PHONE)  # what a bug's message may hold: never printed
+
+    monkeypatch.setattr(servicing, "show_loan", broken)
+    with pytest.raises(SystemExit) as ended:
+        main(["loan", "show", "1", "--db", engine.url.render_as_string(hide_password=False)])
+    assert ended.value.code == 3
+    out, err = capsys.readouterr()
+    assert out == ""
+    assert err.strip().splitlines() == [
+        "fenqi: error: internal error (KeyError): the command stopped; what it had committed "
+        "stands (fenqi ledger check shows the books)"
+    ]

@@ -124,7 +124,8 @@ def test_a_borrowers_whole_story_from_checkout_to_payoff_and_the_books(tmp_path:
 
     people = shop.run("loan", "show", loan_id, "--as-of", "2026-04-30")
     assert people.code == 0, people.err
-    assert "7648.85" in people.out  # the payoff, as the last row of the installments table
+    assert "7,648.85" in people.out  # the payoff, as the last row of the installments table
+    assert "12.68%" in people.out  # the APR agreed to, as the quote showed it
 
 
 def test_refusals_exit_2_in_one_line_and_move_no_money(shop: Shop) -> None:

@@ -26,8 +26,8 @@ from fenqi.services import audit, borrowers, credentials, products, servicing
 from fenqi.services import close_of_business as cob
 from fenqi.services.context import Context
 from fenqi.services.policy import Role
+from fenqi.shown import beijing, grouped
 from fenqi.store.schema import DebitRequestRow, SmsSentRow
-from fenqi.web.pages import beijing
 from fenqi.web.words import WORDS
 from fenqi.wire import document, present
 from tests.batch_faults import MESSAGE, allow_closing, refuse_to_close
@@ -166,14 +166,14 @@ def test_a_search_that_finds_nobody_says_so(desk: Desk) -> None:
 
 def test_the_borrower_page_shows_her_limit_methods_and_plans(desk: Desk) -> None:
     page = desk.client("viewer").get(f"/console/borrowers/{desk.borrower}?as_of={OVERDUE}").text
-    assert "20000.00" in page  # her limit
-    assert "10788.49" in page  # available: the limit less the 9211.51 her plan still holds
+    assert "20,000.00" in page  # her limit, grouped by thousands
+    assert "10,788.49" in page  # available: the limit less the 9,211.51 her plan still holds
     assert "622202*********4567" in page
     row = re.search(rf'<tr class="overdue">.*?/console/loans/{desk.loan}.*?</tr>', page, re.S)
     assert row is not None
     cells = re.findall(r"<td[^>]*>(.*?)</td>", row[0], re.S)
-    assert [cell for cell in cells if cell in ("逾期", "10", "M1", "9211.51")] == [
-        "逾期", "10", "M1", "9211.51"
+    assert [cell for cell in cells if cell in ("逾期", "10", "M1", "9,211.51")] == [
+        "逾期", "10", "M1", "9,211.51"
     ]  # fmt: skip
 
 
@@ -189,8 +189,8 @@ def test_the_loan_page_shows_installments_events_and_journal_lines(desk: Desk) -
         assert entry["memo"] in page
         for line in entry["lines"]:
             named = f'<td title="{line["account"]}">{line["account_name"]}</td>'
-            cells = f'{named}<td class="num">{line["debit"]}</td>'
-            assert f'{cells}<td class="num">{line["credit"]}</td>' in page
+            cells = f'{named}<td class="num">{grouped(line["debit"])}</td>'
+            assert f'{cells}<td class="num">{grouped(line["credit"])}</td>' in page
     names = {line["account_name"] for entry in history["entries"] for line in entry["lines"]}
     assert "Loan principal receivable 贷款本金应收" in names  # the chart's name, not the code
     assert 'id="pay"' not in page
@@ -202,7 +202,7 @@ def test_a_payoff_quote_is_for_anyone(desk: Desk) -> None:
     client = desk.client("viewer")
     page = client.get(f"/console/loans/{desk.loan}?as_of={OVERDUE}&payoff=2026-04-30").text
     quoted = present(servicing.quote_payoff(desk.context, desk.loan, date(2026, 4, 30)))
-    assert f"2026-04-30 结清需还 {quoted['amount']} 元" in page
+    assert f"2026-04-30 结清需还 {grouped(quoted['amount'])} 元" in page
 
 
 def test_a_viewer_cannot_take_a_payment(desk: Desk) -> None:
@@ -317,7 +317,7 @@ def test_the_cob_page_charts_the_aging_report(desk: Desk) -> None:
     m1 = re.search(r'data-bucket="M1".*?<rect class="bar"[^>]*width="([\d.]+)"', page, re.S)
     assert m1 is not None
     assert m1[1] == "300.0"
-    assert "9211.51" in page
+    assert "9,211.51" in page
     assert re.search(r'2026-03-25</td>\s*<td data-status="done">完成</td>', page)  # listed first
 
 
@@ -400,7 +400,7 @@ def test_a_payment_beyond_the_payoff_needs_an_admins_approval(desk: Desk) -> Non
     before = desk.books()
     over = agent.post(f"/console/loans/{desk.loan}/payments", data=fields)
     assert over.status_code == 422
-    assert f"最多可付{payoff}元" in alert(over.text)
+    assert f"最多可付{grouped(payoff)}元" in alert(over.text)
     asked = agent.post(f"/console/loans/{desk.loan}/payments",
                        data={**fields, "allow_overpayment": "on"})  # fmt: skip
     assert asked.status_code == 403
@@ -410,7 +410,7 @@ def test_a_payment_beyond_the_payoff_needs_an_admins_approval(desk: Desk) -> Non
               "source": "manual", "allow_overpayment": "on"}  # fmt: skip
     taken = admin.post(f"/console/loans/{desk.loan}/payments", data=fields)
     assert taken.status_code == 200, alert(taken.text)
-    assert "已收款 50000.00 元" in taken.text
+    assert "已收款 50,000.00 元" in taken.text
     entry = present(audit.audit_log(desk.context, f"loan:{desk.loan}"))
     assert ("admin", "payment.overpayment") in [(e["actor"], e["action"]) for e in entry]
 
@@ -524,7 +524,7 @@ def test_the_common_refusals_are_said_in_chinese_on_the_console(desk: Desk) -> N
             for case, changed in sent.items()}  # fmt: skip
     expected = {
         "permission": "这项操作需要管理员角色（退款与冲正权限）",
-        "over payoff": "金额：50000.00元超过了2026-03-25结清全部欠款所需的",
+        "over payoff": "金额：50,000.00元超过了2026-03-25结清全部欠款所需的",
         "before the window": "日期：2026-01-01早于今天31天以前，请选2026-02-22至2026-03-25之间的日期",
         "after today": "日期：2026-03-26晚于今天（2026-03-25）",
         "far off": "日期：9999-12-31离今天（2026-03-25）太远",

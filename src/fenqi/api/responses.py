@@ -163,6 +163,11 @@ class LoanSummary(Answer):
     outstanding_interest: Yuan
     outstanding_fee: Yuan
     outstanding_penalty: Yuan
+    paid_principal: Yuan = Field(description="Paid to the plan's principal, net of reversals.")
+    paid_interest: Yuan
+    paid_fee: Yuan = Field(description="Installment, late and early-repayment fees paid.")
+    paid_penalty: Yuan
+    paid: Yuan = Field(description="The four paid parts together.")
     credit_balance: Yuan
     amount_due: Yuan
     written_off_on: Day | None
@@ -176,6 +181,7 @@ class Installment(Answer):
     interest: Yuan
     fee: Yuan
     late_fee: Yuan
+    charged_fee: Yuan = Field(description="Its fee and the late fee charged when it fell overdue.")
     penalty: Yuan
     payment: Yuan
     paid: Yuan

@@ -96,6 +96,9 @@ def main(argv: Sequence[str] | None = None) -> None:
         _refuse(error.format_message(), getattr(error, "exit_code", BAD_INPUT))
     except typer.Abort:
         _refuse("aborted", 1)
+    except Exception as error:  # a bug nothing above names: one line, never a traceback
+        _refuse(f"internal error ({type(error).__name__}): the command stopped; what it had "
+                "committed stands (fenqi ledger check shows the books)", BROKEN)  # fmt: skip
     sys.exit(code if isinstance(code, int) else 0)
 
 

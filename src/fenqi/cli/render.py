@@ -18,11 +18,13 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
+from fenqi import shown
+
 Document = Mapping[str, Any]
 RowStyle = Callable[[Document], str | None]
 
-_NUMBER = re.compile(r"^-?\d[\d,]*(\.\d+)?$")
-_WIDE = 160  # a loan's installments need about 130 columns
+_NUMBER = re.compile(r"^-?\d[\d,]*(\.\d+)?%?$")
+_WIDE = 240  # a loan's installments need about 140 columns, the batch's runs about 210
 _LOAN_HEADER = ("id", "order_id", "merchant", "item", "product", "status", "dpd", "bucket",
                 "outstanding_principal", "outstanding_interest", "outstanding_fee",
                 "outstanding_penalty", "credit_balance", "amount_due")  # fmt: skip
@@ -67,11 +69,11 @@ def pairs(document: Document, keys: Sequence[str] | None = None, *, title: str =
     grid = Table.grid(padding=(0, 2))
     grid.title = title or None
     grid.add_column(style="bold")
-    grid.add_column()
+    grid.add_column(overflow="fold")
     for key in keys if keys is not None else list(document):
         value = document.get(key)
         if key in document and not _nested(value):
-            grid.add_row(_label(key), Text(_cell(value)))
+            grid.add_row(_label(key), Text(_cell(key, value)))
     return grid
 
 
@@ -84,10 +86,11 @@ def table(
 ) -> Table:
     """A table of documents, one column per key; columns of numbers are right-aligned."""
     grid = Table(title=title or None)
-    cells = [[_cell(row.get(key)) for key in columns] for row in rows]
+    cells = [[_cell(key, row.get(key)) for key in columns] for row in rows]
     for index, key in enumerate(columns):
         numeric = bool(cells) and all(_NUMBER.match(line[index]) for line in cells)
-        grid.add_column(_label(key), justify="right" if numeric else "left")
+        # A value too wide is folded onto a second line, never cut off with an ellipsis.
+        grid.add_column(_label(key), justify="right" if numeric else "left", overflow="fold")
     for row, line in zip(rows, cells, strict=True):
         grid.add_row(*map(Text, line), style=style(row) if style else None)
     return grid
@@ -140,7 +143,8 @@ def trial_balance(document: Document) -> None:
     """Every account's debits, credits and balance, the totals, and whether they agree."""
     grid = table(document["accounts"], _ACCOUNTS, title="Trial balance")
     grid.add_section()
-    grid.add_row("total", "", document["total_debit"], document["total_credit"], "", style="bold")
+    totals = (_cell("debit", document["total_debit"]), _cell("credit", document["total_credit"]))
+    grid.add_row("total", "", *totals, "", style="bold")
     verdict = "BALANCED" if document["balanced"] else "UNBALANCED"
     grid.caption = f"[{'green' if document['balanced'] else 'bold red'}]{verdict}[/]"
     show(grid)
@@ -156,7 +160,8 @@ def aging(document: Document) -> None:
     grid = table(document["buckets"], ("bucket", "loans", "outstanding_principal"),
                  title=f"Aging on {document['date']}")  # fmt: skip
     grid.add_section()
-    grid.add_row("total", str(document["total_loans"]), document["total_outstanding_principal"])
+    grid.add_row("total", f"{document['total_loans']:,}",
+                 _cell("amount", document["total_outstanding_principal"]))  # fmt: skip
     if document["loans_not_yet_closed"]:
         grid.caption = f"{document['loans_not_yet_closed']} loans not yet closed for this day"
     show(grid)
@@ -184,11 +189,13 @@ def _label(key: str) -> str:
     return key.replace("_", " ")
 
 
-def _cell(value: Any) -> str:
+def _cell(key: str, value: Any) -> str:
+    """A value as people read it on every surface (``fenqi.shown``): amounts grouped, rates in
+    percent (an APR to two places), moments in Beijing time."""
     if value is None:
         return "—"
     if isinstance(value, bool):
         return "yes" if value else "no"
     if isinstance(value, list):
         return ", ".join(map(str, value)) or "none"
-    return str(value)
+    return shown.value(key, value) if isinstance(value, str) else str(value)

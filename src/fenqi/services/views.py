@@ -47,6 +47,11 @@ class LoanSummary:
     outstanding_interest: Money
     outstanding_fee: Money
     outstanding_penalty: Money
+    paid_principal: Money
+    paid_interest: Money
+    paid_fee: Money
+    paid_penalty: Money
+    paid: Money
     credit_balance: Money
     amount_due: Money
     written_off_on: date | None
@@ -64,6 +69,8 @@ class LoanSummary:
             outstanding_interest=state.outstanding_interest,
             outstanding_fee=state.outstanding_fee,
             outstanding_penalty=state.outstanding_penalty,
+            paid_principal=state.paid_principal, paid_interest=state.paid_interest,
+            paid_fee=state.paid_fee, paid_penalty=state.paid_penalty, paid=state.paid,
             credit_balance=state.credit_balance, amount_due=state.amount_due,
             written_off_on=None if state.write_off is None else state.write_off.day,
             recovered=state.recovered,

@@ -14,8 +14,6 @@ from __future__ import annotations
 import secrets
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
-from decimal import ROUND_HALF_UP, Decimal
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Form, Request
@@ -53,7 +51,6 @@ HOME = "/me"
 LOGIN = "/me/login"
 router = APIRouter(prefix=HOME, include_in_schema=False)
 
-_BEIJING = timezone(timedelta(hours=8), "CST")
 # What she may bind: every channel but money taken by hand, which is for the counter.
 _KINDS = tuple(channel.value for channel in Channel if channel is not Channel.MANUAL)
 
@@ -142,8 +139,7 @@ def _page(request: Request, name: str, visit: Visit | None, status_code: int = 2
           **values: Any) -> HTMLResponse:  # fmt: skip
     """A page of ``templates/borrower``, with the helpers that format the services' text."""
     csrf = "" if visit is None else visit.csrf
-    return render(request, f"borrower/{name}", status_code, csrf=csrf, yuan=yuan,
-                  percent=percent, beijing=beijing, plus=plus, **values)  # fmt: skip
+    return render(request, f"borrower/{name}", status_code, csrf=csrf, **values)  # fmt: skip
 
 
 def _missing(request: Request, visit: Visit) -> HTMLResponse:
@@ -164,42 +160,14 @@ def _key() -> str:
 # -- formatting the services' text -----------------------------------------------------------------
 
 
-def yuan(text: str) -> str:
-    """``"10000.00"`` → ``"¥10,000.00"``: the service's amount, grouped for reading."""
-    return f"¥{Decimal(text):,.2f}"
-
-
-def plus(*amounts: str) -> str:
-    """The sum of amounts as the service wrote them, to the fen, written the same way."""
-    return str(Money(sum(Money.parse(amount) for amount in amounts)))
-
-
-def percent(text: str) -> str:
-    """``"0.126826"`` → ``"12.68%"``: a rate as the service wrote it, in percent."""
-    return f"{(Decimal(text) * 100).quantize(Decimal('0.01'), ROUND_HALF_UP)}%"
-
-
-def beijing(text: str) -> str:
-    """An ISO timestamp as Beijing time (UTC+8, no daylight saving), to the minute."""
-    return datetime.fromisoformat(text).astimezone(_BEIJING).strftime("%Y-%m-%d %H:%M")
-
-
 def _total(documents: Sequence[Document], key: str) -> str:
     """The sum of one amount over her plans, to the fen."""
-    return plus(*(document[key] for document in documents))
+    return str(Money(sum(Money.parse(document[key]) for document in documents)))
 
 
 def _next_bill(loan: Document) -> Document | None:
     """The first installment not yet paid: what she pays next, and when."""
     return next((row for row in loan["installments"] if row["status"] != "paid"), None)
-
-
-def _paid(loan: Document) -> dict[str, str]:
-    """What was paid to the plan, part by part and in all (its installments' ``paid_*``; the
-    fee part includes late and early-repayment fees), as a settled plan shows its real cost."""
-    parts = {part: plus(*(row[f"paid_{part}"] for row in loan["installments"]))
-             for part in ("principal", "interest", "fee", "penalty")}  # fmt: skip
-    return {**parts, "total": plus(*parts.values())}
 
 
 def _settled_on(loan: Document, receipts: Sequence[Document]) -> str | None:
@@ -379,7 +347,6 @@ def _plan(request: Request, visit: Visit, plan: int, status_code: int = 200,
         upcoming=_upcoming(loan),
         methods=document(borrowers.show_borrower(visit.context, visit.borrower_id))["methods"],
         receipts=receipts,
-        paid=_paid(loan),
         settled_on=_settled_on(loan, receipts),
         names=_product_names(visit.context),
         pay_key=_key(),

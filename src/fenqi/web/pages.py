@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import hmac
 from dataclasses import replace
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -15,7 +14,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
 
-from fenqi.clock import CHINA
+from fenqi import shown
 from fenqi.domain.errors import InputError
 from fenqi.http.hardening import behind_tls
 from fenqi.http.security import SESSION_COOKIE, base_context
@@ -30,6 +29,10 @@ LANG_COOKIE = "fenqi_lang"
 NO_NUL = r"^[^\x00]*$"
 LANGUAGES = ("zh-CN", "en")
 templates = Jinja2Templates(directory=Path(__file__).with_name("templates"))
+# Every page writes amounts, rates and moments as every surface does (``fenqi.shown``).
+templates.env.globals.update(yuan=shown.yuan, apr=shown.apr, beijing=shown.beijing)
+templates.env.filters["grouped"] = shown.grouped
+templates.env.filters["readable"] = shown.document
 
 
 class SignInNeededError(Exception):
@@ -74,8 +77,8 @@ def _coded(refusal: InputError, lang: str) -> str | None:
     key = f"refusal.{refusal.code}"
     if refusal.code is None or key not in WORDS:
         return None
-    values = {name: word(CODED_VALUES[name] + value, lang) if name in CODED_VALUES else value
-              for name, value in refusal.values.items()}  # fmt: skip
+    values = {name: word(CODED_VALUES[name] + value, lang) if name in CODED_VALUES else
+              shown.readable(value) for name, value in refusal.values.items()}  # fmt: skip
     return word(key, lang, **values)
 
 
@@ -121,7 +124,7 @@ def render(request: Request, name: str, status_code: int = 200, **values: Any) -
     response = templates.TemplateResponse(
         request,
         name,
-        {"t": t, "say": said, "lang": lang, "beijing": beijing, **values},
+        {"t": t, "say": said, "lang": lang, **values},
         status_code=status_code,
     )
     if request.query_params.get("lang") in LANGUAGES:
@@ -140,15 +143,6 @@ def locked_out(page: HTMLResponse, error: TooManyAttemptsError) -> HTMLResponse:
     same whether or not the account exists) says in its headers how long to wait."""
     page.headers["Retry-After"] = str(error.retry_after)
     return page
-
-
-def beijing(moment: str | None) -> str:
-    """A stored moment (ISO 8601, UTC) as the time in Beijing, to the second."""
-    if not moment:
-        return ""
-    parsed = datetime.fromisoformat(moment)
-    aware = parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=UTC)
-    return aware.astimezone(CHINA).strftime("%Y-%m-%d %H:%M:%S")
 
 
 def signed_in(request: Request, login: str) -> tuple[Principal, str, Context]:

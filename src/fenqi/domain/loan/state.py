@@ -124,6 +124,11 @@ class InstallmentState(NamedTuple):
     def paid(self) -> Money:
         return fen(sum((self.paid_principal, self.paid_interest, self.paid_fee, self.paid_penalty)))
 
+    @property
+    def charged_fee(self) -> Money:
+        """The installment's fee and the late fee (滞纳金) charged when it fell overdue."""
+        return fen(self.fee + self.late_fee)
+
     # What is still owed of each part: charged, less paid and waived. The four add up to
     # ``outstanding``, and a plan's summary is their sum over its rows (``LoanState``).
     @property
@@ -137,7 +142,7 @@ class InstallmentState(NamedTuple):
     @property
     def outstanding_fee(self) -> Money:
         """The installment's fee and its late fee (滞纳金), less what was paid and waived."""
-        return fen(self.fee + self.late_fee - self.paid_fee - self.waived_fee)
+        return fen(self.charged_fee - self.paid_fee - self.waived_fee)
 
     @property
     def outstanding_penalty(self) -> Money:
@@ -207,6 +212,28 @@ class LoanState:
     def outstanding_penalty(self) -> Money:
         """Penalty interest charged and neither paid nor waived."""
         return fen(sum(row.outstanding_penalty for row in self.installments if row.billed))
+
+    # What was paid to the plan, part by part: the sums of its rows (the fee part holds late and
+    # early-repayment fees), which a settled plan shows as what it really cost.
+    @cached_property
+    def paid_principal(self) -> Money:
+        return fen(sum(row.paid_principal for row in self.installments))
+
+    @cached_property
+    def paid_interest(self) -> Money:
+        return fen(sum(row.paid_interest for row in self.installments))
+
+    @cached_property
+    def paid_fee(self) -> Money:
+        return fen(sum(row.paid_fee for row in self.installments))
+
+    @cached_property
+    def paid_penalty(self) -> Money:
+        return fen(sum(row.paid_penalty for row in self.installments))
+
+    @property
+    def paid(self) -> Money:
+        return fen(self.paid_principal + self.paid_interest + self.paid_fee + self.paid_penalty)
 
     @cached_property
     def amount_due(self) -> Money:
