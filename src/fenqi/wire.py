@@ -142,6 +142,7 @@ def product(item: Product) -> dict[str, Any]:
     return {
         "code": item.code,
         "name": item.name,
+        "name_en": item.english_name,
         "method": item.method.value,
         "periods": list(item.periods),
         "annual_rate": rate(item.annual_rate),
@@ -522,6 +523,7 @@ def history(view: LoanHistory) -> dict[str, Any]:
     """A loan's events and journal; each line names its account from the chart of accounts."""
     loan_id, stored = view.loan_id, view.stored
     names = stored.account_names
+    kinds = {event.seq: event.kind for event in stored.events}
     by_entry: dict[int, list[dict[str, Any]]] = {}
     for line in stored.lines:
         by_entry.setdefault(line.entry_no, []).append(
@@ -542,10 +544,20 @@ def history(view: LoanHistory) -> dict[str, Any]:
         "entries": [
             {"entry_no": entry.entry_no, "booked_date": entry.booked_date.isoformat(),
              "memo": entry.memo, "event_seq": entry.event_seq,
+             "what": _entry_kind(entry.event_seq, kinds, first=index == 0),
              "lines": by_entry.get(entry.entry_no, [])}
-            for entry in stored.entries
+            for index, entry in enumerate(stored.entries)
         ],
     }  # fmt: skip
+
+
+def _entry_kind(event_seq: int | None, kinds: Mapping[int, str], *, first: bool) -> str:
+    """What an entry books, as a code a page says in words: the event's kind, the loan's
+    opening (``disbursement``, always its first entry) or an accrual (the days before an event
+    or a close of business)."""
+    if event_seq is not None:
+        return kinds.get(event_seq, "event")
+    return "disbursement" if first else "accrual"
 
 
 def audit_entry(row: AuditEntry) -> dict[str, Any]:

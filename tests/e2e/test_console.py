@@ -185,14 +185,25 @@ def test_the_loan_page_shows_installments_events_and_journal_lines(desk: Desk) -
     assert "44.42" in page
     assert re.search(r"<td>还款</td>\s*<td>2026-02-15</td>", page)
     history = present(servicing.loan_history(desk.context, desk.loan))
+    kinds = [entry["what"] for entry in history["entries"]]
+    assert kinds[0] == "disbursement"
+    assert {"accrual", "payment"} <= set(kinds)
+    said = {
+        "disbursement": "放款",
+        "accrual": "计提",
+        "payment": "还款",
+        "debit_failed": "代扣失败",
+    }
     for entry in history["entries"]:
-        assert entry["memo"] in page
+        assert f">{said[entry['what']]}</td>" in page  # what it books, in words
         for line in entry["lines"]:
-            named = f'<td title="{line["account"]}">{line["account_name"]}</td>'
+            account = WORDS[f"account.{line['account']}"]["zh-CN"]  # the chart, in Chinese
+            named = f'<td title="{line["account"]}">{account}</td>'
             cells = f'{named}<td class="num">{grouped(line["debit"])}</td>'
             assert f'{cells}<td class="num">{grouped(line["credit"])}</td>' in page
     names = {line["account_name"] for entry in history["entries"] for line in entry["lines"]}
     assert "Loan principal receivable 贷款本金应收" in names  # the chart's name, not the code
+    assert '<td title="principal_receivable">贷款本金应收</td>' in page
     assert 'id="pay"' not in page
     assert 'id="waive"' not in page
     assert 'id="reverse"' not in page
@@ -350,11 +361,13 @@ def test_the_audit_log_is_for_admins_and_filters_by_target(desk: Desk) -> None:
         assert "这项操作需要管理员角色（系统管理权限）" in alert(refused.text)
     admin = desk.client("admin")
     everything = admin.get("/console/audit").text
-    assert "borrower.create" in everything
-    assert "user.create" in everything
+    assert "<td>新建借款人</td>" in everything  # borrower.create, in words
+    assert "<td>新建操作员</td>" in everything  # user.create
     about = admin.get("/console/audit", params={"target": f"borrower:{desk.borrower}"}).text
-    assert "borrower.create" in about
-    assert "user.create" not in about
+    assert "<td>新建借款人</td>" in about
+    assert "<td>新建操作员</td>" not in about
+    english = admin.get("/console/audit", params={"lang": "en"}).text
+    assert "<td>borrower created</td>" in english
 
 
 def test_a_borrowers_session_opens_nothing_on_the_console(desk: Desk) -> None:

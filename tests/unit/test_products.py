@@ -20,7 +20,8 @@ from fenqi.domain.schedule import DayCount, Method, TermsError
 FULL = """
 [[product]]
 code = "cash"
-name = "Cash loan"
+name = "现金分期"
+name_en = "Cash loan"
 method = "equal-installment"
 periods = [6, 12]
 annual_rate = "12%"
@@ -47,6 +48,8 @@ fee_rate = 0.006
 def test_a_catalog_reads_every_product_key() -> None:
     products = parse_catalog(FULL)
     cash = products["cash"]
+    assert (cash.name, cash.english_name) == ("现金分期", "Cash loan")
+    assert products["mall-3"].english_name == "Mall 3"  # no English name: the one it has
     assert cash.method is Method.EQUAL_INSTALLMENT
     assert cash.periods == (6, 12)
     assert cash.annual_rate == Fraction("0.12")

@@ -68,7 +68,8 @@ class LateFee(Answer):
 
 class Product(Answer):
     code: str
-    name: str
+    name: str = Field(description="The product's name in Chinese.")
+    name_en: str = Field(description="Its name in English (the Chinese one if it has none).")
     method: Method
     periods: list[int]
     annual_rate: RateText
@@ -225,6 +226,11 @@ class HistoryEntry(Answer):
     booked_date: Day
     memo: str
     event_seq: int | None
+    what: str = Field(
+        description="What it books: the event's kind, `disbursement` (the "
+        "loan's opening) or `accrual`.",
+        examples=["payment", "accrual"],
+    )
     lines: list[HistoryLine]
 
 

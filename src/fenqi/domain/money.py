@@ -61,7 +61,9 @@ class Money(int):
         ``at_most`` (fen), a larger amount is refused: what a person enters is capped."""
         amount = cls._parse(text, allow_negative)
         if at_most is not None and amount > at_most:
-            raise MoneyError(f'"{text}" is more than {Money(at_most)}, the most an amount may be')
+            raise MoneyError(
+                f'"{text}" is more than {Money(at_most)}, the most an amount may be'
+            ).coded("amount-too-large", text=text, most=Money(at_most))
         return amount
 
     @classmethod
@@ -69,15 +71,16 @@ class Money(int):
         if isinstance(text, Decimal):
             return cls._from_decimal(text, allow_negative)
         if not isinstance(text, str):
-            raise MoneyError(f"{text!r} is a {type(text).__name__}; {_ACCEPTED}")
+            raise MoneyError(f"{text!r} is a {type(text).__name__}; {_ACCEPTED}").coded(
+                "not-an-amount", text=text
+            )
         match = _AMOUNT.match(text.strip())
         if match is None:
-            problem = (
-                "has more than two decimals"
-                if _TOO_FINE.match(text.strip())
-                else ("is not an amount")
+            too_fine = _TOO_FINE.match(text.strip()) is not None
+            problem = "has more than two decimals" if too_fine else "is not an amount"
+            raise MoneyError(f'"{text}" {problem}; {_ACCEPTED}').coded(
+                "too-many-decimals" if too_fine else "not-an-amount", text=text
             )
-            raise MoneyError(f'"{text}" {problem}; {_ACCEPTED}')
         whole = int(match["whole"].replace(",", ""))
         fen = whole * 100 + int((match["frac"] or "").ljust(2, "0"))
         if match["sign"] == "-":
@@ -87,20 +90,26 @@ class Money(int):
     @classmethod
     def _from_decimal(cls, value: Decimal, allow_negative: bool) -> Money:
         if not value.is_finite():
-            raise MoneyError(f"{value} is not an amount; {_ACCEPTED}")
+            raise MoneyError(f"{value} is not an amount; {_ACCEPTED}").coded(
+                "not-an-amount", text=value
+            )
         try:
             fen = value.scaleb(2)
             exact = fen.to_integral_exact()
         except InvalidOperation as error:  # pragma: no cover - finite decimals always scale
             raise MoneyError(f"{value} is not an amount; {_ACCEPTED}") from error
         if fen != exact:
-            raise MoneyError(f'"{value}" has more than two decimals; {_ACCEPTED}')
+            raise MoneyError(f'"{value}" has more than two decimals; {_ACCEPTED}').coded(
+                "too-many-decimals", text=value
+            )
         return cls._checked(int(exact), str(value), allow_negative)
 
     @classmethod
     def _checked(cls, fen: int, text: str | Decimal, allow_negative: bool) -> Money:
         if fen < 0 and not allow_negative:
-            raise MoneyError(f'"{text}" is negative; the amount must be 0 or more')
+            raise MoneyError(f'"{text}" is negative; the amount must be 0 or more').coded(
+                "negative-amount", text=text
+            )
         return int.__new__(cls, fen)
 
     def __str__(self) -> str:

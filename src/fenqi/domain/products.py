@@ -117,6 +117,11 @@ class Product:
     reminder_days: int = 3  # a reminder this many days before a due date
     debit_retry_days: tuple[int, ...] = (1, 2, 3)  # failed auto-debits retried these days after
     write_off_dpd: int = 180  # written off (核销) at this many days past due
+    name_en: str = ""  # the name in English (``name`` is the Chinese one); none: ``name``
+
+    @property
+    def english_name(self) -> str:
+        return self.name_en or self.name
 
     def terms(self, principal: Money, start: date, periods: int | None = None) -> Terms:
         """The terms of a plan of this product for ``principal`` starting on ``start``."""
@@ -258,6 +263,7 @@ def _read_product(table: object, index: int, problems: list[str]) -> Product | N
         reminder_days=fields.get("reminder_days", _days, 3),
         debit_retry_days=fields.get("debit_retry_days", _retry_days, (1, 2, 3)),
         write_off_dpd=fields.get("write_off_dpd", _write_off_dpd, 180),
+        name_en=fields.get("name_en", _text, ""),
     )
     fields.finish()
     if not product.code:

@@ -635,7 +635,8 @@ class UnitOfWork(Protocol):
     def audit(self, actor: str, action: str, target: str, reason: str, *,
               before: Document | None = None,
               after: Document | None = None) -> None:  # fmt: skip
-        """Records who did what to which thing, why, and what it was before and after."""
+        """Records who did what to which thing, why, and what it was before and after. The
+        reason is a person's own words ("" when the action needs none: the action says it)."""
         ...
 
     def hold(self, scope: str, key: str) -> tuple[bool, tuple[str, Document] | None]:

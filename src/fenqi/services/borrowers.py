@@ -37,7 +37,7 @@ def create_borrower(context: Context, name: str, phone: str, limit: Money) -> Bo
             raise RefusedError(f"a borrower with phone {phone} already exists")
         account = unit.borrowers.add(name, phone, limit)
         after = {"name": name, "limit": str(limit)}
-        unit.audit(who.name, "borrower.create", f"borrower:{account.id}", "new", after=after)
+        unit.audit(who.name, "borrower.create", f"borrower:{account.id}", "", after=after)
         return _borrower(unit, account)
 
     return transact(context, create)
@@ -99,7 +99,7 @@ def bind_method(
         if sim_balance is not None:
             _simulator(unit).set_balance(method.token_ref, sim_balance)
         target = f"method:{method.id}"
-        unit.audit(who.name, "method.bind", target, "bound", after=wire.method(method))
+        unit.audit(who.name, "method.bind", target, "", after=wire.method(method))
         return _changed(unit, method)
 
     return transact(context, bind)
@@ -164,7 +164,7 @@ def _change_method(context: Context, method_id: int, action: str,
         if method is None or not active:
             raise NotFoundError(f"no bound method {method_id}")
         changed = change(unit, method)
-        unit.audit(who.name, f"method.{action}", f"method:{method.id}", action,
+        unit.audit(who.name, f"method.{action}", f"method:{method.id}", "",
                    before=wire.method(method), after=wire.method(changed))  # fmt: skip
         return _changed(unit, changed)
 

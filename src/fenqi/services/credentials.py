@@ -101,7 +101,7 @@ def create_user(context: Context, username: str, password: str, role: Role) -> O
         if unit.credentials.user(username) is not None:
             raise RefusedError(f"user {username} already exists")
         unit.credentials.add_user(username, hash_password(password), role.value, now())
-        unit.audit(admin, "user.create", f"user:{username}", "new operator",
+        unit.audit(admin, "user.create", f"user:{username}", "",
                    after={"username": username, "role": role.value})  # fmt: skip
         return OperatorCreated(username, role)
 
@@ -131,7 +131,7 @@ def disable_user(context: Context, username: str) -> OperatorDisabled:
             raise RefusedError(f"user {username} is already disabled")
         at = now()
         ended = unit.credentials.disable_user(username, at)
-        unit.audit(admin, "user.disable", f"user:{username}", "operator disabled",
+        unit.audit(admin, "user.disable", f"user:{username}", "",
                    before={"disabled": False}, after={"disabled": True})  # fmt: skip
         return OperatorDisabled(replace(user, disabled_at=at), ended)
 
@@ -150,7 +150,7 @@ def create_api_key(context: Context, username: str) -> ApiKeyCreated:
             raise RefusedError(f"user {username} is disabled")
         key_id, secret = secrets.token_hex(6), secrets.token_urlsafe(24)
         unit.credentials.add_key(key_id, _digest(secret), username, now())
-        unit.audit(admin, "apikey.create", f"user:{username}", "new API key",
+        unit.audit(admin, "apikey.create", f"user:{username}", "",
                    after={"key_id": key_id})  # fmt: skip
         return ApiKeyCreated(username, key_id, f"fq_{key_id}_{secret}")
 
@@ -178,7 +178,7 @@ def revoke_api_key(context: Context, key_id: str) -> ApiKey:
         if key.revoked:
             raise RefusedError(f"API key {key_id} is already revoked")
         revoked = unit.credentials.revoke_key(key_id, now())
-        unit.audit(admin, "apikey.revoke", f"user:{key.username}", "API key revoked",
+        unit.audit(admin, "apikey.revoke", f"user:{key.username}", "",
                    before={"key_id": key_id, "revoked": False},
                    after={"key_id": key_id, "revoked": True})  # fmt: skip
         return revoked

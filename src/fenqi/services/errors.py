@@ -6,7 +6,10 @@ from fenqi.domain.errors import InputError
 
 
 class NotFoundError(InputError):
-    """Nothing with that id (or not yours to see)."""
+    """Nothing with that id (or not yours to see). A page says so in its reader's language
+    (``refusal.not-found``): which id was asked for is the reader's own."""
+
+    code = "not-found"
 
 
 class RefusedError(InputError):

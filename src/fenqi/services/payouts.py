@@ -220,7 +220,7 @@ def retry(context: Context, payout_id: str) -> PayoutSentAgain:
         if any(part.refers_to is None for part in failed):
             raise RefusedError(f"payout {payout_id} cannot go through the gateway: {NO_ORDER}")
         sent = [_again(unit, part) for part in failed]
-        unit.audit(who.name, "payout.retry", f"payout:{payout_id}", "failed payout sent again",
+        unit.audit(who.name, "payout.retry", f"payout:{payout_id}", "",
                    before={"reasons": [part.reason for part in failed]},
                    after={"orders": [part.order_id for part in sent]})  # fmt: skip
         return [*(part for part in parts if part.status is not Status.FAILED), *sent]

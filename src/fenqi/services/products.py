@@ -49,7 +49,7 @@ def _load(unit: UnitOfWork, actor: str, text: str, source: str) -> list[Product]
     definitions = catalog_definitions(text, source)
     for code, (product, table) in definitions.items():
         before = unit.keep_product(code, product.name, table)
-        unit.audit(actor, "product.load", code, "catalog loaded", before=before, after=table)
+        unit.audit(actor, "product.load", code, "", before=before, after=table)
     return [product for product, _ in definitions.values()]
 
 

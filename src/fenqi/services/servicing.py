@@ -447,7 +447,7 @@ def _within_payoff(unit: UnitOfWork, record: Loan, amount: Money | None, *, day:
             ).coded("over-payoff-covered")
         raise refusal.coded("over-payoff", amount=amount, most=most, day=day)
     unit.audit(overpayment.approver, "payment.overpayment", f"loan:{record.id}",
-               "overpayment approved", after={"amount": str(amount), "payoff": str(most),
+               "", after={"amount": str(amount), "payoff": str(most),
                                               "taken_by": overpayment.approver})  # fmt: skip
     return payoff
 
@@ -501,7 +501,7 @@ def refund(context: Context, loan_id: int, amount: Money, day: date, *,
         state = _book(unit, record, event, f"merchant refund of {amount}")
         payout = Money(max(state.credit_balance - credit_before, 0))
         paid_to, state = _pay_credit_back(unit, record, payout, day=day, state=state, opened=opened)
-        unit.audit(caller(context, unit).name, "loan.refund", f"loan:{loan_id}", "merchant refund",
+        unit.audit(caller(context, unit).name, "loan.refund", f"loan:{loan_id}", "",
                    after={"amount": str(amount), "paid_back": str(payout),
                           "paid_to": [_booked(paid) for paid in paid_to]})  # fmt: skip
         return Refunded(f"F{loan_id}-{event.seq}", loan_id, amount, payout, paid_to, day,
@@ -538,7 +538,7 @@ def refund_credit(context: Context, loan_id: int, amount: Money | None, day: dat
             unit, record, paying, day=day, state=before, opened=opened
         )
         unit.audit(caller(context, unit).name, "loan.refund_credit", f"loan:{loan_id}",
-                   "credit paid back",
+                   "",
                    before={"credit_balance": str(credit)},
                    after={"credit_balance": str(state.credit_balance),
                           "paid_to": [_booked(paid) for paid in paid_to]})  # fmt: skip

@@ -355,8 +355,10 @@ def _plan(request: Request, visit: Visit, plan: int, status_code: int = 200,
     )
 
 
-def _product_names(context: Context) -> dict[str, str]:
-    return {item["code"]: item["name"] for item in documents(products.list_products(context))}
+def _product_names(context: Context) -> dict[str, dict[str, str]]:
+    """Each product's name by language: the page shows the one it speaks."""
+    return {item["code"]: {"zh-CN": item["name"], "en": item["name_en"]}
+            for item in documents(products.list_products(context))}  # fmt: skip
 
 
 # -- receipts ----------------------------------------------------------------------------------

@@ -24,6 +24,28 @@ WORDS: dict[str, dict[str, str]] = {
     },
     "error.reference": {"zh-CN": "参考编号：{request_id}", "en": "Reference: {request_id}"},
     # -- refusals the services give a code (InputError.coded), in the reader's language --------
+    "refusal.not-found": {
+        "zh-CN": "没有找到这项记录：编号可能有误，或不在您可查看的范围内。",
+        "en": "Nothing was found by that number: it may be mistyped, or not yours to see.",
+    },
+    "refusal.not-an-amount": {
+        "zh-CN": "“{text}”不是金额：请填写以元为单位、最多两位小数的金额，如 12000 或 12,000.00。",
+        "en": '"{text}" is not an amount: give yuan with at most two decimals, e.g. 12000 or '
+        "12,000.00.",
+    },
+    "refusal.too-many-decimals": {
+        "zh-CN": "“{text}”的小数多于两位：金额最小到分，如 0.5 或 12,000.00。",
+        "en": '"{text}" has more than two decimals: amounts go down to the fen, e.g. 0.5 or '
+        "12,000.00.",
+    },
+    "refusal.negative-amount": {
+        "zh-CN": "“{text}”是负数：金额不能小于 0。",
+        "en": '"{text}" is negative: an amount is 0 or more.',
+    },
+    "refusal.amount-too-large": {
+        "zh-CN": "“{text}”超过了金额上限 {most} 元。",
+        "en": '"{text}" is more than {most}, the most an amount may be.',
+    },
     "refusal.permission-needed": {
         "zh-CN": "这项操作需要{role}角色（{permission}权限）。",
         "en": "This needs the {role} role (permission: {permission}).",
@@ -284,6 +306,33 @@ WORDS: dict[str, dict[str, str]] = {
     "console.journal.account": {"zh-CN": "科目", "en": "Account"},
     "console.journal.debit": {"zh-CN": "借方", "en": "Debit"},
     "console.journal.credit": {"zh-CN": "贷方", "en": "Credit"},
+    "console.journal.disbursement": {"zh-CN": "放款", "en": "disbursement"},
+    "console.journal.accrual": {"zh-CN": "计提", "en": "accrual"},
+    # The chart of accounts (科目表), one name per language.
+    "account.principal_receivable": {"zh-CN": "贷款本金应收", "en": "Loan principal receivable"},
+    "account.interest_receivable": {"zh-CN": "应收利息", "en": "Interest receivable"},
+    "account.fee_receivable": {"zh-CN": "应收手续费", "en": "Fee receivable"},
+    "account.penalty_receivable": {"zh-CN": "应收罚息", "en": "Penalty interest receivable"},
+    "account.interest_income": {"zh-CN": "利息收入", "en": "Interest income"},
+    "account.fee_income": {"zh-CN": "手续费收入", "en": "Fee income"},
+    "account.penalty_income": {"zh-CN": "罚息收入", "en": "Penalty interest income"},
+    "account.merchant_payable": {"zh-CN": "应付商户款", "en": "Payable to merchants"},
+    "account.credit_balance": {"zh-CN": "借款人溢缴款", "en": "Borrower credit balances"},
+    "account.write_off_expense": {"zh-CN": "贷款核销损失", "en": "Loan write-off expense"},
+    "account.recoveries": {"zh-CN": "已核销贷款收回", "en": "Recoveries of written-off loans"},
+    "account.cash_clearing:bank_card": {
+        "zh-CN": "银行卡资金清算",
+        "en": "Cash clearing, bank card",
+    },
+    "account.cash_clearing:alipay": {"zh-CN": "支付宝资金清算", "en": "Cash clearing, Alipay"},
+    "account.cash_clearing:wechat": {
+        "zh-CN": "微信支付资金清算",
+        "en": "Cash clearing, WeChat Pay",
+    },
+    "account.cash_clearing:manual": {
+        "zh-CN": "人工入账资金清算",
+        "en": "Cash clearing, manual entry",
+    },
     "console.form.date": {"zh-CN": "日期", "en": "Date"},
     "console.form.amount": {"zh-CN": "金额（元）", "en": "Amount (yuan)"},
     "console.form.reason": {"zh-CN": "原因", "en": "Reason"},
@@ -387,6 +436,25 @@ WORDS: dict[str, dict[str, str]] = {
     "console.audit.reason": {"zh-CN": "原因", "en": "Reason"},
     "console.audit.change": {"zh-CN": "变更前 → 变更后", "en": "Before → after"},
     "console.audit.none": {"zh-CN": "没有记录。", "en": "No entries."},
+    # What the audit log records (``unit.audit``'s actions), in words.
+    "audit.product.load": {"zh-CN": "载入产品", "en": "product loaded"},
+    "audit.borrower.create": {"zh-CN": "新建借款人", "en": "borrower created"},
+    "audit.method.bind": {"zh-CN": "绑定支付方式", "en": "method bound"},
+    "audit.method.default": {"zh-CN": "设为默认支付方式", "en": "method made the default"},
+    "audit.method.unbind": {"zh-CN": "解绑支付方式", "en": "method unbound"},
+    "audit.method.fund": {"zh-CN": "设置模拟余额", "en": "simulated balance set"},
+    "audit.user.create": {"zh-CN": "新建操作员", "en": "operator created"},
+    "audit.user.disable": {"zh-CN": "停用操作员", "en": "operator disabled"},
+    "audit.apikey.create": {"zh-CN": "新建 API 密钥", "en": "API key created"},
+    "audit.apikey.revoke": {"zh-CN": "吊销 API 密钥", "en": "API key revoked"},
+    "audit.payment.overpayment": {"zh-CN": "批准超额收款", "en": "overpayment approved"},
+    "audit.payment.reverse": {"zh-CN": "冲正", "en": "payment reversed"},
+    "audit.loan.refund": {"zh-CN": "商户退款", "en": "merchant refund"},
+    "audit.loan.refund_credit": {"zh-CN": "退还溢缴款", "en": "credit paid back"},
+    "audit.waive.penalty": {"zh-CN": "减免罚息", "en": "penalty interest waived"},
+    "audit.waive.fee": {"zh-CN": "减免费用", "en": "fee waived"},
+    "audit.payout.retry": {"zh-CN": "重新发起退款", "en": "payout sent again"},
+    "audit.payout.paid_by_hand": {"zh-CN": "退款已人工支付", "en": "payout paid by hand"},
     # -- the borrower's page 我的分期 -------------------------------------------------------------
     "me.name": {"zh-CN": "我的分期", "en": "My plans"},
     "me.nav.methods": {"zh-CN": "支付方式", "en": "Methods"},
@@ -618,7 +686,7 @@ WORDS: dict[str, dict[str, str]] = {
     },
     "me.hardship.interest": {
         "zh-CN": "停止计息或降低利息（停息挂账）；",
-        "en": "stop or reduce the interest (停息挂账);",
+        "en": "stop or reduce the interest;",
     },
     "me.hardship.penalty": {
         "zh-CN": "减免已产生的罚息；",
