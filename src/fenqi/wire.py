@@ -245,11 +245,6 @@ def loan_summary(view: LoanSummary) -> dict[str, Any]:
         "outstanding_interest": money(view.outstanding_interest),
         "outstanding_fee": money(view.outstanding_fee),
         "outstanding_penalty": money(view.outstanding_penalty),
-        "paid_principal": money(view.paid_principal),
-        "paid_interest": money(view.paid_interest),
-        "paid_fee": money(view.paid_fee),
-        "paid_penalty": money(view.paid_penalty),
-        "paid": money(view.paid),
         "credit_balance": money(view.credit_balance),
         "amount_due": money(view.amount_due),
         "written_off_on": _iso(view.written_off_on),
@@ -260,6 +255,11 @@ def loan_summary(view: LoanSummary) -> dict[str, Any]:
 def loan(view: LoanView) -> dict[str, Any]:
     return {
         **loan_summary(view.summary),
+        "paid_principal": money(view.paid.principal),
+        "paid_interest": money(view.paid.interest),
+        "paid_fee": money(view.paid.fee),
+        "paid_penalty": money(view.paid.penalty),
+        "paid": money(view.paid.total),
         "installments": [loan_installment(row) for row in view.installments],
         "consent": view.consent,
     }
@@ -632,7 +632,8 @@ def api_key(key: ApiKey) -> dict[str, Any]:
 
 
 def code_sent(answer: CodeSent) -> dict[str, Any]:
-    return {"sent": answer.sent, "expires_in_minutes": answer.expires_in_minutes}
+    return {"sent": answer.sent, "expires_in_minutes": answer.expires_in_minutes,
+            "again_in_seconds": answer.again_in_seconds}  # fmt: skip
 
 
 def notified(recorded: Notified) -> dict[str, Any]:

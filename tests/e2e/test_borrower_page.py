@@ -6,7 +6,7 @@ token, paying (once, however often the form is sent), paying off, her methods, a
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import date
+from datetime import date, datetime, timedelta
 from html.parser import HTMLParser
 from typing import Any
 
@@ -17,7 +17,7 @@ from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
 
 from fenqi import seeding
-from fenqi.clock import today
+from fenqi.clock import CHINA, today
 from fenqi.domain.money import Money
 from fenqi.http.app import create_app
 from fenqi.services import borrowers, products, servicing
@@ -124,6 +124,11 @@ def test_she_signs_in_with_a_code_and_a_wrong_code_is_refused(engine: Engine,
         assert code_form.status_code == 200
         assert 'name="code"' in code_form.text
         assert "验证码已发送" in code_form.text
+        # When a new code may be asked for: a minute on, in Beijing time.
+        again = re.search(r"(\d\d:\d\d:\d\d)（北京时间）之后可以重新获取验证码", code_form.text)
+        assert again is not None, code_form.text
+        soon = (datetime.now(CHINA) + timedelta(seconds=60)).strftime("%H:%M:%S")
+        assert abs(_seconds(again[1]) - _seconds(soon)) <= 5 or _seconds(soon) < 10
         nobody = client.post("/me/login/code", data={"phone": "13911112222"})
         assert nobody.status_code == 200  # the same answer: it tells nothing
         code = sign_in_code(engine, HER)
@@ -392,7 +397,7 @@ def test_she_binds_and_manages_only_her_own_methods(home: Home) -> None:
     assert "支付宝 w***@example.com" in page
     wrong = home.post("/me/methods", {**form, "kind": "bank_card", "account": "12"})
     assert wrong.status_code == 422
-    assert "12 to 19 digits" in wrong.text
+    assert "银行卡号是12至19位数字" in wrong.text
     made_default = home.post(f"/me/methods/{home.mine.method_id}/default", form)
     assert made_default.status_code == 303
     assert Forms(home.page(f"/me/loans/{home.mine.loan_id}").text).forms["pay"]["method"] == str(
@@ -512,7 +517,7 @@ def test_the_sign_in_page_takes_a_phone_or_a_code_exactly_as_the_api_does(
             tries = session.scalars(select(SignInCodeRow.attempts)).all()
         assert tries == [0, 0]  # no shape-refused code counted as a try
         english = client.post("/me/login/code?lang=en", data={"phone": TYPED_PHONES[0]})
-        assert "Please give a phone number" in english.text
+        assert "Please give a mobile number" in english.text
 
 
 ENGLISH_WORD = re.compile(r"\b[A-Za-z]{3,}\b")
@@ -547,3 +552,8 @@ def test_the_common_refusals_are_said_in_her_language(home: Home) -> None:
         assert not ENGLISH_WORD.search(shown), shown
     english = home.post(f"{path}/pay?lang=en", {**form, "amount": "1"})
     assert "This plan is settled; nothing is owed on it." in alert_text(english.text)
+
+
+def _seconds(clock_time: str) -> int:
+    hours, minutes, seconds = map(int, clock_time.split(":"))
+    return hours * 3600 + minutes * 60 + seconds

@@ -21,21 +21,14 @@ from fenqi.services.context import Context
 from fenqi.store.database import make_engine, upgrade
 from fenqi.wire import present
 from tests.e2e.borrowers import MASKED_CARD, Plan, open_plan, pay_on_time, sign_in_code
+from tests.e2e.chromium import ARGS, CHROMIUM, skip_without_chromium
 from tests.e2e.serving import serving
 from tests.simulated import simulated_context
 
-CHROMIUM = Path("/usr/bin/chromium")
-if not CHROMIUM.exists():
-    pytest.skip(
-        f"BROWSER TESTS SKIPPED: no Chromium at {CHROMIUM} (make test installs Debian's "
-        "chromium and fonts-noto-cjk)",
-        allow_module_level=True,
-    )
+skip_without_chromium("BROWSER TESTS")
 
 from playwright.sync_api import Page, expect, sync_playwright  # noqa: E402 - only with Chromium
 
-ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
-        "--disable-component-update", "--disable-sync", "--no-first-run"]  # fmt: skip
 PHONE_SCREEN = {"width": 390, "height": 844}
 SHOTS = Path(__file__).resolve().parents[2] / "test-artifacts" / "borrower"
 PHONE = "13900139000"

@@ -25,28 +25,21 @@ from fenqi.services.policy import Role
 from fenqi.store.database import make_engine, upgrade
 from fenqi.wire import present
 from tests.e2e.borrowers import open_plan, pay_on_time, sign_in_code
+from tests.e2e.chromium import ARGS, CHROMIUM, skip_without_chromium
 from tests.e2e.serving import serving
 from tests.simulated import simulated_context
 
-CHROMIUM = Path("/usr/bin/chromium")
-if not CHROMIUM.exists():
-    pytest.skip(
-        f"LANGUAGE BROWSER TESTS SKIPPED: no Chromium at {CHROMIUM} (make test installs "
-        "Debian's chromium and fonts-noto-cjk)",
-        allow_module_level=True,
-    )
+skip_without_chromium("LANGUAGE BROWSER TESTS")
 
 from playwright.sync_api import Page, expect, sync_playwright  # noqa: E402 - only with Chromium
 
-ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
-        "--disable-component-update", "--disable-sync", "--no-first-run"]  # fmt: skip
 SHOTS = Path(__file__).resolve().parents[2] / "test-artifacts" / "language"
 PHONE = "13900139000"
 PASSWORD = "a long password"
 WALLET = "wangfang@example.com"
 # What people and partners typed, shown as typed in either language; and the switch to the other.
 TYPED = ("王芳", "华为商城", "华为", "Mate", "JD-20260815-0001", "TM-0002", "天猫", "admin", "setup",
-         WALLET, "abc")  # fmt: skip
+         WALLET, "abc", "typed", "nobody", "not an account")  # fmt: skip
 SWITCH = {"zh-CN": "English", "en": "中文"}
 LATIN = re.compile(r"[A-Za-z]{2,}")
 HAN = re.compile(r"[\u3000-\u303f\u3400-\u9fff\uff01-\uff5e]+")
@@ -131,8 +124,15 @@ def test_every_borrower_page_speaks_one_language(shop: Shop, browser_page: Page,
     page = browser_page
     page.goto(f"{shop.url}/me/login?lang={lang}")
     check(page, lang, "me-login")
+    page.fill("#phone", "1390013")  # too short
+    page.locator("form[action='/me/login/code'] button").click()
+    check(page, lang, "me-login-bad-phone")
     page.fill("#phone", PHONE)
     page.locator("form[action='/me/login/code'] button").click()
+    page.fill("#code", "000000")
+    page.locator("form[action='/me/login'] button").click()
+    expect(page.locator("[role=alert]")).to_be_visible()
+    check(page, lang, "me-login-wrong-code")
     page.fill("#code", sign_in_code(shop.engine, PHONE))
     page.locator("form[action='/me/login'] button").click()
     expect(page).to_have_url(f"{shop.url}/me")
@@ -155,6 +155,12 @@ def test_every_borrower_page_speaks_one_language(shop: Shop, browser_page: Page,
     page.locator("#pay button").click()
     expect(page.locator("[role=alert]")).to_be_visible()
     check(page, lang, "me-refused-declined")
+    page.goto(f"{shop.url}/me/methods")
+    page.locator("#kind").select_option("alipay")
+    page.fill("#account", "not an account")
+    page.locator("#bind button").click()
+    expect(page.locator("[role=alert]")).to_be_visible()
+    check(page, lang, "me-refused-bind")
 
 
 @pytest.mark.parametrize("lang", ["zh-CN", "en"])
@@ -187,3 +193,10 @@ def test_every_console_page_speaks_one_language(shop: Shop, browser_page: Page, 
     page.locator("#waive button[type=submit]").click()
     expect(page.locator("[role=alert]")).to_be_visible()
     check(page, lang, "console-refused-amount")
+    page.goto(f"{shop.url}/console?q=nobody")
+    check(page, lang, "console-found-nobody")
+    page.goto(f"{shop.url}/console/loans/{shop.settled_loan}")
+    page.fill("#reverse-reason", "typed")
+    page.locator("#reverse button[type=submit]").click()  # it would reopen the settled plan
+    expect(page.locator("#confirm-reverse")).to_be_visible()
+    check(page, lang, "console-confirm-reversal")

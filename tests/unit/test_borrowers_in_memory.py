@@ -78,3 +78,41 @@ def test_a_borrower_binds_her_own_methods_only(units: MemoryUnits) -> None:
         borrowers.set_default_method(herself, theirs)
     with pytest.raises(NotFoundError):
         borrowers.show_borrower(herself, other)
+
+
+@pytest.mark.parametrize(
+    ("kind", "account", "code"),
+    [("alipay", "not an account", "alipay-account"), ("alipay", "zhang@", "alipay-account"),
+     ("alipay", "1380013800", "alipay-account"), ("wechat", "zs", "wechat-account"),
+     ("wechat", "1zhangsan", "wechat-account"), ("wechat", "zhang san 01", "wechat-account"),
+     ("bank_card", "6222-0200", "card-number")],
+)  # fmt: skip
+def test_an_account_that_cannot_be_one_of_its_kind_is_refused_in_words(
+    units: MemoryUnits, kind: str, account: str, code: str
+) -> None:
+    context = units.context()
+    who = borrowers.create_borrower(context, "张三", "13800138000", Money.parse("50000")).id
+    with pytest.raises(RefusedError) as refused:
+        borrowers.bind_method(context, who, kind, account)
+    assert refused.value.code == code
+    assert borrowers.show_borrower(context, who).methods == []
+
+
+@pytest.mark.parametrize(
+    ("kind", "account", "masked"),
+    [("alipay", "13800138000", "138****8000"), ("alipay", "+8613800138000", "+86*******8000"),
+     ("alipay", "zhang.san@example.com.cn", "z***@example.com.cn"),
+     ("wechat", "zhangsan_01", "zha****n_01"), ("wechat", "13800138000", "138****8000")],
+)  # fmt: skip
+def test_alipay_and_wechat_take_a_mobile_number_an_email_or_a_wechat_id(
+    units: MemoryUnits, kind: str, account: str, masked: str
+) -> None:
+    context = units.context()
+    who = borrowers.create_borrower(context, "张三", "13800138000", Money.parse("50000")).id
+    assert borrowers.bind_method(context, who, kind, account).method.masked_account == masked
+
+
+@pytest.mark.parametrize("phone", ["1380013800", "23800138000", "+8513800138000", "12800138000"])
+def test_a_borrowers_phone_is_a_mainland_mobile_number(units: MemoryUnits, phone: str) -> None:
+    with pytest.raises(RefusedError, match="not a mobile number"):
+        borrowers.create_borrower(units.context(), "张三", phone, Money.parse("50000"))

@@ -167,7 +167,8 @@ def test_a_borrower_signs_in_once_with_the_code_texted_to_her(
     units: MemoryUnits, clock: Clock
 ) -> None:
     context = units.context()
-    answer = {"sent": True, "expires_in_minutes": credentials.CODE_MINUTES}
+    answer = {"sent": True, "expires_in_minutes": credentials.CODE_MINUTES,
+              "again_in_seconds": credentials.RESEND.seconds}  # fmt: skip
     assert present(credentials.send_sign_in_code(context, PHONE)) == answer
     (text,) = units.world.sent
     assert (text.loan_id, text.borrower_id, text.phone, text.sent_at) == (0, 1, PHONE, START)
@@ -222,7 +223,8 @@ def test_the_code_goes_to_the_gateway_after_the_answer_and_a_failing_gateway_sto
     gateway = Slow(failure)
     context = replace(units.context(), sms=gateway)
     answer = credentials.send_sign_in_code(context, PHONE)
-    assert present(answer) == {"sent": True, "expires_in_minutes": credentials.CODE_MINUTES}
+    assert present(answer) == {"sent": True, "expires_in_minutes": credentials.CODE_MINUTES,
+                               "again_in_seconds": credentials.RESEND.seconds}  # fmt: skip
     assert gateway.handed == []  # answered before the gateway was done
     gateway.go.set()
     credentials.texts_handed_over()

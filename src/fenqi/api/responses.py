@@ -38,6 +38,7 @@ class Answer(BaseModel):
 class CodeSent(Answer):
     sent: bool
     expires_in_minutes: int
+    again_in_seconds: int = Field(description="Seconds until a new code may be asked for.")
 
 
 class Session(Answer):
@@ -164,11 +165,6 @@ class LoanSummary(Answer):
     outstanding_interest: Yuan
     outstanding_fee: Yuan
     outstanding_penalty: Yuan
-    paid_principal: Yuan = Field(description="Paid to the plan's principal, net of reversals.")
-    paid_interest: Yuan
-    paid_fee: Yuan = Field(description="Installment, late and early-repayment fees paid.")
-    paid_penalty: Yuan
-    paid: Yuan = Field(description="The four paid parts together.")
     credit_balance: Yuan
     amount_due: Yuan
     written_off_on: Day | None
@@ -202,6 +198,11 @@ class Installment(Answer):
 
 
 class Loan(LoanSummary):
+    paid_principal: Yuan = Field(description="Paid to the plan's principal, net of reversals.")
+    paid_interest: Yuan
+    paid_fee: Yuan = Field(description="Installment, late and early-repayment fees paid.")
+    paid_penalty: Yuan
+    paid: Yuan = Field(description="The four paid parts together.")
     installments: list[Installment]
     consent: Quote | None = Field(description="The offer the borrower agreed to, as shown.")
 

@@ -10,13 +10,14 @@ from typing import Annotated, Literal
 from pydantic import AfterValidator, BeforeValidator, Field, TypeAdapter, ValidationError
 
 from fenqi.clock import today
+from fenqi.services.borrowers import PHONE
 from fenqi.services.credentials import USER_NAME
 from fenqi.services.days import looking_day
 from fenqi.store.schema import MAX_ID
 
 # What a person types to sign in, one definition for the API's bodies and the pages' forms
 # (``fits``): the sign-in page must not take a phone, a code or a name the API would refuse.
-Phone = Annotated[str, Field(pattern=r"^\+?[0-9]{6,15}$", examples=["13800138000"])]
+Phone = Annotated[str, Field(pattern=PHONE.pattern, examples=["13800138000"])]
 SignInCode = Annotated[str, Field(pattern=r"^[0-9]{6}$", examples=["123456"])]
 UserName = Annotated[str, Field(pattern=f"^{USER_NAME.pattern}$", examples=["wang.li"])]
 Password = Annotated[str, Field(min_length=1, max_length=200)]

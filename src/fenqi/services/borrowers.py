@@ -18,8 +18,12 @@ from fenqi.services.errors import NotFoundError, RefusedError, plain_text
 from fenqi.services.policy import Permission, Principal, require, sees, serves, simulates
 from fenqi.services.views import BorrowerView, MethodChanged
 
-_PHONE = re.compile(r"^\+?\d{6,15}$", re.ASCII)
+# A mainland mobile number (11 digits, 13x to 19x), with or without +86: the number a borrower
+# signs in with and is texted at. The API's bodies and the sign-in page take the same.
+PHONE = re.compile(r"^(\+86)?1[3-9][0-9]{9}$", re.ASCII)
 _CARD = re.compile(r"^\d{12,19}$", re.ASCII)
+_EMAIL = re.compile(r"^[A-Za-z0-9._%+-]{1,64}@[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)+$", re.ASCII)
+_WECHAT_ID = re.compile(r"^[A-Za-z][A-Za-z0-9_-]{5,19}$", re.ASCII)
 _KINDS = ", ".join(channel.value for channel in Channel if channel is not Channel.MANUAL)
 
 
@@ -27,8 +31,9 @@ def create_borrower(context: Context, name: str, phone: str, limit: Money) -> Bo
     name, phone = plain_text("the name", name).strip(), re.sub(r"[\s-]", "", phone)
     if not name:
         raise RefusedError("a borrower needs a name")
-    if not _PHONE.match(phone):
-        raise RefusedError(f'"{phone}" is not a phone number; give digits, e.g. 13800138000')
+    if not PHONE.match(phone):
+        raise RefusedError(f'"{phone}" is not a mobile number; give its 11 digits (a leading '
+                           '+86 is fine), e.g. 13800138000')  # fmt: skip
 
     def create(unit: UnitOfWork) -> BorrowerView:
         who = caller(context, unit)
@@ -196,16 +201,23 @@ def _channel(kind: str) -> Channel:
 
 
 def mask(channel: Channel, account: str) -> str:
-    """The account as it may be shown and stored: never a full card number."""
-    account = re.sub(r"[\s-]", "", account)
+    """The account as it may be shown and stored: never a full card number. One that cannot be
+    an account of its kind is refused, saying what one looks like."""
+    account = account.strip() if channel is Channel.WECHAT else re.sub(r"[\s-]", "", account)
     if channel is Channel.BANK_CARD:
         if not _CARD.match(account):
             raise RefusedError(
                 f"a bank card number is 12 to 19 digits, not {len(account)} characters"
-            )
+            ).coded("card-number")
         return account[:6] + "*" * (len(account) - 10) + account[-4:]
-    if not account:
-        raise RefusedError(f"give the {channel.value} account")
+    if channel is Channel.ALIPAY and not (PHONE.match(account) or _EMAIL.match(account)):
+        raise RefusedError("an Alipay account is the mobile number or the email address it was "
+                           "opened with").coded("alipay-account")  # fmt: skip
+    if channel is Channel.WECHAT and not (PHONE.match(account) or _WECHAT_ID.match(account)):
+        raise RefusedError(
+            "a WeChat account is a WeChat ID (6 to 20 letters, digits, _ or -, starting with a "
+            "letter) or its mobile number"
+        ).coded("wechat-account")
     if "@" in account:
         name, _, domain = account.partition("@")
         return f"{name[:1]}***@{domain}"

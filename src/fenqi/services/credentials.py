@@ -278,24 +278,26 @@ def send_sign_in_code(context: Context, phone: str, address: str | None = None) 
     by its timing that one was called)."""
     at = now()
 
-    def send(unit: UnitOfWork) -> str | None:
+    def send(unit: UnitOfWork) -> tuple[str | None, int]:
         throttles.count(unit.counters, at, [(CODE_REQUESTS, address)])
         borrower_id = unit.borrowers.with_phone(phone)
         code = f"{secrets.randbelow(10**6):06d}"
         text = None
-        if _may_text_code(unit, phone, at):
+        wait = _wait_for_new_code(unit, phone, at)
+        if wait == 0:
+            wait = RESEND.seconds
             known = borrower_id is not None
             _store_code(unit, phone, code if known else secrets.token_urlsafe(16), at)
             if borrower_id is not None:
                 text = SIGN_IN_TEXT.format(code=code, minutes=CODE_MINUTES)
                 unit.outbox.log_sign_in_code(borrower_id, phone, text, at)
         _prune(unit, at)
-        return text
+        return text, wait
 
-    text = transact(context, send)
+    text, wait = transact(context, send)
     if text is not None and context.sms is not None:
         text_later(context.sms, phone, text)
-    return CodeSent(True, CODE_MINUTES)
+    return CodeSent(True, CODE_MINUTES, wait)
 
 
 # Sign-in codes go to the gateway from a thread of their own, one after another: a gateway may
@@ -324,12 +326,15 @@ def _text(gateway: SmsGateway, phone: str, text: str) -> None:
                                 "error": type(failure).__name__}))  # fmt: skip
 
 
-def _may_text_code(unit: UnitOfWork, phone: str, at: datetime) -> bool:
-    """A new code resets the attempts against the last one: without a limit on new codes,
-    guessing would have no limit either (and the phone would be flooded with texts). Both
-    counts are atomic, so simultaneous requests cannot all slip under them."""
+def _wait_for_new_code(unit: UnitOfWork, phone: str, at: datetime) -> int:
+    """Counts a request for a new code for the phone: 0 when one may be made now, else the
+    seconds until one may (a minute after the last, or the next day after the day's last). A
+    new code resets the attempts against the last one: without a limit on new codes, guessing
+    would have no limit either (and the phone would be flooded with texts). Both counts are
+    atomic, so simultaneous requests cannot all slip under them; and they are the same whoever's
+    phone it is, so the wait tells nothing."""
     counters = unit.counters
-    return throttles.within(counters, at, RESEND, phone) and throttles.within(
+    return throttles.wait(counters, at, RESEND, phone) or throttles.wait(
         counters, at, CODES_PER_DAY, phone
     )
 

@@ -62,6 +62,11 @@ def within(counters: Counters, at: datetime, limit: Limit, subject: str) -> bool
     return _hit(counters, at, limit, subject) is None
 
 
+def wait(counters: Counters, at: datetime, limit: Limit, subject: str) -> int:
+    """Counts a try: 0 when it is within the limit, else the seconds until its window ends."""
+    return _hit(counters, at, limit, subject) or 0
+
+
 def give_back(counters: Counters, tries: Tries) -> None:
     """Returns the tries counted before a check that succeeded: the limits count failures."""
     for limit, subject in tries:

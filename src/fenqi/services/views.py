@@ -7,7 +7,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import date, datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 from fenqi.domain.corrections import Consequences
 from fenqi.domain.events import Channel, WaiverKind
@@ -47,11 +47,6 @@ class LoanSummary:
     outstanding_interest: Money
     outstanding_fee: Money
     outstanding_penalty: Money
-    paid_principal: Money
-    paid_interest: Money
-    paid_fee: Money
-    paid_penalty: Money
-    paid: Money
     credit_balance: Money
     amount_due: Money
     written_off_on: date | None
@@ -69,8 +64,6 @@ class LoanSummary:
             outstanding_interest=state.outstanding_interest,
             outstanding_fee=state.outstanding_fee,
             outstanding_penalty=state.outstanding_penalty,
-            paid_principal=state.paid_principal, paid_interest=state.paid_interest,
-            paid_fee=state.paid_fee, paid_penalty=state.paid_penalty, paid=state.paid,
             credit_balance=state.credit_balance, amount_due=state.amount_due,
             written_off_on=None if state.write_off is None else state.write_off.day,
             recovered=state.recovered,
@@ -85,10 +78,24 @@ class LoanView:
     summary: LoanSummary
     installments: tuple[InstallmentState, ...]
     consent: Shown | None
+    paid: PaidParts
 
     @classmethod
     def of(cls, loan: Loan, state: LoanState, consent: Shown | None) -> LoanView:
-        return cls(LoanSummary.of(loan, state), tuple(state.installments), consent)
+        paid = PaidParts(state.paid_principal, state.paid_interest, state.paid_fee,
+                         state.paid_penalty, state.paid)  # fmt: skip
+        return cls(LoanSummary.of(loan, state), tuple(state.installments), consent, paid)
+
+
+class PaidParts(NamedTuple):
+    """What was paid to a plan, part by part and in all: what a settled plan really cost. (A
+    payment's answer leaves it out: paid ahead, it moves with every later payment.)"""
+
+    principal: Money
+    interest: Money
+    fee: Money
+    penalty: Money
+    total: Money
 
 
 @dataclass(frozen=True)
@@ -337,6 +344,7 @@ class CodeSent:
 
     sent: bool
     expires_in_minutes: int
+    again_in_seconds: int  # until a new code may be asked for (once a minute a phone)
 
 
 @dataclass(frozen=True)

@@ -14,13 +14,14 @@ from __future__ import annotations
 import secrets
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Form, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from pydantic import BaseModel, Field
 
-from fenqi import clock
+from fenqi import clock, shown
 from fenqi.domain.dunning import DEFAULT_LENDER
 from fenqi.domain.errors import InputError
 from fenqi.domain.events import Channel, PrepayMode
@@ -218,8 +219,9 @@ def send_code(request: Request, form: Annotated[PhoneForm, Form()]) -> HTMLRespo
         sent = credentials.send_sign_in_code(base_context(request), phone, client_address(request))
     except TooManyAttemptsError as locked:  # too many requests from her address
         return locked_out(_page(request, "login.html", None, 429, locked=locked.minutes), locked)
-    return _page(request, "login.html", None, phone=phone,
-                 minutes=sent.expires_in_minutes)  # fmt: skip
+    again = clock.stamp() + timedelta(seconds=sent.again_in_seconds)
+    return _page(request, "login.html", None, phone=phone, minutes=sent.expires_in_minutes,
+                 again_at=shown.beijing(again.isoformat()))  # fmt: skip
 
 
 @router.post("/login")

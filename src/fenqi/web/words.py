@@ -46,6 +46,19 @@ WORDS: dict[str, dict[str, str]] = {
         "zh-CN": "“{text}”超过了金额上限 {most} 元。",
         "en": '"{text}" is more than {most}, the most an amount may be.',
     },
+    "refusal.card-number": {
+        "zh-CN": "银行卡号是12至19位数字，请核对后重新输入。",
+        "en": "A bank card number is 12 to 19 digits; check it and type it again.",
+    },
+    "refusal.alipay-account": {
+        "zh-CN": "支付宝账号是开户时使用的手机号或邮箱地址，请核对后重新输入。",
+        "en": "An Alipay account is the mobile number or the email address it was opened with.",
+    },
+    "refusal.wechat-account": {
+        "zh-CN": "微信账号是微信号（6至20位字母、数字、下划线或减号，以字母开头）或绑定的手机号。",
+        "en": "A WeChat account is a WeChat ID (6 to 20 letters, digits, _ or -, starting with a "
+        "letter) or its mobile number.",
+    },
     "refusal.permission-needed": {
         "zh-CN": "这项操作需要{role}角色（{permission}权限）。",
         "en": "This needs the {role} role (permission: {permission}).",
@@ -465,6 +478,7 @@ WORDS: dict[str, dict[str, str]] = {
         "en": "Enter the phone number you registered with, and we will text you a one-time code.",
     },
     "me.login.phone": {"zh-CN": "手机号", "en": "Phone number"},
+    "me.login.phone_is": {"zh-CN": "手机号：{phone}", "en": "Phone number: {phone}"},
     "me.login.send": {"zh-CN": "获取验证码", "en": "Text me a code"},
     "me.login.sent": {
         "zh-CN": "如该手机号已注册，验证码已发送，{minutes}分钟内有效。",
@@ -473,13 +487,17 @@ WORDS: dict[str, dict[str, str]] = {
     "me.login.code": {"zh-CN": "短信验证码（6位数字）", "en": "The 6-digit code"},
     "me.login.go": {"zh-CN": "登录", "en": "Sign in"},
     "me.login.again": {"zh-CN": "重新获取验证码", "en": "Send a new code"},
+    "me.login.again_at": {
+        "zh-CN": "没收到？{time}（北京时间）之后可以重新获取验证码。",
+        "en": "No text? A new code may be asked for after {time} (Beijing time).",
+    },
     "me.login.wrong_code": {
         "zh-CN": "验证码不正确或已过期。请核对后重新输入，或重新获取验证码。",
         "en": "That code is wrong or has expired. Check it and try again, or ask for a new one.",
     },
     "me.login.bad_phone": {
-        "zh-CN": "请输入正确的手机号：6至15位数字（可以“+”开头），例如 13800138000。",
-        "en": "Please give a phone number: 6 to 15 digits 0-9 (a leading + is fine), such as "
+        "zh-CN": "请输入正确的手机号：11位数字（可以“+86”开头），例如 13800138000。",
+        "en": "Please give a mobile number: its 11 digits 0-9 (a leading +86 is fine), such as "
         "13800138000.",
     },
     "me.login.bad_code": {
