@@ -392,9 +392,12 @@ def test_she_binds_and_manages_only_her_own_methods(home: Home) -> None:
     form = home.form("/me/methods", "bind")
     bound = home.post("/me/methods", {**form, "kind": "alipay", "account": "wang@example.com",
                                       "default": "yes"})  # fmt: skip
-    assert (bound.status_code, bound.headers["location"]) == (303, "/me/methods")
-    page = home.page("/me/methods").text
+    assert (bound.status_code, bound.headers["location"]) == (303, "/me/methods?done=bound")
+    page = home.page(bound.headers["location"]).text
     assert "支付宝 w***@example.com" in page
+    assert '<div class="notice" role="status" id="done">已绑定。</div>' in page  # said so
+    assert "唯一的支付方式" not in page  # two methods: removing one stops nothing
+    assert 'id="done"' not in home.page("/me/methods?done=%3Cscript%3E").text  # only its own
     wrong = home.post("/me/methods", {**form, "kind": "bank_card", "account": "12"})
     assert wrong.status_code == 422
     assert "银行卡号是12至19位数字" in wrong.text
@@ -404,7 +407,12 @@ def test_she_binds_and_manages_only_her_own_methods(home: Home) -> None:
         home.mine.method_id
     )
     assert home.post(f"/me/methods/{home.mine.method_id}/unbind", form).status_code == 303
-    assert MASKED_CARD not in home.page("/me/methods").text
+    page = home.page("/me/methods?done=unbound").text
+    assert MASKED_CARD not in page
+    assert "已解绑。" in page
+    # The one method left, with her plan still open: removing it stops the auto-debit, and the
+    # question before it says so.
+    assert "w***@example.com 是您唯一的支付方式。解绑后，到期的账单将不能自动扣款" in page
 
 
 def test_the_pages_speak_english_when_asked(home: Home) -> None:

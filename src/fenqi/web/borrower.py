@@ -54,6 +54,7 @@ router = APIRouter(prefix=HOME, include_in_schema=False)
 
 # What she may bind: every channel but money taken by hand, which is for the counter.
 _KINDS = tuple(channel.value for channel in Channel if channel is not Channel.MANUAL)
+_DONE = ("bound", "default", "unbound")  # what the methods page may say was just done
 
 
 class NoMethodError(InputError):
@@ -394,40 +395,47 @@ def bind_method(request: Request, form: Annotated[MethodForm, Form()]) -> Respon
         return borrowers.bind_method(visit.context, visit.borrower_id, form.kind, form.account,
                                      default=bool(form.default))  # fmt: skip
 
-    return _change_methods(request, visit, bind)
+    return _change_methods(request, visit, bind, "bound")
 
 
 @router.post("/methods/{method_id}/default")
 def default_method(request: Request, method_id: str,
                    form: Annotated[CsrfForm, Form()]) -> Response:  # fmt: skip
-    return _on_her_method(request, method_id, form, borrowers.set_default_method)
+    return _on_her_method(request, method_id, form, borrowers.set_default_method, "default")
 
 
 @router.post("/methods/{method_id}/unbind")
 def unbind_method(request: Request, method_id: str,
                   form: Annotated[CsrfForm, Form()]) -> Response:  # fmt: skip
-    return _on_her_method(request, method_id, form, borrowers.unbind_method)
+    return _on_her_method(request, method_id, form, borrowers.unbind_method, "unbound")
 
 
 def _on_her_method(request: Request, method_id: str, form: CsrfForm,
-                   change: Callable[[Context, int], object]) -> Response:  # fmt: skip
+                   change: Callable[[Context, int], object], done: str) -> Response:  # fmt: skip
     visit = _posted(request, form)
-    return _change_methods(request, visit, lambda: change(visit.context, _id(method_id)))
+    return _change_methods(request, visit, lambda: change(visit.context, _id(method_id)), done)
 
 
-def _change_methods(request: Request, visit: Visit, change: Callable[[], object]) -> Response:
+def _change_methods(request: Request, visit: Visit, change: Callable[[], object],
+                    done: str) -> Response:  # fmt: skip
+    """Makes the change and says so on the methods page (``done``: what was done)."""
     try:
         change()
     except InputError as refusal:
         return _methods(request, visit, status_of(refusal), _problem(refusal))
-    return RedirectResponse(f"{HOME}/methods", status_code=303)
+    return RedirectResponse(f"{HOME}/methods?done={done}", status_code=303)
 
 
 def _methods(request: Request, visit: Visit, status_code: int = 200,
              problem: Problem | None = None) -> HTMLResponse:  # fmt: skip
+    """Her methods, what was just done to them, and whether removing the last one would stop
+    the auto-debit of a plan still open (the page then says so before she confirms)."""
     her = document(borrowers.show_borrower(visit.context, visit.borrower_id))
+    plans = servicing.list_loans(visit.context, visit.borrower_id, clock.today())
+    done = request.query_params.get("done")
     return _page(request, "methods.html", visit, status_code, methods=her["methods"],
-                 kinds=_KINDS, problem=problem)  # fmt: skip
+                 kinds=_KINDS, problem=problem, done=done if done in _DONE else None,
+                 owing=any(plan.status not in servicing.CLOSED for plan in plans))  # fmt: skip
 
 
 # -- hardship, and addresses only a form posts to ----------------------------------------------

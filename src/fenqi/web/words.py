@@ -656,6 +656,16 @@ WORDS: dict[str, dict[str, str]] = {
         "zh-CN": "确定解绑 {account} 吗？",
         "en": "Remove {account}?",
     },
+    "me.methods.unbind_last": {
+        "zh-CN": "{account} 是您唯一的支付方式。解绑后，到期的账单将不能自动扣款，需要您手动还款，"
+        "以免逾期。确定解绑吗？",
+        "en": "{account} is your only payment method. Once it is removed, bills falling due can no "
+        "longer be debited automatically: you will pay them by hand, so as not to fall behind. "
+        "Remove it?",
+    },
+    "me.methods.done.bound": {"zh-CN": "已绑定。", "en": "Added."},
+    "me.methods.done.default": {"zh-CN": "已设为默认支付方式。", "en": "Made your default."},
+    "me.methods.done.unbound": {"zh-CN": "已解绑。", "en": "Removed."},
     "me.methods.add": {"zh-CN": "添加支付方式", "en": "Add a payment method"},
     "me.methods.kind": {"zh-CN": "类型", "en": "Type"},
     "me.methods.account": {"zh-CN": "卡号或账号", "en": "Card number or account"},
