@@ -566,7 +566,8 @@ class MemoryUnitOfWork:
     def audit_entries(self, target: str | None, limit: int) -> list[AuditEntry]:
         entries = [AuditEntry(number, datetime.now(UTC), **entry)
                    for number, entry in enumerate(self.world.audit, start=1)
-                   if target is None or entry["target"] == target]  # fmt: skip
+                   if target is None or (entry["target"] == target if target[-1:].isdigit()
+                                         else entry["target"].startswith(target))]  # fmt: skip
         return entries[::-1][:limit]
 
     def audit(self, actor: str, action: str, target: str, reason: str, *,

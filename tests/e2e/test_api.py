@@ -501,8 +501,10 @@ def test_ids_are_ascii_digits_and_filed_under_their_canonical_form(
     undone = shop.post(f"/api/payments/{canonical.lower()}/reversal", "admin",
                        {"reason": "debited twice"}, key="undo-1")  # fmt: skip
     assert undone.status_code == 201, undone.text
-    entries = shop.client.get("/api/audit", params={"target": canonical}, headers=headers).json()
-    assert [entry["action"] for entry in entries] == ["payment.reverse"]
+    entries = shop.client.get("/api/audit", params={"target": f"loan:{loan}"},
+                              headers=headers).json()  # fmt: skip
+    reversals = [entry for entry in entries if entry["action"] == "payment.reverse"]
+    assert [entry["before"]["payment_id"] for entry in reversals] == [canonical]  # canonical
 
 
 def test_dates_far_from_today_are_422_and_staff_book_within_the_window(

@@ -219,10 +219,13 @@ def test_a_payment_id_is_read_in_ascii_and_kept_in_its_canonical_form(
                              idempotency_key="undo-1"))  # fmt: skip
     assert done["payment_id"] == canonical
     with Session(engine) as session:
-        targets = session.scalars(select(AuditLogRow.target).where(
+        reversals = session.execute(select(AuditLogRow.target, AuditLogRow.before).where(
             AuditLogRow.action == "payment.reverse")).all()  # fmt: skip
         scopes = session.scalars(select(IdempotencyKeyRow.scope)).all()
-    assert targets == [canonical]
+    # Kept under its loan (filtering by the loan finds it), the payment named as it is canonically.
+    assert [(target, before["payment_id"]) for target, before in reversals] == [
+        (f"loan:{done['loan_id']}", canonical)
+    ]
     assert f"payment:{canonical}" in scopes
 
 

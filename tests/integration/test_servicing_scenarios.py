@@ -10,7 +10,7 @@ from sqlalchemy.orm import Session
 
 from fenqi.domain.events import PrepayMode, WaiverKind
 from fenqi.domain.money import Money
-from fenqi.services import books, borrowers, products, servicing
+from fenqi.services import audit, books, borrowers, products, servicing
 from fenqi.services.context import Context, Replayed
 from fenqi.services.errors import DeclinedError, RefusedError
 from fenqi.store.schema import AuditLogRow, JournalEntryRow, PostingRow
@@ -309,6 +309,12 @@ def test_waivers_and_reversals_are_audited(context: Context, engine: Engine) -> 
         actions = session.execute(select(AuditLogRow.action, AuditLogRow.reason)).all()
     assert ("waive.penalty", "first time") in actions
     assert ("payment.reverse", "wrong loan") in actions
+    # The loan's filter finds both; a beginning finds every loan's; a longer id is another loan.
+    about = [entry["action"] for entry in present(audit.audit_log(context, f"loan:{loan}"))]
+    assert about == ["payment.reverse", "waive.penalty"]
+    assert [entry["action"] for entry in present(audit.audit_log(context, "loan:"))] == about
+    assert present(audit.audit_log(context, f"loan:{loan}0")) == []
+    assert present(audit.audit_log(context, "lo%")) == []  # a wildcard is a character here
     with pytest.raises(RefusedError, match=r"only 2\.94 of penalty"):
         servicing.waive(context, loan, WaiverKind.PENALTY, Money.parse("5"), reason="x",
                         day=date(2026, 2, 25))  # fmt: skip

@@ -629,7 +629,9 @@ class UnitOfWork(Protocol):
         ...
 
     def audit_entries(self, target: str | None, limit: int) -> list[AuditEntry]:
-        """The latest entries of the audit log, newest first (only those about ``target``)."""
+        """The latest entries of the audit log, newest first; only those about ``target`` if
+        given: ``loan:12`` exactly (not ``loan:120``), a beginning (``loan:``, ``user:wa``) as
+        every target that begins so."""
         ...
 
     def audit(self, actor: str, action: str, target: str, reason: str, *,

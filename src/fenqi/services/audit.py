@@ -9,8 +9,8 @@ from fenqi.services.policy import Permission, require
 
 
 def audit_log(context: Context, target: str | None = None, limit: int = 100) -> list[AuditEntry]:
-    """The latest entries, newest first; only those about ``target`` (``loan:12``) if given:
-    to admins."""
+    """The latest entries, newest first; only those about ``target`` if given (``loan:12``
+    exactly, or a beginning: ``loan:``, ``user:wa``): to admins."""
     if target is not None:
         plain_text("the target", target)
 

@@ -665,8 +665,9 @@ def reverse(context: Context, payment_id: str, reason: str, day: date | None = N
                 reversal_id, paid.channel, None if method is None else method.id,
                 None if method is None else method.masked_account, back,
             )], opened)  # fmt: skip
-        unit.audit(caller(context, unit).name, "payment.reverse", payment_id, reason,
-                   before={"amount": str(paid.amount), "status": effect.status_before.value},
+        unit.audit(caller(context, unit).name, "payment.reverse", f"loan:{loan_id}", reason,
+                   before={"payment_id": payment_id, "amount": str(paid.amount),
+                           "status": effect.status_before.value},
                    after={"paid_back": str(back), "status": effect.status_after.value,
                           "dpd": effect.dpd, "confirmed": effect.needs_confirmation,
                           "paid_to": [_booked(out) for out in paid_to]})  # fmt: skip

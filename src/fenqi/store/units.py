@@ -285,8 +285,10 @@ class DatabaseUnitOfWork:
 
     def audit_entries(self, target: str | None, limit: int) -> list[AuditEntry]:
         query = select(AuditLogRow).order_by(AuditLogRow.id.desc()).limit(limit)
-        if target is not None:
-            query = query.where(AuditLogRow.target == target)
+        if target is not None:  # a whole id exactly (loan:1 is not loan:12), else a beginning
+            about = AuditLogRow.target
+            query = query.where(about == target if target[-1:].isdigit() else
+                                about.startswith(target, autoescape=True))  # fmt: skip
         rows = self.session.scalars(query)
         return [AuditEntry(row.id, row.at, row.actor, row.action, row.target, row.reason,
                            row.before, row.after) for row in rows]  # fmt: skip
