@@ -43,6 +43,7 @@ from fenqi.ports import Debit, GatewayAnswer, Gateways
 from fenqi.services.context import Context
 from fenqi.services.errors import NotFoundError
 from fenqi.services.policy import operator
+from fenqi.store.borrowers import is_phone_suffix
 from fenqi.store.documents import event_document
 from fenqi.store.errors import StaleError
 
@@ -396,7 +397,9 @@ class MemoryBorrowers:
     def find(self, text: str, limit: int) -> list[BorrowerAccount]:
         loans = {loan.borrower_id for loan in self.world.loans.values()
                  if text in (loan.order_id, str(loan.id))}  # fmt: skip
+        suffix = is_phone_suffix(text)
         return [account for account in self._all() if account.phone == text
+                or (suffix and account.phone.endswith(text))
                 or text in account.name or account.id in loans][:limit]  # fmt: skip
 
     def methods(self, borrower_id: int) -> list[PaymentMethod]:

@@ -33,6 +33,12 @@ def readable(text: str) -> str:
     return grouped(text) if _AMOUNT.fullmatch(text) else text
 
 
+def masked_phone(phone: str) -> str:
+    """``"13900139000"`` → ``"139****9000"``: a phone in a list, enough to tell one caller from
+    another by its last 4 digits (a borrower's own page shows it whole)."""
+    return phone[:-8] + "****" + phone[-4:] if len(phone) >= 11 else phone
+
+
 def yuan(amount: str) -> str:
     """``"10000.00"`` → ``"¥10,000.00"``."""
     text = grouped(amount)

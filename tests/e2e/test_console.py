@@ -149,12 +149,16 @@ def test_the_login_form_takes_a_user_name_exactly_as_the_api_does(desk: Desk) ->
     assert well_formed.status_code == 401
 
 
-@pytest.mark.parametrize("typed", ["phone", "name", "order", "loan id"])
+@pytest.mark.parametrize("typed", ["phone", "last 4", "name", "order", "loan id"])
 def test_a_borrower_is_found_by_phone_name_order_or_loan_id(desk: Desk, typed: str) -> None:
-    text = {"phone": PHONE, "name": "张", "order": ORDER, "loan id": str(desk.loan)}[typed]
+    text = {"phone": PHONE, "last 4": PHONE[-4:], "name": "张", "order": ORDER,
+            "loan id": str(desk.loan)}[typed]  # fmt: skip
     found = desk.client("viewer").get("/console", params={"q": text})
     assert found.status_code == 200
     assert f'href="/console/borrowers/{desk.borrower}"' in found.text
+    # A list shows a phone masked, its last 4 digits enough to tell callers apart.
+    assert f"<td>{PHONE[:3]}****{PHONE[-4:]}</td>" in found.text
+    assert PHONE not in found.text.replace(f'value="{PHONE}"', "")  # only what was typed
 
 
 def test_a_search_that_finds_nobody_says_so(desk: Desk) -> None:

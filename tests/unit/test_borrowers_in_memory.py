@@ -34,6 +34,8 @@ def test_a_new_borrower_is_presented_with_her_limit_and_methods(units: MemoryUni
         borrowers.create_borrower(context, "李四", "13800138000", Money.parse("1"))
     assert [entry["action"] for entry in units.world.audit] == ["borrower.create"]
     assert [who.id for who in borrowers.find_borrowers(context, "张")] == [1]
+    assert [who.id for who in borrowers.find_borrowers(context, "8000")] == [1]  # its last 4
+    assert borrowers.find_borrowers(context, "0013") == []  # 4 digits, not its last
     with pytest.raises(NotFoundError, match="no borrower 2"):
         borrowers.show_borrower(context, 2)
 

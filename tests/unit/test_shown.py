@@ -5,7 +5,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from fenqi.domain.money import Money
-from fenqi.shown import apr, beijing, grouped, percent, readable, yuan
+from fenqi.shown import apr, beijing, grouped, masked_phone, percent, readable, yuan
 
 
 @pytest.mark.parametrize(
@@ -47,3 +47,8 @@ def test_only_text_written_as_money_is_grouped() -> None:
     assert [readable(text) for text in ("2026-03-01", "622202*********4567", "12000", "1.5")] == [
         "2026-03-01", "622202*********4567", "12000", "1.5"
     ]  # fmt: skip
+
+
+def test_a_phone_in_a_list_shows_its_last_4_digits_only() -> None:
+    assert masked_phone("13900139000") == "139****9000"
+    assert masked_phone("+8613900139000") == "+86139****9000"

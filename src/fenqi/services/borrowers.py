@@ -227,8 +227,8 @@ def mask(channel: Channel, account: str) -> str:
 
 
 def find_borrowers(context: Context, text: str, limit: int = 20) -> list[BorrowerView]:
-    """Borrowers by phone, name (a part of it), order id or loan id: what a customer-service
-    agent types when someone calls."""
+    """Borrowers by phone (or its last 4 digits), name (a part of it), order id or loan id:
+    what a customer-service agent types when someone calls."""
     text = plain_text("the search", text).strip()
     if not text:
         raise RefusedError("type a phone, a name, an order id or a loan id")

@@ -33,6 +33,7 @@ templates = Jinja2Templates(directory=Path(__file__).with_name("templates"))
 templates.env.globals.update(yuan=shown.yuan, apr=shown.apr, beijing=shown.beijing)
 templates.env.filters["grouped"] = shown.grouped
 templates.env.filters["readable"] = shown.document
+templates.env.filters["masked_phone"] = shown.masked_phone
 
 
 class SignInNeededError(Exception):
