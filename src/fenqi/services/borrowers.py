@@ -6,10 +6,12 @@ import re
 import secrets
 from collections.abc import Callable
 from dataclasses import replace
+from typing import NamedTuple
 
 from fenqi import wire
 from fenqi.domain.events import Channel
 from fenqi.domain.money import Money
+from fenqi.loans.aggregate import MAX_ID
 from fenqi.loans.methods import PaymentMethod
 from fenqi.loans.ports import BorrowerAccount, UnitOfWork
 from fenqi.ports import SimulatedBalances
@@ -224,6 +226,32 @@ def mask(channel: Channel, account: str) -> str:
     if len(account) <= 4:
         return "*" * len(account)
     return account[:3] + "*" * max(len(account) - 7, 2) + account[-4:]
+
+
+def look_up(context: Context, text: str, limit: int = 20) -> LookedUp:
+    """What an agent typed: a loan's id (digits that are neither a phone nor its last 4) names
+    that loan, which the console opens at once; anything else finds borrowers
+    (``find_borrowers``)."""
+    text = plain_text("the search", text).strip()
+    if text.isascii() and text.isdigit() and len(text) not in (4, 11) and 0 < int(text) <= MAX_ID:
+
+        def loan(unit: UnitOfWork) -> int:
+            require(caller(context, unit), Permission.READ)
+            unit.loans.borrower_of(int(text))  # refuses a loan there is not
+            return int(text)
+
+        try:
+            return LookedUp(transact(context, loan), [])
+        except NotFoundError:
+            pass  # no such loan: the digits may still be an order id or part of a name
+    return LookedUp(None, find_borrowers(context, text, limit))
+
+
+class LookedUp(NamedTuple):
+    """A loan named by its id, or the borrowers found."""
+
+    loan_id: int | None
+    borrowers: list[BorrowerView]
 
 
 def find_borrowers(context: Context, text: str, limit: int = 20) -> list[BorrowerView]:

@@ -18,7 +18,7 @@ from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Form, Query, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import HTMLResponse, Response
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.routing import APIRoute
 from pydantic import BaseModel, Field
 
@@ -164,10 +164,16 @@ def logout(request: Request, desk: Operator, csrf: FormText = "") -> Response:
 
 @router.get("")
 def search(request: Request, desk: Operator,
-           q: Annotated[str, Query(max_length=100)] = "") -> HTMLResponse:  # fmt: skip
-    """Borrowers by phone, name, order id or loan id: what an agent types when someone calls."""
-    found = documents(borrowers.find_borrowers(desk.context, q)) if q.strip() else None
-    return render(request, "console/search.html", desk=desk, q=q, found=found)
+           q: Annotated[str, Query(max_length=100)] = "") -> Response:  # fmt: skip
+    """Borrowers by phone (or its last 4 digits), name, order id or loan id: what an agent
+    types when someone calls. A loan's id opens that loan."""
+    if not q.strip():
+        return render(request, "console/search.html", desk=desk, q=q, found=None)
+    looked_up = borrowers.look_up(desk.context, q)
+    if looked_up.loan_id is not None:
+        return RedirectResponse(f"{HOME}/loans/{looked_up.loan_id}", status_code=303)
+    return render(request, "console/search.html", desk=desk, q=q,
+                  found=documents(looked_up.borrowers))  # fmt: skip
 
 
 @router.get("/borrowers/{borrower_id}")
