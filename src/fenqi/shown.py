@@ -59,13 +59,14 @@ def percent(rate: str) -> str:
     return f"{value:.{places}f}%"
 
 
-def beijing(moment: str | None, *, seconds: bool = True) -> str:
-    """A stored moment (ISO 8601; one without an offset is UTC) in Beijing time."""
+def beijing(moment: str | None) -> str:
+    """A stored moment (ISO 8601; one without an offset is UTC) in Beijing time, to the
+    second."""
     if not moment:
         return ""
     parsed = datetime.fromisoformat(moment)
     aware = parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=UTC)
-    return aware.astimezone(CHINA).strftime("%Y-%m-%d %H:%M:%S" if seconds else "%Y-%m-%d %H:%M")
+    return aware.astimezone(CHINA).strftime("%Y-%m-%d %H:%M:%S")
 
 
 def value(key: str, text: str) -> str:

@@ -38,7 +38,7 @@ def test_a_products_rate_keeps_every_digit_it_has() -> None:
 def test_moments_are_in_beijing_time_whatever_offset_they_were_written_with() -> None:
     assert beijing("2026-03-01T16:30:05+00:00") == "2026-03-02 00:30:05"
     assert beijing("2026-03-01T16:30:05") == "2026-03-02 00:30:05"  # no offset: UTC
-    assert beijing("2026-03-02T00:30:05+08:00", seconds=False) == "2026-03-02 00:30"
+    assert beijing("2026-03-02T00:30:05+08:00") == "2026-03-02 00:30:05"  # already Beijing
     assert beijing(None) == beijing("") == ""
 
 
