@@ -8,6 +8,7 @@ never its text; the connection stays open for the client's next request."""
 from __future__ import annotations
 
 import asyncio
+import gc
 import json
 import logging
 import os
@@ -195,6 +196,10 @@ def create_app(url: str | None = None, *, simulation: bool | None = None) -> Fas
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         if quick is not None:
             await quick.open()
+        # What is loaded by now (the web stack, the ORM, the catalog, the templates) lives as
+        # long as the process: kept out of the collector's full passes, which otherwise walked
+        # it all and stopped every request for 60-80 ms every few seconds (p99 three times p50).
+        gc.freeze()
         yield
         if quick is not None:
             await quick.close()
