@@ -90,13 +90,11 @@ class PrivatePostgres:
         """The server stopped in its tracks (SIGSTOP), thawed (SIGCONT) when the block ends.
         The kernel still accepts connections and bytes for it: only the answers stop."""
         stopped = self.processes()
-        for pid in stopped:
-            os.kill(pid, signal.SIGSTOP)
+        _signal(stopped, signal.SIGSTOP)
         try:
             yield
         finally:
-            for pid in stopped:
-                os.kill(pid, signal.SIGCONT)
+            _signal(stopped, signal.SIGCONT)
 
 
 @contextmanager
@@ -121,8 +119,7 @@ def private_postgres() -> Iterator[PrivatePostgres]:
         try:
             yield server
         finally:
-            for pid in _alive(server):
-                os.kill(pid, signal.SIGCONT)  # never leave it frozen
+            _signal(_alive(server), signal.SIGCONT)  # never leave it frozen
             with suppress(RuntimeError):  # the test left it stopped
                 server.stop()
     finally:
@@ -143,6 +140,14 @@ def _server_user() -> list[str]:
         pytest.skip("running as root without runuser or a postgres OS user, and PostgreSQL "
                     "refuses to run as root — fault test SKIPPED")  # fmt: skip
     return [runuser, "-u", SERVER_USER, "--"]
+
+
+def _signal(pids: list[int], sent: signal.Signals) -> None:
+    """Sends ``sent`` to each of ``pids`` still running: a backend whose client went away may
+    end between the listing and the signal."""
+    for pid in pids:
+        with suppress(ProcessLookupError):
+            os.kill(pid, sent)
 
 
 def _alive(server: PrivatePostgres) -> list[int]:
