@@ -41,10 +41,12 @@ from fenqi.services.views import (
     LoanSummary,
     LoanView,
     MethodChanged,
+    MonthToRepay,
     NothingToClose,
     Notified,
     OperatorCreated,
     OperatorDisabled,
+    Overview,
     PaymentTaken,
     Payoff,
     Payout,
@@ -53,6 +55,7 @@ from fenqi.services.views import (
     Reconciled,
     Refunded,
     Reversed,
+    ToRepay,
     TrialBalance,
     Waived,
 )
@@ -262,6 +265,42 @@ def loan(view: LoanView) -> dict[str, Any]:
         "paid": money(view.paid.total),
         "installments": [loan_installment(row) for row in view.installments],
         "consent": view.consent,
+    }
+
+
+def to_repay(row: ToRepay) -> dict[str, Any]:
+    return {
+        "loan_id": row.loan_id,
+        "merchant": row.merchant,
+        "item": row.item,
+        "period": row.period,
+        "periods": row.periods,
+        "due_date": row.due_date.isoformat(),
+        "amount": money(row.amount),
+        "status": row.status,
+        "dpd": row.dpd,
+    }
+
+
+def month_to_repay(row: MonthToRepay) -> dict[str, Any]:
+    return {"month": row.month.strftime("%Y-%m"), "amount": money(row.amount)}
+
+
+def overview(view: Overview) -> dict[str, Any]:
+    """A borrower's plans and what she has to repay across them (``views.Overview``)."""
+    return {
+        "borrower_id": view.borrower_id,
+        "as_of": view.as_of.isoformat(),
+        "credit_limit": money(view.credit_limit),
+        "available_limit": money(view.available_limit),
+        "outstanding_principal": money(view.outstanding_principal),
+        "amount_due": money(view.amount_due),
+        "due_within_week": money(view.due_within_week),
+        "due_this_month": money(view.due_this_month),
+        "to_repay": money(view.to_repay),
+        "installments": [to_repay(row) for row in view.installments],
+        "months": [month_to_repay(row) for row in view.months],
+        "plans": [loan(plan) for plan in view.plans],
     }
 
 
@@ -671,7 +710,7 @@ def _listed(answer: list) -> Any:  # type: ignore[type-arg]
 
 _PRESENTERS: Sequence[tuple[type[Any], Any]] = (
     (Quote, quote), (Product, product), (LoanSummary, loan_summary), (LoanView, loan),
-    (Payoff, payoff), (Receipt, receipt), (ListedReceipt, listed_receipt),
+    (Overview, overview), (Payoff, payoff), (Receipt, receipt), (ListedReceipt, listed_receipt),
     (PaymentTaken, payment_taken), (Refunded, refunded), (CreditPaidBack, credit_paid_back),
     (Reversed, reversed_payment), (Waived, waived), (LoanHistory, history),
     (TrialBalance, trial_balance), (BookCheck, book_check), (AuditEntry, audit_entry),

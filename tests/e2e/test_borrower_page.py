@@ -22,7 +22,7 @@ from fenqi.domain.money import Money
 from fenqi.http.app import create_app
 from fenqi.services import borrowers, products, servicing
 from fenqi.services.context import Context
-from fenqi.shown import grouped
+from fenqi.shown import grouped, yuan
 from fenqi.store.schema import BorrowerRow, LoanRow, SignInCodeRow
 from fenqi.wire import present
 from tests.e2e.borrowers import MASKED_CARD, Plan, money_held, open_plan, sign_in_code
@@ -172,6 +172,39 @@ def test_her_plans_show_the_consented_apr_and_total_cost(home: Home) -> None:
     plan = home.page(f"/me/loans/{home.mine.loan_id}").text
     assert "12.68%" in plan
     assert "¥661.86" in plan
+
+
+def test_her_page_leads_with_her_limit_and_what_she_has_to_repay(home: Home) -> None:
+    """Her limit and what of it is free (as the API's borrower says), then due now, within the
+    week, this month and in all (as the API's overview says); the calendar lists every bill
+    still owed by month, each month with its sum, and her plans only."""
+    seen = present(servicing.overview(home.context, home.mine.borrower_id, today()))
+    her = present(borrowers.show_borrower(home.context, home.mine.borrower_id))
+    page = home.page("/me").text
+    limit = re.search(r'<div class="card" id="limit">(.*?)</div>\s*</div>', page, re.S)
+    assert limit is not None
+    assert yuan(her["available_limit"]) in limit.group(1)
+    assert yuan(her["credit_limit"]) in limit.group(1)
+    for key, cell in (("due_within_week", "due-week"), ("due_this_month", "due-month"),
+                      ("to_repay", "due-all")):  # fmt: skip
+        assert f'id="{cell}">{yuan(seen[key])}<' in page, key
+    assert Money.parse(seen["due_within_week"]) >= Money.parse(seen["amount_due"]) > 0
+    calendar = home.page("/me/calendar").text
+    rows = re.findall(r'<tr class="due (\w+)">(.*?)</tr>', calendar, re.S)
+    assert len(rows) == len(seen["installments"]) == 12  # nothing of hers is paid yet
+    for (status, row), owed in zip(rows, seen["installments"], strict=True):
+        assert status == owed["status"]
+        assert owed["due_date"] in row
+        assert yuan(owed["amount"]) in row
+        assert f"第{owed['period']}/12期" in row
+    for month in seen["months"]:
+        card = re.search(rf'id="month-{month["month"]}">(.*?)</table>', calendar, re.S)
+        assert card is not None, month
+        assert f"<strong>{yuan(month['amount'])}</strong>" in card.group(1)
+    assert f'href="/me/loans/{home.other.loan_id}"' not in calendar
+    english = home.page("/me/calendar?lang=en").text
+    for words in ("Repayment calendar", "To repay this month", "Installment 1 of 12"):
+        assert words in english, words
 
 
 def test_her_plan_shows_bills_overdue_in_red_what_is_due_and_the_payoff(home: Home) -> None:

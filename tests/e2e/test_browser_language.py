@@ -140,7 +140,8 @@ def test_every_borrower_page_speaks_one_language(shop: Shop, browser_page: Page,
     for path, name in ((f"/me/loans/{shop.open_loan}", "me-plan-overdue"),
                        (f"/me/loans/{shop.settled_loan}", "me-plan-settled"),
                        (f"/me/receipts/{shop.receipt}", "me-receipt"), ("/me/methods", "me-methods"),
-                       ("/me/hardship", "me-hardship"), ("/me/loans/999999", "me-missing")):  # fmt: skip
+                       ("/me/hardship", "me-hardship"), ("/me/calendar", "me-calendar"),
+                       ("/me/loans/999999", "me-missing")):  # fmt: skip
         page.goto(f"{shop.url}{path}")
         check(page, lang, name)
 

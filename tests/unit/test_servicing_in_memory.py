@@ -2,9 +2,11 @@
 books — events, journal, receipts, money moved, the audit log — without a database, in
 milliseconds. The same operations on SQLite and PostgreSQL are in tests/integration."""
 
-from datetime import date
+from datetime import date, timedelta
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from fenqi.catalog import shipped_catalog_text
 from fenqi.domain.events import PrepayMode, WaiverKind
@@ -203,3 +205,80 @@ def test_a_catalog_loaded_again_replaces_its_products_and_the_audit_log_says_so(
     assert [(e["actor"], e["action"], e["before"] is not None) for e in entries] == [
         ("ops", "product.load", True)
     ]
+
+
+def test_her_overview_is_what_she_has_to_repay_across_her_plans(units: MemoryUnits) -> None:
+    """Her limit and what of it is free, and every installment still owed on her plans by due
+    date, with the sums her page leads with: an overdue bill is in every one of them."""
+    context, first, _ = open_plan(units)
+    later = servicing.Order(BORROWER, "ORD-2", "京东", Money.parse("3000"), "cash", 6,
+                            date(2026, 3, 1))  # fmt: skip
+    second = present(servicing.checkout(context, later))["id"]
+    servicing.pay(context, first, Money.parse("888.49"), servicing.Source(manual=True),
+                  date(2026, 2, 15))  # fmt: skip
+    seen = present(servicing.overview(context, BORROWER, date(2026, 3, 25)))
+    assert (seen["credit_limit"], seen["available_limit"]) == (
+        "50000.00",
+        "37788.49",
+    )  # 50,000 - 9,211.51 - 3,000
+    rows = [(row["loan_id"], row["period"], row["due_date"], row["status"])
+            for row in seen["installments"]]  # fmt: skip
+    assert rows[:3] == [(first, 2, "2026-03-15", "overdue"), (second, 1, "2026-04-01", "future"),
+                        (first, 3, "2026-04-15", "future")]  # fmt: skip
+    assert len(rows) == 11 + 6
+    overdue = Money.parse(seen["installments"][0]["amount"])
+    assert overdue > Money.parse("888.49")  # the bill with its penalty
+    second_bill = Money.parse(seen["installments"][1]["amount"])
+    assert seen["due_within_week"] == str(Money(overdue + second_bill))  # due by 4-01
+    assert seen["due_this_month"] == str(overdue)  # March's: the overdue one only
+    assert seen["amount_due"] == str(overdue)
+    assert seen["months"][:2] == [{"month": "2026-03", "amount": str(overdue)},
+                                  {"month": "2026-04", "amount": seen["months"][1]["amount"]}]  # fmt: skip
+    assert [plan["id"] for plan in seen["plans"]] == [first, second]
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    st.lists(st.tuples(st.integers(0, 400), st.integers(1, 300_000)), max_size=6),
+    st.integers(0, 420),
+)
+def test_any_history_gives_an_overview_whose_sums_are_its_rows(
+    payments: list[tuple[int, int]], looked: int
+) -> None:
+    """For any payments on two plans, looked at on any day: each sum on her page is the sum of
+    the installments it speaks of, the months add up to all she has to repay, each plan's rows
+    are what its own bill still owes, and what is due now is the plans' sum."""
+    units = MemoryUnits()
+    context, first, _ = open_plan(units)
+    later = servicing.Order(BORROWER, "ORD-2", "京东", Money.parse("3000"), "cash", 6, OPENED)
+    second = present(servicing.checkout(context, later))["id"]
+    for number, (offset, fen) in enumerate(sorted(payments)):
+        loan = (first, second)[number % 2]
+        owed = present(servicing.quote_payoff(context, loan, OPENED + timedelta(days=offset)))
+        amount = min(Money(fen), Money.parse(owed["amount"]))
+        if amount > 0:
+            servicing.pay(context, loan, amount, servicing.Source(manual=True),
+                          OPENED + timedelta(days=offset))  # fmt: skip
+    day = OPENED + timedelta(days=looked)
+    seen = present(servicing.overview(context, BORROWER, day))
+    rows = seen["installments"]
+    amounts = [Money.parse(row["amount"]) for row in rows]
+    assert all(amount > 0 for amount in amounts)
+    assert [row["due_date"] for row in rows] == sorted(row["due_date"] for row in rows)
+
+    def owed_by(last: date | None) -> str:
+        return str(Money(sum(amount for amount, row in zip(amounts, rows, strict=True)
+                             if last is None or date.fromisoformat(row["due_date"]) <= last)))  # fmt: skip
+
+    month_end = (day.replace(day=28) + timedelta(days=4)).replace(day=1) - timedelta(days=1)
+    assert seen["to_repay"] == owed_by(None)
+    assert seen["due_within_week"] == owed_by(day + timedelta(days=7))
+    assert seen["due_this_month"] == owed_by(month_end)
+    assert str(Money(sum(Money.parse(month["amount"]) for month in seen["months"]))) \
+        == seen["to_repay"]  # fmt: skip
+    for plan in seen["plans"]:
+        own = [row["outstanding"] for row in plan["installments"] if row["outstanding"] != "0.00"]
+        assert own == [row["amount"] for row in rows if row["loan_id"] == plan["id"]] or \
+            plan["status"] == "cancelled"  # fmt: skip
+    assert seen["amount_due"] == str(Money(sum(Money.parse(plan["amount_due"])
+                                               for plan in seen["plans"])))  # fmt: skip

@@ -207,6 +207,40 @@ class Loan(LoanSummary):
     consent: Quote | None = Field(description="The offer the borrower agreed to, as shown.")
 
 
+class ToRepay(Answer):
+    loan_id: int
+    merchant: str
+    item: str | None
+    period: int
+    periods: int
+    due_date: Day
+    amount: Yuan = Field(description="What the installment still owes, penalty included.")
+    status: InstallmentStatus
+    dpd: int
+
+
+class MonthToRepay(Answer):
+    month: str = Field(pattern=r"^[0-9]{4}-[0-9]{2}$", examples=["2026-12"])
+    amount: Yuan = Field(description="What the month's installments still owe.")
+
+
+class Overview(Answer):
+    borrower_id: int
+    as_of: Day
+    credit_limit: Yuan
+    available_limit: Yuan
+    outstanding_principal: Yuan = Field(description="Summed over her plans.")
+    amount_due: Yuan = Field(description="Due now, summed over her plans.")
+    due_within_week: Yuan = Field(description="Owed by installments due by as_of + 7 days "
+                                  "(overdue ones included): 近7日待还.")  # fmt: skip
+    due_this_month: Yuan = Field(description="Owed by installments due by the month's last day "
+                                 "(overdue ones included): 本月待还.")  # fmt: skip
+    to_repay: Yuan = Field(description="Every installment still owed, as scheduled: 全部待还.")
+    installments: list[ToRepay] = Field(description="Every installment still owed, by due date.")
+    months: list[MonthToRepay] = Field(description="The months those fall due in, with sums.")
+    plans: list[Loan]
+
+
 class HistoryEvent(Answer):
     seq: int
     kind: str

@@ -167,6 +167,13 @@ def list_loans(context: Caller, borrower_id: Id, as_of: AsOf = None) -> list[Doc
     return documents(servicing.list_loans(context, borrower_id, _today(as_of)))
 
 
+@router.get("/borrowers/{borrower_id}/overview", tags=["loans"], **answers(responses.Overview))
+def overview(context: Caller, borrower_id: Id, as_of: AsOf = None) -> Document:
+    """Her plans and what she has to repay across them: her limit and what is available, due
+    within the week, this month and in all, every installment still owed by due date."""
+    return document(servicing.overview(context, borrower_id, _today(as_of)))
+
+
 @router.post(
     "/borrowers/{borrower_id}/methods", tags=["borrowers"], **answers(responses.MethodChanged, 201)
 )

@@ -78,6 +78,7 @@ from fenqi.services.views import (
     LoanHistory,
     LoanSummary,
     LoanView,
+    Overview,
     PaymentTaken,
     Payoff,
     Payout,
@@ -256,6 +257,22 @@ def list_loans(context: Context, borrower_id: int, as_of: date) -> list[LoanSumm
         return [LoanSummary.of(loan, loan.state_on(as_of)) for loan in loans]
 
     return transact(context, listing)
+
+
+def overview(context: Context, borrower_id: int, as_of: date) -> Overview:
+    """A borrower's plans on ``as_of`` and what she has to repay across them
+    (``views.Overview``), read in one unit of work: what her page and the API lead with."""
+
+    def work(unit: UnitOfWork) -> Overview:
+        sees(caller(context, unit), borrower_id, f"borrower {borrower_id}")
+        account = unit.borrowers.get(borrower_id)
+        if account is None:
+            raise NotFoundError(f"no borrower {borrower_id}")
+        loans = [unit.loans.read(loan_id, as_of) for loan_id in unit.loans.ids_of(borrower_id)]
+        limits = (account.credit_limit, unit.available_limit(borrower_id))
+        return Overview.of(borrower_id, as_of, limits, [_view(unit, loan, as_of) for loan in loans])
+
+    return transact(context, work)
 
 
 def quote_payoff(context: Context, loan_id: int, day: date) -> Payoff:

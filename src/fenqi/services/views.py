@@ -4,9 +4,10 @@ days as ``date``, states as their enums). How they are written out (JSON for the
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import calendar
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from typing import Any, NamedTuple
 
 from fenqi.domain.corrections import Consequences
@@ -96,6 +97,87 @@ class PaidParts(NamedTuple):
     fee: Money
     penalty: Money
     total: Money
+
+
+# The window of "due within a week" (近7日待还): today and the seven days after it.
+WEEK_DAYS = 7
+
+
+class ToRepay(NamedTuple):
+    """One installment still to pay, on one of her plans: what it still needs and when."""
+
+    loan_id: int
+    merchant: str
+    item: str | None
+    period: int
+    periods: int
+    due_date: date
+    amount: Money  # what it still owes: its payment, late fee and penalty less paid and waived
+    status: str  # the installment's: future, due or overdue
+    dpd: int
+
+
+class MonthToRepay(NamedTuple):
+    """What her installments due in one calendar month still owe (``month``: its first day)."""
+
+    month: date
+    amount: Money
+
+
+@dataclass(frozen=True)
+class Overview:
+    """A borrower's plans on ``as_of`` and what she has to repay across them: her credit limit
+    and what of it is available, each plan whole, and every installment still owed in due-date
+    order (overdue ones first), with the sums a repayment page leads with: due within the week
+    (近7日待还: due by ``as_of`` plus seven days), this month (本月待还: due by the month's last
+    day) and all (全部待还: every installment still owed, as scheduled). Overdue installments are
+    in every sum. A cancelled plan owes nothing; a written-off one is still owed."""
+
+    borrower_id: int
+    as_of: date
+    credit_limit: Money
+    available_limit: Money
+    plans: tuple[LoanView, ...]
+    outstanding_principal: Money
+    amount_due: Money
+    due_within_week: Money
+    due_this_month: Money
+    to_repay: Money
+    installments: tuple[ToRepay, ...]
+    months: tuple[MonthToRepay, ...]  # the repayment calendar's months, each with its sum
+
+    @classmethod
+    def of(cls, borrower_id: int, as_of: date, limits: tuple[Money, Money],
+           plans: Sequence[LoanView]) -> Overview:  # fmt: skip
+        owed = sorted(
+            (ToRepay(plan.summary.id, plan.summary.merchant, plan.summary.item, row.period,
+                     plan.summary.periods, row.due_date, row.outstanding, row.status.value,
+                     row.dpd)
+             for plan in plans if plan.summary.status is not LoanStatus.CANCELLED
+             for row in plan.installments if row.outstanding > 0),
+            key=lambda row: (row.due_date, row.loan_id, row.period),
+        )  # fmt: skip
+        month_end = as_of.replace(day=calendar.monthrange(as_of.year, as_of.month)[1])
+        week_end = as_of + timedelta(days=WEEK_DAYS)
+
+        def by(last: date | None) -> Money:
+            return Money(sum(row.amount for row in owed if last is None or row.due_date <= last))
+
+        return cls(
+            borrower_id, as_of, *limits, tuple(plans),
+            Money(sum(plan.summary.outstanding_principal for plan in plans)),
+            Money(sum(plan.summary.amount_due for plan in plans)),
+            by(week_end), by(month_end), by(None), tuple(owed), _by_month(owed),
+        )  # fmt: skip
+
+
+def _by_month(owed: Sequence[ToRepay]) -> tuple[MonthToRepay, ...]:
+    """The sum of each calendar month's installments, in order (``owed`` is in due-date order)."""
+    sums: dict[date, int] = {}
+    for row in owed:
+        month = row.due_date.replace(day=1)
+        sums[month] = sums.get(month, 0) + row.amount
+    return tuple(MonthToRepay(month, Money(amount)) for month, amount in sums.items())
 
 
 @dataclass(frozen=True)

@@ -162,11 +162,6 @@ def _key() -> str:
 # -- formatting the services' text -----------------------------------------------------------------
 
 
-def _total(documents: Sequence[Document], key: str) -> str:
-    """The sum of one amount over her plans, to the fen."""
-    return str(Money(sum(Money.parse(document[key]) for document in documents)))
-
-
 def _next_bill(loan: Document) -> Document | None:
     """The first installment not yet paid: what she pays next, and when."""
     return next((row for row in loan["installments"] if row["status"] != "paid"), None)
@@ -190,6 +185,13 @@ def _prefill(loan: Document) -> str:
         return str(loan["amount_due"])
     upcoming = _next_bill(loan)
     return "" if upcoming is None else str(upcoming["outstanding"])
+
+
+def _month(month: Document, rows: list[Document]) -> Document:
+    """A month of the repayment calendar: its year and number, its sum and its installments."""
+    year, number = (int(part) for part in month["month"].split("-"))
+    return {"key": month["month"], "year": year, "month": number, "rows": rows,
+            "total": month["amount"]}  # fmt: skip
 
 
 def _id(text: str) -> int:
@@ -258,19 +260,30 @@ def sign_out(request: Request, form: Annotated[CsrfForm, Form()]) -> Response:
 
 @router.get("")
 def plans_page(request: Request) -> HTMLResponse:
+    """Her limit, what she has to repay (due now, within the week, this month, in all) and
+    each plan: one overview, read in one unit of work."""
     visit = _visit(request)
-    today = clock.today()
-    listed = servicing.list_loans(visit.context, visit.borrower_id, today)
-    plans = [document(servicing.show_loan(visit.context, plan.id, today)) for plan in listed]
+    seen = document(servicing.overview(visit.context, visit.borrower_id, clock.today()))
     return _page(
         request,
         "plans.html",
         visit,
-        plans=[{"loan": loan, "next": _next_bill(loan)} for loan in plans],
+        seen=seen,
+        plans=[{"loan": loan, "next": _next_bill(loan)} for loan in seen["plans"]],
         names=_product_names(visit.context),
-        total_principal=_total(plans, "outstanding_principal"),
-        total_due=_total(plans, "amount_due"),
     )
+
+
+@router.get("/calendar")
+def calendar_page(request: Request) -> HTMLResponse:
+    """Every installment she still owes, on every plan, by month and day (还款日历)."""
+    visit = _visit(request)
+    seen = document(servicing.overview(visit.context, visit.borrower_id, clock.today()))
+    rows: dict[str, list[Document]] = {}
+    for row in seen["installments"]:
+        rows.setdefault(row["due_date"][:7], []).append(row)
+    months = [_month(month, rows[month["month"]]) for month in seen["months"]]
+    return _page(request, "calendar.html", visit, seen=seen, months=months)
 
 
 @router.get("/loans/{loan_id}")
