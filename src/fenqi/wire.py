@@ -52,6 +52,8 @@ from fenqi.services.views import (
     Payout,
     PayoutSentAgain,
     PayoutStanding,
+    PrepaymentOutcome,
+    PrepaymentPreview,
     Reconciled,
     Refunded,
     Reversed,
@@ -301,6 +303,37 @@ def overview(view: Overview) -> dict[str, Any]:
         "installments": [to_repay(row) for row in view.installments],
         "months": [month_to_repay(row) for row in view.months],
         "plans": [loan(plan) for plan in view.plans],
+    }
+
+
+def prepayment_outcome(outcome: PrepaymentOutcome) -> dict[str, Any]:
+    return {
+        "mode": outcome.mode.value,
+        "principal": money(outcome.principal),
+        "interest": money(outcome.interest),
+        "fee": money(outcome.fee),
+        "penalty": money(outcome.penalty),
+        "to_credit": money(outcome.to_credit),
+        "outstanding_principal": money(outcome.outstanding_principal),
+        "next_due_date": _iso(outcome.next_due_date),
+        "next_payment": money(outcome.next_payment),
+        "installments_left": outcome.installments_left,
+        "last_due_date": _iso(outcome.last_due_date),
+        "to_repay": money(outcome.to_repay),
+        "saved": money(outcome.saved),
+        "settles": outcome.settles,
+    }
+
+
+def prepayment_preview(preview: PrepaymentPreview) -> dict[str, Any]:
+    """What a partial prepayment would do, mode by mode (``views.PrepaymentPreview``)."""
+    return {
+        "loan_id": preview.loan_id,
+        "date": preview.day.isoformat(),
+        "amount": money(preview.amount),
+        "payoff": money(preview.payoff),
+        "to_repay": money(preview.to_repay),
+        "outcomes": [prepayment_outcome(outcome) for outcome in preview.outcomes],
     }
 
 
@@ -710,7 +743,8 @@ def _listed(answer: list) -> Any:  # type: ignore[type-arg]
 
 _PRESENTERS: Sequence[tuple[type[Any], Any]] = (
     (Quote, quote), (Product, product), (LoanSummary, loan_summary), (LoanView, loan),
-    (Overview, overview), (Payoff, payoff), (Receipt, receipt), (ListedReceipt, listed_receipt),
+    (Overview, overview), (PrepaymentPreview, prepayment_preview), (Payoff, payoff),
+    (Receipt, receipt), (ListedReceipt, listed_receipt),
     (PaymentTaken, payment_taken), (Refunded, refunded), (CreditPaidBack, credit_paid_back),
     (Reversed, reversed_payment), (Waived, waived), (LoanHistory, history),
     (TrialBalance, trial_balance), (BookCheck, book_check), (AuditEntry, audit_entry),

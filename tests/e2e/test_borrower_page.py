@@ -368,6 +368,59 @@ def test_she_pays_once_however_often_the_form_is_sent_and_gets_a_receipt(home: H
     assert paid.headers["location"] in home.page(path).text  # listed with the plan's receipts
 
 
+def test_she_sees_what_a_prepayment_would_do_in_each_mode_then_confirms_one(home: Home) -> None:
+    """The plan's page asks how much; the preview shows, for each mode, where the money goes
+    and the plan after it (as the API's preview says), each with its own confirm form; nothing
+    moves until she sends one, and what it then does is what the preview said."""
+    path = f"/me/loans/{home.mine.loan_id}"
+    assert 'action="/me/loans/' in home.page(path).text
+    held, events = money_held(home.engine), home.events(home.mine)
+    page = home.page(f"{path}/prepay?amount=3000")
+    assert page.status_code == 200
+    said = present(servicing.preview_prepayment(home.context, home.mine.loan_id,
+                                                Money.parse("3000"), today()))  # fmt: skip
+    forms = Forms(page.text).forms
+    for outcome in said["outcomes"]:
+        card = re.search(rf'id="{outcome["mode"]}"(.*?)</form>', page.text, re.S)
+        assert card is not None, outcome["mode"]
+        for key in ("principal", "next_payment", "to_repay", "saved", "outstanding_principal"):
+            assert yuan(outcome[key]) in card.group(1), key
+        assert forms[outcome["mode"]]["amount"] == "3000.00"
+        assert forms[outcome["mode"]]["mode"] == outcome["mode"]
+    assert (money_held(home.engine), home.events(home.mine)) == (held, events)  # a look only
+    shorten = next(outcome for outcome in said["outcomes"] if outcome["mode"] == "shorten-term")
+    form = forms["shorten-term"]
+    paid = home.post(f"{path}/prepay", form)
+    again = home.post(f"{path}/prepay", form)  # the double click
+    assert paid.status_code == again.status_code == 303
+    assert paid.headers["location"] == again.headers["location"]
+    assert money_held(home.engine) == held - 3000_00
+    left = [row for row in home.loan(home.mine)["installments"] if row["outstanding"] != "0.00"]
+    assert (len(left), left[0]["outstanding"], left[-1]["due_date"]) == (
+        shorten["installments_left"],
+        shorten["next_payment"],
+        shorten["last_due_date"],
+    )
+    receipt = home.page(paid.headers["location"]).text
+    assert yuan(shorten["principal"]) in receipt
+
+
+def test_a_prepayment_preview_refuses_what_no_prepayment_could_be(home: Home) -> None:
+    path = f"/me/loans/{home.mine.loan_id}"
+    held, events = money_held(home.engine), home.events(home.mine)
+    over = home.page(f"{path}/prepay?amount=999999")
+    assert over.status_code == 422
+    payoff = present(servicing.quote_payoff(home.context, home.mine.loan_id, today()))["amount"]
+    assert f"最多可付{grouped(payoff)}元" in alert_text(over.text)
+    assert home.page(f"{path}/prepay?amount=abc").status_code == 422
+    form = Forms(home.page(f"{path}/prepay?amount=100").text).forms["reduce-installment"]
+    tampered = home.post(f"{path}/prepay", {**form, "mode": "skip-the-interest"})
+    assert tampered.status_code == 422
+    assert "请在预览页选择一种还款方式" in tampered.text
+    assert home.page(f"/me/loans/{home.other.loan_id}/prepay?amount=100").status_code == 404
+    assert (money_held(home.engine), home.events(home.mine)) == (held, events)
+
+
 def test_refusals_show_on_the_page_and_change_nothing(home: Home) -> None:
     path = f"/me/loans/{home.mine.loan_id}"
     form = home.form(path, "pay")

@@ -282,3 +282,72 @@ def test_any_history_gives_an_overview_whose_sums_are_its_rows(
             plan["status"] == "cancelled"  # fmt: skip
     assert seen["amount_due"] == str(Money(sum(Money.parse(plan["amount_due"])
                                                for plan in seen["plans"])))  # fmt: skip
+
+
+@settings(max_examples=30, deadline=None)
+@given(st.sampled_from(PrepayMode), st.integers(1, 12_000_00), st.integers(0, 300))
+def test_a_prepayment_preview_is_what_the_prepayment_then_does(
+    mode: PrepayMode, fen: int, offset: int
+) -> None:
+    """For any amount up to the payoff on any day of the plan, the preview of a mode says, to
+    the fen, where the money goes and what the plan is after it: the prepayment booked in that
+    mode then does exactly that; the preview itself books nothing."""
+    units = MemoryUnits()
+    context, loan_id, _ = open_plan(units)
+    day = OPENED + timedelta(days=offset)
+    payoff = Money.parse(present(servicing.quote_payoff(context, loan_id, day))["amount"])
+    amount = Money(min(fen, payoff))
+    before = units.world.loans[loan_id].version
+    preview = present(servicing.preview_prepayment(context, loan_id, amount, day))
+    assert units.world.loans[loan_id].version == before
+    assert [outcome["mode"] for outcome in preview["outcomes"]] == [
+        "reduce-installment", "shorten-term"
+    ]  # fmt: skip
+    said = next(outcome for outcome in preview["outcomes"] if outcome["mode"] == mode.value)
+    taken = present(servicing.prepay(context, loan_id, amount, mode=mode,
+                                     source=servicing.Source(manual=True), day=day))  # fmt: skip
+    for part in ("principal", "interest", "fee", "penalty", "to_credit", "outstanding_principal"):
+        assert said[part] == taken[part], part
+    loan = present(servicing.show_loan(context, loan_id, day))
+    left = [row for row in loan["installments"] if row["outstanding"] != "0.00"]
+    assert said["installments_left"] == len(left)
+    assert said["settles"] == (loan["status"] == "settled")
+    if left:
+        assert (said["next_due_date"], said["next_payment"]) == (left[0]["due_date"],
+                                                                 left[0]["outstanding"])  # fmt: skip
+        assert said["last_due_date"] == left[-1]["due_date"]
+    assert said["to_repay"] == str(Money(sum(Money.parse(row["outstanding"]) for row in left)))
+    saved = Money.parse(preview["to_repay"]) - amount - Money.parse(said["to_repay"])
+    assert said["saved"] == str(Money(saved))
+
+
+def test_a_preview_shows_both_modes_and_refuses_what_no_prepayment_could_be(
+    units: MemoryUnits,
+) -> None:
+    """Prepaying 3,000.00 on the day of the second bill, the first still unpaid: both bills
+    and the interest to date first (with the first's late fee and penalty), then 2,752.42 of
+    principal; then a smaller installment for the same months, or the same 888.49 for fewer
+    months, which saves more interest. Nothing is previewed beyond the payoff, nor for 0."""
+    context, loan_id, _ = open_plan(units)
+    day = date(2026, 3, 15)
+    preview = present(servicing.preview_prepayment(context, loan_id, Money.parse("3000"), day))
+    assert (preview["payoff"], preview["to_repay"]) == ("10247.58", "10717.32")
+    reduce, shorten = preview["outcomes"]
+    for outcome in (reduce, shorten):
+        assert (outcome["principal"], outcome["interest"], outcome["fee"], outcome["penalty"]) \
+            == ("2752.42", "192.12", "44.42", "11.04")  # fmt: skip
+        assert outcome["outstanding_principal"] == "7247.58"
+    assert (reduce["next_payment"], reduce["installments_left"], reduce["last_due_date"],
+            reduce["saved"]) == ("765.21", 10, "2027-01-15", "65.15")  # fmt: skip
+    assert (shorten["next_payment"], shorten["installments_left"], shorten["last_due_date"],
+            shorten["saved"]) == ("888.49", 9, "2026-12-15", "118.19")  # fmt: skip
+    payoff = present(servicing.quote_payoff(context, loan_id, day))["amount"]
+    whole = present(servicing.preview_prepayment(context, loan_id, Money.parse(payoff), day))
+    assert all(outcome["settles"] for outcome in whole["outcomes"])
+    assert all(outcome["installments_left"] == 0 for outcome in whole["outcomes"])
+    with pytest.raises(
+        servicing.OverpaymentError, match=f"the most that can be prepaid is {payoff}"
+    ):
+        servicing.preview_prepayment(context, loan_id, Money.parse(payoff) + 1, day)
+    with pytest.raises(RefusedError, match="must be more than 0"):
+        servicing.preview_prepayment(context, loan_id, Money(0), day)

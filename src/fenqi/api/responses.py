@@ -241,6 +241,35 @@ class Overview(Answer):
     plans: list[Loan]
 
 
+class PrepaymentOutcome(Answer):
+    mode: Literal["reduce-installment", "shorten-term"]
+    principal: Yuan = Field(description="Where the prepayment goes: principal repaid.")
+    interest: Yuan
+    fee: Yuan = Field(description="Fees it pays, the early-repayment fee among them.")
+    penalty: Yuan
+    to_credit: Yuan
+    outstanding_principal: Yuan = Field(description="Principal owed after it.")
+    next_due_date: Day | None
+    next_payment: Yuan = Field(description="The next installment after it.")
+    installments_left: int
+    last_due_date: Day | None
+    to_repay: Yuan = Field(description="Left to repay after it, as scheduled.")
+    saved: Yuan = Field(
+        description="Interest and fees no longer charged, less any early-repayment fee: "
+        "to_repay before, less the amount and to_repay."
+    )
+    settles: bool
+
+
+class PrepaymentPreview(Answer):
+    loan_id: int
+    date: Day
+    amount: Yuan
+    payoff: Yuan = Field(description="What would pay the whole plan off that day.")
+    to_repay: Yuan = Field(description="Left to repay as scheduled without the prepayment.")
+    outcomes: list[PrepaymentOutcome] = Field(description="One for each mode the plan allows.")
+
+
 class HistoryEvent(Answer):
     seq: int
     kind: str

@@ -266,6 +266,22 @@ def payoff_quote(context: Caller, loan_id: Id,
     return document(servicing.quote_payoff(context, loan_id, _today(on)))
 
 
+@router.get(
+    "/loans/{loan_id}/prepayment-preview", tags=["payments"],
+    **answers(responses.PrepaymentPreview),
+)  # fmt: skip
+def prepayment_preview(
+    context: Caller,
+    loan_id: Id,
+    amount: Annotated[str, Query(max_length=30, examples=["1000.00"])],
+    on: Annotated[Day | None, Query(alias="date")] = None,
+) -> Document:
+    """What prepaying ``amount`` would do, in each mode the plan allows: where the money goes,
+    the next installment, how many are left and what is saved. Nothing is booked."""
+    return document(servicing.preview_prepayment(context, loan_id, _money("amount", amount),
+                                                 _today(on)))  # fmt: skip
+
+
 def _source(method_id: int | None, channel: str | None) -> servicing.Source:
     return servicing.Source(method_id=method_id, manual=channel == "manual")
 

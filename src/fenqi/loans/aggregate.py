@@ -83,6 +83,13 @@ class Loan:
             ).amount
         return self._payoffs[key]
 
+    def state_with(self, event: Event, day: date) -> LoanState:
+        """The loan replayed to ``day`` as it would be with ``event`` too, which is not kept:
+        what a change would do, shown before it is asked for."""
+        return replay_to_checkpoint(
+            self.terms, self.policy, [*self.events, event], day, self.cap, since=self.since
+        )[0]
+
     def _replay(self, day: date) -> tuple[LoanState, Checkpoint | None]:
         key = (len(self.events), day)
         if key not in self._replayed:

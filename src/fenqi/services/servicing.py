@@ -82,6 +82,8 @@ from fenqi.services.views import (
     PaymentTaken,
     Payoff,
     Payout,
+    PrepaymentOutcome,
+    PrepaymentPreview,
     Refunded,
     Reversed,
     Waived,
@@ -287,6 +289,46 @@ def quote_payoff(context: Context, loan_id: int, day: date) -> Payoff:
     return transact(context, work)
 
 
+def preview_prepayment(context: Context, loan_id: int, amount: Money,
+                       day: date) -> PrepaymentPreview:  # fmt: skip
+    """What prepaying ``amount`` on ``day`` would do, in each mode the plan may be prepaid in
+    (``PrepaymentPreview``), worked out by the fold that books a prepayment, so the preview and
+    the booking agree to the fen; nothing is written. Refused for a plan with nothing to
+    prepay, an amount of 0 or less, or more than the payoff that day."""
+    if amount <= 0:
+        raise RefusedError(f"prepayment amount {amount} must be more than 0")
+
+    def work(unit: UnitOfWork) -> PrepaymentPreview:
+        record = unit.loans.read(loan_id, day)
+        sees(caller(context, unit), record.borrower_id, f"loan {loan_id}")
+        _check_day(record, day)
+        if record.status in CLOSED:
+            raise RefusedError(f"loan {loan_id} is {record.status}: there is nothing to prepay")
+        payoff, before = record.payoff_on(day), record.state_on(day)
+        if amount > payoff:
+            raise OverpaymentError(
+                f"{amount} is more than the {payoff} that pays loan {loan_id} off on {day}: "
+                f"the most that can be prepaid is {payoff}"
+            ).coded("over-payoff", amount=amount, most=payoff, day=day)
+        seq, settles = record.next_seq, amount >= payoff
+        outcomes = tuple(
+            PrepaymentOutcome.of(mode, seq, amount, before, record.state_with(
+                Prepayment(seq, day, amount, Channel.MANUAL, mode, settles), day))
+            for mode in PrepayMode
+            if mode is PrepayMode.REDUCE_INSTALLMENT or _shortens(record.terms.method)
+        )  # fmt: skip
+        owed = Money(sum(row.outstanding for row in before.installments))
+        return PrepaymentPreview(loan_id, day, amount, payoff, owed, outcomes)
+
+    return transact(context, work, reading=True)
+
+
+def _shortens(method: Method) -> bool:
+    """Whether a plan of ``method`` may be prepaid to end sooner: not one that repays its
+    principal only at the end."""
+    return method not in (Method.INTEREST_ONLY, Method.BULLET)
+
+
 def show_receipt(context: Context, receipt_id: str) -> Receipt:
     loan_id, seq = parse_id(receipt_id, "R", "receipt")
 
@@ -385,10 +427,7 @@ def prepay(context: Context, loan_id: int, amount: Money | None, *, mode: Prepay
     def decide(unit: UnitOfWork) -> PaymentTaken | withholding.Wanted:
         record = _open_loan(unit, loan_id, day)
         may = allowed(unit, record.borrower_id)
-        if mode is PrepayMode.SHORTEN_TERM and record.terms.method in (
-            Method.INTEREST_ONLY,
-            Method.BULLET,
-        ):
+        if mode is PrepayMode.SHORTEN_TERM and not _shortens(record.terms.method):
             raise RefusedError(
                 f"a {record.terms.method} plan repays its principal at the end; "
                 "prepay with --mode reduce-installment"

@@ -11,9 +11,10 @@ from datetime import date, datetime, timedelta
 from typing import Any, NamedTuple
 
 from fenqi.domain.corrections import Consequences
-from fenqi.domain.events import Channel, WaiverKind
+from fenqi.domain.events import Channel, PrepayMode, WaiverKind
 from fenqi.domain.loan import InstallmentState, LoanState, LoanStatus, PayoffQuote
 from fenqi.domain.money import Money
+from fenqi.domain.products import Component
 from fenqi.domain.schedule import Method
 from fenqi.domain.withholding import Status
 from fenqi.loans.aggregate import Loan
@@ -178,6 +179,62 @@ def _by_month(owed: Sequence[ToRepay]) -> tuple[MonthToRepay, ...]:
         month = row.due_date.replace(day=1)
         sums[month] = sums.get(month, 0) + row.amount
     return tuple(MonthToRepay(month, Money(amount)) for month, amount in sums.items())
+
+
+class PrepaymentOutcome(NamedTuple):
+    """What a partial prepayment would do in one mode: where the money goes, part by part, and
+    the plan after it — its next installment, how many are left, the last due date, what is
+    left to repay as scheduled, and what that saves against not prepaying (interest and fees
+    not charged, less any early-repayment fee; never counting the prepayment itself)."""
+
+    mode: PrepayMode
+    principal: Money
+    interest: Money
+    fee: Money
+    penalty: Money
+    to_credit: Money
+    outstanding_principal: Money
+    next_due_date: date | None
+    next_payment: Money
+    installments_left: int
+    last_due_date: date | None
+    to_repay: Money
+    saved: Money
+    settles: bool
+
+    @classmethod
+    def of(cls, mode: PrepayMode, seq: int, amount: Money, before: LoanState,
+           after: LoanState) -> PrepaymentOutcome:  # fmt: skip
+        went = after.allocations.get(seq)
+        left = [row for row in after.installments if row.outstanding > 0]
+
+        def part(component: Component) -> Money:
+            return Money(0) if went is None else went.total(component)
+
+        owed_before = Money(sum(row.outstanding for row in before.installments))
+        owed_after = Money(sum(row.outstanding for row in left))
+        return cls(
+            mode, part(Component.PRINCIPAL), part(Component.INTEREST), part(Component.FEE),
+            part(Component.PENALTY), Money(0) if went is None else went.to_credit,
+            after.outstanding_principal, left[0].due_date if left else None,
+            left[0].outstanding if left else Money(0), len(left),
+            left[-1].due_date if left else None, owed_after,
+            Money(owed_before - amount - owed_after), after.status is LoanStatus.SETTLED,
+        )  # fmt: skip
+
+
+@dataclass(frozen=True)
+class PrepaymentPreview:
+    """What prepaying ``amount`` on ``day`` would do to a plan, in each mode it may be asked
+    in (``shorten-term`` only where the plan repays principal as it goes), before she
+    confirms; ``payoff`` is what would pay the whole plan off that day."""
+
+    loan_id: int
+    day: date
+    amount: Money
+    payoff: Money
+    to_repay: Money  # what is left to repay as scheduled, without the prepayment
+    outcomes: tuple[PrepaymentOutcome, ...]
 
 
 @dataclass(frozen=True)

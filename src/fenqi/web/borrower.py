@@ -61,10 +61,15 @@ class NoMethodError(InputError):
     """A payment form sent without one of her bound methods."""
 
 
+class NoModeError(InputError):
+    """A prepayment form sent without one of the modes its preview offered."""
+
+
 # What the page says first about a refusal, most specific first; the service's words follow.
 _SAYINGS: tuple[tuple[type[InputError], str], ...] = (
     (MoneyError, "me.problem.amount"),
     (NoMethodError, "me.pay.no_method"),
+    (NoModeError, "me.prepay.no_mode"),
     (DeclinedError, "me.problem.declined"),
     (InFlightError, "me.problem.in_flight"),
     (NotFoundError, "me.problem.not_found"),
@@ -316,6 +321,56 @@ def pay_off(request: Request, loan_id: str, form: Annotated[MoneyForm, Form()]) 
             day=clock.today(), idempotency_key=form.key or None))  # fmt: skip
 
     return _on_her_plan(request, visit, loan_id, lambda plan: _money_in(request, visit, plan, take))
+
+
+class PrepayForm(MoneyForm):
+    """Prepaying part of a plan, in the mode she chose on its preview."""
+
+    mode: Short = ""
+
+
+@router.get("/loans/{loan_id}/prepay")
+def prepay_preview(request: Request, loan_id: str, amount: str = "") -> Response:
+    """What prepaying ``amount`` today would do, in each mode the plan allows, each with its
+    own confirm form: nothing moves until she chooses one."""
+    visit = _visit(request)
+
+    def preview(plan: int) -> Response:
+        try:
+            asked = Money.parse(amount[:30], at_most=AMOUNT_AT_MOST)
+            seen = document(servicing.preview_prepayment(visit.context, plan, asked,
+                                                         clock.today()))  # fmt: skip
+        except InputError as refusal:
+            return _plan(request, visit, plan, status_of(refusal), _problem(refusal))
+        loan = document(servicing.show_loan(visit.context, plan, clock.today()))
+        methods = document(borrowers.show_borrower(visit.context, visit.borrower_id))["methods"]
+        return _page(request, "prepay.html", visit, loan=loan, preview=seen, methods=methods,
+                     keys={outcome["mode"]: _key() for outcome in seen["outcomes"]})  # fmt: skip
+
+    return _on_her_plan(request, visit, loan_id, preview)
+
+
+@router.post("/loans/{loan_id}/prepay")
+def prepay(request: Request, loan_id: str, form: Annotated[PrepayForm, Form()]) -> Response:
+    """Part of the plan repaid early, in the mode she confirmed; then its receipt."""
+    visit = _posted(request, form)
+
+    def take(plan: int) -> Document:
+        amount = Money.parse(form.amount, at_most=AMOUNT_AT_MOST)
+        mode = _mode(form.mode)
+        return document(servicing.prepay(
+            visit.context, plan, amount, mode=mode, source=_source(form), day=clock.today(),
+            idempotency_key=form.key or None))  # fmt: skip
+
+    return _on_her_plan(request, visit, loan_id, lambda plan: _money_in(request, visit, plan, take))
+
+
+def _mode(text: str) -> PrepayMode:
+    """The mode a confirm form names; anything else is refused as a form not ours."""
+    try:
+        return PrepayMode(text)
+    except ValueError:
+        raise NoModeError("choose how the prepayment changes the rest of the plan") from None
 
 
 def _on_her_plan(request: Request, visit: Visit, loan_id: str,
