@@ -35,6 +35,7 @@ from fenqi.services.views import (
     CodeSent,
     CreditPaidBack,
     Dispatched,
+    LateExample,
     ListedPayout,
     ListedReceipt,
     LoanHistory,
@@ -52,6 +53,7 @@ from fenqi.services.views import (
     Payout,
     PayoutSentAgain,
     PayoutStanding,
+    PlanExplained,
     PrepaymentOutcome,
     PrepaymentPreview,
     Reconciled,
@@ -334,6 +336,44 @@ def prepayment_preview(preview: PrepaymentPreview) -> dict[str, Any]:
         "payoff": money(preview.payoff),
         "to_repay": money(preview.to_repay),
         "outcomes": [prepayment_outcome(outcome) for outcome in preview.outcomes],
+    }
+
+
+def late_example(late: LateExample) -> dict[str, Any]:
+    return {
+        "period": late.period,
+        "due_date": late.due_date.isoformat(),
+        "payment": money(late.payment),
+        "grace_ends": late.grace_ends.isoformat(),
+        "late_fee": money(late.late_fee),
+        "penalty_per_day": money(late.penalty_per_day),
+        "days": late.days,
+        "penalty": money(late.penalty),
+        "owed": money(late.owed),
+    }
+
+
+def plan_explained(view: PlanExplained) -> dict[str, Any]:
+    """A plan's cost and lateness in its own numbers (``views.PlanExplained``)."""
+    return {
+        "loan_id": view.loan_id,
+        "method": view.method.value,
+        "principal": money(view.principal),
+        "periods": view.periods,
+        "payment": money(view.payment),
+        "total_interest": money(view.total_interest),
+        "total_fee": money(view.total_fee),
+        "total_cost": money(view.total_cost),
+        "annual_rate": rate(view.annual_rate),
+        "fee_rate": rate(view.fee_rate),
+        "yearly_fee_rate": rate(view.yearly_fee_rate),
+        "apr": rate(view.apr),
+        "apr_simple": rate(view.apr_simple),
+        "grace_days": view.grace_days,
+        "reminder_days": view.reminder_days,
+        "retry_days": list(view.retry_days),
+        "write_off_dpd": view.write_off_dpd,
+        "late": None if view.late is None else late_example(view.late),
     }
 
 
@@ -744,6 +784,7 @@ def _listed(answer: list) -> Any:  # type: ignore[type-arg]
 _PRESENTERS: Sequence[tuple[type[Any], Any]] = (
     (Quote, quote), (Product, product), (LoanSummary, loan_summary), (LoanView, loan),
     (Overview, overview), (PrepaymentPreview, prepayment_preview), (Payoff, payoff),
+    (PlanExplained, plan_explained),
     (Receipt, receipt), (ListedReceipt, listed_receipt),
     (PaymentTaken, payment_taken), (Refunded, refunded), (CreditPaidBack, credit_paid_back),
     (Reversed, reversed_payment), (Waived, waived), (LoanHistory, history),

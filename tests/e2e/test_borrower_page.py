@@ -7,6 +7,7 @@ import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
+from decimal import Decimal
 from html.parser import HTMLParser
 from typing import Any
 
@@ -22,7 +23,7 @@ from fenqi.domain.money import Money
 from fenqi.http.app import create_app
 from fenqi.services import borrowers, products, servicing
 from fenqi.services.context import Context
-from fenqi.shown import grouped, yuan
+from fenqi.shown import apr, grouped, yuan
 from fenqi.store.schema import BorrowerRow, LoanRow, SignInCodeRow
 from fenqi.wire import present
 from tests.e2e.borrowers import MASKED_CARD, Plan, money_held, open_plan, sign_in_code
@@ -419,6 +420,35 @@ def test_a_prepayment_preview_refuses_what_no_prepayment_could_be(home: Home) ->
     assert "请在预览页选择一种还款方式" in tampered.text
     assert home.page(f"/me/loans/{home.other.loan_id}/prepay?amount=100").status_code == 404
     assert (money_held(home.engine), home.events(home.mine)) == (held, events)
+
+
+def test_each_plan_explains_its_cost_and_lateness_in_its_own_numbers(home: Home) -> None:
+    """From the plan's page, its explanation: the cost and APR, how a monthly fee of 0.60%
+    comes to about twice its 7.20% a year, and what its next bill would cost a month late, as
+    the API says; in her language, and in English when asked."""
+    path = f"/me/loans/{home.mine.loan_id}"
+    assert f'href="{path}/explained"' in home.page(path).text
+    plain = present(servicing.explain_plan(home.context, home.mine.loan_id, today()))
+    page = home.page(f"{path}/explained").text
+    assert f'id="apr">{apr(plain["apr"])}<' in page
+    late = plain["late"]
+    assert late is not None
+    for shown in (yuan(late["payment"]), yuan(late["late_fee"]), yuan(late["penalty_per_day"]),
+                  f'id="owed-late">{yuan(late["owed"])}<', "征信", "/me/hardship"):  # fmt: skip
+        assert shown in page, shown
+    order = servicing.Order(home.mine.borrower_id, "MALL-12", "小米商城", Money.parse("6000"),
+                            "mall-12", 12, today())  # fmt: skip
+    mall = present(servicing.checkout(home.context, order))["id"]
+    fees = present(servicing.explain_plan(home.context, mall, today()))
+    assert (fees["fee_rate"], fees["yearly_fee_rate"]) == ("0.006000", "0.072000")
+    assert Decimal("0.12") < Decimal(fees["apr"]) < Decimal("0.14")  # about twice 7.20%
+    said = home.page(f"/me/loans/{mall}/explained").text
+    assert re.search(r"每期手续费是借款金额的0\.60%，一年12期加起来是7\.20%", said)
+    assert apr(fees["apr"]) in said
+    english = home.page(f"/me/loans/{mall}/explained?lang=en").text
+    for words in ("Where the APR comes from", "If a payment is late", "twice 7.20%"):
+        assert words in english, words
+    assert home.page(f"/me/loans/{home.other.loan_id}/explained").status_code == 404
 
 
 def test_refusals_show_on_the_page_and_change_nothing(home: Home) -> None:

@@ -142,6 +142,7 @@ def test_every_borrower_page_speaks_one_language(shop: Shop, browser_page: Page,
                        (f"/me/receipts/{shop.receipt}", "me-receipt"), ("/me/methods", "me-methods"),
                        ("/me/hardship", "me-hardship"), ("/me/calendar", "me-calendar"),
                        (f"/me/loans/{shop.open_loan}/prepay?amount=1000", "me-prepay"),
+                       (f"/me/loans/{shop.open_loan}/explained", "me-explained"),
                        ("/me/loans/999999", "me-missing")):  # fmt: skip
         page.goto(f"{shop.url}{path}")
         check(page, lang, name)

@@ -351,3 +351,31 @@ def test_a_preview_shows_both_modes_and_refuses_what_no_prepayment_could_be(
         servicing.preview_prepayment(context, loan_id, Money.parse(payoff) + 1, day)
     with pytest.raises(RefusedError, match="must be more than 0"):
         servicing.preview_prepayment(context, loan_id, Money(0), day)
+
+
+def test_a_plan_explained_is_its_own_numbers_as_the_fold_has_them(units: MemoryUnits) -> None:
+    """The cost and APR as quoted, and the next installment as it would stand a month late with
+    nothing paid: exactly what the plan shows on that day if she does not pay."""
+    context, loan_id, _ = open_plan(units)
+    plain = present(servicing.explain_plan(context, loan_id, date(2026, 2, 1)))
+    assert (plain["principal"], plain["periods"], plain["payment"], plain["total_cost"]) == (
+        "10000.00", 12, "888.49", "661.86")  # fmt: skip
+    assert (plain["apr"], plain["fee_rate"], plain["yearly_fee_rate"]) == (
+        "0.126826", "0.000000", "0.000000")  # fmt: skip
+    late = plain["late"]
+    assert (late["period"], late["due_date"], late["grace_ends"], late["days"]) == (
+        1, "2026-02-15", "2026-02-18", 30)  # fmt: skip
+    month_late = present(servicing.show_loan(context, loan_id, date(2026, 3, 17)))
+    first = month_late["installments"][0]
+    assert (late["owed"], late["late_fee"], late["penalty"]) == (
+        first["outstanding"], first["late_fee"], first["penalty"])  # fmt: skip
+    day_after = present(servicing.show_loan(context, loan_id, date(2026, 3, 18)))
+    per_day = Money.parse(day_after["installments"][0]["penalty"]) - Money.parse(late["penalty"])
+    assert late["penalty_per_day"] == str(Money(per_day))
+    assert Money.parse(late["penalty_per_day"]) > 0
+    assert Money.parse(late["owed"]) == Money.parse(late["payment"]) + Money.parse(
+        late["late_fee"]) + Money.parse(late["penalty"])  # fmt: skip
+    paid = present(servicing.prepay(context, loan_id, None, mode=PrepayMode.REDUCE_INSTALLMENT,
+                                    source=servicing.Source(manual=True), day=date(2026, 2, 1)))  # fmt: skip
+    assert paid["kind"] == "prepayment"
+    assert present(servicing.explain_plan(context, loan_id, date(2026, 2, 1)))["late"] is None

@@ -270,6 +270,39 @@ class PrepaymentPreview(Answer):
     outcomes: list[PrepaymentOutcome] = Field(description="One for each mode the plan allows.")
 
 
+class LateExample(Answer):
+    period: int
+    due_date: Day
+    payment: Yuan
+    grace_ends: Day = Field(description="Paid by then, nothing more is charged.")
+    late_fee: Yuan = Field(description="Charged once, the day after the grace period.")
+    penalty_per_day: Yuan
+    days: int = Field(description="How many days late the example is.")
+    penalty: Yuan = Field(description="Penalty interest by then.")
+    owed: Yuan = Field(description="What the installment would need then.")
+
+
+class PlanExplained(Answer):
+    loan_id: int
+    method: Method
+    principal: Yuan
+    periods: int
+    payment: Yuan = Field(description="The first installment.")
+    total_interest: Yuan
+    total_fee: Yuan
+    total_cost: Yuan
+    annual_rate: RateText
+    fee_rate: RateText = Field(description="The installment fee a period, on the amount lent.")
+    yearly_fee_rate: RateText = Field(description="Twelve periods' fee: about half the APR.")
+    apr: RateText = Field(description="Compounded monthly: what the plan really costs a year.")
+    apr_simple: RateText
+    grace_days: int
+    reminder_days: int
+    retry_days: list[int]
+    write_off_dpd: int
+    late: LateExample | None = Field(description="The next installment, if left unpaid.")
+
+
 class HistoryEvent(Answer):
     seq: int
     kind: str

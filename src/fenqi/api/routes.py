@@ -282,6 +282,13 @@ def prepayment_preview(
                                                  _today(on)))  # fmt: skip
 
 
+@router.get("/loans/{loan_id}/explained", tags=["loans"], **answers(responses.PlanExplained))
+def explain_plan(context: Caller, loan_id: Id, as_of: AsOf = None) -> Document:
+    """The plan's cost and what being late would cost, in its own numbers: what the borrower's
+    explanation page says in words."""
+    return document(servicing.explain_plan(context, loan_id, _today(as_of)))
+
+
 def _source(method_id: int | None, channel: str | None) -> servicing.Source:
     return servicing.Source(method_id=method_id, manual=channel == "manual")
 

@@ -15,12 +15,13 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, replace
-from datetime import date
+from datetime import date, timedelta
 from typing import Any, TypeVar
 
 from fenqi import clock
 from fenqi.catalog import read_lpr_table
 from fenqi.clock import stamp
+from fenqi.domain.apr import apr
 from fenqi.domain.corrections import Consequences, consequences
 from fenqi.domain.events import (
     Channel,
@@ -34,10 +35,17 @@ from fenqi.domain.events import (
     Waiver,
     WaiverKind,
 )
-from fenqi.domain.loan import LoanState, LoanStatus, paying_back, payoff_quote, replay
+from fenqi.domain.loan import (
+    InstallmentStatus,
+    LoanState,
+    LoanStatus,
+    paying_back,
+    payoff_quote,
+    replay,
+)
 from fenqi.domain.money import Money
 from fenqi.domain.quote import Quote, quote
-from fenqi.domain.schedule import Method
+from fenqi.domain.schedule import Method, schedule
 from fenqi.domain.withholding import DebitRequest, Kind
 from fenqi.loans.aggregate import MAX_ID, Loan
 from fenqi.loans.booking import book
@@ -73,7 +81,9 @@ from fenqi.services.policy import (
 )
 from fenqi.services.quoting import PlanRequest, quote_request
 from fenqi.services.views import (
+    LATE_EXAMPLE_DAYS,
     CreditPaidBack,
+    LateExample,
     ListedReceipt,
     LoanHistory,
     LoanSummary,
@@ -82,6 +92,7 @@ from fenqi.services.views import (
     PaymentTaken,
     Payoff,
     Payout,
+    PlanExplained,
     PrepaymentOutcome,
     PrepaymentPreview,
     Refunded,
@@ -327,6 +338,48 @@ def _shortens(method: Method) -> bool:
     """Whether a plan of ``method`` may be prepaid to end sooner: not one that repays its
     principal only at the end."""
     return method not in (Method.INTEREST_ONLY, Method.BULLET)
+
+
+def explain_plan(context: Context, loan_id: int, day: date) -> PlanExplained:
+    """A plan's cost and what being late would cost, in its own numbers (``PlanExplained``):
+    its schedule and APR as quoted at checkout, the product's rules for lateness, and its next
+    installment as the fold would have it if left unpaid (``LateExample``)."""
+
+    def work(unit: UnitOfWork) -> PlanExplained:
+        record = unit.loans.read(loan_id, day)
+        sees(caller(context, unit), record.borrower_id, f"loan {loan_id}")
+        terms, policy = record.terms, record.policy
+        plan = schedule(terms)
+        rate = apr(plan)
+        per_period = terms.fee_rate if terms.fee_total_rate is None else \
+            terms.fee_total_rate / terms.periods  # fmt: skip
+        return PlanExplained(
+            loan_id, terms.method, terms.principal, terms.periods, plan.installments[0].payment,
+            plan.total_interest, plan.total_fee,
+            Money(plan.total_interest + plan.total_fee + terms.upfront_fee), terms.annual_rate,
+            per_period, per_period * 12, rate.compound, rate.simple, policy.grace_days,
+            policy.reminder_days, policy.debit_retry_days, policy.write_off_dpd,
+            _late_example(record, day),
+        )  # fmt: skip
+
+    return transact(context, work, reading=True)
+
+
+def _late_example(record: Loan, day: date) -> LateExample | None:
+    """The plan's next installment not yet late, as it would stand ``LATE_EXAMPLE_DAYS`` past
+    its due date if nothing were paid: worked out by the fold on the plan as it is."""
+    waiting = (InstallmentStatus.FUTURE, InstallmentStatus.DUE)
+    row = next((row for row in record.state_on(day).installments if row.status in waiting), None)
+    if row is None:
+        return None
+    later = row.due_date + timedelta(days=LATE_EXAMPLE_DAYS)
+    then = record.state_on(later).installments[row.period - 1]
+    after = record.state_on(later + timedelta(days=1)).installments[row.period - 1]
+    return LateExample(
+        row.period, row.due_date, row.payment,
+        row.due_date + timedelta(days=record.policy.grace_days), then.late_fee,
+        Money(after.penalty - then.penalty), LATE_EXAMPLE_DAYS, then.penalty, then.outstanding,
+    )  # fmt: skip
 
 
 def show_receipt(context: Context, receipt_id: str) -> Receipt:

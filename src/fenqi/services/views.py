@@ -15,6 +15,7 @@ from fenqi.domain.events import Channel, PrepayMode, WaiverKind
 from fenqi.domain.loan import InstallmentState, LoanState, LoanStatus, PayoffQuote
 from fenqi.domain.money import Money
 from fenqi.domain.products import Component
+from fenqi.domain.rates import Rate
 from fenqi.domain.schedule import Method
 from fenqi.domain.withholding import Status
 from fenqi.loans.aggregate import Loan
@@ -235,6 +236,53 @@ class PrepaymentPreview:
     payoff: Money
     to_repay: Money  # what is left to repay as scheduled, without the prepayment
     outcomes: tuple[PrepaymentOutcome, ...]
+
+
+# How many days late the explanation's example installment is shown (a month of it).
+LATE_EXAMPLE_DAYS = 30
+
+
+class LateExample(NamedTuple):
+    """One installment of a plan as it would stand if left unpaid: through the grace period,
+    the day after it, and ``days`` past its due date (the fold's own figures)."""
+
+    period: int
+    due_date: date
+    payment: Money
+    grace_ends: date
+    late_fee: Money  # charged once, the day after the grace period
+    penalty_per_day: Money  # penalty interest a day, once past the grace period
+    days: int
+    penalty: Money  # penalty interest by then
+    owed: Money  # what the installment would need then: payment, late fee and penalty
+
+
+@dataclass(frozen=True)
+class PlanExplained:
+    """A plan's cost and what lateness would cost, in its own numbers: what the explanation
+    page says in words. ``fee_rate`` is the installment fee a period on the amount lent (0
+    where the plan charges interest instead), ``yearly_fee_rate`` twelve of them: the figure
+    that looks like the yearly cost and is about half the APR, because the fee stays on the
+    whole amount lent while less and less of it is owed."""
+
+    loan_id: int
+    method: Method
+    principal: Money
+    periods: int
+    payment: Money  # the first installment: most are the same
+    total_interest: Money
+    total_fee: Money
+    total_cost: Money
+    annual_rate: Rate
+    fee_rate: Rate
+    yearly_fee_rate: Rate
+    apr: Rate  # compounded: the rate the installments' present values repay the loan at
+    apr_simple: Rate
+    grace_days: int
+    reminder_days: int
+    retry_days: tuple[int, ...]
+    write_off_dpd: int
+    late: LateExample | None  # none once nothing is left to fall due
 
 
 @dataclass(frozen=True)

@@ -323,6 +323,20 @@ def pay_off(request: Request, loan_id: str, form: Annotated[MoneyForm, Form()]) 
     return _on_her_plan(request, visit, loan_id, lambda plan: _money_in(request, visit, plan, take))
 
 
+@router.get("/loans/{loan_id}/explained")
+def explained_page(request: Request, loan_id: str) -> Response:
+    """How the plan's cost works out and what being late would cost, in its own numbers."""
+    visit = _visit(request)
+
+    def explain(plan: int) -> Response:
+        today = clock.today()
+        loan = document(servicing.show_loan(visit.context, plan, today))
+        plain = document(servicing.explain_plan(visit.context, plan, today))
+        return _page(request, "explained.html", visit, loan=loan, plain=plain)
+
+    return _on_her_plan(request, visit, loan_id, explain)
+
+
 class PrepayForm(MoneyForm):
     """Prepaying part of a plan, in the mode she chose on its preview."""
 

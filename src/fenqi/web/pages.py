@@ -30,7 +30,8 @@ NO_NUL = r"^[^\x00]*$"
 LANGUAGES = ("zh-CN", "en")
 templates = Jinja2Templates(directory=Path(__file__).with_name("templates"))
 # Every page writes amounts, rates and moments as every surface does (``fenqi.shown``).
-templates.env.globals.update(yuan=shown.yuan, apr=shown.apr, beijing=shown.beijing)
+templates.env.globals.update(yuan=shown.yuan, apr=shown.apr, percent=shown.percent,
+                             beijing=shown.beijing)  # fmt: skip
 templates.env.filters["grouped"] = shown.grouped
 templates.env.filters["readable"] = shown.document
 templates.env.filters["masked_phone"] = shown.masked_phone

@@ -645,6 +645,77 @@ WORDS: dict[str, dict[str, str]] = {
         "en": "This amount holds through {date}",
     },
     "me.payoff.go": {"zh-CN": "一键结清 {amount}", "en": "Pay off {amount}"},
+    "me.explain.link": {"zh-CN": "费用和逾期怎么算", "en": "How the cost and lateness work"},
+    "me.explain.title": {"zh-CN": "这笔分期怎么算", "en": "How this plan works"},
+    "me.explain.cost_title": {"zh-CN": "一共要付多少", "en": "What it costs in all"},
+    "me.explain.cost": {
+        "zh-CN": "您借了{principal}，分{periods}期还，每期约{payment}；除本金外一共多付{cost}。",
+        "en": "You borrowed {principal} over {periods} months, about {payment} a month; beyond "
+        "the principal you pay {cost} in all.",
+    },
+    "me.explain.interest": {"zh-CN": "利息合计", "en": "Interest in all"},
+    "me.explain.fees": {"zh-CN": "手续费合计", "en": "Fees in all"},
+    "me.explain.apr_title": {"zh-CN": "年化利率是怎么来的", "en": "Where the APR comes from"},
+    "me.explain.apr_how": {
+        "zh-CN": "年化利率{apr}是这样算的：把您每期还的钱按这个利率折回借款那天，"
+        "加起来正好等于借给您的钱。它把利息和手续费都算进去，方便和别的借款比较。",
+        "en": "The APR, {apr}, is the yearly rate at which everything you repay, brought back to "
+        "the day you borrowed, adds up to exactly what you were lent. It counts interest and "
+        "fees alike, so plans can be compared.",
+    },
+    "me.explain.fee": {
+        "zh-CN": "每期手续费是借款金额的{fee}，一年12期加起来是{yearly}。但手续费一直按最初的借款"
+        "金额收，而您每期都在还本金，平均只用着大约一半的钱，所以折成年化利率约为{apr}，"
+        "差不多是{yearly}的两倍。",
+        "en": "The fee is {fee} of the amount lent each month: {yearly} over twelve months. But "
+        "it is charged on the whole amount lent while you repay some of it every month, so on "
+        "average you hold about half of it; as a yearly rate that is about {apr}, close to "
+        "twice {yearly}.",
+    },
+    "me.explain.rate": {
+        "zh-CN": "合同年利率{rate}按剩余本金计息；按月复利折算的年化利率是{apr}。",
+        "en": "The contract rate, {rate} a year, is charged on the principal still owed; "
+        "compounded monthly that is an APR of {apr}.",
+    },
+    "me.explain.late_title": {"zh-CN": "如果晚还了", "en": "If a payment is late"},
+    "me.explain.grace": {
+        "zh-CN": "第{period}期{amount}在{date}到期。在{grace_ends}前（宽限{days}天）还上，"
+        "不收任何额外费用。",
+        "en": "Installment {period}, {amount}, is due on {date}. Paid by {grace_ends} ({days} "
+        "days' grace), nothing more is charged.",
+    },
+    "me.explain.late_fee": {
+        "zh-CN": "宽限期过后收一次滞纳金",
+        "en": "Late fee, charged once after the grace period",
+    },
+    "me.explain.penalty_per_day": {
+        "zh-CN": "之后每天的罚息约",
+        "en": "Then penalty interest, about a day",
+    },
+    "me.explain.owed_after": {
+        "zh-CN": "逾期{days}天时这一期共需还",
+        "en": "{days} days late, this installment would need",
+    },
+    "me.explain.nothing_left": {
+        "zh-CN": "这笔分期已没有待到期的账单。",
+        "en": "No installment of this plan is still to fall due.",
+    },
+    "me.explain.reminders": {
+        "zh-CN": "每期到期前{days}天会短信提醒您，到期日从您绑定的账户自动扣款。",
+        "en": "We text you {days} days before each due date, and debit your bound account on "
+        "the day.",
+    },
+    "me.explain.retries": {
+        "zh-CN": "扣款没成功的话，会在之后第{days}天再试。",
+        "en": "If a debit fails, we try again {days} day(s) later.",
+    },
+    "me.explain.record": {
+        "zh-CN": "逾期会按规定如实报送征信；逾期超过{days}天的欠款在账上核销，但仍需偿还。"
+        "任何时候都可以联系我们，商量一个您能做到的还款计划。",
+        "en": "Late payments are reported to the credit reference system, as the rules require. "
+        "A debt more than {days} days late is written off in our books, but it is still owed. "
+        "You can talk to us about a plan you can keep at any time.",
+    },
     "me.prepay.title": {"zh-CN": "提前还部分本金", "en": "Repay part early"},
     "me.prepay.amount": {"zh-CN": "提前还款金额（元）", "en": "Amount to repay early (yuan)"},
     "me.prepay.hint": {
