@@ -52,7 +52,6 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from sqlalchemy import text
 
 from fenqi.channels.gateways import simulated
 from fenqi.channels.simulator import SimulatedChannel
@@ -62,6 +61,7 @@ from fenqi.services.context import Context
 from fenqi.services.policy import Role, operator
 from fenqi.store.database import make_engine, upgrade
 from fenqi.wire import present
+from schemas import fresh_schema  # the bench folder's own
 
 POSTGRES = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 # The paced phase: payments sent at this share of the service layer's rate, by enough clients
@@ -346,16 +346,8 @@ def main() -> None:
         with tempfile.TemporaryDirectory() as folder:
             run("SQLite", f"sqlite:///{Path(folder) / 'api.sqlite3'}", options)
     if options.postgres:
-        schema = f"fenqi_api_bench_{os.getpid()}"
-        server = make_engine(options.postgres)
-        with server.begin() as connection:
-            connection.execute(text(f'CREATE SCHEMA "{schema}"'))
-        try:
-            run("PostgreSQL", f"{options.postgres}?options=-csearch_path%3D{schema}", options)
-        finally:
-            with server.begin() as connection:
-                connection.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
-            server.dispose()
+        with fresh_schema(options.postgres, "api") as url:
+            run("PostgreSQL", url, options)
 
 
 if __name__ == "__main__":

@@ -31,9 +31,8 @@ import time
 from dataclasses import dataclass
 from datetime import date, timedelta
 from multiprocessing.pool import Pool
-from uuid import uuid4
 
-from sqlalchemy import make_url, or_, select, text
+from sqlalchemy import or_, select
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
@@ -46,14 +45,17 @@ from fenqi.domain.events import Channel, DebitFailed, Event, Payment
 from fenqi.domain.ledger import Line, balances, journal
 from fenqi.domain.loan import LoanState, bucket
 from fenqi.loans.aggregate import Loan
+from fenqi.loans.receipts import receipt_of, stored
 from fenqi.services import books, products
 from fenqi.services import close_of_business as cob
 from fenqi.services.context import Context
 from fenqi.services.policy import operator
 from fenqi.store import schema
+from fenqi.store.borrowers import method_of
 from fenqi.store.database import make_engine, upgrade
 from fenqi.store.loans import event_row, load_loan, now
 from fenqi.wire import present
+from schemas import fresh_schema  # the bench folder's own
 
 START = date(2026, 6, 1)
 DEADLOCK = "40P01"  # PostgreSQL's deadlock_detected
@@ -232,12 +234,11 @@ def naive_event(session: Session, record: Loan, event: Event,
     session.add(schema.LoanEventRow(**event_row(record.id, event, now())))
     record.events.append(event)
     if isinstance(event, Payment):
-        receipt = wire.receipt(record, record.state_on(booking), event, method, issued=now())
-        session.add(
-            schema.ReceiptRow(
-                loan_id=record.id, seq=event.seq, receipt_no=receipt["id"], payload=receipt
-            )
-        )
+        paid_with = None if method is None else method_of(method)
+        receipt = receipt_of(record, record.state_on(booking), event, paid_with, now())
+        row = schema.ReceiptRow(loan_id=record.id, seq=event.seq, receipt_no=receipt.receipt_id,
+                                payload=stored(receipt))  # fmt: skip
+        session.add(row)
 
 
 def naive_messages(session: Session, record: Loan, state: LoanState,
@@ -311,22 +312,6 @@ def loans_with_work(context: Context, day: date) -> list[int]:
         return list(session.scalars(query.order_by(schema.LoanRow.id)))
 
 
-def fresh_schema(server_url: str) -> tuple[str, str]:
-    """A new schema on the server and a URL whose connections use it."""
-    schema = f"fenqi_bench_cob_{uuid4().hex[:8]}"
-    with make_engine(server_url).begin() as connection:
-        connection.execute(text(f'CREATE SCHEMA "{schema}"'))
-    url = make_url(server_url).update_query_dict({"options": f"-csearch_path={schema}"})
-    return schema, url.render_as_string(hide_password=False)
-
-
-def drop_schema(server_url: str, schema: str) -> None:
-    engine = make_engine(server_url)
-    with engine.begin() as connection:
-        connection.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
-    engine.dispose()
-
-
 def bench(url: str, loans: int, workers: int, sample: int) -> None:
     engine = make_engine(url)
     upgrade(engine)
@@ -392,13 +377,10 @@ def main() -> None:
     parser.add_argument("--sample", type=int, default=200, help="loans in each naive sample")
     parser.add_argument("--postgres", default=POSTGRES, help="the server's URL")
     options = parser.parse_args()
-    schema, url = fresh_schema(options.postgres)
-    print(f"bench/cob.py: {options.loans:,} loans, {options.workers} workers, PostgreSQL "
-          f"schema {schema} (dropped at the end)")  # fmt: skip
-    try:
+    with fresh_schema(options.postgres, "cob") as url:
+        print(f"bench/cob.py: {options.loans:,} loans, {options.workers} workers, PostgreSQL "
+              "(a schema of its own, dropped at the end)")  # fmt: skip
         bench(url, options.loans, options.workers, options.sample)
-    finally:
-        drop_schema(options.postgres, schema)
 
 
 if __name__ == "__main__":

@@ -24,7 +24,7 @@ from datetime import date, timedelta
 from pathlib import Path
 
 import httpx
-from sqlalchemy import select, text
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from api import free_port, serve  # the bench folder's own: a script's folder is on its path
@@ -37,6 +37,7 @@ from fenqi.services.policy import operator
 from fenqi.store.database import make_engine, upgrade
 from fenqi.store.schema import SmsSentRow
 from fenqi.wire import present
+from schemas import fresh_schema  # the bench folder's own
 
 PHONE = "13900000020"
 TARGET_MS = 100.0
@@ -129,16 +130,8 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as folder:
         run("SQLite", f"sqlite:///{Path(folder) / 'pages.sqlite3'}", options)
     if options.postgres:
-        schema = f"fenqi_pages_bench_{int(time.time())}"
-        server = make_engine(options.postgres)
-        with server.begin() as connection:
-            connection.execute(text(f'CREATE SCHEMA "{schema}"'))
-        try:
-            run("PostgreSQL", f"{options.postgres}?options=-csearch_path%3D{schema}", options)
-        finally:
-            with server.begin() as connection:
-                connection.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
-            server.dispose()
+        with fresh_schema(options.postgres, "pages") as url:
+            run("PostgreSQL", url, options)
 
 
 if __name__ == "__main__":

@@ -84,6 +84,7 @@ from fenqi.store.schema import (
     ReceiptRow,
 )
 from fenqi.wire import present
+from schemas import fresh_schema  # the bench folder's own
 
 START = date(2026, 1, 15)
 POSTGRES = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
@@ -587,15 +588,6 @@ def _sqlite(value: Any) -> Any:
     return value
 
 
-def fresh_postgres(url: str) -> tuple[str, Engine]:
-    """A new schema on the server, so the bench never touches anything else there."""
-    server = make_engine(url)
-    schema = f"fenqi_bench_{os.getpid()}"
-    with server.begin() as connection:
-        connection.execute(text(f'CREATE SCHEMA "{schema}"'))
-    return f"{url}?options=-csearch_path%3D{schema}", server
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--payments", type=int, default=400, help="payments per process")
@@ -608,14 +600,8 @@ def main() -> None:
         if not options.no_sqlite:
             sqlite(options.payments, Path(folder))
         if options.postgres:
-            url, server = fresh_postgres(options.postgres)
-            schema = url.rsplit("%3D", 1)[1]
-            try:
+            with fresh_schema(options.postgres, "servicing") as url:
                 postgres(url, options.payments, options.processes, Path(folder))
-            finally:
-                with server.begin() as connection:
-                    connection.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
-                server.dispose()
 
 
 if __name__ == "__main__":
