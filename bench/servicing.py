@@ -76,6 +76,7 @@ from fenqi.services.withholding import order_id
 from fenqi.store.database import make_engine, upgrade
 from fenqi.store.loans import load_loan
 from fenqi.store.schema import (
+    AuditLogRow,
     IdempotencyKeyRow,
     JournalEntryRow,
     LoanEventRow,
@@ -139,6 +140,7 @@ class Template:
     fingerprint: str
     result: dict[str, Any]
     loan: dict[str, Any]
+    audited: dict[str, Any]  # the audit log's entry: its actor, action and what it says
 
 
 BORROWERS = itertools.count()
@@ -198,6 +200,11 @@ def capture(context: Context, loan: Loan) -> Template:
                 IdempotencyKeyRow.key == "template"
             )
         ).one()
+        audited = connection.execute(
+            select(AuditLogRow.actor, AuditLogRow.action, AuditLogRow.after).where(
+                AuditLogRow.target == f"loan:{loan.id}"
+            )
+        ).one()
         row = connection.execute(
             select(LoanRow.status, LoanRow.outstanding_principal, LoanRow.dpd,
                    LoanRow.booked_through, LoanRow.next_action_date).where(LoanRow.id == loan.id)
@@ -208,7 +215,7 @@ def capture(context: Context, loan: Loan) -> Template:
         kept = {"checkpoint": checkpoint.document(), "checkpoint_seq": checkpoint.seq}
     return Template(event.kind, dict(event.payload), entry.memo,
                     [tuple(line) for line in postings], dict(receipt), key.fingerprint,
-                    dict(key.result), {**row._asdict(), **kept})  # fmt: skip
+                    dict(key.result), {**row._asdict(), **kept}, audited._asdict())  # fmt: skip
 
 
 # -- the raw floors ------------------------------------------------------------------------------
@@ -261,6 +268,11 @@ def writes(template: Template, loan: Loan, key: str, day: date) -> list[Statemen
         ("INSERT INTO idempotency_keys (scope, key, fingerprint, result, created_at)"
          " VALUES (%s, %s, %s, %s, %s)",
          (f"loan:{loan.id}", key, template.fingerprint, Json(template.result), at)),
+        ("INSERT INTO audit_log (at, actor, action, target, reason, after)"
+         " VALUES (%s, %s, %s, %s, '', %s)",
+         (at, template.audited["actor"], template.audited["action"], f"loan:{loan.id}",
+          Json({**template.audited["after"], "payment_id": f"P{loan.id}-{loan.seq}",
+                "receipt_id": receipt["id"]}))),
         ("UPDATE loans SET version = %s, status = %s, outstanding_principal = %s, dpd = %s,"
          " booked_through = %s, next_action_date = %s, checkpoint = %s, checkpoint_seq = %s"
          " WHERE id = %s AND version = %s",

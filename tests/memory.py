@@ -464,6 +464,9 @@ class MemoryLoans:
             self.world.booked_at[loan.id, event.seq] = datetime.now(UTC)
         for receipt in booking.receipts:
             self.world.receipts[loan.id, receipt.seq] = stored(receipt)
+        self.world.audit.extend({"actor": entry.actor, "action": entry.action,
+                                 "target": entry.target, "reason": entry.reason, "before": None,
+                                 "after": dict(entry.after)} for entry in booking.audited)  # fmt: skip
         saved(loan, booking)
         self.world.loans[loan.id] = copy.deepcopy(loan)
 

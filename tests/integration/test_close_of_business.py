@@ -14,7 +14,7 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
 from fenqi.domain.money import Money
-from fenqi.services import books, borrowers, products, servicing
+from fenqi.services import audit, books, borrowers, products, servicing
 from fenqi.services import close_of_business as cob
 from fenqi.services.context import Context
 from fenqi.store.schema import BucketMoveRow, CobRunRow, LoanEventRow, LoanRow, SmsOutboxRow
@@ -245,6 +245,18 @@ def test_only_loans_with_work_on_a_day_not_closed_are_behind(shop: Context, engi
     assert watermark(engine, loan) == date(2026, 2, 16)
     # Overdue from now on, it has work every day: closing a later day catches up each.
     assert cob.days_to_close(shop, date(2026, 2, 19))[0] == date(2026, 2, 17)
+
+
+def test_each_run_is_in_the_audit_log_with_who_started_it(shop: Context) -> None:
+    short_card_loan(shop, "1000000")
+    close_days(shop, date(2026, 2, 14), date(2026, 2, 15))
+    logged = present(audit.audit_log(shop, "cob:"))
+    # Closing 2-14 closes 2-12 first (the reminder three days before the first due date); the
+    # days with no work have no run.
+    assert [(entry["action"], entry["target"], entry["actor"], entry["after"]["business_date"])
+            for entry in logged] == [
+        ("cob.run", "cob:2", "batch", "2026-02-15"), ("cob.run", "cob:1", "batch", "2026-02-12"),
+    ]  # fmt: skip
 
 
 def test_a_rerun_that_closes_nothing_records_no_run(shop: Context, engine: Engine) -> None:

@@ -19,7 +19,7 @@ from fenqi.domain.events import Channel
 from fenqi.domain.money import Money
 from fenqi.domain.withholding import DebitRequest, Kind, Outcome, Status
 from fenqi.ports import Gateways
-from fenqi.services import borrowers, products, servicing, withholding
+from fenqi.services import audit, borrowers, products, servicing, withholding
 from fenqi.services.context import Context
 from fenqi.services.policy import operator
 from fenqi.store.debit_requests import find_request
@@ -236,6 +236,9 @@ def test_a_notification_after_a_timeout_records_the_payment(engine, sim, api):
     assert withholding.debit(context, request).after.status is Status.UNKNOWN
     assert _until(context, request, Status.SUCCEEDED).reference.startswith("SIM")
     assert _payments(context, plan.loan_id) == ["payment"]
+    # Booked from the notification, with nobody behind it: the audit log says the gateway.
+    [booked] = present(audit.audit_log(context, f"loan:{plan.loan_id}"))
+    assert (booked["action"], booked["actor"]) == ("payment.take", withholding.GATEWAY_ACTOR)
 
 
 def test_a_forged_or_unsigned_notification_is_refused_and_changes_nothing(engine, sim, api):

@@ -309,9 +309,15 @@ def test_waivers_and_reversals_are_audited(context: Context, engine: Engine) -> 
         actions = session.execute(select(AuditLogRow.action, AuditLogRow.reason)).all()
     assert ("waive.penalty", "first time") in actions
     assert ("payment.reverse", "wrong loan") in actions
-    # The loan's filter finds both; a beginning finds every loan's; a longer id is another loan.
-    about = [entry["action"] for entry in present(audit.audit_log(context, f"loan:{loan}"))]
-    assert about == ["payment.reverse", "waive.penalty"]
+    # The loan's filter finds its payments, reversals and waivers; a beginning finds every
+    # loan's; a longer id is another loan.
+    entries = present(audit.audit_log(context, f"loan:{loan}"))
+    about = [entry["action"] for entry in entries]
+    assert about == ["payment.reverse", "payment.take", "waive.penalty"]
+    taken = entries[1]
+    assert taken["actor"] == entries[0]["actor"] != ""
+    assert (taken["after"]["payment_id"], taken["after"]["receipt_id"], taken["after"]["amount"]) \
+        == (paid["payment_id"], paid["receipt_id"], "100.00")  # fmt: skip
     assert [entry["action"] for entry in present(audit.audit_log(context, "loan:"))] == about
     assert present(audit.audit_log(context, f"loan:{loan}0")) == []
     assert present(audit.audit_log(context, "lo%")) == []  # a wildcard is a character here

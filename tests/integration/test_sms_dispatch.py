@@ -16,11 +16,11 @@ from sqlalchemy.orm import Session
 
 from fenqi.channels.sms_simulator import SimulatedSms
 from fenqi.ports import SmsRefusedError
-from fenqi.services import credentials, sms
+from fenqi.services import audit, credentials, sms
 from fenqi.services.context import Context
 from fenqi.services.errors import RefusedError
 from fenqi.store.schema import BorrowerRow, SmsOutboxRow, SmsSentRow
-from fenqi.wire import Document, document, documents
+from fenqi.wire import Document, document, documents, present
 from tests.simulated import simulated_context
 
 DAY = date(2026, 2, 19)
@@ -103,6 +103,11 @@ def test_inside_the_window_under_the_daily_cap_oldest_day_first(
 
     assert counts(dispatch(context, at(date(2026, 2, 20), 9, 0))) == (2, 0, 0, 0)
     assert [entry[1] for entry in sent_log(engine)[3:]] == [3, 4]
+    # Each dispatch that sent anything is in the audit log with who ran it (no text, no phone).
+    logged = present(audit.audit_log(context, "sms"))
+    assert [(entry["action"], entry["actor"], entry["after"]["sent"]) for entry in logged] == [
+        ("sms.dispatch", "test", 2), ("sms.dispatch", "test", 3)]  # fmt: skip
+    assert "138" not in str(logged)
 
 
 def test_sign_in_codes_do_not_use_up_her_reminders(

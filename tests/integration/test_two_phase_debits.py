@@ -15,7 +15,7 @@ from fenqi.channels.simulator import SimulatedChannel, SimulatedGateway
 from fenqi.domain.money import Money
 from fenqi.domain.withholding import Outcome
 from fenqi.ports import GatewayAnswer, Gateways
-from fenqi.services import borrowers, products, servicing, withholding
+from fenqi.services import audit, borrowers, products, servicing, withholding
 from fenqi.services import close_of_business as cob
 from fenqi.services.context import Context, Replayed
 from fenqi.services.errors import DeclinedError
@@ -86,6 +86,11 @@ def test_a_payment_asks_the_gateway_outside_any_transaction_and_books_once(shop:
     assert WatchingGateway.asked == 1
     assert _count(shop.engine, LoanEventRow, loan_id=loan, kind="payment") == 1
     assert _count(shop.engine, DebitRequestRow, loan_id=loan, booked="succeeded") == 1
+    # Booked once, audited once: who took it, from which card (masked), with its receipt.
+    [taken] = present(audit.audit_log(shop, f"loan:{loan}"))
+    assert (taken["action"], taken["actor"], taken["after"]["receipt_id"]) == (
+        "payment.take", "desk", f"R{loan}-1")  # fmt: skip
+    assert taken["after"]["method"] == "622202*********6543"  # masked, as every list shows it
 
 
 def test_a_booking_retried_on_a_stale_version_never_asks_the_gateway_again(
@@ -151,6 +156,8 @@ def test_a_payment_booked_after_it_was_sent_answers_its_retry_as_one_booked_at_o
     with pytest.raises(withholding.PaymentPendingError):
         servicing.pay(shop, loan, Money.parse("500"), source, DAY, idempotency_key="k-3")
     assert present(withholding.reconcile(shop, older_than=timedelta(0)))["succeeded"] == 1
+    [booked] = present(audit.audit_log(shop, f"loan:{loan}"))
+    assert (booked["action"], booked["actor"]) == ("payment.take", "desk")  # the reconciler's
 
     paid = servicing.pay(shop, loan, Money.parse("500"), source, DAY, idempotency_key="k-3")
     assert isinstance(paid, PaymentTaken)  # read back from the receipt the reconciler booked

@@ -9,7 +9,7 @@ change out — entries, receipts, the loan's new summary — and the ``Loans`` p
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from typing import NamedTuple
@@ -32,6 +32,17 @@ class Entry(NamedTuple):
     event_seq: int | None = None
 
 
+class Audited(NamedTuple):
+    """An audit log entry a booking writes with the loan's rows: who moved money on the loan,
+    and what (a payment taken, with its receipt)."""
+
+    actor: str
+    action: str
+    target: str
+    reason: str
+    after: Mapping[str, object]
+
+
 @dataclass(frozen=True)
 class Booking:
     """One write to a loan, worked out: saved only while the loan is still at ``version``."""
@@ -48,6 +59,7 @@ class Booking:
     closed_through: date | None
     checkpoint: Checkpoint | None  # where the next replay, a read or the batch's, can start
     closes: bool  # the batch's close of a business day for the loan
+    audited: tuple[Audited, ...] = ()  # written with it, in the same statement
 
 
 def book(loan: Loan, new_events: Sequence[Event], day: date, *, memo: str, issued: datetime,

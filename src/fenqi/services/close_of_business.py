@@ -46,7 +46,7 @@ from fenqi.domain.loan import LoanState, LoanStatus, bucket
 from fenqi.domain.withholding import SETTLED, DebitRequest, Kind, Status
 from fenqi.loans.aggregate import Loan
 from fenqi.loans.booking import Booking, book
-from fenqi.loans.ports import Batch, Borrower, JobRecord
+from fenqi.loans.ports import Batch, Borrower, JobRecord, UnitOfWork
 from fenqi.ports import GatewayAnswer
 from fenqi.services import withholding
 from fenqi.services.context import Context, Document, permitted, transact
@@ -230,17 +230,24 @@ def start_run(
 ) -> int | None:
     """Records a run for ``day`` and queues its chunks: the loans with work due, by id range;
     None, and no run, when nothing is due. A run of ``day`` that is not done — its process died,
-    or its chunks failed — is taken up again instead, its failed chunks queued anew."""
-    permitted(context, Permission.ADMINISTER)
+    or its chunks failed — is taken up again instead, its failed chunks queued anew. The audit
+    log says who started or took up which run."""
+    who = permitted(context, Permission.ADMINISTER)
     _refuse_future(day, today)
 
-    def plan(batch: Batch) -> int | None:
-        taken_up = batch.take_up(day, caught_up_from)
-        if taken_up is not None:
-            return taken_up
-        return batch.new_run(day, chunk_size, caught_up_from)
+    def plan(unit: UnitOfWork) -> int | None:
+        taken_up = unit.batch.take_up(day, caught_up_from)
+        run_id = taken_up
+        if run_id is None:
+            run_id = unit.batch.new_run(day, chunk_size, caught_up_from)
+        if run_id is not None:
+            since = None if caught_up_from is None else caught_up_from.isoformat()
+            unit.audit(who.name, "cob.run", f"cob:{run_id}", "",
+                       after={"business_date": day.isoformat(), "taken_up": taken_up is not None,
+                              "caught_up_from": since})  # fmt: skip
+        return run_id
 
-    return _in_batch(context, plan)
+    return transact(context, plan)
 
 
 class Worked(NamedTuple):

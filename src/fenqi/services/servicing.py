@@ -454,7 +454,7 @@ def pay(context: Context, loan_id: int, amount: Money, source: Source, day: date
             if withholding.pays_off(record, amount, payoff, day)
             else Payment(seq, day, amount, Channel.MANUAL)
         )
-        return withholding.money_in(unit, record, event, None)
+        return withholding.money_in(unit, record, event, None, caller(context, unit).name)
 
     return withholding.collect(context, loan_id, request, decide, key=idempotency_key,
                                guard=_paying(allowed, loan_id, day))  # fmt: skip
@@ -491,7 +491,7 @@ def prepay(context: Context, loan_id: int, amount: Money | None, *, mode: Prepay
         if method is not None and paying > 0:
             return withholding.Wanted(Kind.PREPAY, paying, method, day, mode)
         event = Prepayment(record.next_seq, day, paying, _channel_of(method), mode, paying >= due)
-        return withholding.money_in(unit, record, event, method)
+        return withholding.money_in(unit, record, event, method, caller(context, unit).name)
 
     return withholding.collect(context, loan_id, request, decide, key=idempotency_key,
                                guard=_paying(allowed, loan_id, day))  # fmt: skip

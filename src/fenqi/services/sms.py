@@ -107,7 +107,7 @@ def dispatch(context: Context, now: datetime, *, clock_now: datetime | None = No
     ``now`` later than the clock's (``clock_now``, default ``fenqi.clock.now()``) beyond
     ``SLACK``; earlier than it beyond ``SLACK`` unless this is a ``simulation`` (default:
     ``FENQI_TODAY`` is set); earlier than the latest message sent. Admins only."""
-    permitted(context, Permission.ADMINISTER)
+    who = permitted(context, Permission.ADMINISTER)
     gateway = context.sms
     if gateway is None:
         raise RefusedError("no SMS gateway is configured; nothing can be sent")
@@ -128,8 +128,15 @@ def dispatch(context: Context, now: datetime, *, clock_now: datetime | None = No
     handed = _send_due(context, gateway, local) if in_window(local) else _Handed()
     due, pending = transact(context, lambda unit: unit.outbox.pending(local.date()))
     held_window = 0 if in_window(local) else due
-    return Dispatched(local, handed.sent, expired, held_window, handed.held, pending,
+    done = Dispatched(local, handed.sent, expired, held_window, handed.held, pending,
                       handed.refused, unknown + handed.unknown)  # fmt: skip
+    if done.sent or done.expired or done.refused or done.unknown:  # a dispatch that did anything
+        after = {"now": local.isoformat(), "sent": done.sent, "expired": done.expired,
+                 "refused": done.refused, "unknown": done.unknown,
+                 "pending": done.pending}  # fmt: skip
+        transact(context, lambda unit: unit.audit(who.name, "sms.dispatch", "sms", "",
+                                                  after=after))  # fmt: skip
+    return done
 
 
 def _take_turn(unit: UnitOfWork, local: datetime) -> None:

@@ -36,7 +36,7 @@ from fenqi.domain.events import Channel, DebitFailed, Payment, Prepayment, Prepa
 from fenqi.domain.money import Money
 from fenqi.domain.withholding import SETTLED, DebitRequest, Kind, Status
 from fenqi.loans.aggregate import Loan
-from fenqi.loans.booking import book
+from fenqi.loans.booking import Audited, book
 from fenqi.loans.methods import PaymentMethod
 from fenqi.loans.ports import UnitOfWork
 from fenqi.ports import GatewayAnswer, Gateways, UnverifiedError, WithholdingGateway
@@ -45,6 +45,7 @@ from fenqi.services.context import (
     Document,
     IdempotencyKeyReusedError,
     Replayed,
+    caller,
     fingerprint_of,
     held,
     permitted,
@@ -57,6 +58,8 @@ from fenqi.store.loans import now
 from fenqi.wire import present
 
 log = logging.getLogger("fenqi.withholding")
+# The audit log's actor for money the gateway said it took with no caller behind the answer.
+GATEWAY_ACTOR = "gateway"
 # A merchant order id: its loan, then 16 hex digits of its idempotency key's SHA-256 (at most 29
 # characters, within every gateway's 32). The loan is in it, so a notification finds its row.
 _ORDER_ID = re.compile(r"FQ([0-9]{1,10})-[0-9A-F]{16}", re.ASCII)
@@ -132,25 +135,27 @@ def _record(
         request = unit.debit_request(loan_id, order, for_update=True)
         if request is None:
             raise NotFoundError(f"no debit request {order}")
-        recorded = settle(unit, request, answer)
+        recorded = settle(unit, request, answer, actor_of(context, unit))
         return recorded if then is None else then(unit, recorded)
 
     return transact(context, work)
 
 
-def settle(unit: UnitOfWork, request: DebitRequest, answer: GatewayAnswer | None) -> Recorded:
+def settle(unit: UnitOfWork, request: DebitRequest, answer: GatewayAnswer | None,
+           by: str) -> Recorded:  # fmt: skip
     """Applies ``answer`` (None: none new) to ``request``, held by this unit of work, books
-    what the loan has still to book of its outcome, and stores the request."""
+    what the loan has still to book of its outcome (in the audit log as ``by``'s), and stores
+    the request."""
     answered = request if answer is None else request.answered(answer.outcome, answer.reference,
                                                                answer.reason)  # fmt: skip
-    booked, paid = _book_outcome(unit, answered)
+    booked, paid = _book_outcome(unit, answered, by)
     if booked != request:
         unit.save_debit_request(booked)
     return Recorded(request, booked, paid)
 
 
-def _book_outcome(unit: UnitOfWork,
-                  request: DebitRequest) -> tuple[DebitRequest, PaymentTaken | None]:  # fmt: skip
+def _book_outcome(unit: UnitOfWork, request: DebitRequest,
+                  by: str) -> tuple[DebitRequest, PaymentTaken | None]:  # fmt: skip
     """Books the request's outcome on its loan if it has one still to book (``to_book``): the
     payment, prepayment or auto-debit the money taken pays for, or the batch's failed debit."""
     if not request.to_book():
@@ -164,7 +169,7 @@ def _book_outcome(unit: UnitOfWork,
         unit.loans.save(loan, book(loan, [failed], request.day, memo="auto-debit",
                                    issued=stamp()))  # fmt: skip
         return replace(request, booked=Status.FAILED, booked_seq=seq), None
-    paid = money_in(unit, loan, money_event(loan, request, seq), method)
+    paid = money_in(unit, loan, money_event(loan, request, seq), method, by)
     return replace(request, booked=Status.SUCCEEDED, booked_seq=seq), paid
 
 
@@ -194,13 +199,29 @@ def pays_off(record: Loan, amount: Money, payoff: Money, day: date) -> bool:
 
 
 def money_in(unit: UnitOfWork, record: Loan, event: Payment | Prepayment,
-             method: PaymentMethod | None) -> PaymentTaken:  # fmt: skip
-    """Books money in (a payment or prepayment) and gives its receipt, with the loan after."""
+             method: PaymentMethod | None, actor: str) -> PaymentTaken:  # fmt: skip
+    """Books money in (a payment or prepayment) and gives its receipt, with the loan after;
+    the audit log says who took it (``actor``), in the same write."""
     kind = "prepayment" if isinstance(event, Prepayment) else "payment"
     memo = f"{kind} P{record.id}-{event.seq}"
     booking = book(record, [event], event.effective, memo=memo, issued=stamp(), paid_with=method)
-    unit.loans.save(record, booking)
-    return PaymentTaken(booking.receipts[0], LoanSummary.of(record, booking.state))
+    taken = booking.receipts[0]
+    after = {"payment_id": f"P{record.id}-{event.seq}", "receipt_id": taken.receipt_id,
+             "kind": kind, "amount": str(event.amount), "date": event.effective.isoformat(),
+             "channel": event.channel.value,
+             "method": None if method is None else method.masked_account}  # fmt: skip
+    audited = Audited(actor, f"payment.{'prepay' if kind == 'prepayment' else 'take'}",
+                      f"loan:{record.id}", "", after)  # fmt: skip
+    unit.loans.save(record, replace(booking, audited=(audited,)))
+    return PaymentTaken(taken, LoanSummary.of(record, booking.state))
+
+
+def actor_of(context: Context, unit: UnitOfWork) -> str:
+    """Who the audit log says moved the money: the caller, or the gateway itself for an answer
+    it sent on its own (a notification) with no caller behind it."""
+    if context.principal is None and context.credential is None:
+        return GATEWAY_ACTOR
+    return caller(context, unit).name
 
 
 # -- a borrower's payment from a bound method -----------------------------------------------------

@@ -36,6 +36,7 @@ from fenqi.store.documents import Document, event_document, event_from, terms_do
 from fenqi.store.errors import MissingError, StaleError
 from fenqi.store.schema import (
     AccountRow,
+    AuditLogRow,
     Base,
     JournalEntryRow,
     LoanEventRow,
@@ -348,17 +349,21 @@ def _write_rows(session: Session, booked: Sequence[tuple[Loan, Booking]],
 
 def _history_rows(booked: Sequence[tuple[Loan, Booking]]) -> list[tuple[str, list[Document]]]:
     """The rows, table by table, that the bookings add to their loans' history: the events,
-    journal entries and postings, receipts."""
+    journal entries and postings, receipts, and the audit log's entries."""
     at = now()
-    events, entries, postings, receipts = [], [], [], []
+    events, entries, postings, receipts, audited = [], [], [], [], []
     for loan, booking in booked:
         events += [event_row(loan.id, event, at) for event in booking.events]
         headers, lines = journal_rows(loan.id, booking.version, booking.day, booking.entries)
         entries += headers
         postings += lines
         receipts += receipt_rows(loan.id, booking.receipts)
+        audited += [{"at": at, "actor": entry.actor, "action": entry.action,
+                     "target": entry.target, "reason": entry.reason, "before": None,
+                     "after": dict(entry.after)} for entry in booking.audited]  # fmt: skip
     return [(LoanEventRow.__tablename__, events), (JournalEntryRow.__tablename__, entries),
-            (PostingRow.__tablename__, postings), (ReceiptRow.__tablename__, receipts)]  # fmt: skip
+            (PostingRow.__tablename__, postings), (ReceiptRow.__tablename__, receipts),
+            (AuditLogRow.__tablename__, audited)]  # fmt: skip
 
 
 def journal_rows(
