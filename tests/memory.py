@@ -246,6 +246,12 @@ class MemoryOutbox:
         return [self.world.outbox[key] for key in sorted(self.world.outbox)
                 if status is None or self.world.outbox[key].status == status][:limit]  # fmt: skip
 
+    def of_borrower(self, borrower_id: int, through: date, limit: int) -> list[QueuedSms]:
+        hers = [message for message in self.world.outbox.values()
+                if message.borrower_id == borrower_id and message.day <= through]  # fmt: skip
+        return sorted(hers, key=lambda message: (-message.day.toordinal(), message.loan_id,
+                                                 message.stage))[:limit]  # fmt: skip
+
     def delivered(self, phone: str | None, limit: int) -> list[SentSms]:
         return [text for text in reversed(self.world.sent)
                 if phone is None or text.phone == phone][:limit]  # fmt: skip

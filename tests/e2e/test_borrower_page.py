@@ -6,7 +6,7 @@ token, paying (once, however often the form is sent), paying off, her methods, a
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from html.parser import HTMLParser
 from typing import Any
@@ -24,7 +24,7 @@ from fenqi.http.app import create_app
 from fenqi.services import borrowers, products, servicing
 from fenqi.services.context import Context
 from fenqi.shown import apr, grouped, yuan
-from fenqi.store.schema import BorrowerRow, LoanRow, SignInCodeRow
+from fenqi.store.schema import BorrowerRow, LoanRow, SignInCodeRow, SmsOutboxRow
 from fenqi.wire import present
 from tests.e2e.borrowers import MASKED_CARD, Plan, money_held, open_plan, sign_in_code
 from tests.simulated import simulated_context
@@ -449,6 +449,32 @@ def test_each_plan_explains_its_cost_and_lateness_in_its_own_numbers(home: Home)
     for words in ("Where the APR comes from", "If a payment is late", "twice 7.20%"):
         assert words in english, words
     assert home.page(f"/me/loans/{home.other.loan_id}/explained").status_code == 404
+
+
+def test_her_message_centre_shows_what_she_was_sent_and_what_became_of_each_text(
+    home: Home,
+) -> None:
+    """Every message the batch wrote to her, the latest first: one texted (with its time in
+    Beijing), one that expired unsent (shown here all the same); never another borrower's.
+    The console's borrower page lists the same."""
+    sent_at = datetime(2026, 2, 19, 0, 30, tzinfo=UTC)  # 08:30 in Beijing
+    with Session(home.engine) as session, session.begin():
+        for plan, day, stage, status, text in (
+            (home.mine, date(2026, 2, 19), "due", "sent", "您的分期今天到期"),
+            (home.mine, date(2026, 2, 10), "reminder", "expired", "您的分期即将到期"),
+            (home.other, date(2026, 2, 19), "due", "sent", "别人的短信"),
+        ):
+            session.add(SmsOutboxRow(loan_id=plan.loan_id, day=day, stage=stage,
+                                     borrower_id=plan.borrower_id, phone="13900000000",
+                                     text=text, status=status,
+                                     sent_at=sent_at if status == "sent" else None))  # fmt: skip
+    assert 'href="/me/messages"' in home.page("/me").text
+    page = home.page("/me/messages").text
+    assert page.index("您的分期今天到期") < page.index("您的分期即将到期")
+    assert "短信已于2026-02-19 08:30:00发出" in page
+    assert "当天未能以短信发出，只在这里显示" in page
+    assert "别人的短信" not in page
+    assert "Not texted in time; shown here only" in home.page("/me/messages?lang=en").text
 
 
 def test_refusals_show_on_the_page_and_change_nothing(home: Home) -> None:

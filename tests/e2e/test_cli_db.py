@@ -7,7 +7,7 @@ import pytest
 from fenqi.catalog import shipped_catalog_text
 from tests.e2e.cli import fenqi, refused
 
-HEAD = "0015"
+HEAD = "0016"
 
 
 def test_init_creates_the_database_and_can_run_again(tmp_path: Path) -> None:

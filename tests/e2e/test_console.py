@@ -22,7 +22,7 @@ from sqlalchemy.orm import Session
 from fenqi.domain.events import PrepayMode
 from fenqi.domain.money import Money
 from fenqi.http.app import create_app
-from fenqi.services import audit, borrowers, credentials, products, servicing
+from fenqi.services import audit, borrowers, credentials, products, servicing, sms
 from fenqi.services import close_of_business as cob
 from fenqi.services.context import Context
 from fenqi.services.policy import Role
@@ -341,6 +341,24 @@ def test_the_cob_page_charts_the_aging_report(desk: Desk) -> None:
     assert m1[1] == "300.0"
     assert "9,211.51" in page
     assert re.search(r'2026-03-25</td>\s*<td data-status="done">完成</td>', page)  # listed first
+
+
+def test_the_borrower_page_lists_what_she_was_texted(desk: Desk) -> None:
+    """The close of business writes her the day's notice; the borrower page lists it with its
+    stage and status, in the operator's language."""
+    page = desk.client("viewer").get(f"/console/borrowers/{desk.borrower}").text
+    assert "没有发给她的短信" in page
+    cob.close(desk.context, date(2026, 3, 25))
+    page = desk.client("viewer").get(f"/console/borrowers/{desk.borrower}").text
+    listed = section(page, "messages")
+    written = present(sms.messages_to(desk.context, desk.borrower, date(2026, 3, 25)))
+    assert written
+    for message in written:
+        assert message["text"] in listed
+        assert f"<code>{message['stage']}</code>" in listed
+    assert "待发送" in listed  # the dispatcher has not run
+    english = desk.client("viewer").get(f"/console/borrowers/{desk.borrower}?lang=en").text
+    assert "Text messages" in english
 
 
 def test_the_cob_page_shows_a_failed_run_with_its_error(desk: Desk) -> None:

@@ -18,7 +18,8 @@ from fenqi.channels.sms_simulator import SimulatedSms
 from fenqi.ports import SmsRefusedError
 from fenqi.services import audit, credentials, sms
 from fenqi.services.context import Context
-from fenqi.services.errors import RefusedError
+from fenqi.services.errors import NotFoundError, RefusedError
+from fenqi.services.policy import Principal
 from fenqi.store.schema import BorrowerRow, SmsOutboxRow, SmsSentRow
 from fenqi.wire import Document, document, documents, present
 from tests.simulated import simulated_context
@@ -156,6 +157,30 @@ def test_the_outbox_shows_what_was_sent_and_when(context: Context) -> None:
     assert len(outbox(context, limit=2)) == 2
     with pytest.raises(RefusedError, match="pending, sending, sent, unknown, expired"):
         outbox(context, "failed")
+
+
+def test_her_messages_are_hers_the_latest_first_whatever_became_of_their_texts(
+    context: Context, engine: Engine
+) -> None:
+    """Her message centre lists what the batch wrote to her up to a day, sent or not (three
+    sent at 08:30 with their time, two still pending past the cap), the latest day first;
+    never another borrower's, never a sign-in code; another borrower may not read them."""
+    dispatch(context, at(DAY, 8, 30))
+    credentials.send_sign_in_code(context, "13800000001")
+    hers = documents(sms.messages_to(context, 1, DAY))
+    assert [(row["day"], row["loan_id"], row["stage"], row["status"]) for row in hers] == [
+        ("2026-02-19", 1, "due", "sent"), ("2026-02-19", 3, "overdue", "pending"),
+        ("2026-02-19", 4, "reminder", "pending"), ("2026-02-18", 5, "reminder", "sent"),
+    ]  # fmt: skip
+    assert hers[0]["sent_at"] == "2026-02-19T08:30:00+08:00"
+    assert [row["loan_id"] for row in documents(sms.messages_to(context, 1, DAY - timedelta(1)))] \
+        == [5]  # fmt: skip
+    assert [row["borrower_id"] for row in documents(sms.messages_to(context, 2, DAY))] == [2]
+    stranger = replace(context, principal=Principal("borrower:2", borrower_id=2))
+    with pytest.raises(NotFoundError):
+        sms.messages_to(stranger, 1, DAY)
+    with pytest.raises(NotFoundError):
+        sms.messages_to(context, 99, DAY)
 
 
 def test_without_a_gateway_nothing_is_sent(context: Context) -> None:

@@ -34,7 +34,7 @@ from fenqi.store.schema import (
     PostingRow,
 )
 
-HEAD = "0015"
+HEAD = "0016"
 CHART = {
     "principal_receivable": "asset",
     "interest_receivable": "asset",

@@ -174,6 +174,15 @@ def overview(context: Caller, borrower_id: Id, as_of: AsOf = None) -> Document:
     return document(servicing.overview(context, borrower_id, _today(as_of)))
 
 
+@router.get(
+    "/borrowers/{borrower_id}/messages", tags=["borrowers"], **answers(list[responses.SmsMessage])
+)
+def messages_to(context: Caller, borrower_id: Id, as_of: AsOf = None) -> list[Document]:
+    """What fenqi wrote to her (reminders, bills due and overdue), the latest first, each with
+    what became of its text; never a sign-in code. To herself, or to staff."""
+    return documents(sms.messages_to(context, borrower_id, _today(as_of)))
+
+
 @router.post(
     "/borrowers/{borrower_id}/methods", tags=["borrowers"], **answers(responses.MethodChanged, 201)
 )

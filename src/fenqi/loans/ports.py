@@ -289,6 +289,11 @@ class Outbox(Protocol):
         """The latest texts handed to the gateway (only those to ``phone``), newest first."""
         ...
 
+    def of_borrower(self, borrower_id: int, through: date, limit: int) -> list[QueuedSms]:
+        """Up to ``limit`` of the messages the batch wrote to a borrower for days up to
+        ``through``, whatever became of their texts, the latest day first."""
+        ...
+
     def log_sign_in_code(self, borrower_id: int, phone: str, text: str, sent_at: datetime) -> None:
         """Records in the contact log a sign-in code texted at once (it names no loan, so the
         dunning daily cap does not count it)."""

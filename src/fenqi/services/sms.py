@@ -39,9 +39,9 @@ from zoneinfo import ZoneInfo
 from fenqi import clock
 from fenqi.loans.ports import QueuedSms, SentSms, UnitOfWork
 from fenqi.ports import SmsGateway, SmsRefusedError
-from fenqi.services.context import Context, permitted, transact
-from fenqi.services.errors import RefusedError
-from fenqi.services.policy import Permission
+from fenqi.services.context import Context, caller, permitted, transact
+from fenqi.services.errors import NotFoundError, RefusedError
+from fenqi.services.policy import Permission, sees
 from fenqi.services.views import Dispatched
 
 log = logging.getLogger("fenqi")
@@ -55,6 +55,7 @@ CHUNK = 500  # messages claimed per transaction, then handed over one by one
 # A message claimed this long before a dispatch and still sending was left by a dispatcher that
 # stopped: far longer than a gateway takes to answer one message.
 STALE_AFTER = timedelta(minutes=10)
+MESSAGES_SHOWN = 100  # a borrower's latest messages, in her message centre
 NO_OUTCOME = "no outcome was recorded: the dispatcher stopped while handing it over"
 
 
@@ -171,6 +172,23 @@ def outbox(context: Context, status: str | None = None, limit: int = 200) -> lis
         raise RefusedError(f"limit {limit} is not a number of messages; give 1 or more")
     chosen = None if status is None else _status(status).value
     messages = transact(context, lambda unit: unit.outbox.messages(chosen, limit))
+    return [message._replace(sent_at=_local(message.sent_at)) for message in messages]
+
+
+def messages_to(context: Context, borrower_id: int, today: date,
+                limit: int = MESSAGES_SHOWN) -> list[QueuedSms]:  # fmt: skip
+    """What fenqi wrote to a borrower (reminders, notices of a bill due or overdue), up to
+    ``today``, the latest first, each with what became of its text (sent, and when; expired
+    unsent; still to go): her message centre, and the console's list of what she was sent.
+    Sign-in codes are not among them. To herself, or to staff."""
+
+    def hers(unit: UnitOfWork) -> list[QueuedSms]:
+        sees(caller(context, unit), borrower_id, f"borrower {borrower_id}")
+        if unit.borrowers.get(borrower_id) is None:
+            raise NotFoundError(f"no borrower {borrower_id}")
+        return unit.outbox.of_borrower(borrower_id, today, limit)
+
+    messages = transact(context, hers)
     return [message._replace(sent_at=_local(message.sent_at)) for message in messages]
 
 

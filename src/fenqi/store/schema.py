@@ -407,6 +407,7 @@ class SmsOutboxRow(Base):
     __table_args__ = (
         Index("ix_sms_outbox_status", "status", "day"),
         Index("ix_sms_outbox_sent_at", "sent_at"),  # the latest send: no dispatch goes back
+        Index("ix_sms_outbox_borrower", "borrower_id", "day"),  # her message centre
     )
 
     loan_id: Mapped[int] = mapped_column(primary_key=True)

@@ -122,6 +122,13 @@ class DatabaseOutbox:
             query = query.where(SmsOutboxRow.status == status)
         return [_queued(row) for row in self.session.scalars(query.order_by(*_ORDER).limit(limit))]
 
+    def of_borrower(self, borrower_id: int, through: date, limit: int) -> list[QueuedSms]:
+        query = select(SmsOutboxRow).where(SmsOutboxRow.borrower_id == borrower_id,
+                                           SmsOutboxRow.day <= through)  # fmt: skip
+        latest = query.order_by(SmsOutboxRow.day.desc(), SmsOutboxRow.loan_id,
+                                SmsOutboxRow.stage).limit(limit)  # fmt: skip
+        return [_queued(row) for row in self.session.scalars(latest)]
+
     def delivered(self, phone: str | None, limit: int) -> list[SentSms]:
         query = select(SmsSentRow).order_by(SmsSentRow.id.desc()).limit(limit)
         if phone is not None:

@@ -29,7 +29,7 @@ from fenqi.domain.money import AMOUNT_AT_MOST, Money, MoneyError
 from fenqi.http.fields import fits
 from fenqi.http.problems import status_of
 from fenqi.http.security import SESSION_COOKIE, base_context, client_address
-from fenqi.services import borrowers, credentials, products, servicing
+from fenqi.services import borrowers, credentials, products, servicing, sms
 from fenqi.services.context import Context, Document
 from fenqi.services.errors import DeclinedError, InFlightError, NotFoundError
 from fenqi.services.policy import Principal, UnauthenticatedError
@@ -277,6 +277,15 @@ def plans_page(request: Request) -> HTMLResponse:
         plans=[{"loan": loan, "next": _next_bill(loan)} for loan in seen["plans"]],
         names=_product_names(visit.context),
     )
+
+
+@router.get("/messages")
+def messages_page(request: Request) -> HTMLResponse:
+    """Everything fenqi wrote to her (消息中心), the latest first, each with what became of its
+    text message: in the app whether or not the text went."""
+    visit = _visit(request)
+    shown = documents(sms.messages_to(visit.context, visit.borrower_id, clock.today()))
+    return _page(request, "messages.html", visit, messages=shown)
 
 
 @router.get("/calendar")

@@ -30,7 +30,7 @@ from fenqi.domain.money import AMOUNT_AT_MOST, Money
 from fenqi.http.fields import Day, Id, fits
 from fenqi.http.problems import status_of
 from fenqi.http.security import SESSION_COOKIE, base_context, client_address
-from fenqi.services import audit, borrowers, credentials, payouts, policy, servicing
+from fenqi.services import audit, borrowers, credentials, payouts, policy, servicing, sms
 from fenqi.services import close_of_business as cob
 from fenqi.services.context import Context, Document, Replayed
 from fenqi.services.days import booking_day
@@ -179,11 +179,13 @@ def search(request: Request, desk: Operator,
 @router.get("/borrowers/{borrower_id}")
 def borrower(request: Request, desk: Operator, borrower_id: Id,
              as_of: Day | None = None) -> HTMLResponse:  # fmt: skip
-    """The borrower, her limit, her methods and her plans as of a day."""
+    """The borrower, her limit, her methods, her plans as of a day and what she was texted."""
     day = _today(as_of)
     shown = document(borrowers.show_borrower(desk.context, borrower_id))
     plans = documents(servicing.list_loans(desk.context, borrower_id, day))
-    return render(request, "console/borrower.html", desk=desk, borrower=shown, plans=plans, day=day)
+    sent = documents(sms.messages_to(desk.context, borrower_id, day))
+    return render(request, "console/borrower.html", desk=desk, borrower=shown, plans=plans,
+                  day=day, messages=sent)  # fmt: skip
 
 
 @router.get("/loans/{loan_id}")
