@@ -48,6 +48,7 @@ from fenqi.services.views import (
     OperatorCreated,
     OperatorDisabled,
     Overview,
+    PaymentPreview,
     PaymentTaken,
     Payoff,
     Payout,
@@ -305,6 +306,24 @@ def overview(view: Overview) -> dict[str, Any]:
         "installments": [to_repay(row) for row in view.installments],
         "months": [month_to_repay(row) for row in view.months],
         "plans": [loan(plan) for plan in view.plans],
+    }
+
+
+def payment_preview(preview: PaymentPreview) -> dict[str, Any]:
+    """What a payment would do before it is taken (``views.PaymentPreview``)."""
+    return {
+        "loan_id": preview.loan_id,
+        "date": preview.day.isoformat(),
+        "amount": money(preview.amount),
+        "kind": preview.kind,
+        "principal": money(preview.principal),
+        "interest": money(preview.interest),
+        "fee": money(preview.fee),
+        "penalty": money(preview.penalty),
+        "to_credit": money(preview.to_credit),
+        "status": preview.status.value,
+        "amount_due": money(preview.amount_due),
+        "outstanding_principal": money(preview.outstanding_principal),
     }
 
 
@@ -784,7 +803,7 @@ def _listed(answer: list) -> Any:  # type: ignore[type-arg]
 _PRESENTERS: Sequence[tuple[type[Any], Any]] = (
     (Quote, quote), (Product, product), (LoanSummary, loan_summary), (LoanView, loan),
     (Overview, overview), (PrepaymentPreview, prepayment_preview), (Payoff, payoff),
-    (PlanExplained, plan_explained),
+    (PlanExplained, plan_explained), (PaymentPreview, payment_preview),
     (Receipt, receipt), (ListedReceipt, listed_receipt),
     (PaymentTaken, payment_taken), (Refunded, refunded), (CreditPaidBack, credit_paid_back),
     (Reversed, reversed_payment), (Waived, waived), (LoanHistory, history),

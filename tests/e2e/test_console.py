@@ -245,18 +245,31 @@ def test_an_agent_takes_a_payment_once_however_often_the_form_is_sent(desk: Desk
     assert card is not None
     fields = {**form(page, "pay"), "amount": "936.89", "on": OVERDUE}
     before = desk.books()
-    declined = agent.post(
-        f"/console/loans/{desk.loan}/payments", data={**fields, "source": card[1]}
-    )
+    asked = agent.post(f"/console/loans/{desk.loan}/payments", data={**fields, "source": card[1]})
+    assert asked.status_code == 200  # first what it would do: nothing moves yet
+    assert desk.books() == before
+    declined = agent.post(f"/console/loans/{desk.loan}/payments",
+                          data=form(asked.text, "confirm-pay"))  # fmt: skip
     assert declined.status_code == 402
     assert "银行卡（622202*********4567）未能扣款" in alert(declined.text)
     assert desk.books() == before
     by_hand = {**form(declined.text, "pay"), "amount": "936.89", "on": OVERDUE, "source": "manual"}
-    paid = agent.post(f"/console/loans/{desk.loan}/payments", data=by_hand)
+    shown = agent.post(f"/console/loans/{desk.loan}/payments", data=by_hand)
+    card = re.search(r'id="confirm-pay"(.*?)</form>', shown.text, re.S)
+    assert card is not None
+    would = present(servicing.preview_payment(desk.context, desk.loan, Money.parse("936.89"),
+                                              servicing.Source(manual=True), date(2026, 3, 25)))  # fmt: skip
+    for part in ("principal", "interest", "fee", "penalty", "amount_due", "outstanding_principal"):
+        assert f'<dd class="num">{grouped(would[part])}</dd>' in card[1], part
+    assert desk.books() == before
+    confirmed = form(shown.text, "confirm-pay")
+    paid = agent.post(f"/console/loans/{desk.loan}/payments", data=confirmed)
     assert paid.status_code == 200, alert(paid.text)
     assert "已收款 936.89 元" in paid.text
-    again = agent.post(f"/console/loans/{desk.loan}/payments", data=by_hand)
+    again = agent.post(f"/console/loans/{desk.loan}/payments", data=confirmed)
     assert "此表单已提交过" in again.text
+    taken = present(servicing.loan_history(desk.context, desk.loan))["events"][-1]["payload"]
+    assert Money.parse(taken["amount"]) == Money.parse("936.89")
     events = present(servicing.loan_history(desk.context, desk.loan))["events"]
     assert [(event["kind"], event["payload"]["channel"]) for event in events] == [
         ("payment", "bank_card"), ("payment", "manual")
@@ -450,7 +463,10 @@ def test_a_payment_beyond_the_payoff_needs_an_admins_approval(desk: Desk) -> Non
     assert desk.books() == before
     fields = {**form(desk.loan_page(admin), "pay"), "amount": "50000", "on": OVERDUE,
               "source": "manual", "allow_overpayment": "on"}  # fmt: skip
-    taken = admin.post(f"/console/loans/{desk.loan}/payments", data=fields)
+    shown = admin.post(f"/console/loans/{desk.loan}/payments", data=fields)
+    assert "这笔款项结清本分期" in shown.text
+    taken = admin.post(f"/console/loans/{desk.loan}/payments",
+                       data=form(shown.text, "confirm-pay"))  # fmt: skip
     assert taken.status_code == 200, alert(taken.text)
     assert "已收款 50,000.00 元" in taken.text
     entry = present(audit.audit_log(desk.context, f"loan:{desk.loan}"))
@@ -560,7 +576,7 @@ def test_the_common_refusals_are_said_in_chinese_on_the_console(desk: Desk) -> N
         "after today": {"amount": "1", "on": "2026-03-26"},
         "far off": {"amount": "1", "on": "9999-12-31"},
         "not a date": {"amount": "1", "on": "2026-02-30"},
-        "declined": {"amount": "936.89"},
+        "declined": {"amount": "936.89", "confirm": "true"},  # declined when it is taken
     }
     said = {case: agent.post(f"/console/loans/{desk.loan}/payments", data={**pay, **changed})
             for case, changed in sent.items()}  # fmt: skip

@@ -241,6 +241,23 @@ class Overview(Answer):
     plans: list[Loan]
 
 
+class PaymentPreview(Answer):
+    loan_id: int
+    date: Day
+    amount: Yuan
+    kind: Literal["payment", "prepayment"] = Field(
+        description="prepayment: it reaches the payoff, and settles the plan."
+    )
+    principal: Yuan = Field(description="Where it would go: principal.")
+    interest: Yuan
+    fee: Yuan
+    penalty: Yuan
+    to_credit: Yuan
+    status: LoanStatus = Field(description="The plan's status after it.")
+    amount_due: Yuan = Field(description="Due after it.")
+    outstanding_principal: Yuan = Field(description="Principal owed after it.")
+
+
 class PrepaymentOutcome(Answer):
     mode: Literal["reduce-installment", "shorten-term"]
     principal: Yuan = Field(description="Where the prepayment goes: principal repaid.")

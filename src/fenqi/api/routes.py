@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import json
 from datetime import date
-from typing import Annotated
+from typing import Annotated, Literal
 
 from fastapi import APIRouter, Header, Query, Request, Response
 from pydantic import Field
@@ -273,6 +273,23 @@ def payoff_quote(context: Caller, loan_id: Id,
                  on: Annotated[Day | None, Query(alias="date")] = None
                  ) -> Document:  # fmt: skip
     return document(servicing.quote_payoff(context, loan_id, _today(on)))
+
+
+@router.get(
+    "/loans/{loan_id}/payment-preview", tags=["payments"], **answers(responses.PaymentPreview)
+)
+def payment_preview(
+    context: Caller,
+    loan_id: Id,
+    amount: Annotated[str, Query(max_length=30, examples=["888.49"])],
+    method_id: Annotated[int | None, Query(ge=1, le=2**31 - 1)] = None,
+    channel: Annotated[Literal["manual"] | None, Query()] = None,
+    on: Annotated[Day | None, Query(alias="date")] = None,
+) -> Document:
+    """What a payment would do before it is taken, refused for what would refuse it: where the
+    money goes and the plan after it. Nothing is booked and no gateway is asked."""
+    return document(servicing.preview_payment(context, loan_id, _money("amount", amount),
+                                              _source(method_id, channel), _today(on)))  # fmt: skip
 
 
 @router.get(

@@ -44,6 +44,7 @@ from fenqi.domain.loan import (
     replay,
 )
 from fenqi.domain.money import Money
+from fenqi.domain.products import Component
 from fenqi.domain.quote import Quote, quote
 from fenqi.domain.schedule import Method, schedule
 from fenqi.domain.withholding import DebitRequest, Kind
@@ -89,6 +90,7 @@ from fenqi.services.views import (
     LoanSummary,
     LoanView,
     Overview,
+    PaymentPreview,
     PaymentTaken,
     Payoff,
     Payout,
@@ -296,6 +298,39 @@ def quote_payoff(context: Context, loan_id: int, day: date) -> Payoff:
         return Payoff(
             loan_id, payoff_quote(record.terms, record.policy, record.events, day, record.cap)
         )
+
+    return transact(context, work)
+
+
+def preview_payment(context: Context, loan_id: int, amount: Money, source: Source, day: date, *,
+                    allow_overpayment: bool = False) -> PaymentPreview:  # fmt: skip
+    """What ``pay`` with these arguments would book, worked out by the same fold and refused
+    for the same reasons (who may pay, the day, the payoff, the method), with nothing written
+    and no gateway asked: what a confirm step shows before the money moves. A gateway may
+    still decline it when it is taken."""
+    if amount <= 0:
+        raise RefusedError(f"payment amount {amount} must be more than 0")
+    allowed = _money_in_allowed(context, loan_id, source, day, allow_overpayment)
+
+    def work(unit: UnitOfWork) -> PaymentPreview:
+        record = _open_loan(unit, loan_id, day)
+        may = allowed(unit, record.borrower_id)
+        payoff = _within_payoff(unit, record, amount, day=day, may=may)
+        channel = _channel_of(_method(unit, record, source, may))
+        seq = record.next_seq
+        event: Payment | Prepayment = (
+            Prepayment(seq, day, amount, channel, PrepayMode.REDUCE_INSTALLMENT, full=True)
+            if withholding.pays_off(record, amount, payoff, day)
+            else Payment(seq, day, amount, channel)
+        )
+        after = record.state_with(event, record.booking_day(day))
+        went = after.allocations[seq]
+        return PaymentPreview(
+            loan_id, day, amount, "prepayment" if isinstance(event, Prepayment) else "payment",
+            went.total(Component.PRINCIPAL), went.total(Component.INTEREST),
+            went.total(Component.FEE), went.total(Component.PENALTY), went.to_credit,
+            after.status, after.amount_due, after.outstanding_principal,
+        )  # fmt: skip
 
     return transact(context, work)
 

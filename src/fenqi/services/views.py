@@ -225,6 +225,26 @@ class PrepaymentOutcome(NamedTuple):
 
 
 @dataclass(frozen=True)
+class PaymentPreview:
+    """What taking ``amount`` on ``day`` would do, before it is taken: booked as a payment or
+    (reaching the payoff while installments are still to fall due) as the full payoff; where
+    the money goes, part by part, and the plan after it (what the receipt will say)."""
+
+    loan_id: int
+    day: date
+    amount: Money
+    kind: str  # payment | prepayment
+    principal: Money
+    interest: Money
+    fee: Money
+    penalty: Money
+    to_credit: Money
+    status: LoanStatus
+    amount_due: Money
+    outstanding_principal: Money
+
+
+@dataclass(frozen=True)
 class PrepaymentPreview:
     """What prepaying ``amount`` on ``day`` would do to a plan, in each mode it may be asked
     in (``shorten-term`` only where the plan repays principal as it goes), before she

@@ -309,6 +309,7 @@ class PaymentForm(ActionForm):
     amount: Short = ""
     source: Short = ""  # blank: the default method; "manual": by hand; else a method id
     allow_overpayment: bool = False  # an admin's approval of more than the payoff
+    confirm: bool = False  # sent by the confirm step, once what it does was shown
 
 
 class WaiverForm(ActionForm):
@@ -335,6 +336,9 @@ def _act(request: Request, desk: Desk, loan_id: int, form: ActionForm, *, done: 
     except ConfirmationNeededError as needed:  # shown with its consequences and a confirm step
         confirming = {"form": form.model_dump(mode="json"), **needed.consequences}
         return _loan_page(request, desk, loan_id, day, status_of(needed), confirming=confirming)
+    except PaymentToConfirm as step:  # nothing moved yet: what it would do, and a confirm button
+        paying = {"form": form.model_dump(mode="json"), **step.preview}
+        return _loan_page(request, desk, loan_id, day, paying=paying)
     except InputError as refusal:
         return _loan_page(request, desk, loan_id, day, status_of(refusal), refusal=refusal)
     replayed = isinstance(result, Replayed)
@@ -361,12 +365,24 @@ def take_payment(request: Request, desk: Operator, loan_id: Id,
     plan off that day; more only with an admin's approval (the form's box)."""
 
     def pay() -> Document:
+        if not form.confirm:  # first what it would do, refused for what would refuse it
+            raise PaymentToConfirm(document(servicing.preview_payment(
+                desk.context, loan_id, _amount(form.amount), _source(form.source),
+                _booked(form.on), allow_overpayment=form.allow_overpayment)))  # fmt: skip
         return document(servicing.pay(desk.context, loan_id, _amount(form.amount),
                                       _source(form.source), _booked(form.on),
                                       idempotency_key=form.key,
                                       allow_overpayment=form.allow_overpayment))  # fmt: skip
 
     return _act(request, desk, loan_id, form, done="paid", act=pay)
+
+
+class PaymentToConfirm(Exception):  # noqa: N818 - a step of the form, not an error
+    """A payment form's first sending: what the payment would do, to be confirmed."""
+
+    def __init__(self, preview: Document) -> None:
+        super().__init__("confirm the payment")
+        self.preview = preview
 
 
 @router.post("/loans/{loan_id}/waivers")
