@@ -379,3 +379,25 @@ def test_a_plan_explained_is_its_own_numbers_as_the_fold_has_them(units: MemoryU
                                     source=servicing.Source(manual=True), day=date(2026, 2, 1)))  # fmt: skip
     assert paid["kind"] == "prepayment"
     assert present(servicing.explain_plan(context, loan_id, date(2026, 2, 1)))["late"] is None
+
+
+@settings(max_examples=30, deadline=None)
+@given(st.integers(1, 12_000_00), st.integers(0, 400))
+def test_a_payment_preview_is_what_the_payment_then_books(fen: int, offset: int) -> None:
+    """For any amount up to the payoff on any day: the preview says, to the fen, where the
+    money goes and what the plan is after it, as the payment then booked says; the preview
+    books nothing."""
+    units = MemoryUnits()
+    context, loan_id, _ = open_plan(units)
+    day = OPENED + timedelta(days=offset)
+    payoff = Money.parse(present(servicing.quote_payoff(context, loan_id, day))["amount"])
+    amount, by_hand = Money(min(fen, payoff)), servicing.Source(manual=True)
+    before = units.world.loans[loan_id].version
+    said = present(servicing.preview_payment(context, loan_id, amount, by_hand, day))
+    assert units.world.loans[loan_id].version == before
+    taken = present(servicing.pay(context, loan_id, amount, by_hand, day))
+    assert said["kind"] == taken["kind"]
+    for part in ("principal", "interest", "fee", "penalty", "to_credit", "outstanding_principal"):
+        assert said[part] == taken[part], part
+    assert (said["status"], said["amount_due"]) == (taken["loan"]["status"],
+                                                    taken["loan"]["amount_due"])  # fmt: skip
