@@ -84,6 +84,14 @@ class Home:
     def post(self, path: str, data: dict[str, str]) -> Response:
         return self.client.post(path, data=data, follow_redirects=False)
 
+    def pay(self, path: str, data: dict[str, str]) -> Response:
+        """The pay form sent, then its confirm step's form when it shows one: what paying
+        takes, two clicks."""
+        shown = self.post(f"{path}/pay", data)
+        if shown.status_code != 200 or 'id="confirm-pay"' not in shown.text:
+            return shown
+        return self.post(f"{path}/pay", Forms(shown.text).forms["confirm-pay"])
+
     def loan(self, plan: Plan) -> dict[str, Any]:
         return present(servicing.show_loan(self.context, plan.loan_id, today()))
 
@@ -241,7 +249,7 @@ def test_each_bill_shows_what_it_still_owes_and_the_plan_is_their_sum(home: Home
     before = home.loan(home.mine)["installments"]
     charged = [row["penalty"] for row in before if row["status"] == "overdue"]
     assert any(penalty != "0.00" for penalty in charged)
-    paid = home.post(f"{path}/pay", {**home.form(path, "pay"), "amount": "500.00"})
+    paid = home.pay(path, {**home.form(path, "pay"), "amount": "500.00"})
     assert paid.status_code == 303
     loan = home.loan(home.mine)
     rows = loan["installments"]
@@ -271,7 +279,7 @@ def test_with_nothing_due_now_the_due_card_and_the_pay_form_speak_of_the_next_bi
 ) -> None:
     path = f"/me/loans/{home.mine.loan_id}"
     due = home.loan(home.mine)["amount_due"]
-    assert home.post(f"{path}/pay", {**home.form(path, "pay"), "amount": due}).status_code == 303
+    assert home.pay(path, {**home.form(path, "pay"), "amount": due}).status_code == 303
     loan = home.loan(home.mine)
     assert loan["amount_due"] == "0.00"
     upcoming = next(row for row in loan["installments"] if row["status"] != "paid")
@@ -355,8 +363,22 @@ def test_she_pays_once_however_often_the_form_is_sent_and_gets_a_receipt(home: H
     path = f"/me/loans/{home.mine.loan_id}"
     form = {**home.form(path, "pay"), "amount": "888.49"}
     held, due = money_held(home.engine), Money.parse(home.loan(home.mine)["amount_due"])
-    paid = home.post(f"{path}/pay", form)
-    again = home.post(f"{path}/pay", form)  # the double click
+    shown = home.post(f"{path}/pay", form)  # first where it would go: nothing moves yet
+    assert shown.status_code == 200
+    assert money_held(home.engine) == held
+    would = present(servicing.preview_payment(home.context, home.mine.loan_id,
+                                              Money.parse("888.49"),
+                                              servicing.Source(method_id=home.mine.method_id),
+                                              today()))  # fmt: skip
+    card = re.search(r'id="confirm-pay"(.*?)</form>', shown.text, re.S)
+    assert card is not None
+    for part in ("principal", "interest", "fee", "penalty"):
+        assert yuan(would[part]) in card[1], part
+    assert f'id="due-after">{yuan(would["amount_due"])}<' in card[1]
+    assert MASKED_CARD in card[1]
+    confirmed = Forms(shown.text).forms["confirm-pay"]
+    paid = home.post(f"{path}/pay", confirmed)
+    again = home.post(f"{path}/pay", confirmed)  # the double click
     assert paid.status_code == again.status_code == 303
     assert paid.headers["location"] == again.headers["location"]
     assert money_held(home.engine) == held - 888_49
@@ -491,7 +513,7 @@ def test_refusals_show_on_the_page_and_change_nothing(home: Home) -> None:
     beyond = home.post(f"{path}/pay", {**form, "amount": "30000"})
     assert beyond.status_code == 422  # more than pays the plan off: never hers to overpay
     assert f"最多可付{grouped(payoff)}元" in beyond.text
-    declined = home.post(f"{path}/pay", {**form, "amount": "888.49"})
+    declined = home.pay(path, {**form, "amount": "888.49"})
     assert declined.status_code == 402
     assert "扣款未成功" in declined.text
     assert "未能扣款，请检查余额或换一个支付方式" in declined.text
@@ -600,7 +622,7 @@ def test_paying_the_payoff_amount_with_the_pay_form_settles_the_plan(paying_ahea
     home, path = paying_ahead, f"/me/loans/{paying_ahead.mine.loan_id}"
     page = home.page(path).text
     assert "一键结清 ¥1,003.00" in page
-    paid = home.post(f"{path}/pay", {**home.form(path, "pay"), "amount": "1003.00"})
+    paid = home.pay(path, {**home.form(path, "pay"), "amount": "1003.00"})
     assert paid.status_code == 303
     assert "提前还款" in home.page(paid.headers["location"]).text
     shown = home.loan(home.mine)
@@ -622,7 +644,7 @@ def test_a_plan_paid_ahead_to_a_payoff_of_nothing_is_paid_off_for_nothing(
     assert "一键结清 ¥0.00" in page
     assert home.loan(home.mine)["outstanding_principal"] == "17.07"
     held, events = money_held(home.engine), home.events(home.mine)
-    more = home.post(f"{path}/pay", {**home.form(path, "pay"), "amount": "17.07"})
+    more = home.pay(path, {**home.form(path, "pay"), "amount": "17.07"})
     assert more.status_code == 422
     assert "请使用一键结清" in more.text  # what was paid covers it: the payoff settles it
     done = home.post(f"{path}/payoff", home.form(path, "payoff"))
@@ -690,8 +712,7 @@ def test_the_common_refusals_are_said_in_her_language(home: Home) -> None:
     borrowers.fund_method(home.context, home.mine.method_id, Money.parse("500"))
     said = {
         f"最多可付{grouped(payoff)}元": home.post(f"{path}/pay", {**form, "amount": "30000"}),
-        "银行卡（622202*********4567）未能扣款": home.post(f"{path}/pay",
-                                                       {**form, "amount": "888.49"}),
+        "银行卡（622202*********4567）未能扣款": home.pay(path, {**form, "amount": "888.49"}),
     }  # fmt: skip
     borrowers.fund_method(home.context, home.mine.method_id, Money.parse("100000"))
     assert home.post(f"{path}/payoff", home.form(path, "payoff")).status_code == 303

@@ -119,9 +119,14 @@ def pays_the_overdue_bill(phone: Page, server: Server, loan: dict[str, Any]) -> 
     expect(phone.locator("#amount")).to_have_value(loan["amount_due"])
     shot(phone, "04-plan-overdue")
 
-    pay = phone.get_by_role("button", name="确认还款")
+    pay = phone.get_by_role("button", name="还款", exact=True)
     expect(pay).to_have_css("background-color", "rgb(194, 65, 12)")  # /static/fenqi.css
     pay.click()
+    confirm = phone.locator("#confirm-pay")  # where it would go, before anything moves
+    expect(confirm).to_contain_text(f"¥{loan['amount_due']}")
+    expect(confirm).to_contain_text("这笔钱还到")
+    shot(phone, "04b-confirm")
+    confirm.get_by_role("button", name=f"确认还款 ¥{loan['amount_due']}").click()
     receipt = phone.locator("#receipt")
     expect(receipt).to_contain_text("还款凭证")
     expect(receipt).to_contain_text(f"¥{loan['amount_due']}")

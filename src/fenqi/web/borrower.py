@@ -37,6 +37,7 @@ from fenqi.services.throttles import TooManyAttemptsError
 from fenqi.store.schema import MAX_ID
 from fenqi.web.pages import (
     NO_NUL,
+    PaymentToConfirm,
     SignInNeededError,
     check_csrf,
     check_same_site,
@@ -87,11 +88,12 @@ class CsrfForm(BaseModel):
 
 class MoneyForm(CsrfForm):
     """Paying or paying off: the idempotency key drawn into the form, the bound method she
-    chose, and for a payment the amount."""
+    chose, and for a payment the amount, and whether it comes from the confirm step."""
 
     key: Short = ""
     method: Short = ""
     amount: Short = ""
+    confirm: bool = False
 
 
 class MethodForm(CsrfForm):
@@ -313,6 +315,10 @@ def pay(request: Request, loan_id: str, form: Annotated[MoneyForm, Form()]) -> R
 
     def take(plan: int) -> Document:
         amount = Money.parse(form.amount, at_most=AMOUNT_AT_MOST)
+        if not form.confirm:  # first where it would go, refused for what would refuse it
+            raise PaymentToConfirm(document(servicing.preview_payment(
+                visit.context, plan, amount, _source(form), clock.today())),
+                form.model_dump())  # fmt: skip
         return document(servicing.pay(visit.context, plan, amount, _source(form), clock.today(),
                                       idempotency_key=form.key or None))  # fmt: skip
 
@@ -410,9 +416,22 @@ def _money_in(request: Request, visit: Visit, plan: int,
               take: Callable[[int], Document]) -> Response:  # fmt: skip
     try:
         paid = take(plan)
+    except PaymentToConfirm as step:
+        return _confirm(request, visit, plan, step)
     except InputError as refusal:
         return _plan(request, visit, plan, status_of(refusal), _problem(refusal))
     return RedirectResponse(f"{HOME}/receipts/{paid['receipt_id']}", status_code=303)
+
+
+def _confirm(request: Request, visit: Visit, plan: int, step: PaymentToConfirm) -> HTMLResponse:
+    """Where her payment would go and the plan after it, with the button that pays (the same
+    form, key and method, confirmed): nothing has moved yet."""
+    loan = document(servicing.show_loan(visit.context, plan, clock.today()))
+    methods = document(borrowers.show_borrower(visit.context, visit.borrower_id))["methods"]
+    method = next((shown for shown in methods if str(shown["id"]) == step.form.get("method")),
+                  None)  # fmt: skip
+    return _page(request, "confirm.html", visit, loan=loan, paying=step.preview, form=step.form,
+                 method=method)  # fmt: skip
 
 
 def _source(form: MoneyForm) -> servicing.Source:

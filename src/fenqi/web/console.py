@@ -39,6 +39,7 @@ from fenqi.services.policy import Offer, Principal, UnauthenticatedError
 from fenqi.services.throttles import TooManyAttemptsError
 from fenqi.web.pages import (
     NO_NUL,
+    PaymentToConfirm,
     check_csrf,
     check_same_site,
     language,
@@ -375,14 +376,6 @@ def take_payment(request: Request, desk: Operator, loan_id: Id,
                                       allow_overpayment=form.allow_overpayment))  # fmt: skip
 
     return _act(request, desk, loan_id, form, done="paid", act=pay)
-
-
-class PaymentToConfirm(Exception):  # noqa: N818 - a step of the form, not an error
-    """A payment form's first sending: what the payment would do, to be confirmed."""
-
-    def __init__(self, preview: Document) -> None:
-        super().__init__("confirm the payment")
-        self.preview = preview
 
 
 @router.post("/loans/{loan_id}/waivers")

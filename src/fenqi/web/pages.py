@@ -18,7 +18,7 @@ from fenqi import shown
 from fenqi.domain.errors import InputError
 from fenqi.http.hardening import behind_tls
 from fenqi.http.security import SESSION_COOKIE, base_context
-from fenqi.services.context import Context
+from fenqi.services.context import Context, Document
 from fenqi.services.credentials import principal_for_session
 from fenqi.services.policy import Principal, UnauthenticatedError
 from fenqi.services.throttles import TooManyAttemptsError
@@ -42,6 +42,15 @@ class SignInNeededError(Exception):
 
     def __init__(self, login: str) -> None:
         self.login = login
+
+
+class PaymentToConfirm(Exception):  # noqa: N818 - a step of the form, not an error
+    """A payment form's first sending: what the payment would do (the service's preview), to
+    be shown with a confirm button; nothing has moved."""
+
+    def __init__(self, preview: Document, form: Document | None = None) -> None:
+        super().__init__("confirm the payment")
+        self.preview, self.form = preview, form or {}
 
 
 class CsrfError(Exception):

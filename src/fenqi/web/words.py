@@ -685,7 +685,7 @@ WORDS: dict[str, dict[str, str]] = {
         "en": "Filled in with your next bill, paid ahead; any other amount is fine too.",
     },
     "me.pay.method": {"zh-CN": "支付方式", "en": "Pay with"},
-    "me.pay.go": {"zh-CN": "确认还款", "en": "Pay now"},
+    "me.pay.go": {"zh-CN": "还款", "en": "Pay"},
     "me.pay.no_method": {
         "zh-CN": "请先选择或绑定一个支付方式。",
         "en": "Please choose or add a payment method first.",
@@ -767,6 +767,9 @@ WORDS: dict[str, dict[str, str]] = {
         "A debt more than {days} days late is written off in our books, but it is still owed. "
         "You can talk to us about a plan you can keep at any time.",
     },
+    "me.confirm.title": {"zh-CN": "确认还款", "en": "Confirm your payment"},
+    "me.confirm.you_pay": {"zh-CN": "今天（{date}）还款", "en": "You pay today ({date})"},
+    "me.confirm.go": {"zh-CN": "确认还款 {amount}", "en": "Pay {amount}"},
     "me.prepay.title": {"zh-CN": "提前还部分本金", "en": "Repay part early"},
     "me.prepay.amount": {"zh-CN": "提前还款金额（元）", "en": "Amount to repay early (yuan)"},
     "me.prepay.hint": {
