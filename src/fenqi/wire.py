@@ -63,6 +63,7 @@ from fenqi.services.views import (
     ToRepay,
     TrialBalance,
     Waived,
+    WaiverPreview,
 )
 
 Document = dict[str, Any]
@@ -306,6 +307,19 @@ def overview(view: Overview) -> dict[str, Any]:
         "installments": [to_repay(row) for row in view.installments],
         "months": [month_to_repay(row) for row in view.months],
         "plans": [loan(plan) for plan in view.plans],
+    }
+
+
+def waiver_preview(preview: WaiverPreview) -> dict[str, Any]:
+    """What a waiver would do before it is done (``views.WaiverPreview``)."""
+    return {
+        "loan_id": preview.loan_id,
+        "date": preview.day.isoformat(),
+        "kind": preview.kind.value,
+        "amount": money(preview.amount),
+        "owed_before": money(preview.owed_before),
+        "owed_after": money(preview.owed_after),
+        "effect": consequences(preview.effect),
     }
 
 
@@ -804,6 +818,7 @@ _PRESENTERS: Sequence[tuple[type[Any], Any]] = (
     (Quote, quote), (Product, product), (LoanSummary, loan_summary), (LoanView, loan),
     (Overview, overview), (PrepaymentPreview, prepayment_preview), (Payoff, payoff),
     (PlanExplained, plan_explained), (PaymentPreview, payment_preview),
+    (WaiverPreview, waiver_preview),
     (Receipt, receipt), (ListedReceipt, listed_receipt),
     (PaymentTaken, payment_taken), (Refunded, refunded), (CreditPaidBack, credit_paid_back),
     (Reversed, reversed_payment), (Waived, waived), (LoanHistory, history),

@@ -122,10 +122,14 @@ def the_agent_waives_the_penalty(page: Page, base: str, loan: int, penalty: str)
     page.fill("#waive-amount", penalty)
     page.fill("#waive-reason", REASON)
     page.click("#waive button[type=submit]")
+    confirm = page.locator("#confirm-waive")  # what it would do, before anything moves
+    expect(confirm).to_contain_text(f"{penalty} → 0.00")
+    shot(page, "06-confirm-waiver")
+    confirm.locator("button[type=submit]").click()
     expect(page.locator("[role=status]").first).to_contain_text(f"已减免 {penalty} 元")
     expect(page.locator("#events")).to_contain_text("减免")
     expect(page.locator("#journal")).to_contain_text("减免")  # the entry, by what it books
-    shot(page, "06-waived")
+    shot(page, "07-waived")
 
 
 def the_admin_finds_the_waiver(page: Page, base: str, loan: int) -> None:
@@ -135,17 +139,17 @@ def the_admin_finds_the_waiver(page: Page, base: str, loan: int) -> None:
     expect(row).to_contain_text(REASON)
     expect(row).to_contain_text("agent")
     expect(row).to_contain_text(f"loan:{loan}")
-    shot(page, "07-audit")
+    shot(page, "08-audit")
 
     page.fill("#target", f"loan:{loan}")
     page.click("form[action='/console/audit'] button[type=submit]")
     expect(page.locator("tbody tr")).to_have_count(1)
-    shot(page, "08-audit-filtered")
+    shot(page, "09-audit-filtered")
 
     page.get_by_role("link", name="日终").click()
     expect(page.locator("svg.chart rect.bar")).to_have_count(9)
-    shot(page, "09-cob")
+    shot(page, "10-cob")
 
     page.goto(f"{base}/console/loans/{loan}?lang=en")
     expect(page.locator("#reverse")).to_contain_text("No payment to reverse.")
-    shot(page, "10-loan-en")
+    shot(page, "11-loan-en")

@@ -286,7 +286,13 @@ def test_an_agent_waives_within_the_limit_but_not_beyond_it(desk: Desk) -> None:
     assert beyond.status_code == 403
     assert "客服每次最多减免100.00元" in alert(beyond.text)
     assert desk.books() == before
-    within = agent.post(f"/console/loans/{desk.loan}/waivers", data={**fields, "amount": "3.98"})
+    asked = agent.post(f"/console/loans/{desk.loan}/waivers", data={**fields, "amount": "3.98"})
+    card = re.search(r'id="confirm-waive"(.*?)</form>', asked.text, re.S)
+    assert card is not None  # first what it would do: nothing moves yet
+    assert "3.98 → 0.00" in card[1]
+    assert desk.books() == before
+    within = agent.post(f"/console/loans/{desk.loan}/waivers", data=form(asked.text,
+                                                                           "confirm-waive"))  # fmt: skip
     assert within.status_code == 200, alert(within.text)
     assert "已减免 3.98 元" in within.text
     shown = present(servicing.show_loan(desk.context, desk.loan, date(2026, 3, 25)))

@@ -401,3 +401,27 @@ def test_a_payment_preview_is_what_the_payment_then_books(fen: int, offset: int)
         assert said[part] == taken[part], part
     assert (said["status"], said["amount_due"]) == (taken["loan"]["status"],
                                                     taken["loan"]["amount_due"])  # fmt: skip
+
+
+def test_a_waiver_preview_is_what_the_waiver_then_does_and_refuses_what_it_would(
+    units: MemoryUnits,
+) -> None:
+    """What is owed before and after and the plan's standing after, as the waiver booked says;
+    more than is owed, no reason or nothing are refused before anything is shown."""
+    context, loan_id, _ = open_plan(units)
+    day = date(2026, 3, 20)
+    owed = present(servicing.show_loan(context, loan_id, day))["outstanding_penalty"]
+    half = Money(Money.parse(owed) // 2)
+    said = present(servicing.preview_waiver(context, loan_id, WaiverKind.PENALTY, half,
+                                            reason="首次逾期", day=day))  # fmt: skip
+    assert (said["owed_before"], said["owed_after"]) == (owed, str(Money(Money.parse(owed) - half)))
+    done = present(servicing.waive(context, loan_id, WaiverKind.PENALTY, half, reason="首次逾期",
+                                   day=day))  # fmt: skip
+    assert said["effect"]["amount_due"] == done["loan"]["amount_due"]
+    assert said["effect"]["status_after"] == done["loan"]["status"]
+    with pytest.raises(RefusedError, match="of penalty is owed"):
+        servicing.preview_waiver(context, loan_id, WaiverKind.PENALTY, Money.parse(owed),
+                                 reason="x", day=day)  # fmt: skip
+    with pytest.raises(RefusedError, match="needs a reason"):
+        servicing.preview_waiver(context, loan_id, WaiverKind.PENALTY, Money(1), reason=" ",
+                                 day=day)  # fmt: skip

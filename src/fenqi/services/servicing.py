@@ -100,6 +100,7 @@ from fenqi.services.views import (
     Refunded,
     Reversed,
     Waived,
+    WaiverPreview,
 )
 from fenqi.wire import consequences as consequences_document
 from fenqi.wire import payout as payout_document
@@ -864,19 +865,11 @@ def _paid_back_by(paid: Payment | Prepayment, before: LoanState, after: LoanStat
 def waive(context: Context, loan_id: int, kind: WaiverKind, amount: Money, *, reason: str,
           day: date, idempotency_key: str | None = None) -> Waived | Replayed:  # fmt: skip
     """An operator forgives penalty or fee still owed, with a reason, in the audit log."""
-    if amount <= 0:
-        raise RefusedError(f"waiver amount {amount} must be more than 0")
-    if not plain_text("the reason", reason).strip():
-        raise RefusedError("a waiver needs a reason")
+    _check_waiver(amount, reason)
 
     def work(unit: UnitOfWork) -> Waived:
         record = unit.loans.get(loan_id, for_update=True)
-        _check_day(record, day)
-        before = record.state_on(day)
-        owed = _waivable(before, kind)
-        if amount > owed:
-            raise RefusedError(f"only {owed} of {kind} is owed on loan {loan_id} on {day}")
-        event = Waiver(record.next_seq, day, kind, amount, reason.strip())
+        event, owed = _waiver(record, kind, amount, reason, day)
         state = _book(unit, record, event, f"{kind} waived: {reason}")
         unit.audit(caller(context, unit).name, f"waive.{kind}", f"loan:{loan_id}", reason,
                    before={kind.value: str(owed)},
@@ -894,6 +887,41 @@ def waive(context: Context, loan_id: int, kind: WaiverKind, amount: Money, *, re
     }
     return _once(context, f"loan:{loan_id}", idempotency_key, request, work,
                  guard=lambda unit: waives(caller(context, unit), amount))  # fmt: skip
+
+
+def preview_waiver(context: Context, loan_id: int, kind: WaiverKind, amount: Money, *,
+                   reason: str, day: date) -> WaiverPreview:  # fmt: skip
+    """What ``waive`` with these arguments would do, refused for what would refuse it (who may
+    waive how much, the reason, the day, more than is owed), with nothing written: what is
+    owed of ``kind`` before and after, and the plan's status and amount due after."""
+    _check_waiver(amount, reason)
+
+    def work(unit: UnitOfWork) -> WaiverPreview:
+        waives(caller(context, unit), amount)
+        record = unit.loans.get(loan_id)
+        event, owed = _waiver(record, kind, amount, reason, day)
+        effect = _consequences(record, event, None)
+        return WaiverPreview(loan_id, day, kind, amount, owed, Money(owed - amount), effect)
+
+    return transact(context, work, reading=True)
+
+
+def _check_waiver(amount: Money, reason: str) -> None:
+    if amount <= 0:
+        raise RefusedError(f"waiver amount {amount} must be more than 0")
+    if not plain_text("the reason", reason).strip():
+        raise RefusedError("a waiver needs a reason")
+
+
+def _waiver(record: Loan, kind: WaiverKind, amount: Money, reason: str,
+            day: date) -> tuple[Waiver, Money]:  # fmt: skip
+    """The waiver of ``amount`` of ``kind`` on ``day``, and what of it is owed: refused for a
+    day before the plan or more than is owed."""
+    _check_day(record, day)
+    owed = _waivable(record.state_on(day), kind)
+    if amount > owed:
+        raise RefusedError(f"only {owed} of {kind} is owed on loan {record.id} on {day}")
+    return Waiver(record.next_seq, day, kind, amount, reason.strip()), owed
 
 
 def _consequences(record: Loan, event: Event, today: date | None) -> Consequences:

@@ -225,6 +225,20 @@ class PrepaymentOutcome(NamedTuple):
 
 
 @dataclass(frozen=True)
+class WaiverPreview:
+    """What forgiving ``amount`` of ``kind`` on ``day`` would do, before it is done: what is
+    owed of it before and after, and the plan's status and amount due after (``effect``)."""
+
+    loan_id: int
+    day: date
+    kind: WaiverKind
+    amount: Money
+    owed_before: Money
+    owed_after: Money
+    effect: Consequences
+
+
+@dataclass(frozen=True)
 class PaymentPreview:
     """What taking ``amount`` on ``day`` would do, before it is taken: booked as a payment or
     (reaching the payoff while installments are still to fall due) as the full payoff; where

@@ -37,8 +37,8 @@ from fenqi.services.throttles import TooManyAttemptsError
 from fenqi.store.schema import MAX_ID
 from fenqi.web.pages import (
     NO_NUL,
-    PaymentToConfirm,
     SignInNeededError,
+    ToConfirm,
     check_csrf,
     check_same_site,
     locked_out,
@@ -316,7 +316,7 @@ def pay(request: Request, loan_id: str, form: Annotated[MoneyForm, Form()]) -> R
     def take(plan: int) -> Document:
         amount = Money.parse(form.amount, at_most=AMOUNT_AT_MOST)
         if not form.confirm:  # first where it would go, refused for what would refuse it
-            raise PaymentToConfirm(document(servicing.preview_payment(
+            raise ToConfirm("payment", document(servicing.preview_payment(
                 visit.context, plan, amount, _source(form), clock.today())),
                 form.model_dump())  # fmt: skip
         return document(servicing.pay(visit.context, plan, amount, _source(form), clock.today(),
@@ -416,14 +416,14 @@ def _money_in(request: Request, visit: Visit, plan: int,
               take: Callable[[int], Document]) -> Response:  # fmt: skip
     try:
         paid = take(plan)
-    except PaymentToConfirm as step:
+    except ToConfirm as step:
         return _confirm(request, visit, plan, step)
     except InputError as refusal:
         return _plan(request, visit, plan, status_of(refusal), _problem(refusal))
     return RedirectResponse(f"{HOME}/receipts/{paid['receipt_id']}", status_code=303)
 
 
-def _confirm(request: Request, visit: Visit, plan: int, step: PaymentToConfirm) -> HTMLResponse:
+def _confirm(request: Request, visit: Visit, plan: int, step: ToConfirm) -> HTMLResponse:
     """Where her payment would go and the plan after it, with the button that pays (the same
     form, key and method, confirmed): nothing has moved yet."""
     loan = document(servicing.show_loan(visit.context, plan, clock.today()))

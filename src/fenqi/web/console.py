@@ -39,7 +39,7 @@ from fenqi.services.policy import Offer, Principal, UnauthenticatedError
 from fenqi.services.throttles import TooManyAttemptsError
 from fenqi.web.pages import (
     NO_NUL,
-    PaymentToConfirm,
+    ToConfirm,
     check_csrf,
     check_same_site,
     language,
@@ -317,6 +317,7 @@ class WaiverForm(ActionForm):
     what: Literal["penalty", "fee"] = "penalty"
     amount: Short = ""
     reason: Short = ""
+    confirm: bool = False  # sent by the confirm step, once what it does was shown
 
 
 class ReversalForm(ActionForm):
@@ -337,9 +338,10 @@ def _act(request: Request, desk: Desk, loan_id: int, form: ActionForm, *, done: 
     except ConfirmationNeededError as needed:  # shown with its consequences and a confirm step
         confirming = {"form": form.model_dump(mode="json"), **needed.consequences}
         return _loan_page(request, desk, loan_id, day, status_of(needed), confirming=confirming)
-    except PaymentToConfirm as step:  # nothing moved yet: what it would do, and a confirm button
-        paying = {"form": form.model_dump(mode="json"), **step.preview}
-        return _loan_page(request, desk, loan_id, day, paying=paying)
+    except ToConfirm as step:  # nothing moved yet: what it would do, and a confirm button
+        shown: dict[str, Any] = {step.what: {"form": form.model_dump(mode="json"),
+                                             **step.preview}}  # fmt: skip
+        return _loan_page(request, desk, loan_id, day, 200, **shown)
     except InputError as refusal:
         return _loan_page(request, desk, loan_id, day, status_of(refusal), refusal=refusal)
     replayed = isinstance(result, Replayed)
@@ -367,7 +369,7 @@ def take_payment(request: Request, desk: Operator, loan_id: Id,
 
     def pay() -> Document:
         if not form.confirm:  # first what it would do, refused for what would refuse it
-            raise PaymentToConfirm(document(servicing.preview_payment(
+            raise ToConfirm("paying", document(servicing.preview_payment(
                 desk.context, loan_id, _amount(form.amount), _source(form.source),
                 _booked(form.on), allow_overpayment=form.allow_overpayment)))  # fmt: skip
         return document(servicing.pay(desk.context, loan_id, _amount(form.amount),
@@ -384,6 +386,10 @@ def waive(request: Request, desk: Operator, loan_id: Id,
     """Forgives penalty or fee with a reason: agents up to their limit, admins any amount."""
 
     def forgive() -> Document:
+        if not form.confirm:  # first what it would do, refused for what would refuse it
+            raise ToConfirm("waiving", document(servicing.preview_waiver(
+                desk.context, loan_id, WaiverKind(form.what), _amount(form.amount),
+                reason=form.reason, day=_booked(form.on))))  # fmt: skip
         return document(servicing.waive(desk.context, loan_id, WaiverKind(form.what),
                                         _amount(form.amount), reason=form.reason,
                                         day=_booked(form.on),

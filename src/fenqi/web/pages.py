@@ -44,13 +44,13 @@ class SignInNeededError(Exception):
         self.login = login
 
 
-class PaymentToConfirm(Exception):  # noqa: N818 - a step of the form, not an error
-    """A payment form's first sending: what the payment would do (the service's preview), to
-    be shown with a confirm button; nothing has moved."""
+class ToConfirm(Exception):  # noqa: N818 - a step of the form, not an error
+    """A money-moving form's first sending: what it would do (the service's preview of
+    ``what``: a payment, a waiver), to be shown with a confirm button; nothing has moved."""
 
-    def __init__(self, preview: Document, form: Document | None = None) -> None:
-        super().__init__("confirm the payment")
-        self.preview, self.form = preview, form or {}
+    def __init__(self, what: str, preview: Document, form: Document | None = None) -> None:
+        super().__init__(f"confirm the {what}")
+        self.what, self.preview, self.form = what, preview, form or {}
 
 
 class CsrfError(Exception):

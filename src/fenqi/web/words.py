@@ -492,6 +492,13 @@ WORDS: dict[str, dict[str, str]] = {
     },
     "console.borrower.messages": {"zh-CN": "短信记录", "en": "Text messages"},
     "console.borrower.no_messages": {"zh-CN": "没有发给她的短信。", "en": "No messages to her."},
+    "console.waive_confirm.title": {"zh-CN": "确认减免", "en": "Confirm the waiver"},
+    "console.waive_confirm.intro": {
+        "zh-CN": "将于{date}减免{what}{amount}元：",
+        "en": "{amount} of {what} is to be forgiven on {date}:",
+    },
+    "console.waive_confirm.owed": {"zh-CN": "尚欠（减免前 → 后）", "en": "Owed (before → after)"},
+    "console.waive_confirm.go": {"zh-CN": "确认减免 {amount}", "en": "Waive {amount}"},
     "console.pay_confirm.title": {"zh-CN": "确认收款", "en": "Confirm the payment"},
     "console.pay_confirm.intro": {
         "zh-CN": "将于{date}收款{amount}元，收款后：",
