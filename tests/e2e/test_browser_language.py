@@ -202,6 +202,7 @@ def test_every_console_page_speaks_one_language(shop: Shop, browser_page: Page, 
     page.goto(f"{shop.url}/console?q=nobody")
     check(page, lang, "console-found-nobody")
     page.goto(f"{shop.url}/console/loans/{shop.settled_loan}")
+    page.locator("#reverse-seq").select_option(index=1)  # the picker has no default
     page.fill("#reverse-reason", "typed")
     page.locator("#reverse button[type=submit]").click()  # it would reopen the settled plan
     expect(page.locator("#confirm-reverse")).to_be_visible()

@@ -88,13 +88,15 @@ def desk(engine: Engine, database_url: str, monkeypatch: pytest.MonkeyPatch) -> 
 
 
 def form(page: str, name: str) -> dict[str, str]:
-    """The fields of the form with id ``name`` as the page drew them (first option of a select)."""
+    """The fields of the form with id ``name`` as the page drew them, each select's first option
+    with a value (what someone choosing picks first; a picker may have no default)."""
     found = re.search(rf'<form[^>]*id="{name}".*?</form>', page, re.S)
     assert found is not None, f"no form {name}"
     fields = dict(re.findall(r'<input[^>]*name="([^"]+)"[^>]*value="([^"]*)"', found[0]))
     for select_name, options in re.findall(r'<select[^>]*name="([^"]+)"[^>]*>(.*?)</select>',
                                            found[0], re.S):  # fmt: skip
-        fields[select_name] = re.findall(r'value="([^"]*)"', options)[0]
+        fields[select_name] = next(value for value in re.findall(r'value="([^"]*)"', options)
+                               if value)  # fmt: skip
     return fields
 
 
@@ -308,8 +310,17 @@ def test_an_agent_waives_within_the_limit_but_not_beyond_it(desk: Desk) -> None:
 def test_only_an_admin_sees_and_can_use_reversal(desk: Desk) -> None:
     agent, admin = desk.client("agent"), desk.client("admin")
     assert 'id="reverse"' not in desk.loan_page(agent)
-    fields = {**form(desk.loan_page(admin), "reverse"), "reason": "debited twice"}
+    page = desk.loan_page(admin)
+    fields = {**form(page, "reverse"), "reason": "debited twice"}
     assert fields["seq"] == "1"
+    # The picker chooses no payment for her: its first option says to choose, and sent as it
+    # is drawn the form is refused with nothing taken back.
+    assert re.search(r'<select id="reverse-seq" name="seq" required>\s*<option value="" '
+                     r'selected disabled>请选择要冲正的收款</option>', page)  # fmt: skip
+    before = desk.books()
+    unchosen = admin.post(f"/console/loans/{desk.loan}/reversals", data={**fields, "seq": ""})
+    assert unchosen.status_code == 422
+    assert desk.books() == before
     fields["csrf"] = form(desk.loan_page(agent), "logout")["csrf"]
     before = desk.books()
     refused = agent.post(f"/console/loans/{desk.loan}/reversals", data=fields)

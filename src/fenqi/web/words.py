@@ -378,6 +378,10 @@ WORDS: dict[str, dict[str, str]] = {
         "en": "Agents waive up to {limit} at a time; more needs an admin.",
     },
     "console.waive.go": {"zh-CN": "确认减免", "en": "Waive"},
+    "console.reverse.choose": {
+        "zh-CN": "请选择要冲正的收款",
+        "en": "Choose the payment to reverse",
+    },
     "console.reverse.title": {"zh-CN": "冲正还款（仅管理员）", "en": "Reverse a payment (admins)"},
     "console.reverse.payment": {"zh-CN": "还款", "en": "Payment"},
     "console.reverse.none": {"zh-CN": "没有可冲正的还款。", "en": "No payment to reverse."},
