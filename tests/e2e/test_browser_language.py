@@ -185,6 +185,7 @@ def test_every_console_page_speaks_one_language(shop: Shop, browser_page: Page, 
                        (f"/console/loans/{shop.open_loan}?payoff={day}", "console-loan"),
                        (f"/console/loans/{shop.settled_loan}", "console-loan-settled"),
                        ("/console/cob", "console-cob"), ("/console/audit", "console-audit"),
+                       (f"/console/receipts/{shop.receipt}", "console-receipt"),
                        ("/console/loans/999999", "console-missing")):  # fmt: skip
         page.goto(f"{shop.url}{path}")
         check(page, lang, name)

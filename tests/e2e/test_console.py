@@ -391,6 +391,28 @@ def test_the_borrower_page_lists_what_she_was_texted(desk: Desk) -> None:
     assert "Text messages" in english
 
 
+def test_a_receipt_opens_from_the_plan_or_from_its_id_typed_into_the_search(desk: Desk) -> None:
+    """The plan lists its receipts; one opens as the borrower has it (as the API gives it); a
+    receipt's or payment's id typed into the search opens it too; one there is not is a 404."""
+    viewer = desk.client("viewer")
+    page = desk.loan_page(viewer)
+    link = f'href="/console/receipts/R{desk.loan}-1"'
+    assert link in section(page, "receipts")
+    shown = present(servicing.show_receipt(desk.context, f"R{desk.loan}-1"))
+    opened = viewer.get(f"/console/receipts/R{desk.loan}-1")
+    assert opened.status_code == 200
+    card = section(opened.text, "receipt")
+    for part in ("amount", "principal", "interest", "outstanding_principal"):
+        assert grouped(shown[part]) in card, part
+    assert f"<code>P{desk.loan}-1</code>" in card
+    for typed in (f"P{desk.loan}-1", f"R{desk.loan}-1"):
+        found = viewer.get("/console", params={"q": typed}, follow_redirects=False)
+        assert (found.status_code, found.headers["location"]) == (
+            303, f"/console/receipts/R{desk.loan}-1")  # fmt: skip
+    assert viewer.get(f"/console/receipts/R{desk.loan}-99").status_code == 404
+    assert "Receipt" in viewer.get(f"/console/receipts/R{desk.loan}-1?lang=en").text
+
+
 def test_the_cob_page_shows_a_failed_run_with_its_error(desk: Desk) -> None:
     refuse_to_close(desk.engine, desk.loan)
     assert document(cob.close(desk.context, date(2026, 2, 12)))["status"] == "failed"

@@ -10,6 +10,7 @@ why, with the status the API would answer, and changes nothing.
 
 from __future__ import annotations
 
+import re
 import uuid
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
@@ -80,6 +81,8 @@ class _RefusalsAsPages(APIRoute):
 
 
 router = APIRouter(prefix=HOME, route_class=_RefusalsAsPages, include_in_schema=False)
+# What a search opens as a receipt: a receipt's or payment's id, R12-3 or P12-3 (ASCII digits).
+_RECEIPT_ID = re.compile(r"[RP][0-9]{1,10}-[0-9]{1,10}", re.ASCII)
 
 
 def _refused(request: Request, status: int, reason: InputError | str) -> HTMLResponse:
@@ -170,11 +173,21 @@ def search(request: Request, desk: Operator,
     types when someone calls. A loan's id opens that loan."""
     if not q.strip():
         return render(request, "console/search.html", desk=desk, q=q, found=None)
+    if _RECEIPT_ID.fullmatch(q.strip()):  # a payment's or receipt's id opens its receipt
+        return RedirectResponse(f"{HOME}/receipts/R{q.strip()[1:]}", status_code=303)
     looked_up = borrowers.look_up(desk.context, q)
     if looked_up.loan_id is not None:
         return RedirectResponse(f"{HOME}/loans/{looked_up.loan_id}", status_code=303)
     return render(request, "console/search.html", desk=desk, q=q,
                   found=documents(looked_up.borrowers))  # fmt: skip
+
+
+@router.get("/receipts/{receipt_id}")
+def receipt(request: Request, desk: Operator, receipt_id: str) -> HTMLResponse:
+    """A receipt (凭证) as the borrower has it: what was paid, how, where it went, what was
+    left; a payment's id (``P12-3``) names the same one."""
+    shown = document(servicing.show_receipt(desk.context, receipt_id[:40]))
+    return render(request, "console/receipt.html", desk=desk, receipt=shown)
 
 
 @router.get("/borrowers/{borrower_id}")
@@ -215,7 +228,7 @@ def _loan_page(request: Request, desk: Desk, loan_id: int, day: date, status_cod
                   borrower=owner, events=shown_events, entries=history["entries"],
                   payouts=[{**shown, "why": _payout_reason(shown["reason"])}
                            for shown in documents(payouts.of_loan(context, loan_id))],
-                  methods=methods,
+                  methods=methods, receipts=documents(servicing.list_receipts(context, loan_id)),
                   reversible=_reversible(loan_id, events), waiver_limit=desk.offer.waiver_limit,
                   keys={form: uuid.uuid4().hex for form in FORMS}, **shown)  # fmt: skip
 
