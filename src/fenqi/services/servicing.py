@@ -101,6 +101,7 @@ from fenqi.services.views import (
     Reversed,
     Waived,
     WaiverPreview,
+    to_repay,
 )
 from fenqi.wire import consequences as consequences_document
 from fenqi.wire import payout as payout_document
@@ -309,8 +310,7 @@ def preview_payment(context: Context, loan_id: int, amount: Money, source: Sourc
     for the same reasons (who may pay, the day, the payoff, the method), with nothing written
     and no gateway asked: what a confirm step shows before the money moves. A gateway may
     still decline it when it is taken."""
-    if amount <= 0:
-        raise RefusedError(f"payment amount {amount} must be more than 0")
+    _check_payment(amount)
     allowed = _money_in_allowed(context, loan_id, source, day, allow_overpayment)
 
     def work(unit: UnitOfWork) -> PaymentPreview:
@@ -319,11 +319,7 @@ def preview_payment(context: Context, loan_id: int, amount: Money, source: Sourc
         payoff = _within_payoff(unit, record, amount, day=day, may=may)
         channel = _channel_of(_method(unit, record, source, may))
         seq = record.next_seq
-        event: Payment | Prepayment = (
-            Prepayment(seq, day, amount, channel, PrepayMode.REDUCE_INSTALLMENT, full=True)
-            if withholding.pays_off(record, amount, payoff, day)
-            else Payment(seq, day, amount, channel)
-        )
+        event = withholding.payment_event(record, seq, day, amount, channel, payoff=payoff)
         after = record.state_with(event, record.booking_day(day))
         went = after.allocations[seq]
         return PaymentPreview(
@@ -357,14 +353,13 @@ def preview_prepayment(context: Context, loan_id: int, amount: Money,
                 f"{amount} is more than the {payoff} that pays loan {loan_id} off on {day}: "
                 f"the most that can be prepaid is {payoff}"
             ).coded("over-payoff", amount=amount, most=payoff, day=day)
-        seq, settles = record.next_seq, amount >= payoff
+        seq, settles, owed = record.next_seq, amount >= payoff, to_repay(before)
         outcomes = tuple(
-            PrepaymentOutcome.of(mode, seq, amount, before, record.state_with(
+            PrepaymentOutcome.of(mode, seq, amount, owed, record.state_with(
                 Prepayment(seq, day, amount, Channel.MANUAL, mode, settles), day))
             for mode in PrepayMode
             if mode is PrepayMode.REDUCE_INSTALLMENT or _shortens(record.terms.method)
         )  # fmt: skip
-        owed = Money(sum(row.outstanding for row in before.installments))
         return PrepaymentPreview(loan_id, day, amount, payoff, owed, outcomes)
 
     return transact(context, work, reading=True)
@@ -470,8 +465,7 @@ def pay(context: Context, loan_id: int, amount: Money, source: Source, day: date
     is settled (an approved excess is a credit balance). Allocated as an ordinary payment, the
     same money would pay the later installments' scheduled interest ahead and leave principal
     owed that the quote no longer counts."""
-    if amount <= 0:
-        raise RefusedError(f"payment amount {amount} must be more than 0")
+    _check_payment(amount)
     request = {"op": "pay", "loan": loan_id, "amount": int(amount), "day": day.isoformat(),
                "method": source.method_id, "manual": source.manual,
                "overpayment": allow_overpayment}  # fmt: skip
@@ -484,12 +478,8 @@ def pay(context: Context, loan_id: int, amount: Money, source: Source, day: date
         method = _method(unit, record, source, may)
         if method is not None:
             return withholding.Wanted(Kind.PAY, amount, method, day)
-        seq = record.next_seq
-        event: Payment | Prepayment = (
-            Prepayment(seq, day, amount, Channel.MANUAL, PrepayMode.REDUCE_INSTALLMENT, full=True)
-            if withholding.pays_off(record, amount, payoff, day)
-            else Payment(seq, day, amount, Channel.MANUAL)
-        )
+        event = withholding.payment_event(record, record.next_seq, day, amount, Channel.MANUAL,
+                                          payoff=payoff)  # fmt: skip
         return withholding.money_in(unit, record, event, None, caller(context, unit).name)
 
     return withholding.collect(context, loan_id, request, decide, key=idempotency_key,
@@ -531,6 +521,11 @@ def prepay(context: Context, loan_id: int, amount: Money | None, *, mode: Prepay
 
     return withholding.collect(context, loan_id, request, decide, key=idempotency_key,
                                guard=_paying(allowed, loan_id, day))  # fmt: skip
+
+
+def _check_payment(amount: Money) -> None:
+    if amount <= 0:
+        raise RefusedError(f"payment amount {amount} must be more than 0")
 
 
 def _money_in_allowed(context: Context, loan_id: int, source: Source, day: date,

@@ -182,6 +182,11 @@ def _by_month(owed: Sequence[ToRepay]) -> tuple[MonthToRepay, ...]:
     return tuple(MonthToRepay(month, Money(amount)) for month, amount in sums.items())
 
 
+def to_repay(state: LoanState) -> Money:
+    """What is left to repay on a plan as scheduled: what every installment still owes."""
+    return Money(sum(row.outstanding for row in state.installments))
+
+
 class PrepaymentOutcome(NamedTuple):
     """What a partial prepayment would do in one mode: where the money goes, part by part, and
     the plan after it — its next installment, how many are left, the last due date, what is
@@ -204,16 +209,17 @@ class PrepaymentOutcome(NamedTuple):
     settles: bool
 
     @classmethod
-    def of(cls, mode: PrepayMode, seq: int, amount: Money, before: LoanState,
+    def of(cls, mode: PrepayMode, seq: int, amount: Money, owed_before: Money,
            after: LoanState) -> PrepaymentOutcome:  # fmt: skip
+        """The outcome of prepayment ``seq`` of ``amount`` in ``mode``, from the plan ``after``
+        it and what was left to repay without it (``owed_before``)."""
         went = after.allocations.get(seq)
         left = [row for row in after.installments if row.outstanding > 0]
 
         def part(component: Component) -> Money:
             return Money(0) if went is None else went.total(component)
 
-        owed_before = Money(sum(row.outstanding for row in before.installments))
-        owed_after = Money(sum(row.outstanding for row in left))
+        owed_after = to_repay(after)
         return cls(
             mode, part(Component.PRINCIPAL), part(Component.INTEREST), part(Component.FEE),
             part(Component.PENALTY), Money(0) if went is None else went.to_credit,

@@ -184,9 +184,17 @@ def money_event(loan: Loan, request: DebitRequest, seq: int) -> Payment | Prepay
         mode = request.mode or PrepayMode.REDUCE_INSTALLMENT
         return Prepayment(seq, day, amount, channel, mode, amount >= payoff)
     if request.kind is Kind.PAY:
-        payoff = loan.payoff_on(day)
-        if pays_off(loan, amount, payoff, day):
-            return Prepayment(seq, day, amount, channel, PrepayMode.REDUCE_INSTALLMENT, full=True)
+        return payment_event(loan, seq, day, amount, channel, payoff=loan.payoff_on(day))
+    return Payment(seq, day, amount, channel)
+
+
+def payment_event(loan: Loan, seq: int, day: date, amount: Money, channel: Channel, *,
+                  payoff: Money) -> Payment | Prepayment:  # fmt: skip
+    """What a payment of ``amount`` is booked as: the full payoff (a prepayment) when it
+    reaches ``payoff`` while installments are still to fall due (``pays_off``), else a
+    payment. One rule for money taken by hand, from a gateway, and for its preview."""
+    if pays_off(loan, amount, payoff, day):
+        return Prepayment(seq, day, amount, channel, PrepayMode.REDUCE_INSTALLMENT, full=True)
     return Payment(seq, day, amount, channel)
 
 

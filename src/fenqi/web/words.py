@@ -789,6 +789,8 @@ WORDS: dict[str, dict[str, str]] = {
     "me.confirm.title": {"zh-CN": "确认还款", "en": "Confirm your payment"},
     "me.confirm.you_pay": {"zh-CN": "今天（{date}）还款", "en": "You pay today ({date})"},
     "me.confirm.go": {"zh-CN": "确认还款 {amount}", "en": "Pay {amount}"},
+    "me.confirm.paid_with": {"zh-CN": "支付方式：{method}", "en": "Paid with {method}"},
+    "me.list.separator": {"zh-CN": "、", "en": ", "},
     "me.prepay.title": {"zh-CN": "提前还部分本金", "en": "Repay part early"},
     "me.prepay.amount": {"zh-CN": "提前还款金额（元）", "en": "Amount to repay early (yuan)"},
     "me.prepay.hint": {
